@@ -1,0 +1,55 @@
+//! In-flight accounting: how the Engine knows a crawl is finished.
+//!
+//! Every unit of open work — the start-request iterator until it is
+//! exhausted, and every request from the moment it is emitted until it ends
+//! as a response whose items left the pipelines, a counted drop or a counted
+//! error — holds one count. The rule that makes this exact: whoever emits
+//! new work opens it *before* closing the work that produced it. So the count
+//! reaches zero only when nothing is queued, in flight, in a mailbox or in a
+//! pipeline, and the actor that brings it to zero tells the Engine at once
+//! (no polling, no idle timer).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix::Recipient;
+
+use crate::messages::Idle;
+
+/// The open-work counter, shared by every actor of one crawl.
+pub(crate) struct Accounting {
+    /// Units of open work.
+    open: AtomicUsize,
+    /// The Engine, told when `open` drops to zero.
+    idle: Recipient<Idle>,
+}
+
+impl Accounting {
+    pub(crate) fn new(idle: Recipient<Idle>) -> Self {
+        Accounting {
+            open: AtomicUsize::new(0),
+            idle,
+        }
+    }
+
+    /// Opens `n` units (call before handing the work on).
+    pub(crate) fn open(&self, n: usize) {
+        self.open.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Closes `n` units; the call that reaches zero notifies the Engine.
+    pub(crate) fn close(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let before = self.open.fetch_sub(n, Ordering::AcqRel);
+        assert!(before >= n, "accounting underflow: closing {n} of {before}");
+        if before == n {
+            self.idle.do_send(Idle);
+        }
+    }
+
+    /// Units open now.
+    pub(crate) fn count(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}

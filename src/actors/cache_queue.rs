@@ -1,0 +1,153 @@
+//! CacheQueue: the actor in front of the queue back-end.
+//!
+//! It owns a [`QueueBackend`] (in memory by default) and serialises every
+//! operation on it, so a push is always visible to the pop that follows it
+//! even when a back-end answers asynchronously. Only the Scheduler talks to
+//! it.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use slog::{error, Logger};
+
+use crate::accounting::Accounting;
+use crate::context::Context;
+use crate::error::Error;
+use crate::messages::{Drain, Pop, Push, Shutdown};
+use crate::queue::QueueBackend;
+use crate::spider::Callback;
+use crate::stats::Stats;
+
+/// The queue actor.
+pub struct CacheQueue<C> {
+    /// Where requests wait.
+    backend: Box<dyn QueueBackend<C>>,
+    /// A failed push loses its batch: the lost requests are counted and
+    /// their work closed so the crawl still ends.
+    accounting: Arc<Accounting>,
+    /// For the lost-request counter.
+    stats: Arc<Stats>,
+    /// Structured log.
+    log: Logger,
+}
+
+impl<C: Callback> CacheQueue<C> {
+    pub(crate) fn new(
+        backend: Box<dyn QueueBackend<C>>,
+        accounting: Arc<Accounting>,
+        stats: Arc<Stats>,
+        log: Logger,
+    ) -> Self {
+        CacheQueue {
+            backend,
+            accounting,
+            stats,
+            log,
+        }
+    }
+}
+
+impl<C: Callback> Actor for CacheQueue<C> {
+    type Context = actix::Context<Self>;
+}
+
+impl<C: Callback> Handler<Push<C>> for CacheQueue<C> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Push<C>, _: &mut Self::Context) -> Self::Result {
+        let n = msg.batch.len();
+        let fut = self.backend.push(msg.batch);
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            if let Err(e) = res {
+                error!(act.log, "queue push failed; requests lost"; "count" => n, "error" => %e);
+                act.stats
+                    .add_named("scheduler/lost_on_push_error", n as u64);
+                act.accounting.close(n);
+            }
+        })))
+    }
+}
+
+impl<C: Callback> Handler<Pop<C>> for CacheQueue<C> {
+    type Result = AtomicResponse<Self, Result<Vec<Context<C>>, Error>>;
+
+    fn handle(&mut self, msg: Pop<C>, _: &mut Self::Context) -> Self::Result {
+        let fut = self.backend.pop(msg.max);
+        AtomicResponse::new(Box::pin(fut.into_actor(self)))
+    }
+}
+
+impl<C: Callback> Handler<Drain<C>> for CacheQueue<C> {
+    type Result = AtomicResponse<Self, Result<Vec<Context<C>>, Error>>;
+
+    fn handle(&mut self, _: Drain<C>, _: &mut Self::Context) -> Self::Result {
+        let fut = self.backend.drain();
+        AtomicResponse::new(Box::pin(fut.into_actor(self)))
+    }
+}
+
+impl<C: Callback> Handler<Shutdown> for CacheQueue<C> {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::Idle;
+    use crate::queue::MemoryQueue;
+    use crate::request::Request;
+
+    struct Sink;
+    impl Actor for Sink {
+        type Context = actix::Context<Self>;
+    }
+    impl Handler<Idle> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Idle, _: &mut Self::Context) {}
+    }
+
+    #[actix::test]
+    async fn push_then_pop_in_priority_order() {
+        let accounting = Arc::new(Accounting::new(Sink.start().recipient()));
+        let q = CacheQueue::<()>::new(
+            Box::new(MemoryQueue::default()),
+            accounting,
+            Arc::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        )
+        .start();
+        let batch = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let r = Request::get(&format!("http://h/{p}"))
+                    .unwrap()
+                    .priority(i as i32);
+                Context::new(r, None)
+            })
+            .collect();
+        q.do_send(Push { batch });
+        let got = q
+            .send(Pop {
+                max: 2,
+                _callback: Default::default(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let paths: Vec<_> = got.iter().map(|c| c.request.url.path()).collect();
+        assert_eq!(paths, ["/c", "/b"]);
+        let rest = q
+            .send(Drain {
+                _callback: Default::default(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+    }
+}

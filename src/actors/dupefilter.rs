@@ -1,0 +1,123 @@
+//! DupeFilter: drops requests the crawl has already seen.
+//!
+//! For each request of a batch it computes the fingerprint (SPEC §2) and
+//! test-and-adds it in its [`DupeBackend`] (a Bloom filter by default). If
+//! the back-end fails, the batch is let through rather than lost: fetching a
+//! page twice is better than never.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use slog::{error, Logger};
+
+use crate::dedupe::DupeBackend;
+use crate::fingerprint::fingerprint;
+use crate::messages::{Check, Checked, Shutdown};
+use crate::spider::Callback;
+use crate::stats::Stats;
+
+/// The dupe-filter actor.
+pub struct DupeFilter<C> {
+    /// The seen-set.
+    backend: Box<dyn DupeBackend>,
+    /// For the back-end error counter.
+    stats: Arc<Stats>,
+    /// Structured log.
+    log: Logger,
+    /// The callback type of the requests it sees.
+    _callback: PhantomData<fn() -> C>,
+}
+
+impl<C: Callback> DupeFilter<C> {
+    pub(crate) fn new(backend: Box<dyn DupeBackend>, stats: Arc<Stats>, log: Logger) -> Self {
+        DupeFilter {
+            backend,
+            stats,
+            log,
+            _callback: PhantomData,
+        }
+    }
+}
+
+impl<C: Callback> Actor for DupeFilter<C> {
+    type Context = actix::Context<Self>;
+}
+
+impl<C: Callback> Handler<Check<C>> for DupeFilter<C> {
+    type Result = AtomicResponse<Self, Checked<C>>;
+
+    fn handle(&mut self, msg: Check<C>, _: &mut Self::Context) -> Self::Result {
+        let fps = msg.batch.iter().map(|c| fingerprint(&c.request)).collect();
+        let fut = self.backend.check_and_add(fps);
+        let batch = msg.batch;
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(
+            move |res, act, _| match res {
+                Ok(fresh) => {
+                    let total = batch.len();
+                    let accepted: Vec<_> = batch
+                        .into_iter()
+                        .zip(fresh)
+                        .filter_map(|(ctx, new)| new.then_some(ctx))
+                        .collect();
+                    Checked {
+                        duplicates: total - accepted.len(),
+                        accepted,
+                    }
+                }
+                Err(e) => {
+                    error!(act.log, "dupe filter failed; letting the batch through";
+                        "count" => batch.len(), "error" => %e);
+                    act.stats.add_named("dupefilter/errors", 1);
+                    Checked {
+                        accepted: batch,
+                        duplicates: 0,
+                    }
+                }
+            },
+        )))
+    }
+}
+
+impl<C: Callback> Handler<Shutdown> for DupeFilter<C> {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Context;
+    use crate::dedupe::BloomDupe;
+    use crate::request::Request;
+
+    #[actix::test]
+    async fn drops_repeats_within_and_across_batches() {
+        let f = DupeFilter::<()>::new(
+            Box::new(BloomDupe::new(1000, 0.001).unwrap()),
+            Arc::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        )
+        .start();
+        let ctx = |u: &str| Context::new(Request::get(u).unwrap(), None);
+        let first = f
+            .send(Check {
+                batch: vec![ctx("http://h/a"), ctx("http://h/b"), ctx("http://h/a#x")],
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.accepted.len(), 2);
+        assert_eq!(first.duplicates, 1);
+        let second = f
+            .send(Check {
+                batch: vec![ctx("http://h/b"), ctx("http://h/c")],
+            })
+            .await
+            .unwrap();
+        assert_eq!(second.duplicates, 1);
+        assert_eq!(second.accepted[0].request.url.path(), "/c");
+    }
+}

@@ -1,0 +1,12 @@
+//! The crawl's actors, one per file. `actors.md` at the repository root
+//! describes what each handles and sends, and the numbered data flow.
+
+pub mod cache_queue;
+pub mod downloader;
+pub mod dupefilter;
+pub mod engine;
+pub mod error_handler;
+pub mod parser;
+pub mod pipeline_stage;
+pub mod pool;
+pub mod scheduler;

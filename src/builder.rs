@@ -1,0 +1,375 @@
+//! Configuring and starting a crawl.
+//!
+//! [`Crawler::builder`] takes the spider; setters document their defaults;
+//! [`CrawlerBuilder::build`] checks the configuration and returns an
+//! immutable [`Crawler`]; [`Crawler::start`] wires the actors on the current
+//! actix arbiter (Engine, Scheduler, CacheQueue, DupeFilter, Pool,
+//! ErrorHandler), the Parser and the PipelineStage on an arbiter each, and
+//! the downloaders on an arbiter each under supervisors, and returns a
+//! [`CrawlHandle`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use slog::{o, Logger};
+use tokio::sync::watch;
+
+use crate::accounting::Accounting;
+use crate::actors::cache_queue::CacheQueue;
+use crate::actors::downloader::{Downloader, DownloaderLinks};
+use crate::actors::dupefilter::DupeFilter;
+use crate::actors::engine::{Engine, EngineLinks};
+use crate::actors::error_handler::{ErrorHandler, ErrorLinks};
+use crate::actors::parser::{Parser, ParserLinks};
+use crate::actors::pipeline_stage::{PipelineStage, StageLinks};
+use crate::actors::pool::{Pool, PoolLinks};
+use crate::actors::scheduler::{Scheduler, SchedulerLinks};
+use crate::dedupe::{BloomDupe, DupeBackend};
+use crate::error::{panic_message, Error, ErrorKind, Stage};
+use crate::handle::CrawlHandle;
+use crate::http::DownloadConfig;
+use crate::middleware::{DownloadMiddleware, Middlewares};
+use crate::pipeline::Pipeline;
+use crate::queue::{MemoryQueue, QueueBackend};
+use crate::spider::Spider;
+use crate::stats::Stats;
+
+/// The User-Agent sent unless configured otherwise.
+pub const DEFAULT_USER_AGENT: &str = concat!(
+    "spinneret/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://crates.io/crates/spinneret)"
+);
+
+/// Entry point: `Crawler::builder(spider)`.
+pub struct Crawler<S: Spider> {
+    /// The checked configuration.
+    builder: CrawlerBuilder<S>,
+}
+
+/// Configuration of a crawl, with documented defaults.
+pub struct CrawlerBuilder<S: Spider> {
+    spider: Arc<S>,
+    concurrency: usize,
+    downloaders: usize,
+    dedupe: bool,
+    bloom_capacity: usize,
+    bloom_rate: f64,
+    timeout: Duration,
+    max_body: usize,
+    user_agent: String,
+    max_crashes: u32,
+    middlewares: Vec<Arc<dyn DownloadMiddleware<S::Callback>>>,
+    pipelines: Vec<Box<dyn Pipeline>>,
+    queue: Option<Box<dyn QueueBackend<S::Callback>>>,
+    dupe: Option<Box<dyn DupeBackend>>,
+    log: Logger,
+}
+
+impl<S: Spider> Crawler<S> {
+    /// Starts configuring a crawl of `spider`.
+    pub fn builder(spider: S) -> CrawlerBuilder<S> {
+        CrawlerBuilder {
+            spider: Arc::new(spider),
+            concurrency: 16,
+            downloaders: 2,
+            dedupe: true,
+            bloom_capacity: 1 << 20,
+            bloom_rate: 0.001,
+            timeout: Duration::from_secs(180),
+            max_body: 64 << 20,
+            user_agent: DEFAULT_USER_AGENT.to_string(),
+            max_crashes: 2,
+            middlewares: Vec::new(),
+            pipelines: Vec::new(),
+            queue: None,
+            dupe: None,
+            log: Logger::root(slog::Discard, o!()),
+        }
+    }
+}
+
+impl<S: Spider> CrawlerBuilder<S> {
+    /// Most requests in flight at once, across all hosts. Default 16.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Downloader actors, each on its own arbiter (thread). Default 2.
+    pub fn downloaders(mut self, n: usize) -> Self {
+        self.downloaders = n;
+        self
+    }
+
+    /// Whether duplicate requests are dropped. Default on.
+    pub fn dedupe(mut self, on: bool) -> Self {
+        self.dedupe = on;
+        self
+    }
+
+    /// Bloom filter sizing: expected distinct requests and false-positive
+    /// rate. Default 1,048,576 at 0.001 (about 1.8 MB).
+    pub fn bloom(mut self, capacity: usize, false_positive_rate: f64) -> Self {
+        self.bloom_capacity = capacity;
+        self.bloom_rate = false_positive_rate;
+        self
+    }
+
+    /// Deadline for a whole exchange, body included, unless a request sets
+    /// its own. Default 180 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest response body accepted, after decompression; larger ones are
+    /// counted errors. Default 64 MiB.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The User-Agent sent unless a request sets its own. Default
+    /// [`DEFAULT_USER_AGENT`].
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+
+    /// How many times one request may crash its downloader before it fails
+    /// instead of being re-queued. Default 2.
+    pub fn max_crashes(mut self, n: u32) -> Self {
+        self.max_crashes = n;
+        self
+    }
+
+    /// Adds a download middleware.
+    pub fn middleware(mut self, m: impl DownloadMiddleware<S::Callback>) -> Self {
+        self.middlewares.push(Arc::new(m));
+        self
+    }
+
+    /// Adds an item pipeline.
+    pub fn pipeline(mut self, p: impl Pipeline) -> Self {
+        self.pipelines.push(Box::new(p));
+        self
+    }
+
+    /// Replaces the in-memory queue with another back-end.
+    pub fn queue(mut self, backend: impl QueueBackend<S::Callback>) -> Self {
+        self.queue = Some(Box::new(backend));
+        self
+    }
+
+    /// Replaces the in-memory Bloom filter with another back-end.
+    pub fn dupe_backend(mut self, backend: impl DupeBackend) -> Self {
+        self.dupe = Some(Box::new(backend));
+        self
+    }
+
+    /// Where the crawl logs. Default: discarded.
+    pub fn logger(mut self, log: Logger) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(mut self) -> Result<Crawler<S>, Error> {
+        let bad = |m: String| Err(Error::new(Stage::Setup, ErrorKind::Config(m)));
+        if self.concurrency == 0 {
+            return bad("concurrency must be at least 1".into());
+        }
+        if self.downloaders == 0 {
+            return bad("at least one downloader is needed".into());
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout must be positive".into());
+        }
+        if self.dedupe && self.dupe.is_none() {
+            self.dupe = Some(Box::new(BloomDupe::new(
+                self.bloom_capacity,
+                self.bloom_rate,
+            )?));
+        }
+        Ok(Crawler { builder: self })
+    }
+}
+
+impl<S: Spider> Crawler<S> {
+    /// Starts the crawl on the current actix system.
+    ///
+    /// Fails when called outside a running actix system, or when the
+    /// spider's `start_requests` panics.
+    pub fn start(self) -> Result<CrawlHandle, Error> {
+        if System::try_current().is_none() {
+            return Err(Error::new(
+                Stage::Setup,
+                ErrorKind::IllegalState("Crawler::start needs a running actix system".into()),
+            ));
+        }
+        let b = self.builder;
+        let spider = b.spider;
+        let starts =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spider.start_requests()))
+                .map_err(|p| Error::new(Stage::Setup, ErrorKind::Panic(panic_message(&*p))))?;
+        let log = b.log.new(o!("spider" => spider.name().to_string()));
+        let stats = Arc::new(Stats::default());
+
+        let engine_ctx = actix::Context::<Engine>::new();
+        let engine = engine_ctx.address();
+        let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
+        let sched_ctx = actix::Context::<Scheduler<S::Callback>>::new();
+        let sched = sched_ctx.address();
+        let pool_ctx = actix::Context::<Pool<S::Callback>>::new();
+        let pool = pool_ctx.address();
+
+        let errors = ErrorHandler::new(
+            spider.clone(),
+            ErrorLinks {
+                enqueue: sched.clone().recipient(),
+                completed: sched.clone().recipient(),
+            },
+            accounting.clone(),
+            stats.clone(),
+            log.new(o!("actor" => "error_handler")),
+        )
+        .start();
+        let queue = CacheQueue::new(
+            b.queue.unwrap_or_else(|| Box::new(MemoryQueue::default())),
+            accounting.clone(),
+            stats.clone(),
+            log.new(o!("actor" => "cache_queue")),
+        )
+        .start();
+        let dupe = b.dupe.filter(|_| b.dedupe).map(|backend| {
+            DupeFilter::new(backend, stats.clone(), log.new(o!("actor" => "dupefilter"))).start()
+        });
+
+        let mut arbiters = Vec::new();
+        let stage_arbiter = Arbiter::new();
+        let stage = {
+            let links = StageLinks {
+                completed: sched.clone().recipient(),
+                report: errors.clone().recipient(),
+            };
+            let (pipelines, stats, log) = (
+                b.pipelines,
+                stats.clone(),
+                log.new(o!("actor" => "pipelines")),
+            );
+            PipelineStage::start_in_arbiter(&stage_arbiter.handle(), move |_| {
+                PipelineStage::new(pipelines, links, stats, log)
+            })
+        };
+        arbiters.push(stage_arbiter);
+        let parser_arbiter = Arbiter::new();
+        let parser = {
+            let links = ParserLinks {
+                enqueue: sched.clone().recipient(),
+                items: stage.clone().recipient(),
+                completed: sched.clone().recipient(),
+                report: errors.clone().recipient(),
+            };
+            let (spider, accounting, stats, log) = (
+                spider.clone(),
+                accounting.clone(),
+                stats.clone(),
+                log.new(o!("actor" => "parser")),
+            );
+            Parser::start_in_arbiter(&parser_arbiter.handle(), move |_| {
+                Parser::new(spider, links, accounting, stats, log)
+            })
+        };
+        arbiters.push(parser_arbiter);
+
+        let middlewares = Arc::new(Middlewares::new(b.middlewares));
+        let config = Arc::new(DownloadConfig {
+            timeout: b.timeout,
+            max_body: b.max_body,
+            user_agent: b.user_agent,
+        });
+        let mut workers = Vec::new();
+        for index in 0..b.downloaders {
+            let arbiter = Arbiter::new();
+            let links = DownloaderLinks {
+                results: pool.clone().recipient(),
+                crashes: pool.clone().recipient(),
+            };
+            let (middlewares, config, stats, log) = (
+                middlewares.clone(),
+                config.clone(),
+                stats.clone(),
+                log.new(o!("actor" => "downloader", "worker" => index)),
+            );
+            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                Downloader::new(index, middlewares, config, links, stats, log)
+            });
+            workers.push(addr.recipient());
+            arbiters.push(arbiter);
+        }
+
+        let mut shutdown = vec![
+            sched.clone().recipient(),
+            pool.clone().recipient(),
+            queue.clone().recipient(),
+            errors.clone().recipient(),
+            stage.clone().recipient(),
+            parser.clone().recipient(),
+        ];
+        if let Some(d) = &dupe {
+            shutdown.push(d.clone().recipient());
+        }
+        pool_ctx.run(Pool::new(
+            PoolLinks {
+                workers,
+                parser: parser.recipient(),
+                errors: errors.clone().recipient(),
+                enqueue: sched.clone().recipient(),
+                requeue: sched.clone().recipient(),
+                completed: sched.clone().recipient(),
+            },
+            b.max_crashes,
+            accounting.clone(),
+            stats.clone(),
+            log.new(o!("actor" => "pool")),
+        ));
+        sched_ctx.run(Scheduler::new(
+            SchedulerLinks {
+                push: queue.clone().recipient(),
+                pop: queue.clone().recipient(),
+                drain: queue.recipient(),
+                dupe: dupe.map(Addr::recipient),
+                pool: pool.recipient(),
+            },
+            starts,
+            b.concurrency,
+            accounting.clone(),
+            stats.clone(),
+            log.new(o!("actor" => "scheduler")),
+        ));
+        let (finished_tx, finished_rx) = watch::channel(None);
+        engine_ctx.run(Engine::new(
+            EngineLinks {
+                pause: sched.clone().recipient(),
+                resume: sched.clone().recipient(),
+                stop: sched.recipient(),
+                close: stage.recipient(),
+                shutdown,
+            },
+            arbiters,
+            accounting,
+            stats.clone(),
+            finished_tx,
+            log.new(o!("actor" => "engine")),
+        ));
+        Ok(CrawlHandle::new(
+            engine.clone().recipient(),
+            engine.clone().recipient(),
+            engine.recipient(),
+            stats,
+            finished_rx,
+        ))
+    }
+}

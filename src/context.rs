@@ -1,0 +1,46 @@
+//! The envelope every message about a request carries.
+//!
+//! The seed's `Context` holds a request's id, the request, its download
+//! result, item and error. Here the typed messages carry the result, items
+//! and errors themselves (see `messages.rs`), and the [`Context`] keeps what
+//! must follow the request through every actor: its identity, lineage and
+//! attempt counters.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::request::Request;
+use crate::spider::Callback;
+
+/// A request in flight through the crawl, with its bookkeeping.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound = "C: Callback")]
+pub struct Context<C> {
+    /// Unique per scheduled request; logs and in-flight tables key on it.
+    pub id: Uuid,
+    /// The request being crawled.
+    pub request: Request<C>,
+    /// The request whose response or failure emitted this one (none for
+    /// start requests): the lineage a log reader follows.
+    pub parent: Option<Uuid>,
+    /// How many times this request was handed to a downloader; 1 on its
+    /// first download.
+    pub attempt: u32,
+    /// How many times a downloader crashed while holding this request; past
+    /// the crawl's limit the request fails instead of being re-queued, so a
+    /// request that always crashes cannot loop forever.
+    pub crashes: u32,
+}
+
+impl<C> Context<C> {
+    /// A fresh context for `request`, emitted by `parent`.
+    pub fn new(request: Request<C>, parent: Option<Uuid>) -> Self {
+        Context {
+            id: Uuid::new_v4(),
+            request,
+            parent,
+            attempt: 0,
+            crashes: 0,
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The crate's one error type.
+//!
+//! Every failure anywhere in a crawl is an [`Error`]: a boxed [`ErrorKind`]
+//! saying what went wrong plus the context a user needs to act on it (the
+//! URL, the [`Stage`] of the crawl, the attempt number). Expected outcomes —
+//! a duplicate request, a dropped item — are values elsewhere, never errors.
+
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+/// Where in the crawl an error happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Stage {
+    /// Building the crawl or a request.
+    Setup,
+    /// Queueing, de-duplicating or dispatching a request.
+    Schedule,
+    /// A download middleware's `process_request`.
+    ProcessRequest,
+    /// The network exchange itself.
+    Download,
+    /// A download middleware's `process_response`.
+    ProcessResponse,
+    /// The spider's parse callback.
+    Parse,
+    /// An item pipeline.
+    Pipeline,
+    /// The spider's error callback.
+    ErrorCallback,
+    /// Controlling the crawl (pause, resume, stop).
+    Control,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        let name = s.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown");
+        f.write_str(name)
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A URL could not be parsed or has a scheme the crawler cannot fetch.
+    #[error("invalid URL {input:?}: {reason}")]
+    InvalidUrl {
+        /// The text that was given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The whole exchange (headers and body) took longer than allowed.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// Connecting or sending failed.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// Reading the body failed.
+    #[error("reading the body failed: {0}")]
+    Body(String),
+    /// The body was larger than the configured maximum.
+    #[error("response body over the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The server answered with a status the request does not allow.
+    #[error("HTTP status {0} is not allowed for this request")]
+    HttpStatus(u16),
+    /// A body was not the JSON the caller expected.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// A spider, middleware or pipeline reported a failure.
+    #[error("{0}")]
+    Custom(String),
+    /// User code panicked; the panic was caught.
+    #[error("panicked: {0}")]
+    Panic(String),
+    /// The operation does not fit the crawl's state (for example pausing a
+    /// finished crawl).
+    #[error("illegal state: {0}")]
+    IllegalState(String),
+    /// A queue or dupe-filter back-end failed.
+    #[error("back-end failure: {0}")]
+    Backend(String),
+}
+
+/// The crate's error: a kind plus where it happened.
+///
+/// Boxed so that `Result<T, Error>` stays one word wide on the hot path.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    /// What went wrong.
+    kind: ErrorKind,
+    /// The URL of the request concerned, when there is one.
+    url: Option<Url>,
+    /// The crawl stage that failed, so stats and logs can group errors.
+    stage: Stage,
+    /// Which attempt of the request failed (1 for the first), 0 if unknown.
+    attempt: u32,
+}
+
+impl Error {
+    /// An error of `kind` at `stage`, with no URL yet.
+    pub fn new(stage: Stage, kind: ErrorKind) -> Self {
+        Error(Box::new(Inner {
+            kind,
+            url: None,
+            stage,
+            attempt: 0,
+        }))
+    }
+
+    /// A free-form failure reported by user code (spider, middleware,
+    /// pipeline) at `stage`.
+    pub fn custom(stage: Stage, message: impl Into<String>) -> Self {
+        Self::new(stage, ErrorKind::Custom(message.into()))
+    }
+
+    /// Attaches the URL of the request concerned.
+    pub fn with_url(mut self, url: &Url) -> Self {
+        self.0.url = Some(url.clone());
+        self
+    }
+
+    /// Attaches the attempt number.
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.0.attempt = attempt;
+        self
+    }
+
+    /// Moves the error to another stage (used when an inner helper does not
+    /// know which stage called it).
+    pub fn at(mut self, stage: Stage) -> Self {
+        self.0.stage = stage;
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0.kind
+    }
+
+    /// The URL concerned, if known.
+    pub fn url(&self) -> Option<&Url> {
+        self.0.url.as_ref()
+    }
+
+    /// The stage that failed.
+    pub fn stage(&self) -> Stage {
+        self.0.stage
+    }
+
+    /// The attempt that failed (1 for the first), 0 if unknown.
+    pub fn attempt(&self) -> u32 {
+        self.0.attempt
+    }
+
+    /// A short stable name for the kind, used as a stats key suffix.
+    pub fn kind_name(&self) -> &'static str {
+        match self.0.kind {
+            ErrorKind::InvalidUrl { .. } => "invalid_url",
+            ErrorKind::Config(_) => "config",
+            ErrorKind::Timeout(_) => "timeout",
+            ErrorKind::Connect(_) => "connect",
+            ErrorKind::Body(_) => "body",
+            ErrorKind::BodyTooLarge { .. } => "body_too_large",
+            ErrorKind::HttpStatus(_) => "http_status",
+            ErrorKind::Json(_) => "json",
+            ErrorKind::Custom(_) => "custom",
+            ErrorKind::Panic(_) => "panic",
+            ErrorKind::IllegalState(_) => "illegal_state",
+            ErrorKind::Backend(_) => "backend",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (stage {}", self.0.kind, self.0.stage)?;
+        if let Some(url) = &self.0.url {
+            write!(f, ", url {url}")?;
+        }
+        if self.0.attempt > 0 {
+            write!(f, ", attempt {}", self.0.attempt)?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("stage", &self.0.stage)
+            .field("url", &self.0.url.as_ref().map(Url::as_str))
+            .field("attempt", &self.0.attempt)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0.kind)
+    }
+}
+
+/// Turns a caught panic payload into a message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_carries_context() {
+        let url = Url::parse("http://example.com/a").unwrap();
+        let e = Error::new(Stage::Download, ErrorKind::HttpStatus(429))
+            .with_url(&url)
+            .with_attempt(2);
+        assert_eq!(
+            e.to_string(),
+            "HTTP status 429 is not allowed for this request (stage download, url http://example.com/a, attempt 2)"
+        );
+        assert_eq!(e.kind_name(), "http_status");
+        assert_eq!(e.stage(), Stage::Download);
+    }
+}

@@ -1,0 +1,123 @@
+//! Request fingerprints: what makes two requests "the same".
+//!
+//! As the seed specifies (SPEC §2): the method, the canonical URL (query
+//! pairs sorted, fragment dropped), the body bytes and the headers sorted by
+//! name, hashed to 128 bits with SipHash-1-3. The request is only read, so a
+//! POST body still goes out intact. The keys are fixed so fingerprints are
+//! stable across processes and runs (a persisted or shared filter stays
+//! valid).
+
+use std::hash::Hasher;
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+use url::Url;
+
+use crate::request::Request;
+
+/// A request's 128-bit fingerprint.
+pub type Fingerprint = u128;
+
+/// The URL in canonical form: query pairs sorted (by key, then value), the
+/// fragment dropped. Scheme and host case, default ports and
+/// percent-encoding are already normalised by the `url` parser.
+pub fn canonical_url(url: &Url) -> Url {
+    let mut canon = url.clone();
+    canon.set_fragment(None);
+    if url.query().is_some() {
+        let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        if pairs.is_empty() {
+            canon.set_query(None);
+        } else {
+            pairs.sort();
+            canon.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+    canon
+}
+
+/// The fingerprint of `request`.
+pub fn fingerprint<C>(request: &Request<C>) -> Fingerprint {
+    let mut h = SipHasher13::new_with_keys(0x7370_696e_6e65_7265, 0x7420_6670_2076_3031);
+    let field = |h: &mut SipHasher13, bytes: &[u8]| {
+        // Length-prefixed so that field boundaries cannot shift.
+        h.write_u64(bytes.len() as u64);
+        h.write(bytes);
+    };
+    field(&mut h, request.method.as_str().as_bytes());
+    field(&mut h, canonical_url(&request.url).as_str().as_bytes());
+    field(&mut h, &request.body);
+    let mut headers: Vec<(String, &str)> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .collect();
+    headers.sort();
+    h.write_u64(headers.len() as u64);
+    for (k, v) in &headers {
+        field(&mut h, k.as_bytes());
+        field(&mut h, v.as_bytes());
+    }
+    h.finish128().as_u128()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> Request<()> {
+        Request::get(url).unwrap()
+    }
+
+    #[test]
+    fn canonical_url_sorts_query_and_drops_fragment() {
+        let u = Url::parse("HTTP://Example.COM:80/a?b=2&a=1&a=0#frag").unwrap();
+        assert_eq!(
+            canonical_url(&u).as_str(),
+            "http://example.com/a?a=0&a=1&b=2"
+        );
+        let u = Url::parse("http://h/a?").unwrap();
+        assert_eq!(canonical_url(&u).as_str(), "http://h/a");
+    }
+
+    #[test]
+    fn same_request_same_fingerprint() {
+        assert_eq!(
+            fingerprint(&get("http://h/a?x=1&y=2#top")),
+            fingerprint(&get("http://h/a?y=2&x=1"))
+        );
+    }
+
+    #[test]
+    fn method_body_and_headers_count() {
+        let base = fingerprint(&get("http://h/a"));
+        assert_ne!(
+            base,
+            fingerprint(&Request::<()>::post("http://h/a", "").unwrap())
+        );
+        let p1 = fingerprint(&Request::<()>::post("http://h/a", "x=1").unwrap());
+        let p2 = fingerprint(&Request::<()>::post("http://h/a", "x=2").unwrap());
+        assert_ne!(p1, p2);
+        let h1 = get("http://h/a").header("A", "1").header("b", "2");
+        let h2 = get("http://h/a").header("b", "2").header("a", "1");
+        assert_eq!(fingerprint(&h1), fingerprint(&h2), "headers sorted by name");
+        assert_ne!(base, fingerprint(&h1));
+    }
+
+    #[test]
+    fn body_is_left_intact() {
+        let r = Request::<()>::post("http://h/a", "payload").unwrap();
+        let _ = fingerprint(&r);
+        assert_eq!(&r.body[..], b"payload");
+    }
+
+    #[test]
+    fn fingerprints_are_stable_across_runs() {
+        // Fixed keys: a persisted filter must stay valid after a restart.
+        assert_eq!(
+            fingerprint(&get("http://h/a")),
+            fingerprint(&get("http://h/a"))
+        );
+        let known = fingerprint(&get("http://example.com/"));
+        assert_eq!(known, fingerprint(&get("http://EXAMPLE.com:80/#x")));
+    }
+}

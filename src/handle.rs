@@ -1,0 +1,107 @@
+//! The handle to a running crawl.
+//!
+//! Cheap to clone; every clone controls the same crawl. It reads live stats
+//! straight from the crawl's atomics, forwards pause/resume/stop to the
+//! Engine, and `join()` waits for the final stats.
+
+use std::sync::Arc;
+
+use actix::Recipient;
+use tokio::sync::watch;
+
+use crate::error::{Error, ErrorKind, Stage};
+use crate::messages::{Pause, Resume, Stop};
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Controls and observes one crawl.
+#[derive(Clone)]
+pub struct CrawlHandle {
+    /// Engine: pause.
+    pause: Recipient<Pause>,
+    /// Engine: resume.
+    resume: Recipient<Resume>,
+    /// Engine: stop.
+    stop: Recipient<Stop>,
+    /// The crawl's live counters.
+    stats: Arc<Stats>,
+    /// Becomes `Some(final stats)` when the crawl has finished.
+    finished: watch::Receiver<Option<StatsSnapshot>>,
+}
+
+impl CrawlHandle {
+    pub(crate) fn new(
+        pause: Recipient<Pause>,
+        resume: Recipient<Resume>,
+        stop: Recipient<Stop>,
+        stats: Arc<Stats>,
+        finished: watch::Receiver<Option<StatsSnapshot>>,
+    ) -> Self {
+        CrawlHandle {
+            pause,
+            resume,
+            stop,
+            stats,
+            finished,
+        }
+    }
+
+    /// A snapshot of the live stats.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Whether the crawl has finished.
+    pub fn is_finished(&self) -> bool {
+        self.finished.borrow().is_some()
+    }
+
+    /// Stops dequeuing; requests in flight finish. Fails with
+    /// [`ErrorKind::IllegalState`] once the crawl is stopping or finished.
+    pub async fn pause(&self) -> Result<(), Error> {
+        self.control(&self.pause, Pause, "pause").await
+    }
+
+    /// Dequeues again after a pause.
+    pub async fn resume(&self) -> Result<(), Error> {
+        self.control(&self.resume, Resume, "resume").await
+    }
+
+    /// Stops the crawl: no more requests leave the queue, in-flight ones
+    /// finish (parsed, items through the pipelines), pipelines close, and
+    /// the crawl finishes with reason `"shutdown"`; the requests left in the
+    /// queue are counted in `scheduler/unprocessed`.
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.control(&self.stop, Stop, "stop").await
+    }
+
+    /// Waits for the crawl to finish and returns its final stats (with
+    /// `finish_reason` set).
+    pub async fn join(&self) -> Result<StatsSnapshot, Error> {
+        let mut rx = self.finished.clone();
+        let done = match rx.wait_for(Option::is_some).await {
+            Ok(done) => done.clone(),
+            Err(_) => None,
+        };
+        done.ok_or_else(|| finished_error("the crawl ended without final stats"))
+    }
+
+    async fn control<M>(&self, to: &Recipient<M>, msg: M, what: &str) -> Result<(), Error>
+    where
+        M: actix::Message<Result = Result<(), Error>> + Send + 'static,
+    {
+        if self.is_finished() {
+            return Err(finished_error(&format!(
+                "cannot {what}: the crawl has finished"
+            )));
+        }
+        to.send(msg).await.unwrap_or_else(|_| {
+            Err(finished_error(&format!(
+                "cannot {what}: the crawl has finished"
+            )))
+        })
+    }
+}
+
+fn finished_error(message: &str) -> Error {
+    Error::new(Stage::Control, ErrorKind::IllegalState(message.to_string()))
+}

@@ -1,0 +1,84 @@
+//! spinneret: a web-crawling framework built as a system of actix actors.
+//!
+//! A [`Spider`] yields start requests and parses responses; the crawl runs
+//! them through separate actors — Engine, Scheduler, CacheQueue, a
+//! Downloader pool, DupeFilter, Parser, PipelineStage, ErrorHandler — that
+//! exchange typed messages carrying a [`Context`]. `actors.md` at the
+//! repository root is the design document: the numbered data flow, what
+//! each actor handles and sends, the supervision tree, and what happens on
+//! restart, pause, stop and finish.
+//!
+//! ```no_run
+//! use spinneret::{Crawler, Error, Output, Request, Response, Spider, StartRequests};
+//!
+//! struct Quotes;
+//!
+//! impl Spider for Quotes {
+//!     type Callback = ();
+//!     fn name(&self) -> &str { "quotes" }
+//!     fn start_requests(&self) -> StartRequests<()> {
+//!         Box::new(Request::get("http://127.0.0.1:8080/").into_iter())
+//!     }
+//!     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+//!         out.item(serde_json::json!({"url": response.url.as_str(), "bytes": response.body.len()}));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), Error> {
+//!     let crawl = Crawler::builder(Quotes).concurrency(32).build()?.start()?;
+//!     let stats = crawl.join().await?;
+//!     println!("{}", serde_json::to_string(&stats).unwrap());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Layout
+//! - [`spider`]: the `Spider` trait, callbacks, `Output`, `Failure`.
+//! - [`request`], [`response`], [`item`], [`context`]: the data that flows.
+//! - [`middleware`], [`pipeline`]: user extension points.
+//! - [`builder`]: configuration with defaults, and starting a crawl.
+//! - [`handle`]: pause, resume, stop, stats and join.
+//! - [`stats`]: atomic counters and their snapshot (Scrapy's names).
+//! - [`fingerprint`], [`dedupe`], [`queue`]: dedupe and queue back-ends.
+//! - [`actors`]: one file per actor; [`messages`]: every message.
+//! - `accounting`: how the crawl knows it is finished; `http`: one awc
+//!   exchange with the limits a crawler needs.
+//! - [`error`]: the one error type.
+
+#![deny(missing_docs)]
+
+mod accounting;
+pub mod actors;
+pub mod builder;
+pub mod context;
+pub mod dedupe;
+pub mod error;
+pub mod fingerprint;
+pub mod handle;
+mod http;
+pub mod item;
+pub mod messages;
+pub mod middleware;
+pub mod pipeline;
+pub mod queue;
+pub mod request;
+pub mod response;
+pub mod spider;
+pub mod stats;
+
+pub use async_trait::async_trait;
+pub use awc::http::header::HeaderMap;
+pub use awc::http::Method;
+pub use builder::{Crawler, CrawlerBuilder, DEFAULT_USER_AGENT};
+pub use context::Context;
+pub use error::{Error, ErrorKind, Stage};
+pub use handle::CrawlHandle;
+pub use item::{Item, ItemMeta};
+pub use middleware::{DownloadMiddleware, RequestAction, ResponseAction};
+pub use pipeline::{Pipeline, Verdict};
+pub use request::Request;
+pub use response::{Response, ResponseMeta};
+pub use spider::{Callback, Failure, Output, Spider, StartRequests};
+pub use stats::{Counter, StatsSnapshot};

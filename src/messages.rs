@@ -1,0 +1,277 @@
+//! Every message the actors exchange, in one place.
+//!
+//! Each message about a request carries its [`Context`]. The numbers in the
+//! comments are the steps of the data flow in `actors.md`. Work-carrying
+//! messages follow the accounting rule of `accounting.rs`: the sender has
+//! already opened the work it sends.
+
+use actix::{Message, Recipient};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::item::{Item, ItemMeta};
+use crate::request::Request;
+use crate::response::Response;
+use crate::stats::{Counter, Stats};
+
+/// Accounting → Engine: open work reached zero (step 11).
+#[derive(Debug)]
+pub struct Idle;
+impl Message for Idle {
+    type Result = ();
+}
+
+/// Handle → Engine → Scheduler: stop dequeuing until resumed.
+#[derive(Debug)]
+pub struct Pause;
+impl Message for Pause {
+    type Result = Result<(), Error>;
+}
+
+/// Handle → Engine → Scheduler: dequeue again.
+#[derive(Debug)]
+pub struct Resume;
+impl Message for Resume {
+    type Result = Result<(), Error>;
+}
+
+/// Handle → Engine → Scheduler: stop taking requests from the queue, let
+/// in-flight requests finish, then finish with reason `"shutdown"`.
+#[derive(Debug)]
+pub struct Stop;
+impl Message for Stop {
+    type Result = Result<(), Error>;
+}
+
+/// Engine → every actor: the crawl is over, stop.
+#[derive(Debug)]
+pub struct Shutdown;
+impl Message for Shutdown {
+    type Result = ();
+}
+
+/// Parser, ErrorHandler, Pool → Scheduler: new requests (step 2).
+#[derive(Debug)]
+pub struct Enqueue<C> {
+    /// The requests, each already counted open.
+    pub batch: Vec<Context<C>>,
+}
+impl<C: Send + 'static> Message for Enqueue<C> {
+    type Result = ();
+}
+
+/// Pool → Scheduler: requests whose downloader crashed, back to the queue
+/// without a dupe check; their download slots are free again.
+#[derive(Debug)]
+pub struct Requeue<C> {
+    /// The requests as they were dispatched.
+    pub batch: Vec<Context<C>>,
+}
+impl<C: Send + 'static> Message for Requeue<C> {
+    type Result = ();
+}
+
+/// Parser, PipelineStage, ErrorHandler, Pool → Scheduler: a dispatched
+/// request is finished (parsed and its items through the pipelines, failed,
+/// or dropped); its slot is free and its work closed.
+#[derive(Debug)]
+pub struct Completed {
+    /// The request's context id.
+    pub id: Uuid,
+}
+impl Message for Completed {
+    type Result = ();
+}
+
+/// Scheduler → DupeFilter: test-and-add these requests' fingerprints
+/// (step 2).
+#[derive(Debug)]
+pub struct Check<C> {
+    /// Requests to test.
+    pub batch: Vec<Context<C>>,
+}
+impl<C: Send + 'static> Message for Check<C> {
+    type Result = Checked<C>;
+}
+
+/// DupeFilter → Scheduler: the new requests and how many were duplicates.
+#[derive(Debug)]
+pub struct Checked<C> {
+    /// Requests seen for the first time, in their original order.
+    pub accepted: Vec<Context<C>>,
+    /// Requests dropped as duplicates.
+    pub duplicates: usize,
+}
+
+/// Scheduler → CacheQueue: store accepted requests (step 3).
+#[derive(Debug)]
+pub struct Push<C> {
+    /// The requests.
+    pub batch: Vec<Context<C>>,
+}
+impl<C: Send + 'static> Message for Push<C> {
+    type Result = ();
+}
+
+/// Scheduler → CacheQueue: take up to `max` requests, best first (step 4).
+#[derive(Debug)]
+pub struct Pop<C> {
+    /// How many download slots are free.
+    pub max: usize,
+    /// Ties the reply type to the callback type.
+    pub _callback: std::marker::PhantomData<fn() -> C>,
+}
+impl<C: Send + 'static> Message for Pop<C> {
+    type Result = Result<Vec<Context<C>>, Error>;
+}
+
+/// Scheduler → CacheQueue: take everything (on stop).
+#[derive(Debug)]
+pub struct Drain<C> {
+    /// Ties the reply type to the callback type.
+    pub _callback: std::marker::PhantomData<fn() -> C>,
+}
+impl<C: Send + 'static> Message for Drain<C> {
+    type Result = Result<Vec<Context<C>>, Error>;
+}
+
+/// Scheduler → Pool: download this request (step 4).
+#[derive(Debug)]
+pub struct Dispatch<C> {
+    /// The request; it holds one download slot until `Completed`.
+    pub ctx: Context<C>,
+}
+impl<C: Send + 'static> Message for Dispatch<C> {
+    type Result = ();
+}
+
+/// Pool → Downloader: download this request (steps 5–7).
+#[derive(Debug)]
+pub struct Download<C> {
+    /// The request.
+    pub ctx: Context<C>,
+    /// The downloader incarnation the pool addressed; a restarted downloader
+    /// drops older messages, whose requests the pool has already re-queued.
+    pub epoch: u64,
+}
+impl<C: Send + 'static> Message for Download<C> {
+    type Result = ();
+}
+
+/// How a download ended.
+#[derive(Debug)]
+pub enum Outcome<C> {
+    /// A response the parse callback should see.
+    Response(Context<C>, Box<Response>),
+    /// A failure for the error handler.
+    Failed(Context<C>, Error),
+    /// A middleware dropped the request or its response.
+    Dropped(Context<C>, String),
+}
+
+/// Downloader → Pool: a download ended (step 6).
+#[derive(Debug)]
+pub struct Downloaded<C> {
+    /// Which downloader.
+    pub worker: usize,
+    /// The request's context id.
+    pub id: Uuid,
+    /// The result.
+    pub outcome: Outcome<C>,
+    /// Requests middlewares emitted (step 7), not yet counted open.
+    pub emitted: Vec<Request<C>>,
+}
+impl<C: Send + 'static> Message for Downloaded<C> {
+    type Result = ();
+}
+
+/// Downloader → Pool: a download panicked; the downloader stops and its
+/// supervisor restarts it. Everything it held must be re-queued.
+#[derive(Debug)]
+pub struct WorkerCrashed {
+    /// Which downloader.
+    pub worker: usize,
+    /// Its incarnation when it crashed.
+    pub epoch: u64,
+    /// The request whose download panicked.
+    pub id: Uuid,
+    /// The panic message.
+    pub panic: String,
+}
+impl Message for WorkerCrashed {
+    type Result = ();
+}
+
+/// Pool → Parser: parse this response (step 8).
+#[derive(Debug)]
+pub struct Parse<C> {
+    /// The request.
+    pub ctx: Context<C>,
+    /// Its response.
+    pub response: Box<Response>,
+}
+impl<C: Send + 'static> Message for Parse<C> {
+    type Result = ();
+}
+
+/// Parser → PipelineStage: one response's items (step 9). When they are
+/// through, the stage sends `Completed` for the request.
+#[derive(Debug)]
+pub struct ProcessItems {
+    /// The items, in emission order.
+    pub items: Vec<Item>,
+    /// Where they came from.
+    pub meta: ItemMeta,
+}
+impl Message for ProcessItems {
+    type Result = ();
+}
+
+/// Engine → PipelineStage: run every pipeline's `close` (once).
+#[derive(Debug)]
+pub struct ClosePipelines;
+impl Message for ClosePipelines {
+    type Result = ();
+}
+
+/// Pool → ErrorHandler: a request failed; the handler records it, calls the
+/// spider's `on_error`, and completes the request (step 10).
+#[derive(Debug)]
+pub struct RequestFailed<C> {
+    /// The request.
+    pub ctx: Context<C>,
+    /// What went wrong.
+    pub error: Error,
+}
+impl<C: Send + 'static> Message for RequestFailed<C> {
+    type Result = ();
+}
+
+/// Parser, PipelineStage → ErrorHandler: record a failure that does not end
+/// a request by itself (a parse error, an item error) (step 10).
+#[derive(Debug)]
+pub struct Report {
+    /// What went wrong.
+    pub error: Error,
+    /// The item concerned, as JSON, when an item failed.
+    pub item: Option<Value>,
+}
+impl Message for Report {
+    type Result = ();
+}
+
+/// Sends `msg`, or counts it as lost when the actor is gone, so that no
+/// message disappears silently at an actor boundary.
+pub(crate) fn deliver<M>(to: &Recipient<M>, msg: M, stats: &Stats)
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    if to.connected() {
+        to.do_send(msg);
+    } else {
+        stats.inc(Counter::LostMessages);
+    }
+}

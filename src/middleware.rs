@@ -1,0 +1,95 @@
+//! Download middlewares: code that runs around every download.
+//!
+//! Before a request goes out, every middleware's `process_request` runs in
+//! priority order (smaller number first); after the answer comes back, every
+//! `process_response` runs in the reverse order (larger number first), as in
+//! Scrapy and the seed. Middlewares run inside the downloader actors, on
+//! several threads at once, hence `Send + Sync` and `&self`.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::request::Request;
+use crate::response::Response;
+use crate::spider::Callback;
+
+/// What `process_request` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestAction {
+    /// Go on to the next middleware and the download.
+    Continue,
+    /// Do not download; the request ends as a counted drop
+    /// (`downloader/dropped`) with this reason.
+    Drop(String),
+}
+
+/// What `process_response` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseAction {
+    /// Go on to the next middleware and the parse callback.
+    Continue,
+    /// Do not parse this response (for example because the middleware
+    /// emitted a replacement request); counted in `downloader/dropped`.
+    Drop(String),
+}
+
+/// A download middleware.
+pub trait DownloadMiddleware<C: Callback>: Send + Sync + 'static {
+    /// A name for logs.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Smaller runs first on the way out, last on the way back.
+    fn priority(&self) -> i32 {
+        0
+    }
+
+    /// Inspects or rewrites `request` before it is sent (proxy, user agent,
+    /// headers…), may emit extra requests into `emit`, or fails the request
+    /// with an error (which goes to the error handler).
+    fn process_request(
+        &self,
+        request: &mut Request<C>,
+        emit: &mut Vec<Request<C>>,
+    ) -> Result<RequestAction, Error> {
+        let _ = (request, emit);
+        Ok(RequestAction::Continue)
+    }
+
+    /// Inspects or replaces `response`, may emit new requests into `emit`,
+    /// or fails the request.
+    fn process_response(
+        &self,
+        request: &Request<C>,
+        response: &mut Response,
+        emit: &mut Vec<Request<C>>,
+    ) -> Result<ResponseAction, Error> {
+        let _ = (request, response, emit);
+        Ok(ResponseAction::Continue)
+    }
+}
+
+/// The crawl's middlewares, sorted once by priority at build time.
+pub(crate) struct Middlewares<C> {
+    /// Ascending priority; `process_response` walks it backwards.
+    sorted: Vec<Arc<dyn DownloadMiddleware<C>>>,
+}
+
+impl<C: Callback> Middlewares<C> {
+    pub(crate) fn new(mut list: Vec<Arc<dyn DownloadMiddleware<C>>>) -> Self {
+        // Stable: equal priorities keep their registration order.
+        list.sort_by_key(|m| m.priority());
+        Middlewares { sorted: list }
+    }
+
+    /// In `process_request` order.
+    pub(crate) fn outbound(&self) -> impl Iterator<Item = &Arc<dyn DownloadMiddleware<C>>> {
+        self.sorted.iter()
+    }
+
+    /// In `process_response` order.
+    pub(crate) fn inbound(&self) -> impl Iterator<Item = &Arc<dyn DownloadMiddleware<C>>> {
+        self.sorted.iter().rev()
+    }
+}

@@ -1,0 +1,52 @@
+//! Item pipelines: what happens to every scraped item.
+//!
+//! Pipelines run in priority order (smaller first) inside the PipelineStage
+//! actor, one item at a time, so a pipeline may keep `&mut self` state
+//! (a batch, an open file) without locks. Each may transform the item in
+//! place, drop it (counted in `item_dropped_count`), or fail on it (the
+//! error handler records it, counted in `item_error_count`). `open` runs
+//! before the first item and `close` after the last, exactly once each.
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::item::{Item, ItemMeta};
+
+/// What a pipeline decided about an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass the (possibly transformed) item to the next pipeline.
+    Keep,
+    /// Stop here; the item is counted as dropped with this reason.
+    Drop(String),
+}
+
+/// An item pipeline.
+///
+/// Futures need not be `Send`: the stage runs on one arbiter, so a pipeline
+/// may hold an `awc::Client` (create it in `open`).
+#[async_trait(?Send)]
+pub trait Pipeline: Send + 'static {
+    /// A name for logs and stats.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Smaller runs first.
+    fn priority(&self) -> i32 {
+        0
+    }
+
+    /// Called once before the first item.
+    async fn open(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Processes one item: transform it in place, keep it, drop it, or fail.
+    async fn process_item(&mut self, item: &mut Item, meta: &ItemMeta) -> Result<Verdict, Error>;
+
+    /// Called once after the last item (flush batches, close files).
+    async fn close(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}

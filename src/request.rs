@@ -1,0 +1,300 @@
+//! What a spider asks the crawler to fetch.
+//!
+//! A [`Request`] carries every field of the seed's request (SPEC §2) plus a
+//! priority and a depth. It is plain, serialisable data — its parse callback
+//! included, as a value of the spider's own [`Callback`] type — so that later
+//! back-ends can persist queued requests to disk or share them through Redis.
+
+use std::time::Duration;
+
+use awc::http::Method;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::error::{Error, ErrorKind, Stage};
+use crate::spider::Callback;
+
+/// A request to fetch, and how to handle its answer.
+///
+/// Fields are public so download middlewares can rewrite them; the
+/// constructors check the URL, so a `Request` always holds an absolute
+/// `http` or `https` URL.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(bound = "C: Callback")]
+pub struct Request<C> {
+    /// The absolute URL, query parameters included.
+    pub url: Url,
+    /// The HTTP method.
+    #[serde(with = "method_serde")]
+    pub method: Method,
+    /// Headers in the order given; a name may repeat. Part of the
+    /// fingerprint, sorted by name.
+    pub headers: Vec<(String, String)>,
+    /// The body, sent as is (the fingerprint reads it without consuming it).
+    pub body: Bytes,
+    /// An HTTP proxy to send this request through (`http://user:pass@host:port`).
+    pub proxy: Option<String>,
+    /// Cookies sent with this request only, as name/value pairs.
+    pub cookies: Vec<(String, String)>,
+    /// Free-form data that travels with the request to its response.
+    pub meta: Map<String, Value>,
+    /// Whether a 3xx answer may be followed.
+    pub allow_redirects: bool,
+    /// The most redirects followed for this request.
+    pub max_redirects: u32,
+    /// Which parse callback handles the response: a value of the spider's
+    /// callback type, matched in `Spider::parse`.
+    pub callback: C,
+    /// A cap on connections to this request's host, when it must be lower
+    /// than the crawl's.
+    pub max_conns_per_host: Option<usize>,
+    /// Statuses >= 400 that still go to the parse callback instead of the
+    /// error handler.
+    pub allowed_status: Vec<u16>,
+    /// A timeout for this request's whole exchange, overriding the crawl's.
+    pub timeout: Option<Duration>,
+    /// Skip the dupe filter for this request.
+    pub dont_filter: bool,
+    /// Higher runs earlier; equal priorities keep their arrival order.
+    pub priority: i32,
+    /// Hops from a start request (start requests have depth 0).
+    pub depth: u32,
+}
+
+impl<C: Callback> Request<C> {
+    /// A GET request for `url`, handled by the default callback.
+    ///
+    /// Fails with [`ErrorKind::InvalidUrl`] for text that is not an absolute
+    /// `http`/`https` URL.
+    pub fn get(url: &str) -> Result<Self, Error> {
+        Ok(Self::from_url(parse_url(url)?))
+    }
+
+    /// A POST request for `url` with `body`.
+    pub fn post(url: &str, body: impl Into<Bytes>) -> Result<Self, Error> {
+        Ok(Self::get(url)?.method(Method::POST).body(body))
+    }
+
+    /// A GET request for an already parsed URL.
+    ///
+    /// Fails like [`Request::get`] for schemes other than `http` and `https`.
+    pub fn try_from_url(url: Url) -> Result<Self, Error> {
+        check_scheme(&url)?;
+        Ok(Self::from_url(url))
+    }
+
+    fn from_url(url: Url) -> Self {
+        Request {
+            url,
+            method: Method::GET,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            proxy: None,
+            cookies: Vec::new(),
+            meta: Map::new(),
+            allow_redirects: true,
+            max_redirects: 20,
+            callback: C::default(),
+            max_conns_per_host: None,
+            allowed_status: Vec::new(),
+            timeout: None,
+            dont_filter: false,
+            priority: 0,
+            depth: 0,
+        }
+    }
+
+    /// Sets the parse callback.
+    pub fn callback(mut self, callback: C) -> Self {
+        self.callback = callback;
+        self
+    }
+
+    /// Sets the method.
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets a JSON body and its `Content-Type`.
+    pub fn json<T: Serialize>(self, value: &T) -> Result<Self, Error> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::new(Stage::Setup, ErrorKind::Json(e.to_string())))?;
+        Ok(self.header("content-type", "application/json").body(body))
+    }
+
+    /// Adds a header (names may repeat).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Appends a query parameter to the URL's own query string (it never
+    /// replaces what the URL already has).
+    pub fn param(mut self, key: &str, value: &str) -> Self {
+        self.url.query_pairs_mut().append_pair(key, value);
+        self
+    }
+
+    /// Adds a cookie sent with this request.
+    pub fn cookie(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.cookies.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets a meta value that travels to the response.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.meta.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sends this request through an HTTP proxy.
+    pub fn proxy(mut self, proxy: impl Into<String>) -> Self {
+        self.proxy = Some(proxy.into());
+        self
+    }
+
+    /// Lets a status >= 400 reach the parse callback.
+    pub fn allow_status(mut self, status: u16) -> Self {
+        self.allowed_status.push(status);
+        self
+    }
+
+    /// Sets this request's timeout for the whole exchange.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the request so the dupe filter lets it through.
+    pub fn dont_filter(mut self) -> Self {
+        self.dont_filter = true;
+        self
+    }
+
+    /// Sets the priority (higher runs earlier).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Turns redirect following on or off for this request.
+    pub fn allow_redirects(mut self, allow: bool) -> Self {
+        self.allow_redirects = allow;
+        self
+    }
+
+    /// Whether `status` goes to the parse callback (below 400, or allowed).
+    pub fn status_allowed(&self, status: u16) -> bool {
+        status < 400 || self.allowed_status.contains(&status)
+    }
+}
+
+/// Parses an absolute `http`/`https` URL with a clear error otherwise.
+pub(crate) fn parse_url(input: &str) -> Result<Url, Error> {
+    let url = Url::parse(input).map_err(|e| {
+        Error::new(
+            Stage::Setup,
+            ErrorKind::InvalidUrl {
+                input: input.to_string(),
+                reason: e.to_string(),
+            },
+        )
+    })?;
+    check_scheme(&url)?;
+    Ok(url)
+}
+
+fn check_scheme(url: &Url) -> Result<(), Error> {
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(()),
+        "http" | "https" => Err(invalid(url, "no host")),
+        other => Err(invalid(url, &format!("unsupported scheme {other:?}"))),
+    }
+}
+
+fn invalid(url: &Url, reason: &str) -> Error {
+    Error::new(
+        Stage::Setup,
+        ErrorKind::InvalidUrl {
+            input: url.to_string(),
+            reason: reason.to_string(),
+        },
+    )
+}
+
+/// Serde for `http::Method` as its upper-case name.
+mod method_serde {
+    use awc::http::Method;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Method, D::Error> {
+        let s = String::deserialize(d)?;
+        Method::from_bytes(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_merged_into_the_query() {
+        let r = Request::<()>::get("http://h/p?a=1")
+            .unwrap()
+            .param("b", "2 3");
+        assert_eq!(r.url.as_str(), "http://h/p?a=1&b=2+3");
+    }
+
+    #[test]
+    fn bad_urls_are_clear_errors() {
+        let e = Request::<()>::get("not a url").unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::InvalidUrl { .. }), "{e}");
+        let e = Request::<()>::get("ftp://h/x").unwrap_err();
+        assert!(e.to_string().contains("unsupported scheme"), "{e}");
+    }
+
+    #[test]
+    fn round_trips_through_json_with_its_callback() {
+        #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+        enum Cb {
+            #[default]
+            List,
+            Detail {
+                id: u32,
+            },
+        }
+        let r = Request::post("http://h/p", "body")
+            .unwrap()
+            .callback(Cb::Detail { id: 7 })
+            .header("x-a", "1")
+            .meta("k", 3)
+            .priority(5);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Request<Cb> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.method, Method::POST);
+        assert_eq!(&back.body[..], b"body");
+    }
+
+    #[test]
+    fn status_allowed_rules() {
+        let r = Request::<()>::get("http://h/").unwrap().allow_status(404);
+        assert!(r.status_allowed(200));
+        assert!(r.status_allowed(301));
+        assert!(r.status_allowed(404));
+        assert!(!r.status_allowed(500));
+    }
+}

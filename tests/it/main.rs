@@ -1,0 +1,7 @@
+//! Integration tests: whole crawls across the actors, against fixture
+//! servers on 127.0.0.1 that the tests start. One test binary, as in
+//! BurntSushi's crates.
+
+mod crawl;
+mod fixture;
+mod spiders;
