@@ -60,6 +60,7 @@ pub struct CrawlerBuilder<S: Spider> {
     max_body: usize,
     user_agent: String,
     max_crashes: u32,
+    flush_interval: Duration,
     middlewares: Vec<Arc<dyn DownloadMiddleware<S::Callback>>>,
     pipelines: Vec<Box<dyn Pipeline>>,
     queue: Option<Box<dyn QueueBackend<S::Callback>>>,
@@ -81,6 +82,7 @@ impl<S: Spider> Crawler<S> {
             max_body: 64 << 20,
             user_agent: DEFAULT_USER_AGENT.to_string(),
             max_crashes: 2,
+            flush_interval: Duration::from_secs(1),
             middlewares: Vec::new(),
             pipelines: Vec::new(),
             queue: None,
@@ -145,6 +147,12 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// How often every pipeline's `flush` runs. Default 1 s.
+    pub fn flush_interval(mut self, every: Duration) -> Self {
+        self.flush_interval = every;
+        self
+    }
+
     /// Adds a download middleware.
     pub fn middleware(mut self, m: impl DownloadMiddleware<S::Callback>) -> Self {
         self.middlewares.push(Arc::new(m));
@@ -186,6 +194,9 @@ impl<S: Spider> CrawlerBuilder<S> {
         }
         if self.timeout.is_zero() {
             return bad("timeout must be positive".into());
+        }
+        if self.flush_interval.is_zero() {
+            return bad("flush interval must be positive".into());
         }
         if self.dedupe && self.dupe.is_none() {
             self.dupe = Some(Box::new(BloomDupe::new(
@@ -259,8 +270,9 @@ impl<S: Spider> Crawler<S> {
                 stats.clone(),
                 log.new(o!("actor" => "pipelines")),
             );
+            let (name, every): (Arc<str>, _) = (spider.name().into(), b.flush_interval);
             PipelineStage::start_in_arbiter(&stage_arbiter.handle(), move |_| {
-                PipelineStage::new(pipelines, links, stats, log)
+                PipelineStage::new(pipelines, links, name, every, stats, log)
             })
         };
         arbiters.push(stage_arbiter);

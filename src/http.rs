@@ -123,3 +123,19 @@ async fn send<C>(
     })?;
     Ok((status, headers, body))
 }
+
+thread_local! {
+    /// One client per arbiter thread for the library's own calls
+    /// (persistence, feedback): awc clients are `!Send`, and a pipeline must
+    /// be `Send` to move to its arbiter, so it cannot own one.
+    static CLIENT: awc::Client = awc::Client::builder()
+        .disable_redirects()
+        .disable_timeout()
+        .add_default_header((header::USER_AGENT, crate::builder::DEFAULT_USER_AGENT))
+        .finish();
+}
+
+/// This thread's shared client (cheap to clone).
+pub(crate) fn thread_client() -> awc::Client {
+    CLIENT.with(Clone::clone)
+}

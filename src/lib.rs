@@ -37,7 +37,10 @@
 //! # Layout
 //! - [`spider`]: the `Spider` trait, callbacks, `Output`, `Failure`.
 //! - [`request`], [`response`], [`item`], [`context`]: the data that flows.
-//! - [`middleware`], [`pipeline`]: user extension points.
+//! - [`middleware`], [`pipeline`]: user extension points; [`pipelines`]:
+//!   ready-made ones (JSON Lines file, batched HTTP persistence with a
+//!   spill file).
+//! - [`json_sender`], [`backoff`]: sending JSON with retries.
 //! - [`builder`]: configuration with defaults, and starting a crawl.
 //! - [`handle`]: pause, resume, stop, stats and join.
 //! - [`stats`]: atomic counters and their snapshot (Scrapy's names).
@@ -51,6 +54,7 @@
 
 mod accounting;
 pub mod actors;
+pub mod backoff;
 pub mod builder;
 pub mod context;
 pub mod dedupe;
@@ -59,9 +63,11 @@ pub mod fingerprint;
 pub mod handle;
 mod http;
 pub mod item;
+pub mod json_sender;
 pub mod messages;
 pub mod middleware;
 pub mod pipeline;
+pub mod pipelines;
 pub mod queue;
 pub mod request;
 pub mod response;
@@ -77,7 +83,7 @@ pub use error::{Error, ErrorKind, Stage};
 pub use handle::CrawlHandle;
 pub use item::{Item, ItemMeta};
 pub use middleware::{DownloadMiddleware, RequestAction, ResponseAction};
-pub use pipeline::{Pipeline, Verdict};
+pub use pipeline::{Pipeline, PipelineContext, Verdict};
 pub use request::Request;
 pub use response::{Response, ResponseMeta};
 pub use spider::{Callback, Failure, Output, Spider, StartRequests};

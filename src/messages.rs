@@ -124,7 +124,18 @@ pub struct Pop<C> {
     pub _callback: std::marker::PhantomData<fn() -> C>,
 }
 impl<C: Send + 'static> Message for Pop<C> {
-    type Result = Result<Vec<Context<C>>, Error>;
+    type Result = Result<Popped<C>, Error>;
+}
+
+/// CacheQueue → Scheduler: the popped requests, and how many remain, so
+/// the Scheduler's count of queued requests corrects itself (a back-end may
+/// have lost a push).
+#[derive(Debug)]
+pub struct Popped<C> {
+    /// Best first.
+    pub batch: Vec<Context<C>>,
+    /// Requests left in the queue right after this pop.
+    pub remaining: usize,
 }
 
 /// Scheduler → CacheQueue: take everything (on stop).
@@ -226,6 +237,13 @@ pub struct ProcessItems {
     pub meta: ItemMeta,
 }
 impl Message for ProcessItems {
+    type Result = ();
+}
+
+/// PipelineStage → itself, on a timer: run every pipeline's `flush`.
+#[derive(Debug)]
+pub struct FlushPipelines;
+impl Message for FlushPipelines {
     type Result = ();
 }
 

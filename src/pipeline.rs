@@ -5,12 +5,29 @@
 //! (a batch, an open file) without locks. Each may transform the item in
 //! place, drop it (counted in `item_dropped_count`), or fail on it (the
 //! error handler records it, counted in `item_error_count`). `open` runs
-//! before the first item and `close` after the last, exactly once each.
+//! before the first item and `close` after the last, exactly once each;
+//! `flush` runs periodically in between (every second by default), so a
+//! pipeline that batches can send a partial batch that has waited too long.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use slog::Logger;
 
 use crate::error::Error;
 use crate::item::{Item, ItemMeta};
+use crate::stats::Stats;
+
+/// What a pipeline is told when it opens.
+#[derive(Clone)]
+pub struct PipelineContext {
+    /// The spider's name.
+    pub spider: Arc<str>,
+    /// The crawl's stats, for the pipeline's own counters.
+    pub stats: Arc<Stats>,
+    /// The crawl's log.
+    pub log: Logger,
+}
 
 /// What a pipeline decided about an item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +55,18 @@ pub trait Pipeline: Send + 'static {
     }
 
     /// Called once before the first item.
-    async fn open(&mut self) -> Result<(), Error> {
+    async fn open(&mut self, ctx: &PipelineContext) -> Result<(), Error> {
+        let _ = ctx;
         Ok(())
     }
 
     /// Processes one item: transform it in place, keep it, drop it, or fail.
     async fn process_item(&mut self, item: &mut Item, meta: &ItemMeta) -> Result<Verdict, Error>;
+
+    /// Called periodically between items (the crawl's flush interval).
+    async fn flush(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Called once after the last item (flush batches, close files).
     async fn close(&mut self) -> Result<(), Error> {

@@ -13,7 +13,7 @@ use slog::{error, Logger};
 use crate::accounting::Accounting;
 use crate::context::Context;
 use crate::error::Error;
-use crate::messages::{Drain, Pop, Push, Shutdown};
+use crate::messages::{Drain, Pop, Popped, Push, Shutdown};
 use crate::queue::QueueBackend;
 use crate::spider::Callback;
 use crate::stats::Stats;
@@ -69,11 +69,16 @@ impl<C: Callback> Handler<Push<C>> for CacheQueue<C> {
 }
 
 impl<C: Callback> Handler<Pop<C>> for CacheQueue<C> {
-    type Result = AtomicResponse<Self, Result<Vec<Context<C>>, Error>>;
+    type Result = AtomicResponse<Self, Result<Popped<C>, Error>>;
 
     fn handle(&mut self, msg: Pop<C>, _: &mut Self::Context) -> Self::Result {
         let fut = self.backend.pop(msg.max);
-        AtomicResponse::new(Box::pin(fut.into_actor(self)))
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _| {
+            res.map(|batch| Popped {
+                batch,
+                remaining: act.backend.len(),
+            })
+        })))
     }
 }
 
@@ -139,7 +144,8 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let paths: Vec<_> = got.iter().map(|c| c.request.url.path()).collect();
+        assert_eq!(got.remaining, 1);
+        let paths: Vec<_> = got.batch.iter().map(|c| c.request.url.path()).collect();
         assert_eq!(paths, ["/c", "/b"]);
         let rest = q
             .send(Drain {

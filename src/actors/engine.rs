@@ -49,7 +49,7 @@ pub struct Engine {
     finished: watch::Sender<Option<StatsSnapshot>>,
     /// A stop was asked for: the finish reason is `"shutdown"`.
     stop_requested: bool,
-    /// The finish sequence has begun; control messages are refused.
+    /// The finish sequence has begun; a second `Idle` is ignored.
     finishing: bool,
     /// Structured log.
     log: Logger,
@@ -96,16 +96,6 @@ impl Engine {
         self.finished.send_replace(Some(snapshot));
         ctx.stop();
     }
-
-    fn refuse_if_finishing(&self, what: &str) -> Result<(), Error> {
-        if self.finishing {
-            return Err(Error::new(
-                Stage::Control,
-                ErrorKind::IllegalState(format!("cannot {what}: the crawl has finished")),
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl Actor for Engine {
@@ -134,26 +124,18 @@ impl Handler<Idle> for Engine {
     }
 }
 
-fn forward<M>(
-    engine: &Engine,
-    to: &Recipient<M>,
-    msg: M,
-    what: &str,
-) -> ResponseFuture<Result<(), Error>>
+/// Passes a control message to the Scheduler. Control that arrives while
+/// the Engine finishes waits behind the finish sequence (the `Idle` handler
+/// holds the mailbox) and then fails here: the Scheduler is gone.
+fn forward<M>(to: &Recipient<M>, msg: M, what: &str) -> ResponseFuture<Result<(), Error>>
 where
     M: Message<Result = Result<(), Error>> + Send + 'static,
 {
-    if let Err(e) = engine.refuse_if_finishing(what) {
-        return Box::pin(async move { Err(e) });
-    }
     let sent = to.send(msg);
+    let refused = format!("cannot {what}: the crawl has finished");
     Box::pin(async move {
-        sent.await.unwrap_or_else(|_| {
-            Err(Error::new(
-                Stage::Control,
-                ErrorKind::IllegalState("the crawl has finished".into()),
-            ))
-        })
+        sent.await
+            .unwrap_or_else(|_| Err(Error::new(Stage::Control, ErrorKind::IllegalState(refused))))
     })
 }
 
@@ -161,7 +143,7 @@ impl Handler<Pause> for Engine {
     type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Pause, _: &mut Self::Context) -> Self::Result {
-        forward(self, &self.links.pause, msg, "pause")
+        forward(&self.links.pause, msg, "pause")
     }
 }
 
@@ -169,7 +151,7 @@ impl Handler<Resume> for Engine {
     type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
-        forward(self, &self.links.resume, msg, "resume")
+        forward(&self.links.resume, msg, "resume")
     }
 }
 
@@ -177,9 +159,310 @@ impl Handler<Stop> for Engine {
     type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Stop, _: &mut Self::Context) -> Self::Result {
-        if !self.finishing {
-            self.stop_requested = true;
+        self.stop_requested = true;
+        forward(&self.links.stop, msg, "stop")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+    use crate::actors::test_support::{kinds, log, Cb, Events, Ping, Recorder};
+    use crate::handle::CrawlHandle;
+
+    /// A guard against a hang, not a wait for work.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A pipeline stage whose `ClosePipelines` answers only once the test
+    /// opens the gate; it reports each close it receives.
+    struct GatedStage {
+        closes: mpsc::UnboundedSender<()>,
+        gate: Option<oneshot::Receiver<()>>,
+    }
+
+    impl Actor for GatedStage {
+        type Context = actix::Context<Self>;
+    }
+
+    impl Handler<ClosePipelines> for GatedStage {
+        type Result = ResponseFuture<()>;
+
+        fn handle(&mut self, _: ClosePipelines, _: &mut Self::Context) -> Self::Result {
+            let _ = self.closes.send(());
+            let gate = self.gate.take();
+            Box::pin(async move {
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+            })
         }
-        forward(self, &self.links.stop, msg, "stop")
+    }
+
+    /// A scheduler that has already stopped.
+    struct Gone;
+
+    impl Actor for Gone {
+        type Context = actix::Context<Self>;
+    }
+
+    impl Handler<Shutdown> for Gone {
+        type Result = ();
+        fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+            ctx.stop();
+        }
+    }
+
+    macro_rules! refuse {
+        ($msg:ty) => {
+            impl Handler<$msg> for Gone {
+                type Result = Result<(), Error>;
+                fn handle(&mut self, _: $msg, _: &mut Self::Context) -> Self::Result {
+                    unreachable!("the actor has stopped")
+                }
+            }
+        };
+    }
+    refuse!(Pause);
+    refuse!(Resume);
+    refuse!(Stop);
+
+    /// An engine whose scheduler and stage are one recorder (`ctrl`,
+    /// unless `close` or `control` say otherwise) and which shuts down
+    /// `ctrl` and one more recorder (`other`).
+    struct Rig {
+        engine: Addr<Engine>,
+        ctrl: Addr<Recorder<Cb>>,
+        ctrl_events: Events<Cb>,
+        other: Addr<Recorder<Cb>>,
+        other_events: Events<Cb>,
+        accounting: Arc<Accounting>,
+        stats: Arc<Stats>,
+        finished: watch::Receiver<Option<StatsSnapshot>>,
+    }
+
+    fn rig(close: Option<Recipient<ClosePipelines>>, control: Option<Addr<Gone>>) -> Rig {
+        let (ctrl, ctrl_events) = Recorder::spawn();
+        let (other, other_events) = Recorder::spawn();
+        let links = EngineLinks {
+            pause: match &control {
+                Some(g) => g.clone().recipient(),
+                None => ctrl.clone().recipient(),
+            },
+            resume: match &control {
+                Some(g) => g.clone().recipient(),
+                None => ctrl.clone().recipient(),
+            },
+            stop: match &control {
+                Some(g) => g.clone().recipient(),
+                None => ctrl.clone().recipient(),
+            },
+            close: close.unwrap_or_else(|| ctrl.clone().recipient()),
+            shutdown: vec![ctrl.clone().recipient(), other.clone().recipient()],
+        };
+        // The accounting needs the engine's address before the engine
+        // exists, as in the builder.
+        let context = actix::Context::<Engine>::new();
+        let engine = context.address();
+        let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
+        let stats = Arc::new(Stats::default());
+        let (tx, finished) = watch::channel(None);
+        context.run(Engine::new(
+            links,
+            Vec::new(),
+            accounting.clone(),
+            stats.clone(),
+            tx,
+            log(),
+        ));
+        Rig {
+            engine,
+            ctrl,
+            ctrl_events,
+            other,
+            other_events,
+            accounting,
+            stats,
+            finished,
+        }
+    }
+
+    impl Rig {
+        /// The final stats, once published.
+        async fn final_stats(&mut self) -> StatsSnapshot {
+            let published = self.finished.wait_for(Option::is_some);
+            let snapshot = tokio::time::timeout(PATIENCE, published)
+                .await
+                .expect("no final stats in time")
+                .expect("the engine dropped the sender");
+            snapshot.clone().unwrap()
+        }
+
+        fn is_finished(&self) -> bool {
+            self.finished.borrow().is_some()
+        }
+
+        /// What the control recorder received so far.
+        async fn ctrl(&mut self) -> Vec<&'static str> {
+            self.ctrl.send(Ping).await.unwrap();
+            kinds(&self.ctrl_events.drain())
+        }
+
+        async fn other(&mut self) -> Vec<&'static str> {
+            self.other.send(Ping).await.unwrap();
+            kinds(&self.other_events.drain())
+        }
+
+        fn handle(&self) -> CrawlHandle {
+            let e = &self.engine;
+            CrawlHandle::new(
+                e.clone().recipient(),
+                e.clone().recipient(),
+                e.clone().recipient(),
+                self.stats.clone(),
+                self.finished.clone(),
+            )
+        }
+
+        /// Opens and closes one unit of work: the accounting tells the
+        /// engine it is idle.
+        fn go_idle(&self) {
+            self.accounting.open(1);
+            self.accounting.close(1);
+        }
+    }
+
+    fn gated_stage() -> (
+        Recipient<ClosePipelines>,
+        mpsc::UnboundedReceiver<()>,
+        oneshot::Sender<()>,
+    ) {
+        let (closes, closes_rx) = mpsc::unbounded_channel();
+        let (open, gate) = oneshot::channel();
+        let stage = GatedStage {
+            closes,
+            gate: Some(gate),
+        };
+        (stage.start().recipient(), closes_rx, open)
+    }
+
+    fn assert_illegal_state(res: Result<(), Error>) {
+        let err = res.expect_err("control accepted");
+        assert!(matches!(err.kind(), ErrorKind::IllegalState(_)), "{err}");
+    }
+
+    #[actix::test]
+    async fn idle_is_ignored_while_work_is_open() {
+        let (close, mut closes, gate) = gated_stage();
+        let mut r = rig(Some(close), None);
+        r.accounting.open(1);
+        r.engine.send(Idle).await.unwrap();
+        assert!(closes.try_recv().is_err(), "pipelines closed early");
+        assert!(r.ctrl().await.is_empty());
+        assert!(r.other().await.is_empty());
+        assert!(!r.is_finished());
+        assert!(r.engine.connected());
+        drop(gate);
+        r.accounting.close(1);
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+    }
+
+    #[actix::test]
+    async fn idle_at_zero_closes_pipelines_then_publishes_and_shuts_down() {
+        let (close, mut closes, gate) = gated_stage();
+        let mut r = rig(Some(close), None);
+        r.go_idle();
+        let closed = tokio::time::timeout(PATIENCE, closes.recv()).await;
+        closed.expect("no ClosePipelines in time").unwrap();
+        // Nothing is published or shut down until the pipelines closed.
+        assert!(r.ctrl().await.is_empty());
+        assert!(r.other().await.is_empty());
+        assert!(!r.is_finished());
+
+        gate.send(()).unwrap();
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+        assert!(stats.start_time.is_some());
+        assert!(stats.finish_time.is_some());
+        assert_eq!(r.ctrl().await, ["Shutdown"]);
+        assert_eq!(r.other().await, ["Shutdown"]);
+        assert!(closes.try_recv().is_err(), "pipelines closed twice");
+        assert!(!r.engine.connected(), "the engine did not stop");
+        // The live stats carry the same ending.
+        let live = r.stats.snapshot();
+        assert_eq!(live.finish_reason.as_deref(), Some("finished"));
+    }
+
+    #[actix::test]
+    async fn a_stop_finishes_with_reason_shutdown() {
+        let mut r = rig(None, None);
+        r.engine.send(Stop).await.unwrap().unwrap();
+        assert_eq!(r.ctrl().await, ["Stop"]);
+        assert!(!r.is_finished());
+        // Two Idles (say, the last request and a late duplicate report):
+        // the crawl finishes once.
+        r.go_idle();
+        r.engine.do_send(Idle);
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("shutdown"));
+        assert_eq!(r.ctrl().await, ["ClosePipelines", "Shutdown"]);
+        assert_eq!(r.other().await, ["Shutdown"]);
+    }
+
+    #[actix::test]
+    async fn pause_and_resume_are_forwarded_to_the_scheduler() {
+        let mut r = rig(None, None);
+        r.engine.send(Pause).await.unwrap().unwrap();
+        r.engine.send(Resume).await.unwrap().unwrap();
+        assert_eq!(r.ctrl().await, ["Pause", "Resume"]);
+        assert!(!r.is_finished());
+        r.go_idle();
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+    }
+
+    #[actix::test]
+    async fn control_is_illegal_state_when_the_scheduler_is_gone() {
+        let gone = Gone.start();
+        gone.send(Shutdown).await.unwrap();
+        assert!(!gone.connected());
+        let r = rig(None, Some(gone));
+        assert_illegal_state(r.engine.send(Pause).await.unwrap());
+        assert_illegal_state(r.engine.send(Resume).await.unwrap());
+        assert_illegal_state(r.engine.send(Stop).await.unwrap());
+    }
+
+    #[actix::test]
+    async fn control_after_finishing_is_illegal_state() {
+        let mut r = rig(None, None);
+        let handle = r.handle();
+        r.go_idle();
+        r.final_stats().await;
+        assert_illegal_state(handle.pause().await);
+        assert_illegal_state(handle.resume().await);
+        assert_illegal_state(handle.stop().await);
+        assert_eq!(r.ctrl().await, ["ClosePipelines", "Shutdown"]);
+    }
+
+    #[actix::test]
+    async fn control_sent_while_the_pipelines_close_is_refused() {
+        let (close, mut closes, gate) = gated_stage();
+        let mut r = rig(Some(close), None);
+        let handle = r.handle();
+        r.go_idle();
+        let closed = tokio::time::timeout(PATIENCE, closes.recv()).await;
+        closed.expect("no ClosePipelines in time").unwrap();
+        let mut pause = Box::pin(handle.pause());
+        assert!(futures_util::poll!(&mut pause).is_pending());
+        gate.send(()).unwrap();
+        let res = tokio::time::timeout(PATIENCE, pause).await;
+        assert_illegal_state(res.expect("no answer in time"));
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+        assert_eq!(r.ctrl().await, ["Shutdown"]);
     }
 }

@@ -10,3 +10,5 @@ pub mod parser;
 pub mod pipeline_stage;
 pub mod pool;
 pub mod scheduler;
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -134,3 +134,207 @@ impl<S: Spider> Handler<Shutdown> for Parser<S> {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::actors::test_support::{
+        ctx, expect_event, kinds, log, response, Cb, Event, Events, Ping, Recorder, TestSpider,
+    };
+
+    /// A parser for a [`TestSpider`]; one recorder stands in for the
+    /// scheduler, the pipeline stage and the error handler.
+    struct Rig {
+        parser: Addr<Parser<TestSpider>>,
+        spider: Arc<TestSpider>,
+        out: Addr<Recorder<Cb>>,
+        out_events: Events<Cb>,
+        accounting: Arc<Accounting>,
+        stats: Arc<Stats>,
+    }
+
+    fn rig() -> Rig {
+        let (out, out_events) = Recorder::spawn();
+        let spider = Arc::new(TestSpider::default());
+        let accounting = Arc::new(Accounting::new(out.clone().recipient()));
+        let stats = Arc::new(Stats::default());
+        let links = ParserLinks {
+            enqueue: out.clone().recipient(),
+            items: out.clone().recipient(),
+            completed: out.clone().recipient(),
+            report: out.clone().recipient(),
+        };
+        let parser = Parser::new(
+            spider.clone(),
+            links,
+            accounting.clone(),
+            stats.clone(),
+            log(),
+        )
+        .start();
+        Rig {
+            parser,
+            spider,
+            out,
+            out_events,
+            accounting,
+            stats,
+        }
+    }
+
+    impl Rig {
+        /// Parses a response from `url` for a request with `callback` at
+        /// `depth` (first attempt), and returns the request's context and
+        /// everything the parser sent.
+        async fn parse(
+            &mut self,
+            url: &str,
+            callback: Cb,
+            depth: u32,
+        ) -> (Context<Cb>, Vec<Event<Cb>>) {
+            let mut c = ctx(url);
+            c.request = c.request.callback(callback);
+            c.request.depth = depth;
+            c.attempt = 1;
+            let msg = Parse {
+                ctx: c.clone(),
+                response: response(url),
+            };
+            self.parser.send(msg).await.unwrap();
+            self.out.send(Ping).await.unwrap();
+            (c, self.out_events.drain())
+        }
+    }
+
+    /// The one event of kind `kind` in `events`.
+    fn take(events: &mut Vec<Event<Cb>>, kind: &str) -> Event<Cb> {
+        let at = events.iter().position(|e| e.kind() == kind);
+        let at = at.unwrap_or_else(|| panic!("no {kind} in {events:?}"));
+        events.remove(at)
+    }
+
+    fn sorted_kinds(events: &[Event<Cb>]) -> Vec<&'static str> {
+        let mut k = kinds(events);
+        k.sort();
+        k
+    }
+
+    #[actix::test]
+    async fn output_becomes_one_enqueue_and_one_process_items() {
+        let mut r = rig();
+        let (c, mut out) = r.parse("http://h/list", Cb::Index, 3).await;
+        assert_eq!(sorted_kinds(&out), ["Enqueue", "ProcessItems"]);
+
+        let batch = expect_event!(take(&mut out, "Enqueue"), Event::Enqueue(b) => b);
+        let got: Vec<_> = batch
+            .iter()
+            .map(|n| (n.request.url.as_str(), n.request.callback.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("http://h/detail/1", Cb::Detail(1)),
+                ("http://h/detail/2", Cb::Detail(2))
+            ]
+        );
+        for n in &batch {
+            assert_eq!(n.request.depth, 4);
+            assert_eq!(n.parent, Some(c.id));
+            assert_ne!(n.id, c.id);
+            assert_eq!(n.attempt, 0);
+        }
+
+        let items = expect_event!(take(&mut out, "ProcessItems"), Event::ProcessItems(p) => p);
+        let json: Vec<_> = items.items.iter().map(|i| i.to_json().unwrap()).collect();
+        assert_eq!(json, [json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]);
+        assert_eq!(items.meta.request_id, c.id);
+        assert_eq!(items.meta.url.as_str(), "http://h/list");
+        assert_eq!(&*items.meta.spider, "test");
+        assert_eq!(items.meta.depth, 3);
+
+        // The two new requests were opened; nothing was closed here.
+        assert_eq!(r.accounting.count(), 2);
+        assert_eq!(r.stats.get(Counter::SpiderExceptions), 0);
+    }
+
+    #[actix::test]
+    async fn a_response_without_items_completes_here() {
+        let mut r = rig();
+        let (c, out) = r.parse("http://h/empty", Cb::Empty, 0).await;
+        assert_eq!(kinds(&out), ["Completed"]);
+        let id = expect_event!(out.into_iter().next().unwrap(), Event::Completed(id) => id);
+        assert_eq!(id, c.id);
+
+        let (c, mut out) = r.parse("http://h/links", Cb::Links, 0).await;
+        assert_eq!(sorted_kinds(&out), ["Completed", "Enqueue"]);
+        let id = expect_event!(take(&mut out, "Completed"), Event::Completed(id) => id);
+        assert_eq!(id, c.id);
+        assert_eq!(r.accounting.count(), 1);
+    }
+
+    #[actix::test]
+    async fn a_failing_callback_is_counted_and_reported_and_its_output_kept() {
+        let mut r = rig();
+        let (c, mut out) = r.parse("http://h/bad", Cb::Fails, 2).await;
+        assert_eq!(sorted_kinds(&out), ["Enqueue", "ProcessItems", "Report"]);
+        assert_eq!(r.stats.get(Counter::SpiderExceptions), 1);
+
+        let report = expect_event!(take(&mut out, "Report"), Event::Report(rep) => rep);
+        let e = &report.error;
+        assert!(
+            matches!(e.kind(), ErrorKind::Custom(m) if m == "bad page"),
+            "{e}"
+        );
+        assert_eq!(e.stage(), Stage::Parse);
+        assert_eq!(e.url().map(|u| u.as_str()), Some("http://h/bad"));
+        assert_eq!(e.attempt(), 1);
+        assert!(report.item.is_none());
+
+        let batch = expect_event!(take(&mut out, "Enqueue"), Event::Enqueue(b) => b);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].request.url.as_str(), "http://h/before-the-error");
+        assert_eq!((batch[0].parent, batch[0].request.depth), (Some(c.id), 3));
+        let items = expect_event!(take(&mut out, "ProcessItems"), Event::ProcessItems(p) => p);
+        assert_eq!(items.items.len(), 1);
+        assert_eq!(items.meta.request_id, c.id);
+    }
+
+    #[actix::test]
+    async fn a_panicking_callback_is_counted_and_reported_and_its_output_kept() {
+        let mut r = rig();
+        let (c, mut out) = r.parse("http://h/panic", Cb::Panics, 0).await;
+        assert_eq!(sorted_kinds(&out), ["Enqueue", "ProcessItems", "Report"]);
+        assert_eq!(r.stats.get(Counter::SpiderExceptions), 1);
+
+        let report = expect_event!(take(&mut out, "Report"), Event::Report(rep) => rep);
+        let e = &report.error;
+        assert!(
+            matches!(e.kind(), ErrorKind::Panic(m) if m == "parse exploded"),
+            "{e}"
+        );
+        assert_eq!(e.stage(), Stage::Parse);
+        assert_eq!(e.url().map(|u| u.as_str()), Some("http://h/panic"));
+
+        let batch = expect_event!(take(&mut out, "Enqueue"), Event::Enqueue(b) => b);
+        assert_eq!(batch[0].request.url.as_str(), "http://h/before-the-panic");
+        assert_eq!(batch[0].parent, Some(c.id));
+        let items = expect_event!(take(&mut out, "ProcessItems"), Event::ProcessItems(p) => p);
+        assert_eq!(items.items[0].to_json().unwrap(), json!({"partial": true}));
+
+        // The parser survives the panic.
+        let (_, out) = r.parse("http://h/after", Cb::Empty, 0).await;
+        assert_eq!(kinds(&out), ["Completed"]);
+    }
+
+    #[actix::test]
+    async fn the_typed_callback_value_reaches_parse() {
+        let mut r = rig();
+        let (_, mut out) = r.parse("http://h/item/7", Cb::Detail(7), 1).await;
+        r.parse("http://h/", Cb::Index, 0).await;
+        assert_eq!(*r.spider.parsed.lock().unwrap(), [Cb::Detail(7), Cb::Index]);
+        let items = expect_event!(take(&mut out, "ProcessItems"), Event::ProcessItems(p) => p);
+        assert_eq!(items.items[0].to_json().unwrap(), json!({"detail": 7}));
+    }
+}

@@ -8,15 +8,19 @@
 //! stage. When a batch is through it sends `Completed` for the request that
 //! produced it, which is what frees that request's download slot: a slow
 //! pipeline slows the crawl instead of piling items up in memory. Pipelines
-//! are opened when the stage starts and closed once, on `ClosePipelines`.
+//! are opened when the stage starts, flushed on a timer (`FlushPipelines`
+//! to itself), and closed once, on `ClosePipelines`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use slog::{debug, error, Logger};
 
-use crate::messages::{deliver, ClosePipelines, Completed, ProcessItems, Report, Shutdown};
-use crate::pipeline::{Pipeline, Verdict};
+use crate::messages::{
+    deliver, ClosePipelines, Completed, FlushPipelines, ProcessItems, Report, Shutdown,
+};
+use crate::pipeline::{Pipeline, PipelineContext, Verdict};
 use crate::stats::{Counter, Stats};
 
 /// Where the stage sends things.
@@ -34,6 +38,10 @@ pub struct PipelineStage {
     pipelines: Vec<Box<dyn Pipeline>>,
     /// `close` has run; it must run once only.
     closed: bool,
+    /// Handed to every pipeline's `open`.
+    context: PipelineContext,
+    /// How often `flush` runs.
+    flush_interval: Duration,
     /// Where it sends things.
     links: StageLinks,
     /// Counters.
@@ -47,6 +55,8 @@ impl PipelineStage {
     pub fn new(
         mut pipelines: Vec<Box<dyn Pipeline>>,
         links: StageLinks,
+        spider: Arc<str>,
+        flush_interval: Duration,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
@@ -54,6 +64,12 @@ impl PipelineStage {
         PipelineStage {
             pipelines,
             closed: false,
+            context: PipelineContext {
+                spider,
+                stats: stats.clone(),
+                log: log.clone(),
+            },
+            flush_interval,
             links,
             stats,
             log,
@@ -68,9 +84,10 @@ impl Actor for PipelineStage {
         let mut pipelines = std::mem::take(&mut self.pipelines);
         let report = self.links.report.clone();
         let stats = self.stats.clone();
+        let context = self.context.clone();
         let open = async move {
             for p in pipelines.iter_mut() {
-                if let Err(error) = p.open().await {
+                if let Err(error) = p.open(&context).await {
                     deliver(&report, Report { error, item: None }, &stats);
                 }
             }
@@ -79,6 +96,9 @@ impl Actor for PipelineStage {
         ctx.wait(open.into_actor(self).map(|pipelines, act, _| {
             act.pipelines = pipelines;
         }));
+        ctx.run_interval(self.flush_interval, |_, ctx| {
+            ctx.notify(FlushPipelines);
+        });
     }
 }
 
@@ -124,6 +144,31 @@ impl Handler<ProcessItems> for PipelineStage {
     }
 }
 
+impl Handler<FlushPipelines> for PipelineStage {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: FlushPipelines, _: &mut Self::Context) -> Self::Result {
+        if self.closed {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let mut pipelines = std::mem::take(&mut self.pipelines);
+        let report = self.links.report.clone();
+        let stats = self.stats.clone();
+        let flush = async move {
+            for p in pipelines.iter_mut() {
+                if let Err(e) = p.flush().await {
+                    let error = e.at(crate::error::Stage::Pipeline);
+                    deliver(&report, Report { error, item: None }, &stats);
+                }
+            }
+            pipelines
+        };
+        AtomicResponse::new(Box::pin(flush.into_actor(self).map(|pipelines, act, _| {
+            act.pipelines = pipelines;
+        })))
+    }
+}
+
 impl Handler<ClosePipelines> for PipelineStage {
     type Result = AtomicResponse<Self, ()>;
 
@@ -157,5 +202,281 @@ impl Handler<Shutdown> for PipelineStage {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use serde_json::{json, Value};
+    use url::Url;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::actors::test_support::{
+        expect_event, kinds, log, Cb, Event, Events, Ping, Recorder,
+    };
+    use crate::error::{Error, ErrorKind, Stage};
+    use crate::item::{Item, ItemMeta};
+
+    /// What the fake pipelines did, in order, across both of them.
+    type Journal = Arc<Mutex<Vec<String>>>;
+
+    /// Decides each item by its `"verdict"` field: `"keep"`, `"drop"` or
+    /// `"error"`. Its `open` yields first, so a stage that did not wait
+    /// for it would let items in before it finished.
+    struct Judge {
+        journal: Journal,
+        fail_open: bool,
+    }
+
+    #[async_trait(?Send)]
+    impl Pipeline for Judge {
+        fn name(&self) -> &str {
+            "judge"
+        }
+        fn priority(&self) -> i32 {
+            0
+        }
+        async fn open(&mut self, ctx: &PipelineContext) -> Result<(), Error> {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("judge:open:{}", ctx.spider));
+            if self.fail_open {
+                return Err(Error::custom(Stage::Pipeline, "no database"));
+            }
+            Ok(())
+        }
+        async fn process_item(&mut self, item: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+            let value = item.to_json()?;
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("judge:{}", value["n"]));
+            match value["verdict"].as_str() {
+                Some("drop") => Ok(Verdict::Drop("unwanted".into())),
+                Some("error") => Err(Error::custom(Stage::Pipeline, "bad item")),
+                _ => Ok(Verdict::Keep),
+            }
+        }
+        async fn close(&mut self) -> Result<(), Error> {
+            self.journal.lock().unwrap().push("judge:close".into());
+            Ok(())
+        }
+    }
+
+    /// Keeps everything; runs after the judge.
+    struct Tail {
+        journal: Journal,
+    }
+
+    #[async_trait(?Send)]
+    impl Pipeline for Tail {
+        fn priority(&self) -> i32 {
+            10
+        }
+        async fn open(&mut self, _: &PipelineContext) -> Result<(), Error> {
+            self.journal.lock().unwrap().push("tail:open".into());
+            Ok(())
+        }
+        async fn process_item(&mut self, item: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+            let value = item.to_json()?;
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("tail:{}", value["n"]));
+            Ok(Verdict::Keep)
+        }
+        async fn close(&mut self) -> Result<(), Error> {
+            self.journal.lock().unwrap().push("tail:close".into());
+            Err(Error::custom(Stage::Pipeline, "flush failed"))
+        }
+    }
+
+    struct Rig {
+        stage: Addr<PipelineStage>,
+        journal: Journal,
+        out: Addr<Recorder<Cb>>,
+        out_events: Events<Cb>,
+        stats: Arc<Stats>,
+    }
+
+    /// A stage over a `Tail` and a `Judge`, given in the wrong order (the
+    /// stage sorts them by priority). The flush timer never fires here.
+    fn rig(fail_open: bool) -> Rig {
+        let journal = Journal::default();
+        let (out, out_events) = Recorder::spawn();
+        let stats = Arc::new(Stats::default());
+        let pipelines: Vec<Box<dyn Pipeline>> = vec![
+            Box::new(Tail {
+                journal: journal.clone(),
+            }),
+            Box::new(Judge {
+                journal: journal.clone(),
+                fail_open,
+            }),
+        ];
+        let links = StageLinks {
+            completed: out.clone().recipient(),
+            report: out.clone().recipient(),
+        };
+        let hour = Duration::from_secs(3600);
+        let stage =
+            PipelineStage::new(pipelines, links, "test".into(), hour, stats.clone(), log()).start();
+        Rig {
+            stage,
+            journal,
+            out,
+            out_events,
+            stats,
+        }
+    }
+
+    fn batch(verdicts: &[(u32, &str)]) -> (Uuid, ProcessItems) {
+        let items = verdicts
+            .iter()
+            .map(|(n, v)| Item::new(json!({"n": n, "verdict": v})))
+            .collect();
+        let id = Uuid::new_v4();
+        let meta = ItemMeta {
+            request_id: id,
+            url: Url::parse("http://h/page").unwrap(),
+            spider: "test".into(),
+            depth: 0,
+        };
+        (id, ProcessItems { items, meta })
+    }
+
+    impl Rig {
+        async fn out(&mut self) -> Vec<Event<Cb>> {
+            self.out.send(Ping).await.unwrap();
+            self.out_events.drain()
+        }
+
+        fn journal(&self) -> Vec<String> {
+            self.journal.lock().unwrap().clone()
+        }
+    }
+
+    #[actix::test]
+    async fn items_are_kept_dropped_or_failed_and_counted() {
+        let mut r = rig(false);
+        let verdicts = [
+            (1, "keep"),
+            (2, "drop"),
+            (3, "error"),
+            (4, "keep"),
+            (5, "error"),
+        ];
+        let (id, msg) = batch(&verdicts);
+        r.stage.send(msg).await.unwrap();
+        assert_eq!(r.stats.get(Counter::ItemScraped), 2);
+        assert_eq!(r.stats.get(Counter::ItemDropped), 1);
+        assert_eq!(r.stats.get(Counter::ItemError), 2);
+
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["Report", "Report", "Completed"]);
+        let mut out = out.into_iter();
+        for n in [3, 5] {
+            let report = expect_event!(out.next().unwrap(), Event::Report(rep) => rep);
+            assert_eq!(report.item, Some(json!({"n": n, "verdict": "error"})));
+            let e = report.error;
+            assert!(
+                matches!(e.kind(), ErrorKind::Custom(m) if m == "bad item"),
+                "{e}"
+            );
+            assert_eq!(e.stage(), Stage::Pipeline);
+            assert_eq!(e.url().map(Url::as_str), Some("http://h/page"));
+        }
+        assert_eq!(
+            expect_event!(out.next().unwrap(), Event::Completed(id) => id),
+            id
+        );
+        // Sorted by priority; a dropped or failed item goes no further.
+        let items: Vec<_> = r.journal().into_iter().skip(2).collect();
+        assert_eq!(
+            items,
+            ["judge:1", "tail:1", "judge:2", "judge:3", "judge:4", "tail:4", "judge:5"]
+        );
+    }
+
+    #[actix::test]
+    async fn every_batch_completes_exactly_once() {
+        let mut r = rig(false);
+        let mut ids = Vec::new();
+        for verdicts in [&[(1, "keep"), (2, "error")][..], &[], &[(3, "drop")]] {
+            let (id, msg) = batch(verdicts);
+            ids.push(id);
+            r.stage.do_send(msg);
+        }
+        let (last, msg) = batch(&[(4, "keep")]);
+        ids.push(last);
+        r.stage.send(msg).await.unwrap();
+        let completed: Vec<_> = r
+            .out()
+            .await
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Completed(id) => Some(id),
+                Event::Report(_) => None,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(completed, ids);
+        assert_eq!(r.stats.get(Counter::ItemScraped), 2);
+    }
+
+    #[actix::test]
+    async fn open_runs_once_before_the_first_item_and_close_runs_once() {
+        let mut r = rig(false);
+        let (_, first) = batch(&[(1, "keep")]);
+        r.stage.do_send(first);
+        let (_, second) = batch(&[(2, "keep")]);
+        r.stage.send(second).await.unwrap();
+        r.stage.send(ClosePipelines).await.unwrap();
+        r.stage.send(ClosePipelines).await.unwrap();
+        assert_eq!(
+            r.journal(),
+            [
+                "judge:open:test",
+                "tail:open",
+                "judge:1",
+                "tail:1",
+                "judge:2",
+                "tail:2",
+                "judge:close",
+                "tail:close"
+            ]
+        );
+        // The tail's failing close is reported, once.
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["Completed", "Completed", "Report"]);
+        let report = expect_event!(out.into_iter().last().unwrap(), Event::Report(rep) => rep);
+        assert!(matches!(report.error.kind(), ErrorKind::Custom(m) if m == "flush failed"));
+        assert_eq!(report.error.stage(), Stage::Pipeline);
+    }
+
+    #[actix::test]
+    async fn a_failing_open_is_reported_and_items_still_flow() {
+        let mut r = rig(true);
+        let (id, msg) = batch(&[(1, "keep")]);
+        r.stage.send(msg).await.unwrap();
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["Report", "Completed"]);
+        let mut out = out.into_iter();
+        let report = expect_event!(out.next().unwrap(), Event::Report(rep) => rep);
+        assert!(matches!(report.error.kind(), ErrorKind::Custom(m) if m == "no database"));
+        assert_eq!(report.item, None::<Value>);
+        assert_eq!(
+            expect_event!(out.next().unwrap(), Event::Completed(id) => id),
+            id
+        );
+        assert_eq!(r.stats.get(Counter::ItemScraped), 1);
     }
 }

@@ -203,3 +203,297 @@ impl<C: Callback> Handler<Shutdown> for Pool<C> {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::actors::test_support::{
+        ctx, expect_event, kinds, log, req, response, Cb, Event, Events, Ping, Recorder,
+    };
+    use crate::request::Request;
+
+    /// A pool over two recorder downloaders; one more recorder stands in
+    /// for every other link (parser, error handler, scheduler).
+    struct Rig {
+        pool: Addr<Pool<Cb>>,
+        workers: Vec<(Addr<Recorder<Cb>>, Events<Cb>)>,
+        out: Addr<Recorder<Cb>>,
+        out_events: Events<Cb>,
+        accounting: Arc<Accounting>,
+        stats: Arc<Stats>,
+    }
+
+    fn rig(max_crashes: u32) -> Rig {
+        let workers: Vec<_> = (0..2).map(|_| Recorder::spawn()).collect();
+        let (out, out_events) = Recorder::spawn();
+        let accounting = Arc::new(Accounting::new(out.clone().recipient()));
+        let stats = Arc::new(Stats::default());
+        let links = PoolLinks {
+            workers: workers.iter().map(|(w, _)| w.clone().recipient()).collect(),
+            parser: out.clone().recipient(),
+            errors: out.clone().recipient(),
+            enqueue: out.clone().recipient(),
+            requeue: out.clone().recipient(),
+            completed: out.clone().recipient(),
+        };
+        let pool = Pool::new(links, max_crashes, accounting.clone(), stats.clone(), log()).start();
+        Rig {
+            pool,
+            workers,
+            out,
+            out_events,
+            accounting,
+            stats,
+        }
+    }
+
+    impl Rig {
+        /// Dispatches a request for `url` as the scheduler would
+        /// (attempt 1) and returns it.
+        async fn dispatch(&self, url: &str) -> Context<Cb> {
+            let mut c = ctx(url);
+            c.attempt = 1;
+            self.redispatch(&c).await;
+            c
+        }
+
+        /// Dispatches `c` as it is.
+        async fn redispatch(&self, c: &Context<Cb>) {
+            let msg = Dispatch { ctx: c.clone() };
+            self.pool.send(msg).await.unwrap();
+        }
+
+        /// Every `Download` worker `w` has received, as (id, epoch).
+        async fn downloads(&mut self, w: usize) -> Vec<(Uuid, u64)> {
+            let (addr, events) = &mut self.workers[w];
+            addr.send(Ping).await.unwrap();
+            let got = events.drain().into_iter();
+            got.map(|e| expect_event!(e, Event::Download { ctx, epoch } => (ctx.id, epoch)))
+                .collect()
+        }
+
+        /// Everything the pool sent on its other links so far.
+        async fn out(&mut self) -> Vec<Event<Cb>> {
+            self.out.send(Ping).await.unwrap();
+            self.out_events.drain()
+        }
+
+        async fn downloaded(&self, worker: usize, outcome: Outcome<Cb>, emitted: Vec<Request<Cb>>) {
+            let id = match &outcome {
+                Outcome::Response(c, _) | Outcome::Failed(c, _) | Outcome::Dropped(c, _) => c.id,
+            };
+            let msg = Downloaded {
+                worker,
+                id,
+                outcome,
+                emitted,
+            };
+            self.pool.send(msg).await.unwrap();
+        }
+
+        async fn crash(&self, worker: usize, epoch: u64, id: Uuid, panic: &str) {
+            let msg = WorkerCrashed {
+                worker,
+                epoch,
+                id,
+                panic: panic.into(),
+            };
+            self.pool.send(msg).await.unwrap();
+        }
+    }
+
+    fn ok(c: &Context<Cb>) -> Outcome<Cb> {
+        Outcome::Response(c.clone(), response(c.request.url.as_str()))
+    }
+
+    #[actix::test]
+    async fn dispatch_goes_to_the_least_loaded_worker() {
+        let mut r = rig(2);
+        let a = r.dispatch("http://h/a").await;
+        let b = r.dispatch("http://h/b").await;
+        let c = r.dispatch("http://h/c").await;
+        let d = r.dispatch("http://h/d").await;
+        assert_eq!(r.downloads(0).await, [(a.id, 0), (c.id, 0)]);
+        assert_eq!(r.downloads(1).await, [(b.id, 0), (d.id, 0)]);
+
+        // Worker 0 finishes one: it is now the less loaded.
+        let dropped = Outcome::Dropped(a.clone(), "robots".into());
+        r.downloaded(0, dropped, Vec::new()).await;
+        let e = r.dispatch("http://h/e").await;
+        assert_eq!(r.downloads(0).await, [(e.id, 0)]);
+        assert!(r.downloads(1).await.is_empty());
+
+        // Worker 1 finishes both of its own.
+        r.downloaded(1, ok(&b), Vec::new()).await;
+        r.downloaded(1, ok(&d), Vec::new()).await;
+        let f = r.dispatch("http://h/f").await;
+        let g = r.dispatch("http://h/g").await;
+        assert_eq!(r.downloads(1).await, [(f.id, 0), (g.id, 0)]);
+        assert!(r.downloads(0).await.is_empty());
+    }
+
+    #[actix::test]
+    async fn outcomes_are_routed_to_parser_error_handler_or_completed() {
+        let mut r = rig(2);
+        let a = r.dispatch("http://h/a").await;
+        let b = r.dispatch("http://h/b").await;
+        let c = r.dispatch("http://h/c").await;
+        r.downloaded(0, ok(&a), Vec::new()).await;
+        let timeout = Error::new(Stage::Download, ErrorKind::Timeout(Default::default()));
+        r.downloaded(1, Outcome::Failed(b.clone(), timeout), Vec::new())
+            .await;
+        r.downloaded(0, Outcome::Dropped(c.clone(), "robots".into()), Vec::new())
+            .await;
+
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["Parse", "RequestFailed", "Completed"]);
+        let mut out = out.into_iter();
+        let (pctx, presp) = expect_event!(out.next().unwrap(),
+            Event::Parse { ctx, response } => (ctx, response));
+        assert_eq!((pctx.id, presp.url.as_str()), (a.id, "http://h/a"));
+        let (fctx, error) = expect_event!(out.next().unwrap(),
+            Event::RequestFailed { ctx, error } => (ctx, error));
+        assert_eq!(fctx.id, b.id);
+        assert!(matches!(error.kind(), ErrorKind::Timeout(_)), "{error}");
+        assert_eq!(
+            expect_event!(out.next().unwrap(), Event::Completed(id) => id),
+            c.id
+        );
+        assert_eq!(r.stats.get(Counter::DownloadDropped), 1);
+        assert_eq!(r.stats.get(Counter::LostMessages), 0);
+        assert_eq!(r.accounting.count(), 0);
+    }
+
+    #[actix::test]
+    async fn requests_emitted_by_middlewares_are_enqueued_with_their_parent() {
+        let mut r = rig(2);
+        let a = r.dispatch("http://h/a").await;
+        let b = r.dispatch("http://h/b").await;
+        let emitted = vec![req("http://h/x"), req("http://h/y")];
+        r.downloaded(0, ok(&a), emitted).await;
+        let emitted = vec![req("http://h/z")];
+        let dropped = Outcome::Dropped(b.clone(), "redirected".into());
+        r.downloaded(1, dropped, emitted).await;
+
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["Enqueue", "Parse", "Enqueue", "Completed"]);
+        let mut out = out.into_iter();
+        let batch = expect_event!(out.next().unwrap(), Event::Enqueue(batch) => batch);
+        let urls: Vec<_> = batch.iter().map(|c| c.request.url.as_str()).collect();
+        assert_eq!(urls, ["http://h/x", "http://h/y"]);
+        assert!(batch.iter().all(|c| c.parent == Some(a.id)));
+        out.next();
+        let batch = expect_event!(out.next().unwrap(), Event::Enqueue(batch) => batch);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].parent, Some(b.id));
+        // Opened before they were handed on.
+        assert_eq!(r.accounting.count(), 3);
+    }
+
+    #[actix::test]
+    async fn a_crash_requeues_only_what_that_worker_held() {
+        let mut r = rig(2);
+        let a = r.dispatch("http://h/a").await;
+        let b = r.dispatch("http://h/b").await;
+        let c = r.dispatch("http://h/c").await;
+        let d = r.dispatch("http://h/d").await;
+        r.downloads(0).await;
+        r.downloads(1).await;
+
+        r.crash(0, 0, a.id, "boom").await;
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["Requeue"]);
+        let batch = expect_event!(out.into_iter().next().unwrap(), Event::Requeue(b) => b);
+        let ids: HashSet<_> = batch.iter().map(|c| c.id).collect();
+        assert_eq!(ids, HashSet::from([a.id, c.id]));
+        for requeued in &batch {
+            let crashes = if requeued.id == a.id { 1 } else { 0 };
+            assert_eq!(requeued.crashes, crashes, "{}", requeued.request.url);
+            assert_eq!(requeued.attempt, 1);
+        }
+        assert_eq!(r.stats.get(Counter::WorkerRestarts), 1);
+
+        // The restarted worker is empty, so it gets the next request, at
+        // its new epoch.
+        let e = r.dispatch("http://h/e").await;
+        assert_eq!(r.downloads(0).await, [(e.id, 1)]);
+
+        // A late report from the dead incarnation is ignored…
+        r.downloaded(0, ok(&c), Vec::new()).await;
+        assert!(r.out().await.is_empty());
+        // …while the other worker's requests are still routed.
+        r.downloaded(1, ok(&b), Vec::new()).await;
+        r.downloaded(1, ok(&d), Vec::new()).await;
+        assert_eq!(kinds(&r.out().await), ["Parse", "Parse"]);
+    }
+
+    #[actix::test]
+    async fn a_second_report_of_the_same_crash_is_ignored() {
+        let mut r = rig(2);
+        let a = r.dispatch("http://h/a").await;
+        let _b = r.dispatch("http://h/b").await;
+        let c = r.dispatch("http://h/c").await;
+        r.crash(0, 0, a.id, "boom").await;
+        assert_eq!(kinds(&r.out().await), ["Requeue"]);
+
+        // Two downloads of the same incarnation panicked.
+        r.crash(0, 0, c.id, "boom too").await;
+        // A report about a worker the pool does not have.
+        r.crash(7, 0, c.id, "nonsense").await;
+        assert!(r.out().await.is_empty());
+        assert_eq!(r.stats.get(Counter::WorkerRestarts), 1);
+
+        // The re-dispatched request runs at the new epoch; an old-epoch
+        // report does not take it away again.
+        let mut again = a.clone();
+        again.attempt = 2;
+        r.redispatch(&again).await;
+        assert_eq!(r.downloads(0).await, [(a.id, 0), (c.id, 0), (a.id, 1)]);
+        r.crash(0, 0, a.id, "stale").await;
+        assert!(r.out().await.is_empty());
+        r.downloaded(0, ok(&again), Vec::new()).await;
+        assert_eq!(kinds(&r.out().await), ["Parse"]);
+        assert_eq!(r.stats.get(Counter::WorkerRestarts), 1);
+    }
+
+    #[actix::test]
+    async fn a_request_that_keeps_crashing_fails_with_a_panic_error() {
+        let mut r = rig(1);
+        let a = r.dispatch("http://h/a").await;
+        r.crash(0, 0, a.id, "boom").await;
+        let out = r.out().await;
+        let batch = expect_event!(out.into_iter().next().unwrap(), Event::Requeue(b) => b);
+        let mut again = batch.into_iter().next().unwrap();
+        assert_eq!(again.crashes, 1);
+
+        // Re-dispatched by the scheduler (attempt 2), it lands on the
+        // restarted worker 0 with another request behind it.
+        again.attempt = 2;
+        r.redispatch(&again).await;
+        let b = r.dispatch("http://h/b").await;
+        let c = r.dispatch("http://h/c").await;
+        r.downloads(0).await;
+        assert_eq!(r.downloads(1).await, [(b.id, 0)]);
+        r.crash(0, 1, a.id, "boom again").await;
+
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["RequestFailed", "Requeue"]);
+        let mut out = out.into_iter();
+        let (failed, error) = expect_event!(out.next().unwrap(),
+            Event::RequestFailed { ctx, error } => (ctx, error));
+        assert_eq!((failed.id, failed.crashes), (a.id, 2));
+        assert!(
+            matches!(error.kind(), ErrorKind::Panic(m) if m == "boom again"),
+            "{error}"
+        );
+        assert_eq!(error.stage(), Stage::Download);
+        assert_eq!(error.url().map(|u| u.as_str()), Some("http://h/a"));
+        assert_eq!(error.attempt(), 2);
+        let batch = expect_event!(out.next().unwrap(), Event::Requeue(b) => b);
+        let ids: Vec<_> = batch.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [c.id]);
+        assert_eq!(r.stats.get(Counter::WorkerRestarts), 2);
+    }
+}

@@ -8,6 +8,7 @@
 //! - `/flaky/{key}`: 503 on the first hit of each key, then 200.
 //! - `/echo`: records the request body.
 //! - `/items/{k}`: a page whose spider emits k items.
+//! - `/persist`: records the JSON array of items posted to it.
 //! - `/gated/{n}`: like `/p/{n}` (its links lead into the `/p/` tree) but
 //!   answers only once the test opens the gate; reports its arrival first.
 //!
@@ -28,6 +29,8 @@ pub struct Seen {
     pub hits: Mutex<HashMap<String, usize>>,
     /// Bodies posted to `/echo`, in arrival order.
     pub bodies: Mutex<Vec<String>>,
+    /// Items posted (as JSON arrays) to `/persist`.
+    pub persisted: Mutex<Vec<serde_json::Value>>,
 }
 
 impl Seen {
@@ -114,6 +117,7 @@ pub fn serve(pages: usize) -> Site {
                     .route("/flaky/{key}", web::get().to(flaky))
                     .route("/echo", web::post().to(echo))
                     .route("/items/{k}", web::get().to(items))
+                    .route("/persist", web::post().to(persist))
                     .default_service(web::to(not_found))
             })
             .workers(2)
@@ -205,6 +209,21 @@ async fn echo(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Ht
 async fn items(state: web::Data<State>, req: HttpRequest, k: web::Path<usize>) -> HttpResponse {
     record(&state, &req);
     HttpResponse::Ok().json(serde_json::json!({ "count": k.into_inner() }))
+}
+
+async fn persist(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: web::Json<Vec<serde_json::Value>>,
+) -> HttpResponse {
+    record(&state, &req);
+    state
+        .seen
+        .persisted
+        .lock()
+        .unwrap()
+        .extend(body.into_inner());
+    HttpResponse::Ok().json(serde_json::json!({"status": 1}))
 }
 
 async fn not_found(state: web::Data<State>, req: HttpRequest) -> HttpResponse {

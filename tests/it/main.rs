@@ -4,4 +4,6 @@
 
 mod crawl;
 mod fixture;
+mod flask_target;
+mod pipelines;
 mod spiders;

@@ -1,0 +1,621 @@
+//! Crawl benchmark: pages per second and peak memory of a whole crawl.
+//!
+//! The benchmark site is generated, not stored: page 0 is `/`, page n > 0 is
+//! `/page/{n}`, and every page is rendered on request from its number as
+//! about 2 KB of HTML with 10 links — first to its children 10n+1..=10n+10
+//! (those below `--pages`; this 10-ary tree makes every page reachable from
+//! `/`), then to pseudo-random other pages (a fixed integer hash of the page
+//! and link numbers), so the dupe filter has plenty to drop.
+//!
+//! ```text
+//! # Serve the site in-process (127.0.0.1, ephemeral port, own thread and
+//! # actix system), crawl it, print one JSON line:
+//! cargo run --release --example bench -- --pages 10000
+//! {"pages":10000,"seconds":1.234,"pages_per_sec":8103.7,"peak_rss_mb":31.2}
+//!
+//! # Only serve the site (same generator, --pages sets its size) until killed:
+//! cargo run --release --example bench -- --serve-only --port 18080 --pages 2000
+//!
+//! # Crawl a site that is already running (same host only, every link):
+//! cargo run --release --example bench -- --url http://127.0.0.1:18080/
+//!
+//! # Crawl settings, passed to the builder:
+//! cargo run --release --example bench -- --pages 50000 --concurrency 64 --downloaders 2
+//! ```
+//!
+//! The crawl runs with de-duplication on, one download middleware (it sets
+//! an `x-bench` header), one item pipeline (it counts items) and stats on;
+//! the spider emits one item per page and follows every same-host `a[href]`.
+//!
+//! Output: exactly one JSON line on stdout, `pages` being the responses with
+//! status 200 (from the crawl's final stats), `seconds` the wall time from
+//! starting the crawl to its final stats, and `peak_rss_mb` the process's
+//! `VmHWM` from `/proc/self/status` (server included, in-process).
+//!
+//! The run is also a correctness check. In-process, the server records
+//! which pages were fetched: unless every page was fetched exactly once
+//! (each carrying the middleware's header, no unknown path requested), every
+//! page gave one item, and no error was counted, the JSON line is still
+//! printed, then the reasons on stderr, and the exit code is 1. With `--url`
+//! the check is that every request got a 200 answer (no redirect, no error
+//! status, no failure) and gave one item. Setup errors exit with code 2.
+//!
+//! The dupe filter keeps the builder's default Bloom sizing (about a million
+//! URLs at a 0.001 false-positive rate); far past that, a false positive can
+//! skip a page and fail the check.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use clap::Parser;
+use scraper::{Html, Selector};
+use serde::Serialize;
+use spinneret::{
+    async_trait, Counter, Crawler, DownloadMiddleware, Error, Item, ItemMeta, Output, Pipeline,
+    Request, RequestAction, Response, Spider, StartRequests, StatsSnapshot, Verdict,
+};
+use url::Url;
+
+/// Target size of a generated page, in bytes.
+const PAGE_BYTES: usize = 2048;
+/// Links on every generated page.
+const LINKS_PER_PAGE: u64 = 10;
+/// actix-web workers of the benchmark server.
+const SERVER_WORKERS: usize = 2;
+/// The header the benchmark's download middleware sets.
+const MARK_HEADER: &str = "x-bench";
+
+/// Crawl a generated site (or a running one) and print one JSON line of
+/// throughput and peak memory.
+#[derive(Parser, Debug)]
+#[command(name = "bench")]
+struct Args {
+    /// Pages of the generated site.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pages: u64,
+    /// Only serve the generated site, until killed.
+    #[arg(long, conflicts_with = "url")]
+    serve_only: bool,
+    /// Port of the generated site (0: any free port).
+    #[arg(long, default_value_t = 0, conflicts_with = "url")]
+    port: u16,
+    /// Crawl this already running site instead of serving one.
+    #[arg(long)]
+    url: Option<String>,
+    /// Most requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Downloader actors, each on its own thread.
+    #[arg(long, default_value_t = 2)]
+    downloaders: usize,
+}
+
+// ---------------------------------------------------------------------------
+// The generated site.
+
+/// A fixed 64-bit mix of two numbers (splitmix64's finaliser).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_add(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The path of page `n`.
+fn page_path(n: u64) -> String {
+    if n == 0 {
+        "/".to_string()
+    } else {
+        format!("/page/{n}")
+    }
+}
+
+/// The pages page `n` links to: its children, then pseudo-random pages.
+fn page_links(n: u64, pages: u64) -> impl Iterator<Item = u64> {
+    let first_child = n.saturating_mul(LINKS_PER_PAGE).saturating_add(1);
+    let children =
+        (first_child..first_child.saturating_add(LINKS_PER_PAGE)).filter(move |&c| c < pages);
+    let others = (0..).map(move |k| mix(n, k) % pages);
+    children.chain(others).take(LINKS_PER_PAGE as usize)
+}
+
+const WORDS: &[&str] = &[
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+    "incididunt",
+    "ut",
+    "labore",
+    "et",
+    "dolore",
+    "magna",
+    "aliqua",
+    "enim",
+    "ad",
+    "minim",
+    "veniam",
+    "quis",
+    "nostrud",
+    "exercitation",
+    "ullamco",
+    "laboris",
+    "nisi",
+    "aliquip",
+    "ex",
+    "ea",
+    "commodo",
+    "consequat",
+    "duis",
+    "aute",
+    "irure",
+    "in",
+    "reprehenderit",
+    "voluptate",
+    "velit",
+    "esse",
+    "cillum",
+    "fugiat",
+    "nulla",
+    "pariatur",
+    "excepteur",
+    "sint",
+];
+
+/// The HTML of page `n` of a `pages`-page site: the same bytes every time.
+fn render_page(n: u64, pages: u64) -> String {
+    const TAIL: &str = "</p>\n</body>\n</html>\n";
+    let mut html = String::with_capacity(PAGE_BYTES);
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html>\n<head><title>page {n}</title></head>\n<body>\n<h1>page {n}</h1>\n<ul>\n"
+    );
+    for (k, target) in page_links(n, pages).enumerate() {
+        let _ = writeln!(
+            html,
+            "<li><a href=\"{}\">link {k}: page {target}</a></li>",
+            page_path(target)
+        );
+    }
+    html.push_str("</ul>\n<p>");
+    for i in 0.. {
+        let word = WORDS[(mix(n, 1_000 + i) % WORDS.len() as u64) as usize];
+        if html.len() + 1 + word.len() + TAIL.len() > PAGE_BYTES {
+            break;
+        }
+        if i > 0 {
+            html.push(' ');
+        }
+        html.push_str(word);
+    }
+    html.push_str(TAIL);
+    html
+}
+
+/// What the server saw: which pages were fetched, and anything unexpected.
+struct Site {
+    pages: u64,
+    /// One bit per page: fetched at least once.
+    seen: Vec<AtomicU64>,
+    /// Fetches of a page already fetched.
+    repeats: AtomicU64,
+    /// The first few pages fetched more than once.
+    repeated: Mutex<Vec<u64>>,
+    /// Requests for paths that are not pages.
+    misses: AtomicU64,
+    /// Requests without the middleware's header.
+    unmarked: AtomicU64,
+}
+
+impl Site {
+    fn new(pages: u64) -> Self {
+        Site {
+            pages,
+            seen: (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            repeats: AtomicU64::new(0),
+            repeated: Mutex::new(Vec::new()),
+            misses: AtomicU64::new(0),
+            unmarked: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, n: u64) {
+        let bit = 1u64 << (n % 64);
+        let before = self.seen[(n / 64) as usize].fetch_or(bit, Ordering::Relaxed);
+        if before & bit != 0 {
+            self.repeats.fetch_add(1, Ordering::Relaxed);
+            let mut repeated = self.repeated.lock().expect("repeated lock");
+            if repeated.len() < 10 {
+                repeated.push(n);
+            }
+        }
+    }
+
+    /// Pages fetched at least once, and the first few never fetched.
+    fn coverage(&self) -> (u64, Vec<u64>) {
+        let mut fetched = 0;
+        let mut missing = Vec::new();
+        for (i, word) in self.seen.iter().enumerate() {
+            let word = word.load(Ordering::Relaxed);
+            fetched += u64::from(word.count_ones());
+            for b in 0..64 {
+                let n = i as u64 * 64 + b;
+                if n < self.pages && word & (1 << b) == 0 && missing.len() < 10 {
+                    missing.push(n);
+                }
+            }
+        }
+        (fetched, missing)
+    }
+}
+
+async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
+    let n = match req.path() {
+        "/" => Some(0),
+        path => path
+            .strip_prefix("/page/")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&n| n > 0 && n < site.pages),
+    };
+    let Some(n) = n else {
+        site.misses.fetch_add(1, Ordering::Relaxed);
+        return HttpResponse::NotFound().body("no such page");
+    };
+    if !req.headers().contains_key(MARK_HEADER) {
+        site.unmarked.fetch_add(1, Ordering::Relaxed);
+    }
+    site.record(n);
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(render_page(n, site.pages))
+}
+
+/// A server running on its own thread with its own actix system.
+struct Server {
+    url: Url,
+    handle: ServerHandle,
+    thread: JoinHandle<std::io::Result<()>>,
+}
+
+fn start_server(site: Arc<Site>, port: u16) -> std::io::Result<Server> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("bench-server".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let data = web::Data::from(site);
+                let bound = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .default_service(web::to(serve_page))
+                })
+                .workers(SERVER_WORKERS)
+                .disable_signals()
+                .bind(("127.0.0.1", port));
+                let server = match bound {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let addr = server.addrs()[0];
+                let server = server.run();
+                let _ = tx.send(Ok((addr, server.handle())));
+                server.await
+            })
+        })?;
+    let (addr, handle) = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the server thread ended before binding"))??;
+    let url = Url::parse(&format!("http://{addr}/")).expect("a socket address makes a URL");
+    Ok(Server {
+        url,
+        handle,
+        thread,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The crawl.
+
+/// One item per page.
+#[derive(Serialize)]
+struct PageItem {
+    /// The page number, when the path is one of the generated site's.
+    page: Option<u64>,
+    /// Links on the page.
+    links: usize,
+}
+
+/// Follows every same-host link from one start URL.
+struct BenchSpider {
+    start: Request<()>,
+    links: Selector,
+}
+
+impl Spider for BenchSpider {
+    type Callback = ();
+
+    fn name(&self) -> &str {
+        "bench"
+    }
+
+    fn start_requests(&self) -> StartRequests<()> {
+        Box::new(std::iter::once(self.start.clone()))
+    }
+
+    fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+        let doc = Html::parse_document(&response.text());
+        let mut links = 0;
+        for a in doc.select(&self.links) {
+            links += 1;
+            let Some(href) = a.value().attr("href") else {
+                continue;
+            };
+            let Ok(url) = response.urljoin(href) else {
+                continue;
+            };
+            if matches!(url.scheme(), "http" | "https")
+                && url.host_str() == self.start.url.host_str()
+            {
+                out.request(Request::try_from_url(url)?);
+            }
+        }
+        let page = match response.url.path() {
+            "/" => Some(0),
+            path => path.strip_prefix("/page/").and_then(|n| n.parse().ok()),
+        };
+        out.item(PageItem { page, links });
+        Ok(())
+    }
+}
+
+/// The one download middleware: marks every request with a header.
+struct Mark;
+
+impl DownloadMiddleware<()> for Mark {
+    fn process_request(
+        &self,
+        request: &mut Request<()>,
+        _: &mut Vec<Request<()>>,
+    ) -> Result<RequestAction, Error> {
+        request.headers.push((MARK_HEADER.into(), "1".into()));
+        Ok(RequestAction::Continue)
+    }
+}
+
+/// The one item pipeline: counts items.
+struct CountItems(Arc<AtomicU64>);
+
+#[async_trait(?Send)]
+impl Pipeline for CountItems {
+    async fn process_item(&mut self, _: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(Verdict::Keep)
+    }
+}
+
+/// What a crawl produced.
+struct Outcome {
+    stats: StatsSnapshot,
+    seconds: f64,
+    items: u64,
+}
+
+async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
+    let items = Arc::new(AtomicU64::new(0));
+    let spider = BenchSpider {
+        start: Request::try_from_url(start)?,
+        links: Selector::parse("a[href]").expect("a valid selector"),
+    };
+    let crawler = Crawler::builder(spider)
+        .concurrency(args.concurrency)
+        .downloaders(args.downloaders)
+        .dedupe(true)
+        .middleware(Mark)
+        .pipeline(CountItems(items.clone()))
+        .build()?;
+    let started = Instant::now();
+    let stats = crawler.start()?.join().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Outcome {
+        stats,
+        seconds,
+        items: items.load(Ordering::Relaxed),
+    })
+}
+
+/// Problems every crawl must be free of, whatever the site.
+fn crawl_problems(out: &Outcome, problems: &mut Vec<String>) {
+    let s = &out.stats;
+    if s.error_count() != 0 {
+        problems.push(format!(
+            "{} errors counted (downloader/exception_count {}, httperror/response_ignored_count {}, spider_exceptions {}, item_error_count {})",
+            s.error_count(),
+            s.counter(Counter::ExceptionCount),
+            s.counter(Counter::HttpErrorIgnored),
+            s.counter(Counter::SpiderExceptions),
+            s.counter(Counter::ItemError),
+        ));
+    }
+    for c in [Counter::RequestFailures, Counter::LostMessages] {
+        if s.counter(c) != 0 {
+            problems.push(format!("{} is {}", c.name(), s.counter(c)));
+        }
+    }
+    if s.finish_reason.as_deref() != Some("finished") {
+        problems.push(format!("finish_reason is {:?}", s.finish_reason));
+    }
+    let ok = s.status_count(200);
+    for c in [Counter::RequestCount, Counter::ResponseCount] {
+        if s.counter(c) != ok {
+            problems.push(format!(
+                "{} is {} but {ok} responses had status 200",
+                c.name(),
+                s.counter(c)
+            ));
+        }
+    }
+    if out.items != ok || s.counter(Counter::ItemScraped) != ok {
+        problems.push(format!(
+            "{} items counted by the pipeline, item_scraped_count {}, for {ok} pages",
+            out.items,
+            s.counter(Counter::ItemScraped)
+        ));
+    }
+}
+
+/// Problems of an in-process crawl, from what the server saw.
+fn site_problems(site: &Site, out: &Outcome, problems: &mut Vec<String>) {
+    let (fetched, missing) = site.coverage();
+    if fetched != site.pages {
+        problems.push(format!(
+            "{fetched} of {} pages fetched; never fetched: {missing:?}{}",
+            site.pages,
+            if site.pages - fetched > missing.len() as u64 {
+                " …"
+            } else {
+                ""
+            }
+        ));
+    }
+    let repeats = site.repeats.load(Ordering::Relaxed);
+    if repeats != 0 {
+        problems.push(format!(
+            "{repeats} repeated fetches, of pages {:?}",
+            site.repeated.lock().expect("repeated lock")
+        ));
+    }
+    let misses = site.misses.load(Ordering::Relaxed);
+    if misses != 0 {
+        problems.push(format!("{misses} requests for paths that are not pages"));
+    }
+    let unmarked = site.unmarked.load(Ordering::Relaxed);
+    if unmarked != 0 {
+        problems.push(format!(
+            "{unmarked} requests without the {MARK_HEADER} header"
+        ));
+    }
+    let ok = out.stats.status_count(200);
+    if ok != site.pages {
+        problems.push(format!(
+            "{ok} responses with status 200 for a site of {} pages",
+            site.pages
+        ));
+    }
+}
+
+/// The one line printed on stdout.
+#[derive(Serialize)]
+struct Line {
+    pages: u64,
+    seconds: f64,
+    pages_per_sec: f64,
+    peak_rss_mb: Option<f64>,
+}
+
+/// The process's peak resident set size (`VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+fn report(out: &Outcome, problems: &[String]) -> ExitCode {
+    let pages = out.stats.status_count(200);
+    let line = Line {
+        pages,
+        seconds: round(out.seconds, 3),
+        pages_per_sec: round(pages as f64 / out.seconds, 1),
+        peak_rss_mb: peak_rss_mb().map(|mb| round(mb, 1)),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let json = serde_json::to_string(&line).expect("the line serialises");
+    let _ = writeln!(stdout, "{json}");
+    let _ = stdout.flush();
+    if problems.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("bench: the crawl did not fetch every page exactly once without errors:");
+    for p in problems {
+        eprintln!("  - {p}");
+    }
+    eprintln!(
+        "  final stats: {}",
+        serde_json::to_string(&out.stats).unwrap_or_default()
+    );
+    ExitCode::FAILURE
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("bench: {what}: {e}");
+    ExitCode::from(2)
+}
+
+#[actix::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+
+    if let Some(url) = &args.url {
+        let start = match Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return fail(&format!("invalid --url {url:?}"), e),
+        };
+        let out = match crawl(start, &args).await {
+            Ok(out) => out,
+            Err(e) => return fail("crawl failed", e),
+        };
+        let mut problems = Vec::new();
+        crawl_problems(&out, &mut problems);
+        return report(&out, &problems);
+    }
+
+    let site = Arc::new(Site::new(args.pages));
+    let server = match start_server(site.clone(), args.port) {
+        Ok(s) => s,
+        Err(e) => return fail("cannot start the server", e),
+    };
+
+    if args.serve_only {
+        eprintln!("bench: serving {} pages at {}", args.pages, server.url);
+        return match server.thread.join() {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => fail("server failed", e),
+            Err(_) => fail("server failed", "its thread panicked"),
+        };
+    }
+
+    let result = crawl(server.url.clone(), &args).await;
+    server.handle.stop(false).await;
+    let _ = server.thread.join();
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => return fail("crawl failed", e),
+    };
+    let mut problems = Vec::new();
+    crawl_problems(&out, &mut problems);
+    site_problems(&site, &out, &mut problems);
+    report(&out, &problems)
+}
