@@ -48,6 +48,17 @@ pub(crate) async fn exchange<C>(
     stats: &Stats,
 ) -> Result<Response, Error> {
     let timeout = req.timeout.unwrap_or(cfg.timeout);
+    if let Some(proxy) = &req.proxy {
+        // Connecting directly would silently bypass the proxy the user
+        // asked for: refuse instead, until proxies are supported.
+        return Err(Error::new(
+            Stage::Download,
+            ErrorKind::Config(format!(
+                "request names proxy {proxy:?}, but this version cannot use proxies; not connecting directly"
+            )),
+        )
+        .with_url(&req.url));
+    }
     stats.inc(Counter::RequestCount);
     let started = Instant::now();
     let result = tokio::time::timeout(timeout, send(client, req, cfg.max_body)).await;

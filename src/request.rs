@@ -34,21 +34,25 @@ pub struct Request<C> {
     pub headers: Vec<(String, String)>,
     /// The body, sent as is (the fingerprint reads it without consuming it).
     pub body: Bytes,
-    /// An HTTP proxy to send this request through (`http://user:pass@host:port`).
+    /// An HTTP proxy to send this request through
+    /// (`http://user:pass@host:port`). Not supported yet: a request that
+    /// names one fails with a clear error rather than connect directly.
     pub proxy: Option<String>,
     /// Cookies sent with this request only, as name/value pairs.
     pub cookies: Vec<(String, String)>,
     /// Free-form data that travels with the request to its response.
     pub meta: Map<String, Value>,
-    /// Whether a 3xx answer may be followed.
+    /// Whether a 3xx answer may be followed. Redirects are not followed
+    /// yet: a 3xx response reaches the parse callback as it is.
     pub allow_redirects: bool,
-    /// The most redirects followed for this request.
+    /// The most redirects followed for this request (see `allow_redirects`).
     pub max_redirects: u32,
     /// Which parse callback handles the response: a value of the spider's
     /// callback type, matched in `Spider::parse`.
     pub callback: C,
     /// A cap on connections to this request's host, when it must be lower
-    /// than the crawl's.
+    /// than the crawl's. Recorded; per-host limits are not enforced yet (the
+    /// crawl's global concurrency applies).
     pub max_conns_per_host: Option<usize>,
     /// Statuses >= 400 that still go to the parse callback instead of the
     /// error handler.

@@ -206,3 +206,230 @@ async fn download<C: Callback>(
     }
     done(Outcome::Response(ctx, Box::new(response)), emitted)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::middleware::DownloadMiddleware;
+    use crate::request::Request;
+
+    /// A fake pool: forwards what the downloader reports.
+    struct FakePool {
+        results: mpsc::UnboundedSender<Downloaded<()>>,
+        crashes: mpsc::UnboundedSender<WorkerCrashed>,
+    }
+    impl Actor for FakePool {
+        type Context = actix::Context<Self>;
+    }
+    impl Handler<Downloaded<()>> for FakePool {
+        type Result = ();
+        fn handle(&mut self, msg: Downloaded<()>, _: &mut Self::Context) {
+            let _ = self.results.send(msg);
+        }
+    }
+    impl Handler<WorkerCrashed> for FakePool {
+        type Result = ();
+        fn handle(&mut self, msg: WorkerCrashed, _: &mut Self::Context) {
+            let _ = self.crashes.send(msg);
+        }
+    }
+
+    /// Records its name on the way out and back; panics once on `/boom`.
+    struct Mark {
+        name: &'static str,
+        priority: i32,
+        log: Arc<Mutex<Vec<String>>>,
+        panicked: Arc<AtomicBool>,
+    }
+    impl DownloadMiddleware<()> for Mark {
+        fn priority(&self) -> i32 {
+            self.priority
+        }
+        fn process_request(
+            &self,
+            r: &mut Request<()>,
+            _: &mut Vec<Request<()>>,
+        ) -> Result<RequestAction, Error> {
+            if r.url.path() == "/boom" && !self.panicked.swap(true, Ordering::SeqCst) {
+                panic!("boom");
+            }
+            self.log.lock().unwrap().push(format!("req:{}", self.name));
+            Ok(RequestAction::Continue)
+        }
+        fn process_response(
+            &self,
+            _: &Request<()>,
+            _: &mut crate::response::Response,
+            _: &mut Vec<Request<()>>,
+        ) -> Result<ResponseAction, Error> {
+            self.log.lock().unwrap().push(format!("resp:{}", self.name));
+            Ok(ResponseAction::Continue)
+        }
+    }
+
+    struct Rig {
+        base: String,
+        worker: Addr<Downloader<()>>,
+        results: mpsc::UnboundedReceiver<Downloaded<()>>,
+        crashes: mpsc::UnboundedReceiver<WorkerCrashed>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn rig() -> Rig {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(|| {
+                    App::new()
+                        .route(
+                            "/ok",
+                            web::get().to(|| async { HttpResponse::Ok().body("hello") }),
+                        )
+                        .route(
+                            "/boom",
+                            web::get().to(|| async { HttpResponse::Ok().body("x") }),
+                        )
+                        .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
+                })
+                .workers(1)
+                .disable_signals()
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+                tx.send(server.addrs()[0]).unwrap();
+                server.run().await.unwrap();
+            });
+        });
+        let addr = rx.recv().unwrap();
+        let (rtx, results) = mpsc::unbounded_channel();
+        let (ctx_, crashes) = mpsc::unbounded_channel();
+        let pool = FakePool {
+            results: rtx,
+            crashes: ctx_,
+        }
+        .start();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let panicked = Arc::new(AtomicBool::new(false));
+        let mark = |name, priority| -> Arc<dyn DownloadMiddleware<()>> {
+            Arc::new(Mark {
+                name,
+                priority,
+                log: log.clone(),
+                panicked: panicked.clone(),
+            })
+        };
+        let middlewares = Arc::new(Middlewares::new(vec![mark("b", 2), mark("a", 1)]));
+        let config = Arc::new(DownloadConfig {
+            timeout: Duration::from_secs(10),
+            max_body: 1 << 20,
+            user_agent: "test".into(),
+        });
+        let links = DownloaderLinks {
+            results: pool.clone().recipient(),
+            crashes: pool.recipient(),
+        };
+        let worker = Supervisor::start(move |_| {
+            Downloader::new(
+                3,
+                middlewares,
+                config,
+                links,
+                Arc::default(),
+                Logger::root(slog::Discard, slog::o!()),
+            )
+        });
+        Rig {
+            base: format!("http://{addr}"),
+            worker,
+            results,
+            crashes,
+            log,
+        }
+    }
+
+    fn download(rig: &Rig, path: &str, epoch: u64) -> Context<()> {
+        let mut ctx = Context::new(Request::get(&format!("{}{path}", rig.base)).unwrap(), None);
+        ctx.attempt = 1;
+        rig.worker.do_send(Download {
+            ctx: ctx.clone(),
+            epoch,
+        });
+        ctx
+    }
+
+    #[actix::test]
+    async fn a_response_runs_the_middlewares_in_order_and_carries_its_meta() {
+        let mut rig = rig();
+        let sent = download(&rig, "/ok", 0);
+        let done = rig.results.recv().await.unwrap();
+        assert_eq!((done.worker, done.id), (3, sent.id));
+        let Outcome::Response(_, response) = done.outcome else {
+            panic!("expected a response, got {:?}", done.outcome);
+        };
+        assert_eq!(response.status, 200);
+        assert_eq!(&response.body[..], b"hello");
+        assert_eq!(response.meta.attempt, 1);
+        assert_eq!(response.meta.download_slot, "127.0.0.1");
+        assert_eq!(response.meta.download_timeout, Duration::from_secs(10));
+        assert!(response.meta.download_latency > Duration::ZERO);
+        assert_eq!(
+            *rig.log.lock().unwrap(),
+            ["req:a", "req:b", "resp:b", "resp:a"]
+        );
+    }
+
+    #[actix::test]
+    async fn a_disallowed_status_is_a_failure() {
+        let mut rig = rig();
+        download(&rig, "/missing", 0);
+        let done = rig.results.recv().await.unwrap();
+        let Outcome::Failed(_, e) = done.outcome else {
+            panic!("expected a failure, got {:?}", done.outcome);
+        };
+        assert!(matches!(e.kind(), ErrorKind::HttpStatus(404)), "{e}");
+        assert_eq!(e.attempt(), 1);
+    }
+
+    #[actix::test]
+    async fn a_request_naming_a_proxy_is_refused_not_sent_directly() {
+        let mut rig = rig();
+        let ctx = Context::new(
+            Request::get(&format!("{}/ok", rig.base))
+                .unwrap()
+                .proxy("http://127.0.0.1:1"),
+            None,
+        );
+        rig.worker.do_send(Download { ctx, epoch: 0 });
+        let done = rig.results.recv().await.unwrap();
+        let Outcome::Failed(_, e) = done.outcome else {
+            panic!("expected a failure, got {:?}", done.outcome);
+        };
+        assert!(matches!(e.kind(), ErrorKind::Config(_)), "{e}");
+    }
+
+    #[actix::test]
+    async fn a_panic_reports_a_crash_and_the_restarted_worker_skips_old_epochs() {
+        let mut rig = rig();
+        let boom = download(&rig, "/boom", 0);
+        let crash = rig.crashes.recv().await.unwrap();
+        assert_eq!((crash.worker, crash.epoch, crash.id), (3, 0, boom.id));
+        assert!(crash.panic.contains("boom"));
+        // Restarted under its supervisor as epoch 1: a message addressed to
+        // epoch 0 was already re-queued by the pool and is skipped; one for
+        // epoch 1 is downloaded.
+        download(&rig, "/ok", 0);
+        let fresh = download(&rig, "/ok", 1);
+        let done = rig.results.recv().await.unwrap();
+        assert_eq!(done.id, fresh.id);
+        assert!(matches!(done.outcome, Outcome::Response(..)));
+        // The skipped one never reports.
+        let late = download(&rig, "/ok", 1);
+        assert_eq!(rig.results.recv().await.unwrap().id, late.id);
+    }
+}
