@@ -29,7 +29,49 @@ pub(crate) struct DownloadConfig {
     pub user_agent: String,
 }
 
-/// A client for one downloader's arbiter (awc clients are `!Send`).
+/// The clients of one downloader: a direct one, and one per proxy it has
+/// been asked to use (built on first use, kept for keep-alive).
+pub(crate) struct Clients {
+    /// For requests without a proxy.
+    direct: awc::Client,
+    /// Per proxy URL.
+    proxied: std::collections::HashMap<String, awc::Client>,
+}
+
+impl Clients {
+    /// Clients for one downloader's arbiter (awc clients are `!Send`).
+    pub(crate) fn new(cfg: &DownloadConfig) -> Self {
+        Clients {
+            direct: build_client(cfg),
+            proxied: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The client `req` must go through.
+    pub(crate) fn for_request<C>(
+        &mut self,
+        req: &Request<C>,
+        _cfg: &DownloadConfig,
+    ) -> Result<awc::Client, Error> {
+        let Some(proxy) = &req.proxy else {
+            return Ok(self.direct.clone());
+        };
+        if let Some(client) = self.proxied.get(proxy) {
+            return Ok(client.clone());
+        }
+        // Connecting directly would silently bypass the proxy the user
+        // asked for: refuse instead, until proxies are supported.
+        Err(Error::new(
+            Stage::Download,
+            ErrorKind::Config(format!(
+                "request names proxy {proxy:?}, but this version cannot use proxies; not connecting directly"
+            )),
+        )
+        .with_url(&req.url))
+    }
+}
+
+/// A direct client for one downloader's arbiter.
 pub(crate) fn build_client(cfg: &DownloadConfig) -> awc::Client {
     awc::Client::builder()
         .disable_redirects()
@@ -48,17 +90,6 @@ pub(crate) async fn exchange<C>(
     stats: &Stats,
 ) -> Result<Response, Error> {
     let timeout = req.timeout.unwrap_or(cfg.timeout);
-    if let Some(proxy) = &req.proxy {
-        // Connecting directly would silently bypass the proxy the user
-        // asked for: refuse instead, until proxies are supported.
-        return Err(Error::new(
-            Stage::Download,
-            ErrorKind::Config(format!(
-                "request names proxy {proxy:?}, but this version cannot use proxies; not connecting directly"
-            )),
-        )
-        .with_url(&req.url));
-    }
     stats.inc(Counter::RequestCount);
     let started = Instant::now();
     let result = tokio::time::timeout(timeout, send(client, req, cfg.max_body)).await;

@@ -24,7 +24,7 @@ use slog::{debug, error, Logger};
 
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
-use crate::http::{build_client, exchange, DownloadConfig};
+use crate::http::{exchange, Clients, DownloadConfig};
 use crate::messages::{deliver, Download, Downloaded, Outcome, WorkerCrashed};
 use crate::middleware::{Middlewares, RequestAction, ResponseAction};
 use crate::spider::Callback;
@@ -45,7 +45,7 @@ pub struct Downloader<C: Callback> {
     /// Incarnation number; grows on every restart.
     epoch: u64,
     /// Built in `started` on this downloader's arbiter.
-    client: Option<awc::Client>,
+    clients: Option<Clients>,
     /// The crawl's middlewares, shared by every downloader.
     middlewares: Arc<Middlewares<C>>,
     /// Timeouts, limits, User-Agent.
@@ -70,7 +70,7 @@ impl<C: Callback> Downloader<C> {
         Downloader {
             index,
             epoch: 0,
-            client: None,
+            clients: None,
             middlewares,
             config,
             links,
@@ -84,14 +84,14 @@ impl<C: Callback> Actor for Downloader<C> {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, _: &mut Self::Context) {
-        self.client = Some(build_client(&self.config));
+        self.clients = Some(Clients::new(&self.config));
     }
 }
 
 impl<C: Callback> Supervised for Downloader<C> {
     fn restarting(&mut self, _: &mut Self::Context) {
         self.epoch += 1;
-        self.client = None;
+        self.clients = None;
         error!(self.log, "downloader restarting"; "worker" => self.index, "epoch" => self.epoch);
     }
 }
@@ -105,10 +105,10 @@ impl<C: Callback> Handler<Download<C>> for Downloader<C> {
                 "request_id" => %msg.ctx.id);
             return;
         }
-        let client = self
-            .client
-            .get_or_insert_with(|| build_client(&self.config))
-            .clone();
+        let clients = self
+            .clients
+            .get_or_insert_with(|| Clients::new(&self.config));
+        let client = clients.for_request(&msg.ctx.request, &self.config);
         let id = msg.ctx.id;
         let job = download(
             client,
@@ -143,7 +143,7 @@ impl<C: Callback> Handler<Download<C>> for Downloader<C> {
 
 /// Steps 5–7 for one request.
 async fn download<C: Callback>(
-    client: awc::Client,
+    client: Result<awc::Client, Error>,
     middlewares: Arc<Middlewares<C>>,
     config: Arc<DownloadConfig>,
     stats: Arc<Stats>,
@@ -175,6 +175,13 @@ async fn download<C: Callback>(
             }
         }
     }
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            let e = e.with_attempt(ctx.attempt);
+            return done(Outcome::Failed(ctx, e), emitted);
+        }
+    };
     let mut response = match exchange(&client, &ctx.request, &config, &stats).await {
         Ok(r) => r,
         Err(e) => {
