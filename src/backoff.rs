@@ -31,8 +31,13 @@ impl Default for Backoff {
 impl Backoff {
     /// The delay before retry number `retry` (0 for the first retry).
     pub fn delay(&self, retry: u32) -> Duration {
+        self.nominal(retry).mul_f64(0.5 + fastrand::f64())
+    }
+
+    /// The delay before retry number `retry`, without jitter.
+    pub fn nominal(&self, retry: u32) -> Duration {
         let exp = self.base.saturating_mul(1u32 << retry.min(20));
-        exp.min(self.max).mul_f64(0.5 + fastrand::f64())
+        exp.min(self.max)
     }
 }
 

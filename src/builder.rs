@@ -24,14 +24,17 @@ use crate::actors::error_handler::{ErrorHandler, ErrorLinks};
 use crate::actors::parser::{Parser, ParserLinks};
 use crate::actors::pipeline_stage::{PipelineStage, StageLinks};
 use crate::actors::pool::{Pool, PoolLinks};
-use crate::actors::scheduler::{Scheduler, SchedulerLinks};
+use crate::actors::scheduler::slots::AutoThrottle;
+use crate::actors::scheduler::{Scheduler, SchedulerConfig, SchedulerLinks};
 use crate::dedupe::{BloomDupe, DupeBackend};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
 use crate::http::DownloadConfig;
 use crate::middleware::{DownloadMiddleware, Middlewares};
 use crate::pipeline::Pipeline;
+use crate::proxy::EnvProxies;
 use crate::queue::{MemoryQueue, QueueBackend};
+use crate::retry::RetryPolicy;
 use crate::spider::Spider;
 use crate::stats::Stats;
 
@@ -51,13 +54,17 @@ pub struct Crawler<S: Spider> {
 /// Configuration of a crawl, with documented defaults.
 pub struct CrawlerBuilder<S: Spider> {
     spider: Arc<S>,
-    concurrency: usize,
+    scheduler: SchedulerConfig,
+    follow_redirects: bool,
+    cookies: bool,
+    retry: Option<RetryPolicy>,
     downloaders: usize,
     dedupe: bool,
     bloom_capacity: usize,
     bloom_rate: f64,
     timeout: Duration,
     max_body: usize,
+    warn_body: usize,
     user_agent: String,
     max_crashes: u32,
     flush_interval: Duration,
@@ -66,6 +73,9 @@ pub struct CrawlerBuilder<S: Spider> {
     queue: Option<Box<dyn QueueBackend<S::Callback>>>,
     dupe: Option<Box<dyn DupeBackend>>,
     log: Logger,
+    proxy_from_env: bool,
+    /// Read in `build` when `proxy_from_env` is on.
+    env_proxy: Option<EnvProxies>,
 }
 
 impl<S: Spider> Crawler<S> {
@@ -73,13 +83,17 @@ impl<S: Spider> Crawler<S> {
     pub fn builder(spider: S) -> CrawlerBuilder<S> {
         CrawlerBuilder {
             spider: Arc::new(spider),
-            concurrency: 16,
+            scheduler: SchedulerConfig::default(),
+            follow_redirects: true,
+            cookies: true,
+            retry: Some(RetryPolicy::default()),
             downloaders: 2,
             dedupe: true,
             bloom_capacity: 1 << 20,
             bloom_rate: 0.001,
             timeout: Duration::from_secs(180),
             max_body: 64 << 20,
+            warn_body: 32 << 20,
             user_agent: DEFAULT_USER_AGENT.to_string(),
             max_crashes: 2,
             flush_interval: Duration::from_secs(1),
@@ -88,6 +102,8 @@ impl<S: Spider> Crawler<S> {
             queue: None,
             dupe: None,
             log: Logger::root(slog::Discard, o!()),
+            proxy_from_env: false,
+            env_proxy: None,
         }
     }
 }
@@ -95,7 +111,108 @@ impl<S: Spider> Crawler<S> {
 impl<S: Spider> CrawlerBuilder<S> {
     /// Most requests in flight at once, across all hosts. Default 16.
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n;
+        self.scheduler.concurrency = n;
+        self
+    }
+
+    /// Most requests downloading at once per host. Default 8.
+    pub fn per_host_concurrency(mut self, n: usize) -> Self {
+        self.scheduler.slots.concurrency = n;
+        self
+    }
+
+    /// Time between two request starts to one host. Default 0.
+    pub fn download_delay(mut self, delay: Duration) -> Self {
+        self.scheduler.slots.delay = delay;
+        self
+    }
+
+    /// Whether each delay is multiplied by a random factor in [0.5, 1.5).
+    /// Default on (it only matters with a delay).
+    pub fn randomize_delay(mut self, on: bool) -> Self {
+        self.scheduler.slots.randomize_delay = on;
+        self
+    }
+
+    /// Turns AutoThrottle on: each host's delay follows its latency. Default
+    /// off; see [`AutoThrottle`] for its own defaults.
+    pub fn autothrottle(mut self, settings: AutoThrottle) -> Self {
+        self.scheduler.slots.autothrottle = Some(settings);
+        self
+    }
+
+    /// Most requests per second to one host. Default unlimited.
+    pub fn host_rate_limit(mut self, per_second: f64) -> Self {
+        self.scheduler.slots.host_rate = Some(per_second);
+        self
+    }
+
+    /// Most requests per second over the whole crawl. Default unlimited.
+    pub fn rate_limit(mut self, per_second: f64) -> Self {
+        self.scheduler.slots.global_rate = Some(per_second);
+        self
+    }
+
+    /// Drops requests deeper than `depth` hops from a start request
+    /// (`depth/filtered`). Default no limit.
+    pub fn depth_limit(mut self, depth: u32) -> Self {
+        self.scheduler.depth_limit = Some(depth);
+        self
+    }
+
+    /// Priority lowered by this much per level of depth: positive crawls
+    /// breadth-first, negative depth-first. Default 0.
+    pub fn depth_priority(mut self, per_level: i32) -> Self {
+        self.scheduler.depth_priority = per_level;
+        self
+    }
+
+    /// Only these domains and their subdomains are crawled; other requests
+    /// are dropped (`offsite/filtered`) unless `dont_filter`. Default: all.
+    pub fn allowed_domains<I, D>(mut self, domains: I) -> Self
+    where
+        I: IntoIterator<Item = D>,
+        D: Into<String>,
+    {
+        self.scheduler.allowed_domains = domains.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Obey robots.txt (fetched once per origin; disallowed requests are
+    /// dropped and counted in `robotstxt/forbidden`; `Crawl-delay` is
+    /// honoured). Default off.
+    pub fn obey_robots_txt(mut self, on: bool) -> Self {
+        self.scheduler.robots_agent = on.then(|| "spinneret".to_string());
+        self
+    }
+
+    /// The retry policy. Default [`RetryPolicy::default`]: 2 retries of
+    /// 500, 502, 503, 504, 522, 524, 408, 429, connection errors and
+    /// timeouts, with exponential backoff and jitter.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Follow 301/302/303/307/308 answers (at most a request's
+    /// `max_redirects`, default 20; loops are errors; the chain is on the
+    /// final response's `meta.redirect_urls`). Default on.
+    pub fn follow_redirects(mut self, on: bool) -> Self {
+        self.follow_redirects = on;
+        self
+    }
+
+    /// Keep a cookie jar for the crawl: cookies a response sets are sent on
+    /// later requests to that site. Per-request cookies are sent either way.
+    /// Default on.
+    pub fn cookies(mut self, on: bool) -> Self {
+        self.cookies = on;
+        self
+    }
+
+    /// Turns retries off.
+    pub fn no_retry(mut self) -> Self {
+        self.retry = None;
         self
     }
 
@@ -130,6 +247,16 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// counted errors. Default 64 MiB.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// A response body held in memory over this many bytes (after
+    /// decompression) logs a warning and counts `downloader/warn_size_count`,
+    /// once per response, as Scrapy's `DOWNLOAD_WARNSIZE`; 0 never warns.
+    /// Bodies streamed to a file (`Request::stream_to`) do not warn.
+    /// Default 32 MiB.
+    pub fn warn_body(mut self, bytes: usize) -> Self {
+        self.warn_body = bytes;
         self
     }
 
@@ -177,6 +304,16 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Whether requests without a proxy of their own use the environment's:
+    /// `http_proxy`/`HTTP_PROXY` for `http` URLs, `https_proxy`/`HTTPS_PROXY`
+    /// for `https` URLs, except hosts in `no_proxy`/`NO_PROXY`. Read once, by
+    /// [`build`](Self::build), which fails on an unusable proxy URL; the
+    /// environment is never read while this is off. Default off.
+    pub fn proxy_from_env(mut self, on: bool) -> Self {
+        self.proxy_from_env = on;
+        self
+    }
+
     /// Where the crawl logs. Default: discarded.
     pub fn logger(mut self, log: Logger) -> Self {
         self.log = log;
@@ -186,8 +323,20 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// Checks the configuration.
     pub fn build(mut self) -> Result<Crawler<S>, Error> {
         let bad = |m: String| Err(Error::new(Stage::Setup, ErrorKind::Config(m)));
-        if self.concurrency == 0 {
-            return bad("concurrency must be at least 1".into());
+        if self.scheduler.concurrency == 0 || self.scheduler.slots.concurrency == 0 {
+            return bad("concurrency (global and per host) must be at least 1".into());
+        }
+        let rates = [
+            self.scheduler.slots.host_rate,
+            self.scheduler.slots.global_rate,
+        ];
+        if rates.iter().flatten().any(|r| !(r.is_finite() && *r > 0.0)) {
+            return bad("rate limits must be positive".into());
+        }
+        if let Some(at) = &self.scheduler.slots.autothrottle {
+            if !(at.target_concurrency.is_finite() && at.target_concurrency > 0.0) {
+                return bad("AutoThrottle target concurrency must be positive".into());
+            }
         }
         if self.downloaders == 0 {
             return bad("at least one downloader is needed".into());
@@ -204,6 +353,11 @@ impl<S: Spider> CrawlerBuilder<S> {
                 self.bloom_rate,
             )?));
         }
+        self.env_proxy = if self.proxy_from_env {
+            Some(EnvProxies::from_env()?)
+        } else {
+            None
+        };
         Ok(Crawler { builder: self })
     }
 }
@@ -300,7 +454,14 @@ impl<S: Spider> Crawler<S> {
         let config = Arc::new(DownloadConfig {
             timeout: b.timeout,
             max_body: b.max_body,
+            warn_body: b.warn_body,
+            log: log.new(o!("actor" => "downloader")),
             user_agent: b.user_agent,
+            env_proxy: b.env_proxy,
+            follow_redirects: b.follow_redirects,
+            cookies: b
+                .cookies
+                .then(|| Arc::new(std::sync::Mutex::new(cookie_store::CookieStore::default()))),
         });
         let mut workers = Vec::new();
         for index in 0..b.downloaders {
@@ -341,8 +502,10 @@ impl<S: Spider> Crawler<S> {
                 enqueue: sched.clone().recipient(),
                 requeue: sched.clone().recipient(),
                 completed: sched.clone().recipient(),
+                released: sched.clone().recipient(),
             },
             b.max_crashes,
+            b.retry,
             accounting.clone(),
             stats.clone(),
             log.new(o!("actor" => "pool")),
@@ -356,7 +519,7 @@ impl<S: Spider> Crawler<S> {
                 pool: pool.recipient(),
             },
             starts,
-            b.concurrency,
+            b.scheduler,
             accounting.clone(),
             stats.clone(),
             log.new(o!("actor" => "scheduler")),

@@ -26,6 +26,9 @@ pub struct Context<C> {
     /// How many times this request was handed to a downloader; 1 on its
     /// first download.
     pub attempt: u32,
+    /// How many times the retry policy re-queued this request after a
+    /// retryable failure.
+    pub retries: u32,
     /// How many times a downloader crashed while holding this request; past
     /// the crawl's limit the request fails instead of being re-queued, so a
     /// request that always crashes cannot loop forever.
@@ -40,6 +43,7 @@ impl<C> Context<C> {
             request,
             parent,
             attempt: 0,
+            retries: 0,
             crashes: 0,
         }
     }

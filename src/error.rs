@@ -73,12 +73,29 @@ pub enum ErrorKind {
         /// The limit in bytes.
         limit: usize,
     },
+    /// Writing a body to the file its request streams to
+    /// (`Request::stream_to`) failed.
+    #[error("writing the body to {} failed: {reason}", path.display())]
+    BodyWrite {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's message.
+        reason: String,
+    },
     /// The server answered with a status the request does not allow.
     #[error("HTTP status {0} is not allowed for this request")]
     HttpStatus(u16),
     /// A body was not the JSON the caller expected.
     #[error("invalid JSON: {0}")]
     Json(String),
+    /// A CSS selector given to a response helper could not be parsed.
+    #[error("invalid CSS selector {selector:?}: {reason}")]
+    Selector {
+        /// The selector as given.
+        selector: String,
+        /// The parser's message.
+        reason: String,
+    },
     /// A spider, middleware or pipeline reported a failure.
     #[error("{0}")]
     Custom(String),
@@ -92,6 +109,18 @@ pub enum ErrorKind {
     /// A queue or dupe-filter back-end failed.
     #[error("back-end failure: {0}")]
     Backend(String),
+    /// A redirect chain was longer than the request allows.
+    #[error("more than {max} redirects")]
+    TooManyRedirects {
+        /// The request's `max_redirects`.
+        max: u32,
+    },
+    /// A redirect led back to a URL of its own chain.
+    #[error("redirect loop back to {url}")]
+    RedirectLoop {
+        /// The URL visited twice.
+        url: String,
+    },
 }
 
 /// The crate's error: a kind plus where it happened.
@@ -175,12 +204,16 @@ impl Error {
             ErrorKind::Connect(_) => "connect",
             ErrorKind::Body(_) => "body",
             ErrorKind::BodyTooLarge { .. } => "body_too_large",
+            ErrorKind::BodyWrite { .. } => "body_write",
             ErrorKind::HttpStatus(_) => "http_status",
             ErrorKind::Json(_) => "json",
+            ErrorKind::Selector { .. } => "selector",
             ErrorKind::Custom(_) => "custom",
             ErrorKind::Panic(_) => "panic",
             ErrorKind::IllegalState(_) => "illegal_state",
             ErrorKind::Backend(_) => "backend",
+            ErrorKind::TooManyRedirects { .. } => "too_many_redirects",
+            ErrorKind::RedirectLoop { .. } => "redirect_loop",
         }
     }
 }

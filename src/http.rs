@@ -7,13 +7,15 @@
 //! under one deadline covering headers and body, with an explicit body
 //! limit applied after decompression.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use awc::error::{PayloadError, SendRequestError};
-use awc::http::header;
-use bytes::Bytes;
+use awc::error::SendRequestError;
+use awc::http::{header, Method};
 
+use crate::body::Body;
 use crate::error::{Error, ErrorKind, Stage};
+use crate::proxy::{proxied_client, EnvProxies, ProxyTarget};
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
 use crate::stats::{Counter, Stats};
@@ -25,8 +27,37 @@ pub(crate) struct DownloadConfig {
     pub timeout: Duration,
     /// Largest body accepted, after decompression.
     pub max_body: usize,
+    /// A body held in memory over this many bytes logs a warning and counts
+    /// `downloader/warn_size_count`; 0 never warns.
+    pub warn_body: usize,
+    /// Where the size warning is logged.
+    pub log: slog::Logger,
     /// Sent unless the request sets its own.
     pub user_agent: String,
+    /// The environment's proxies, for requests without their own; `None`
+    /// unless `CrawlerBuilder::proxy_from_env` is on.
+    pub env_proxy: Option<EnvProxies>,
+    /// Follow 3xx answers (as new requests through the Scheduler).
+    pub follow_redirects: bool,
+    /// The crawl's cookie jar, shared by every downloader; `None` when
+    /// cookies are off.
+    pub cookies: Option<Arc<Mutex<cookie_store::CookieStore>>>,
+}
+
+impl Default for DownloadConfig {
+    /// The crawl's defaults (see the builder's setters).
+    fn default() -> Self {
+        DownloadConfig {
+            timeout: Duration::from_secs(180),
+            max_body: 64 << 20,
+            warn_body: 32 << 20,
+            log: slog::Logger::root(slog::Discard, slog::o!()),
+            user_agent: crate::builder::DEFAULT_USER_AGENT.to_string(),
+            env_proxy: None,
+            follow_redirects: true,
+            cookies: None,
+        }
+    }
 }
 
 /// The clients of one downloader: a direct one, and one per proxy it has
@@ -47,38 +78,53 @@ impl Clients {
         }
     }
 
-    /// The client `req` must go through.
+    /// The client `req` must go through: its own proxy, else the
+    /// environment's for its scheme (when enabled), else the direct one. A
+    /// malformed proxy URL fails this request with
+    /// [`ErrorKind::InvalidUrl`]; it never falls back to a direct connection.
     pub(crate) fn for_request<C>(
         &mut self,
         req: &Request<C>,
-        _cfg: &DownloadConfig,
+        cfg: &DownloadConfig,
     ) -> Result<awc::Client, Error> {
-        let Some(proxy) = &req.proxy else {
+        let env = || cfg.env_proxy.as_ref()?.for_url(&req.url);
+        let Some(proxy) = req.proxy.as_deref().or_else(env) else {
             return Ok(self.direct.clone());
         };
         if let Some(client) = self.proxied.get(proxy) {
             return Ok(client.clone());
         }
-        // Connecting directly would silently bypass the proxy the user
-        // asked for: refuse instead, until proxies are supported.
-        Err(Error::new(
-            Stage::Download,
-            ErrorKind::Config(format!(
-                "request names proxy {proxy:?}, but this version cannot use proxies; not connecting directly"
-            )),
-        )
-        .with_url(&req.url))
+        let target =
+            ProxyTarget::parse(proxy).map_err(|e| e.at(Stage::Download).with_url(&req.url))?;
+        let client = proxied_client(&target, cfg);
+        self.proxied.insert(proxy.to_string(), client.clone());
+        Ok(client)
     }
 }
 
 /// A direct client for one downloader's arbiter.
 pub(crate) fn build_client(cfg: &DownloadConfig) -> awc::Client {
+    client_with(cfg, awc::Connector::new())
+}
+
+/// A client with the crawler's settings (redirects off, no awc timeout, the
+/// configured User-Agent, no connection limit) over `connector`.
+pub(crate) fn client_with<S, Io>(cfg: &DownloadConfig, connector: awc::Connector<S>) -> awc::Client
+where
+    S: actix_service::Service<
+            actix_tls::connect::ConnectInfo<awc::http::Uri>,
+            Response = actix_tls::connect::Connection<awc::http::Uri, Io>,
+            Error = actix_tls::connect::ConnectError,
+        > + Clone
+        + 'static,
+    Io: actix_rt::net::ActixStream + std::fmt::Debug + 'static,
+{
     awc::Client::builder()
         .disable_redirects()
         .disable_timeout()
         .no_default_headers()
         .add_default_header((header::USER_AGENT, cfg.user_agent.clone()))
-        .connector(awc::Connector::new().limit(0))
+        .connector(connector.limit(0))
         .finish()
 }
 
@@ -92,7 +138,9 @@ pub(crate) async fn exchange<C>(
     let timeout = req.timeout.unwrap_or(cfg.timeout);
     stats.inc(Counter::RequestCount);
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, send(client, req, cfg.max_body)).await;
+    let max_body = req.max_body.unwrap_or(cfg.max_body);
+    let result =
+        tokio::time::timeout(timeout, send(client, req, max_body, cfg.cookies.as_deref())).await;
     let latency = started.elapsed();
     let (status, headers, body) = match result {
         Ok(Ok(parts)) => parts,
@@ -101,23 +149,39 @@ pub(crate) async fn exchange<C>(
     };
     stats.inc(Counter::ResponseCount);
     stats.inc_status(status);
-    stats.add(Counter::ResponseBytes, body.len() as u64);
+    stats.add(Counter::ResponseBytes, body.len);
+    warn_size(cfg, stats, req, &body);
+    let redirect_urls = crate::redirect::chain_of(&req.meta);
     Ok(Response {
         url: req.url.clone(),
         status,
         headers,
-        body,
+        body: body.bytes,
         meta: ResponseMeta {
             download_latency: latency,
             download_slot: req.url.host_str().unwrap_or_default().to_string(),
             download_timeout: timeout,
             depth: req.depth,
             attempt: 0,
-            request_url: Some(req.url.clone()),
-            redirect_urls: Vec::new(),
+            request_url: Some(redirect_urls.first().unwrap_or(&req.url).clone()),
+            redirect_urls,
             request_meta: req.meta.clone(),
+            body_len: body.len,
+            body_path: body.path,
         },
     })
+}
+
+/// Logs and counts (`downloader/warn_size_count`) a body held in memory
+/// that is over the warning size, once per response; streamed bodies are
+/// not held in memory and never warn.
+fn warn_size<C>(cfg: &DownloadConfig, stats: &Stats, req: &Request<C>, body: &Body) {
+    if cfg.warn_body == 0 || body.path.is_some() || body.len <= cfg.warn_body as u64 {
+        return;
+    }
+    stats.add_named("downloader/warn_size_count", 1);
+    slog::warn!(cfg.log, "response body larger than the warning size";
+        "url" => %req.url, "bytes" => body.len, "warn_size" => cfg.warn_body);
 }
 
 fn count_failure<C>(stats: &Stats, req: &Request<C>, kind: ErrorKind) -> Error {
@@ -134,18 +198,13 @@ async fn send<C>(
     client: &awc::Client,
     req: &Request<C>,
     max_body: usize,
-) -> Result<(u16, header::HeaderMap, Bytes), ErrorKind> {
+    jar: Option<&Mutex<cookie_store::CookieStore>>,
+) -> Result<(u16, header::HeaderMap, Body), ErrorKind> {
     let mut out = client.request(req.method.clone(), req.url.as_str());
     for (name, value) in &req.headers {
         out = out.append_header((name.as_str(), value.as_str()));
     }
-    if !req.cookies.is_empty() {
-        let cookie = req
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
+    if let Some(cookie) = cookie_header(req, jar) {
         out = out.append_header((header::COOKIE, cookie));
     }
     let sent = if req.body.is_empty() {
@@ -159,11 +218,46 @@ async fn send<C>(
     })?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.body().limit(max_body).await.map_err(|e| match e {
-        PayloadError::Overflow => ErrorKind::BodyTooLarge { limit: max_body },
-        other => ErrorKind::Body(other.to_string()),
-    })?;
+    if let Some(jar) = jar {
+        let mut jar = jar.lock().expect("cookie jar lock");
+        for value in headers.get_all(header::SET_COOKIE) {
+            if let Ok(text) = value.to_str() {
+                // A cookie the jar refuses (bad domain, expired) is ignored,
+                // as browsers do.
+                let _ = jar.parse(text, &req.url);
+            }
+        }
+    }
+    let bodyless = req.method == Method::HEAD || matches!(status, 100..=199 | 204 | 304);
+    let to = req.stream_to.as_deref();
+    let body = crate::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
     Ok((status, headers, body))
+}
+
+/// The `Cookie` header for `req`: the jar's cookies for its URL, then the
+/// request's own (which win over the jar's of the same name).
+fn cookie_header<C>(
+    req: &Request<C>,
+    jar: Option<&Mutex<cookie_store::CookieStore>>,
+) -> Option<String> {
+    let mut pairs: Vec<(String, String)> = match jar {
+        Some(jar) => jar
+            .lock()
+            .expect("cookie jar lock")
+            .get_request_values(&req.url)
+            .filter(|(name, _)| !req.cookies.iter().any(|(own, _)| own == name))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        None => Vec::new(),
+    };
+    pairs.extend(req.cookies.iter().cloned());
+    (!pairs.is_empty()).then(|| {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 thread_local! {
@@ -180,4 +274,62 @@ thread_local! {
 /// This thread's shared client (cheap to clone).
 pub(crate) fn thread_client() -> awc::Client {
     CLIENT.with(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(env_proxy: Option<EnvProxies>) -> DownloadConfig {
+        DownloadConfig {
+            timeout: Duration::from_secs(5),
+            max_body: 1 << 20,
+            user_agent: "test".into(),
+            env_proxy,
+            ..DownloadConfig::default()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_request_uses_its_proxy_else_the_environments_else_none() {
+        let get = |u: &str| Request::<()>::get(u).unwrap();
+        let vars = |k: &str| match k {
+            "http_proxy" => Some("http://env:1".to_string()),
+            "no_proxy" => Some("skip.example".to_string()),
+            _ => None,
+        };
+        let cfg = config(Some(EnvProxies::from_vars(vars).unwrap()));
+        let mut clients = Clients::new(&cfg);
+        for req in [
+            get("http://a.example/"),
+            get("http://a.example/x"),
+            get("https://a.example/"),   // no https proxy: direct
+            get("http://skip.example/"), // in no_proxy: direct
+            get("http://a.example/").proxy("http://own:2"),
+        ] {
+            clients.for_request(&req, &cfg).unwrap();
+        }
+        let mut used: Vec<_> = clients.proxied.keys().cloned().collect();
+        used.sort();
+        assert_eq!(used, ["http://env:1", "http://own:2"]);
+
+        // Off: the environment plays no part.
+        let off = config(None);
+        let mut clients = Clients::new(&off);
+        clients
+            .for_request(&get("http://a.example/"), &off)
+            .unwrap();
+        assert!(clients.proxied.is_empty());
+
+        // A malformed proxy is this request's error, never a direct client.
+        let req = get("http://a.example/").proxy("ftp://u:secret@p:21");
+        let Err(e) = clients.for_request(&req, &off) else {
+            panic!("a malformed proxy was accepted");
+        };
+        assert!(matches!(e.kind(), ErrorKind::InvalidUrl { .. }), "{e}");
+        assert_eq!(e.stage(), Stage::Download);
+        assert_eq!(e.url(), Some(&req.url));
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(clients.proxied.is_empty());
+    }
 }

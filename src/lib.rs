@@ -36,18 +36,23 @@
 //!
 //! # Layout
 //! - [`spider`]: the `Spider` trait, callbacks, `Output`, `Failure`.
-//! - [`request`], [`response`], [`item`], [`context`]: the data that flows.
+//! - [`request`], [`response`], [`item`], [`context`]: the data that flows;
+//!   a response decodes its charset and answers CSS selectors.
+//! - [`links`]: the link extractor a spider follows pages with.
 //! - [`middleware`], [`pipeline`]: user extension points; [`pipelines`]:
 //!   ready-made ones (JSON Lines file, batched HTTP persistence with a
 //!   spill file).
-//! - [`json_sender`], [`backoff`]: sending JSON with retries.
+//! - [`json_sender`], [`backoff`]: sending JSON with retries; [`retry`]:
+//!   which failed requests are retried, and when.
 //! - [`builder`]: configuration with defaults, and starting a crawl.
 //! - [`handle`]: pause, resume, stop, stats and join.
 //! - [`stats`]: atomic counters and their snapshot (Scrapy's names).
 //! - [`fingerprint`], [`dedupe`], [`queue`]: dedupe and queue back-ends.
 //! - [`actors`]: one file per actor; [`messages`]: every message.
 //! - `accounting`: how the crawl knows it is finished; `http`: one awc
-//!   exchange with the limits a crawler needs.
+//!   exchange with the limits a crawler needs; `body`: reading a body
+//!   under its size limit, into memory or streamed to a file; `proxy`: HTTP
+//!   proxies through CONNECT tunnels.
 //! - [`error`]: the one error type.
 
 #![deny(missing_docs)]
@@ -55,6 +60,7 @@
 mod accounting;
 pub mod actors;
 pub mod backoff;
+mod body;
 pub mod builder;
 pub mod context;
 pub mod dedupe;
@@ -64,27 +70,37 @@ pub mod handle;
 mod http;
 pub mod item;
 pub mod json_sender;
+pub mod links;
 pub mod messages;
 pub mod middleware;
 pub mod pipeline;
 pub mod pipelines;
+mod proxy;
 pub mod queue;
+pub mod redirect;
 pub mod request;
 pub mod response;
+pub mod retry;
 pub mod spider;
 pub mod stats;
 
 pub use async_trait::async_trait;
+// Re-exported so users name the versions `Response` returns.
+pub use actors::scheduler::slots::AutoThrottle;
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
 pub use builder::{Crawler, CrawlerBuilder, DEFAULT_USER_AGENT};
 pub use context::Context;
+pub use encoding_rs;
 pub use error::{Error, ErrorKind, Stage};
 pub use handle::CrawlHandle;
 pub use item::{Item, ItemMeta};
+pub use links::{LinkExtractor, LinkExtractorBuilder};
 pub use middleware::{DownloadMiddleware, RequestAction, ResponseAction};
 pub use pipeline::{Pipeline, PipelineContext, Verdict};
 pub use request::Request;
 pub use response::{Response, ResponseMeta};
+pub use retry::RetryPolicy;
+pub use scraper;
 pub use spider::{Callback, Failure, Output, Spider, StartRequests};
 pub use stats::{Counter, StatsSnapshot};

@@ -62,12 +62,15 @@ impl<C: Send + 'static> Message for Enqueue<C> {
     type Result = ();
 }
 
-/// Pool → Scheduler: requests whose downloader crashed, back to the queue
-/// without a dupe check; their download slots are free again.
+/// Pool → Scheduler: requests back to the queue without a dupe check —
+/// those a crashed downloader held, or a failed request to retry after a
+/// backoff; their download slots are free again.
 #[derive(Debug)]
 pub struct Requeue<C> {
     /// The requests as they were dispatched.
     pub batch: Vec<Context<C>>,
+    /// Wait this long before queueing them again (a retry's backoff).
+    pub delay: Option<std::time::Duration>,
 }
 impl<C: Send + 'static> Message for Requeue<C> {
     type Result = ();
@@ -120,6 +123,8 @@ impl<C: Send + 'static> Message for Push<C> {
 pub struct Pop<C> {
     /// How many download slots are free.
     pub max: usize,
+    /// How many requests each host may take now.
+    pub allowance: crate::queue::SlotAllowance,
     /// Ties the reply type to the callback type.
     pub _callback: std::marker::PhantomData<fn() -> C>,
 }
@@ -180,6 +185,9 @@ pub enum Outcome<C> {
     Failed(Context<C>, Error),
     /// A middleware dropped the request or its response.
     Dropped(Context<C>, String),
+    /// The answer redirects to this request (it goes back to the
+    /// Scheduler, through the dupe filter).
+    Redirected(Context<C>, Box<Request<C>>),
 }
 
 /// Downloader → Pool: a download ended (step 6).
@@ -193,6 +201,32 @@ pub struct Downloaded<C> {
     pub outcome: Outcome<C>,
     /// Requests middlewares emitted (step 7), not yet counted open.
     pub emitted: Vec<Request<C>>,
+    /// What the exchange tells the host's download slot.
+    pub report: SlotReport,
+}
+
+/// What one exchange tells the Scheduler about its host.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlotReport {
+    /// The download slot (the URL's host).
+    pub slot: String,
+    /// Time to the whole response, when there was one (AutoThrottle).
+    pub latency: Option<std::time::Duration>,
+    /// The response status, when there was one.
+    pub status: Option<u16>,
+    /// How long the host asked us to wait (`Retry-After` on 429 or 503).
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// Pool → Scheduler: a download ended and its host slot is free (with what
+/// the exchange said about the host).
+#[derive(Debug)]
+pub struct Released {
+    /// The report.
+    pub report: SlotReport,
+}
+impl Message for Released {
+    type Result = ();
 }
 impl<C: Send + 'static> Message for Downloaded<C> {
     type Result = ();

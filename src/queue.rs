@@ -1,28 +1,59 @@
 //! Where accepted requests wait: the queue back-end behind the CacheQueue.
 //!
-//! The CacheQueue actor owns one [`QueueBackend`]. The default,
-//! [`MemoryQueue`], is a priority queue (higher priority first, first in
-//! first out within a priority). Back-ends answer with futures so that a
-//! networked one (Redis, later) plugs in behind the same trait; the memory
-//! one does its work at once and returns a ready future.
+//! The CacheQueue actor owns one [`QueueBackend`]. Requests are kept per
+//! download slot (host) so that a pop can skip hosts that may not take more
+//! requests now (busy, delayed, backing off) and hand out the best requests
+//! of the others: one slow host never starves the rest. The default,
+//! [`MemoryQueue`], is a priority queue per slot (higher priority first,
+//! first in first out within a priority) plus a heap of slot heads, so a pop
+//! follows the global priority order across the hosts it may serve.
+//! Back-ends answer with futures so that a networked one (Redis, later)
+//! plugs in behind the same trait; the memory one does its work at once and
+//! returns a ready future.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use futures_util::future::{ready, LocalBoxFuture};
 
+use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::Error;
 
 /// A back-end operation's result, resolved on the CacheQueue's arbiter.
 pub type BackendFuture<T> = LocalBoxFuture<'static, Result<T, Error>>;
 
+/// How many requests each slot may take in one pop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotAllowance {
+    /// For slots not listed.
+    pub default: usize,
+    /// Per slot, where it differs from `default` (0: skip that host now).
+    pub per_slot: HashMap<String, usize>,
+}
+
+impl SlotAllowance {
+    /// Any slot may take up to `n`.
+    pub fn uniform(n: usize) -> Self {
+        SlotAllowance {
+            default: n,
+            per_slot: HashMap::new(),
+        }
+    }
+
+    /// How many `slot` may take.
+    pub fn of(&self, slot: &str) -> usize {
+        self.per_slot.get(slot).copied().unwrap_or(self.default)
+    }
+}
+
 /// A store of requests waiting for download.
 pub trait QueueBackend<C>: Send + 'static {
     /// Adds requests.
     fn push(&mut self, batch: Vec<Context<C>>) -> BackendFuture<()>;
-    /// Takes up to `max` requests, best first.
-    fn pop(&mut self, max: usize) -> BackendFuture<Vec<Context<C>>>;
+    /// Takes up to `max` requests, best first, no more per slot than
+    /// `allowance` says.
+    fn pop(&mut self, max: usize, allowance: &SlotAllowance) -> BackendFuture<Vec<Context<C>>>;
     /// Takes every waiting request (used when a crawl stops).
     fn drain(&mut self) -> BackendFuture<Vec<Context<C>>>;
     /// How many requests wait.
@@ -33,19 +64,26 @@ pub trait QueueBackend<C>: Send + 'static {
     }
 }
 
-/// The in-memory priority queue.
+/// The in-memory priority queue, per slot.
 pub struct MemoryQueue<C> {
-    /// Max-heap on (priority, arrival order reversed).
-    heap: BinaryHeap<Entry<C>>,
+    /// Each slot's requests: a max-heap on (priority, arrival reversed).
+    slots: HashMap<String, BinaryHeap<Entry<C>>>,
+    /// One entry per slot for its best request (possibly stale: an entry
+    /// whose `seq` is no longer its slot's top is skipped).
+    heads: BinaryHeap<Head>,
     /// Arrival counter: keeps equal priorities first in, first out.
     seq: u64,
+    /// Requests waiting, over all slots.
+    len: usize,
 }
 
 impl<C> Default for MemoryQueue<C> {
     fn default() -> Self {
         MemoryQueue {
-            heap: BinaryHeap::new(),
+            slots: HashMap::new(),
+            heads: BinaryHeap::new(),
             seq: 0,
+            len: 0,
         }
     }
 }
@@ -56,9 +94,21 @@ struct Entry<C> {
     ctx: Context<C>,
 }
 
+/// A slot's best request, for the heap of heads.
+#[derive(PartialEq, Eq)]
+struct Head {
+    priority: i32,
+    seq: u64,
+    slot: String,
+}
+
+fn rank(a: (i32, u64), b: (i32, u64)) -> Ordering {
+    a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1))
+}
+
 impl<C> PartialEq for Entry<C> {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        self.seq == other.seq
     }
 }
 impl<C> Eq for Entry<C> {}
@@ -69,9 +119,17 @@ impl<C> PartialOrd for Entry<C> {
 }
 impl<C> Ord for Entry<C> {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.priority
-            .cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
+        rank((self.priority, self.seq), (other.priority, other.seq))
+    }
+}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        rank((self.priority, self.seq), (other.priority, other.seq))
     }
 }
 
@@ -80,20 +138,63 @@ impl<C: Send + 'static> MemoryQueue<C> {
     pub fn push_now(&mut self, batch: Vec<Context<C>>) {
         for ctx in batch {
             self.seq += 1;
-            self.heap.push(Entry {
+            self.len += 1;
+            let entry = Entry {
                 priority: ctx.request.priority,
                 seq: self.seq,
                 ctx,
-            });
+            };
+            let slot = slot_of(&entry.ctx.request.url);
+            let heap = self.slots.entry(slot.clone()).or_default();
+            let new_top = heap
+                .peek()
+                .is_none_or(|top| entry.cmp(top) == Ordering::Greater);
+            if new_top {
+                self.heads.push(Head {
+                    priority: entry.priority,
+                    seq: entry.seq,
+                    slot,
+                });
+            }
+            heap.push(entry);
         }
     }
 
     /// Takes up to `max` requests now (the synchronous core of `pop`).
-    pub fn pop_now(&mut self, max: usize) -> Vec<Context<C>> {
-        let n = max.min(self.heap.len());
-        (0..n)
-            .filter_map(|_| self.heap.pop().map(|e| e.ctx))
-            .collect()
+    pub fn pop_now(&mut self, max: usize, allowance: &SlotAllowance) -> Vec<Context<C>> {
+        let mut out = Vec::new();
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        let mut skipped = Vec::new();
+        while out.len() < max {
+            let Some(head) = self.heads.pop() else { break };
+            let Some(heap) = self.slots.get_mut(&head.slot) else {
+                continue;
+            };
+            if heap.peek().map(|t| t.seq) != Some(head.seq) {
+                continue; // stale head
+            }
+            let used = taken.get(&head.slot).copied().unwrap_or(0);
+            if used >= allowance.of(&head.slot) {
+                skipped.push(head);
+                continue;
+            }
+            let entry = heap.pop().expect("peeked");
+            self.len -= 1;
+            out.push(entry.ctx);
+            *taken.entry(head.slot.clone()).or_default() += 1;
+            match heap.peek() {
+                Some(next) => self.heads.push(Head {
+                    priority: next.priority,
+                    seq: next.seq,
+                    slot: head.slot,
+                }),
+                None => {
+                    self.slots.remove(&head.slot);
+                }
+            }
+        }
+        self.heads.extend(skipped);
+        out
     }
 }
 
@@ -103,17 +204,17 @@ impl<C: Send + 'static> QueueBackend<C> for MemoryQueue<C> {
         Box::pin(ready(Ok(())))
     }
 
-    fn pop(&mut self, max: usize) -> BackendFuture<Vec<Context<C>>> {
-        Box::pin(ready(Ok(self.pop_now(max))))
+    fn pop(&mut self, max: usize, allowance: &SlotAllowance) -> BackendFuture<Vec<Context<C>>> {
+        Box::pin(ready(Ok(self.pop_now(max, allowance))))
     }
 
     fn drain(&mut self) -> BackendFuture<Vec<Context<C>>> {
-        let all = self.pop_now(self.heap.len());
+        let all = self.pop_now(self.len, &SlotAllowance::uniform(usize::MAX));
         Box::pin(ready(Ok(all)))
     }
 
     fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 }
 
@@ -122,31 +223,74 @@ mod tests {
     use super::*;
     use crate::request::Request;
 
-    fn ctx(path: &str, priority: i32) -> Context<()> {
-        Context::new(
-            Request::get(&format!("http://h/{path}"))
-                .unwrap()
-                .priority(priority),
-            None,
-        )
+    fn ctx(url: &str, priority: i32) -> Context<()> {
+        Context::new(Request::get(url).unwrap().priority(priority), None)
     }
 
-    fn paths(batch: &[Context<()>]) -> Vec<String> {
-        batch
-            .iter()
-            .map(|c| c.request.url.path().to_string())
-            .collect()
+    fn urls(batch: &[Context<()>]) -> Vec<String> {
+        batch.iter().map(|c| c.request.url.to_string()).collect()
+    }
+
+    fn all() -> SlotAllowance {
+        SlotAllowance::uniform(usize::MAX)
     }
 
     #[test]
     fn higher_priority_first_then_fifo() {
         let mut q = MemoryQueue::default();
-        q.push_now(vec![ctx("a", 0), ctx("b", 5), ctx("c", 0), ctx("d", 5)]);
-        q.push_now(vec![ctx("e", -1), ctx("f", 0)]);
+        q.push_now(vec![
+            ctx("http://h/a", 0),
+            ctx("http://h/b", 5),
+            ctx("http://h/c", 0),
+            ctx("http://h/d", 5),
+        ]);
+        q.push_now(vec![ctx("http://h/e", -1), ctx("http://h/f", 0)]);
         assert_eq!(q.len(), 6);
-        assert_eq!(paths(&q.pop_now(3)), ["/b", "/d", "/a"]);
-        assert_eq!(paths(&q.pop_now(10)), ["/c", "/f", "/e"]);
+        assert_eq!(
+            urls(&q.pop_now(3, &all())),
+            ["http://h/b", "http://h/d", "http://h/a"]
+        );
+        assert_eq!(
+            urls(&q.pop_now(10, &all())),
+            ["http://h/c", "http://h/f", "http://h/e"]
+        );
         assert!(q.is_empty());
-        assert!(q.pop_now(4).is_empty());
+        assert!(q.pop_now(4, &all()).is_empty());
+    }
+
+    #[test]
+    fn priority_order_holds_across_hosts() {
+        let mut q = MemoryQueue::default();
+        q.push_now(vec![
+            ctx("http://a/1", 1),
+            ctx("http://b/1", 3),
+            ctx("http://a/2", 2),
+            ctx("http://b/2", 0),
+        ]);
+        assert_eq!(
+            urls(&q.pop_now(4, &all())),
+            ["http://b/1", "http://a/2", "http://a/1", "http://b/2"]
+        );
+    }
+
+    #[test]
+    fn a_blocked_or_busy_host_is_skipped_not_waited_for() {
+        let mut q = MemoryQueue::default();
+        q.push_now(
+            (0..5)
+                .map(|i| ctx(&format!("http://slow/{i}"), 9))
+                .collect(),
+        );
+        q.push_now(vec![ctx("http://fast/1", 0), ctx("http://fast/2", 0)]);
+        let mut allowance = SlotAllowance::uniform(8);
+        allowance.per_slot.insert("slow".into(), 1);
+        assert_eq!(
+            urls(&q.pop_now(4, &allowance)),
+            ["http://slow/0", "http://fast/1", "http://fast/2"]
+        );
+        allowance.per_slot.insert("slow".into(), 0);
+        assert!(q.pop_now(4, &allowance).is_empty());
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.pop_now(10, &all()).len(), 4);
     }
 }

@@ -5,6 +5,7 @@
 //! included, as a value of the spider's own [`Callback`] type — so that later
 //! back-ends can persist queued requests to disk or share them through Redis.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use awc::http::Method;
@@ -35,30 +36,46 @@ pub struct Request<C> {
     /// The body, sent as is (the fingerprint reads it without consuming it).
     pub body: Bytes,
     /// An HTTP proxy to send this request through
-    /// (`http://user:pass@host:port`). Not supported yet: a request that
-    /// names one fails with a clear error rather than connect directly.
+    /// (`http://user:pass@host:port`, credentials percent-encoded; port 80
+    /// if omitted), for `http` and `https` URLs alike, through a CONNECT
+    /// tunnel. A malformed proxy URL, an unreachable proxy or one that
+    /// refuses the tunnel fails the request with a clear error; it is never
+    /// sent directly. `None` connects directly, or through the environment's
+    /// proxy when `CrawlerBuilder::proxy_from_env` is on.
     pub proxy: Option<String>,
     /// Cookies sent with this request only, as name/value pairs.
     pub cookies: Vec<(String, String)>,
     /// Free-form data that travels with the request to its response.
     pub meta: Map<String, Value>,
-    /// Whether a 3xx answer may be followed. Redirects are not followed
-    /// yet: a 3xx response reaches the parse callback as it is.
+    /// Whether a 3xx answer may be followed (when the crawl follows
+    /// redirects); if not, the 3xx response reaches the parse callback.
     pub allow_redirects: bool,
     /// The most redirects followed for this request (see `allow_redirects`).
     pub max_redirects: u32,
     /// Which parse callback handles the response: a value of the spider's
     /// callback type, matched in `Spider::parse`.
     pub callback: C,
-    /// A cap on connections to this request's host, when it must be lower
-    /// than the crawl's. Recorded; per-host limits are not enforced yet (the
-    /// crawl's global concurrency applies).
+    /// A cap on concurrent downloads from this request's host, when it
+    /// must be lower than the crawl's per-host concurrency (it then holds
+    /// for the host's later requests too).
     pub max_conns_per_host: Option<usize>,
     /// Statuses >= 400 that still go to the parse callback instead of the
     /// error handler.
     pub allowed_status: Vec<u16>,
     /// A timeout for this request's whole exchange, overriding the crawl's.
     pub timeout: Option<Duration>,
+    /// The largest body accepted for this request, after decompression,
+    /// overriding the crawl's (`CrawlerBuilder::max_body`, default 64 MiB).
+    /// `None` (the default) uses the crawl's.
+    pub max_body: Option<usize>,
+    /// A file to stream the body to, instead of holding it in memory: each
+    /// (decoded) chunk is written as it arrives, the file is created or
+    /// truncated, and removed again if the download fails. The response then
+    /// has an empty `body`, and its meta names the file (`body_path`) and
+    /// the byte count (`body_len`). The size limit still applies (see
+    /// `max_body`); a failure to write fails the request with
+    /// `ErrorKind::BodyWrite`. `None` (the default) keeps the body in memory.
+    pub stream_to: Option<PathBuf>,
     /// Skip the dupe filter for this request.
     pub dont_filter: bool,
     /// Higher runs earlier; equal priorities keep their arrival order.
@@ -104,6 +121,8 @@ impl<C: Callback> Request<C> {
             max_conns_per_host: None,
             allowed_status: Vec::new(),
             timeout: None,
+            max_body: None,
+            stream_to: None,
             dont_filter: false,
             priority: 0,
             depth: 0,
@@ -175,6 +194,20 @@ impl<C: Callback> Request<C> {
     /// Sets this request's timeout for the whole exchange.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the largest body accepted for this request, after
+    /// decompression (see the `max_body` field).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+
+    /// Streams the body to the file at `path` instead of memory (see the
+    /// `stream_to` field).
+    pub fn stream_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.stream_to = Some(path.into());
         self
     }
 

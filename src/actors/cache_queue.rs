@@ -72,7 +72,7 @@ impl<C: Callback> Handler<Pop<C>> for CacheQueue<C> {
     type Result = AtomicResponse<Self, Result<Popped<C>, Error>>;
 
     fn handle(&mut self, msg: Pop<C>, _: &mut Self::Context) -> Self::Result {
-        let fut = self.backend.pop(msg.max);
+        let fut = self.backend.pop(msg.max, &msg.allowance);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _| {
             res.map(|batch| Popped {
                 batch,
@@ -139,6 +139,7 @@ mod tests {
         let got = q
             .send(Pop {
                 max: 2,
+                allowance: crate::queue::SlotAllowance::uniform(8),
                 _callback: Default::default(),
             })
             .await

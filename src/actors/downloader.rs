@@ -17,6 +17,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -25,8 +26,9 @@ use slog::{debug, error, Logger};
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::http::{exchange, Clients, DownloadConfig};
-use crate::messages::{deliver, Download, Downloaded, Outcome, WorkerCrashed};
+use crate::messages::{deliver, Download, Downloaded, Outcome, SlotReport, WorkerCrashed};
 use crate::middleware::{Middlewares, RequestAction, ResponseAction};
+use crate::redirect::{follow, is_redirect};
 use crate::spider::Callback;
 use crate::stats::Stats;
 
@@ -152,66 +154,109 @@ async fn download<C: Callback>(
 ) -> Downloaded<C> {
     let id = ctx.id;
     let mut emitted = Vec::new();
-    let done = |outcome, emitted| Downloaded {
+    let mut report = SlotReport {
+        slot: slot_of(&ctx.request.url),
+        ..SlotReport::default()
+    };
+    let (outcome, report) = 'outcome: {
+        let fail = |ctx: &Context<C>, e: Error, stage: Stage| {
+            e.at(stage)
+                .with_url(&ctx.request.url)
+                .with_attempt(ctx.attempt)
+        };
+        for mw in middlewares.outbound() {
+            match mw.process_request(&mut ctx.request, &mut emitted) {
+                Ok(RequestAction::Continue) => {}
+                Ok(RequestAction::Drop(reason)) => {
+                    break 'outcome (Outcome::Dropped(ctx, reason), report)
+                }
+                Err(e) => {
+                    let e = fail(&ctx, e, Stage::ProcessRequest);
+                    break 'outcome (Outcome::Failed(ctx, e), report);
+                }
+            }
+        }
+        let exchanged = match client {
+            Ok(client) => exchange(&client, &ctx.request, &config, &stats).await,
+            Err(e) => Err(e),
+        };
+        let mut response = match exchanged {
+            Ok(r) => r,
+            Err(e) => {
+                let e = e.with_attempt(ctx.attempt);
+                break 'outcome (Outcome::Failed(ctx, e), report);
+            }
+        };
+        report.latency = Some(response.meta.download_latency);
+        report.status = Some(response.status);
+        if matches!(response.status, 429 | 503) {
+            report.retry_after = response
+                .header("retry-after")
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        }
+        response.meta.attempt = ctx.attempt;
+        for mw in middlewares.inbound() {
+            match mw.process_response(&ctx.request, &mut response, &mut emitted) {
+                Ok(ResponseAction::Continue) => {}
+                Ok(ResponseAction::Drop(reason)) => {
+                    break 'outcome (Outcome::Dropped(ctx, reason), report)
+                }
+                Err(e) => {
+                    let e = fail(&ctx, e, Stage::ProcessResponse);
+                    break 'outcome (Outcome::Failed(ctx, e), report);
+                }
+            }
+        }
+        if config.follow_redirects && ctx.request.allow_redirects && is_redirect(response.status) {
+            if let Some(location) = response.header("location").map(str::to_string) {
+                match follow(&ctx.request, &response, &location) {
+                    Ok(next) => {
+                        stats.add_named("redirect/count", 1);
+                        break 'outcome (Outcome::Redirected(ctx, Box::new(next)), report);
+                    }
+                    Err(e) => {
+                        let e = fail(&ctx, e, Stage::Download);
+                        break 'outcome (Outcome::Failed(ctx, e), report);
+                    }
+                }
+            }
+        }
+        if !ctx.request.status_allowed(response.status) {
+            let e = fail(
+                &ctx,
+                Error::new(Stage::Download, ErrorKind::HttpStatus(response.status)),
+                Stage::Download,
+            );
+            break 'outcome (Outcome::Failed(ctx, e), report);
+        }
+        (Outcome::Response(ctx, Box::new(response)), report)
+    };
+    Downloaded {
         worker,
         id,
         outcome,
         emitted,
-    };
-    let fail = |ctx: &Context<C>, e: Error, stage: Stage| {
-        e.at(stage)
-            .with_url(&ctx.request.url)
-            .with_attempt(ctx.attempt)
-    };
-    for mw in middlewares.outbound() {
-        match mw.process_request(&mut ctx.request, &mut emitted) {
-            Ok(RequestAction::Continue) => {}
-            Ok(RequestAction::Drop(reason)) => {
-                return done(Outcome::Dropped(ctx, reason), emitted);
-            }
-            Err(e) => {
-                let e = fail(&ctx, e, Stage::ProcessRequest);
-                return done(Outcome::Failed(ctx, e), emitted);
-            }
-        }
+        report,
     }
-    let client = match client {
-        Ok(client) => client,
-        Err(e) => {
-            let e = e.with_attempt(ctx.attempt);
-            return done(Outcome::Failed(ctx, e), emitted);
-        }
+}
+
+/// A request's download slot: its host, as in Scrapy.
+pub(crate) fn slot_of(url: &url::Url) -> String {
+    url.host_str().unwrap_or_default().to_string()
+}
+
+/// `Retry-After` as seconds or an HTTP-date, relative to `now`; capped at
+/// an hour so a hostile header cannot park a host forever.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
     };
-    let mut response = match exchange(&client, &ctx.request, &config, &stats).await {
-        Ok(r) => r,
-        Err(e) => {
-            let e = e.with_attempt(ctx.attempt);
-            return done(Outcome::Failed(ctx, e), emitted);
-        }
-    };
-    response.meta.attempt = ctx.attempt;
-    for mw in middlewares.inbound() {
-        match mw.process_response(&ctx.request, &mut response, &mut emitted) {
-            Ok(ResponseAction::Continue) => {}
-            Ok(ResponseAction::Drop(reason)) => {
-                return done(Outcome::Dropped(ctx, reason), emitted);
-            }
-            Err(e) => {
-                let e = fail(&ctx, e, Stage::ProcessResponse);
-                return done(Outcome::Failed(ctx, e), emitted);
-            }
-        }
-    }
-    if !ctx.request.status_allowed(response.status) {
-        stats.inc(crate::stats::Counter::HttpErrorIgnored);
-        let e = fail(
-            &ctx,
-            Error::new(Stage::Download, ErrorKind::HttpStatus(response.status)),
-            Stage::Download,
-        );
-        return done(Outcome::Failed(ctx, e), emitted);
-    }
-    done(Outcome::Response(ctx, Box::new(response)), emitted)
+    Some(wait.min(Duration::from_secs(3600)))
 }
 
 #[cfg(test)]
@@ -336,6 +381,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             max_body: 1 << 20,
             user_agent: "test".into(),
+            ..DownloadConfig::default()
         });
         let links = DownloaderLinks {
             results: pool.clone().recipient(),
@@ -376,6 +422,9 @@ mod tests {
         let sent = download(&rig, "/ok", 0);
         let done = rig.results.recv().await.unwrap();
         assert_eq!((done.worker, done.id), (3, sent.id));
+        assert_eq!(done.report.slot, "127.0.0.1");
+        assert_eq!(done.report.status, Some(200));
+        assert!(done.report.latency.is_some());
         let Outcome::Response(_, response) = done.outcome else {
             panic!("expected a response, got {:?}", done.outcome);
         };
@@ -388,6 +437,24 @@ mod tests {
         assert_eq!(
             *rig.log.lock().unwrap(),
             ["req:a", "req:b", "resp:b", "resp:a"]
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("999999", now),
+            Some(Duration::from_secs(3600))
         );
     }
 
@@ -404,20 +471,31 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_request_naming_a_proxy_is_refused_not_sent_directly() {
+    async fn a_request_through_an_unusable_proxy_fails_not_sent_directly() {
         let mut rig = rig();
-        let ctx = Context::new(
-            Request::get(&format!("{}/ok", rig.base))
-                .unwrap()
-                .proxy("http://127.0.0.1:1"),
-            None,
-        );
-        rig.worker.do_send(Download { ctx, epoch: 0 });
-        let done = rig.results.recv().await.unwrap();
-        let Outcome::Failed(_, e) = done.outcome else {
-            panic!("expected a failure, got {:?}", done.outcome);
-        };
-        assert!(matches!(e.kind(), ErrorKind::Config(_)), "{e}");
+        for proxy in ["http://127.0.0.1:1", "socks5://127.0.0.1:1"] {
+            let ctx = Context::new(
+                Request::get(&format!("{}/ok", rig.base))
+                    .unwrap()
+                    .proxy(proxy),
+                None,
+            );
+            rig.worker.do_send(Download { ctx, epoch: 0 });
+            let done = rig.results.recv().await.unwrap();
+            let Outcome::Failed(_, e) = done.outcome else {
+                panic!("expected a failure, got {:?}", done.outcome);
+            };
+            if proxy.starts_with("http:") {
+                assert!(matches!(e.kind(), ErrorKind::Connect(_)), "{e}");
+                assert!(
+                    e.to_string()
+                        .contains("cannot connect to proxy 127.0.0.1:1"),
+                    "{e}"
+                );
+            } else {
+                assert!(matches!(e.kind(), ErrorKind::InvalidUrl { .. }), "{e}");
+            }
+        }
     }
 
     #[actix::test]

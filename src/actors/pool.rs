@@ -22,12 +22,15 @@ use slog::{debug, error, Logger};
 use uuid::Uuid;
 
 use crate::accounting::Accounting;
+use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::messages::{
     deliver, Completed, Dispatch, Download, Downloaded, Enqueue, Outcome, Parse, RequestFailed,
     Requeue, Shutdown, WorkerCrashed,
 };
+use crate::messages::{Released, SlotReport};
+use crate::retry::RetryPolicy;
 use crate::spider::Callback;
 use crate::stats::{Counter, Stats};
 
@@ -45,6 +48,8 @@ pub struct PoolLinks<C: Callback> {
     pub requeue: Recipient<Requeue<C>>,
     /// Requests a middleware dropped.
     pub completed: Recipient<Completed>,
+    /// Host slots freed by finished downloads.
+    pub released: Recipient<Released>,
 }
 
 /// The pool actor.
@@ -60,6 +65,9 @@ pub struct Pool<C: Callback> {
     in_flight: HashMap<Uuid, (usize, Context<C>)>,
     /// A request may crash its downloader this many times before it fails.
     max_crashes: u32,
+    /// Which failures are re-queued for another try; `None` turns retries
+    /// off.
+    retry: Option<RetryPolicy>,
     /// Open-work counter (for requests middlewares emit).
     accounting: Arc<Accounting>,
     /// Counters.
@@ -73,6 +81,7 @@ impl<C: Callback> Pool<C> {
     pub(crate) fn new(
         links: PoolLinks<C>,
         max_crashes: u32,
+        retry: Option<RetryPolicy>,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
         log: Logger,
@@ -84,6 +93,7 @@ impl<C: Callback> Pool<C> {
             epochs: vec![0; n],
             in_flight: HashMap::new(),
             max_crashes,
+            retry,
             accounting,
             stats,
             log,
@@ -121,6 +131,11 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
             return;
         };
         self.load[worker] = self.load[worker].saturating_sub(1);
+        deliver(
+            &self.links.released,
+            Released { report: msg.report },
+            &self.stats,
+        );
         if !msg.emitted.is_empty() {
             let batch: Vec<_> = msg
                 .emitted
@@ -134,12 +149,12 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
             Outcome::Response(ctx, response) => {
                 deliver(&self.links.parser, Parse { ctx, response }, &self.stats);
             }
-            Outcome::Failed(ctx, error) => {
-                deliver(
-                    &self.links.errors,
-                    RequestFailed { ctx, error },
-                    &self.stats,
-                );
+            Outcome::Failed(ctx, error) => self.failed(ctx, error),
+            Outcome::Redirected(ctx, next) => {
+                let batch = vec![Context::new(*next, Some(ctx.id))];
+                self.accounting.open(1);
+                deliver(&self.links.enqueue, Enqueue { batch }, &self.stats);
+                deliver(&self.links.completed, Completed { id: ctx.id }, &self.stats);
             }
             Outcome::Dropped(ctx, reason) => {
                 debug!(self.log, "request dropped by a middleware";
@@ -148,6 +163,42 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
                 deliver(&self.links.completed, Completed { id: ctx.id }, &self.stats);
             }
         }
+    }
+}
+
+impl<C: Callback> Pool<C> {
+    /// Retries a retryable failure after a backoff, or hands it to the
+    /// error handler.
+    fn failed(&mut self, mut ctx: Context<C>, error: Error) {
+        let reason = self.retry.as_ref().and_then(|p| p.reason(&error));
+        if let (Some(policy), Some(reason)) = (&self.retry, reason) {
+            if ctx.retries < policy.max_retries {
+                let delay = policy.delay(ctx.retries);
+                ctx.retries += 1;
+                self.stats.add_named("retry/count", 1);
+                self.stats
+                    .add_named(&format!("retry/reason_count/{reason}"), 1);
+                debug!(self.log, "retrying"; "request_id" => %ctx.id, "url" => %ctx.request.url,
+                    "reason" => &reason, "retry" => ctx.retries, "delay_ms" => delay.as_millis());
+                let requeue = Requeue {
+                    batch: vec![ctx],
+                    delay: Some(delay),
+                };
+                deliver(&self.links.requeue, requeue, &self.stats);
+                return;
+            }
+            self.stats.add_named("retry/max_reached", 1);
+        }
+        if matches!(error.kind(), ErrorKind::HttpStatus(_)) {
+            // Counted once the failure is final, as Scrapy's HttpError
+            // middleware sees only what retries gave up on.
+            self.stats.inc(Counter::HttpErrorIgnored);
+        }
+        deliver(
+            &self.links.errors,
+            RequestFailed { ctx, error },
+            &self.stats,
+        );
     }
 }
 
@@ -172,6 +223,11 @@ impl<C: Callback> Handler<WorkerCrashed> for Pool<C> {
         let mut requeue = Vec::with_capacity(held.len());
         for id in held {
             let (_, mut ctx) = self.in_flight.remove(&id).expect("listed above");
+            let report = SlotReport {
+                slot: slot_of(&ctx.request.url),
+                ..SlotReport::default()
+            };
+            deliver(&self.links.released, Released { report }, &self.stats);
             if id == msg.id {
                 ctx.crashes += 1;
                 if ctx.crashes > self.max_crashes {
@@ -191,7 +247,12 @@ impl<C: Callback> Handler<WorkerCrashed> for Pool<C> {
         error!(self.log, "downloader crashed; re-queueing what it held";
             "worker" => w, "requeued" => requeue.len(), "panic" => &msg.panic);
         if !requeue.is_empty() {
-            deliver(&self.links.requeue, Requeue { batch: requeue }, &self.stats);
+            self.stats.add(Counter::Requeued, requeue.len() as u64);
+            let requeue = Requeue {
+                batch: requeue,
+                delay: None,
+            };
+            deliver(&self.links.requeue, requeue, &self.stats);
         }
     }
 }
@@ -221,13 +282,20 @@ mod tests {
         workers: Vec<(Addr<Recorder<Cb>>, Events<Cb>)>,
         out: Addr<Recorder<Cb>>,
         out_events: Events<Cb>,
+        released: Addr<Recorder<Cb>>,
+        released_events: Events<Cb>,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
     }
 
     fn rig(max_crashes: u32) -> Rig {
+        rig_with(max_crashes, None)
+    }
+
+    fn rig_with(max_crashes: u32, retry: Option<RetryPolicy>) -> Rig {
         let workers: Vec<_> = (0..2).map(|_| Recorder::spawn()).collect();
         let (out, out_events) = Recorder::spawn();
+        let (released, released_events) = Recorder::spawn();
         let accounting = Arc::new(Accounting::new(out.clone().recipient()));
         let stats = Arc::new(Stats::default());
         let links = PoolLinks {
@@ -237,13 +305,24 @@ mod tests {
             enqueue: out.clone().recipient(),
             requeue: out.clone().recipient(),
             completed: out.clone().recipient(),
+            released: released.clone().recipient(),
         };
-        let pool = Pool::new(links, max_crashes, accounting.clone(), stats.clone(), log()).start();
+        let pool = Pool::new(
+            links,
+            max_crashes,
+            retry,
+            accounting.clone(),
+            stats.clone(),
+            log(),
+        )
+        .start();
         Rig {
             pool,
             workers,
             out,
             out_events,
+            released,
+            released_events,
             accounting,
             stats,
         }
@@ -282,13 +361,20 @@ mod tests {
 
         async fn downloaded(&self, worker: usize, outcome: Outcome<Cb>, emitted: Vec<Request<Cb>>) {
             let id = match &outcome {
-                Outcome::Response(c, _) | Outcome::Failed(c, _) | Outcome::Dropped(c, _) => c.id,
+                Outcome::Response(c, _)
+                | Outcome::Failed(c, _)
+                | Outcome::Dropped(c, _)
+                | Outcome::Redirected(c, _) => c.id,
             };
             let msg = Downloaded {
                 worker,
                 id,
                 outcome,
                 emitted,
+                report: SlotReport {
+                    slot: "h".into(),
+                    ..SlotReport::default()
+                },
             };
             self.pool.send(msg).await.unwrap();
         }
@@ -495,5 +581,52 @@ mod tests {
         let ids: Vec<_> = batch.iter().map(|c| c.id).collect();
         assert_eq!(ids, [c.id]);
         assert_eq!(r.stats.get(Counter::WorkerRestarts), 2);
+    }
+
+    #[actix::test]
+    async fn every_finished_download_releases_its_host_slot() {
+        let mut r = rig(2);
+        let a = r.dispatch("http://h/a").await;
+        r.downloaded(0, Outcome::Dropped(a, "no".into()), Vec::new())
+            .await;
+        let _ = r.out().await;
+        r.released.send(Ping).await.unwrap();
+        let released = r.released_events.drain();
+        assert_eq!(kinds(&released), ["Released"]);
+        let report = expect_event!(&released[0], Event::Released(rep) => rep);
+        assert_eq!(report.slot, "h");
+    }
+
+    #[actix::test]
+    async fn retryable_failures_are_requeued_with_a_backoff_then_given_up() {
+        let policy = RetryPolicy {
+            max_retries: 1,
+            ..RetryPolicy::default()
+        };
+        let mut r = rig_with(2, Some(policy));
+        let a = r.dispatch("http://h/a").await;
+        let failure = || Error::new(Stage::Download, ErrorKind::HttpStatus(503));
+        r.downloaded(0, Outcome::Failed(a, failure()), Vec::new())
+            .await;
+        let events = r.out().await;
+        assert_eq!(kinds(&events), ["Requeue"]);
+        let again = expect_event!(&events[0], Event::Requeue(batch) => batch[0].clone());
+        assert_eq!(again.retries, 1);
+        assert_eq!(r.stats.snapshot().get("retry/count"), 1);
+        assert_eq!(r.stats.snapshot().get("retry/reason_count/http_503"), 1);
+        // The retry fails too: no retries left, so the error handler.
+        r.redispatch(&again).await;
+        r.downloaded(0, Outcome::Failed(again, failure()), Vec::new())
+            .await;
+        let events = r.out().await;
+        assert_eq!(kinds(&events), ["RequestFailed"]);
+        assert_eq!(r.stats.snapshot().get("retry/max_reached"), 1);
+        // Not retryable at all: straight to the error handler.
+        let b = r.dispatch("http://h/b").await;
+        let not_found = Error::new(Stage::Download, ErrorKind::HttpStatus(404));
+        r.downloaded(0, Outcome::Failed(b, not_found), Vec::new())
+            .await;
+        assert_eq!(kinds(&r.out().await), ["RequestFailed"]);
+        assert_eq!(r.stats.snapshot().get("retry/count"), 1);
     }
 }

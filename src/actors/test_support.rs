@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::error::{Error, Stage};
 use crate::messages::{
     ClosePipelines, Completed, Dispatch, Download, Enqueue, Idle, Parse, Pause, ProcessItems,
-    Report, RequestFailed, Requeue, Resume, Shutdown, Stop,
+    Released, Report, RequestFailed, Requeue, Resume, Shutdown, SlotReport, Stop,
 };
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
@@ -176,6 +176,7 @@ pub(crate) enum Event<C> {
     },
     ProcessItems(ProcessItems),
     Report(Report),
+    Released(SlotReport),
 }
 
 impl<C> Event<C> {
@@ -197,6 +198,7 @@ impl<C> Event<C> {
             Event::RequestFailed { .. } => "RequestFailed",
             Event::ProcessItems(_) => "ProcessItems",
             Event::Report(_) => "Report",
+            Event::Released(_) => "Released",
         }
     }
 }
@@ -323,6 +325,7 @@ record!(RequestFailed<C>, |m| Event::RequestFailed {
 });
 record!(ProcessItems, |m| Event::ProcessItems(m));
 record!(Report, |m| Event::Report(m));
+record!(Released, |m| Event::Released(m.report));
 record_control!(Pause, Event::Pause);
 record_control!(Resume, Event::Resume);
 record_control!(Stop, Event::Stop);

@@ -260,6 +260,7 @@ async fn error_statuses_are_counted_by_exact_code() {
         .map(|c| site.url(&format!("/status/{c}")))
         .collect();
     let crawl = Crawler::builder(LinkSpider::from_urls(&urls))
+        .no_retry()
         .build()
         .unwrap()
         .start()
@@ -280,7 +281,12 @@ async fn error_callback_reissues_with_dont_filter() {
     let site = serve(1);
     let mut spider = LinkSpider::from_urls(&[site.url("/flaky/a"), site.url("/status/500")]);
     spider.retry_on_error = true;
-    let crawl = Crawler::builder(spider).build().unwrap().start().unwrap();
+    let crawl = Crawler::builder(spider)
+        .no_retry()
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
     let s = crawl.join().await.unwrap();
     // Each failed once; the retry passed the dupe filter thanks to
     // dont_filter. /flaky/a then succeeded; /status/500 failed again and

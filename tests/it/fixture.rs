@@ -12,12 +12,26 @@
 //! - `/gated/{n}`: like `/p/{n}` (its links lead into the `/p/` tree) but
 //!   answers only once the test opens the gate; reports its arrival first.
 //!
-//! Every hit is recorded by path and query, so tests can assert that each
-//! page was fetched exactly once.
+//! - `/slow/{n}`: a page answered after 50 ms; the server tracks how many
+//!   requests it is answering at once.
+//! - `/once429/{key}`: 429 with `Retry-After: 1` on the first hit of each key,
+//!   then a page.
+//! - `/linkto?u=URL&u=URL`: a page linking to the given URLs.
+//! - `/robots.txt`: the site's robots.txt when one is set, else 404.
+//! - `/chain/a` → 301 → `/chain/b` → 302 → `/items/1`; `/loop/a` ⇄
+//!   `/loop/b` (302s); `/form` (POST) → 303 → `/method`, which names the
+//!   method and body length it got in its title.
+//! - `/login` sets a `session` cookie and links to `/whoami`, whose title is
+//!   the `Cookie` header it received.
+//!
+//! Every hit is recorded by path and query, with its time, so tests can
+//! assert that each page was fetched exactly once and how hits were spaced.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use tokio::sync::{mpsc, watch};
@@ -31,6 +45,11 @@ pub struct Seen {
     pub bodies: Mutex<Vec<String>>,
     /// Items posted (as JSON arrays) to `/persist`.
     pub persisted: Mutex<Vec<serde_json::Value>>,
+    /// Every hit with its time, in arrival order.
+    pub log: Mutex<Vec<(String, Instant)>>,
+    /// `/slow/` requests being answered now, and the most at once.
+    pub active: AtomicUsize,
+    pub max_active: AtomicUsize,
 }
 
 impl Seen {
@@ -40,6 +59,15 @@ impl Seen {
 
     pub fn total(&self) -> usize {
         self.hits.lock().unwrap().values().sum()
+    }
+
+    /// When each hit of paths starting with `prefix` arrived, in order.
+    pub fn times(&self, prefix: &str) -> Vec<Instant> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(_, t)| *t)
+            .collect()
     }
 
     pub fn max_hits(&self) -> usize {
@@ -55,6 +83,7 @@ impl Seen {
 
 struct State {
     pages: usize,
+    robots: Option<String>,
     seen: Arc<Seen>,
     gate: watch::Receiver<bool>,
     arrivals: mpsc::UnboundedSender<String>,
@@ -94,14 +123,22 @@ impl Drop for Site {
     }
 }
 
-/// Starts a site of `pages` tree pages.
+/// Starts a site of `pages` tree pages on 127.0.0.1.
 pub fn serve(pages: usize) -> Site {
+    serve_on("127.0.0.1", pages, None)
+}
+
+/// Starts a site of `pages` tree pages on `host` (a loopback address),
+/// with `robots` as its robots.txt.
+pub fn serve_on(host: &str, pages: usize, robots: Option<&str>) -> Site {
     let seen = Arc::new(Seen::default());
     let (gate_tx, gate_rx) = watch::channel(false);
     let (arr_tx, arr_rx) = mpsc::unbounded_channel();
     let (tx, rx) = std::sync::mpsc::channel();
+    let host = host.to_string();
     let state = web::Data::new(State {
         pages,
+        robots: robots.map(str::to_string),
         seen: seen.clone(),
         gate: gate_rx,
         arrivals: arr_tx,
@@ -118,12 +155,24 @@ pub fn serve(pages: usize) -> Site {
                     .route("/echo", web::post().to(echo))
                     .route("/items/{k}", web::get().to(items))
                     .route("/persist", web::post().to(persist))
+                    .route("/slow/{n}", web::get().to(slow))
+                    .route("/once429/{key}", web::get().to(once429))
+                    .route("/linkto", web::get().to(linkto))
+                    .route("/robots.txt", web::get().to(robots_txt))
+                    .route("/chain/a", web::get().to(|| redirect(301, "/chain/b")))
+                    .route("/chain/b", web::get().to(|| redirect(302, "/items/1")))
+                    .route("/loop/a", web::get().to(|| redirect(302, "/loop/b")))
+                    .route("/loop/b", web::get().to(|| redirect(302, "/loop/a")))
+                    .route("/form", web::post().to(|| redirect(303, "/method")))
+                    .route("/method", web::to(method))
+                    .route("/login", web::get().to(login))
+                    .route("/whoami", web::get().to(whoami))
                     .default_service(web::to(not_found))
             })
             .workers(2)
             .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .expect("bind 127.0.0.1:0");
+            .bind((host.as_str(), 0))
+            .expect("bind a loopback port");
             let addr = server.addrs()[0];
             let server = server.run();
             tx.send((addr, server.handle())).unwrap();
@@ -145,7 +194,14 @@ fn record(state: &State, req: &HttpRequest) {
         "" => req.path().to_string(),
         q => format!("{}?{}", req.path(), q),
     };
-    *state.seen.hits.lock().unwrap().entry(key).or_default() += 1;
+    *state
+        .seen
+        .hits
+        .lock()
+        .unwrap()
+        .entry(key.clone())
+        .or_default() += 1;
+    state.seen.log.lock().unwrap().push((key, Instant::now()));
 }
 
 /// The HTML of tree page `n`.
@@ -224,6 +280,89 @@ async fn persist(
         .unwrap()
         .extend(body.into_inner());
     HttpResponse::Ok().json(serde_json::json!({"status": 1}))
+}
+
+async fn slow(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    record(&state, &req);
+    let now = state.seen.active.fetch_add(1, Ordering::SeqCst) + 1;
+    state.seen.max_active.fetch_max(now, Ordering::SeqCst);
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    state.seen.active.fetch_sub(1, Ordering::SeqCst);
+    HttpResponse::Ok()
+        .content_type("text/html")
+        .body("<html><body>slow</body></html>")
+}
+
+async fn once429(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    record(&state, &req);
+    if state.seen.hits(req.path()) == 1 {
+        return HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", "1"))
+            .body("slow down");
+    }
+    HttpResponse::Ok()
+        .content_type("text/html")
+        .body("<html><body>ok</body></html>")
+}
+
+async fn linkto(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    record(&state, &req);
+    let links: String = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == "u")
+        .map(|(_, v)| format!("<a href=\"{v}\">x</a>\n"))
+        .collect();
+    HttpResponse::Ok()
+        .content_type("text/html")
+        .body(format!("<html><body>{links}</body></html>"))
+}
+
+async fn robots_txt(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    record(&state, &req);
+    match &state.robots {
+        Some(text) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body(text.clone()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+async fn redirect(status: u16, to: &'static str) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status).unwrap();
+    HttpResponse::build(status)
+        .insert_header(("location", to))
+        .finish()
+}
+
+fn titled(title: &str) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html").body(format!(
+        "<html><head><title>{title}</title></head><body></body></html>"
+    ))
+}
+
+async fn method(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    record(&state, &req);
+    titled(&format!("{} {}", req.method(), body.len()))
+}
+
+async fn login(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    record(&state, &req);
+    HttpResponse::Ok()
+        .content_type("text/html")
+        .insert_header(("set-cookie", "session=abc123; Path=/"))
+        .body(
+            "<html><head><title>login</title></head><body><a href=\"/whoami\">me</a></body></html>",
+        )
+}
+
+async fn whoami(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    record(&state, &req);
+    let cookie = req
+        .headers()
+        .get("cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_string();
+    titled(&cookie)
 }
 
 async fn not_found(state: web::Data<State>, req: HttpRequest) -> HttpResponse {

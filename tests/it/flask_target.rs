@@ -214,11 +214,12 @@ async fn a_failing_detail_is_a_counted_error_and_the_rest_persists() {
     assert_eq!(summary.items_persisted, 2);
     assert_eq!(summary.fed_back, 1);
     let feedbacks = svc.record.feedbacks.lock().unwrap().clone();
-    assert_eq!(
-        feedbacks[0]["stats"]["downloader/response_status_count/500"],
-        1
-    );
-    assert_eq!(feedbacks[0]["stats"]["httperror/response_ignored_count"], 1);
+    // Retried twice by the default retry policy, then a counted error.
+    let stats = &feedbacks[0]["stats"];
+    assert_eq!(stats["downloader/response_status_count/500"], 3);
+    assert_eq!(stats["retry/count"], 2);
+    assert_eq!(stats["retry/max_reached"], 1);
+    assert_eq!(stats["httperror/response_ignored_count"], 1);
 }
 
 #[actix::test]

@@ -5,5 +5,10 @@
 mod crawl;
 mod fixture;
 mod flask_target;
+mod html;
+mod limits;
 mod pipelines;
+mod politeness;
+mod proxy;
+mod redirects;
 mod spiders;

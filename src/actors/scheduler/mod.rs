@@ -2,31 +2,48 @@
 //!
 //! Requests arrive in batches (`Enqueue`) from the parser, the error handler
 //! and the downloader pool, and lazily from the spider's start-request
-//! iterator. Each goes through the DupeFilter unless it is `dont_filter` or
-//! de-duplication is off, then into the CacheQueue. The scheduler holds the
-//! crawl's global concurrency as credits: it pops from the queue only while
-//! fewer than `concurrency` requests are in flight, and a slot frees only
-//! when the request is `Completed` (parsed and its items through the
-//! pipelines, or failed, or dropped). That is the back-pressure: at most
-//! `concurrency` responses exist at once, and nothing spawns unbounded work.
+//! iterator. Admission first applies the crawl's policies — depth limit and
+//! depth priority, offsite filtering (`offsite/filtered`) — then the
+//! DupeFilter (unless the request is `dont_filter` or de-duplication is
+//! off), then the CacheQueue.
+//!
+//! Dispatch holds two limits. The crawl's global concurrency is a credit:
+//! a slot frees only when the request is `Completed` (parsed and its items
+//! through the pipelines, or failed, or dropped), so at most `concurrency`
+//! responses exist at once. Per host, the [`slots`] state says how many
+//! more requests each host may start now (its concurrency, delay,
+//! AutoThrottle, `Retry-After`, rate limits); each pop asks the queue for
+//! the best requests of the hosts that may take them, so a slow host never
+//! starves the others. When every host with work is resting, a timer wakes
+//! the Scheduler when the first becomes ready; `Released` (a download ended)
+//! wakes it too. With robots.txt obedience on, a request is checked just
+//! before dispatch ([`robots`]).
 
+pub mod robots;
+pub mod slots;
+
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use slog::{error, info, warn, Logger};
+use slog::{debug, error, info, warn, Logger};
 
 use crate::accounting::Accounting;
+use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
+use crate::http::thread_client;
 use crate::messages::{
-    deliver, Check, Completed, Dispatch, Drain, Enqueue, Pause, Pop, Push, Requeue, Resume,
-    Shutdown, Stop,
+    deliver, Check, Completed, Dispatch, Drain, Enqueue, Pause, Pop, Push, Released, Requeue,
+    Resume, Shutdown, Stop,
 };
 use crate::spider::{Callback, StartRequests};
 use crate::stats::{Counter, Stats};
+use robots::{RobotsCache, Verdict};
+use slots::{SlotConfig, Slots};
 
 /// How many start requests are pulled from the spider at a time.
 const START_BATCH: usize = 256;
@@ -45,6 +62,50 @@ pub struct SchedulerLinks<C: Callback> {
     pub pool: Recipient<Dispatch<C>>,
 }
 
+/// The scheduling policies of a crawl (set through the builder).
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Most requests in flight at once, over all hosts. Default 16.
+    pub concurrency: usize,
+    /// Per-host politeness.
+    pub slots: SlotConfig,
+    /// Drop requests deeper than this (`depth/filtered`). Default none.
+    pub depth_limit: Option<u32>,
+    /// Subtracted from a request's priority per level of depth: positive
+    /// crawls breadth-first, negative depth-first. Default 0.
+    pub depth_priority: i32,
+    /// When not empty, only these domains (and their subdomains) are
+    /// crawled; others are dropped (`offsite/filtered`) unless
+    /// `dont_filter`. Default empty.
+    pub allowed_domains: Vec<String>,
+    /// Obey robots.txt, matching rules for this user-agent token. Default
+    /// off.
+    pub robots_agent: Option<String>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            concurrency: 16,
+            slots: SlotConfig::default(),
+            depth_limit: None,
+            depth_priority: 0,
+            allowed_domains: Vec::new(),
+            robots_agent: None,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// The defaults with a global concurrency of `n`.
+    pub fn with_concurrency(n: usize) -> Self {
+        SchedulerConfig {
+            concurrency: n,
+            ..SchedulerConfig::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Running,
@@ -59,14 +120,20 @@ pub struct Scheduler<C: Callback> {
     /// The spider's start requests, until exhausted (their one unit of open
     /// work closes then).
     starts: Option<StartRequests<C>>,
+    /// Admission and dispatch policies.
+    config: SchedulerConfig,
+    /// Per-host politeness state.
+    slots: Slots,
+    /// robots.txt rules per origin, when obeyed.
+    robots: Option<RobotsCache>,
+    /// Requests waiting for their origin's robots.txt, by origin.
+    robots_waiting: HashMap<String, Vec<Context<C>>>,
     /// Open-work counter shared with the crawl.
     accounting: Arc<Accounting>,
     /// Counters.
     stats: Arc<Stats>,
     /// Structured log.
     log: Logger,
-    /// Global download concurrency: the most requests in flight at once.
-    concurrency: usize,
     /// Dispatched and not yet `Completed`.
     in_flight: usize,
     /// Pushed and not yet popped (this scheduler is the queue's only user);
@@ -75,14 +142,22 @@ pub struct Scheduler<C: Callback> {
     /// Pushed since the outstanding `Pop` was sent: the queue answers that
     /// pop before it sees these, so they add to its `remaining`.
     pushed_since_pop: usize,
-    /// Popped while paused (a pop already under way when `Pause` came):
-    /// dispatched first on resume, never while paused.
+    /// Popped but not dispatched: popped while paused (dispatched first on
+    /// resume, never while paused), or cleared by robots.txt and waiting for
+    /// a free slot.
     held: Vec<Context<C>>,
+    /// Requests waiting out a retry backoff before going back to the queue.
+    delayed: usize,
     /// Requests at the dupe filter, not yet queued (counted toward the
     /// start-request watermark so starts are not over-pulled).
     checking: usize,
     /// A `Pop` is outstanding; only one at a time, so credits are exact.
     popping: bool,
+    /// The last pop found nothing any host may take now: wait for a
+    /// release, new work or the wake-up timer before popping again.
+    stalled: bool,
+    /// The pending wake-up, if any.
+    wake: Option<(Instant, SpawnHandle)>,
     /// Running, paused or stopping.
     state: State,
     /// Ties the actor to its callback type.
@@ -90,40 +165,51 @@ pub struct Scheduler<C: Callback> {
 }
 
 impl<C: Callback> Scheduler<C> {
-    /// A scheduler that will pull `starts` and dispatch at most
-    /// `concurrency` requests at once.
+    /// A scheduler that will pull `starts` and dispatch under `config`.
     pub(crate) fn new(
         links: SchedulerLinks<C>,
         starts: StartRequests<C>,
-        concurrency: usize,
+        config: SchedulerConfig,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
         // The start iterator is one unit of open work until exhausted.
         accounting.open(1);
+        let mut config = config;
+        config.concurrency = config.concurrency.max(1);
+        config.slots.concurrency = config.slots.concurrency.max(1);
         Scheduler {
             links,
             starts: Some(starts),
+            slots: Slots::new(config.slots.clone()),
+            robots: config.robots_agent.as_deref().map(RobotsCache::new),
+            robots_waiting: HashMap::new(),
+            config,
             accounting,
             stats,
             log,
-            concurrency: concurrency.max(1),
             in_flight: 0,
             queued: 0,
             pushed_since_pop: 0,
             held: Vec::new(),
+            delayed: 0,
             checking: 0,
             popping: false,
+            stalled: false,
+            wake: None,
             state: State::Running,
             _callback: PhantomData,
         }
     }
 
-    /// Runs requests through the dupe filter (when on) and into the queue.
+    /// Applies the admission policies, then runs requests through the dupe
+    /// filter (when on) and into the queue.
     fn accept(&mut self, batch: Vec<Context<C>>, ctx: &mut actix::Context<Self>) {
+        let batch = self.admissible(batch);
         let (free, check): (Vec<_>, Vec<_>) = match &self.links.dupe {
             None => (batch, Vec::new()),
+            Some(_) if batch.iter().all(|c| !c.request.dont_filter) => (Vec::new(), batch),
             Some(_) => batch.into_iter().partition(|c| c.request.dont_filter),
         };
         if !free.is_empty() {
@@ -159,6 +245,42 @@ impl<C: Callback> Scheduler<C> {
             .spawn(ctx);
     }
 
+    /// Depth limit, depth priority and offsite filtering; dropped requests
+    /// are counted and their work closed.
+    fn admissible(&mut self, batch: Vec<Context<C>>) -> Vec<Context<C>> {
+        let cfg = &self.config;
+        if cfg.depth_limit.is_none() && cfg.depth_priority == 0 && cfg.allowed_domains.is_empty() {
+            return batch;
+        }
+        let mut kept = Vec::with_capacity(batch.len());
+        let (mut too_deep, mut offsite) = (0, 0);
+        for mut c in batch {
+            if cfg.depth_limit.is_some_and(|max| c.request.depth > max) {
+                too_deep += 1;
+                continue;
+            }
+            if !c.request.dont_filter && !on_site(&cfg.allowed_domains, &c.request.url) {
+                debug!(self.log, "offsite request dropped"; "url" => %c.request.url);
+                offsite += 1;
+                continue;
+            }
+            let depth = i32::try_from(c.request.depth).unwrap_or(i32::MAX);
+            c.request.priority = c
+                .request
+                .priority
+                .saturating_sub(depth.saturating_mul(cfg.depth_priority));
+            kept.push(c);
+        }
+        if too_deep > 0 {
+            self.stats.add_named("depth/filtered", too_deep);
+        }
+        if offsite > 0 {
+            self.stats.add_named("offsite/filtered", offsite);
+        }
+        self.accounting.close((too_deep + offsite) as usize);
+        kept
+    }
+
     /// Queues accepted requests (when stopping, counts them enqueued and
     /// unprocessed instead, so `enqueued = dequeued + unprocessed` holds).
     fn admit(&mut self, batch: Vec<Context<C>>) {
@@ -176,14 +298,21 @@ impl<C: Callback> Scheduler<C> {
             self.accounting.close(n);
             return;
         }
-        self.queued += n;
-        self.pushed_since_pop += n;
+        self.push(batch);
+    }
+
+    fn push(&mut self, batch: Vec<Context<C>>) {
+        self.queued += batch.len();
+        self.pushed_since_pop += batch.len();
+        self.stalled = false;
         deliver(&self.links.push, Push { batch }, &self.stats);
     }
 
     /// Pulls start requests while the queue is short of work.
     fn pull_starts(&mut self, ctx: &mut actix::Context<Self>) {
-        if self.state != State::Running || self.queued + self.checking >= 2 * self.concurrency {
+        if self.state != State::Running
+            || self.queued + self.checking >= 2 * self.config.concurrency
+        {
             return;
         }
         let Some(starts) = self.starts.as_mut() else {
@@ -215,24 +344,34 @@ impl<C: Callback> Scheduler<C> {
         self.accept(batch, ctx);
     }
 
-    /// Hands queued requests to the pool while slots are free.
+    /// Hands requests to the pool while slots are free.
     fn pump(&mut self, ctx: &mut actix::Context<Self>) {
         self.pull_starts(ctx);
         if self.state == State::Running && !self.held.is_empty() {
-            let free = self.concurrency.saturating_sub(self.in_flight);
-            let n = free.min(self.held.len());
-            let batch: Vec<_> = self.held.drain(..n).collect();
-            self.dispatch(batch);
+            self.dispatch_held(ctx);
         }
         self.publish_gauges();
-        let free = self.concurrency.saturating_sub(self.in_flight);
-        if self.state != State::Running || self.popping || free == 0 || self.queued == 0 {
+        let free = self.config.concurrency.saturating_sub(self.in_flight);
+        if self.state != State::Running
+            || self.popping
+            || self.stalled
+            || free == 0
+            || self.queued == 0
+        {
+            return;
+        }
+        let now = Instant::now();
+        let (global, allowance) = self.slots.allowance(now);
+        if global == 0 {
+            self.stalled = true;
+            self.wake_at(self.slots.next_ready(now), ctx);
             return;
         }
         self.popping = true;
         self.pushed_since_pop = 0;
         let pop = Pop {
-            max: free,
+            max: free.min(global),
+            allowance,
             _callback: PhantomData,
         };
         self.links
@@ -244,7 +383,14 @@ impl<C: Callback> Scheduler<C> {
                 match res {
                     Ok(Ok(popped)) => {
                         act.queued = popped.remaining + act.pushed_since_pop;
-                        act.dispatch(popped.batch);
+                        if popped.batch.is_empty() {
+                            // Every host with work must wait: sleep until
+                            // the first is ready (or a release wakes us).
+                            act.stalled = true;
+                            let next = act.slots.next_ready(Instant::now());
+                            act.wake_at(next, ctx);
+                        }
+                        act.dispatch(popped.batch, ctx);
                     }
                     Ok(Err(e)) => {
                         warn!(act.log, "queue pop failed; retrying"; "error" => %e);
@@ -263,32 +409,203 @@ impl<C: Callback> Scheduler<C> {
             .spawn(ctx);
     }
 
-    fn publish_gauges(&self) {
-        self.stats.set(Counter::InFlight, self.in_flight as u64);
-        self.stats
-            .set(Counter::Queued, (self.queued + self.held.len()) as u64);
+    /// Schedules one wake-up at `at` (keeping an earlier one).
+    fn wake_at(&mut self, at: Option<Instant>, ctx: &mut actix::Context<Self>) {
+        let Some(at) = at else { return };
+        if let Some((current, handle)) = self.wake {
+            if current <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let wait = at.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.wake = None;
+            act.stalled = false;
+            act.pump(ctx);
+        });
+        self.wake = Some((at, handle));
     }
 
-    /// Sends popped (or held) requests to the pool, unless paused (held) or
-    /// stopping (counted unprocessed).
-    fn dispatch(&mut self, batch: Vec<Context<C>>) {
+    fn publish_gauges(&self) {
+        self.stats.set(Counter::InFlight, self.in_flight as u64);
+        let waiting: usize = self.robots_waiting.values().map(Vec::len).sum();
+        let queued = self.queued + self.held.len() + self.delayed + waiting;
+        self.stats.set(Counter::Queued, queued as u64);
+    }
+
+    /// Sends popped requests on: held while paused, counted unprocessed
+    /// while stopping, checked against robots.txt when obeyed.
+    fn dispatch(&mut self, batch: Vec<Context<C>>, ctx: &mut actix::Context<Self>) {
         if self.state == State::Paused {
             self.held.extend(batch);
             return;
         }
         if self.state == State::Stopping {
             // Popped just before a stop: these were never dispatched.
-            self.stats.add(Counter::Unprocessed, batch.len() as u64);
-            self.accounting.close(batch.len());
+            self.unprocessed(batch.len());
             return;
         }
-        self.stats.add(Counter::Dequeued, batch.len() as u64);
-        for mut c in batch {
-            self.in_flight += 1;
-            c.attempt += 1;
-            deliver(&self.links.pool, Dispatch { ctx: c }, &self.stats);
+        let now = Instant::now();
+        for c in batch {
+            let Some(c) = self.robots_check(c, ctx) else {
+                continue;
+            };
+            let host = slot_of(&c.request.url);
+            if let Some(max) = c.request.max_conns_per_host {
+                self.slots.cap(&host, max);
+            }
+            // The queue honoured the allowance it was given; a request's
+            // own cap may be lower, so what its host cannot take waits.
+            if self.slots.can_start(&host, now) {
+                self.send_to_pool(c, now);
+            } else {
+                self.held.push(c);
+            }
         }
     }
+
+    /// Dispatches held requests whose host may start one now.
+    fn dispatch_held(&mut self, ctx: &mut actix::Context<Self>) {
+        let now = Instant::now();
+        let mut keep = Vec::new();
+        for c in std::mem::take(&mut self.held) {
+            let Some(c) = self.robots_check(c, ctx) else {
+                continue;
+            };
+            let room = self.in_flight < self.config.concurrency && self.slots.global_ready(now);
+            if room && self.slots.can_start(&slot_of(&c.request.url), now) {
+                self.send_to_pool(c, now);
+            } else {
+                keep.push(c);
+            }
+        }
+        self.held = keep;
+        if !self.held.is_empty() {
+            let next = self.slots.next_ready(now);
+            self.wake_at(next, ctx);
+        }
+    }
+
+    fn send_to_pool(&mut self, mut c: Context<C>, now: Instant) {
+        self.slots.started(&slot_of(&c.request.url), now);
+        self.in_flight += 1;
+        self.stats.inc(Counter::Dequeued);
+        c.attempt += 1;
+        deliver(&self.links.pool, Dispatch { ctx: c }, &self.stats);
+    }
+
+    /// The request if robots.txt allows it (or is not obeyed); otherwise
+    /// it is dropped and counted, or parked until its origin's robots.txt
+    /// is known.
+    fn robots_check(
+        &mut self,
+        c: Context<C>,
+        ctx: &mut actix::Context<Self>,
+    ) -> Option<Context<C>> {
+        let Some(cache) = self.robots.as_mut() else {
+            return Some(c);
+        };
+        match cache.check(&c.request.url) {
+            Verdict::Allowed => Some(c),
+            Verdict::Forbidden => {
+                debug!(self.log, "forbidden by robots.txt"; "url" => %c.request.url);
+                self.stats.add_named("robotstxt/forbidden", 1);
+                self.accounting.close(1);
+                None
+            }
+            Verdict::Pending { fetch } => {
+                let origin = robots::origin(&c.request.url);
+                self.slots.hold(&slot_of(&c.request.url), true);
+                if let Some(url) = fetch {
+                    self.fetch_robots(origin.clone(), url, ctx);
+                }
+                self.robots_waiting.entry(origin).or_default().push(c);
+                None
+            }
+        }
+    }
+
+    /// Fetches an origin's robots.txt, then releases its waiting requests.
+    fn fetch_robots(&mut self, origin: String, url: url::Url, ctx: &mut actix::Context<Self>) {
+        self.stats.add_named("robotstxt/request_count", 1);
+        let host = slot_of(&url);
+        let fetch = async move {
+            let get = async {
+                let mut resp = thread_client()
+                    .get(url.as_str())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let body = resp
+                    .body()
+                    .limit(512 << 10)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((resp.status().as_u16(), body))
+            };
+            tokio::time::timeout(Duration::from_secs(30), get)
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()))
+        };
+        fetch
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let body = match res {
+                    Ok((status, body)) => {
+                        act.stats.add_named("robotstxt/response_count", 1);
+                        act.stats.add_named(
+                            &format!("robotstxt/response_status_count/{status}"),
+                            1,
+                        );
+                        (200..300).contains(&status).then_some(body)
+                    }
+                    Err(e) => {
+                        warn!(act.log, "robots.txt unavailable; allowing all"; "origin" => &origin, "error" => e);
+                        act.stats.add_named("robotstxt/exception_count", 1);
+                        None
+                    }
+                };
+                let Some(cache) = act.robots.as_mut() else { return };
+                let delay = cache.learned(&origin, body.as_deref());
+                act.slots.hold(&host, false);
+                if let Some(delay) = delay {
+                    act.slots.set_crawl_delay(&host, delay);
+                }
+                let waiting = act.robots_waiting.remove(&origin).unwrap_or_default();
+                if act.state == State::Stopping {
+                    act.unprocessed(waiting.len());
+                } else {
+                    act.held.extend(waiting);
+                }
+                act.stalled = false;
+                act.pump(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    /// Counts `n` accepted requests that will never be dispatched, and
+    /// closes their work.
+    fn unprocessed(&mut self, n: usize) {
+        self.stats.add(Counter::Unprocessed, n as u64);
+        self.accounting.close(n);
+    }
+}
+
+/// Whether `url`'s host is one of `domains` or a subdomain of one (all
+/// hosts when `domains` is empty).
+fn on_site(domains: &[String], url: &url::Url) -> bool {
+    if domains.is_empty() {
+        return true;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    domains.iter().any(|d| {
+        let d = d.trim_start_matches('.').to_ascii_lowercase();
+        host == d || (host.ends_with(&d) && host[..host.len() - d.len()].ends_with('.'))
+    })
 }
 
 impl<C: Callback> Actor for Scheduler<C> {
@@ -314,14 +631,33 @@ impl<C: Callback> Handler<Requeue<C>> for Scheduler<C> {
     fn handle(&mut self, msg: Requeue<C>, ctx: &mut Self::Context) {
         let n = msg.batch.len();
         self.in_flight = self.in_flight.saturating_sub(n);
-        self.stats.add(Counter::Requeued, n as u64);
         if self.state == State::Stopping {
-            self.stats.add(Counter::Unprocessed, n as u64);
-            self.accounting.close(n);
+            self.unprocessed(n);
+        } else if let Some(delay) = msg.delay {
+            self.delayed += n;
+            let batch = msg.batch;
+            ctx.run_later(delay, move |act, ctx| {
+                act.delayed -= n;
+                if act.state == State::Stopping {
+                    act.unprocessed(n);
+                } else {
+                    act.push(batch);
+                }
+                act.pump(ctx);
+            });
         } else {
-            self.queued += n;
-            deliver(&self.links.push, Push { batch: msg.batch }, &self.stats);
+            self.push(msg.batch);
         }
+        self.pump(ctx);
+    }
+}
+
+impl<C: Callback> Handler<Released> for Scheduler<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Released, ctx: &mut Self::Context) {
+        self.slots.released(&msg.report, Instant::now());
+        self.stalled = false;
         self.pump(ctx);
     }
 }
@@ -332,6 +668,7 @@ impl<C: Callback> Handler<Completed> for Scheduler<C> {
     fn handle(&mut self, _: Completed, ctx: &mut Self::Context) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.accounting.close(1);
+        self.stalled = false;
         self.pump(ctx);
     }
 }
@@ -359,6 +696,7 @@ impl<C: Callback> Handler<Resume> for Scheduler<C> {
             State::Stopping => Err(stopping("resume")),
             _ => {
                 self.state = State::Running;
+                self.stalled = false;
                 info!(self.log, "resumed"; "queued" => self.queued);
                 self.pump(ctx);
                 Ok(())
@@ -379,11 +717,9 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         if self.starts.take().is_some() {
             self.accounting.close(1);
         }
-        let held = std::mem::take(&mut self.held);
-        if !held.is_empty() {
-            self.stats.add(Counter::Unprocessed, held.len() as u64);
-            self.accounting.close(held.len());
-        }
+        let held = std::mem::take(&mut self.held).len();
+        let waiting: usize = self.robots_waiting.drain().map(|(_, w)| w.len()).sum();
+        self.unprocessed(held + waiting);
         let drain = Drain {
             _callback: PhantomData,
         };
@@ -394,8 +730,7 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
             .map(|res, act, _| match res {
                 Ok(Ok(left)) => {
                     act.queued = act.queued.saturating_sub(left.len());
-                    act.stats.add(Counter::Unprocessed, left.len() as u64);
-                    act.accounting.close(left.len());
+                    act.unprocessed(left.len());
                     act.publish_gauges();
                 }
                 Ok(Err(e)) => error!(act.log, "queue drain failed"; "error" => %e),
@@ -435,7 +770,7 @@ mod tests {
     use crate::actors::test_support::{expect_event, log, req, Cb, Event, Events, Ping, Recorder};
     use crate::dedupe::BloomDupe;
     use crate::messages::Checked;
-    use crate::queue::{BackendFuture, MemoryQueue, QueueBackend};
+    use crate::queue::{BackendFuture, MemoryQueue, QueueBackend, SlotAllowance};
     use crate::request::Request;
 
     /// A dupe filter that calls the URLs in `dupes` seen and everything
@@ -524,10 +859,15 @@ mod tests {
             pool: pool.clone().recipient(),
         };
         let starts: StartRequests<Cb> = Box::new(starts.into_iter());
+        // The fake pool sends no `Released`: give the one host unlimited
+        // room so these tests see the global credits alone (per-host
+        // limits are tested in `slots` and in tests/it).
+        let mut config = SchedulerConfig::with_concurrency(concurrency);
+        config.slots.concurrency = usize::MAX;
         let sched = Scheduler::new(
             links,
             starts,
-            concurrency,
+            config,
             accounting.clone(),
             stats.clone(),
             log(),
@@ -567,6 +907,7 @@ mod tests {
                 }
                 let pop = Pop {
                     max: 0,
+                    allowance: SlotAllowance::uniform(0),
                     _callback: PhantomData,
                 };
                 self.queue.send(pop).await.unwrap().unwrap();
@@ -821,14 +1162,13 @@ mod tests {
 
         // The pool sends them back as dispatched (a downloader crashed).
         let batch = vec![a.clone(), b.clone()];
-        r.sched.send(Requeue { batch }).await.unwrap();
+        r.sched.send(Requeue { batch, delay: None }).await.unwrap();
         // No Completed was sent, yet two slots are free again.
         let c = r.next_dispatch().await;
         let a2 = r.next_dispatch().await;
         assert_eq!(path(&c), "/p2");
         assert_eq!((a2.id, a2.attempt), (a.id, 2));
         assert!(r.more_dispatches().await.is_empty());
-        assert_eq!(r.stat(Counter::Requeued), 2);
         assert_eq!(r.stat(Counter::DupeFiltered), 0);
         assert_eq!(r.stat(Counter::Enqueued), 3);
         assert_eq!(r.stat(Counter::Queued), 1);
@@ -849,10 +1189,15 @@ mod tests {
         let mut r = rig(pages(2), 1, None);
         let first = r.next_dispatch().await;
         r.sched.send(Stop).await.unwrap().unwrap();
-        r.sched.send(Requeue { batch: vec![first] }).await.unwrap();
+        r.sched
+            .send(Requeue {
+                batch: vec![first],
+                delay: None,
+            })
+            .await
+            .unwrap();
         expect_event!(r.engine_events.next().await, Event::Idle => ());
         assert!(r.more_dispatches().await.is_empty());
-        assert_eq!(r.stat(Counter::Requeued), 1);
         assert_eq!(r.stat(Counter::Unprocessed), 2);
         assert_eq!(r.stat(Counter::InFlight), 0);
         assert_eq!(r.accounting.count(), 0);
@@ -897,8 +1242,12 @@ mod tests {
             }
             self.inner.push(batch)
         }
-        fn pop(&mut self, max: usize) -> BackendFuture<Vec<Context<Cb>>> {
-            self.inner.pop(max)
+        fn pop(
+            &mut self,
+            max: usize,
+            allowance: &SlotAllowance,
+        ) -> BackendFuture<Vec<Context<Cb>>> {
+            self.inner.pop(max, allowance)
         }
         fn drain(&mut self) -> BackendFuture<Vec<Context<Cb>>> {
             self.inner.drain()
