@@ -77,25 +77,50 @@ impl PipelineStage {
     }
 }
 
-impl Actor for PipelineStage {
-    type Context = actix::Context<Self>;
+/// The pipelines' lifecycle hooks.
+#[derive(Clone, Copy, Debug)]
+enum Hook {
+    Open,
+    Flush,
+    Close,
+}
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+impl PipelineStage {
+    /// Runs `hook` on every pipeline in order (lending them to the future;
+    /// run it atomically), reporting each failure to the ErrorHandler.
+    fn run_hook(&mut self, hook: Hook) -> ResponseActFuture<Self, ()> {
         let mut pipelines = std::mem::take(&mut self.pipelines);
         let report = self.links.report.clone();
         let stats = self.stats.clone();
         let context = self.context.clone();
-        let open = async move {
+        let log = self.log.clone();
+        let run = async move {
             for p in pipelines.iter_mut() {
-                if let Err(error) = p.open(&context).await {
+                let result = match hook {
+                    Hook::Open => p.open(&context).await,
+                    Hook::Flush => p.flush().await,
+                    Hook::Close => p.close().await,
+                };
+                if let Err(e) = result {
+                    error!(log, "pipeline hook failed"; "pipeline" => p.name(),
+                        "hook" => ?hook, "error" => %e);
+                    let error = e.at(crate::error::Stage::Pipeline);
                     deliver(&report, Report { error, item: None }, &stats);
                 }
             }
             pipelines
         };
-        ctx.wait(open.into_actor(self).map(|pipelines, act, _| {
+        Box::pin(run.into_actor(self).map(|pipelines, act, _| {
             act.pipelines = pipelines;
-        }));
+        }))
+    }
+}
+
+impl Actor for PipelineStage {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.wait(self.run_hook(Hook::Open));
         ctx.run_interval(self.flush_interval, |_, ctx| {
             ctx.notify(FlushPipelines);
         });
@@ -151,21 +176,7 @@ impl Handler<FlushPipelines> for PipelineStage {
         if self.closed {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
-        let mut pipelines = std::mem::take(&mut self.pipelines);
-        let report = self.links.report.clone();
-        let stats = self.stats.clone();
-        let flush = async move {
-            for p in pipelines.iter_mut() {
-                if let Err(e) = p.flush().await {
-                    let error = e.at(crate::error::Stage::Pipeline);
-                    deliver(&report, Report { error, item: None }, &stats);
-                }
-            }
-            pipelines
-        };
-        AtomicResponse::new(Box::pin(flush.into_actor(self).map(|pipelines, act, _| {
-            act.pipelines = pipelines;
-        })))
+        AtomicResponse::new(self.run_hook(Hook::Flush))
     }
 }
 
@@ -177,23 +188,7 @@ impl Handler<ClosePipelines> for PipelineStage {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
         self.closed = true;
-        let mut pipelines = std::mem::take(&mut self.pipelines);
-        let report = self.links.report.clone();
-        let stats = self.stats.clone();
-        let log = self.log.clone();
-        let close = async move {
-            for p in pipelines.iter_mut() {
-                if let Err(e) = p.close().await {
-                    error!(log, "pipeline close failed"; "pipeline" => p.name(), "error" => %e);
-                    let error = e.at(crate::error::Stage::Pipeline);
-                    deliver(&report, Report { error, item: None }, &stats);
-                }
-            }
-            pipelines
-        };
-        AtomicResponse::new(Box::pin(close.into_actor(self).map(|pipelines, act, _| {
-            act.pipelines = pipelines;
-        })))
+        AtomicResponse::new(self.run_hook(Hook::Close))
     }
 }
 

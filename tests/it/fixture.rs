@@ -95,7 +95,8 @@ pub struct Site {
     pub seen: Arc<Seen>,
     gate: watch::Sender<bool>,
     pub arrivals: mpsc::UnboundedReceiver<String>,
-    handle: actix_web::dev::ServerHandle,
+    /// Stops the server when the site is dropped.
+    _server: Server,
 }
 
 impl Site {
@@ -114,13 +115,45 @@ impl Site {
     }
 }
 
-impl Drop for Site {
+/// An actix-web server on its own thread and actix system (so the crawl's
+/// arbiters never share its thread), stopped when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Server {
     fn drop(&mut self) {
         let handle = self.handle.clone();
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(handle.stop(false));
         });
     }
+}
+
+/// Serves the app `configure` builds on `host`:0 (a loopback address) with
+/// `workers` workers.
+pub fn spawn_app<F>(host: &str, workers: usize, configure: F) -> Server
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let host = host.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || App::new().configure(configure.clone()))
+                .workers(workers)
+                .disable_signals()
+                .bind((host.as_str(), 0))
+                .expect("bind a loopback port");
+            let addr = server.addrs()[0];
+            let server = server.run();
+            tx.send((addr, server.handle())).unwrap();
+            server.await.unwrap();
+        });
+    });
+    let (addr, handle) = rx.recv().expect("server started");
+    Server { addr, handle }
 }
 
 /// Starts a site of `pages` tree pages on 127.0.0.1.
@@ -134,7 +167,6 @@ pub fn serve_on(host: &str, pages: usize, robots: Option<&str>) -> Site {
     let seen = Arc::new(Seen::default());
     let (gate_tx, gate_rx) = watch::channel(false);
     let (arr_tx, arr_rx) = mpsc::unbounded_channel();
-    let (tx, rx) = std::sync::mpsc::channel();
     let host = host.to_string();
     let state = web::Data::new(State {
         pages,
@@ -143,49 +175,35 @@ pub fn serve_on(host: &str, pages: usize, robots: Option<&str>) -> Site {
         gate: gate_rx,
         arrivals: arr_tx,
     });
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .route("/p/{n}", web::get().to(page))
-                    .route("/gated/{n}", web::get().to(gated))
-                    .route("/status/{code}", web::get().to(status))
-                    .route("/flaky/{key}", web::get().to(flaky))
-                    .route("/echo", web::post().to(echo))
-                    .route("/items/{k}", web::get().to(items))
-                    .route("/persist", web::post().to(persist))
-                    .route("/slow/{n}", web::get().to(slow))
-                    .route("/once429/{key}", web::get().to(once429))
-                    .route("/linkto", web::get().to(linkto))
-                    .route("/robots.txt", web::get().to(robots_txt))
-                    .route("/chain/a", web::get().to(|| redirect(301, "/chain/b")))
-                    .route("/chain/b", web::get().to(|| redirect(302, "/items/1")))
-                    .route("/loop/a", web::get().to(|| redirect(302, "/loop/b")))
-                    .route("/loop/b", web::get().to(|| redirect(302, "/loop/a")))
-                    .route("/form", web::post().to(|| redirect(303, "/method")))
-                    .route("/method", web::to(method))
-                    .route("/login", web::get().to(login))
-                    .route("/whoami", web::get().to(whoami))
-                    .default_service(web::to(not_found))
-            })
-            .workers(2)
-            .disable_signals()
-            .bind((host.as_str(), 0))
-            .expect("bind a loopback port");
-            let addr = server.addrs()[0];
-            let server = server.run();
-            tx.send((addr, server.handle())).unwrap();
-            server.await.unwrap();
-        });
+    let server = spawn_app(&host, 2, move |cfg| {
+        cfg.app_data(state.clone())
+            .route("/p/{n}", web::get().to(page))
+            .route("/gated/{n}", web::get().to(gated))
+            .route("/status/{code}", web::get().to(status))
+            .route("/flaky/{key}", web::get().to(flaky))
+            .route("/echo", web::post().to(echo))
+            .route("/items/{k}", web::get().to(items))
+            .route("/persist", web::post().to(persist))
+            .route("/slow/{n}", web::get().to(slow))
+            .route("/once429/{key}", web::get().to(once429))
+            .route("/linkto", web::get().to(linkto))
+            .route("/robots.txt", web::get().to(robots_txt))
+            .route("/chain/a", web::get().to(|| redirect(301, "/chain/b")))
+            .route("/chain/b", web::get().to(|| redirect(302, "/items/1")))
+            .route("/loop/a", web::get().to(|| redirect(302, "/loop/b")))
+            .route("/loop/b", web::get().to(|| redirect(302, "/loop/a")))
+            .route("/form", web::post().to(|| redirect(303, "/method")))
+            .route("/method", web::to(method))
+            .route("/login", web::get().to(login))
+            .route("/whoami", web::get().to(whoami))
+            .default_service(web::to(not_found));
     });
-    let (addr, handle) = rx.recv().expect("server started");
     Site {
-        addr,
+        addr: server.addr,
         seen,
         gate: gate_tx,
         arrivals: arr_rx,
-        handle,
+        _server: server,
     }
 }
 

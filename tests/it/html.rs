@@ -15,12 +15,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use spinneret::{
     Counter, Crawler, Error, LinkExtractor, Output, Request, Response, Spider, StartRequests,
 };
 
+use crate::fixture::{spawn_app, Server};
 use crate::spiders::Collect;
 
 const LATIN1: &[u8] = b"<html><head><title>latin</title></head><body>\
@@ -48,41 +49,21 @@ type Hits = Arc<Mutex<HashMap<String, usize>>>;
 struct Site {
     addr: SocketAddr,
     hits: Hits,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(handle.stop(false));
-        });
-    }
+    /// Stops the server when dropped.
+    _server: Server,
 }
 
 fn serve() -> Site {
     let hits = Hits::default();
-    let (tx, rx) = std::sync::mpsc::channel();
     let state = web::Data::new(hits.clone());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .default_service(web::to(page))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .expect("bind 127.0.0.1:0");
-            let addr = server.addrs()[0];
-            let server = server.run();
-            tx.send((addr, server.handle())).unwrap();
-            server.await.unwrap();
-        });
+    let server = spawn_app("127.0.0.1", 1, move |cfg| {
+        cfg.app_data(state.clone()).default_service(web::to(page));
     });
-    let (addr, handle) = rx.recv().expect("server started");
-    Site { addr, hits, handle }
+    Site {
+        addr: server.addr,
+        hits,
+        _server: server,
+    }
 }
 
 async fn page(hits: web::Data<Hits>, req: HttpRequest) -> HttpResponse {

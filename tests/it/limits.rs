@@ -15,13 +15,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::stream;
 use spinneret::{
     Counter, Crawler, CrawlerBuilder, Error, ErrorKind, Failure, Method, Output, Request, Response,
     Spider, Stage, StartRequests, StatsSnapshot,
 };
+
+use crate::fixture;
 
 /// Chunks of the generated large bodies.
 const CHUNK: usize = 64 << 10;
@@ -74,21 +76,13 @@ impl Drop for DropFlag {
 struct Server {
     addr: SocketAddr,
     tracker: Arc<Tracker>,
-    handle: actix_web::dev::ServerHandle,
+    /// Stops the server when dropped.
+    _server: fixture::Server,
 }
 
 impl Server {
     fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(handle.stop(false));
-        });
     }
 }
 
@@ -102,36 +96,21 @@ impl Drop for Server {
 /// - `/coded/{gzip|deflate|br|zstd}`: [`PAGE`] in that coding.
 fn serve() -> Server {
     let tracker = Arc::new(Tracker::default());
-    let (tx, rx) = std::sync::mpsc::channel();
     let state = web::Data::from(tracker.clone());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .route("/small", web::get().to(small))
-                    .route("/drip", web::get().to(drip))
-                    .route("/big/{mb}", web::get().to(big))
-                    .route("/declared/{mb}", web::route().to(declared))
-                    .route("/pattern/{n}", web::get().to(pattern_body))
-                    .route("/bomb", web::get().to(bomb_body))
-                    .route("/coded/{coding}", web::get().to(coded))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .expect("bind a loopback port");
-            let addr = server.addrs()[0];
-            let server = server.run();
-            tx.send((addr, server.handle())).unwrap();
-            server.await.unwrap();
-        });
+    let server = fixture::spawn_app("127.0.0.1", 1, move |cfg| {
+        cfg.app_data(state.clone())
+            .route("/small", web::get().to(small))
+            .route("/drip", web::get().to(drip))
+            .route("/big/{mb}", web::get().to(big))
+            .route("/declared/{mb}", web::route().to(declared))
+            .route("/pattern/{n}", web::get().to(pattern_body))
+            .route("/bomb", web::get().to(bomb_body))
+            .route("/coded/{coding}", web::get().to(coded));
     });
-    let (addr, handle) = rx.recv().expect("server started");
     Server {
-        addr,
+        addr: server.addr,
         tracker,
-        handle,
+        _server: server,
     }
 }
 

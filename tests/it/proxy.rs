@@ -13,12 +13,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use spinneret::{
     Counter, Crawler, Error, Failure, Output, Request, Response, Spider, StartRequests,
     StatsSnapshot,
 };
 
+use crate::fixture::{spawn_app, Server};
 use crate::spiders::{Cb, Collect, LinkSpider};
 
 /// A proxy URL from the environment, or `None` (test skipped) outside CI.
@@ -42,7 +43,8 @@ fn proxy_var(name: &str) -> Option<String> {
 struct Target {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<String>>>,
-    handle: actix_web::dev::ServerHandle,
+    /// Stops the server when dropped.
+    _server: Server,
 }
 
 impl Target {
@@ -55,39 +57,19 @@ impl Target {
     }
 }
 
-impl Drop for Target {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(handle.stop(false));
-        });
-    }
-}
-
 fn serve_target() -> Target {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
     let state = web::Data::new(seen.clone());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .route("/page", web::get().to(page))
-                    .default_service(web::to(page))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .expect("bind 127.0.0.1:0");
-            let addr = server.addrs()[0];
-            let server = server.run();
-            tx.send((addr, server.handle())).unwrap();
-            server.await.unwrap();
-        });
+    let server = spawn_app("127.0.0.1", 1, move |cfg| {
+        cfg.app_data(state.clone())
+            .route("/page", web::get().to(page))
+            .default_service(web::to(page));
     });
-    let (addr, handle) = rx.recv().expect("target started");
-    Target { addr, seen, handle }
+    Target {
+        addr: server.addr,
+        seen,
+        _server: server,
+    }
 }
 
 async fn page(seen: web::Data<Arc<Mutex<Vec<String>>>>, req: HttpRequest) -> HttpResponse {
