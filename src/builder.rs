@@ -39,11 +39,7 @@ use crate::spider::Spider;
 use crate::stats::Stats;
 
 /// The User-Agent sent unless configured otherwise.
-pub const DEFAULT_USER_AGENT: &str = concat!(
-    "spinneret/",
-    env!("CARGO_PKG_VERSION"),
-    " (+https://crates.io/crates/spinneret)"
-);
+pub const DEFAULT_USER_AGENT: &str = concat!("spinneret/", env!("CARGO_PKG_VERSION"));
 
 /// Entry point: `Crawler::builder(spider)`.
 pub struct Crawler<S: Spider> {

@@ -156,6 +156,11 @@ pub struct Scheduler<C: Callback> {
     /// The last pop found nothing any host may take now: wait for a
     /// release, new work or the wake-up timer before popping again.
     stalled: bool,
+    /// Something that could let a host take work happened since the
+    /// outstanding `Pop` was sent (a release, a completion, new work, a
+    /// timer): an empty answer to that pop is then stale and must not
+    /// stall the Scheduler, or that wake-up would be lost.
+    changed: bool,
     /// The pending wake-up, if any.
     wake: Option<(Instant, SpawnHandle)>,
     /// Running, paused or stopping.
@@ -197,6 +202,7 @@ impl<C: Callback> Scheduler<C> {
             checking: 0,
             popping: false,
             stalled: false,
+            changed: false,
             wake: None,
             state: State::Running,
             _callback: PhantomData,
@@ -304,7 +310,7 @@ impl<C: Callback> Scheduler<C> {
     fn push(&mut self, batch: Vec<Context<C>>) {
         self.queued += batch.len();
         self.pushed_since_pop += batch.len();
-        self.stalled = false;
+        self.unstall();
         deliver(&self.links.push, Push { batch }, &self.stats);
     }
 
@@ -369,6 +375,7 @@ impl<C: Callback> Scheduler<C> {
         }
         self.popping = true;
         self.pushed_since_pop = 0;
+        self.changed = false;
         let pop = Pop {
             max: free.min(global),
             allowance,
@@ -383,7 +390,7 @@ impl<C: Callback> Scheduler<C> {
                 match res {
                     Ok(Ok(popped)) => {
                         act.queued = popped.remaining + act.pushed_since_pop;
-                        if popped.batch.is_empty() {
+                        if popped.batch.is_empty() && !act.changed {
                             // Every host with work must wait: sleep until
                             // the first is ready (or a release wakes us).
                             act.stalled = true;
@@ -409,6 +416,12 @@ impl<C: Callback> Scheduler<C> {
             .spawn(ctx);
     }
 
+    /// Lets the next pump pop again.
+    fn unstall(&mut self) {
+        self.stalled = false;
+        self.changed = true;
+    }
+
     /// Schedules one wake-up at `at` (keeping an earlier one).
     fn wake_at(&mut self, at: Option<Instant>, ctx: &mut actix::Context<Self>) {
         let Some(at) = at else { return };
@@ -421,7 +434,7 @@ impl<C: Callback> Scheduler<C> {
         let wait = at.saturating_duration_since(Instant::now());
         let handle = ctx.run_later(wait, |act, ctx| {
             act.wake = None;
-            act.stalled = false;
+            act.unstall();
             act.pump(ctx);
         });
         self.wake = Some((at, handle));
@@ -578,7 +591,7 @@ impl<C: Callback> Scheduler<C> {
                 } else {
                     act.held.extend(waiting);
                 }
-                act.stalled = false;
+                act.unstall();
                 act.pump(ctx);
             })
             .spawn(ctx);
@@ -657,7 +670,7 @@ impl<C: Callback> Handler<Released> for Scheduler<C> {
 
     fn handle(&mut self, msg: Released, ctx: &mut Self::Context) {
         self.slots.released(&msg.report, Instant::now());
-        self.stalled = false;
+        self.unstall();
         self.pump(ctx);
     }
 }
@@ -668,7 +681,7 @@ impl<C: Callback> Handler<Completed> for Scheduler<C> {
     fn handle(&mut self, _: Completed, ctx: &mut Self::Context) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.accounting.close(1);
-        self.stalled = false;
+        self.unstall();
         self.pump(ctx);
     }
 }
@@ -696,7 +709,7 @@ impl<C: Callback> Handler<Resume> for Scheduler<C> {
             State::Stopping => Err(stopping("resume")),
             _ => {
                 self.state = State::Running;
-                self.stalled = false;
+                self.unstall();
                 info!(self.log, "resumed"; "queued" => self.queued);
                 self.pump(ctx);
                 Ok(())
@@ -769,7 +782,7 @@ mod tests {
     use crate::actors::dupefilter::DupeFilter;
     use crate::actors::test_support::{expect_event, log, req, Cb, Event, Events, Ping, Recorder};
     use crate::dedupe::BloomDupe;
-    use crate::messages::Checked;
+    use crate::messages::{Checked, SlotReport};
     use crate::queue::{BackendFuture, MemoryQueue, QueueBackend, SlotAllowance};
     use crate::request::Request;
 
@@ -846,6 +859,20 @@ mod tests {
         dupe: Option<Recipient<Check<Cb>>>,
         backend: Box<dyn QueueBackend<Cb>>,
     ) -> Rig {
+        // The fake pool sends no `Released`: give the one host unlimited
+        // room so these tests see the global credits alone (per-host
+        // limits are tested in `slots`, below, and in tests/it).
+        let mut config = SchedulerConfig::with_concurrency(concurrency);
+        config.slots.concurrency = usize::MAX;
+        rig_with_config(starts, config, dupe, backend)
+    }
+
+    fn rig_with_config(
+        starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+        config: SchedulerConfig,
+        dupe: Option<Recipient<Check<Cb>>>,
+        backend: Box<dyn QueueBackend<Cb>>,
+    ) -> Rig {
         let (engine, engine_events) = Recorder::spawn();
         let (pool, dispatched) = Recorder::spawn();
         let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
@@ -859,11 +886,6 @@ mod tests {
             pool: pool.clone().recipient(),
         };
         let starts: StartRequests<Cb> = Box::new(starts.into_iter());
-        // The fake pool sends no `Released`: give the one host unlimited
-        // room so these tests see the global credits alone (per-host
-        // limits are tested in `slots` and in tests/it).
-        let mut config = SchedulerConfig::with_concurrency(concurrency);
-        config.slots.concurrency = usize::MAX;
         let sched = Scheduler::new(
             links,
             starts,
@@ -1274,5 +1296,27 @@ mod tests {
         expect_event!(r.engine_events.next().await, Event::Idle => ());
         assert_eq!(r.stat(Counter::Queued), 0);
         assert_eq!(r.accounting.count(), 0);
+    }
+
+    #[actix::test]
+    async fn a_release_during_an_outstanding_pop_is_not_lost() {
+        // One host that takes one request at a time, plenty of global room.
+        let mut config = SchedulerConfig::with_concurrency(4);
+        config.slots.concurrency = 1;
+        let mut r = rig_with_config(pages(3), config, None, Box::new(MemoryQueue::default()));
+        let first = r.next_dispatch().await;
+        assert!(r.more_dispatches().await.is_empty(), "the host is full");
+        // The completion frees a global slot, so the scheduler pops while
+        // the host is still full (that pop comes back empty); the host's
+        // release lands before the queue answers. It must not be lost.
+        r.sched.do_send(Completed { id: first.id });
+        r.sched.do_send(Released {
+            report: SlotReport {
+                slot: "h".into(),
+                ..SlotReport::default()
+            },
+        });
+        let second = r.next_dispatch().await;
+        assert_eq!(path(&second), "/p1");
     }
 }
