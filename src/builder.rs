@@ -53,6 +53,7 @@ pub struct CrawlerBuilder<S: Spider> {
     scheduler: SchedulerConfig,
     follow_redirects: bool,
     cookies: bool,
+    obey_robots: bool,
     retry: Option<RetryPolicy>,
     downloaders: usize,
     dedupe: bool,
@@ -82,6 +83,7 @@ impl<S: Spider> Crawler<S> {
             scheduler: SchedulerConfig::default(),
             follow_redirects: true,
             cookies: true,
+            obey_robots: false,
             retry: Some(RetryPolicy::default()),
             downloaders: 2,
             dedupe: true,
@@ -124,7 +126,8 @@ impl<S: Spider> CrawlerBuilder<S> {
     }
 
     /// Whether each delay is multiplied by a random factor in [0.5, 1.5).
-    /// Default on (it only matters with a delay).
+    /// Default on (it only matters with a delay, and a host rate limit's
+    /// spacing is never randomised).
     pub fn randomize_delay(mut self, on: bool) -> Self {
         self.scheduler.slots.randomize_delay = on;
         self
@@ -174,11 +177,13 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
-    /// Obey robots.txt (fetched once per origin; disallowed requests are
-    /// dropped and counted in `robotstxt/forbidden`; `Crawl-delay` is
-    /// honoured). Default off.
+    /// Obey robots.txt: fetched once per origin with the crawl's
+    /// User-Agent (directly, not through a proxy), its rules matched for the
+    /// User-Agent's product token (`spinneret` by default); disallowed
+    /// requests are dropped and counted in `robotstxt/forbidden`;
+    /// `Crawl-delay` is honoured. Default off.
     pub fn obey_robots_txt(mut self, on: bool) -> Self {
-        self.scheduler.robots_agent = on.then(|| "spinneret".to_string());
+        self.obey_robots = on;
         self
     }
 
@@ -232,8 +237,8 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
-    /// Deadline for a whole exchange, body included, unless a request sets
-    /// its own. Default 180 s.
+    /// Deadline for a whole exchange — connecting, the TLS handshake,
+    /// headers and body — unless a request sets its own. Default 180 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -318,6 +323,7 @@ impl<S: Spider> CrawlerBuilder<S> {
 
     /// Checks the configuration.
     pub fn build(mut self) -> Result<Crawler<S>, Error> {
+        self.scheduler.robots_agent = self.obey_robots.then(|| self.user_agent.clone());
         let bad = |m: String| Err(Error::new(Stage::Setup, ErrorKind::Config(m)));
         if self.scheduler.concurrency == 0 || self.scheduler.slots.concurrency == 0 {
             return bad("concurrency (global and per host) must be at least 1".into());
@@ -440,8 +446,10 @@ impl<S: Spider> Crawler<S> {
                 stats.clone(),
                 log.new(o!("actor" => "parser")),
             );
+            let depth_priority = b.scheduler.depth_priority;
             Parser::start_in_arbiter(&parser_arbiter.handle(), move |_| {
                 Parser::new(spider, links, accounting, stats, log)
+                    .with_depth_priority(depth_priority)
             })
         };
         arbiters.push(parser_arbiter);

@@ -124,7 +124,15 @@ where
         .disable_timeout()
         .no_default_headers()
         .add_default_header((header::USER_AGENT, cfg.user_agent.clone()))
-        .connector(connector.limit(0))
+        .connector(
+            // awc's own connect and TLS handshake limits default to 5 s
+            // whatever the crawl's timeout: bound them by it instead (the
+            // whole exchange still runs under that one deadline).
+            connector
+                .limit(0)
+                .timeout(cfg.timeout)
+                .handshake_timeout(cfg.timeout),
+        )
         .finish()
 }
 

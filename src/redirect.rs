@@ -91,6 +91,9 @@ pub fn follow<C: Clone>(
         next.headers.retain(|(name, _)| {
             !name.eq_ignore_ascii_case("authorization") && !name.eq_ignore_ascii_case("cookie")
         });
+        // The request's own cookies were meant for its site; the jar sends
+        // the target's.
+        next.cookies.clear();
     }
     let mut reasons: Vec<Value> = request
         .meta
@@ -130,6 +133,7 @@ mod tests {
     fn chain_and_method_rules() {
         let post = Request::<()>::post("http://h/form", "a=1")
             .unwrap()
+            .cookie("session", "s")
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Authorization", "Bearer x");
         let next = follow(&post, &answer("http://h/form", 303), "/done").unwrap();
@@ -146,6 +150,8 @@ mod tests {
         let moved = follow(&post, &answer("http://h/form", 301), "http://other/x").unwrap();
         assert_eq!(moved.method, Method::GET);
         assert!(moved.headers.is_empty(), "credentials do not cross origins");
+        assert!(moved.cookies.is_empty(), "nor do the request's cookies");
+        assert_eq!(next.cookies.len(), 1, "they stay on the same origin");
         assert_eq!(moved.priority, 2);
     }
 

@@ -166,6 +166,30 @@ impl Response {
         })
     }
 
+    /// The `data` of a JSON envelope `{"status", "message", "data"}` whose
+    /// `status` is 1 (the convention of this project's APIs, SPEC §5).
+    ///
+    /// Malformed JSON, another status (its message quoted) or a missing
+    /// `data` is an error naming this response's URL.
+    pub fn envelope<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        #[derive(serde::Deserialize)]
+        struct Envelope<T> {
+            status: i64,
+            message: Option<String>,
+            data: Option<T>,
+        }
+        let env: Envelope<T> = self.json()?;
+        let fail = |m: String| Error::new(Stage::Parse, ErrorKind::Custom(m)).with_url(&self.url);
+        if env.status != 1 {
+            return Err(fail(format!(
+                "envelope status {} ({})",
+                env.status,
+                env.message.unwrap_or_default()
+            )));
+        }
+        env.data.ok_or_else(|| fail("envelope without data".into()))
+    }
+
     /// A header's value as text, if present and printable.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -536,6 +560,30 @@ mod tests {
         let e = response("{not json").json::<Value>().unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::Json(_)));
         assert_eq!(e.url().unwrap().as_str(), "http://h/a/list");
+    }
+
+    #[test]
+    fn envelopes_give_their_data_or_a_clear_error() {
+        let ok = response(r#"{"status": 1, "message": "success", "data": [1, 2]}"#);
+        assert_eq!(ok.envelope::<Vec<u8>>().unwrap(), [1, 2]);
+        let refused = response(r#"{"status": 1005, "message": "bad_parameter: count"}"#);
+        let e = refused.envelope::<Value>().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("envelope status 1005 (bad_parameter: count)"),
+            "{e}"
+        );
+        assert_eq!(e.url().unwrap().as_str(), "http://h/a/list");
+        let empty = response(r#"{"status": 1}"#);
+        assert!(empty
+            .envelope::<Value>()
+            .unwrap_err()
+            .to_string()
+            .contains("without data"));
+        assert!(matches!(
+            response("{oops").envelope::<Value>().unwrap_err().kind(),
+            ErrorKind::Json(_)
+        ));
     }
 
     #[test]

@@ -226,11 +226,11 @@ impl StatsSnapshot {
         self.get(&format!("downloader/response_status_count/{status}"))
     }
 
-    /// Every failure counted: download exceptions, disallowed statuses,
-    /// spider exceptions and item errors.
+    /// Every final failure: requests that ended in the error handler (after
+    /// any retries: download errors, disallowed statuses, redirect loops,
+    /// middleware failures), failed parse callbacks, and item errors.
     pub fn error_count(&self) -> u64 {
-        self.counter(Counter::ExceptionCount)
-            + self.counter(Counter::HttpErrorIgnored)
+        self.counter(Counter::RequestFailures)
             + self.counter(Counter::SpiderExceptions)
             + self.counter(Counter::ItemError)
     }

@@ -101,24 +101,6 @@ struct Detail {
     content: String,
 }
 
-/// The data of an envelope whose status is 1; a clear error otherwise.
-fn unwrap_envelope<T: serde::de::DeserializeOwned>(response: &Response) -> Result<T, Error> {
-    let env: Envelope<T> = response.json()?;
-    if env.status != 1 {
-        return Err(Error::custom(
-            Stage::Parse,
-            format!(
-                "envelope status {} ({})",
-                env.status,
-                env.message.unwrap_or_default()
-            ),
-        )
-        .with_url(&response.url));
-    }
-    env.data
-        .ok_or_else(|| Error::custom(Stage::Parse, "envelope without data").with_url(&response.url))
-}
-
 impl Spider for TaskSpider {
     type Callback = Page;
 
@@ -133,14 +115,14 @@ impl Spider for TaskSpider {
     fn parse(&self, page: Page, response: &Response, out: &mut Output<Page>) -> Result<(), Error> {
         match page {
             Page::List => {
-                let links: Vec<String> = unwrap_envelope(response)?;
+                let links: Vec<String> = response.envelope()?;
                 for link in links {
                     let url = response.urljoin(&link)?;
                     out.request(Request::try_from_url(url)?.callback(Page::Detail));
                 }
             }
             Page::Detail => {
-                let d: Detail = unwrap_envelope(response)?;
+                let d: Detail = response.envelope()?;
                 let id = match d.id {
                     Value::String(s) => s,
                     other => other.to_string(),

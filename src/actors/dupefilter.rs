@@ -12,6 +12,7 @@ use actix::prelude::*;
 use slog::{error, Logger};
 
 use crate::dedupe::DupeBackend;
+use crate::error::{Error, ErrorKind, Stage};
 use crate::fingerprint::fingerprint;
 use crate::messages::{Check, Checked, Shutdown};
 use crate::spider::Callback;
@@ -51,8 +52,8 @@ impl<C: Callback> Handler<Check<C>> for DupeFilter<C> {
         let fps = msg.batch.iter().map(|c| fingerprint(&c.request)).collect();
         let fut = self.backend.check_and_add(fps);
         let batch = msg.batch;
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(
-            move |res, act, _| match res {
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            match res.and_then(|fresh| complete_answer(fresh, batch.len())) {
                 Ok(fresh) => {
                     let total = batch.len();
                     let accepted: Vec<_> = batch
@@ -74,9 +75,22 @@ impl<C: Callback> Handler<Check<C>> for DupeFilter<C> {
                         duplicates: 0,
                     }
                 }
-            },
-        )))
+            }
+        })))
     }
+}
+
+/// A back-end answer must cover the whole batch; a short one would drop
+/// requests as if they were duplicates, so it counts as a failure (and the
+/// batch goes through).
+fn complete_answer(fresh: Vec<bool>, asked: usize) -> Result<Vec<bool>, Error> {
+    if fresh.len() == asked {
+        return Ok(fresh);
+    }
+    Err(Error::new(
+        Stage::Schedule,
+        ErrorKind::Backend(format!("answered {} of {asked} fingerprints", fresh.len())),
+    ))
 }
 
 impl<C: Callback> Handler<Shutdown> for DupeFilter<C> {

@@ -45,6 +45,9 @@ pub struct Parser<S: Spider> {
     links: ParserLinks<S::Callback>,
     /// Open-work counter (new requests are opened before the parent closes).
     accounting: Arc<Accounting>,
+    /// Lowers a new request's priority per level of depth (the crawl's
+    /// depth priority; 0 leaves priorities alone).
+    depth_priority: i32,
     /// Counters.
     stats: Arc<Stats>,
 }
@@ -63,8 +66,17 @@ impl<S: Spider> Parser<S> {
             spider,
             links,
             accounting,
+            depth_priority: 0,
             stats,
         }
+    }
+}
+
+impl<S: Spider> Parser<S> {
+    /// Sets the depth priority (see `CrawlerBuilder::depth_priority`).
+    pub(crate) fn with_depth_priority(mut self, per_level: i32) -> Self {
+        self.depth_priority = per_level;
+        self
     }
 }
 
@@ -90,6 +102,10 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
                 .into_iter()
                 .map(|mut r| {
                     r.depth = depth;
+                    let level = i32::try_from(depth).unwrap_or(i32::MAX);
+                    r.priority = r
+                        .priority
+                        .saturating_sub(level.saturating_mul(self.depth_priority));
                     Context::new(r, Some(ctx.id))
                 })
                 .collect();

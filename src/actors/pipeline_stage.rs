@@ -5,18 +5,22 @@
 //! kept by all → `item_scraped_count`; dropped → `item_dropped_count`;
 //! failed → `item_error_count` and a `Report` (with the item as JSON) to the
 //! ErrorHandler, and the next item goes on — an error never stalls the
-//! stage. When a batch is through it sends `Completed` for the request that
+//! stage. A panicking pipeline (item or hook) is caught and counted the
+//! same way, so the stage never dies mid-crawl. When a batch is through it sends `Completed` for the request that
 //! produced it, which is what frees that request's download slot: a slow
 //! pipeline slows the crawl instead of piling items up in memory. Pipelines
 //! are opened when the stage starts, flushed on a timer (`FlushPipelines`
 //! to itself), and closed once, on `ClosePipelines`.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use slog::{debug, error, Logger};
 
+use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::messages::{
     deliver, ClosePipelines, Completed, FlushPipelines, ProcessItems, Report, Shutdown,
 };
@@ -77,6 +81,12 @@ impl PipelineStage {
     }
 }
 
+/// A pipeline's panic as an error: the stage must outlive it, or the
+/// crawl would wait for ever for its `Completed`.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> Error {
+    Error::new(Stage::Pipeline, ErrorKind::Panic(panic_message(payload)))
+}
+
 /// The pipelines' lifecycle hooks.
 #[derive(Clone, Copy, Debug)]
 enum Hook {
@@ -96,11 +106,17 @@ impl PipelineStage {
         let log = self.log.clone();
         let run = async move {
             for p in pipelines.iter_mut() {
-                let result = match hook {
-                    Hook::Open => p.open(&context).await,
-                    Hook::Flush => p.flush().await,
-                    Hook::Close => p.close().await,
+                let hook_run = async {
+                    match hook {
+                        Hook::Open => p.open(&context).await,
+                        Hook::Flush => p.flush().await,
+                        Hook::Close => p.close().await,
+                    }
                 };
+                let result = AssertUnwindSafe(hook_run)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(panicked(&*panic)));
                 if let Err(e) = result {
                     error!(log, "pipeline hook failed"; "pipeline" => p.name(),
                         "hook" => ?hook, "error" => %e);
@@ -139,7 +155,11 @@ impl Handler<ProcessItems> for PipelineStage {
         let run = async move {
             'items: for mut item in items {
                 for p in pipelines.iter_mut() {
-                    match p.process_item(&mut item, &meta).await {
+                    let outcome = AssertUnwindSafe(p.process_item(&mut item, &meta))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| Err(panicked(&*panic)));
+                    match outcome {
                         Ok(Verdict::Keep) => {}
                         Ok(Verdict::Drop(reason)) => {
                             debug!(log, "item dropped"; "pipeline" => p.name(),

@@ -71,15 +71,16 @@ pub struct SchedulerConfig {
     pub slots: SlotConfig,
     /// Drop requests deeper than this (`depth/filtered`). Default none.
     pub depth_limit: Option<u32>,
-    /// Subtracted from a request's priority per level of depth: positive
-    /// crawls breadth-first, negative depth-first. Default 0.
+    /// Subtracted from a request's priority per level of depth (by the
+    /// Parser, when it gives a new request its depth): positive crawls
+    /// breadth-first, negative depth-first. Default 0.
     pub depth_priority: i32,
     /// When not empty, only these domains (and their subdomains) are
     /// crawled; others are dropped (`offsite/filtered`) unless
     /// `dont_filter`. Default empty.
     pub allowed_domains: Vec<String>,
-    /// Obey robots.txt, matching rules for this user-agent token. Default
-    /// off.
+    /// Obey robots.txt: fetch it with this User-Agent and match its rules
+    /// for the User-Agent's product token. Default off.
     pub robots_agent: Option<String>,
 }
 
@@ -146,8 +147,12 @@ pub struct Scheduler<C: Callback> {
     /// resume, never while paused), or cleared by robots.txt and waiting for
     /// a free slot.
     held: Vec<Context<C>>,
-    /// Requests waiting out a retry backoff before going back to the queue.
-    delayed: usize,
+    /// Requests waiting out a retry backoff before going back to the queue:
+    /// each timer and how many requests it holds (a stop cancels them and
+    /// counts those requests unprocessed instead of waiting).
+    delayed: HashMap<u64, (SpawnHandle, usize)>,
+    /// Names the next retry timer.
+    next_delay: u64,
     /// Requests at the dupe filter, not yet queued (counted toward the
     /// start-request watermark so starts are not over-pulled).
     checking: usize,
@@ -198,7 +203,8 @@ impl<C: Callback> Scheduler<C> {
             queued: 0,
             pushed_since_pop: 0,
             held: Vec::new(),
-            delayed: 0,
+            delayed: HashMap::new(),
+            next_delay: 0,
             checking: 0,
             popping: false,
             stalled: false,
@@ -251,16 +257,17 @@ impl<C: Callback> Scheduler<C> {
             .spawn(ctx);
     }
 
-    /// Depth limit, depth priority and offsite filtering; dropped requests
-    /// are counted and their work closed.
+    /// Depth limit and offsite filtering; dropped requests are counted and
+    /// their work closed. (Depth priority is applied once, by the Parser,
+    /// when a request gets its depth.)
     fn admissible(&mut self, batch: Vec<Context<C>>) -> Vec<Context<C>> {
         let cfg = &self.config;
-        if cfg.depth_limit.is_none() && cfg.depth_priority == 0 && cfg.allowed_domains.is_empty() {
+        if cfg.depth_limit.is_none() && cfg.allowed_domains.is_empty() {
             return batch;
         }
         let mut kept = Vec::with_capacity(batch.len());
         let (mut too_deep, mut offsite) = (0, 0);
-        for mut c in batch {
+        for c in batch {
             if cfg.depth_limit.is_some_and(|max| c.request.depth > max) {
                 too_deep += 1;
                 continue;
@@ -270,11 +277,6 @@ impl<C: Callback> Scheduler<C> {
                 offsite += 1;
                 continue;
             }
-            let depth = i32::try_from(c.request.depth).unwrap_or(i32::MAX);
-            c.request.priority = c
-                .request
-                .priority
-                .saturating_sub(depth.saturating_mul(cfg.depth_priority));
             kept.push(c);
         }
         if too_deep > 0 {
@@ -316,13 +318,30 @@ impl<C: Callback> Scheduler<C> {
 
     /// Pulls start requests while the queue is short of work.
     fn pull_starts(&mut self, ctx: &mut actix::Context<Self>) {
+        // A batch the admission policies drop whole (all offsite, say)
+        // leaves the queue empty and nothing in flight to pump again:
+        // pull on until something is admitted, the watermark is reached or
+        // the starts run out. Bounded per call; the rest continues on the
+        // next turn of the event loop.
+        for _ in 0..64 {
+            let before = (self.queued, self.checking);
+            if !self.pull_start_batch(ctx) || (self.queued, self.checking) != before {
+                return;
+            }
+        }
+        ctx.run_later(Duration::ZERO, |act, ctx| act.pump(ctx));
+    }
+
+    /// Pulls one batch of start requests if the queue is short of work;
+    /// `false` when there was nothing to pull.
+    fn pull_start_batch(&mut self, ctx: &mut actix::Context<Self>) -> bool {
         if self.state != State::Running
             || self.queued + self.checking >= 2 * self.config.concurrency
         {
-            return;
+            return false;
         }
         let Some(starts) = self.starts.as_mut() else {
-            return;
+            return false;
         };
         let pulled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let batch: Vec<_> = starts.by_ref().take(START_BATCH).collect();
@@ -348,6 +367,7 @@ impl<C: Callback> Scheduler<C> {
             self.accounting.close(1);
         }
         self.accept(batch, ctx);
+        true
     }
 
     /// Hands requests to the pool while slots are free.
@@ -443,7 +463,8 @@ impl<C: Callback> Scheduler<C> {
     fn publish_gauges(&self) {
         self.stats.set(Counter::InFlight, self.in_flight as u64);
         let waiting: usize = self.robots_waiting.values().map(Vec::len).sum();
-        let queued = self.queued + self.held.len() + self.delayed + waiting;
+        let delayed: usize = self.delayed.values().map(|(_, n)| n).sum();
+        let queued = self.queued + self.held.len() + delayed + waiting;
         self.stats.set(Counter::Queued, queued as u64);
     }
 
@@ -543,10 +564,12 @@ impl<C: Callback> Scheduler<C> {
     fn fetch_robots(&mut self, origin: String, url: url::Url, ctx: &mut actix::Context<Self>) {
         self.stats.add_named("robotstxt/request_count", 1);
         let host = slot_of(&url);
+        let user_agent = self.config.robots_agent.clone().unwrap_or_default();
         let fetch = async move {
             let get = async {
                 let mut resp = thread_client()
                     .get(url.as_str())
+                    .insert_header(("user-agent", user_agent.as_str()))
                     .send()
                     .await
                     .map_err(|e| e.to_string())?;
@@ -644,20 +667,21 @@ impl<C: Callback> Handler<Requeue<C>> for Scheduler<C> {
     fn handle(&mut self, msg: Requeue<C>, ctx: &mut Self::Context) {
         let n = msg.batch.len();
         self.in_flight = self.in_flight.saturating_sub(n);
+        // Back in the scheduler's hands: enqueued again, as in Scrapy, so
+        // `enqueued = dequeued + unprocessed` (+ robots-forbidden) holds.
+        self.stats.add(Counter::Enqueued, n as u64);
         if self.state == State::Stopping {
             self.unprocessed(n);
         } else if let Some(delay) = msg.delay {
-            self.delayed += n;
+            let key = self.next_delay;
+            self.next_delay += 1;
             let batch = msg.batch;
-            ctx.run_later(delay, move |act, ctx| {
-                act.delayed -= n;
-                if act.state == State::Stopping {
-                    act.unprocessed(n);
-                } else {
-                    act.push(batch);
-                }
+            let handle = ctx.run_later(delay, move |act, ctx| {
+                act.delayed.remove(&key);
+                act.push(batch);
                 act.pump(ctx);
             });
+            self.delayed.insert(key, (handle, n));
         } else {
             self.push(msg.batch);
         }
@@ -732,7 +756,12 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         }
         let held = std::mem::take(&mut self.held).len();
         let waiting: usize = self.robots_waiting.drain().map(|(_, w)| w.len()).sum();
-        self.unprocessed(held + waiting);
+        let mut delayed = 0;
+        for (_, (timer, n)) in self.delayed.drain() {
+            ctx.cancel_future(timer);
+            delayed += n;
+        }
+        self.unprocessed(held + waiting + delayed);
         let drain = Drain {
             _callback: PhantomData,
         };
@@ -746,8 +775,18 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
                     act.unprocessed(left.len());
                     act.publish_gauges();
                 }
-                Ok(Err(e)) => error!(act.log, "queue drain failed"; "error" => %e),
-                Err(e) => error!(act.log, "queue unreachable"; "error" => %e),
+                Ok(Err(e)) => {
+                    // What the queue held can no longer be dispatched: count
+                    // it unprocessed so the crawl still ends.
+                    error!(act.log, "queue drain failed"; "error" => %e, "lost" => act.queued);
+                    let left = std::mem::take(&mut act.queued);
+                    act.unprocessed(left);
+                }
+                Err(e) => {
+                    error!(act.log, "queue unreachable"; "error" => %e, "lost" => act.queued);
+                    let left = std::mem::take(&mut act.queued);
+                    act.unprocessed(left);
+                }
             })
             .spawn(ctx);
         Ok(())
@@ -1192,7 +1231,8 @@ mod tests {
         assert_eq!((a2.id, a2.attempt), (a.id, 2));
         assert!(r.more_dispatches().await.is_empty());
         assert_eq!(r.stat(Counter::DupeFiltered), 0);
-        assert_eq!(r.stat(Counter::Enqueued), 3);
+        // 3 admitted, then the 2 requeued ones enqueued again.
+        assert_eq!(r.stat(Counter::Enqueued), 5);
         assert_eq!(r.stat(Counter::Queued), 1);
         assert_eq!(r.accounting.count(), 3);
 

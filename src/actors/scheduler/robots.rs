@@ -50,10 +50,15 @@ pub(crate) fn origin(url: &Url) -> String {
 }
 
 impl RobotsCache {
-    /// A cache matching rules for `agent` (the User-Agent's product token).
-    pub(crate) fn new(agent: &str) -> Self {
+    /// A cache matching rules for `user_agent`'s product token (the text
+    /// before the first `/` or space: `spinneret` for `spinneret/0.1.0`).
+    pub(crate) fn new(user_agent: &str) -> Self {
+        let token = user_agent
+            .split(|c: char| c == '/' || c.is_whitespace())
+            .next()
+            .unwrap_or(user_agent);
         RobotsCache {
-            agent: agent.to_string(),
+            agent: token.to_string(),
             origins: HashMap::new(),
         }
     }
@@ -108,7 +113,7 @@ mod tests {
 
     #[test]
     fn first_request_fetches_then_rules_apply() {
-        let mut cache = RobotsCache::new("spinneret");
+        let mut cache = RobotsCache::new("spinneret/0.1.0");
         let u = |s: &str| Url::parse(s).unwrap();
         let Verdict::Pending {
             fetch: Some(robots),
@@ -121,7 +126,7 @@ mod tests {
             cache.check(&u("http://h:8080/b")),
             Verdict::Pending { fetch: None }
         );
-        let body = b"User-agent: *\nDisallow: /private\nCrawl-delay: 2\n";
+        let body = b"User-agent: other\nDisallow: /\n\nUser-agent: spinneret\nDisallow: /private\nCrawl-delay: 2\n";
         let delay = cache.learned(&origin(&u("http://h:8080/")), Some(body));
         assert_eq!(delay, Some(Duration::from_secs(2)));
         assert_eq!(cache.check(&u("http://h:8080/b")), Verdict::Allowed);
