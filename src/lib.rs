@@ -104,3 +104,8 @@ pub use retry::RetryPolicy;
 pub use scraper;
 pub use spider::{Callback, Failure, Output, Spider, StartRequests};
 pub use stats::{Counter, StatsSnapshot};
+
+/// The README's example, compiled with the doctests so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

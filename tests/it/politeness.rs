@@ -254,3 +254,55 @@ async fn robots_txt_disallow_is_obeyed_and_counted() {
     assert_eq!(s.get("robotstxt/request_count"), 1);
     assert_eq!(s.status_count(200), 4, "/p/0, /p/2, /p/5, /p/6");
 }
+
+#[actix::test]
+async fn a_global_rate_limit_spaces_requests_across_hosts() {
+    let a = serve_on("127.0.0.1", 1, None);
+    let b = serve_on("127.0.0.2", 1, None);
+    let mut urls: Vec<String> = (0..3).map(|i| a.url(&format!("/items/{i}"))).collect();
+    urls.extend((0..3).map(|i| b.url(&format!("/items/{i}"))));
+    let stamps = Arc::new(Mutex::new(Vec::new()));
+    let crawl = Crawler::builder(LinkSpider::from_urls(&urls))
+        .rate_limit(20.0)
+        .middleware(Stamp(stamps.clone()))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let s = crawl.join().await.unwrap();
+    assert_eq!(s.counter(Counter::ResponseCount), 6);
+    assert_spaced(&stamps.lock().unwrap(), Duration::from_millis(50));
+}
+
+#[actix::test]
+async fn depth_priority_crawls_breadth_first() {
+    // A chain of concurrency 1: with a positive depth priority every page of
+    // depth 1 is fetched before any of depth 2.
+    let site = serve(15);
+    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+        .concurrency(1)
+        .depth_priority(1)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    crawl.join().await.unwrap();
+    let order: Vec<String> = site
+        .seen
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    let pos = |p: &str| order.iter().position(|x| x == p).unwrap();
+    // Depth 1: /p/1, /p/2, /missing. Depth 2: /p/3 … /p/6.
+    for shallow in ["/p/1", "/p/2", "/missing"] {
+        for deep in ["/p/3", "/p/4", "/p/5", "/p/6"] {
+            assert!(
+                pos(shallow) < pos(deep),
+                "{shallow} after {deep}: {order:?}"
+            );
+        }
+    }
+}
