@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use slog::{o, Logger};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::accounting::Accounting;
 use crate::actors::cache_queue::CacheQueue;
@@ -54,6 +54,7 @@ pub struct CrawlerBuilder<S: Spider> {
     follow_redirects: bool,
     cookies: bool,
     obey_robots: bool,
+    drain_timeout: Duration,
     retry: Option<RetryPolicy>,
     downloaders: usize,
     dedupe: bool,
@@ -84,6 +85,7 @@ impl<S: Spider> Crawler<S> {
             follow_redirects: true,
             cookies: true,
             obey_robots: false,
+            drain_timeout: Duration::from_secs(30),
             retry: Some(RetryPolicy::default()),
             downloaders: 2,
             dedupe: true,
@@ -208,6 +210,15 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// Default on.
     pub fn cookies(mut self, on: bool) -> Self {
         self.cookies = on;
+        self
+    }
+
+    /// How long a stop lets the requests in flight finish (parsed, items
+    /// through the pipelines) before it forces: the rest are then abandoned
+    /// and counted in `scheduler/unprocessed`. A second stop forces at
+    /// once. Default 30 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
         self
     }
 
@@ -377,6 +388,9 @@ impl<S: Spider> Crawler<S> {
             ));
         }
         let b = self.builder;
+        let middlewares = Arc::new(Middlewares::new(b.middlewares));
+        open_middlewares(&middlewares)?;
+        let (events, _) = broadcast::channel(crate::events::CAPACITY);
         let spider = b.spider;
         let starts =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spider.start_requests()))
@@ -402,6 +416,7 @@ impl<S: Spider> Crawler<S> {
             stats.clone(),
             log.new(o!("actor" => "error_handler")),
         )
+        .with_events(events.clone())
         .start();
         let queue = CacheQueue::new(
             b.queue.unwrap_or_else(|| Box::new(MemoryQueue::default())),
@@ -454,7 +469,6 @@ impl<S: Spider> Crawler<S> {
         };
         arbiters.push(parser_arbiter);
 
-        let middlewares = Arc::new(Middlewares::new(b.middlewares));
         let config = Arc::new(DownloadConfig {
             timeout: b.timeout,
             max_body: b.max_body,
@@ -529,26 +543,58 @@ impl<S: Spider> Crawler<S> {
             log.new(o!("actor" => "scheduler")),
         ));
         let (finished_tx, finished_rx) = watch::channel(None);
-        engine_ctx.run(Engine::new(
-            EngineLinks {
-                pause: sched.clone().recipient(),
-                resume: sched.clone().recipient(),
-                stop: sched.recipient(),
-                close: stage.recipient(),
-                shutdown,
-            },
-            arbiters,
-            accounting,
-            stats.clone(),
-            finished_tx,
-            log.new(o!("actor" => "engine")),
-        ));
+        let closing = middlewares.clone();
+        let close_log = log.new(o!("actor" => "middlewares"));
+        engine_ctx.run(
+            Engine::new(
+                EngineLinks {
+                    pause: sched.clone().recipient(),
+                    resume: sched.clone().recipient(),
+                    stop: sched.clone().recipient(),
+                    force: sched.recipient(),
+                    close: stage.recipient(),
+                    shutdown,
+                },
+                arbiters,
+                accounting,
+                stats.clone(),
+                finished_tx,
+                log.new(o!("actor" => "engine")),
+            )
+            .with_drain_timeout(b.drain_timeout)
+            .with_events(events.clone())
+            .on_finish(Box::new(move || close_middlewares(&closing, &close_log))),
+        );
         Ok(CrawlHandle::new(
             engine.clone().recipient(),
             engine.clone().recipient(),
             engine.recipient(),
             stats,
             finished_rx,
-        ))
+        )
+        .with_events(events))
+    }
+}
+
+/// Opens every middleware in order; if one fails, closes those opened and
+/// fails the start.
+fn open_middlewares<C: crate::spider::Callback>(m: &Middlewares<C>) -> Result<(), Error> {
+    for (i, mw) in m.all().iter().enumerate() {
+        if let Err(e) = mw.open() {
+            for opened in &m.all()[..i] {
+                let _ = opened.close();
+            }
+            return Err(e.at(Stage::Setup));
+        }
+    }
+    Ok(())
+}
+
+/// Closes every middleware once, logging failures.
+fn close_middlewares<C: crate::spider::Callback>(m: &Middlewares<C>, log: &Logger) {
+    for mw in m.all() {
+        if let Err(e) = mw.close() {
+            slog::error!(log, "middleware close failed"; "middleware" => mw.name(), "error" => %e);
+        }
     }
 }

@@ -121,6 +121,14 @@ pub enum ErrorKind {
         /// The URL visited twice.
         url: String,
     },
+    /// Reading or writing a job directory's checkpoint journal failed.
+    #[error("checkpoint journal {} failed: {reason}", path.display())]
+    Journal {
+        /// The journal file (or the job directory).
+        path: std::path::PathBuf,
+        /// The operating system's message, or what was wrong.
+        reason: String,
+    },
 }
 
 /// The crate's error: a kind plus where it happened.
@@ -214,6 +222,7 @@ impl Error {
             ErrorKind::Backend(_) => "backend",
             ErrorKind::TooManyRedirects { .. } => "too_many_redirects",
             ErrorKind::RedirectLoop { .. } => "redirect_loop",
+            ErrorKind::Journal { .. } => "journal",
         }
     }
 }

@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use actix::Recipient;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, ErrorKind, Stage};
+use crate::events::CrawlEvent;
 use crate::messages::{Pause, Resume, Stop};
 use crate::stats::{Stats, StatsSnapshot};
 
@@ -26,6 +27,8 @@ pub struct CrawlHandle {
     stats: Arc<Stats>,
     /// Becomes `Some(final stats)` when the crawl has finished.
     finished: watch::Receiver<Option<StatsSnapshot>>,
+    /// Lifecycle events, for `subscribe`.
+    events: broadcast::Sender<CrawlEvent>,
 }
 
 impl CrawlHandle {
@@ -42,7 +45,20 @@ impl CrawlHandle {
             stop,
             stats,
             finished,
+            events: broadcast::channel(1).0,
         }
+    }
+
+    pub(crate) fn with_events(mut self, events: broadcast::Sender<CrawlEvent>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Lifecycle events from now on (subscribe right after `start` to see
+    /// `Started`): started, paused, resumed, stopping, every recorded error,
+    /// finished with the final stats.
+    pub fn subscribe(&self) -> broadcast::Receiver<CrawlEvent> {
+        self.events.subscribe()
     }
 
     /// A snapshot of the live stats.
@@ -67,9 +83,11 @@ impl CrawlHandle {
     }
 
     /// Stops the crawl: no more requests leave the queue, in-flight ones
-    /// finish (parsed, items through the pipelines), pipelines close, and
-    /// the crawl finishes with reason `"shutdown"`; the requests left in the
-    /// queue are counted in `scheduler/unprocessed`.
+    /// finish (parsed, items through the pipelines) within the drain
+    /// deadline, pipelines close, and the crawl finishes with reason
+    /// `"shutdown"`; the requests left in the queue (and any abandoned when
+    /// the deadline passes) are counted in `scheduler/unprocessed`. A second
+    /// call forces the stop at once.
     pub async fn stop(&self) -> Result<(), Error> {
         self.control(&self.stop, Stop, "stop").await
     }

@@ -45,9 +45,12 @@
 //! - [`json_sender`], [`backoff`]: sending JSON with retries; [`retry`]:
 //!   which failed requests are retried, and when.
 //! - [`builder`]: configuration with defaults, and starting a crawl.
-//! - [`handle`]: pause, resume, stop, stats and join.
+//! - [`handle`]: pause, resume, stop, stats, join; [`events`]: lifecycle
+//!   events to subscribe to.
 //! - [`stats`]: atomic counters and their snapshot (Scrapy's names).
 //! - [`fingerprint`], [`dedupe`], [`queue`]: dedupe and queue back-ends.
+//! - [`journal`]: the checksummed append-only checkpoint log in a job
+//!   directory.
 //! - [`actors`]: one file per actor; [`messages`]: every message.
 //! - `accounting`: how the crawl knows it is finished; `http`: one awc
 //!   exchange with the limits a crawler needs; `body`: reading a body
@@ -65,10 +68,12 @@ pub mod builder;
 pub mod context;
 pub mod dedupe;
 pub mod error;
+pub mod events;
 pub mod fingerprint;
 pub mod handle;
 mod http;
 pub mod item;
+pub mod journal;
 pub mod json_sender;
 pub mod links;
 pub mod messages;
@@ -93,6 +98,7 @@ pub use builder::{Crawler, CrawlerBuilder, DEFAULT_USER_AGENT};
 pub use context::Context;
 pub use encoding_rs;
 pub use error::{Error, ErrorKind, Stage};
+pub use events::CrawlEvent;
 pub use handle::CrawlHandle;
 pub use item::{Item, ItemMeta};
 pub use links::{LinkExtractor, LinkExtractorBuilder};

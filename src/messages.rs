@@ -45,6 +45,14 @@ impl Message for Stop {
     type Result = Result<(), Error>;
 }
 
+/// Engine → Scheduler: the drain deadline passed, or a second stop came:
+/// abandon what is still in flight (counted unprocessed) and finish.
+#[derive(Debug)]
+pub struct ForceStop;
+impl Message for ForceStop {
+    type Result = ();
+}
+
 /// Engine → every actor: the crawl is over, stop.
 #[derive(Debug)]
 pub struct Shutdown;

@@ -45,6 +45,18 @@ pub trait DownloadMiddleware<C: Callback>: Send + Sync + 'static {
         0
     }
 
+    /// Called once when the crawl starts; an error stops the crawl from
+    /// starting (the middlewares already opened are closed).
+    fn open(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Called once when the crawl finishes (also after a forced stop), to
+    /// flush and release what the middleware holds.
+    fn close(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Inspects or rewrites `request` before it is sent (proxy, user agent,
     /// headers…), may emit extra requests into `emit`, or fails the request
     /// with an error (which goes to the error handler).
@@ -86,6 +98,11 @@ impl<C: Callback> Middlewares<C> {
     /// In `process_request` order.
     pub(crate) fn outbound(&self) -> impl Iterator<Item = &Arc<dyn DownloadMiddleware<C>>> {
         self.sorted.iter()
+    }
+
+    /// Every middleware, for the open and close hooks.
+    pub(crate) fn all(&self) -> &[Arc<dyn DownloadMiddleware<C>>] {
+        &self.sorted
     }
 
     /// In `process_response` order.

@@ -10,14 +10,17 @@
 //! Pause, resume and stop from the handle pass through it to the Scheduler.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use slog::{info, Logger};
-use tokio::sync::watch;
+use slog::{error, info, warn, Logger};
+use tokio::sync::{broadcast, watch};
 
 use crate::accounting::Accounting;
 use crate::error::{Error, ErrorKind, Stage};
-use crate::messages::{ClosePipelines, Idle, Pause, Resume, Shutdown, Stop};
+use crate::events::CrawlEvent;
+use crate::messages::deliver;
+use crate::messages::{ClosePipelines, ForceStop, Idle, Pause, Resume, Shutdown, Stop};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Where the engine sends things.
@@ -28,6 +31,8 @@ pub struct EngineLinks {
     pub resume: Recipient<Resume>,
     /// Scheduler: stop.
     pub stop: Recipient<Stop>,
+    /// Scheduler: abandon what is in flight (drain deadline, second stop).
+    pub force: Recipient<ForceStop>,
     /// PipelineStage: close the pipelines.
     pub close: Recipient<ClosePipelines>,
     /// Every actor to stop when the crawl is over.
@@ -51,6 +56,12 @@ pub struct Engine {
     stop_requested: bool,
     /// The finish sequence has begun; a second `Idle` is ignored.
     finishing: bool,
+    /// How long a stop lets in-flight requests finish before forcing.
+    drain_timeout: Duration,
+    /// Lifecycle events for subscribers.
+    events: broadcast::Sender<CrawlEvent>,
+    /// Closes the download middlewares, once, when the crawl finishes.
+    close_middlewares: Option<Box<dyn FnOnce() + Send>>,
     /// Structured log.
     log: Logger,
 }
@@ -72,8 +83,34 @@ impl Engine {
             finished,
             stop_requested: false,
             finishing: false,
+            drain_timeout: Duration::from_secs(30),
+            events: broadcast::channel(crate::events::CAPACITY).0,
+            close_middlewares: None,
             log,
         }
+    }
+
+    /// Sets how long a stop drains before it forces (default 30 s).
+    pub(crate) fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Sends lifecycle events on `events`.
+    pub(crate) fn with_events(mut self, events: broadcast::Sender<CrawlEvent>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Runs `close` once when the crawl finishes (the middlewares' hooks).
+    pub(crate) fn on_finish(mut self, close: Box<dyn FnOnce() + Send>) -> Self {
+        self.close_middlewares = Some(close);
+        self
+    }
+
+    fn emit(&self, event: CrawlEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
     }
 
     fn finish(&mut self, ctx: &mut actix::Context<Self>) {
@@ -87,6 +124,12 @@ impl Engine {
         info!(self.log, "crawl finished"; "reason" => reason,
             "elapsed_s" => snapshot.elapsed_time_seconds,
             "stats" => %serde_json::to_string(&snapshot).unwrap_or_default());
+        if let Some(close) = self.close_middlewares.take() {
+            close();
+        }
+        self.emit(CrawlEvent::Finished {
+            stats: Box::new(snapshot.clone()),
+        });
         for r in &self.links.shutdown {
             r.do_send(Shutdown);
         }
@@ -104,6 +147,7 @@ impl Actor for Engine {
     fn started(&mut self, _: &mut Self::Context) {
         self.stats.mark_started();
         info!(self.log, "crawl started");
+        self.emit(CrawlEvent::Started);
     }
 }
 
@@ -127,15 +171,27 @@ impl Handler<Idle> for Engine {
 /// Passes a control message to the Scheduler. Control that arrives while
 /// the Engine finishes waits behind the finish sequence (the `Idle` handler
 /// holds the mailbox) and then fails here: the Scheduler is gone.
-fn forward<M>(to: &Recipient<M>, msg: M, what: &str) -> ResponseFuture<Result<(), Error>>
+fn forward<M>(
+    engine: &Engine,
+    to: &Recipient<M>,
+    msg: M,
+    what: &str,
+    then: Option<CrawlEvent>,
+) -> ResponseFuture<Result<(), Error>>
 where
     M: Message<Result = Result<(), Error>> + Send + 'static,
 {
     let sent = to.send(msg);
     let refused = format!("cannot {what}: the crawl has finished");
+    let events = engine.events.clone();
     Box::pin(async move {
-        sent.await
-            .unwrap_or_else(|_| Err(Error::new(Stage::Control, ErrorKind::IllegalState(refused))))
+        let done = sent
+            .await
+            .unwrap_or_else(|_| Err(Error::new(Stage::Control, ErrorKind::IllegalState(refused))));
+        if let (Ok(()), Some(event)) = (&done, then) {
+            let _ = events.send(event);
+        }
+        done
     })
 }
 
@@ -143,7 +199,13 @@ impl Handler<Pause> for Engine {
     type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Pause, _: &mut Self::Context) -> Self::Result {
-        forward(&self.links.pause, msg, "pause")
+        forward(
+            self,
+            &self.links.pause,
+            msg,
+            "pause",
+            Some(CrawlEvent::Paused),
+        )
     }
 }
 
@@ -151,16 +213,36 @@ impl Handler<Resume> for Engine {
     type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
-        forward(&self.links.resume, msg, "resume")
+        forward(
+            self,
+            &self.links.resume,
+            msg,
+            "resume",
+            Some(CrawlEvent::Resumed),
+        )
     }
 }
 
 impl Handler<Stop> for Engine {
     type Result = ResponseFuture<Result<(), Error>>;
 
-    fn handle(&mut self, msg: Stop, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Stop, ctx: &mut Self::Context) -> Self::Result {
+        if self.stop_requested {
+            // A second stop forces the stop now.
+            warn!(self.log, "second stop: forcing");
+            deliver(&self.links.force, ForceStop, &self.stats);
+            return Box::pin(async { Ok(()) });
+        }
         self.stop_requested = true;
-        forward(&self.links.stop, msg, "stop")
+        self.emit(CrawlEvent::Stopping);
+        ctx.run_later(self.drain_timeout, |act, _| {
+            if !act.finishing {
+                error!(act.log, "drain deadline passed: forcing the stop";
+                    "deadline_s" => act.drain_timeout.as_secs_f64());
+                deliver(&act.links.force, ForceStop, &act.stats);
+            }
+        });
+        forward(self, &self.links.stop, msg, "stop", None)
     }
 }
 
@@ -260,6 +342,7 @@ mod tests {
                 Some(g) => g.clone().recipient(),
                 None => ctrl.clone().recipient(),
             },
+            force: ctrl.clone().recipient(),
             close: close.unwrap_or_else(|| ctrl.clone().recipient()),
             shutdown: vec![ctrl.clone().recipient(), other.clone().recipient()],
         };

@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use slog::{error, warn, Logger};
+use tokio::sync::broadcast;
 
 use crate::accounting::Accounting;
 use crate::context::Context;
 use crate::error::panic_message;
+use crate::events::CrawlEvent;
 use crate::messages::{deliver, Completed, Enqueue, Report, RequestFailed, Shutdown};
 use crate::spider::{Failure, Spider};
 use crate::stats::{Counter, Stats};
@@ -42,6 +44,8 @@ pub struct ErrorHandler<S: Spider> {
     stats: Arc<Stats>,
     /// Structured log.
     log: Logger,
+    /// Lifecycle events: every recorded failure is published.
+    events: Option<broadcast::Sender<CrawlEvent>>,
 }
 
 impl<S: Spider> ErrorHandler<S> {
@@ -59,6 +63,19 @@ impl<S: Spider> ErrorHandler<S> {
             accounting,
             stats,
             log,
+            events: None,
+        }
+    }
+
+    /// Publishes every recorded failure on `events`.
+    pub(crate) fn with_events(mut self, events: broadcast::Sender<CrawlEvent>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn publish(&self, error: &crate::error::Error) {
+        if let Some(events) = &self.events {
+            let _ = events.send(CrawlEvent::error(error));
         }
     }
 }
@@ -78,6 +95,7 @@ impl<S: Spider> Handler<RequestFailed<S::Callback>> for ErrorHandler<S> {
         warn!(self.log, "request failed";
             "request_id" => %ctx.id, "url" => %ctx.request.url, "stage" => %error.stage(),
             "attempt" => ctx.attempt, "error" => %error);
+        self.publish(&error);
         let id = ctx.id;
         let failure = Failure {
             request: ctx.request,
@@ -111,6 +129,7 @@ impl<S: Spider> Handler<Report> for ErrorHandler<S> {
     type Result = ();
 
     fn handle(&mut self, msg: Report, _: &mut Self::Context) {
+        self.publish(&msg.error);
         let url = msg.error.url().map(|u| u.to_string()).unwrap_or_default();
         match msg.item {
             Some(item) => error!(self.log, "item failed";

@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::error::{Error, Stage};
 use crate::messages::{
-    ClosePipelines, Completed, Dispatch, Download, Enqueue, Idle, Parse, Pause, ProcessItems,
-    Released, Report, RequestFailed, Requeue, Resume, Shutdown, SlotReport, Stop,
+    ClosePipelines, Completed, Dispatch, Download, Enqueue, ForceStop, Idle, Parse, Pause,
+    ProcessItems, Released, Report, RequestFailed, Requeue, Resume, Shutdown, SlotReport, Stop,
 };
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
@@ -177,6 +177,7 @@ pub(crate) enum Event<C> {
     ProcessItems(ProcessItems),
     Report(Report),
     Released(SlotReport),
+    ForceStop,
 }
 
 impl<C> Event<C> {
@@ -199,6 +200,7 @@ impl<C> Event<C> {
             Event::ProcessItems(_) => "ProcessItems",
             Event::Report(_) => "Report",
             Event::Released(_) => "Released",
+            Event::ForceStop => "ForceStop",
         }
     }
 }
@@ -326,6 +328,7 @@ record!(RequestFailed<C>, |m| Event::RequestFailed {
 record!(ProcessItems, |m| Event::ProcessItems(m));
 record!(Report, |m| Event::Report(m));
 record!(Released, |m| Event::Released(m.report));
+record!(ForceStop, |_m| Event::ForceStop);
 record_control!(Pause, Event::Pause);
 record_control!(Resume, Event::Resume);
 record_control!(Stop, Event::Stop);

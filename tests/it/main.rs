@@ -11,4 +11,5 @@ mod pipelines;
 mod politeness;
 mod proxy;
 mod redirects;
+mod shutdown;
 mod spiders;

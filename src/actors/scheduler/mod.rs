@@ -22,7 +22,7 @@
 pub mod robots;
 pub mod slots;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use slog::{debug, error, info, warn, Logger};
+use uuid::Uuid;
 
 use crate::accounting::Accounting;
 use crate::actors::downloader::slot_of;
@@ -37,8 +38,8 @@ use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::http::thread_client;
 use crate::messages::{
-    deliver, Check, Completed, Dispatch, Drain, Enqueue, Pause, Pop, Push, Released, Requeue,
-    Resume, Shutdown, Stop,
+    deliver, Check, Completed, Dispatch, Drain, Enqueue, ForceStop, Pause, Pop, Push, Released,
+    Requeue, Resume, Shutdown, Stop,
 };
 use crate::spider::{Callback, StartRequests};
 use crate::stats::{Counter, Stats};
@@ -135,8 +136,9 @@ pub struct Scheduler<C: Callback> {
     stats: Arc<Stats>,
     /// Structured log.
     log: Logger,
-    /// Dispatched and not yet `Completed`.
-    in_flight: usize,
+    /// Dispatched and not yet `Completed` (or re-queued): their ids, so a
+    /// forced stop can abandon them once and ignore their late completion.
+    in_flight: HashSet<Uuid>,
     /// Pushed and not yet popped (this scheduler is the queue's only user);
     /// re-synced from the queue's own count on every pop.
     queued: usize,
@@ -199,7 +201,7 @@ impl<C: Callback> Scheduler<C> {
             accounting,
             stats,
             log,
-            in_flight: 0,
+            in_flight: HashSet::new(),
             queued: 0,
             pushed_since_pop: 0,
             held: Vec::new(),
@@ -377,7 +379,7 @@ impl<C: Callback> Scheduler<C> {
             self.dispatch_held(ctx);
         }
         self.publish_gauges();
-        let free = self.config.concurrency.saturating_sub(self.in_flight);
+        let free = self.config.concurrency.saturating_sub(self.in_flight.len());
         if self.state != State::Running
             || self.popping
             || self.stalled
@@ -461,7 +463,8 @@ impl<C: Callback> Scheduler<C> {
     }
 
     fn publish_gauges(&self) {
-        self.stats.set(Counter::InFlight, self.in_flight as u64);
+        self.stats
+            .set(Counter::InFlight, self.in_flight.len() as u64);
         let waiting: usize = self.robots_waiting.values().map(Vec::len).sum();
         let delayed: usize = self.delayed.values().map(|(_, n)| n).sum();
         let queued = self.queued + self.held.len() + delayed + waiting;
@@ -507,7 +510,8 @@ impl<C: Callback> Scheduler<C> {
             let Some(c) = self.robots_check(c, ctx) else {
                 continue;
             };
-            let room = self.in_flight < self.config.concurrency && self.slots.global_ready(now);
+            let room =
+                self.in_flight.len() < self.config.concurrency && self.slots.global_ready(now);
             if room && self.slots.can_start(&slot_of(&c.request.url), now) {
                 self.send_to_pool(c, now);
             } else {
@@ -523,7 +527,7 @@ impl<C: Callback> Scheduler<C> {
 
     fn send_to_pool(&mut self, mut c: Context<C>, now: Instant) {
         self.slots.started(&slot_of(&c.request.url), now);
-        self.in_flight += 1;
+        self.in_flight.insert(c.id);
         self.stats.inc(Counter::Dequeued);
         c.attempt += 1;
         deliver(&self.links.pool, Dispatch { ctx: c }, &self.stats);
@@ -665,8 +669,10 @@ impl<C: Callback> Handler<Requeue<C>> for Scheduler<C> {
     type Result = ();
 
     fn handle(&mut self, msg: Requeue<C>, ctx: &mut Self::Context) {
+        // Requests a forced stop abandoned are already counted and closed.
+        let mut msg = msg;
+        msg.batch.retain(|c| self.in_flight.remove(&c.id));
         let n = msg.batch.len();
-        self.in_flight = self.in_flight.saturating_sub(n);
         // Back in the scheduler's hands: enqueued again, as in Scrapy, so
         // `enqueued = dequeued + unprocessed` (+ robots-forbidden) holds.
         self.stats.add(Counter::Enqueued, n as u64);
@@ -702,8 +708,11 @@ impl<C: Callback> Handler<Released> for Scheduler<C> {
 impl<C: Callback> Handler<Completed> for Scheduler<C> {
     type Result = ();
 
-    fn handle(&mut self, _: Completed, ctx: &mut Self::Context) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    fn handle(&mut self, msg: Completed, ctx: &mut Self::Context) {
+        if !self.in_flight.remove(&msg.id) {
+            // Abandoned by a forced stop: already counted and closed.
+            return;
+        }
         self.accounting.close(1);
         self.unstall();
         self.pump(ctx);
@@ -718,7 +727,7 @@ impl<C: Callback> Handler<Pause> for Scheduler<C> {
             State::Stopping => Err(stopping("pause")),
             _ => {
                 self.state = State::Paused;
-                info!(self.log, "paused"; "in_flight" => self.in_flight, "queued" => self.queued);
+                info!(self.log, "paused"; "in_flight" => self.in_flight.len(), "queued" => self.queued);
                 Ok(())
             }
         }
@@ -749,7 +758,7 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         if self.state == State::Stopping {
             return Ok(());
         }
-        info!(self.log, "stopping"; "in_flight" => self.in_flight, "queued" => self.queued);
+        info!(self.log, "stopping"; "in_flight" => self.in_flight.len(), "queued" => self.queued);
         self.state = State::Stopping;
         if self.starts.take().is_some() {
             self.accounting.close(1);
@@ -790,6 +799,26 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
             })
             .spawn(ctx);
         Ok(())
+    }
+}
+
+impl<C: Callback> Handler<ForceStop> for Scheduler<C> {
+    type Result = ();
+
+    /// The drain deadline passed (or a second stop came): requests still in
+    /// flight are abandoned — counted unprocessed, their work closed — so
+    /// the crawl finishes now; their late completions are ignored.
+    fn handle(&mut self, _: ForceStop, ctx: &mut Self::Context) {
+        if self.state != State::Stopping {
+            let _ = <Self as Handler<Stop>>::handle(self, Stop, ctx);
+        }
+        let abandoned = self.in_flight.len();
+        if abandoned > 0 {
+            warn!(self.log, "forced stop: abandoning requests in flight"; "count" => abandoned);
+            self.in_flight.clear();
+            self.unprocessed(abandoned);
+            self.publish_gauges();
+        }
     }
 }
 
