@@ -432,7 +432,10 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
         .pipeline(CountItems(items.clone()))
         .build()?;
     let started = Instant::now();
-    let stats = crawler.start()?.join().await?;
+    let crawl = crawler.start()?;
+    // Ctrl-C stops the crawl gracefully (a second one forces it).
+    crawl.stop_on_signals()?;
+    let stats = crawl.join().await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Outcome {
         stats,

@@ -92,6 +92,38 @@ impl CrawlHandle {
         self.control(&self.stop, Stop, "stop").await
     }
 
+    /// Stops the crawl on SIGINT or SIGTERM: the first signal stops it
+    /// gracefully (in-flight requests drain), the second forces it. Call it
+    /// inside the actix system running the crawl; the library never
+    /// installs signal handlers unless asked.
+    pub fn stop_on_signals(&self) -> Result<(), Error> {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        let setup = |e: std::io::Error| {
+            Error::new(
+                Stage::Setup,
+                ErrorKind::Custom(format!("signal handler: {e}")),
+            )
+        };
+        let mut term = signal(SignalKind::terminate()).map_err(setup)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
+        let handle = self.clone();
+        actix_rt::spawn(async move {
+            loop {
+                let got =
+                    futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
+                let closed = match got {
+                    futures_util::future::Either::Left((s, _))
+                    | futures_util::future::Either::Right((s, _)) => s.is_none(),
+                };
+                if closed || handle.stop().await.is_err() {
+                    // Finished, or no more signals to wait for.
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Waits for the crawl to finish and returns its final stats (with
     /// `finish_reason` set).
     pub async fn join(&self) -> Result<StatsSnapshot, Error> {

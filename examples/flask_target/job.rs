@@ -217,6 +217,7 @@ async fn crawl_task(cfg: &JobConfig, task: &Task, log: &Logger) -> Result<StatsS
         .logger(log.new(slog::o!("task" => task.id.clone())))
         .build()?
         .start()?;
+    crawl.stop_on_signals()?;
     crawl.join().await
 }
 
