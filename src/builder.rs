@@ -241,7 +241,7 @@ impl<S: Spider> CrawlerBuilder<S> {
     }
 
     /// Bloom filter sizing: expected distinct requests and false-positive
-    /// rate. Default 1,048,576 at 0.001 (about 1.8 MB).
+    /// rate. Default 1,048,576 at 0.001 (1.88 MB, 1.80 bytes per request).
     pub fn bloom(mut self, capacity: usize, false_positive_rate: f64) -> Self {
         self.bloom_capacity = capacity;
         self.bloom_rate = false_positive_rate;
@@ -455,16 +455,10 @@ impl<S: Spider> Crawler<S> {
                 completed: sched.clone().recipient(),
                 report: errors.clone().recipient(),
             };
-            let (spider, accounting, stats, log) = (
-                spider.clone(),
-                accounting.clone(),
-                stats.clone(),
-                log.new(o!("actor" => "parser")),
-            );
+            let (spider, accounting, stats) = (spider.clone(), accounting.clone(), stats.clone());
             let depth_priority = b.scheduler.depth_priority;
             Parser::start_in_arbiter(&parser_arbiter.handle(), move |_| {
-                Parser::new(spider, links, accounting, stats, log)
-                    .with_depth_priority(depth_priority)
+                Parser::new(spider, links, accounting, stats).with_depth_priority(depth_priority)
             })
         };
         arbiters.push(parser_arbiter);

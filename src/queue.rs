@@ -145,7 +145,12 @@ impl<C: Send + 'static> MemoryQueue<C> {
                 ctx,
             };
             let slot = slot_of(&entry.ctx.request.url);
-            let heap = self.slots.entry(slot.clone()).or_default();
+            // Look up by `&str`; a host's key is copied once, when it first
+            // has work.
+            if !self.slots.contains_key(slot) {
+                self.slots.insert(slot.to_string(), BinaryHeap::new());
+            }
+            let heap = self.slots.get_mut(slot).expect("inserted above");
             let new_top = heap
                 .peek()
                 .is_none_or(|top| entry.cmp(top) == Ordering::Greater);
@@ -153,7 +158,7 @@ impl<C: Send + 'static> MemoryQueue<C> {
                 self.heads.push(Head {
                     priority: entry.priority,
                     seq: entry.seq,
-                    slot,
+                    slot: slot.to_string(),
                 });
             }
             heap.push(entry);
@@ -181,7 +186,12 @@ impl<C: Send + 'static> MemoryQueue<C> {
             let entry = heap.pop().expect("peeked");
             self.len -= 1;
             out.push(entry.ctx);
-            *taken.entry(head.slot.clone()).or_default() += 1;
+            match taken.get_mut(head.slot.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    taken.insert(head.slot.clone(), 1);
+                }
+            }
             match heap.peek() {
                 Some(next) => self.heads.push(Head {
                     priority: next.priority,

@@ -155,7 +155,7 @@ async fn download<C: Callback>(
     let id = ctx.id;
     let mut emitted = Vec::new();
     let mut report = SlotReport {
-        slot: slot_of(&ctx.request.url),
+        slot: slot_of(&ctx.request.url).to_string(),
         ..SlotReport::default()
     };
     let (outcome, report) = 'outcome: {
@@ -240,9 +240,10 @@ async fn download<C: Callback>(
     }
 }
 
-/// A request's download slot: its host, as in Scrapy.
-pub(crate) fn slot_of(url: &url::Url) -> String {
-    url.host_str().unwrap_or_default().to_string()
+/// A request's download slot: its host, as in Scrapy. Borrowed, so the
+/// per-request lookups allocate nothing; owners copy it.
+pub(crate) fn slot_of(url: &url::Url) -> &str {
+    url.host_str().unwrap_or_default()
 }
 
 /// `Retry-After` as seconds or an HTTP-date, relative to `now`; capped at

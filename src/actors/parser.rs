@@ -13,7 +13,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use slog::Logger;
 
 use crate::accounting::Accounting;
 use crate::context::Context;
@@ -59,7 +58,6 @@ impl<S: Spider> Parser<S> {
         links: ParserLinks<S::Callback>,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
-        _log: Logger,
     ) -> Self {
         Parser {
             spider_name: spider.name().into(),
@@ -157,7 +155,7 @@ mod tests {
 
     use super::*;
     use crate::actors::test_support::{
-        ctx, expect_event, kinds, log, response, Cb, Event, Events, Ping, Recorder, TestSpider,
+        ctx, expect_event, kinds, response, Cb, Event, Events, Ping, Recorder, TestSpider,
     };
 
     /// A parser for a [`TestSpider`]; one recorder stands in for the
@@ -182,14 +180,7 @@ mod tests {
             completed: out.clone().recipient(),
             report: out.clone().recipient(),
         };
-        let parser = Parser::new(
-            spider.clone(),
-            links,
-            accounting.clone(),
-            stats.clone(),
-            log(),
-        )
-        .start();
+        let parser = Parser::new(spider.clone(), links, accounting.clone(), stats.clone()).start();
         Rig {
             parser,
             spider,

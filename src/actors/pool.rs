@@ -224,7 +224,7 @@ impl<C: Callback> Handler<WorkerCrashed> for Pool<C> {
         for id in held {
             let (_, mut ctx) = self.in_flight.remove(&id).expect("listed above");
             let report = SlotReport {
-                slot: slot_of(&ctx.request.url),
+                slot: slot_of(&ctx.request.url).to_string(),
                 ..SlotReport::default()
             };
             deliver(&self.links.released, Released { report }, &self.stats);

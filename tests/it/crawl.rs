@@ -9,7 +9,7 @@ use spinneret::{Counter, Crawler, ErrorKind, Request, StatsSnapshot};
 
 use crate::fixture::serve;
 use crate::spiders::{
-    wait_for_stats, Cb, Collect, DropOdd, FailAll, LinkSpider, PanicOnce, Tag, Trace,
+    run, wait_for_stats, Cb, Collect, DropOdd, FailAll, LinkSpider, PanicOnce, Tag, Trace,
 };
 
 fn count(s: &StatsSnapshot, c: Counter) -> u64 {
@@ -39,13 +39,9 @@ fn tree(n: u64) -> TreeCounts {
 async fn tree_site_exact_counts() {
     let site = serve(50);
     let collect = Collect::default();
-    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
-        .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s =
+        run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")])).pipeline(collect.clone()))
+            .await;
     let last_item = collect.last.lock().unwrap().expect("items arrived");
     let t = tree(50);
 
@@ -92,13 +88,7 @@ async fn dedupe_off_fetches_duplicates_until_depth_is_exhausted() {
         Request::get(&url).unwrap().callback(Cb::Items),
         Request::get(&url).unwrap().callback(Cb::Items),
     ];
-    let crawl = Crawler::builder(LinkSpider::new(starts))
-        .dedupe(false)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s = run(Crawler::builder(LinkSpider::new(starts)).dedupe(false)).await;
     assert_eq!(site.seen.hits("/items/2"), 2);
     assert_eq!(count(&s, Counter::ItemScraped), 4);
     assert_eq!(count(&s, Counter::DupeFiltered), 0);
@@ -147,7 +137,7 @@ async fn pipelines_run_in_priority_order_and_transform() {
     let starts = vec![Request::get(&site.url("/items/3"))
         .unwrap()
         .callback(Cb::Items)];
-    let crawl = Crawler::builder(LinkSpider::new(starts))
+    let s = run(Crawler::builder(LinkSpider::new(starts))
         .pipeline(collect.clone())
         .pipeline(Tag {
             name: "second",
@@ -158,12 +148,8 @@ async fn pipelines_run_in_priority_order_and_transform() {
             name: "first",
             priority: 1,
             log: log.clone(),
-        })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        }))
+    .await;
     assert_eq!(count(&s, Counter::ItemScraped), 3);
     assert_eq!(log.lock().unwrap().len(), 6);
     assert!(log
@@ -183,14 +169,10 @@ async fn dropped_items_are_counted() {
     let starts = vec![Request::get(&site.url("/items/7"))
         .unwrap()
         .callback(Cb::Items)];
-    let crawl = Crawler::builder(LinkSpider::new(starts))
+    let s = run(Crawler::builder(LinkSpider::new(starts))
         .pipeline(DropOdd)
-        .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .pipeline(collect.clone()))
+    .await;
     // i = 0..7: 1, 3, 5 dropped.
     assert_eq!(count(&s, Counter::ItemDropped), 3);
     assert_eq!(count(&s, Counter::ItemScraped), 4);
@@ -211,14 +193,10 @@ async fn a_pipeline_failing_on_1000_items_does_not_deadlock() {
     let starts = vec![Request::get(&site.url("/items/1000"))
         .unwrap()
         .callback(Cb::Items)];
-    let crawl = Crawler::builder(LinkSpider::new(starts))
+    let s = run(Crawler::builder(LinkSpider::new(starts))
         .pipeline(FailAll)
-        .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .pipeline(collect.clone()))
+    .await;
     assert_eq!(s.finish_reason.as_deref(), Some("finished"));
     assert_eq!(count(&s, Counter::ItemError), 1000);
     assert_eq!(count(&s, Counter::ItemScraped), 0);
@@ -237,12 +215,7 @@ async fn post_bodies_arrive_intact_with_dedupe_on() {
             .callback(Cb::Items)
     };
     let starts = vec![post("a=1&b=2"), post("a=1&b=2"), post("a=1&b=3")];
-    let crawl = Crawler::builder(LinkSpider::new(starts))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s = run(Crawler::builder(LinkSpider::new(starts))).await;
     let mut bodies = site.seen.bodies.lock().unwrap().clone();
     bodies.sort();
     assert_eq!(bodies, ["a=1&b=2", "a=1&b=3"]);
@@ -259,13 +232,7 @@ async fn error_statuses_are_counted_by_exact_code() {
         .iter()
         .map(|c| site.url(&format!("/status/{c}")))
         .collect();
-    let crawl = Crawler::builder(LinkSpider::from_urls(&urls))
-        .no_retry()
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s = run(Crawler::builder(LinkSpider::from_urls(&urls)).no_retry()).await;
     for code in [200, 404, 429, 500, 599] {
         assert_eq!(s.status_count(code), 1, "status {code}");
     }
@@ -281,13 +248,7 @@ async fn error_callback_reissues_with_dont_filter() {
     let site = serve(1);
     let mut spider = LinkSpider::from_urls(&[site.url("/flaky/a"), site.url("/status/500")]);
     spider.retry_on_error = true;
-    let crawl = Crawler::builder(spider)
-        .no_retry()
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s = run(Crawler::builder(spider).no_retry()).await;
     // Each failed once; the retry passed the dupe filter thanks to
     // dont_filter. /flaky/a then succeeded; /status/500 failed again and
     // was not retried a second time.
@@ -383,18 +344,14 @@ async fn stop_mid_crawl_finishes_with_shutdown_and_consistent_counts() {
 async fn a_panicking_downloader_is_restarted_and_its_request_requeued() {
     let site = serve(40);
     let collect = Collect::default();
-    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+    let s = run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
         .downloaders(2)
         .middleware(PanicOnce {
             suffix: "/p/3".into(),
             fired: AtomicBool::new(false),
         })
-        .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .pipeline(collect.clone()))
+    .await;
     let t = tree(40);
     assert_eq!(s.finish_reason.as_deref(), Some("finished"));
     assert_eq!(count(&s, Counter::WorkerRestarts), 1);
@@ -440,14 +397,10 @@ async fn a_panicking_pipeline_is_a_counted_item_error_and_the_crawl_ends() {
         .unwrap()
         .callback(Cb::Items)];
     let collect = Collect::default();
-    let crawl = Crawler::builder(LinkSpider::new(starts))
+    let s = run(Crawler::builder(LinkSpider::new(starts))
         .pipeline(PanicPipe)
-        .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .pipeline(collect.clone()))
+    .await;
     assert_eq!(s.finish_reason.as_deref(), Some("finished"));
     assert_eq!(count(&s, Counter::ItemError), 5);
     assert_eq!(count(&s, Counter::ItemScraped), 0);
@@ -462,13 +415,8 @@ async fn start_batches_filtered_whole_do_not_stall_the_rest() {
         .map(|i| format!("http://offsite.invalid/{i}"))
         .collect();
     starts.extend([site.url("/items/0"), site.url("/items/1")]);
-    let crawl = Crawler::builder(LinkSpider::from_urls(&starts))
-        .allowed_domains(["127.0.0.1"])
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s =
+        run(Crawler::builder(LinkSpider::from_urls(&starts)).allowed_domains(["127.0.0.1"])).await;
     assert_eq!(s.get("offsite/filtered"), 300);
     assert_eq!(count(&s, Counter::ResponseCount), 2);
 }

@@ -7,7 +7,7 @@ use spinneret::pipelines::{HttpPersist, JsonLinesFile};
 use spinneret::{Counter, Crawler, Request};
 
 use crate::fixture::serve;
-use crate::spiders::{Cb, LinkSpider};
+use crate::spiders::{run, Cb, LinkSpider};
 
 #[actix::test]
 async fn jsonl_file_gets_every_item_once() {
@@ -18,13 +18,8 @@ async fn jsonl_file_gets_every_item_once() {
     let starts = vec![Request::get(&site.url("/items/5"))
         .unwrap()
         .callback(Cb::Items)];
-    let crawl = Crawler::builder(LinkSpider::new(starts))
-        .pipeline(JsonLinesFile::new(&path))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s =
+        run(Crawler::builder(LinkSpider::new(starts)).pipeline(JsonLinesFile::new(&path))).await;
     assert_eq!(s.counter(Counter::ItemScraped), 5);
     let lines: Vec<Value> = std::fs::read_to_string(&path)
         .unwrap()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use spinneret::{Counter, Crawler, DownloadMiddleware, Error, Request, RequestAction, RetryPolicy};
 
 use crate::fixture::{serve, serve_on};
-use crate::spiders::{Cb, LinkSpider};
+use crate::spiders::{run, Cb, LinkSpider};
 
 fn gaps(times: &[Instant]) -> Vec<Duration> {
     times.windows(2).map(|w| w[1] - w[0]).collect()
@@ -22,14 +22,10 @@ async fn per_host_concurrency_is_never_exceeded_and_a_slow_host_starves_nobody()
     // The fast host's requests queue behind every slow one (priority and
     // arrival order are equal), yet must not wait for them.
     urls.extend((0..12).map(|i| fast.url(&format!("/items/{i}"))));
-    let crawl = Crawler::builder(LinkSpider::from_urls(&urls))
+    let s = run(Crawler::builder(LinkSpider::from_urls(&urls))
         .concurrency(8)
-        .per_host_concurrency(3)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .per_host_concurrency(3))
+    .await;
     assert_eq!(s.counter(Counter::ResponseCount), 24);
     assert_eq!(slow.seen.max_active.load(Ordering::SeqCst), 3);
     let slow_times = slow.seen.times("/slow/");
@@ -54,12 +50,7 @@ async fn a_requests_max_conns_per_host_caps_its_host() {
             r
         })
         .collect();
-    let crawl = Crawler::builder(LinkSpider::new(starts))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s = run(Crawler::builder(LinkSpider::new(starts))).await;
     assert_eq!(s.counter(Counter::ResponseCount), 9);
     assert_eq!(site.seen.max_active.load(Ordering::SeqCst), 2);
 }
@@ -139,17 +130,13 @@ async fn retry_after_on_429_rests_that_host_only() {
     let mut urls = vec![a.url("/once429/x")];
     urls.extend((0..3).map(|i| a.url(&format!("/items/{i}"))));
     urls.extend((0..10).map(|i| b.url(&format!("/slow/{i}"))));
-    let crawl = Crawler::builder(LinkSpider::from_urls(&urls))
+    let s = run(Crawler::builder(LinkSpider::from_urls(&urls))
         .per_host_concurrency(1)
         .retry(RetryPolicy {
             base_delay: Duration::from_millis(10),
             ..RetryPolicy::default()
-        })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        }))
+    .await;
     assert_eq!(s.status_count(429), 1);
     assert_eq!(s.get("retry/reason_count/http_429"), 1);
     assert_eq!(s.counter(Counter::RequestFailures), 0);
@@ -181,19 +168,17 @@ async fn retry_after_on_429_rests_that_host_only() {
 async fn retries_happen_the_configured_number_of_times_with_growing_gaps() {
     let site = serve(1);
     let stamps = Arc::new(Mutex::new(Vec::new()));
-    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/status/503")]))
-        .middleware(Stamp(stamps.clone()))
-        .retry(RetryPolicy {
-            max_retries: 3,
-            base_delay: Duration::from_millis(100),
-            jitter: false,
-            ..RetryPolicy::default()
-        })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s = run(
+        Crawler::builder(LinkSpider::from_urls(&[site.url("/status/503")]))
+            .middleware(Stamp(stamps.clone()))
+            .retry(RetryPolicy {
+                max_retries: 3,
+                base_delay: Duration::from_millis(100),
+                jitter: false,
+                ..RetryPolicy::default()
+            }),
+    )
+    .await;
     let times = site.seen.times("/status/503");
     assert_eq!(times.len(), 4, "1 attempt + 3 retries");
     assert_eq!(s.get("retry/count"), 3);
@@ -221,14 +206,10 @@ async fn depth_limit_and_offsite_are_filtered_and_counted() {
         format!("{}?u={}", site.url("/linkto"), site.url("/p/0")),
         other.url("/items/0"),
     ];
-    let crawl = Crawler::builder(LinkSpider::from_urls(&starts))
+    let s = run(Crawler::builder(LinkSpider::from_urls(&starts))
         .depth_limit(2)
-        .allowed_domains(["127.0.0.1"])
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .allowed_domains(["127.0.0.1"]))
+    .await;
     assert_eq!(s.get("offsite/filtered"), 1);
     assert_eq!(other.seen.total(), 0);
     // Depth 0: /linkto; 1: /p/0; 2: /p/1, /p/2, /missing (from /p/0).
@@ -244,13 +225,8 @@ async fn depth_limit_and_offsite_are_filtered_and_counted() {
 #[actix::test]
 async fn robots_txt_disallow_is_obeyed_and_counted() {
     let site = serve_on("127.0.0.1", 15, Some("User-agent: *\nDisallow: /p/1\n"));
-    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
-        .obey_robots_txt(true)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+    let s = run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")])).obey_robots_txt(true))
+        .await;
     assert_eq!(site.seen.hits("/robots.txt"), 1);
     // /p/1 and everything only reachable through it is never fetched:
     // /p/1 → 3, 4 → 7, 8, 9, 10. "/p/1" also prefixes /p/10…/p/14.
@@ -272,14 +248,10 @@ async fn a_global_rate_limit_spaces_requests_across_hosts() {
     let mut urls: Vec<String> = (0..3).map(|i| a.url(&format!("/items/{i}"))).collect();
     urls.extend((0..3).map(|i| b.url(&format!("/items/{i}"))));
     let stamps = Arc::new(Mutex::new(Vec::new()));
-    let crawl = Crawler::builder(LinkSpider::from_urls(&urls))
+    let s = run(Crawler::builder(LinkSpider::from_urls(&urls))
         .rate_limit(20.0)
-        .middleware(Stamp(stamps.clone()))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .middleware(Stamp(stamps.clone())))
+    .await;
     assert_eq!(s.counter(Counter::ResponseCount), 6);
     assert_spaced(&stamps.lock().unwrap(), Duration::from_millis(50));
 }

@@ -5,8 +5,8 @@ use spinneret::{
     Counter, Crawler, Error, Output, Request, Response, Spider, StartRequests, StatsSnapshot,
 };
 
-use crate::fixture::{serve, Site};
-use crate::spiders::{Collect, LinkSpider};
+use crate::fixture::serve;
+use crate::spiders::{run, Collect, LinkSpider};
 
 /// One item per response: where it ended, how it got there, its title.
 struct Probe(Vec<Request<()>>);
@@ -39,16 +39,9 @@ impl Spider for Probe {
     }
 }
 
-async fn probe(site: &Site, starts: Vec<Request<()>>) -> (StatsSnapshot, Vec<Value>) {
+async fn probe(starts: Vec<Request<()>>) -> (StatsSnapshot, Vec<Value>) {
     let collect = Collect::default();
-    let crawl = Crawler::builder(Probe(starts))
-        .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
-    let _ = site;
+    let s = run(Crawler::builder(Probe(starts)).pipeline(collect.clone())).await;
     let items = collect.items.lock().unwrap().clone();
     (s, items)
 }
@@ -56,7 +49,7 @@ async fn probe(site: &Site, starts: Vec<Request<()>>) -> (StatsSnapshot, Vec<Val
 #[actix::test]
 async fn a_301_then_302_chain_ends_at_the_final_url_with_its_chain() {
     let site = serve(1);
-    let (s, items) = probe(&site, vec![Request::get(&site.url("/chain/a")).unwrap()]).await;
+    let (s, items) = probe(vec![Request::get(&site.url("/chain/a")).unwrap()]).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["path"], "/items/1");
     assert_eq!(items[0]["status"], 200);
@@ -77,7 +70,7 @@ async fn a_redirect_target_already_seen_is_filtered_as_a_duplicate() {
         Request::get(&site.url("/items/1")).unwrap(),
         Request::get(&site.url("/chain/b")).unwrap().priority(-1),
     ];
-    let (s, items) = probe(&site, starts).await;
+    let (s, items) = probe(starts).await;
     assert_eq!(
         items.len(),
         1,
@@ -90,7 +83,7 @@ async fn a_redirect_target_already_seen_is_filtered_as_a_duplicate() {
 #[actix::test]
 async fn a_redirect_loop_ends_with_a_counted_error() {
     let site = serve(1);
-    let (s, items) = probe(&site, vec![Request::get(&site.url("/loop/a")).unwrap()]).await;
+    let (s, items) = probe(vec![Request::get(&site.url("/loop/a")).unwrap()]).await;
     assert!(items.is_empty());
     assert_eq!(s.get("request_failure_count/redirect_loop"), 1);
     assert_eq!(s.counter(Counter::RequestFailures), 1);
@@ -101,7 +94,7 @@ async fn a_redirect_loop_ends_with_a_counted_error() {
 async fn a_post_answered_303_becomes_a_get_without_body() {
     let site = serve(1);
     let post = Request::post(&site.url("/form"), "a=1&b=2").unwrap();
-    let (_, items) = probe(&site, vec![post]).await;
+    let (_, items) = probe(vec![post]).await;
     assert_eq!(items[0]["path"], "/method");
     assert_eq!(items[0]["title"], "GET 0");
 }
@@ -111,14 +104,10 @@ async fn redirects_can_be_turned_off() {
     let site = serve(1);
     let starts = vec![Request::get(&site.url("/chain/a")).unwrap()];
     let collect = Collect::default();
-    let crawl = Crawler::builder(Probe(starts))
+    let s = run(Crawler::builder(Probe(starts))
         .follow_redirects(false)
-        .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let s = crawl.join().await.unwrap();
+        .pipeline(collect.clone()))
+    .await;
     assert_eq!(s.status_count(301), 1);
     assert_eq!(collect.items.lock().unwrap()[0]["status"], 301);
 }
@@ -144,7 +133,7 @@ async fn a_session_cookie_round_trips_and_per_request_cookies_still_work() {
     let own = Request::get(&site.url("/whoami"))
         .unwrap()
         .cookie("lang", "en");
-    let (_, items) = probe(&site, vec![own]).await;
+    let (_, items) = probe(vec![own]).await;
     assert_eq!(items[0]["title"], "lang=en");
 }
 

@@ -8,9 +8,9 @@ use scraper::{Html, Selector};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use spinneret::{
-    async_trait, CrawlHandle, DownloadMiddleware, Error, Failure, Item, ItemMeta, Output, Pipeline,
-    Request, RequestAction, Response, ResponseAction, Spider, StartRequests, StatsSnapshot,
-    Verdict,
+    async_trait, CrawlHandle, CrawlerBuilder, DownloadMiddleware, Error, Failure, Item, ItemMeta,
+    Output, Pipeline, Request, RequestAction, Response, ResponseAction, Spider, StartRequests,
+    StatsSnapshot, Verdict,
 };
 
 /// Which parse function a request wants.
@@ -224,6 +224,18 @@ impl DownloadMiddleware<Cb> for PanicOnce {
         }
         Ok(RequestAction::Continue)
     }
+}
+
+/// Builds and starts the crawl, and waits for its final stats.
+pub async fn run<S: Spider>(builder: CrawlerBuilder<S>) -> StatsSnapshot {
+    builder
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+        .join()
+        .await
+        .unwrap()
 }
 
 /// Waits (bounded) until the crawl's stats satisfy `cond`: the signal is

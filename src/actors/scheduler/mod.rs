@@ -490,11 +490,11 @@ impl<C: Callback> Scheduler<C> {
             };
             let host = slot_of(&c.request.url);
             if let Some(max) = c.request.max_conns_per_host {
-                self.slots.cap(&host, max);
+                self.slots.cap(host, max);
             }
             // The queue honoured the allowance it was given; a request's
             // own cap may be lower, so what its host cannot take waits.
-            if self.slots.can_start(&host, now) {
+            if self.slots.can_start(host, now) {
                 self.send_to_pool(c, now);
             } else {
                 self.held.push(c);
@@ -512,7 +512,7 @@ impl<C: Callback> Scheduler<C> {
             };
             let room =
                 self.in_flight.len() < self.config.concurrency && self.slots.global_ready(now);
-            if room && self.slots.can_start(&slot_of(&c.request.url), now) {
+            if room && self.slots.can_start(slot_of(&c.request.url), now) {
                 self.send_to_pool(c, now);
             } else {
                 keep.push(c);
@@ -526,7 +526,7 @@ impl<C: Callback> Scheduler<C> {
     }
 
     fn send_to_pool(&mut self, mut c: Context<C>, now: Instant) {
-        self.slots.started(&slot_of(&c.request.url), now);
+        self.slots.started(slot_of(&c.request.url), now);
         self.in_flight.insert(c.id);
         self.stats.inc(Counter::Dequeued);
         c.attempt += 1;
@@ -554,7 +554,7 @@ impl<C: Callback> Scheduler<C> {
             }
             Verdict::Pending { fetch } => {
                 let origin = robots::origin(&c.request.url);
-                self.slots.hold(&slot_of(&c.request.url), true);
+                self.slots.hold(slot_of(&c.request.url), true);
                 if let Some(url) = fetch {
                     self.fetch_robots(origin.clone(), url, ctx);
                 }
@@ -567,7 +567,7 @@ impl<C: Callback> Scheduler<C> {
     /// Fetches an origin's robots.txt, then releases its waiting requests.
     fn fetch_robots(&mut self, origin: String, url: url::Url, ctx: &mut actix::Context<Self>) {
         self.stats.add_named("robotstxt/request_count", 1);
-        let host = slot_of(&url);
+        let host = slot_of(&url).to_string();
         let user_agent = self.config.robots_agent.clone().unwrap_or_default();
         let fetch = async move {
             let get = async {
