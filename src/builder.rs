@@ -6,8 +6,11 @@
 //! actix arbiter (Engine, Scheduler, CacheQueue, DupeFilter, Pool,
 //! ErrorHandler), the Parser and the PipelineStage on an arbiter each, and
 //! the downloaders on an arbiter each under supervisors, and returns a
-//! [`CrawlHandle`].
+//! [`CrawlHandle`]. With a job directory it first replays the directory's
+//! journal and resumes from it, and runs the JobStore on an arbiter of its
+//! own.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +27,14 @@ use crate::actors::error_handler::{ErrorHandler, ErrorLinks};
 use crate::actors::parser::{Parser, ParserLinks};
 use crate::actors::pipeline_stage::{PipelineStage, StageLinks};
 use crate::actors::pool::{Pool, PoolLinks};
+pub use crate::actors::scheduler::durable::CheckpointPolicy;
 use crate::actors::scheduler::slots::AutoThrottle;
 use crate::actors::scheduler::{Scheduler, SchedulerConfig, SchedulerLinks};
 use crate::dedupe::{BloomDupe, DupeBackend};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
 use crate::http::DownloadConfig;
+use crate::jobdir::{BloomSizing, JobStore};
 use crate::middleware::{DownloadMiddleware, Middlewares};
 use crate::pipeline::Pipeline;
 use crate::proxy::EnvProxies;
@@ -74,6 +79,12 @@ pub struct CrawlerBuilder<S: Spider> {
     proxy_from_env: bool,
     /// Read in `build` when `proxy_from_env` is on.
     env_proxy: Option<EnvProxies>,
+    job_dir: Option<PathBuf>,
+    checkpoints: CheckpointPolicy,
+    rerun_start_requests: bool,
+    /// Set by `build`: de-duplication uses the built-in Bloom filter (which
+    /// a job directory persists).
+    builtin_bloom: bool,
 }
 
 impl<S: Spider> Crawler<S> {
@@ -104,6 +115,10 @@ impl<S: Spider> Crawler<S> {
             log: Logger::root(slog::Discard, o!()),
             proxy_from_env: false,
             env_proxy: None,
+            job_dir: None,
+            checkpoints: CheckpointPolicy::default(),
+            rerun_start_requests: false,
+            builtin_bloom: false,
         }
     }
 }
@@ -326,6 +341,35 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Persists the crawl's state in the directory `dir` (created if
+    /// missing) and resumes from it when it already holds a job: the
+    /// pending requests (queued, waiting, or in flight when the process
+    /// stopped or died) are crawled first, requests seen before stay
+    /// filtered, the stats continue, and the start requests already
+    /// consumed are skipped. One crawl at a time per directory. Default:
+    /// none (nothing persisted).
+    pub fn job_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.job_dir = Some(dir.into());
+        self
+    }
+
+    /// How often a crawl with a job directory checkpoints: every
+    /// `policy.every` and every `policy.every_requests` completed requests,
+    /// plus once when it finishes or stops. Default every 10 s and every
+    /// 1,000 requests.
+    pub fn checkpoint_policy(mut self, policy: CheckpointPolicy) -> Self {
+        self.checkpoints = policy;
+        self
+    }
+
+    /// When resuming a job, pull the spider's start requests again from the
+    /// first (those seen before are filtered as duplicates) instead of
+    /// skipping the ones already consumed. Default off.
+    pub fn rerun_start_requests(mut self, on: bool) -> Self {
+        self.rerun_start_requests = on;
+        self
+    }
+
     /// Where the crawl logs. Default: discarded.
     pub fn logger(mut self, log: Logger) -> Self {
         self.log = log;
@@ -360,6 +404,10 @@ impl<S: Spider> CrawlerBuilder<S> {
         if self.flush_interval.is_zero() {
             return bad("flush interval must be positive".into());
         }
+        if self.checkpoints.every.is_zero() {
+            return bad("checkpoint interval must be positive".into());
+        }
+        self.builtin_bloom = self.dedupe && self.dupe.is_none();
         if self.dedupe && self.dupe.is_none() {
             self.dupe = Some(Box::new(BloomDupe::new(
                 self.bloom_capacity,
@@ -387,16 +435,59 @@ impl<S: Spider> Crawler<S> {
                 ErrorKind::IllegalState("Crawler::start needs a running actix system".into()),
             ));
         }
-        let b = self.builder;
+        let mut b = self.builder;
+        let spider = b.spider.clone();
+        let log = b.log.new(o!("spider" => spider.name().to_string()));
+        let stats = Arc::new(Stats::default());
+        // A job directory is read before anything starts: a bad one fails
+        // the start with nothing running.
+        let job = match &b.job_dir {
+            Some(dir) => {
+                let sizing = b.builtin_bloom.then_some(BloomSizing {
+                    capacity: b.bloom_capacity,
+                    rate: b.bloom_rate,
+                });
+                let log = log.new(o!("actor" => "job_store"));
+                Some(JobStore::<S::Callback>::open(dir, sizing, log)?)
+            }
+            None => None,
+        };
+        let mut restored_pending = Vec::new();
+        let mut resumed = None;
+        let mut starts_pulled = 0;
+        let mut skip_starts = false;
+        let job = job.map(|(store, restored)| {
+            if let Some(r) = restored {
+                if let Some(saved) = &r.stats {
+                    stats.restore(saved);
+                }
+                stats.add_named("jobdir/resumed", 1);
+                if let (Some(bloom), true) = (r.bloom, b.builtin_bloom) {
+                    b.dupe = Some(Box::new(bloom));
+                }
+                if !b.rerun_start_requests {
+                    starts_pulled = r.info.starts_pulled;
+                    skip_starts = r.info.starts_exhausted;
+                }
+                restored_pending = r.pending;
+                resumed = Some(r.info);
+            }
+            store
+        });
+
         let middlewares = Arc::new(Middlewares::new(b.middlewares));
         open_middlewares(&middlewares)?;
         let (events, _) = broadcast::channel(crate::events::CAPACITY);
-        let spider = b.spider;
         let starts =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spider.start_requests()))
                 .map_err(|p| Error::new(Stage::Setup, ErrorKind::Panic(panic_message(&*p))))?;
-        let log = b.log.new(o!("spider" => spider.name().to_string()));
-        let stats = Arc::new(Stats::default());
+        let starts: crate::spider::StartRequests<S::Callback> = if skip_starts {
+            Box::new(std::iter::empty())
+        } else if starts_pulled > 0 {
+            Box::new(starts.skip(usize::try_from(starts_pulled).unwrap_or(usize::MAX)))
+        } else {
+            starts
+        };
 
         let engine_ctx = actix::Context::<Engine>::new();
         let engine = engine_ctx.address();
@@ -506,6 +597,14 @@ impl<S: Spider> Crawler<S> {
         if let Some(d) = &dupe {
             shutdown.push(d.clone().recipient());
         }
+        // Checkpoints are written (and synced) on a thread of their own.
+        let store = job.map(|store| {
+            let arbiter = Arbiter::new();
+            let addr = JobStore::start_in_arbiter(&arbiter.handle(), move |_| store);
+            arbiters.push(arbiter);
+            shutdown.push(addr.clone().recipient());
+            addr
+        });
         pool_ctx.run(Pool::new(
             PoolLinks {
                 workers,
@@ -522,7 +621,7 @@ impl<S: Spider> Crawler<S> {
             stats.clone(),
             log.new(o!("actor" => "pool")),
         ));
-        sched_ctx.run(Scheduler::new(
+        let mut scheduler = Scheduler::new(
             SchedulerLinks {
                 push: queue.clone().recipient(),
                 pop: queue.clone().recipient(),
@@ -535,7 +634,19 @@ impl<S: Spider> Crawler<S> {
             accounting.clone(),
             stats.clone(),
             log.new(o!("actor" => "scheduler")),
-        ));
+        );
+        if let Some(store) = &store {
+            scheduler = scheduler
+                .with_job(
+                    store.clone().recipient(),
+                    Some(stage.clone().recipient()),
+                    events.clone(),
+                    b.checkpoints,
+                    starts_pulled,
+                )
+                .with_restored(restored_pending);
+        }
+        sched_ctx.run(scheduler);
         let (finished_tx, finished_rx) = watch::channel(None);
         let closing = middlewares.clone();
         let close_log = log.new(o!("actor" => "middlewares"));
@@ -545,8 +656,9 @@ impl<S: Spider> Crawler<S> {
                     pause: sched.clone().recipient(),
                     resume: sched.clone().recipient(),
                     stop: sched.clone().recipient(),
-                    force: sched.recipient(),
+                    force: sched.clone().recipient(),
                     close: stage.recipient(),
+                    checkpoint: store.is_some().then(|| sched.recipient()),
                     shutdown,
                 },
                 arbiters,
@@ -559,14 +671,18 @@ impl<S: Spider> Crawler<S> {
             .with_events(events.clone())
             .on_finish(Box::new(move || close_middlewares(&closing, &close_log))),
         );
-        Ok(CrawlHandle::new(
+        let handle = CrawlHandle::new(
             engine.clone().recipient(),
             engine.clone().recipient(),
-            engine.recipient(),
+            engine.clone().recipient(),
             stats,
             finished_rx,
         )
-        .with_events(events))
+        .with_events(events);
+        Ok(match store {
+            Some(_) => handle.with_job(engine.recipient(), resumed),
+            None => handle,
+        })
     }
 }
 

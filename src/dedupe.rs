@@ -8,6 +8,7 @@
 use futures_util::future::ready;
 use probabilistic_collections::bloom::BloomFilter;
 use probabilistic_collections::SipHasherBuilder;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::fingerprint::Fingerprint;
@@ -21,6 +22,7 @@ pub trait DupeBackend: Send + 'static {
 }
 
 /// The in-memory Bloom filter.
+#[derive(Serialize, Deserialize)]
 pub struct BloomDupe {
     /// The filter; false positives at the configured rate, never false
     /// negatives (a new URL may rarely be taken for a seen one, a seen one is
@@ -79,6 +81,16 @@ impl BloomDupe {
     pub fn size_bytes(&self) -> usize {
         self.filter.len() / 8
     }
+
+    /// The filter serialised (bincode), as a job directory stores it.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, bincode::Error> {
+        bincode::serialize(self)
+    }
+
+    /// A filter from [`to_bytes`](Self::to_bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, bincode::Error> {
+        bincode::deserialize(bytes)
+    }
 }
 
 impl DupeBackend for BloomDupe {
@@ -110,6 +122,20 @@ mod tests {
         let b = BloomDupe::new(1 << 20, 0.001).unwrap();
         let per_url = b.size_bytes() as f64 / f64::from(1u32 << 20);
         assert!(per_url < 2.0, "{per_url} bytes per URL");
+    }
+
+    #[test]
+    fn serialised_filter_keeps_what_it_saw() {
+        let mut b = BloomDupe::new(1000, 0.001).unwrap();
+        for fp in 0..100 {
+            b.insert_new(fp);
+        }
+        let bytes = b.to_bytes().unwrap();
+        assert!(bytes.len() < b.size_bytes() + 512, "{} bytes", bytes.len());
+        let mut back = BloomDupe::from_bytes(&bytes).unwrap();
+        assert_eq!(back.added(), 100);
+        assert!((0..100).all(|fp| !back.insert_new(fp)));
+        assert!(back.insert_new(1_000_000));
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! [`CrawlHandle::subscribe`](crate::CrawlHandle::subscribe) gives a
 //! broadcast receiver: the Engine sends `Started`, `Paused`, `Resumed`,
 //! `Stopping` and `Finished` (with the final stats), the ErrorHandler an
-//! `Error` for every failure it records. A receiver that falls more than
+//! `Error` for every failure it records, and the Scheduler `Checkpointed`
+//! for every checkpoint made durable in the job directory (or an `Error`
+//! when one fails). A receiver that falls more than
 //! 1,024 events behind skips the oldest (it sees `Lagged`), so a slow
 //! subscriber never slows the crawl.
 
 use serde::Serialize;
 
+use crate::jobdir::CheckpointInfo;
 use crate::stats::StatsSnapshot;
 
 /// How many events a slow subscriber may fall behind.
@@ -27,6 +30,11 @@ pub enum CrawlEvent {
     Resumed,
     /// A stop was asked for: in-flight requests are draining.
     Stopping,
+    /// A checkpoint is durable in the job directory.
+    Checkpointed {
+        /// What was written.
+        info: CheckpointInfo,
+    },
     /// A failure was recorded.
     Error {
         /// The crawl stage that failed.

@@ -11,7 +11,8 @@ use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CrawlEvent;
-use crate::messages::{Pause, Resume, Stop};
+use crate::jobdir::{CheckpointInfo, ResumeInfo};
+use crate::messages::{Checkpoint, Pause, Resume, Stop};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Controls and observes one crawl.
@@ -29,6 +30,10 @@ pub struct CrawlHandle {
     finished: watch::Receiver<Option<StatsSnapshot>>,
     /// Lifecycle events, for `subscribe`.
     events: broadcast::Sender<CrawlEvent>,
+    /// Engine: checkpoint now.
+    checkpoint: Option<Recipient<Checkpoint>>,
+    /// What the job directory held, when this crawl resumed one.
+    resumed: Option<Arc<ResumeInfo>>,
 }
 
 impl CrawlHandle {
@@ -46,7 +51,41 @@ impl CrawlHandle {
             stats,
             finished,
             events: broadcast::channel(1).0,
+            checkpoint: None,
+            resumed: None,
         }
+    }
+
+    pub(crate) fn with_job(
+        mut self,
+        checkpoint: Recipient<Checkpoint>,
+        resumed: Option<ResumeInfo>,
+    ) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self.resumed = resumed.map(Arc::new);
+        self
+    }
+
+    /// What the job directory held when this crawl started from it: `None`
+    /// for a crawl without a job directory or with a new one.
+    pub fn resumed(&self) -> Option<&ResumeInfo> {
+        self.resumed.as_deref()
+    }
+
+    /// Writes a checkpoint to the job directory now and returns once it is
+    /// durable (periodic checkpoints happen anyway). Fails with
+    /// [`ErrorKind::IllegalState`] when the crawl has no job directory or
+    /// has finished, and with the journal's error when the write fails.
+    pub async fn checkpoint(&self) -> Result<CheckpointInfo, Error> {
+        let Some(to) = &self.checkpoint else {
+            return Err(finished_error("the crawl has no job directory"));
+        };
+        if self.is_finished() {
+            return Err(finished_error("cannot checkpoint: the crawl has finished"));
+        }
+        to.send(Checkpoint)
+            .await
+            .unwrap_or_else(|_| Err(finished_error("cannot checkpoint: the crawl has finished")))
     }
 
     pub(crate) fn with_events(mut self, events: broadcast::Sender<CrawlEvent>) -> Self {
@@ -55,8 +94,8 @@ impl CrawlHandle {
     }
 
     /// Lifecycle events from now on (subscribe right after `start` to see
-    /// `Started`): started, paused, resumed, stopping, every recorded error,
-    /// finished with the final stats.
+    /// `Started`): started, paused, resumed, stopping, every checkpoint
+    /// written, every recorded error, finished with the final stats.
     pub fn subscribe(&self) -> broadcast::Receiver<CrawlEvent> {
         self.events.subscribe()
     }

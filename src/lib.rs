@@ -49,8 +49,9 @@
 //!   events to subscribe to.
 //! - [`stats`]: atomic counters and their snapshot (Scrapy's names).
 //! - [`fingerprint`], [`dedupe`], [`queue`]: dedupe and queue back-ends.
-//! - [`journal`]: the checksummed append-only checkpoint log in a job
-//!   directory.
+//! - [`jobdir`]: a crawl's durable state in a job directory (checkpoints,
+//!   resume); [`journal`]: the checksummed append-only log it is written
+//!   to.
 //! - [`actors`]: one file per actor; [`messages`]: every message.
 //! - `accounting`: how the crawl knows it is finished; `http`: one awc
 //!   exchange with the limits a crawler needs; `body`: reading a body
@@ -73,6 +74,7 @@ pub mod fingerprint;
 pub mod handle;
 mod http;
 pub mod item;
+pub mod jobdir;
 pub mod journal;
 pub mod json_sender;
 pub mod links;
@@ -94,13 +96,14 @@ pub use async_trait::async_trait;
 pub use actors::scheduler::slots::AutoThrottle;
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
-pub use builder::{Crawler, CrawlerBuilder, DEFAULT_USER_AGENT};
+pub use builder::{CheckpointPolicy, Crawler, CrawlerBuilder, DEFAULT_USER_AGENT};
 pub use context::Context;
 pub use encoding_rs;
 pub use error::{Error, ErrorKind, Stage};
 pub use events::CrawlEvent;
 pub use handle::CrawlHandle;
 pub use item::{Item, ItemMeta};
+pub use jobdir::{CheckpointInfo, ResumeInfo};
 pub use links::{LinkExtractor, LinkExtractorBuilder};
 pub use middleware::{DownloadMiddleware, RequestAction, ResponseAction};
 pub use pipeline::{Pipeline, PipelineContext, Verdict};

@@ -37,6 +37,16 @@ impl Message for Resume {
     type Result = Result<(), Error>;
 }
 
+/// Handle → Engine → Scheduler, and Engine → Scheduler as the crawl
+/// finishes: write a checkpoint to the job directory now (after the one
+/// under way, if any) and answer when it is durable. Fails when the crawl
+/// has no job directory.
+#[derive(Debug)]
+pub struct Checkpoint;
+impl Message for Checkpoint {
+    type Result = Result<crate::jobdir::CheckpointInfo, Error>;
+}
+
 /// Handle → Engine → Scheduler: stop taking requests from the queue, let
 /// in-flight requests finish, then finish with reason `"shutdown"`.
 #[derive(Debug)]

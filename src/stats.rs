@@ -132,6 +132,37 @@ impl Stats {
             .fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Continues the counters of an earlier run of the same job (its last
+    /// checkpoint's stats): every counter takes its saved value, the gauges
+    /// start at zero, and `scheduler/enqueued` is set to what the earlier
+    /// runs dequeued, left unprocessed or saw forbidden by robots.txt: the
+    /// requests resumed now count as enqueued again (as re-queued ones do),
+    /// so `enqueued = dequeued + unprocessed (+ forbidden)` holds at the end
+    /// over all runs. Start and finish times are this run's.
+    pub(crate) fn restore(&self, saved: &StatsSnapshot) {
+        const STATUS: &str = "downloader/response_status_count/";
+        for (name, &value) in &saved.counters {
+            if let Some(c) = Counter::ALL.iter().find(|c| c.name() == name) {
+                self.set(*c, value);
+            } else if let Some(code) = name.strip_prefix(STATUS) {
+                if let Some(slot) = code.parse::<usize>().ok().and_then(|c| self.status.get(c)) {
+                    slot.store(value, Ordering::Relaxed);
+                }
+            } else {
+                self.named
+                    .write()
+                    .expect("stats lock")
+                    .insert(name.clone(), Arc::new(AtomicU64::new(value)));
+            }
+        }
+        self.set(Counter::InFlight, 0);
+        self.set(Counter::Queued, 0);
+        let settled = saved.counter(Counter::Dequeued)
+            + saved.counter(Counter::Unprocessed)
+            + saved.get("robotstxt/forbidden");
+        self.set(Counter::Enqueued, settled);
+    }
+
     /// Marks the crawl started (idempotent).
     pub(crate) fn mark_started(&self) {
         let mut started = self.started.lock().expect("stats lock");
@@ -252,6 +283,36 @@ mod tests {
         assert_eq!(snap.status_count(429), 1);
         assert_eq!(snap.status_count(599), 1);
         assert_eq!(snap.status_count(999), 1);
+    }
+
+    #[test]
+    fn restore_continues_counters_and_resets_gauges() {
+        let s = Stats::default();
+        s.add(Counter::Enqueued, 10);
+        s.add(Counter::Dequeued, 6);
+        s.add(Counter::Unprocessed, 1);
+        s.set(Counter::InFlight, 2);
+        s.set(Counter::Queued, 1);
+        s.add(Counter::ItemScraped, 5);
+        s.inc_status(200);
+        s.inc_status(404);
+        s.add_named("robotstxt/forbidden", 1);
+        s.add_named("retry/count", 3);
+        let saved = s.snapshot();
+
+        let back = Stats::default();
+        back.restore(&saved);
+        let snap = back.snapshot();
+        assert_eq!(snap.counter(Counter::ItemScraped), 5);
+        assert_eq!(snap.status_count(200), 1);
+        assert_eq!(snap.status_count(404), 1);
+        assert_eq!(snap.get("retry/count"), 3);
+        assert_eq!(snap.counter(Counter::InFlight), 0);
+        assert_eq!(snap.counter(Counter::Queued), 0);
+        // 6 dequeued + 1 unprocessed + 1 forbidden; the 2 queued and 2 in
+        // flight are counted again when the resumed run enqueues them.
+        assert_eq!(snap.counter(Counter::Enqueued), 8);
+        assert_eq!(snap.finish_reason, None);
     }
 
     #[test]

@@ -19,8 +19,9 @@ use tokio::sync::{broadcast, watch};
 use crate::accounting::Accounting;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CrawlEvent;
+use crate::jobdir::CheckpointInfo;
 use crate::messages::deliver;
-use crate::messages::{ClosePipelines, ForceStop, Idle, Pause, Resume, Shutdown, Stop};
+use crate::messages::{Checkpoint, ClosePipelines, ForceStop, Idle, Pause, Resume, Shutdown, Stop};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Where the engine sends things.
@@ -35,6 +36,9 @@ pub struct EngineLinks {
     pub force: Recipient<ForceStop>,
     /// PipelineStage: close the pipelines.
     pub close: Recipient<ClosePipelines>,
+    /// Scheduler: checkpoint now; `None` when the crawl has no job
+    /// directory.
+    pub checkpoint: Option<Recipient<Checkpoint>>,
     /// Every actor to stop when the crawl is over.
     pub shutdown: Vec<Recipient<Shutdown>>,
 }
@@ -159,12 +163,26 @@ impl Handler<Idle> for Engine {
             return;
         }
         self.finishing = true;
-        self.links
-            .close
-            .send(ClosePipelines)
-            .into_actor(self)
-            .map(|_, act, ctx| act.finish(ctx))
-            .wait(ctx);
+        let close = self.links.close.send(ClosePipelines);
+        let checkpoint = self.links.checkpoint.clone();
+        let log = self.log.clone();
+        async move {
+            let _ = close.await;
+            // The last checkpoint: every completion and the final stats
+            // (or, after a stop, the requests left to resume).
+            if let Some(checkpoint) = checkpoint {
+                match checkpoint.send(Checkpoint).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        error!(log, "final checkpoint failed"; "error" => %e);
+                    }
+                    Err(e) => error!(log, "final checkpoint: scheduler gone"; "error" => %e),
+                }
+            }
+        }
+        .into_actor(self)
+        .map(|_, act, ctx| act.finish(ctx))
+        .wait(ctx);
     }
 }
 
@@ -193,6 +211,29 @@ where
         }
         done
     })
+}
+
+impl Handler<Checkpoint> for Engine {
+    type Result = ResponseFuture<Result<CheckpointInfo, Error>>;
+
+    fn handle(&mut self, msg: Checkpoint, _: &mut Self::Context) -> Self::Result {
+        let Some(to) = self.links.checkpoint.clone() else {
+            return Box::pin(async {
+                Err(Error::new(
+                    Stage::Control,
+                    ErrorKind::IllegalState("the crawl has no job directory".into()),
+                ))
+            });
+        };
+        Box::pin(async move {
+            to.send(msg).await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    Stage::Control,
+                    ErrorKind::IllegalState("cannot checkpoint: the crawl has finished".into()),
+                ))
+            })
+        })
+    }
 }
 
 impl Handler<Pause> for Engine {
@@ -344,6 +385,7 @@ mod tests {
             },
             force: ctrl.clone().recipient(),
             close: close.unwrap_or_else(|| ctrl.clone().recipient()),
+            checkpoint: None,
             shutdown: vec![ctrl.clone().recipient(), other.clone().recipient()],
         };
         // The accounting needs the engine's address before the engine

@@ -3,6 +3,7 @@
 //! BurntSushi's crates.
 
 mod crawl;
+mod durable;
 mod fixture;
 mod flask_target;
 mod html;

@@ -19,6 +19,7 @@
 //! wakes it too. With robots.txt obedience on, a request is checked just
 //! before dispatch ([`robots`]).
 
+pub mod durable;
 pub mod robots;
 pub mod slots;
 
@@ -36,13 +37,16 @@ use crate::accounting::Accounting;
 use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
+use crate::events::CrawlEvent;
 use crate::http::thread_client;
+use crate::jobdir::{CheckpointInfo, WriteCheckpoint};
 use crate::messages::{
-    deliver, Check, Completed, Dispatch, Drain, Enqueue, ForceStop, Pause, Pop, Push, Released,
-    Requeue, Resume, Shutdown, Stop,
+    deliver, Check, Checkpoint, Completed, Dispatch, Drain, Enqueue, FlushPipelines, ForceStop,
+    Pause, Pop, Push, Released, Requeue, Resume, Shutdown, Stop,
 };
 use crate::spider::{Callback, StartRequests};
 use crate::stats::{Counter, Stats};
+use durable::{Durable, Waiter};
 use robots::{RobotsCache, Verdict};
 use slots::{SlotConfig, Slots};
 
@@ -172,6 +176,13 @@ pub struct Scheduler<C: Callback> {
     wake: Option<(Instant, SpawnHandle)>,
     /// Running, paused or stopping.
     state: State,
+    /// Checkpoint bookkeeping, when the crawl has a job directory.
+    durable: Option<Durable<C>>,
+    /// Start requests pulled so far (over every run of a job).
+    starts_pulled: u64,
+    /// Requests restored from the job directory, queued when the actor
+    /// starts.
+    restored: Vec<Context<C>>,
     /// Ties the actor to its callback type.
     _callback: PhantomData<fn() -> C>,
 }
@@ -213,8 +224,37 @@ impl<C: Callback> Scheduler<C> {
             changed: false,
             wake: None,
             state: State::Running,
+            durable: None,
+            starts_pulled: 0,
+            restored: Vec::new(),
             _callback: PhantomData,
         }
+    }
+
+    /// Checkpoints to a job directory through `store`, flushing the
+    /// pipelines first; `starts_pulled` start requests were consumed by
+    /// earlier runs (the iterator given to `new` already skips them).
+    pub(crate) fn with_job(
+        mut self,
+        store: Recipient<WriteCheckpoint<C>>,
+        flush: Option<Recipient<FlushPipelines>>,
+        events: tokio::sync::broadcast::Sender<CrawlEvent>,
+        policy: durable::CheckpointPolicy,
+        starts_pulled: u64,
+    ) -> Self {
+        let starts = crate::jobdir::StartsState {
+            pulled: starts_pulled,
+            exhausted: false,
+        };
+        self.durable = Some(Durable::new(store, flush, events, policy, starts));
+        self.starts_pulled = starts_pulled;
+        self
+    }
+
+    /// Queues these requests (pending in the job directory) on start.
+    pub(crate) fn with_restored(mut self, pending: Vec<Context<C>>) -> Self {
+        self.restored = pending;
+        self
     }
 
     /// Applies the admission policies, then runs requests through the dupe
@@ -227,7 +267,7 @@ impl<C: Callback> Scheduler<C> {
             Some(_) => batch.into_iter().partition(|c| c.request.dont_filter),
         };
         if !free.is_empty() {
-            self.admit(free);
+            self.admit(free, false);
         }
         let Some(dupe) = self.links.dupe.clone() else {
             return;
@@ -237,6 +277,7 @@ impl<C: Callback> Scheduler<C> {
         }
         let n = check.len();
         self.checking += n;
+        let seq = self.durable.as_mut().map(Durable::check_sent);
         dupe.send(Check { batch: check })
             .into_actor(self)
             .map(move |res, act, ctx| {
@@ -246,13 +287,16 @@ impl<C: Callback> Scheduler<C> {
                         act.stats
                             .add(Counter::DupeFiltered, checked.duplicates as u64);
                         act.accounting.close(checked.duplicates);
-                        act.admit(checked.accepted);
+                        act.admit(checked.accepted, true);
                     }
                     Err(e) => {
                         error!(act.log, "dupe filter unreachable; requests lost"; "count" => n, "error" => %e);
                         act.stats.add(Counter::LostMessages, n as u64);
                         act.accounting.close(n);
                     }
+                }
+                if let (Some(d), Some(seq)) = (act.durable.as_mut(), seq) {
+                    d.check_returned(seq);
                 }
                 act.pump(ctx);
             })
@@ -293,10 +337,16 @@ impl<C: Callback> Scheduler<C> {
 
     /// Queues accepted requests (when stopping, counts them enqueued and
     /// unprocessed instead, so `enqueued = dequeued + unprocessed` holds).
-    fn admit(&mut self, batch: Vec<Context<C>>) {
+    /// With a job directory they are recorded first (`bloom`: their
+    /// fingerprints went into the Bloom filter), so a stopped crawl resumes
+    /// them.
+    fn admit(&mut self, batch: Vec<Context<C>>, bloom: bool) {
         let n = batch.len();
         if n == 0 {
             return;
+        }
+        if let Some(d) = self.durable.as_mut() {
+            d.added(&batch, bloom);
         }
         self.stats.add(Counter::Enqueued, n as u64);
         if let Some(depth) = batch.iter().map(|c| c.request.depth).max() {
@@ -362,6 +412,7 @@ impl<C: Callback> Scheduler<C> {
             }
         };
         let batch: Vec<_> = batch.into_iter().map(|r| Context::new(r, None)).collect();
+        self.starts_pulled += batch.len() as u64;
         self.accounting.open(batch.len());
         if exhausted {
             self.starts = None;
@@ -369,6 +420,11 @@ impl<C: Callback> Scheduler<C> {
             self.accounting.close(1);
         }
         self.accept(batch, ctx);
+        // After the batch's dupe check is sent: the position is recorded
+        // once the accepted ones are.
+        if let Some(d) = self.durable.as_mut() {
+            d.starts(self.starts_pulled, exhausted);
+        }
         true
     }
 
@@ -550,6 +606,9 @@ impl<C: Callback> Scheduler<C> {
                 debug!(self.log, "forbidden by robots.txt"; "url" => %c.request.url);
                 self.stats.add_named("robotstxt/forbidden", 1);
                 self.accounting.close(1);
+                if let Some(d) = self.durable.as_mut() {
+                    d.completed(c.id);
+                }
                 None
             }
             Verdict::Pending { fetch } => {
@@ -624,6 +683,72 @@ impl<C: Callback> Scheduler<C> {
             .spawn(ctx);
     }
 
+    /// Writes a checkpoint of what changed (flushing the pipelines first,
+    /// so no completed request's items are only in memory). One write at a
+    /// time: a checkpoint asked for during a write follows it. `waiter`
+    /// gets the result of the write that covers everything up to now.
+    fn checkpoint(&mut self, ctx: &mut actix::Context<Self>, waiter: Option<Waiter>, force: bool) {
+        let Some(d) = self.durable.as_mut() else {
+            if let Some(w) = waiter {
+                let _ = w.send(Err(Error::new(
+                    Stage::Control,
+                    ErrorKind::IllegalState("the crawl has no job directory".into()),
+                )));
+            }
+            return;
+        };
+        d.next_waiters.extend(waiter);
+        if d.writing {
+            d.again = true;
+            return;
+        }
+        let force = force || !d.next_waiters.is_empty();
+        let Some(delta) = d.take(self.stats.snapshot(), force) else {
+            return;
+        };
+        d.writing = true;
+        let waiters = std::mem::take(&mut d.next_waiters);
+        let (flush, store) = (d.flush.clone(), d.store.clone());
+        let write = async move {
+            if let Some(flush) = flush {
+                // A closed or gone stage has nothing left to flush.
+                let _ = flush.send(FlushPipelines).await;
+            }
+            match store.send(WriteCheckpoint { delta }).await {
+                Ok(res) => res,
+                Err(e) => Err(Error::new(
+                    Stage::Control,
+                    ErrorKind::IllegalState(format!("job store unreachable: {e}")),
+                )),
+            }
+        };
+        write
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let Some(d) = act.durable.as_mut() else { return };
+                d.writing = false;
+                match &res {
+                    Ok(info) => {
+                        act.stats.add_named("jobdir/checkpoints", 1);
+                        debug!(act.log, "checkpoint written"; "sequence" => info.sequence,
+                            "pending" => info.pending, "completed" => info.completed,
+                            "log_bytes" => info.log_bytes);
+                        let _ = d.events.send(CrawlEvent::Checkpointed { info: info.clone() });
+                    }
+                    Err(e) => {
+                        error!(act.log, "checkpoint failed; retried with the next one"; "error" => %e);
+                        act.stats.add_named("jobdir/checkpoint_errors", 1);
+                        let _ = d.events.send(CrawlEvent::error(e));
+                    }
+                }
+                answer(waiters, res);
+                if std::mem::take(&mut d.again) || d.due() {
+                    act.checkpoint(ctx, None, false);
+                }
+            })
+            .spawn(ctx);
+    }
+
     /// Counts `n` accepted requests that will never be dispatched, and
     /// closes their work.
     fn unprocessed(&mut self, n: usize) {
@@ -652,6 +777,18 @@ impl<C: Callback> Actor for Scheduler<C> {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let restored = std::mem::take(&mut self.restored);
+        if !restored.is_empty() {
+            // Pending in the job directory: already recorded and through
+            // the dupe filter; enqueued again in this run.
+            info!(self.log, "resuming requests from the job directory"; "count" => restored.len());
+            self.accounting.open(restored.len());
+            self.stats.add(Counter::Enqueued, restored.len() as u64);
+            self.push(restored);
+        }
+        if let Some(d) = &self.durable {
+            ctx.run_interval(d.policy.every, |act, ctx| act.checkpoint(ctx, None, false));
+        }
         self.pump(ctx);
     }
 }
@@ -676,6 +813,10 @@ impl<C: Callback> Handler<Requeue<C>> for Scheduler<C> {
         // Back in the scheduler's hands: enqueued again, as in Scrapy, so
         // `enqueued = dequeued + unprocessed` (+ robots-forbidden) holds.
         self.stats.add(Counter::Enqueued, n as u64);
+        if let Some(d) = self.durable.as_mut() {
+            // Their attempt and retry counts changed.
+            d.added(&msg.batch, false);
+        }
         if self.state == State::Stopping {
             self.unprocessed(n);
         } else if let Some(delay) = msg.delay {
@@ -710,8 +851,15 @@ impl<C: Callback> Handler<Completed> for Scheduler<C> {
 
     fn handle(&mut self, msg: Completed, ctx: &mut Self::Context) {
         if !self.in_flight.remove(&msg.id) {
-            // Abandoned by a forced stop: already counted and closed.
+            // Abandoned by a forced stop: already counted and closed (and
+            // still pending in the job directory).
             return;
+        }
+        if let Some(d) = self.durable.as_mut() {
+            d.completed(msg.id);
+            if d.due() {
+                self.checkpoint(ctx, None, false);
+            }
         }
         self.accounting.close(1);
         self.unstall();
@@ -819,6 +967,40 @@ impl<C: Callback> Handler<ForceStop> for Scheduler<C> {
             self.unprocessed(abandoned);
             self.publish_gauges();
         }
+    }
+}
+
+impl<C: Callback> Handler<Checkpoint> for Scheduler<C> {
+    type Result = ResponseFuture<Result<CheckpointInfo, Error>>;
+
+    fn handle(&mut self, _: Checkpoint, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.checkpoint(ctx, Some(tx), true);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    Stage::Control,
+                    ErrorKind::IllegalState("the crawl has finished".into()),
+                ))
+            })
+        })
+    }
+}
+
+/// Gives every waiter the result of a checkpoint write (copies of the error
+/// beyond the first).
+fn answer(waiters: Vec<Waiter>, res: Result<CheckpointInfo, Error>) {
+    let copy = res
+        .as_ref()
+        .cloned()
+        .map_err(|e| (e.stage(), e.to_string()));
+    let mut res = Some(res);
+    for w in waiters {
+        let r = res.take().unwrap_or_else(|| {
+            copy.clone()
+                .map_err(|(stage, msg)| Error::new(stage, ErrorKind::Backend(msg)))
+        });
+        let _ = w.send(r);
     }
 }
 

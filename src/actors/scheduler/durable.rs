@@ -1,0 +1,275 @@
+//! The Scheduler's side of a job directory: what changed since the last
+//! checkpoint, and when a change may be written.
+//!
+//! A request is recorded *accepted* (with its full content) when it enters
+//! the queue, and *completed* when the Scheduler gets its `Completed`. The
+//! one ordering hazard is a parent's children still at the dupe filter
+//! when the parent completes: writing "parent completed" before "children
+//! accepted" would lose the children to a crash in between. So every
+//! `Check` batch gets a sequence number, and a completion (or a start-
+//! request position) waits until every check sent before it has come back
+//! and its accepted requests are recorded. Checks are quick, so the wait
+//! is short; it never blocks the crawl, only the bookkeeping.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use actix::Recipient;
+use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::events::CrawlEvent;
+use crate::jobdir::{CheckpointInfo, Delta, StartsState, WriteCheckpoint};
+use crate::messages::FlushPipelines;
+use crate::spider::Callback;
+use crate::stats::StatsSnapshot;
+
+/// How often a crawl with a job directory checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// At least this often (default 10 s).
+    pub every: Duration,
+    /// And whenever this many requests completed since the last one
+    /// (default 1,000).
+    pub every_requests: usize,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            every: Duration::from_secs(10),
+            every_requests: 1000,
+        }
+    }
+}
+
+/// A change that must wait for earlier dupe checks.
+enum Waiting {
+    Done(Uuid),
+    Starts(StartsState),
+}
+
+/// Answers for those who asked for a checkpoint.
+pub(crate) type Waiter = oneshot::Sender<Result<CheckpointInfo, Error>>;
+
+/// Checkpoint state of a Scheduler whose crawl has a job directory.
+pub(crate) struct Durable<C: Callback> {
+    /// The JobStore.
+    pub store: Recipient<WriteCheckpoint<C>>,
+    /// The PipelineStage: flushed before a checkpoint records completions.
+    pub flush: Option<Recipient<FlushPipelines>>,
+    /// Lifecycle events (`Checkpointed`).
+    pub events: broadcast::Sender<CrawlEvent>,
+    /// When to checkpoint.
+    pub policy: CheckpointPolicy,
+    /// Accepted since the last checkpoint.
+    added: Vec<(Context<C>, bool)>,
+    /// Completed since the last checkpoint (released by the watermark).
+    done: Vec<Uuid>,
+    /// Start-request position, as far as it is safe to record.
+    starts: StartsState,
+    /// Whether `starts` changed since the last checkpoint.
+    starts_changed: bool,
+    /// The sequence number of the next `Check` batch.
+    next_check: u64,
+    /// Checks sent and not answered.
+    outstanding: BTreeSet<u64>,
+    /// Changes waiting for the checks sent before them (the last check
+    /// sent at the time, and the change), oldest first.
+    waiting: VecDeque<(u64, Waiting)>,
+    /// Counters of the last checkpoint written, to skip empty ones.
+    last_stats: Option<StatsSnapshot>,
+    /// A write is under way.
+    pub writing: bool,
+    /// Another checkpoint was asked for while writing.
+    pub again: bool,
+    /// Waiting for the next write to end.
+    pub next_waiters: Vec<Waiter>,
+}
+
+impl<C: Callback> Durable<C> {
+    pub(crate) fn new(
+        store: Recipient<WriteCheckpoint<C>>,
+        flush: Option<Recipient<FlushPipelines>>,
+        events: broadcast::Sender<CrawlEvent>,
+        policy: CheckpointPolicy,
+        starts: StartsState,
+    ) -> Self {
+        Durable {
+            store,
+            flush,
+            events,
+            policy,
+            added: Vec::new(),
+            done: Vec::new(),
+            starts,
+            starts_changed: false,
+            next_check: 0,
+            outstanding: BTreeSet::new(),
+            waiting: VecDeque::new(),
+            last_stats: None,
+            writing: false,
+            again: false,
+            next_waiters: Vec::new(),
+        }
+    }
+
+    /// Records requests entering the queue (`bloom`: their fingerprints
+    /// went into the Bloom filter).
+    pub(crate) fn added(&mut self, batch: &[Context<C>], bloom: bool) {
+        self.added.extend(batch.iter().map(|c| (c.clone(), bloom)));
+    }
+
+    /// A `Check` batch is sent: its sequence number.
+    pub(crate) fn check_sent(&mut self) -> u64 {
+        let seq = self.next_check;
+        self.next_check += 1;
+        self.outstanding.insert(seq);
+        seq
+    }
+
+    /// The answer to check `seq` came back and its accepted requests are
+    /// recorded: releases what waited for it.
+    pub(crate) fn check_returned(&mut self, seq: u64) {
+        self.outstanding.remove(&seq);
+        let oldest = self.outstanding.first().copied();
+        while let Some((after, _)) = self.waiting.front() {
+            if oldest.is_some_and(|o| o <= *after) {
+                break;
+            }
+            let (_, change) = self.waiting.pop_front().expect("front exists");
+            self.apply(change);
+        }
+    }
+
+    fn apply(&mut self, change: Waiting) {
+        match change {
+            Waiting::Done(id) => self.done.push(id),
+            Waiting::Starts(s) => {
+                self.starts = s;
+                self.starts_changed = true;
+            }
+        }
+    }
+
+    fn record(&mut self, change: Waiting) {
+        if self.outstanding.is_empty() {
+            self.apply(change);
+        } else {
+            // Every check sent so far must come back first.
+            self.waiting.push_back((self.next_check - 1, change));
+        }
+    }
+
+    /// A request completed.
+    pub(crate) fn completed(&mut self, id: Uuid) {
+        self.record(Waiting::Done(id));
+    }
+
+    /// The start requests were consumed this far.
+    pub(crate) fn starts(&mut self, pulled: u64, exhausted: bool) {
+        self.record(Waiting::Starts(StartsState { pulled, exhausted }));
+    }
+
+    /// Enough changed to checkpoint before the timer.
+    pub(crate) fn due(&self) -> bool {
+        self.done.len() >= self.policy.every_requests
+            || self.added.len() >= 10 * self.policy.every_requests.max(1)
+    }
+
+    /// The changes to write now, or `None` when nothing changed since the
+    /// last checkpoint (unless `force`).
+    pub(crate) fn take(&mut self, stats: StatsSnapshot, force: bool) -> Option<Delta<C>> {
+        let unchanged = self.added.is_empty()
+            && self.done.is_empty()
+            && !self.starts_changed
+            && self
+                .last_stats
+                .as_ref()
+                .is_some_and(|s| s.counters == stats.counters);
+        if unchanged && !force {
+            return None;
+        }
+        self.starts_changed = false;
+        self.last_stats = Some(stats.clone());
+        Some(Delta {
+            added: std::mem::take(&mut self.added),
+            done: std::mem::take(&mut self.done),
+            starts: self.starts,
+            stats,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::test_support::{req, Cb};
+    use actix::Actor;
+
+    struct Sink;
+    impl actix::Actor for Sink {
+        type Context = actix::Context<Self>;
+    }
+    impl actix::Handler<WriteCheckpoint<Cb>> for Sink {
+        type Result = Result<CheckpointInfo, Error>;
+        fn handle(&mut self, _: WriteCheckpoint<Cb>, _: &mut Self::Context) -> Self::Result {
+            Ok(CheckpointInfo::default())
+        }
+    }
+
+    fn durable() -> Durable<Cb> {
+        Durable::new(
+            Sink.start().recipient(),
+            None,
+            broadcast::channel(4).0,
+            CheckpointPolicy::default(),
+            StartsState::default(),
+        )
+    }
+
+    fn stats(n: u64) -> StatsSnapshot {
+        let mut s = StatsSnapshot::default();
+        s.counters.insert("x".into(), n);
+        s
+    }
+
+    #[actix::test]
+    async fn a_completion_waits_for_checks_sent_before_it() {
+        let mut d = durable();
+        let parent = Uuid::new_v4();
+        let child = Context::new(req("http://h/child"), Some(parent));
+        let first = d.check_sent();
+        d.completed(parent);
+        let later = d.check_sent();
+        let before = d.take(stats(1), false).unwrap();
+        assert!(before.done.is_empty(), "recorded before its children");
+
+        // The later check comes back first: the completion still waits.
+        d.check_returned(later);
+        assert!(d.take(stats(2), false).unwrap().done.is_empty());
+        d.added(std::slice::from_ref(&child), true);
+        d.check_returned(first);
+        let after = d.take(stats(3), false).unwrap();
+        assert_eq!(after.done, [parent]);
+        assert_eq!(after.added.len(), 1);
+        assert_eq!(after.added[0].0.id, child.id);
+    }
+
+    #[actix::test]
+    async fn start_positions_wait_too_and_empty_checkpoints_are_skipped() {
+        let mut d = durable();
+        let seq = d.check_sent();
+        d.starts(256, false);
+        assert_eq!(d.take(stats(1), false).unwrap().starts.pulled, 0);
+        d.check_returned(seq);
+        assert_eq!(d.take(stats(1), false).unwrap().starts.pulled, 256);
+        assert!(d.take(stats(1), false).is_none(), "nothing changed");
+        assert!(d.take(stats(2), false).is_some(), "the stats changed");
+        assert!(d.take(stats(2), true).is_some(), "forced");
+        d.completed(Uuid::new_v4());
+        assert_eq!(d.take(stats(2), false).unwrap().done.len(), 1);
+    }
+}
