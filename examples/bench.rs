@@ -11,7 +11,7 @@
 //! # Serve the site in-process (127.0.0.1, ephemeral port, own thread and
 //! # actix system), crawl it, print one JSON line:
 //! cargo run --release --example bench -- --pages 10000
-//! {"pages":10000,"seconds":1.234,"pages_per_sec":8103.7,"peak_rss_mb":31.2}
+//! {"pages":10000,"seconds":1.234,"pages_per_sec":8103.7,"peak_rss_mb":31.2,"resumed":false}
 //!
 //! # Only serve the site (same generator, --pages sets its size) until killed:
 //! cargo run --release --example bench -- --serve-only --port 18080 --pages 2000
@@ -21,6 +21,12 @@
 //!
 //! # Crawl settings, passed to the builder:
 //! cargo run --release --example bench -- --pages 50000 --concurrency 64 --downloaders 2
+//!
+//! # A durable crawl: state checkpointed in DIR. Kill it (even with
+//! # SIGKILL) and run the same command again: it resumes from DIR.
+//! cargo run --release --example bench -- --url http://127.0.0.1:18080/ --job-dir /tmp/job
+//! # What the serving process saw over all runs (pages fetched, repeats):
+//! curl http://127.0.0.1:18080/_bench/coverage
 //! ```
 //!
 //! The crawl runs with de-duplication on, one download middleware (it sets
@@ -28,9 +34,10 @@
 //! the spider emits one item per page and follows every same-host `a[href]`.
 //!
 //! Output: exactly one JSON line on stdout, `pages` being the responses with
-//! status 200 (from the crawl's final stats), `seconds` the wall time from
-//! starting the crawl to its final stats, and `peak_rss_mb` the process's
-//! `VmHWM` from `/proc/self/status` (server included, in-process).
+//! status 200 this run (from the crawl's stats), `seconds` the wall time from
+//! starting the crawl to its final stats, `peak_rss_mb` the process's
+//! `VmHWM` from `/proc/self/status` (server included, in-process), and
+//! `resumed` whether the run continued a job found in `--job-dir`.
 //!
 //! The run is also a correctness check. In-process, the server records
 //! which pages were fetched: unless every page was fetched exactly once
@@ -38,7 +45,11 @@
 //! page gave one item, and no error was counted, the JSON line is still
 //! printed, then the reasons on stderr, and the exit code is 1. With `--url`
 //! the check is that every request got a 200 answer (no redirect, no error
-//! status, no failure) and gave one item. Setup errors exit with code 2.
+//! status, no failure) and gave one item. A resumed run is checked on what
+//! it did itself (its stats continue the earlier runs'), and in-process
+//! the site's coverage is only checked when the run did not resume: the
+//! earlier runs' fetches went to another process's server. Setup errors
+//! exit with code 2.
 //!
 //! The dupe filter keeps the builder's default Bloom sizing (about a million
 //! URLs at a 0.001 false-positive rate); far past that, a false positive can
@@ -46,6 +57,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,6 +107,10 @@ struct Args {
     /// Downloader actors, each on its own thread.
     #[arg(long, default_value_t = 2)]
     downloaders: usize,
+    /// Persist the crawl in this job directory, and resume the job it
+    /// holds.
+    #[arg(long, conflicts_with = "serve_only")]
+    job_dir: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------
@@ -264,7 +280,27 @@ impl Site {
     }
 }
 
+/// What the server saw, for `GET /_bench/coverage`.
+#[derive(Serialize)]
+struct Coverage {
+    pages: u64,
+    fetched: u64,
+    repeats: u64,
+    never_fetched: Vec<u64>,
+    not_pages: u64,
+}
+
 async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
+    if req.path() == "/_bench/coverage" {
+        let (fetched, never_fetched) = site.coverage();
+        return HttpResponse::Ok().json(Coverage {
+            pages: site.pages,
+            fetched,
+            repeats: site.repeats.load(Ordering::Relaxed),
+            never_fetched,
+            not_pages: site.misses.load(Ordering::Relaxed),
+        });
+    }
     let n = match req.path() {
         "/" => Some(0),
         path => path
@@ -414,8 +450,28 @@ impl Pipeline for CountItems {
 /// What a crawl produced.
 struct Outcome {
     stats: StatsSnapshot,
+    /// The stats when it started: zero, or the earlier runs' when resumed.
+    before: StatsSnapshot,
+    resumed: bool,
     seconds: f64,
     items: u64,
+}
+
+impl Outcome {
+    /// A counter's growth during this run.
+    fn this_run(&self, c: Counter) -> u64 {
+        self.stats.counter(c) - self.before.counter(c)
+    }
+
+    /// Responses with status 200 this run.
+    fn ok(&self) -> u64 {
+        self.stats.status_count(200) - self.before.status_count(200)
+    }
+
+    /// Errors counted this run.
+    fn errors(&self) -> u64 {
+        self.stats.error_count() - self.before.error_count()
+    }
 }
 
 async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
@@ -424,21 +480,33 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
         start: Request::try_from_url(start)?,
         links: Selector::parse("a[href]").expect("a valid selector"),
     };
-    let crawler = Crawler::builder(spider)
+    let mut builder = Crawler::builder(spider)
         .concurrency(args.concurrency)
         .downloaders(args.downloaders)
         .dedupe(true)
         .middleware(Mark)
-        .pipeline(CountItems(items.clone()))
-        .build()?;
+        .pipeline(CountItems(items.clone()));
+    if let Some(dir) = &args.job_dir {
+        builder = builder.job_dir(dir);
+    }
+    let crawler = builder.build()?;
     let started = Instant::now();
     let crawl = crawler.start()?;
+    let before = crawl.stats();
+    if let Some(r) = crawl.resumed() {
+        eprintln!(
+            "bench: resuming: {} requests pending, {} completed by earlier runs",
+            r.pending, r.completed
+        );
+    }
     // Ctrl-C stops the crawl gracefully (a second one forces it).
     crawl.stop_on_signals()?;
     let stats = crawl.join().await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Outcome {
         stats,
+        before,
+        resumed: crawl.resumed().is_some(),
         seconds,
         items: items.load(Ordering::Relaxed),
     })
@@ -447,39 +515,39 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
 /// Problems every crawl must be free of, whatever the site.
 fn crawl_problems(out: &Outcome, problems: &mut Vec<String>) {
     let s = &out.stats;
-    if s.error_count() != 0 {
+    if out.errors() != 0 {
         problems.push(format!(
             "{} errors counted (downloader/exception_count {}, httperror/response_ignored_count {}, spider_exceptions {}, item_error_count {})",
-            s.error_count(),
-            s.counter(Counter::ExceptionCount),
-            s.counter(Counter::HttpErrorIgnored),
-            s.counter(Counter::SpiderExceptions),
-            s.counter(Counter::ItemError),
+            out.errors(),
+            out.this_run(Counter::ExceptionCount),
+            out.this_run(Counter::HttpErrorIgnored),
+            out.this_run(Counter::SpiderExceptions),
+            out.this_run(Counter::ItemError),
         ));
     }
     for c in [Counter::RequestFailures, Counter::LostMessages] {
-        if s.counter(c) != 0 {
-            problems.push(format!("{} is {}", c.name(), s.counter(c)));
+        if out.this_run(c) != 0 {
+            problems.push(format!("{} is {}", c.name(), out.this_run(c)));
         }
     }
     if s.finish_reason.as_deref() != Some("finished") {
         problems.push(format!("finish_reason is {:?}", s.finish_reason));
     }
-    let ok = s.status_count(200);
+    let ok = out.ok();
     for c in [Counter::RequestCount, Counter::ResponseCount] {
-        if s.counter(c) != ok {
+        if out.this_run(c) != ok {
             problems.push(format!(
-                "{} is {} but {ok} responses had status 200",
+                "{} grew by {} but {ok} responses had status 200",
                 c.name(),
-                s.counter(c)
+                out.this_run(c)
             ));
         }
     }
-    if out.items != ok || s.counter(Counter::ItemScraped) != ok {
+    if out.items != ok || out.this_run(Counter::ItemScraped) != ok {
         problems.push(format!(
-            "{} items counted by the pipeline, item_scraped_count {}, for {ok} pages",
+            "{} items counted by the pipeline, item_scraped_count grew by {}, for {ok} pages",
             out.items,
-            s.counter(Counter::ItemScraped)
+            out.this_run(Counter::ItemScraped)
         ));
     }
 }
@@ -515,7 +583,7 @@ fn site_problems(site: &Site, out: &Outcome, problems: &mut Vec<String>) {
             "{unmarked} requests without the {MARK_HEADER} header"
         ));
     }
-    let ok = out.stats.status_count(200);
+    let ok = out.ok();
     if ok != site.pages {
         problems.push(format!(
             "{ok} responses with status 200 for a site of {} pages",
@@ -531,6 +599,7 @@ struct Line {
     seconds: f64,
     pages_per_sec: f64,
     peak_rss_mb: Option<f64>,
+    resumed: bool,
 }
 
 /// The process's peak resident set size (`VmHWM`), in MB.
@@ -547,12 +616,13 @@ fn round(x: f64, decimals: i32) -> f64 {
 }
 
 fn report(out: &Outcome, problems: &[String]) -> ExitCode {
-    let pages = out.stats.status_count(200);
+    let pages = out.ok();
     let line = Line {
         pages,
         seconds: round(out.seconds, 3),
         pages_per_sec: round(pages as f64 / out.seconds, 1),
         peak_rss_mb: peak_rss_mb().map(|mb| round(mb, 1)),
+        resumed: out.resumed,
     };
     let mut stdout = std::io::stdout().lock();
     let json = serde_json::to_string(&line).expect("the line serialises");
@@ -619,6 +689,10 @@ async fn main() -> ExitCode {
     };
     let mut problems = Vec::new();
     crawl_problems(&out, &mut problems);
-    site_problems(&site, &out, &mut problems);
+    if out.resumed {
+        eprintln!("bench: resumed run: the site's coverage is not checked (earlier runs fetched from another server)");
+    } else {
+        site_problems(&site, &out, &mut problems);
+    }
     report(&out, &problems)
 }

@@ -22,17 +22,25 @@ pub struct Context<C> {
     pub request: Request<C>,
     /// The request whose response or failure emitted this one (none for
     /// start requests): the lineage a log reader follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Uuid>,
     /// How many times this request was handed to a downloader; 1 on its
     /// first download.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
     /// How many times the retry policy re-queued this request after a
     /// retryable failure.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
     /// How many times a downloader crashed while holding this request; past
     /// the crawl's limit the request fails instead of being re-queued, so a
     /// request that always crashes cannot loop forever.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub crashes: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl<C> Context<C> {

@@ -125,7 +125,7 @@ impl<C> Default for Delta<C> {
 #[serde(bound = "C: Callback")]
 struct Added<C> {
     ctx: Context<C>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     bloom: bool,
 }
 

@@ -22,18 +22,27 @@ use crate::spider::Callback;
 /// Fields are public so download middlewares can rewrite them; the
 /// constructors check the URL, so a `Request` always holds an absolute
 /// `http` or `https` URL.
+///
+/// Serialised (in job directories, say), fields left at their defaults are
+/// omitted and read back as those defaults.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(bound = "C: Callback")]
 pub struct Request<C> {
     /// The absolute URL, query parameters included.
     pub url: Url,
     /// The HTTP method.
-    #[serde(with = "method_serde")]
+    #[serde(
+        with = "method_serde",
+        default = "method_serde::get",
+        skip_serializing_if = "method_serde::is_get"
+    )]
     pub method: Method,
     /// Headers in the order given; a name may repeat. Part of the
     /// fingerprint, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
     /// The body, sent as is (the fingerprint reads it without consuming it).
+    #[serde(default, skip_serializing_if = "Bytes::is_empty")]
     pub body: Bytes,
     /// An HTTP proxy to send this request through
     /// (`http://user:pass@host:port`, credentials percent-encoded; port 80
@@ -42,15 +51,23 @@ pub struct Request<C> {
     /// refuses the tunnel fails the request with a clear error; it is never
     /// sent directly. `None` connects directly, or through the environment's
     /// proxy when `CrawlerBuilder::proxy_from_env` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
     /// Cookies sent with this request only, as name/value pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cookies: Vec<(String, String)>,
     /// Free-form data that travels with the request to its response.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub meta: Map<String, Value>,
     /// Whether a 3xx answer may be followed (when the crawl follows
     /// redirects); if not, the 3xx response reaches the parse callback.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub allow_redirects: bool,
     /// The most redirects followed for this request (see `allow_redirects`).
+    #[serde(
+        default = "default_max_redirects",
+        skip_serializing_if = "is_default_max_redirects"
+    )]
     pub max_redirects: u32,
     /// Which parse callback handles the response: a value of the spider's
     /// callback type, matched in `Spider::parse`.
@@ -58,15 +75,19 @@ pub struct Request<C> {
     /// A cap on concurrent downloads from this request's host, when it
     /// must be lower than the crawl's per-host concurrency (it then holds
     /// for the host's later requests too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_conns_per_host: Option<usize>,
     /// Statuses >= 400 that still go to the parse callback instead of the
     /// error handler.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_status: Vec<u16>,
     /// A timeout for this request's whole exchange, overriding the crawl's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// The largest body accepted for this request, after decompression,
     /// overriding the crawl's (`CrawlerBuilder::max_body`, default 64 MiB).
     /// `None` (the default) uses the crawl's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<usize>,
     /// A file to stream the body to, instead of holding it in memory: each
     /// (decoded) chunk is written as it arrives, the file is created or
@@ -75,12 +96,16 @@ pub struct Request<C> {
     /// the byte count (`body_len`). The size limit still applies (see
     /// `max_body`); a failure to write fails the request with
     /// `ErrorKind::BodyWrite`. `None` (the default) keeps the body in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_to: Option<PathBuf>,
     /// Skip the dupe filter for this request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dont_filter: bool,
     /// Higher runs earlier; equal priorities keep their arrival order.
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
     pub priority: i32,
     /// Hops from a start request (start requests have depth 0).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub depth: u32,
 }
 
@@ -116,7 +141,7 @@ impl<C: Callback> Request<C> {
             cookies: Vec::new(),
             meta: Map::new(),
             allow_redirects: true,
-            max_redirects: 20,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
             callback: C::default(),
             max_conns_per_host: None,
             allowed_status: Vec::new(),
@@ -269,9 +294,44 @@ fn invalid(url: &Url, reason: &str) -> Error {
 }
 
 /// Serde for `http::Method` as its upper-case name.
+/// Redirects followed per request unless set otherwise.
+const DEFAULT_MAX_REDIRECTS: u32 = 20;
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn default_max_redirects() -> u32 {
+    DEFAULT_MAX_REDIRECTS
+}
+
+fn is_default_max_redirects(n: &u32) -> bool {
+    *n == DEFAULT_MAX_REDIRECTS
+}
+
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 mod method_serde {
     use awc::http::Method;
     use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn get() -> Method {
+        Method::GET
+    }
+
+    pub fn is_get(m: &Method) -> bool {
+        m == Method::GET
+    }
 
     pub fn serialize<S: Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(m.as_str())
@@ -324,6 +384,24 @@ mod tests {
         assert_eq!(back, r);
         assert_eq!(back.method, Method::POST);
         assert_eq!(&back.body[..], b"body");
+    }
+
+    #[test]
+    fn defaults_are_left_out_and_read_back() {
+        let r = Request::<()>::get("http://h/p").unwrap();
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"url":"http://h/p","callback":null}"#);
+        let back: Request<()> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+
+        let mut r = r.dont_filter().priority(-2);
+        r.allow_redirects = false;
+        r.max_redirects = 3;
+        r.depth = 4;
+        r.timeout = Some(Duration::from_millis(1500));
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Request<()> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]
