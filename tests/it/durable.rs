@@ -360,3 +360,46 @@ async fn a_paused_crawl_loses_nothing_and_counts_the_same() {
     assert!(kinds.contains(&CrawlEvent::Resumed), "{kinds:?}");
     assert!(matches!(kinds.last(), Some(CrawlEvent::Finished { .. })));
 }
+
+#[actix::test]
+async fn a_forced_stop_keeps_the_request_in_flight_for_the_resume() {
+    let mut site = serve(3);
+    let dir = tempfile::tempdir().unwrap();
+    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
+        .job_dir(dir.path())
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    assert_eq!(site.arrival().await, "/gated/0");
+    crawl.stop().await.unwrap();
+    // The gate stays shut: the second stop abandons the request in flight.
+    crawl.stop().await.unwrap();
+    let first = crawl.join().await.unwrap();
+    assert_eq!(first.counter(Counter::Unprocessed), 1);
+    assert_eq!(first.counter(Counter::ResponseCount), 0);
+
+    site.open_gate();
+    let items = Collect::default();
+    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
+        .job_dir(dir.path())
+        .pipeline(items.clone())
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let resumed = crawl.resumed().unwrap().clone();
+    assert_eq!((resumed.pending, resumed.completed), (1, 0));
+    let s = crawl.join().await.unwrap();
+    assert_eq!(s.finish_reason.as_deref(), Some("finished"));
+    assert_eq!(
+        site.seen.hits("/gated/0"),
+        2,
+        "fetched again after the resume"
+    );
+    // Its links (children and home), once each.
+    assert_each_page_once(&site, 3);
+    let urls = item_urls(&items);
+    assert_eq!(urls.len(), 4);
+    assert!(urls.contains(&site.url("/gated/0")));
+}
