@@ -328,6 +328,10 @@ pub struct JobStore<C> {
     compact_min: u64,
     /// Checkpoints written by this run.
     sequence: u64,
+    /// Set when a delta could not be encoded: it can never be written, so
+    /// nothing after it may be either (the log must stay a prefix of what
+    /// happened); every later checkpoint fails with this reason.
+    poisoned: Option<String>,
     log: Logger,
     _callback: PhantomData<fn() -> C>,
 }
@@ -356,6 +360,7 @@ impl<C: Callback> JobStore<C> {
             backlog: Vec::new(),
             compact_min: COMPACT_MIN_BYTES,
             sequence: 0,
+            poisoned: None,
             log,
             _callback: PhantomData,
         };
@@ -389,6 +394,9 @@ impl<C: Callback> JobStore<C> {
 
     /// Encodes, appends and syncs one delta; compacts when the log is due.
     fn write(&mut self, delta: Delta<C>) -> Result<CheckpointInfo, Error> {
+        if let Some(reason) = &self.poisoned {
+            return Err(journal_error(self.journal.path(), reason.clone()));
+        }
         for (ctx, _) in &delta.added {
             self.pending.insert(ctx.id);
         }
@@ -408,8 +416,14 @@ impl<C: Callback> JobStore<C> {
             stats: delta.stats,
         };
         let mut payload = vec![DELTA];
-        serde_json::to_writer(&mut payload, &record)
-            .map_err(|e| journal_error(self.journal.path(), format!("encoding: {e}")))?;
+        if let Err(e) = serde_json::to_writer(&mut payload, &record) {
+            let reason = format!(
+                "a checkpoint cannot be encoded ({e}); no later checkpoint is written, \
+                 the job resumes from the last one"
+            );
+            self.poisoned = Some(reason.clone());
+            return Err(journal_error(self.journal.path(), reason));
+        }
         self.backlog.push(payload);
         while !self.backlog.is_empty() {
             self.journal.append(&self.backlog[0])?;
@@ -451,6 +465,8 @@ impl<C: Callback> JobStore<C> {
             }
             Err(e) => {
                 warn!(self.log, "job directory compaction failed; the log keeps growing"; "error" => %e);
+                // Not again before the log doubles once more.
+                self.base_len = self.journal.len_bytes();
                 false
             }
         }

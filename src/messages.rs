@@ -299,6 +299,16 @@ impl Message for FlushPipelines {
     type Result = ();
 }
 
+/// Scheduler → PipelineStage, before a job directory's checkpoint: run
+/// every pipeline's `checkpoint`; fails if one failed (or if the pipelines
+/// were closed and a `close` failed), so the checkpoint does not record
+/// completions whose items may not be durable.
+#[derive(Debug)]
+pub struct CheckpointPipelines;
+impl Message for CheckpointPipelines {
+    type Result = Result<(), Error>;
+}
+
 /// Engine → PipelineStage: run every pipeline's `close` (once).
 #[derive(Debug)]
 pub struct ClosePipelines;

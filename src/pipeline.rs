@@ -7,7 +7,9 @@
 //! error handler records it, counted in `item_error_count`). `open` runs
 //! before the first item and `close` after the last, exactly once each;
 //! `flush` runs periodically in between (every second by default), so a
-//! pipeline that batches can send a partial batch that has waited too long.
+//! pipeline that batches can send a partial batch that has waited too long;
+//! `checkpoint` runs before a job directory's checkpoint, to make every item
+//! received so far durable.
 
 use std::sync::Arc;
 
@@ -66,6 +68,15 @@ pub trait Pipeline: Send + 'static {
     /// Called periodically between items (the crawl's flush interval).
     async fn flush(&mut self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Called before a crawl with a job directory records as completed the
+    /// requests whose items this pipeline has received: make every item
+    /// received so far durable (send partial batches, sync files), or fail,
+    /// and those requests stay pending (fetched again on resume). Default:
+    /// [`flush`](Self::flush).
+    async fn checkpoint(&mut self) -> Result<(), Error> {
+        self.flush().await
     }
 
     /// Called once after the last item (flush batches, close files).

@@ -22,7 +22,8 @@ use slog::{debug, error, Logger};
 
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::messages::{
-    deliver, ClosePipelines, Completed, FlushPipelines, ProcessItems, Report, Shutdown,
+    deliver, CheckpointPipelines, ClosePipelines, Completed, FlushPipelines, ProcessItems, Report,
+    Shutdown,
 };
 use crate::pipeline::{Pipeline, PipelineContext, Verdict};
 use crate::stats::{Counter, Stats};
@@ -42,6 +43,8 @@ pub struct PipelineStage {
     pipelines: Vec<Box<dyn Pipeline>>,
     /// `close` has run; it must run once only.
     closed: bool,
+    /// Pipelines whose `close` failed (their last items may be lost).
+    close_failures: usize,
     /// Handed to every pipeline's `open`.
     context: PipelineContext,
     /// How often `flush` runs.
@@ -68,6 +71,7 @@ impl PipelineStage {
         PipelineStage {
             pipelines,
             closed: false,
+            close_failures: 0,
             context: PipelineContext {
                 spider,
                 stats: stats.clone(),
@@ -92,24 +96,28 @@ fn panicked(payload: &(dyn std::any::Any + Send)) -> Error {
 enum Hook {
     Open,
     Flush,
+    Checkpoint,
     Close,
 }
 
 impl PipelineStage {
     /// Runs `hook` on every pipeline in order (lending them to the future;
-    /// run it atomically), reporting each failure to the ErrorHandler.
-    fn run_hook(&mut self, hook: Hook) -> ResponseActFuture<Self, ()> {
+    /// run it atomically), reporting each failure to the ErrorHandler;
+    /// resolves to how many failed.
+    fn run_hook(&mut self, hook: Hook) -> ResponseActFuture<Self, usize> {
         let mut pipelines = std::mem::take(&mut self.pipelines);
         let report = self.links.report.clone();
         let stats = self.stats.clone();
         let context = self.context.clone();
         let log = self.log.clone();
         let run = async move {
+            let mut failed = 0;
             for p in pipelines.iter_mut() {
                 let hook_run = async {
                     match hook {
                         Hook::Open => p.open(&context).await,
                         Hook::Flush => p.flush().await,
+                        Hook::Checkpoint => p.checkpoint().await,
                         Hook::Close => p.close().await,
                     }
                 };
@@ -118,16 +126,18 @@ impl PipelineStage {
                     .await
                     .unwrap_or_else(|panic| Err(panicked(&*panic)));
                 if let Err(e) = result {
+                    failed += 1;
                     error!(log, "pipeline hook failed"; "pipeline" => p.name(),
                         "hook" => ?hook, "error" => %e);
                     let error = e.at(crate::error::Stage::Pipeline);
                     deliver(&report, Report { error, item: None }, &stats);
                 }
             }
-            pipelines
+            (pipelines, failed)
         };
-        Box::pin(run.into_actor(self).map(|pipelines, act, _| {
+        Box::pin(run.into_actor(self).map(|(pipelines, failed), act, _| {
             act.pipelines = pipelines;
+            failed
         }))
     }
 }
@@ -136,7 +146,7 @@ impl Actor for PipelineStage {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.wait(self.run_hook(Hook::Open));
+        ctx.wait(self.run_hook(Hook::Open).map(|_, _, _| ()));
         ctx.run_interval(self.flush_interval, |_, ctx| {
             ctx.notify(FlushPipelines);
         });
@@ -196,8 +206,37 @@ impl Handler<FlushPipelines> for PipelineStage {
         if self.closed {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
-        AtomicResponse::new(self.run_hook(Hook::Flush))
+        AtomicResponse::new(Box::pin(self.run_hook(Hook::Flush).map(|_, _, _| ())))
     }
+}
+
+impl Handler<CheckpointPipelines> for PipelineStage {
+    type Result = AtomicResponse<Self, Result<(), Error>>;
+
+    fn handle(&mut self, _: CheckpointPipelines, _: &mut Self::Context) -> Self::Result {
+        if self.closed {
+            let closed_ok = self.close_failures == 0;
+            return AtomicResponse::new(Box::pin(actix::fut::ready(if closed_ok {
+                Ok(())
+            } else {
+                Err(hooks_failed("close", self.close_failures))
+            })));
+        }
+        AtomicResponse::new(Box::pin(self.run_hook(Hook::Checkpoint).map(
+            |failed, _, _| match failed {
+                0 => Ok(()),
+                n => Err(hooks_failed("checkpoint", n)),
+            },
+        )))
+    }
+}
+
+/// The error of `n` failed pipeline hooks (each already reported).
+fn hooks_failed(hook: &str, n: usize) -> Error {
+    Error::new(
+        crate::error::Stage::Pipeline,
+        ErrorKind::Custom(format!("{n} pipeline {hook} hook(s) failed")),
+    )
 }
 
 impl Handler<ClosePipelines> for PipelineStage {
@@ -208,7 +247,11 @@ impl Handler<ClosePipelines> for PipelineStage {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
         self.closed = true;
-        AtomicResponse::new(self.run_hook(Hook::Close))
+        AtomicResponse::new(Box::pin(self.run_hook(Hook::Close).map(
+            |failed, act, _| {
+                act.close_failures = failed;
+            },
+        )))
     }
 }
 
@@ -307,6 +350,10 @@ mod tests {
                 .unwrap()
                 .push(format!("tail:{}", value["n"]));
             Ok(Verdict::Keep)
+        }
+        async fn flush(&mut self) -> Result<(), Error> {
+            self.journal.lock().unwrap().push("tail:flush".into());
+            Ok(())
         }
         async fn close(&mut self) -> Result<(), Error> {
             self.journal.lock().unwrap().push("tail:close".into());
@@ -475,6 +522,28 @@ mod tests {
         let report = expect_event!(out.into_iter().last().unwrap(), Event::Report(rep) => rep);
         assert!(matches!(report.error.kind(), ErrorKind::Custom(m) if m == "flush failed"));
         assert_eq!(report.error.stage(), Stage::Pipeline);
+    }
+
+    #[actix::test]
+    async fn a_checkpoint_fails_when_a_pipeline_cannot_make_its_items_durable() {
+        let r = rig(false);
+        // Tail's checkpoint is its flush (the default) and succeeds;
+        // Judge's checkpoint (default too) succeeds.
+        r.stage.send(CheckpointPipelines).await.unwrap().unwrap();
+        assert!(r.journal().contains(&"tail:flush".to_string()));
+        // Tail's close fails: a checkpoint after it must not claim the
+        // items are durable.
+        r.stage.send(ClosePipelines).await.unwrap();
+        let err = r
+            .stage
+            .send(CheckpointPipelines)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("1 pipeline close hook(s) failed"),
+            "{err}"
+        );
     }
 
     #[actix::test]

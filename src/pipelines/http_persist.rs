@@ -172,6 +172,12 @@ impl Pipeline for HttpPersist {
         }
     }
 
+    /// Sends the partial batch, however young: the checkpoint after it
+    /// records its items' requests completed.
+    async fn checkpoint(&mut self) -> Result<(), Error> {
+        self.send_batch().await
+    }
+
     async fn close(&mut self) -> Result<(), Error> {
         self.send_batch().await
     }

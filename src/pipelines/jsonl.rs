@@ -98,6 +98,17 @@ impl Pipeline for JsonLinesFile {
         Ok(())
     }
 
+    /// Writes out the buffer and syncs the file, so the lines outlive a
+    /// power loss as the checkpoint after them does.
+    async fn checkpoint(&mut self) -> Result<(), Error> {
+        self.flush().await?;
+        if let Some(out) = self.out.as_ref() {
+            let synced = out.get_ref().sync_data();
+            synced.map_err(|e| self.io_error(e))?;
+        }
+        Ok(())
+    }
+
     async fn close(&mut self) -> Result<(), Error> {
         self.flush().await?;
         self.out = None;

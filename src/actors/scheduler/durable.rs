@@ -22,7 +22,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::events::CrawlEvent;
 use crate::jobdir::{CheckpointInfo, Delta, StartsState, WriteCheckpoint};
-use crate::messages::FlushPipelines;
+use crate::messages::CheckpointPipelines;
 use crate::spider::Callback;
 use crate::stats::StatsSnapshot;
 
@@ -58,8 +58,9 @@ pub(crate) type Waiter = oneshot::Sender<Result<CheckpointInfo, Error>>;
 pub(crate) struct Durable<C: Callback> {
     /// The JobStore.
     pub store: Recipient<WriteCheckpoint<C>>,
-    /// The PipelineStage: flushed before a checkpoint records completions.
-    pub flush: Option<Recipient<FlushPipelines>>,
+    /// The PipelineStage: its pipelines make their items durable before a
+    /// checkpoint records completions.
+    pub flush: Option<Recipient<CheckpointPipelines>>,
     /// Lifecycle events (`Checkpointed`).
     pub events: broadcast::Sender<CrawlEvent>,
     /// When to checkpoint.
@@ -92,7 +93,7 @@ pub(crate) struct Durable<C: Callback> {
 impl<C: Callback> Durable<C> {
     pub(crate) fn new(
         store: Recipient<WriteCheckpoint<C>>,
-        flush: Option<Recipient<FlushPipelines>>,
+        flush: Option<Recipient<CheckpointPipelines>>,
         events: broadcast::Sender<CrawlEvent>,
         policy: CheckpointPolicy,
         starts: StartsState,
@@ -171,6 +172,20 @@ impl<C: Callback> Durable<C> {
     /// The start requests were consumed this far.
     pub(crate) fn starts(&mut self, pulled: u64, exhausted: bool) {
         self.record(Waiting::Starts(StartsState { pulled, exhausted }));
+    }
+
+    /// Puts back the changes of a checkpoint that was not written (the
+    /// pipelines could not make their items durable, or the store could
+    /// not take it): they go out with the next one, ahead of newer ones.
+    pub(crate) fn restore(&mut self, delta: Delta<C>) {
+        let mut added = delta.added;
+        added.append(&mut self.added);
+        self.added = added;
+        let mut done = delta.done;
+        done.append(&mut self.done);
+        self.done = done;
+        self.starts_changed = true;
+        self.last_stats = None;
     }
 
     /// Enough changed to checkpoint before the timer.
@@ -256,6 +271,27 @@ mod tests {
         assert_eq!(after.done, [parent]);
         assert_eq!(after.added.len(), 1);
         assert_eq!(after.added[0].0.id, child.id);
+    }
+
+    #[actix::test]
+    async fn an_unwritten_checkpoint_goes_out_with_the_next_one_first() {
+        let mut d = durable();
+        let (a, b) = (
+            Context::new(req("http://h/a"), None),
+            Context::new(req("http://h/b"), None),
+        );
+        d.added(std::slice::from_ref(&a), true);
+        d.completed(a.id);
+        let failed = d.take(stats(1), false).unwrap();
+        d.added(std::slice::from_ref(&b), true);
+        d.completed(b.id);
+        d.restore(failed);
+        let next = d
+            .take(stats(1), false)
+            .expect("restored changes are written");
+        let added: Vec<_> = next.added.iter().map(|(c, _)| c.id).collect();
+        assert_eq!(added, [a.id, b.id]);
+        assert_eq!(next.done, [a.id, b.id]);
     }
 
     #[actix::test]

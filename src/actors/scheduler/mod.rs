@@ -41,8 +41,8 @@ use crate::events::CrawlEvent;
 use crate::http::thread_client;
 use crate::jobdir::{CheckpointInfo, WriteCheckpoint};
 use crate::messages::{
-    deliver, Check, Checkpoint, Completed, Dispatch, Drain, Enqueue, FlushPipelines, ForceStop,
-    Pause, Pop, Push, Released, Requeue, Resume, Shutdown, Stop,
+    deliver, Check, Checkpoint, CheckpointPipelines, Completed, Dispatch, Drain, Enqueue,
+    ForceStop, Pause, Pop, Push, Released, Requeue, Resume, Shutdown, Stop,
 };
 use crate::spider::{Callback, StartRequests};
 use crate::stats::{Counter, Stats};
@@ -237,7 +237,7 @@ impl<C: Callback> Scheduler<C> {
     pub(crate) fn with_job(
         mut self,
         store: Recipient<WriteCheckpoint<C>>,
-        flush: Option<Recipient<FlushPipelines>>,
+        flush: Option<Recipient<CheckpointPipelines>>,
         events: tokio::sync::broadcast::Sender<CrawlEvent>,
         policy: durable::CheckpointPolicy,
         starts_pulled: u64,
@@ -711,22 +711,36 @@ impl<C: Callback> Scheduler<C> {
         let (flush, store) = (d.flush.clone(), d.store.clone());
         let write = async move {
             if let Some(flush) = flush {
-                // A closed or gone stage has nothing left to flush.
-                let _ = flush.send(FlushPipelines).await;
+                let flushed = flush.send(CheckpointPipelines).await.unwrap_or_else(|e| {
+                    Err(Error::new(
+                        Stage::Pipeline,
+                        ErrorKind::IllegalState(format!("pipeline stage unreachable: {e}")),
+                    ))
+                });
+                if let Err(e) = flushed {
+                    // Items may not be durable: record nothing now.
+                    return (Err(e), Some(delta));
+                }
             }
-            match store.send(WriteCheckpoint { delta }).await {
+            let res = match store.send(WriteCheckpoint { delta }).await {
                 Ok(res) => res,
+                // A dead store appends nothing more, so the log stays a
+                // consistent prefix.
                 Err(e) => Err(Error::new(
                     Stage::Control,
                     ErrorKind::IllegalState(format!("job store unreachable: {e}")),
                 )),
-            }
+            };
+            (res, None)
         };
         write
             .into_actor(self)
-            .map(move |res, act, ctx| {
+            .map(move |(res, unwritten), act, ctx| {
                 let Some(d) = act.durable.as_mut() else { return };
                 d.writing = false;
+                if let Some(delta) = unwritten {
+                    d.restore(delta);
+                }
                 match &res {
                     Ok(info) => {
                         act.stats.add_named("jobdir/checkpoints", 1);
