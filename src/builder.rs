@@ -441,39 +441,36 @@ impl<S: Spider> Crawler<S> {
         let stats = Arc::new(Stats::default());
         // A job directory is read before anything starts: a bad one fails
         // the start with nothing running.
-        let job = match &b.job_dir {
+        let (store, restored) = match &b.job_dir {
             Some(dir) => {
                 let sizing = b.builtin_bloom.then_some(BloomSizing {
                     capacity: b.bloom_capacity,
                     rate: b.bloom_rate,
                 });
                 let log = log.new(o!("actor" => "job_store"));
-                Some(JobStore::<S::Callback>::open(dir, sizing, log)?)
+                let (store, restored) = JobStore::<S::Callback>::open(dir, sizing, log)?;
+                (Some(store), restored)
             }
-            None => None,
+            None => (None, None),
         };
         let mut restored_pending = Vec::new();
         let mut resumed = None;
-        let mut starts_pulled = 0;
-        let mut skip_starts = false;
-        let job = job.map(|(store, restored)| {
-            if let Some(r) = restored {
-                if let Some(saved) = &r.stats {
-                    stats.restore(saved);
-                }
-                stats.add_named("jobdir/resumed", 1);
-                if let (Some(bloom), true) = (r.bloom, b.builtin_bloom) {
-                    b.dupe = Some(Box::new(bloom));
-                }
-                if !b.rerun_start_requests {
-                    starts_pulled = r.info.starts_pulled;
-                    skip_starts = r.info.starts_exhausted;
-                }
-                restored_pending = r.pending;
-                resumed = Some(r.info);
+        if let Some(r) = restored {
+            if let Some(saved) = &r.stats {
+                stats.restore(saved);
             }
-            store
-        });
+            stats.add_named("jobdir/resumed", 1);
+            if let (Some(bloom), true) = (r.bloom, b.builtin_bloom) {
+                b.dupe = Some(Box::new(bloom));
+            }
+            restored_pending = r.pending;
+            resumed = Some(r.info);
+        }
+        // The start requests earlier runs consumed.
+        let (starts_pulled, skip_starts) = match &resumed {
+            Some(r) if !b.rerun_start_requests => (r.starts_pulled, r.starts_exhausted),
+            _ => (0, false),
+        };
 
         let middlewares = Arc::new(Middlewares::new(b.middlewares));
         open_middlewares(&middlewares)?;
@@ -598,7 +595,7 @@ impl<S: Spider> Crawler<S> {
             shutdown.push(d.clone().recipient());
         }
         // Checkpoints are written (and synced) on a thread of their own.
-        let store = job.map(|store| {
+        let store = store.map(|store| {
             let arbiter = Arbiter::new();
             let addr = JobStore::start_in_arbiter(&arbiter.handle(), move |_| store);
             arbiters.push(arbiter);

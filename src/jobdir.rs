@@ -27,7 +27,7 @@
 //! checksummed journal record each, written on the [`JobStore`]'s own
 //! thread with `fsync`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -321,7 +321,7 @@ pub struct JobStore<C> {
     completed: u64,
     /// Encoded records not yet durable (an append failed): written first,
     /// in order, by the next checkpoint.
-    backlog: Vec<Vec<u8>>,
+    backlog: VecDeque<Vec<u8>>,
     /// Log size right after the last compaction.
     base_len: u64,
     /// Compaction threshold (a field so tests can lower it).
@@ -357,7 +357,7 @@ impl<C: Callback> JobStore<C> {
             sizing,
             pending: HashSet::new(),
             completed: 0,
-            backlog: Vec::new(),
+            backlog: VecDeque::new(),
             compact_min: COMPACT_MIN_BYTES,
             sequence: 0,
             poisoned: None,
@@ -424,10 +424,10 @@ impl<C: Callback> JobStore<C> {
             self.poisoned = Some(reason.clone());
             return Err(journal_error(self.journal.path(), reason));
         }
-        self.backlog.push(payload);
-        while !self.backlog.is_empty() {
-            self.journal.append(&self.backlog[0])?;
-            self.backlog.remove(0);
+        self.backlog.push_back(payload);
+        while let Some(next) = self.backlog.front() {
+            self.journal.append(next)?;
+            self.backlog.pop_front();
         }
         let compacted = self.journal.len_bytes() >= self.compact_min
             && self.journal.len_bytes() >= 2 * self.base_len

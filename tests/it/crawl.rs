@@ -9,7 +9,8 @@ use spinneret::{Counter, Crawler, ErrorKind, Request, StatsSnapshot};
 
 use crate::fixture::serve;
 use crate::spiders::{
-    run, wait_for_stats, Cb, Collect, DropOdd, FailAll, LinkSpider, PanicOnce, Tag, Trace,
+    run, wait_for_stats, Cb, Collect, DropOdd, FailAll, LinkSpider, PanicOnce, StartCrawl, Tag,
+    Trace,
 };
 
 fn count(s: &StatsSnapshot, c: Counter) -> u64 {
@@ -118,10 +119,7 @@ async fn middleware_order_in_and_out() {
             priority: 30,
             log: log.clone(),
         })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
     assert_eq!(
         *log.lock().unwrap(),
@@ -267,10 +265,7 @@ async fn pause_stops_dequeuing_and_resume_finishes_with_the_same_counts() {
     let mut site = serve(31);
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
         .concurrency(1)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     assert_eq!(site.arrival().await, "/gated/0");
     crawl.pause().await.unwrap();
     site.open_gate();
@@ -309,10 +304,7 @@ async fn stop_mid_crawl_finishes_with_shutdown_and_consistent_counts() {
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
         .concurrency(1)
         .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     assert_eq!(site.arrival().await, "/gated/0");
     crawl.stop().await.unwrap();
     site.open_gate();
@@ -430,10 +422,7 @@ async fn stop_does_not_wait_for_a_retry_backoff() {
             jitter: false,
             ..spinneret::RetryPolicy::default()
         })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     wait_for_stats(&crawl, |s| s.get("retry/count") == 1).await;
     let asked = Instant::now();
     crawl.stop().await.unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use spinneret::{CheckpointPolicy, Counter, CrawlEvent, Crawler, CrawlerBuilder, StatsSnapshot};
 
 use crate::fixture::{serve, Site};
-use crate::spiders::{run, wait_for_stats, Collect, LinkSpider};
+use crate::spiders::{run, wait_for_stats, Collect, LinkSpider, StartCrawl};
 
 /// Pages of the fixture site these tests crawl.
 const PAGES: usize = 5000;
@@ -60,11 +60,7 @@ async fn a_stopped_crawl_resumes_and_fetches_every_page_exactly_once() {
     let site = serve(PAGES);
     let dir = tempfile::tempdir().unwrap();
     let first_items = Collect::default();
-    let crawl = job(&site, dir.path(), &first_items)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let crawl = job(&site, dir.path(), &first_items).started();
     assert!(crawl.resumed().is_none(), "a new job directory");
     wait_for_stats(&crawl, |s| {
         s.counter(Counter::ResponseCount) >= PAGES as u64 / 2
@@ -79,11 +75,7 @@ async fn a_stopped_crawl_resumes_and_fetches_every_page_exactly_once() {
     assert!(first.get("jobdir/checkpoints") >= 1);
 
     let second_items = Collect::default();
-    let crawl = job(&site, dir.path(), &second_items)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let crawl = job(&site, dir.path(), &second_items).started();
     let resumed = crawl
         .resumed()
         .expect("resumed from the job directory")
@@ -122,11 +114,7 @@ async fn a_finished_job_has_nothing_left_to_do() {
     assert_eq!(s.counter(Counter::ItemScraped), 50);
 
     let items = Collect::default();
-    let crawl = job(&site, dir.path(), &items)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let crawl = job(&site, dir.path(), &items).started();
     let resumed = crawl.resumed().unwrap().clone();
     assert_eq!((resumed.pending, resumed.completed), (0, 51));
     assert!(resumed.starts_exhausted);
@@ -153,11 +141,7 @@ async fn a_finished_job_has_nothing_left_to_do() {
 async fn a_torn_last_record_still_resumes() {
     let site = serve(PAGES);
     let dir = tempfile::tempdir().unwrap();
-    let crawl = job(&site, dir.path(), &Collect::default())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let crawl = job(&site, dir.path(), &Collect::default()).started();
     wait_for_stats(&crawl, |s| {
         s.counter(Counter::ResponseCount) >= PAGES as u64 / 2
     })
@@ -174,11 +158,7 @@ async fn a_torn_last_record_still_resumes() {
     file.set_len(len - 7).unwrap();
     drop(file);
 
-    let crawl = job(&site, dir.path(), &Collect::default())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let crawl = job(&site, dir.path(), &Collect::default()).started();
     let resumed = crawl.resumed().unwrap().clone();
     assert!(resumed.dropped_bytes > 0, "{resumed:?}");
     assert!(resumed.pending > 0);
@@ -208,10 +188,7 @@ async fn sigkill_child() {
     let dir = std::env::var(CHILD_DIR).expect("run by the SIGKILL test only");
     let crawl = Crawler::builder(LinkSpider::from_urls(&[url]))
         .job_dir(dir)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
 }
 
@@ -251,11 +228,7 @@ async fn a_crawl_killed_with_sigkill_resumes_from_its_checkpoints() {
     assert!(first_hits < PAGES, "killed too late to test anything");
 
     let items = Collect::default();
-    let crawl = job(&site, dir.path(), &items)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let crawl = job(&site, dir.path(), &items).started();
     let resumed = crawl
         .resumed()
         .expect("checkpoints written before the kill")
@@ -322,10 +295,7 @@ async fn a_paused_crawl_loses_nothing_and_counts_the_same() {
             every: Duration::from_millis(20),
             every_requests: 100,
         })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     let mut events = crawl.subscribe();
     wait_for_stats(&crawl, |s| {
         s.counter(Counter::ResponseCount) >= N as u64 / 2
@@ -367,10 +337,7 @@ async fn a_forced_stop_keeps_the_request_in_flight_for_the_resume() {
     let dir = tempfile::tempdir().unwrap();
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
         .job_dir(dir.path())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     assert_eq!(site.arrival().await, "/gated/0");
     crawl.stop().await.unwrap();
     // The gate stays shut: the second stop abandons the request in flight.
@@ -384,10 +351,7 @@ async fn a_forced_stop_keeps_the_request_in_flight_for_the_resume() {
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
         .job_dir(dir.path())
         .pipeline(items.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     let resumed = crawl.resumed().unwrap().clone();
     assert_eq!((resumed.pending, resumed.completed), (1, 0));
     let s = crawl.join().await.unwrap();

@@ -22,7 +22,7 @@ use spinneret::{
 };
 
 use crate::fixture::{spawn_app, Server};
-use crate::spiders::Collect;
+use crate::spiders::{Collect, StartCrawl};
 
 const LATIN1: &[u8] = b"<html><head><title>latin</title></head><body>\
     <h1>caf\xe9</h1>\
@@ -125,10 +125,7 @@ async fn declared_charsets_decode_and_links_are_followed() {
     };
     let s = Crawler::builder(spider)
         .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap()
+        .started()
         .join()
         .await
         .unwrap();
@@ -185,10 +182,7 @@ async fn a_bad_selector_fails_the_callback_with_context() {
     let url = format!("http://{}/utf8", site.addr);
     let errors = Arc::new(Mutex::new(Vec::new()));
     let s = Crawler::builder(BadSelector(url.clone(), errors.clone()))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap()
+        .started()
         .join()
         .await
         .unwrap();

@@ -24,6 +24,7 @@ use spinneret::{
 };
 
 use crate::fixture;
+use crate::spiders::run;
 
 /// Chunks of the generated large bodies.
 const CHUNK: usize = 64 << 10;
@@ -386,14 +387,7 @@ async fn crawl(
     configure: impl FnOnce(CrawlerBuilder<Probe>) -> CrawlerBuilder<Probe>,
 ) -> StatsSnapshot {
     let builder = Crawler::builder(probe.clone()).no_retry();
-    configure(builder)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap()
-        .join()
-        .await
-        .unwrap()
+    run(configure(builder)).await
 }
 
 /// A first small crawl, so the RSS measured around the real one shows its

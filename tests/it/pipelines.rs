@@ -7,7 +7,7 @@ use spinneret::pipelines::{HttpPersist, JsonLinesFile};
 use spinneret::{Counter, Crawler, Request};
 
 use crate::fixture::serve;
-use crate::spiders::{run, Cb, LinkSpider};
+use crate::spiders::{run, Cb, LinkSpider, StartCrawl};
 
 #[actix::test]
 async fn jsonl_file_gets_every_item_once() {
@@ -51,10 +51,7 @@ async fn http_persist_flushes_a_partial_batch_on_its_interval() {
         .concurrency(2)
         .flush_interval(Duration::from_millis(20))
         .pipeline(persist)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     assert_eq!(site.arrival().await, "/gated/0");
     let deadline = Instant::now() + Duration::from_secs(20);
     while site.seen.persisted.lock().unwrap().len() < 3 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use spinneret::{Counter, Crawler, DownloadMiddleware, Error, Request, RequestAction, RetryPolicy};
 
 use crate::fixture::{serve, serve_on};
-use crate::spiders::{run, Cb, LinkSpider};
+use crate::spiders::{run, Cb, LinkSpider, StartCrawl};
 
 fn gaps(times: &[Instant]) -> Vec<Duration> {
     times.windows(2).map(|w| w[1] - w[0]).collect()
@@ -97,10 +97,7 @@ async fn download_delay_spaces_requests_to_a_host() {
         .download_delay(Duration::from_millis(100))
         .randomize_delay(false)
         .middleware(Stamp(stamps.clone()))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
     assert_eq!(site.seen.times("/items/").len(), 5);
     assert_spaced(&stamps.lock().unwrap(), Duration::from_millis(100));
@@ -114,10 +111,7 @@ async fn a_host_rate_limit_spaces_requests() {
     let crawl = Crawler::builder(LinkSpider::from_urls(&urls))
         .host_rate_limit(20.0)
         .middleware(Stamp(stamps.clone()))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
     assert_eq!(site.seen.times("/items/").len(), 6);
     assert_spaced(&stamps.lock().unwrap(), Duration::from_millis(50));
@@ -264,10 +258,7 @@ async fn depth_priority_crawls_breadth_first() {
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
         .concurrency(1)
         .depth_priority(1)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
     let order: Vec<String> = site
         .seen

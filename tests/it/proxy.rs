@@ -20,7 +20,7 @@ use spinneret::{
 };
 
 use crate::fixture::{spawn_app, Server};
-use crate::spiders::{Cb, Collect, LinkSpider};
+use crate::spiders::{Cb, Collect, LinkSpider, StartCrawl};
 
 /// A proxy URL from the environment, or `None` (test skipped) outside CI.
 fn proxy_var(name: &str) -> Option<String> {
@@ -134,10 +134,7 @@ async fn crawl(starts: Vec<Request<Cb>>) -> (StatsSnapshot, usize, Vec<String>) 
     let handle = Crawler::builder(spider)
         .timeout(Duration::from_secs(20))
         .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     let stats = handle.join().await.unwrap();
     let items = collect.items.lock().unwrap().len();
     let failures = failures.lock().unwrap().clone();

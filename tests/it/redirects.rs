@@ -6,7 +6,7 @@ use spinneret::{
 };
 
 use crate::fixture::serve;
-use crate::spiders::{run, Collect, LinkSpider};
+use crate::spiders::{run, Collect, LinkSpider, StartCrawl};
 
 /// One item per response: where it ended, how it got there, its title.
 struct Probe(Vec<Request<()>>);
@@ -118,10 +118,7 @@ async fn a_session_cookie_round_trips_and_per_request_cookies_still_work() {
     let collect = Collect::default();
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/login")]))
         .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
     let items = collect.items.lock().unwrap().clone();
     let me = items
@@ -144,10 +141,7 @@ async fn the_cookie_jar_can_be_turned_off() {
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/login")]))
         .cookies(false)
         .pipeline(collect.clone())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
     let items = collect.items.lock().unwrap().clone();
     let me = items

@@ -8,17 +8,14 @@ use std::time::{Duration, Instant};
 use spinneret::{Counter, CrawlEvent, Crawler, DownloadMiddleware, Error, ErrorKind, Stage};
 
 use crate::fixture::serve;
-use crate::spiders::{Cb, LinkSpider};
+use crate::spiders::{Cb, LinkSpider, StartCrawl};
 
 #[actix::test]
 async fn the_drain_deadline_forces_a_stuck_stop() {
     let mut site = serve(3);
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
         .drain_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     let mut events = crawl.subscribe();
     assert_eq!(site.arrival().await, "/gated/0");
     let asked = Instant::now();
@@ -55,10 +52,7 @@ async fn a_second_stop_forces_at_once() {
     let mut site = serve(3);
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")]))
         .drain_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     assert_eq!(site.arrival().await, "/gated/0");
     crawl.stop().await.unwrap();
     let asked = Instant::now();
@@ -72,11 +66,7 @@ async fn a_second_stop_forces_at_once() {
 #[actix::test]
 async fn lifecycle_events_arrive_in_order() {
     let site = serve(3);
-    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")])).started();
     let mut events = crawl.subscribe();
     crawl.pause().await.unwrap();
     crawl.resume().await.unwrap();
@@ -136,10 +126,7 @@ async fn middlewares_open_and_close_exactly_once() {
     };
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
         .middleware(hooks(false))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+        .started();
     crawl.join().await.unwrap();
     assert_eq!(
         (opened.load(Ordering::SeqCst), closed.load(Ordering::SeqCst)),

@@ -226,16 +226,20 @@ impl DownloadMiddleware<Cb> for PanicOnce {
     }
 }
 
+/// Builds and starts a crawl, failing the test on a setup error.
+pub trait StartCrawl {
+    fn started(self) -> CrawlHandle;
+}
+
+impl<S: Spider> StartCrawl for CrawlerBuilder<S> {
+    fn started(self) -> CrawlHandle {
+        self.build().unwrap().start().unwrap()
+    }
+}
+
 /// Builds and starts the crawl, and waits for its final stats.
 pub async fn run<S: Spider>(builder: CrawlerBuilder<S>) -> StatsSnapshot {
-    builder
-        .build()
-        .unwrap()
-        .start()
-        .unwrap()
-        .join()
-        .await
-        .unwrap()
+    builder.started().join().await.unwrap()
 }
 
 /// Waits (bounded) until the crawl's stats satisfy `cond`: the signal is
