@@ -5,7 +5,10 @@
 //! about 2 KB of HTML with 10 links — first to its children 10n+1..=10n+10
 //! (those below `--pages`; this 10-ary tree makes every page reachable from
 //! `/`), then to pseudo-random other pages (a fixed integer hash of the page
-//! and link numbers), so the dupe filter has plenty to drop.
+//! and link numbers), so the dupe filter has plenty to drop. With
+//! `--delay-ms N` every page is answered N milliseconds late (an async timer
+//! in the handler: the server's workers serve other requests meanwhile),
+//! which makes the crawl latency-bound, as on a real site, not CPU-bound.
 //!
 //! ```text
 //! # Serve the site in-process (127.0.0.1, ephemeral port, own thread and
@@ -13,8 +16,13 @@
 //! cargo run --release --example bench -- --pages 10000
 //! {"pages":10000,"seconds":1.234,"pages_per_sec":8103.7,"peak_rss_mb":31.2,"resumed":false}
 //!
-//! # Only serve the site (same generator, --pages sets its size) until killed:
+//! # The same, each page answered 20 ms late:
+//! cargo run --release --example bench -- --pages 10000 --delay-ms 20
+//!
+//! # Only serve the site (same generator, --pages sets its size, --delay-ms
+//! # its latency) until killed:
 //! cargo run --release --example bench -- --serve-only --port 18080 --pages 2000
+//! cargo run --release --example bench -- --serve-only --port 18080 --pages 2000 --delay-ms 20
 //!
 //! # Crawl a site that is already running (same host only, every link):
 //! cargo run --release --example bench -- --url http://127.0.0.1:18080/
@@ -55,6 +63,9 @@
 //! URLs at a 0.001 false-positive rate); far past that, a false positive can
 //! skip a page and fail the check.
 
+#[path = "common/bench_spider.rs"]
+mod bench_spider;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -62,18 +73,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use clap::Parser;
-use scraper::{Html, Selector};
 use serde::Serialize;
-use spinneret::{
-    async_trait, Counter, Crawler, DownloadMiddleware, Error, Item, ItemMeta, Output, Pipeline,
-    Request, RequestAction, Response, Spider, StartRequests, StatsSnapshot, Verdict,
-};
+use spinneret::{Counter, Crawler, Error, StatsSnapshot};
 use url::Url;
+
+use bench_spider::{peak_rss_mb, round, BenchSpider, CountItems, Mark, MARK_HEADER};
 
 /// Target size of a generated page, in bytes.
 const PAGE_BYTES: usize = 2048;
@@ -81,8 +90,6 @@ const PAGE_BYTES: usize = 2048;
 const LINKS_PER_PAGE: u64 = 10;
 /// actix-web workers of the benchmark server.
 const SERVER_WORKERS: usize = 2;
-/// The header the benchmark's download middleware sets.
-const MARK_HEADER: &str = "x-bench";
 
 /// Crawl a generated site (or a running one) and print one JSON line of
 /// throughput and peak memory.
@@ -98,6 +105,10 @@ struct Args {
     /// Port of the generated site (0: any free port).
     #[arg(long, default_value_t = 0, conflicts_with = "url")]
     port: u16,
+    /// Answer every page of the generated site this many milliseconds late
+    /// (an async timer: it does not block the server's workers).
+    #[arg(long, default_value_t = 0, conflicts_with = "url")]
+    delay_ms: u64,
     /// Crawl this already running site instead of serving one.
     #[arg(long)]
     url: Option<String>,
@@ -226,6 +237,8 @@ fn render_page(n: u64, pages: u64) -> String {
 /// What the server saw: which pages were fetched, and anything unexpected.
 struct Site {
     pages: u64,
+    /// How late every page is answered.
+    delay: Duration,
     /// One bit per page: fetched at least once.
     seen: Vec<AtomicU64>,
     /// Fetches of a page already fetched.
@@ -239,9 +252,10 @@ struct Site {
 }
 
 impl Site {
-    fn new(pages: u64) -> Self {
+    fn new(pages: u64, delay: Duration) -> Self {
         Site {
             pages,
+            delay,
             seen: (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             repeats: AtomicU64::new(0),
             repeated: Mutex::new(Vec::new()),
@@ -316,6 +330,9 @@ async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
         site.unmarked.fetch_add(1, Ordering::Relaxed);
     }
     site.record(n);
+    if !site.delay.is_zero() {
+        actix_web::rt::time::sleep(site.delay).await;
+    }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(render_page(n, site.pages))
@@ -370,83 +387,6 @@ fn start_server(site: Arc<Site>, port: u16) -> std::io::Result<Server> {
 // ---------------------------------------------------------------------------
 // The crawl.
 
-/// One item per page.
-#[derive(Serialize)]
-struct PageItem {
-    /// The page number, when the path is one of the generated site's.
-    page: Option<u64>,
-    /// Links on the page.
-    links: usize,
-}
-
-/// Follows every same-host link from one start URL.
-struct BenchSpider {
-    start: Request<()>,
-    links: Selector,
-}
-
-impl Spider for BenchSpider {
-    type Callback = ();
-
-    fn name(&self) -> &str {
-        "bench"
-    }
-
-    fn start_requests(&self) -> StartRequests<()> {
-        Box::new(std::iter::once(self.start.clone()))
-    }
-
-    fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
-        let doc = Html::parse_document(&response.text());
-        let mut links = 0;
-        for a in doc.select(&self.links) {
-            links += 1;
-            let Some(href) = a.value().attr("href") else {
-                continue;
-            };
-            let Ok(url) = response.urljoin(href) else {
-                continue;
-            };
-            if matches!(url.scheme(), "http" | "https")
-                && url.host_str() == self.start.url.host_str()
-            {
-                out.request(Request::try_from_url(url)?);
-            }
-        }
-        let page = match response.url.path() {
-            "/" => Some(0),
-            path => path.strip_prefix("/page/").and_then(|n| n.parse().ok()),
-        };
-        out.item(PageItem { page, links });
-        Ok(())
-    }
-}
-
-/// The one download middleware: marks every request with a header.
-struct Mark;
-
-impl DownloadMiddleware<()> for Mark {
-    fn process_request(
-        &self,
-        request: &mut Request<()>,
-        _: &mut Vec<Request<()>>,
-    ) -> Result<RequestAction, Error> {
-        request.headers.push((MARK_HEADER.into(), "1".into()));
-        Ok(RequestAction::Continue)
-    }
-}
-
-/// The one item pipeline: counts items.
-struct CountItems(Arc<AtomicU64>);
-
-#[async_trait(?Send)]
-impl Pipeline for CountItems {
-    async fn process_item(&mut self, _: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(Verdict::Keep)
-    }
-}
-
 /// What a crawl produced.
 struct Outcome {
     stats: StatsSnapshot,
@@ -476,10 +416,7 @@ impl Outcome {
 
 async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     let items = Arc::new(AtomicU64::new(0));
-    let spider = BenchSpider {
-        start: Request::try_from_url(start)?,
-        links: Selector::parse("a[href]").expect("a valid selector"),
-    };
+    let spider = BenchSpider::new(start)?;
     let mut builder = Crawler::builder(spider)
         .concurrency(args.concurrency)
         .downloaders(args.downloaders)
@@ -602,19 +539,6 @@ struct Line {
     resumed: bool,
 }
 
-/// The process's peak resident set size (`VmHWM`), in MB.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn round(x: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (x * scale).round() / scale
-}
-
 fn report(out: &Outcome, problems: &[String]) -> ExitCode {
     let pages = out.ok();
     let line = Line {
@@ -665,14 +589,17 @@ async fn main() -> ExitCode {
         return report(&out, &problems);
     }
 
-    let site = Arc::new(Site::new(args.pages));
+    let site = Arc::new(Site::new(args.pages, Duration::from_millis(args.delay_ms)));
     let server = match start_server(site.clone(), args.port) {
         Ok(s) => s,
         Err(e) => return fail("cannot start the server", e),
     };
 
     if args.serve_only {
-        eprintln!("bench: serving {} pages at {}", args.pages, server.url);
+        eprintln!(
+            "bench: serving {} pages at {}, each {} ms late",
+            args.pages, server.url, args.delay_ms
+        );
         return match server.thread.join() {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(e)) => fail("server failed", e),

@@ -29,8 +29,10 @@ use crate::actors::pipeline_stage::{PipelineStage, StageLinks};
 use crate::actors::pool::{Pool, PoolLinks};
 pub use crate::actors::scheduler::durable::CheckpointPolicy;
 use crate::actors::scheduler::slots::AutoThrottle;
-use crate::actors::scheduler::{Scheduler, SchedulerConfig, SchedulerLinks};
+use crate::actors::scheduler::{Scheduler, SchedulerConfig, SchedulerLinks, SharedQueue};
 use crate::dedupe::{BloomDupe, DupeBackend};
+use crate::distributed::coordinator::{heartbeat, Coordinator};
+use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
 use crate::http::DownloadConfig;
@@ -85,6 +87,11 @@ pub struct CrawlerBuilder<S: Spider> {
     /// Set by `build`: de-duplication uses the built-in Bloom filter (which
     /// a job directory persists).
     builtin_bloom: bool,
+    /// A distributed crawl on this Redis.
+    redis: Option<RedisOptions>,
+    /// Set by `start_async`: the connection to Redis, the shared Bloom
+    /// filter's shape, and the stats its retries count in.
+    connected: Option<(Shared, BloomShape, Arc<Stats>)>,
 }
 
 impl<S: Spider> Crawler<S> {
@@ -119,6 +126,8 @@ impl<S: Spider> Crawler<S> {
             checkpoints: CheckpointPolicy::default(),
             rerun_start_requests: false,
             builtin_bloom: false,
+            redis: None,
+            connected: None,
         }
     }
 }
@@ -370,6 +379,25 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Makes this process one worker of a distributed crawl on the Redis
+    /// at `url` (`redis://host:port/db`), with the default
+    /// [`RedisOptions`]: the queue and the dupe filter live in Redis and are
+    /// shared by every worker running the same spider (the crawl id is the
+    /// spider's name). The spider does not change. Start it with
+    /// [`Crawler::start_async`]. Not with a job directory (Redis is the
+    /// crawl's durable state) nor another queue or dupe back-end. Default:
+    /// none (a crawl of this process alone).
+    pub fn redis(self, url: impl Into<String>) -> Self {
+        self.redis_options(RedisOptions::new(url))
+    }
+
+    /// As [`redis`](Self::redis), with every option: crawl id, worker id,
+    /// lease time, poll interval, shared per-host rate.
+    pub fn redis_options(mut self, options: RedisOptions) -> Self {
+        self.redis = Some(options);
+        self
+    }
+
     /// Where the crawl logs. Default: discarded.
     pub fn logger(mut self, log: Logger) -> Self {
         self.log = log;
@@ -407,8 +435,30 @@ impl<S: Spider> CrawlerBuilder<S> {
         if self.checkpoints.every.is_zero() {
             return bad("checkpoint interval must be positive".into());
         }
-        self.builtin_bloom = self.dedupe && self.dupe.is_none();
-        if self.dedupe && self.dupe.is_none() {
+        if let Some(r) = &self.redis {
+            if self.job_dir.is_some() {
+                return bad(
+                    "a distributed crawl keeps its state in Redis: no job directory".into(),
+                );
+            }
+            if self.queue.is_some() || self.dupe.is_some() {
+                return bad("a distributed crawl uses the Redis queue and dupe filter".into());
+            }
+            if r.lease_ttl < Duration::from_millis(300) || r.poll.is_zero() {
+                return bad(
+                    "Redis lease time must be at least 300 ms and the poll interval positive"
+                        .into(),
+                );
+            }
+            if r.host_rate.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
+                return bad("rate limits must be positive".into());
+            }
+            if let Err(e) = redis::Client::open(r.url.as_str()) {
+                return bad(format!("bad Redis URL {:?}: {e}", r.url));
+            }
+        }
+        self.builtin_bloom = self.dedupe && self.dupe.is_none() && self.redis.is_none();
+        if self.builtin_bloom {
             self.dupe = Some(Box::new(BloomDupe::new(
                 self.bloom_capacity,
                 self.bloom_rate,
@@ -424,10 +474,32 @@ impl<S: Spider> CrawlerBuilder<S> {
 }
 
 impl<S: Spider> Crawler<S> {
+    /// Starts the crawl, first connecting to its Redis when it is
+    /// distributed ([`CrawlerBuilder::redis`]): this worker registers, and
+    /// Redis unreachable fails here with a `Backend` error naming the URL.
+    /// Otherwise the same as [`start`](Self::start).
+    pub async fn start_async(mut self) -> Result<CrawlHandle, Error> {
+        let b = &mut self.builder;
+        if let (Some(opts), None) = (b.redis.clone(), &b.connected) {
+            let name = b.spider.name().to_string();
+            let crawl_id = opts.crawl_id.clone().unwrap_or_else(|| name.clone());
+            let log = b.log.new(o!("spider" => name, "actor" => "redis"));
+            let stats = Arc::new(Stats::default());
+            let shared = Shared::connect(opts, &crawl_id, stats.clone(), log).await?;
+            heartbeat(&shared).await?;
+            let shape = BloomShape::sized(b.bloom_capacity, b.bloom_rate)
+                .agree(&shared)
+                .await?;
+            b.connected = Some((shared, shape, stats));
+        }
+        self.start()
+    }
+
     /// Starts the crawl on the current actix system.
     ///
-    /// Fails when called outside a running actix system, or when the
-    /// spider's `start_requests` panics.
+    /// Fails when called outside a running actix system, when the spider's
+    /// `start_requests` panics, or for a distributed crawl (which connects
+    /// first: [`start_async`](Self::start_async)).
     pub fn start(self) -> Result<CrawlHandle, Error> {
         if System::try_current().is_none() {
             return Err(Error::new(
@@ -436,9 +508,21 @@ impl<S: Spider> Crawler<S> {
             ));
         }
         let mut b = self.builder;
+        if b.redis.is_some() && b.connected.is_none() {
+            return Err(Error::new(
+                Stage::Setup,
+                ErrorKind::IllegalState(
+                    "a distributed crawl connects to Redis first: use Crawler::start_async".into(),
+                ),
+            ));
+        }
         let spider = b.spider.clone();
         let log = b.log.new(o!("spider" => spider.name().to_string()));
-        let stats = Arc::new(Stats::default());
+        let connected = b.connected.take();
+        let stats = connected
+            .as_ref()
+            .map(|(_, _, stats)| stats.clone())
+            .unwrap_or_default();
         // A job directory is read before anything starts: a bad one fails
         // the start with nothing running.
         let (store, restored) = match &b.job_dir {
@@ -506,6 +590,13 @@ impl<S: Spider> Crawler<S> {
         )
         .with_events(events.clone())
         .start();
+        if let Some((shared, shape, _)) = &connected {
+            b.queue = Some(Box::new(RedisQueue::new(
+                shared.clone(),
+                b.dedupe.then_some(*shape),
+            )));
+            b.dupe = Some(Box::new(RedisDupe::new(shared.clone(), *shape)));
+        }
         let queue = CacheQueue::new(
             b.queue.unwrap_or_else(|| Box::new(MemoryQueue::default())),
             accounting.clone(),
@@ -618,6 +709,16 @@ impl<S: Spider> Crawler<S> {
             stats.clone(),
             log.new(o!("actor" => "pool")),
         ));
+        let mut leave = Vec::new();
+        let shared_queue = connected.map(|(shared, _, _)| {
+            let log = log.new(o!("actor" => "coordinator"));
+            let shared = Shared { log, ..shared };
+            let coordinator =
+                Coordinator::new(shared, sched.clone().recipient(), stats.clone()).start();
+            shutdown.push(coordinator.clone().recipient());
+            leave = vec![queue.clone().recipient(), coordinator.recipient()];
+            SharedQueue::new(queue.clone().recipient(), queue.clone().recipient())
+        });
         let mut scheduler = Scheduler::new(
             SchedulerLinks {
                 push: queue.clone().recipient(),
@@ -643,6 +744,9 @@ impl<S: Spider> Crawler<S> {
                 )
                 .with_restored(restored_pending);
         }
+        if let Some(shared) = shared_queue {
+            scheduler = scheduler.with_shared_queue(shared);
+        }
         sched_ctx.run(scheduler);
         let (finished_tx, finished_rx) = watch::channel(None);
         let closing = middlewares.clone();
@@ -657,6 +761,7 @@ impl<S: Spider> Crawler<S> {
                     close: stage.recipient(),
                     checkpoint: store.is_some().then(|| sched.recipient()),
                     shutdown,
+                    leave,
                 },
                 arbiters,
                 accounting,

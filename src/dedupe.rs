@@ -3,7 +3,8 @@
 //! The DupeFilter actor owns one [`DupeBackend`]. The default,
 //! [`BloomDupe`], is a Bloom filter from `probabilistic-collections` with
 //! fixed hash seeds (so a persisted filter stays valid across runs); a
-//! networked back-end (Redis, later) plugs in behind the same trait.
+//! networked back-end ([`RedisDupe`](crate::distributed::RedisDupe)) plugs
+//! in behind the same trait.
 
 use futures_util::future::ready;
 use probabilistic_collections::bloom::BloomFilter;

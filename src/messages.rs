@@ -171,6 +171,52 @@ impl<C: Send + 'static> Message for Drain<C> {
     type Result = Result<Vec<Context<C>>, Error>;
 }
 
+/// Scheduler → CacheQueue: these requests' work is done (their response
+/// parsed and items handed on, or dropped, or failed) and their children
+/// are pushed: a shared queue deletes their leases.
+#[derive(Debug)]
+pub struct Ack {
+    /// The requests' ids.
+    pub ids: Vec<uuid::Uuid>,
+}
+impl Message for Ack {
+    type Result = ();
+}
+
+/// Scheduler → CacheQueue: every start request is pulled and queued (a
+/// shared queue records it for every worker).
+#[derive(Debug)]
+pub struct StartsQueued {
+    /// How many were pulled.
+    pub pulled: u64,
+}
+impl Message for StartsQueued {
+    type Result = ();
+}
+
+/// Coordinator → Scheduler: the distributed crawl's state (every poll
+/// interval).
+#[derive(Debug)]
+pub struct SharedStatus {
+    /// This worker owns the start requests: it pulls them.
+    pub owns_starts: bool,
+    /// Requests waiting in the shared queue.
+    pub queued: u64,
+    /// The whole crawl is finished.
+    pub finished: bool,
+}
+impl Message for SharedStatus {
+    type Result = ();
+}
+
+/// Engine → CacheQueue, Coordinator: the crawl is finishing; give back what
+/// this worker holds in a shared back-end and report the last counters.
+#[derive(Debug)]
+pub struct Leave;
+impl Message for Leave {
+    type Result = Result<(), Error>;
+}
+
 /// Scheduler → Pool: download this request (step 4).
 #[derive(Debug)]
 pub struct Dispatch<C> {

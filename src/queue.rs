@@ -7,14 +7,15 @@
 //! [`MemoryQueue`], is a priority queue per slot (higher priority first,
 //! first in first out within a priority) plus a heap of slot heads, so a pop
 //! follows the global priority order across the hosts it may serve.
-//! Back-ends answer with futures so that a networked one (Redis, later)
-//! plugs in behind the same trait; the memory one does its work at once and
-//! returns a ready future.
+//! Back-ends answer with futures so that a networked one
+//! ([`RedisQueue`](crate::distributed::RedisQueue)) plugs in behind the same
+//! trait; the memory one does its work at once and returns a ready future.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use futures_util::future::{ready, LocalBoxFuture};
+use uuid::Uuid;
 
 use crate::actors::downloader::slot_of;
 use crate::context::Context;
@@ -61,6 +62,30 @@ pub trait QueueBackend<C>: Send + 'static {
     /// Whether none wait.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Whether other processes share this queue (a distributed crawl): a
+    /// request pushed leaves this worker's hands, a request popped is
+    /// leased until acknowledged, and `len` counts every worker's
+    /// requests. Default: no.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The work of these popped requests is done and their children are
+    /// pushed: a shared queue deletes their leases. Default: nothing to do.
+    fn ack(&mut self, ids: Vec<Uuid>) -> BackendFuture<()> {
+        let _ = ids;
+        Box::pin(ready(Ok(())))
+    }
+    /// Every start request (`pulled` of them) is queued. Default: nothing
+    /// to do.
+    fn starts_done(&mut self, pulled: u64) -> BackendFuture<()> {
+        let _ = pulled;
+        Box::pin(ready(Ok(())))
+    }
+    /// The crawl is over for this process: a shared queue gives back what
+    /// it still holds. Default: nothing to do.
+    fn close(&mut self) -> BackendFuture<()> {
+        Box::pin(ready(Ok(())))
     }
 }
 

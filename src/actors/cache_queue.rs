@@ -13,7 +13,7 @@ use slog::{error, Logger};
 use crate::accounting::Accounting;
 use crate::context::Context;
 use crate::error::Error;
-use crate::messages::{Drain, Pop, Popped, Push, Shutdown};
+use crate::messages::{Ack, Drain, Leave, Pop, Popped, Push, Shutdown, StartsQueued};
 use crate::queue::QueueBackend;
 use crate::spider::Callback;
 use crate::stats::Stats;
@@ -58,11 +58,16 @@ impl<C: Callback> Handler<Push<C>> for CacheQueue<C> {
         let n = msg.batch.len();
         let fut = self.backend.push(msg.batch);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
-            if let Err(e) = res {
-                error!(act.log, "queue push failed; requests lost"; "count" => n, "error" => %e);
-                act.stats
-                    .add_named("scheduler/lost_on_push_error", n as u64);
-                act.accounting.close(n);
+            match res {
+                // In a shared queue the requests are the whole crawl's now.
+                Ok(()) if act.backend.shared() => act.accounting.close(n),
+                Ok(()) => {}
+                Err(e) => {
+                    error!(act.log, "queue push failed; requests lost"; "count" => n, "error" => %e);
+                    act.stats
+                        .add_named("scheduler/lost_on_push_error", n as u64);
+                    act.accounting.close(n);
+                }
             }
         })))
     }
@@ -74,9 +79,15 @@ impl<C: Callback> Handler<Pop<C>> for CacheQueue<C> {
     fn handle(&mut self, msg: Pop<C>, _: &mut Self::Context) -> Self::Result {
         let fut = self.backend.pop(msg.max, &msg.allowance);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _| {
-            res.map(|batch| Popped {
-                batch,
-                remaining: act.backend.len(),
+            res.map(|batch| {
+                if act.backend.shared() {
+                    // Leased to this worker: its work until acknowledged.
+                    act.accounting.open(batch.len());
+                }
+                Popped {
+                    batch,
+                    remaining: act.backend.len(),
+                }
             })
         })))
     }
@@ -88,6 +99,43 @@ impl<C: Callback> Handler<Drain<C>> for CacheQueue<C> {
     fn handle(&mut self, _: Drain<C>, _: &mut Self::Context) -> Self::Result {
         let fut = self.backend.drain();
         AtomicResponse::new(Box::pin(fut.into_actor(self)))
+    }
+}
+
+impl<C: Callback> Handler<Ack> for CacheQueue<C> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
+        let n = msg.ids.len();
+        let fut = self.backend.ack(msg.ids);
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            if let Err(e) = res {
+                // The leases stay: the requests will be fetched again.
+                error!(act.log, "queue acknowledgement failed"; "count" => n, "error" => %e);
+                act.stats.add_named("scheduler/ack_errors", 1);
+            }
+        })))
+    }
+}
+
+impl<C: Callback> Handler<StartsQueued> for CacheQueue<C> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: StartsQueued, _: &mut Self::Context) -> Self::Result {
+        let fut = self.backend.starts_done(msg.pulled);
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _| {
+            if let Err(e) = res {
+                error!(act.log, "recording the start requests queued failed"; "error" => %e);
+            }
+        })))
+    }
+}
+
+impl<C: Callback> Handler<Leave> for CacheQueue<C> {
+    type Result = AtomicResponse<Self, Result<(), Error>>;
+
+    fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(Box::pin(self.backend.close().into_actor(self)))
     }
 }
 

@@ -21,7 +21,9 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CrawlEvent;
 use crate::jobdir::CheckpointInfo;
 use crate::messages::deliver;
-use crate::messages::{Checkpoint, ClosePipelines, ForceStop, Idle, Pause, Resume, Shutdown, Stop};
+use crate::messages::{
+    Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, Resume, Shutdown, Stop,
+};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Where the engine sends things.
@@ -41,6 +43,10 @@ pub struct EngineLinks {
     pub checkpoint: Option<Recipient<Checkpoint>>,
     /// Every actor to stop when the crawl is over.
     pub shutdown: Vec<Recipient<Shutdown>>,
+    /// In a distributed crawl, told in this order once the pipelines are
+    /// closed: the CacheQueue (gives back this worker's leases) and the
+    /// Coordinator (reports the last counters). Empty otherwise.
+    pub leave: Vec<Recipient<Leave>>,
 }
 
 /// The engine actor.
@@ -165,6 +171,7 @@ impl Handler<Idle> for Engine {
         self.finishing = true;
         let close = self.links.close.send(ClosePipelines);
         let checkpoint = self.links.checkpoint.clone();
+        let leave = self.links.leave.clone();
         let log = self.log.clone();
         async move {
             let _ = close.await;
@@ -177,6 +184,17 @@ impl Handler<Idle> for Engine {
                         error!(log, "final checkpoint failed"; "error" => %e);
                     }
                     Err(e) => error!(log, "final checkpoint: scheduler gone"; "error" => %e),
+                }
+            }
+            for to in leave {
+                match to.send(Leave).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        error!(log, "leaving the distributed crawl failed"; "error" => %e)
+                    }
+                    Err(e) => {
+                        error!(log, "leaving the distributed crawl: actor gone"; "error" => %e)
+                    }
                 }
             }
         }
@@ -387,6 +405,7 @@ mod tests {
             close: close.unwrap_or_else(|| ctrl.clone().recipient()),
             checkpoint: None,
             shutdown: vec![ctrl.clone().recipient(), other.clone().recipient()],
+            leave: Vec::new(),
         };
         // The accounting needs the engine's address before the engine
         // exists, as in the builder.

@@ -3,6 +3,7 @@
 //! BurntSushi's crates.
 
 mod crawl;
+mod distributed;
 mod durable;
 mod fixture;
 mod flask_target;
@@ -12,5 +13,6 @@ mod pipelines;
 mod politeness;
 mod proxy;
 mod redirects;
+mod redis_server;
 mod shutdown;
 mod spiders;

@@ -2,16 +2,11 @@
 //! checkpoint, and when a change may be written.
 //!
 //! A request is recorded *accepted* (with its full content) when it enters
-//! the queue, and *completed* when the Scheduler gets its `Completed`. The
-//! one ordering hazard is a parent's children still at the dupe filter
-//! when the parent completes: writing "parent completed" before "children
-//! accepted" would lose the children to a crash in between. So every
-//! `Check` batch gets a sequence number, and a completion (or a start-
-//! request position) waits until every check sent before it has come back
-//! and its accepted requests are recorded. Checks are quick, so the wait
-//! is short; it never blocks the crawl, only the bookkeeping.
+//! the queue, and *completed* when the Scheduler gets its `Completed`. A
+//! completion (or a start-request position) waits behind the dupe checks
+//! sent before it ([`Watermark`]), so "parent completed" is never written
+//! before "children accepted".
 
-use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use actix::Recipient;
@@ -25,6 +20,8 @@ use crate::jobdir::{CheckpointInfo, Delta, StartsState, WriteCheckpoint};
 use crate::messages::CheckpointPipelines;
 use crate::spider::Callback;
 use crate::stats::StatsSnapshot;
+
+use super::watermark::Watermark;
 
 /// How often a crawl with a job directory checkpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,13 +70,8 @@ pub(crate) struct Durable<C: Callback> {
     starts: StartsState,
     /// Whether `starts` changed since the last checkpoint.
     starts_changed: bool,
-    /// The sequence number of the next `Check` batch.
-    next_check: u64,
-    /// Checks sent and not answered.
-    outstanding: BTreeSet<u64>,
-    /// Changes waiting for the checks sent before them (the last check
-    /// sent at the time, and the change), oldest first.
-    waiting: VecDeque<(u64, Waiting)>,
+    /// Completions and start positions held behind outstanding checks.
+    watermark: Watermark<Waiting>,
     /// Counters of the last checkpoint written, to skip empty ones.
     last_stats: Option<StatsSnapshot>,
     /// A write is under way.
@@ -107,9 +99,7 @@ impl<C: Callback> Durable<C> {
             done: Vec::new(),
             starts,
             starts_changed: false,
-            next_check: 0,
-            outstanding: BTreeSet::new(),
-            waiting: VecDeque::new(),
+            watermark: Watermark::default(),
             last_stats: None,
             writing: false,
             again: false,
@@ -125,22 +115,13 @@ impl<C: Callback> Durable<C> {
 
     /// A `Check` batch is sent: its sequence number.
     pub(crate) fn check_sent(&mut self) -> u64 {
-        let seq = self.next_check;
-        self.next_check += 1;
-        self.outstanding.insert(seq);
-        seq
+        self.watermark.check_sent()
     }
 
     /// The answer to check `seq` came back and its accepted requests are
     /// recorded: releases what waited for it.
     pub(crate) fn check_returned(&mut self, seq: u64) {
-        self.outstanding.remove(&seq);
-        let oldest = self.outstanding.first().copied();
-        while let Some((after, _)) = self.waiting.front() {
-            if oldest.is_some_and(|o| o <= *after) {
-                break;
-            }
-            let (_, change) = self.waiting.pop_front().expect("front exists");
+        for change in self.watermark.check_returned(seq) {
             self.apply(change);
         }
     }
@@ -156,11 +137,8 @@ impl<C: Callback> Durable<C> {
     }
 
     fn record(&mut self, change: Waiting) {
-        if self.outstanding.is_empty() {
+        if let Some(change) = self.watermark.record(change) {
             self.apply(change);
-        } else {
-            // Every check sent so far must come back first.
-            self.waiting.push_back((self.next_check - 1, change));
         }
     }
 

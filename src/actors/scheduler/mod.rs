@@ -22,6 +22,7 @@
 pub mod durable;
 pub mod robots;
 pub mod slots;
+pub(crate) mod watermark;
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
@@ -41,14 +42,16 @@ use crate::events::CrawlEvent;
 use crate::http::thread_client;
 use crate::jobdir::{CheckpointInfo, WriteCheckpoint};
 use crate::messages::{
-    deliver, Check, Checkpoint, CheckpointPipelines, Completed, Dispatch, Drain, Enqueue,
-    ForceStop, Pause, Pop, Push, Released, Requeue, Resume, Shutdown, Stop,
+    deliver, Ack, Check, Checkpoint, CheckpointPipelines, Completed, Dispatch, Drain, Enqueue,
+    ForceStop, Pause, Pop, Push, Released, Requeue, Resume, SharedStatus, Shutdown, StartsQueued,
+    Stop,
 };
 use crate::spider::{Callback, StartRequests};
 use crate::stats::{Counter, Stats};
 use durable::{Durable, Waiter};
 use robots::{RobotsCache, Verdict};
 use slots::{SlotConfig, Slots};
+use watermark::Watermark;
 
 /// How many start requests are pulled from the spider at a time.
 const START_BATCH: usize = 256;
@@ -108,6 +111,42 @@ impl SchedulerConfig {
         SchedulerConfig {
             concurrency: n,
             ..SchedulerConfig::default()
+        }
+    }
+}
+
+/// A change a shared queue learns after the dupe checks sent before it.
+enum Mark {
+    /// A request's work is done: acknowledge its lease.
+    Done(Uuid),
+    /// Every start request is queued.
+    StartsDone(u64),
+}
+
+/// The Scheduler's side of a distributed crawl (a shared queue).
+pub(crate) struct SharedQueue {
+    /// The queue: acknowledgements.
+    ack: Recipient<Ack>,
+    /// The queue: the start requests are all queued.
+    starts_queued: Recipient<StartsQueued>,
+    /// This worker pulls the start requests (the Coordinator says so).
+    owns_starts: bool,
+    /// This worker's one unit of open work for its membership of the
+    /// crawl, closed when the whole crawl is finished (or this worker
+    /// stops): the Engine cannot see the crawl idle before.
+    member: bool,
+    /// Acknowledgements held behind outstanding dupe checks.
+    marks: Watermark<Mark>,
+}
+
+impl SharedQueue {
+    pub(crate) fn new(ack: Recipient<Ack>, starts_queued: Recipient<StartsQueued>) -> Self {
+        SharedQueue {
+            ack,
+            starts_queued,
+            owns_starts: false,
+            member: true,
+            marks: Watermark::default(),
         }
     }
 }
@@ -183,6 +222,8 @@ pub struct Scheduler<C: Callback> {
     /// Requests restored from the job directory, queued when the actor
     /// starts.
     restored: Vec<Context<C>>,
+    /// In a distributed crawl: acknowledgements and membership.
+    shared: Option<SharedQueue>,
     /// Ties the actor to its callback type.
     _callback: PhantomData<fn() -> C>,
 }
@@ -227,6 +268,7 @@ impl<C: Callback> Scheduler<C> {
             durable: None,
             starts_pulled: 0,
             restored: Vec::new(),
+            shared: None,
             _callback: PhantomData,
         }
     }
@@ -249,6 +291,73 @@ impl<C: Callback> Scheduler<C> {
         self.durable = Some(Durable::new(store, flush, events, policy, starts));
         self.starts_pulled = starts_pulled;
         self
+    }
+
+    /// Shares the queue with other workers of a distributed crawl: popped
+    /// requests are acknowledged when done, and the crawl is over for this
+    /// worker when the Coordinator says the whole crawl is. The start
+    /// requests are pulled only while the Coordinator says this worker
+    /// owns them; the open-work unit they hold stays open until then.
+    pub(crate) fn with_shared_queue(mut self, shared: SharedQueue) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Records a change for the shared queue, sent once the dupe checks
+    /// before it have returned.
+    fn mark(&mut self, change: Mark) {
+        let Some(s) = self.shared.as_mut() else {
+            return;
+        };
+        if let Some(change) = s.marks.record(change) {
+            self.send_marks(vec![change]);
+        }
+    }
+
+    fn send_marks(&self, marks: Vec<Mark>) {
+        let Some(s) = self.shared.as_ref() else {
+            return;
+        };
+        let mut ids = Vec::new();
+        for m in marks {
+            match m {
+                Mark::Done(id) => ids.push(id),
+                Mark::StartsDone(pulled) => {
+                    // After the acknowledgements released with it.
+                    if !ids.is_empty() {
+                        deliver(
+                            &s.ack,
+                            Ack {
+                                ids: std::mem::take(&mut ids),
+                            },
+                            &self.stats,
+                        );
+                    }
+                    deliver(&s.starts_queued, StartsQueued { pulled }, &self.stats);
+                }
+            }
+        }
+        if !ids.is_empty() {
+            deliver(&s.ack, Ack { ids }, &self.stats);
+        }
+    }
+
+    /// A request's work is over (completed, or forbidden by robots.txt).
+    fn done(&mut self, id: Uuid) {
+        if let Some(d) = self.durable.as_mut() {
+            d.completed(id);
+        }
+        self.mark(Mark::Done(id));
+        self.accounting.close(1);
+    }
+
+    /// Closes this worker's membership of a distributed crawl (once).
+    fn leave_crawl(&mut self) {
+        if let Some(s) = self.shared.as_mut() {
+            if std::mem::take(&mut s.member) {
+                self.accounting.close(1);
+            }
+        }
     }
 
     /// Queues these requests (pending in the job directory) on start.
@@ -278,6 +387,7 @@ impl<C: Callback> Scheduler<C> {
         let n = check.len();
         self.checking += n;
         let seq = self.durable.as_mut().map(Durable::check_sent);
+        let mark_seq = self.shared.as_mut().map(|s| s.marks.check_sent());
         dupe.send(Check { batch: check })
             .into_actor(self)
             .map(move |res, act, ctx| {
@@ -297,6 +407,10 @@ impl<C: Callback> Scheduler<C> {
                 }
                 if let (Some(d), Some(seq)) = (act.durable.as_mut(), seq) {
                     d.check_returned(seq);
+                }
+                if let (Some(s), Some(seq)) = (act.shared.as_mut(), mark_seq) {
+                    let released = s.marks.check_returned(seq);
+                    act.send_marks(released);
                 }
                 act.pump(ctx);
             })
@@ -352,8 +466,9 @@ impl<C: Callback> Scheduler<C> {
         if let Some(depth) = batch.iter().map(|c| c.request.depth).max() {
             self.stats.max(Counter::DepthMax, u64::from(depth));
         }
-        if self.state == State::Stopping {
+        if self.state == State::Stopping && self.shared.is_none() {
             // Accepted (and recorded as seen) but never to be dispatched.
+            // (A shared queue takes them: the crawl goes on elsewhere.)
             self.stats.add(Counter::Unprocessed, n as u64);
             self.accounting.close(n);
             return;
@@ -389,6 +504,7 @@ impl<C: Callback> Scheduler<C> {
     fn pull_start_batch(&mut self, ctx: &mut actix::Context<Self>) -> bool {
         if self.state != State::Running
             || self.queued + self.checking >= 2 * self.config.concurrency
+            || self.shared.as_ref().is_some_and(|s| !s.owns_starts)
         {
             return false;
         }
@@ -417,9 +533,15 @@ impl<C: Callback> Scheduler<C> {
         if exhausted {
             self.starts = None;
             info!(self.log, "start requests exhausted");
-            self.accounting.close(1);
+            if self.shared.is_none() {
+                self.accounting.close(1);
+            }
         }
         self.accept(batch, ctx);
+        if exhausted {
+            // After the last batch's dupe check is sent.
+            self.mark(Mark::StartsDone(self.starts_pulled));
+        }
         // After the batch's dupe check is sent: the position is recorded
         // once the accepted ones are.
         if let Some(d) = self.durable.as_mut() {
@@ -605,10 +727,7 @@ impl<C: Callback> Scheduler<C> {
             Verdict::Forbidden => {
                 debug!(self.log, "forbidden by robots.txt"; "url" => %c.request.url);
                 self.stats.add_named("robotstxt/forbidden", 1);
-                self.accounting.close(1);
-                if let Some(d) = self.durable.as_mut() {
-                    d.completed(c.id);
-                }
+                self.done(c.id);
                 None
             }
             Verdict::Pending { fetch } => {
@@ -869,13 +988,35 @@ impl<C: Callback> Handler<Completed> for Scheduler<C> {
             // still pending in the job directory).
             return;
         }
-        if let Some(d) = self.durable.as_mut() {
-            d.completed(msg.id);
-            if d.due() {
-                self.checkpoint(ctx, None, false);
-            }
+        self.done(msg.id);
+        if self.durable.as_ref().is_some_and(Durable::due) {
+            self.checkpoint(ctx, None, false);
         }
-        self.accounting.close(1);
+        self.unstall();
+        self.pump(ctx);
+    }
+}
+
+impl<C: Callback> Handler<SharedStatus> for Scheduler<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: SharedStatus, ctx: &mut Self::Context) {
+        let Some(s) = self.shared.as_mut() else {
+            return;
+        };
+        if msg.owns_starts && !s.owns_starts && self.starts.is_some() {
+            info!(self.log, "this worker pulls the start requests");
+            s.owns_starts = true;
+        }
+        if msg.finished {
+            self.leave_crawl();
+            return;
+        }
+        if msg.queued > 0 && self.queued == 0 {
+            // Other workers queued requests.
+            self.queued = usize::try_from(msg.queued).unwrap_or(usize::MAX);
+        }
+        // Looks again at hosts the last pop found busy, too.
         self.unstall();
         self.pump(ctx);
     }
@@ -922,9 +1063,11 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         }
         info!(self.log, "stopping"; "in_flight" => self.in_flight.len(), "queued" => self.queued);
         self.state = State::Stopping;
-        if self.starts.take().is_some() {
+        if self.starts.take().is_some() && self.shared.is_none() {
             self.accounting.close(1);
         }
+        // This worker leaves; a distributed crawl goes on without it.
+        self.leave_crawl();
         let held = std::mem::take(&mut self.held).len();
         let waiting: usize = self.robots_waiting.drain().map(|(_, w)| w.len()).sum();
         let mut delayed = 0;

@@ -1,0 +1,297 @@
+//! Distributed crawls: many processes, one crawl, on Redis.
+//!
+//! Selected with [`CrawlerBuilder::redis`](crate::CrawlerBuilder::redis):
+//! the crawl's queue becomes a [`RedisQueue`] (a reliable queue: a worker
+//! takes requests under a lease and acknowledges them once their response
+//! is parsed and their items handed to the pipelines), its dupe filter a
+//! [`RedisDupe`] (an atomic test-and-add over a Bloom filter in a plain
+//! Redis bitmap), and a coordinator keeps this worker's leases alive, gives
+//! back the leases of workers that died, adds this worker's counters to the
+//! crawl's totals and tells the Scheduler when the whole crawl is finished.
+//! Every shared operation is one Lua script (see `scripts.rs`); the key
+//! layout and the lease protocol are in `actors.md`.
+//!
+//! Redis unreachable when the crawl starts fails
+//! [`Crawler::start_async`](crate::Crawler::start_async); an outage later
+//! makes every operation wait and retry with backoff (up to 5 s apart), so
+//! a crawl carries on once Redis is back. For a restart of Redis itself to
+//! lose nothing, Redis must persist its data (`appendonly yes`).
+
+pub(crate) mod coordinator;
+mod dupe;
+mod queue;
+mod scripts;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, RedisError, RetryMethod};
+use slog::{warn, Logger};
+
+use crate::error::{Error, ErrorKind, Stage};
+use crate::stats::Stats;
+pub(crate) use dupe::BloomShape;
+pub use dupe::RedisDupe;
+pub use queue::RedisQueue;
+use scripts::Scripts;
+
+/// How a crawl uses Redis (set through the builder).
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Names the crawl: workers with the same id share one crawl. Default:
+    /// the spider's name.
+    pub crawl_id: Option<String>,
+    /// Names this worker in Redis. Default: a fresh UUID per run.
+    pub worker_id: Option<String>,
+    /// How long a worker's leases outlive its last heartbeat (sent every
+    /// third of it): a worker silent that long is taken for dead and its
+    /// leases return to the queue. Default 30 s.
+    pub lease_ttl: Duration,
+    /// How often an idle worker looks for new work and for the end of the
+    /// crawl. Default 100 ms.
+    pub poll: Duration,
+    /// A request rate per host shared by every worker (requests per second,
+    /// bursts of up to one second's worth). Default none.
+    pub host_rate: Option<f64>,
+}
+
+impl RedisOptions {
+    /// Options for the Redis at `url`, with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisOptions {
+            url: url.into(),
+            crawl_id: None,
+            worker_id: None,
+            lease_ttl: Duration::from_secs(30),
+            poll: Duration::from_millis(100),
+            host_rate: None,
+        }
+    }
+}
+
+/// The crawl's key prefix: `spinneret:{<crawl id>}:`.
+pub fn key_prefix(crawl_id: &str) -> String {
+    format!("spinneret:{{{crawl_id}}}:")
+}
+
+/// A connection to one crawl's keys, shared by the Redis actors of a
+/// worker.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// Reconnects by itself after a failure.
+    pub con: ConnectionManager,
+    /// The crawl's key prefix.
+    pub prefix: String,
+    /// This worker's id.
+    pub worker: String,
+    /// The scripts.
+    pub scripts: Arc<Scripts>,
+    /// The options it was made with.
+    pub opts: RedisOptions,
+    /// Counters (`redis/retries`).
+    pub stats: Arc<Stats>,
+    /// Structured log.
+    pub log: Logger,
+}
+
+/// Opens a connection that retries its connect at most briefly (the caller
+/// retries operations itself).
+async fn open(url: &str) -> Result<ConnectionManager, Error> {
+    let client =
+        redis::Client::open(url).map_err(|e| setup(format!("bad Redis URL {url:?}: {e}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| setup(format!("Redis unreachable at {url}: {e}")))
+}
+
+fn setup(msg: String) -> Error {
+    Error::new(Stage::Setup, ErrorKind::Backend(msg))
+}
+
+impl Shared {
+    /// Connects, checks Redis answers, and sizes the shared Bloom filter
+    /// (the first worker's sizing wins; later ones adopt it).
+    pub(crate) async fn connect(
+        opts: RedisOptions,
+        crawl_id: &str,
+        stats: Arc<Stats>,
+        log: Logger,
+    ) -> Result<Shared, Error> {
+        let mut con = open(&opts.url).await?;
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| setup(format!("Redis at {} does not answer: {e}", opts.url)))?;
+        if pong != "PONG" {
+            return Err(setup(format!(
+                "Redis at {} answered PING with {pong:?}",
+                opts.url
+            )));
+        }
+        let worker = opts
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        Ok(Shared {
+            con,
+            prefix: key_prefix(crawl_id),
+            worker,
+            scripts: Arc::new(Scripts::new()),
+            opts,
+            stats,
+            log,
+        })
+    }
+
+    /// Runs `op` until it succeeds, waiting after each failure that a
+    /// retry can cure (connection lost, timeout, Redis loading its data):
+    /// 50 ms, doubling up to 5 s. Other failures (a script error) are
+    /// returned.
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let mut wait = Duration::from_millis(50);
+        let mut failures = 0u32;
+        loop {
+            match op(self.con.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if transient(&e) => {
+                    failures += 1;
+                    self.stats.add_named("redis/retries", 1);
+                    if failures == 1 || failures.is_multiple_of(20) {
+                        warn!(self.log, "Redis unavailable; waiting and retrying";
+                            "operation" => what, "failures" => failures, "error" => %e);
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Err(Error::new(
+                        Stage::Schedule,
+                        ErrorKind::Backend(format!("Redis {what}: {e}")),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A script invocation with the prefix and worker id as its first two
+    /// arguments.
+    pub(crate) fn args(&self) -> Vec<String> {
+        vec![self.prefix.clone(), self.worker.clone()]
+    }
+}
+
+/// Whether waiting and retrying can cure `e`.
+fn transient(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || !matches!(e.retry_method(), RetryMethod::NoRetry)
+}
+
+/// Runs `script` with `args` (all strings) on `con`.
+pub(crate) async fn invoke<T: redis::FromRedisValue>(
+    script: &redis::Script,
+    args: &[String],
+    mut con: ConnectionManager,
+) -> Result<T, RedisError> {
+    let mut call = script.prepare_invoke();
+    for a in args {
+        call.arg(a);
+    }
+    call.invoke_async(&mut con).await
+}
+
+/// A crawl's state as Redis holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CrawlTotals {
+    /// The sum of every worker's counters, as last reported (each worker
+    /// reports every second and when it leaves).
+    pub counters: BTreeMap<String, u64>,
+    /// Workers registered now.
+    pub workers: usize,
+    /// Requests waiting in the shared queue.
+    pub queued: u64,
+    /// Requests leased by workers.
+    pub leased: u64,
+    /// Why the crawl finished, once it has.
+    pub finished: Option<String>,
+}
+
+/// Reads the crawl `crawl_id`'s totals from the Redis at `url`.
+pub async fn totals(url: &str, crawl_id: &str) -> Result<CrawlTotals, Error> {
+    let mut con = open(url).await?;
+    let p = key_prefix(crawl_id);
+    let failed = |e: RedisError| setup(format!("reading the crawl's totals: {e}"));
+    let raw: BTreeMap<String, u64> = con.hgetall(format!("{p}stats")).await.map_err(failed)?;
+    let workers: Vec<String> = con
+        .zrange(format!("{p}workers"), 0, -1)
+        .await
+        .map_err(failed)?;
+    let mut leased = 0;
+    for w in &workers {
+        let n: u64 = con.hlen(format!("{p}lease:{w}")).await.map_err(failed)?;
+        leased += n;
+    }
+    Ok(CrawlTotals {
+        counters: raw,
+        workers: workers.len(),
+        queued: con.zcard(format!("{p}queue")).await.map_err(failed)?,
+        leased,
+        finished: con.get(format!("{p}finished")).await.map_err(failed)?,
+    })
+}
+
+/// Deletes every key of the crawl `crawl_id` from the Redis at `url`, so
+/// the next run with that id starts afresh; returns how many keys went.
+/// Only while no worker of that crawl runs.
+pub async fn clear(url: &str, crawl_id: &str) -> Result<usize, Error> {
+    let mut con = open(url).await?;
+    let pattern = format!(
+        "{}*",
+        key_prefix(crawl_id)
+            .replace('\\', "\\\\")
+            .replace('[', "\\[")
+            .replace('*', "\\*")
+            .replace('?', "\\?")
+    );
+    let failed = |e: RedisError| setup(format!("clearing the crawl's keys: {e}"));
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    for chunk in keys.chunks(500) {
+        let _: usize = con.del(chunk).await.map_err(failed)?;
+    }
+    Ok(keys.len())
+}

@@ -1,0 +1,334 @@
+//! The shared queue: a reliable priority queue in Redis.
+//!
+//! Waiting requests are members of a sorted set (score: minus the priority;
+//! member: a push timestamp, the request id and its host, so equal
+//! priorities come out first in, first out and a pop can apply per-host
+//! allowances without reading the request). Their content is in a hash
+//! beside it. A pop moves members atomically into this worker's lease
+//! table; an acknowledgement deletes them with their content; a retry
+//! replaces its lease with a new member; leaving gives every lease back.
+
+use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::future::{ready, FutureExt};
+use redis::AsyncCommands;
+use slog::error;
+use uuid::Uuid;
+
+use super::dupe::BloomShape;
+use super::{invoke, Shared};
+use crate::actors::downloader::slot_of;
+use crate::context::Context;
+use crate::error::{Error, ErrorKind, Stage};
+use crate::fingerprint::fingerprint;
+use crate::queue::{BackendFuture, QueueBackend, SlotAllowance};
+use crate::spider::Callback;
+use crate::stats::Counter;
+
+/// What this worker knows it holds.
+#[derive(Default)]
+struct Leases {
+    /// Leased member per request id.
+    by_id: HashMap<Uuid, String>,
+}
+
+/// The Redis queue (see the module docs).
+pub struct RedisQueue<C> {
+    shared: Shared,
+    /// The Bloom shape, when pushed requests went through the Redis dupe
+    /// filter (their reservations become bits in the push).
+    checked: Option<BloomShape>,
+    leases: Arc<Mutex<Leases>>,
+    /// The queue's length at the last pop.
+    len: Arc<AtomicUsize>,
+    /// The last push time used in a member (µs).
+    last_push: AtomicU64,
+    _callback: PhantomData<fn() -> C>,
+}
+
+impl<C> RedisQueue<C> {
+    pub(crate) fn new(shared: Shared, checked: Option<BloomShape>) -> Self {
+        RedisQueue {
+            shared,
+            checked,
+            leases: Arc::default(),
+            len: Arc::default(),
+            last_push: AtomicU64::new(0),
+            _callback: PhantomData,
+        }
+    }
+}
+
+/// The member naming a request in the queue and the lease tables: 16 hex
+/// digits of push time (µs, made strictly increasing per worker so that
+/// requests pushed within one microsecond keep their order), the id's 32,
+/// then the host.
+fn member<C>(ctx: &Context<C>, last: &AtomicU64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let prev = last
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+            Some(now.max(l + 1))
+        })
+        .unwrap_or(0);
+    let micros = now.max(prev + 1);
+    format!(
+        "{micros:016x}{}{}",
+        ctx.id.simple(),
+        slot_of(&ctx.request.url)
+    )
+}
+
+fn lock(leases: &Mutex<Leases>) -> std::sync::MutexGuard<'_, Leases> {
+    leases.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
+    fn push(&mut self, batch: Vec<Context<C>>) -> BackendFuture<()> {
+        let mut args = self.shared.args();
+        {
+            let mut leases = lock(&self.leases);
+            for c in &batch {
+                let payload = match serde_json::to_string(c) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let e = Error::new(Stage::Schedule, ErrorKind::Json(e.to_string()));
+                        return ready(Err(e)).boxed_local();
+                    }
+                };
+                // A request this worker leased comes back as a retry: it
+                // replaces its lease and skips the dupe check it passed.
+                let replaces = leases.by_id.remove(&c.id);
+                let (fp, bits) = match (&self.checked, &replaces) {
+                    (Some(shape), None) if !c.request.dont_filter => {
+                        let fp = fingerprint(&c.request);
+                        (format!("{fp:032x}"), shape.bits(fp))
+                    }
+                    _ => (String::new(), String::new()),
+                };
+                args.extend([
+                    member(c, &self.last_push),
+                    (-i64::from(c.request.priority)).to_string(),
+                    payload,
+                    fp,
+                    bits,
+                    replaces.unwrap_or_default(),
+                ]);
+            }
+        }
+        let shared = self.shared.clone();
+        let len = self.len.clone();
+        async move {
+            let (queued, dupes, reaped): (usize, u64, u64) = shared
+                .retry("push", |con| invoke(&shared.scripts.push, &args, con))
+                .await?;
+            len.fetch_add(queued, Ordering::Relaxed);
+            shared.stats.add(Counter::DupeFiltered, dupes);
+            if reaped > 0 {
+                shared
+                    .stats
+                    .add_named("redis/requeues_without_lease", reaped);
+            }
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn pop(&mut self, max: usize, allowance: &SlotAllowance) -> BackendFuture<Vec<Context<C>>> {
+        let mut args = self.shared.args();
+        let rate = self.shared.opts.host_rate.unwrap_or(0.0);
+        args.extend([
+            max.to_string(),
+            (max * 8).clamp(64, 1024).to_string(),
+            allowance.default.to_string(),
+            rate.to_string(),
+            rate.max(1.0).to_string(),
+        ]);
+        for (slot, n) in &allowance.per_slot {
+            args.push(slot.clone());
+            args.push(n.to_string());
+        }
+        let (shared, leases, len) = (self.shared.clone(), self.leases.clone(), self.len.clone());
+        async move {
+            let mut attempt = 0u32;
+            let reply: Vec<redis::Value> = shared
+                .retry("pop", |con| {
+                    attempt += 1;
+                    let (shared, leases, args) = (shared.clone(), leases.clone(), args.clone());
+                    async move {
+                        if attempt > 1 {
+                            // An earlier attempt may have leased requests
+                            // and lost the reply: give back what we do not
+                            // know we hold.
+                            reconcile(&shared, &leases, con.clone()).await?;
+                        }
+                        let reply: Vec<redis::Value> =
+                            invoke(&shared.scripts.pop, &args, con.clone()).await?;
+                        if reply.len() == 1 {
+                            // Not registered (reaped while alive): register
+                            // and take again.
+                            register(&shared, con.clone()).await?;
+                            return invoke(&shared.scripts.pop, &args, con).await;
+                        }
+                        Ok(reply)
+                    }
+                })
+                .await?;
+            decode_popped(&shared, &leases, &len, reply).await
+        }
+        .boxed_local()
+    }
+
+    fn drain(&mut self) -> BackendFuture<Vec<Context<C>>> {
+        // The shared queue belongs to the whole crawl: a worker that stops
+        // takes nothing from it (its leases go back when it leaves).
+        ready(Ok(Vec::new())).boxed_local()
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn ack(&mut self, ids: Vec<Uuid>) -> BackendFuture<()> {
+        let mut args = self.shared.args();
+        {
+            let mut leases = lock(&self.leases);
+            args.extend(ids.iter().filter_map(|id| leases.by_id.remove(id)));
+        }
+        if args.len() == 2 {
+            return ready(Ok(())).boxed_local();
+        }
+        let shared = self.shared.clone();
+        async move {
+            let _: u64 = shared
+                .retry("ack", |con| invoke(&shared.scripts.ack, &args, con))
+                .await?;
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn starts_done(&mut self, pulled: u64) -> BackendFuture<()> {
+        let mut args = self.shared.args();
+        args.push(pulled.to_string());
+        let shared = self.shared.clone();
+        async move {
+            let _: u64 = shared
+                .retry("starts done", |con| {
+                    invoke(&shared.scripts.starts_done, &args, con)
+                })
+                .await?;
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn close(&mut self) -> BackendFuture<()> {
+        let mut args = self.shared.args();
+        args.push("*leave*".into());
+        let (shared, leases) = (self.shared.clone(), self.leases.clone());
+        async move {
+            let given: u64 = shared
+                .retry("leave", |con| invoke(&shared.scripts.release, &args, con))
+                .await?;
+            lock(&leases).by_id.clear();
+            if given > 0 {
+                shared.stats.add_named("redis/leases_given_back", given);
+            }
+            Ok(())
+        }
+        .boxed_local()
+    }
+}
+
+/// Registers this worker (a heartbeat).
+async fn register(shared: &Shared, con: redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+    let mut args = shared.args();
+    args.push(shared.opts.lease_ttl.as_millis().to_string());
+    let _: Vec<u64> = invoke(&shared.scripts.heartbeat, &args, con).await?;
+    Ok(())
+}
+
+/// Gives back the leases this worker holds in Redis but does not know of.
+async fn reconcile(
+    shared: &Shared,
+    leases: &Mutex<Leases>,
+    mut con: redis::aio::ConnectionManager,
+) -> redis::RedisResult<()> {
+    let held: Vec<String> = con
+        .hkeys(format!("{}lease:{}", shared.prefix, shared.worker))
+        .await?;
+    let unknown: Vec<String> = {
+        let guard = lock(leases);
+        let known: HashSet<&String> = guard.by_id.values().collect();
+        held.into_iter().filter(|m| !known.contains(m)).collect()
+    };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut args = shared.args();
+    args.extend(unknown);
+    let _: u64 = invoke(&shared.scripts.release, &args, con).await?;
+    Ok(())
+}
+
+/// The popped requests; records their leases. A payload that cannot be read
+/// is logged, counted and acknowledged (dropped), so it cannot hold the
+/// crawl open.
+async fn decode_popped<C: Callback>(
+    shared: &Shared,
+    leases: &Mutex<Leases>,
+    len: &AtomicUsize,
+    reply: Vec<redis::Value>,
+) -> Result<Vec<Context<C>>, Error> {
+    let mut it = reply.into_iter();
+    let int = |v: Option<redis::Value>| match v {
+        Some(redis::Value::Int(n)) => n.max(0) as u64,
+        _ => 0,
+    };
+    len.store(int(it.next()) as usize, Ordering::Relaxed);
+    let missing = int(it.next());
+    if missing > 0 {
+        error!(shared.log, "queued requests without content; dropped"; "count" => missing);
+        shared.stats.add_named("redis/missing_payloads", missing);
+    }
+    let mut batch = Vec::new();
+    let mut bad = Vec::new();
+    while let (Some(m), Some(p)) = (it.next(), it.next()) {
+        let (Ok(m), Ok(p)) = (
+            redis::from_redis_value::<String>(m),
+            redis::from_redis_value::<String>(p),
+        ) else {
+            continue;
+        };
+        match serde_json::from_str::<Context<C>>(&p) {
+            Ok(ctx) => {
+                lock(leases).by_id.insert(ctx.id, m);
+                batch.push(ctx);
+            }
+            Err(e) => {
+                error!(shared.log, "unreadable request in the queue; dropped"; "member" => &m, "error" => %e);
+                shared.stats.add_named("redis/bad_payloads", 1);
+                bad.push(m);
+            }
+        }
+    }
+    if !bad.is_empty() {
+        let mut args = shared.args();
+        args.extend(bad);
+        let _: u64 = shared
+            .retry("ack", |con| invoke(&shared.scripts.ack, &args, con))
+            .await?;
+    }
+    Ok(batch)
+}

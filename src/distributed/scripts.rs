@@ -1,0 +1,345 @@
+//! The Lua scripts that make every shared operation atomic in Redis.
+//!
+//! Every script takes the crawl's key prefix and the worker id as `ARGV[1]`
+//! and `ARGV[2]` and builds its key names from them (so a crawl's keys
+//! share one prefix and can be cleared together; this is why the scripts
+//! target a single Redis, not Redis Cluster). The layout and the lease
+//! protocol are described in `actors.md` ("Distributed crawls on Redis").
+//! Each script is idempotent when run twice with the same arguments, so a
+//! call whose reply was lost (the connection dropped after Redis ran it)
+//! can simply be retried.
+
+use redis::Script;
+
+/// Bloom membership of one fingerprint, given its bit positions as a
+/// comma-separated list.
+const ALL_BITS: &str = r#"
+local function all_bits(bloom, bits)
+  for b in string.gmatch(bits, '%d+') do
+    if redis.call('GETBIT', bloom, b) == 0 then return false end
+  end
+  return true
+end
+"#;
+
+/// Test-and-add: `ARGV[3..]` are pairs (fingerprint hex, bit positions).
+/// A fingerprint is new when not all of its bits are set and nobody
+/// reserved it; it is then reserved for this worker until its push sets the
+/// bits. Answers 1 (new) or 0 (seen) per fingerprint. A fingerprint this
+/// worker reserved itself answers 1 again (a retried call); its second
+/// push is then skipped.
+const CHECK: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local bloom, reserved, mine = p .. 'bloom', p .. 'reserved', p .. 'reserved:' .. w
+local out = {}
+for i = 3, #ARGV, 2 do
+  local fp, bits = ARGV[i], ARGV[i + 1]
+  local new = 0
+  if not all_bits(bloom, bits) then
+    local owner = redis.call('HGET', reserved, fp)
+    if not owner then
+      redis.call('HSET', reserved, fp, w)
+      redis.call('SADD', mine, fp)
+      new = 1
+    elseif owner == w then
+      new = 1
+    end
+  end
+  out[#out + 1] = new
+end
+return out
+"#;
+
+/// Push: `ARGV[3..]` are groups of six (member, score, payload, fingerprint
+/// hex or '', bit positions or '', the leased member it replaces or '').
+/// A checked request is queued if this worker holds its reservation (which
+/// becomes the Bloom bits), or if its bits are not all set; otherwise it
+/// was queued already and is skipped. A request that replaces a lease (a
+/// retry) is queued only if the lease is still this worker's: a reaped
+/// lease is already back in the queue. Answers {queued, skipped as
+/// duplicates, skipped as reaped}.
+const PUSH: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local queue, req, lease = p .. 'queue', p .. 'req', p .. 'lease:' .. w
+local bloom, reserved, mine = p .. 'bloom', p .. 'reserved', p .. 'reserved:' .. w
+local queued, dupes, reaped = 0, 0, 0
+for i = 3, #ARGV, 6 do
+  local member, score, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local fp, bits, replaces = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local go = true
+  if replaces ~= '' then
+    if redis.call('HDEL', lease, replaces) == 1 then
+      redis.call('HDEL', req, replaces)
+    else
+      go = false
+      reaped = reaped + 1
+    end
+  end
+  if go and fp ~= '' then
+    if redis.call('HGET', reserved, fp) == w then
+      redis.call('HDEL', reserved, fp)
+      redis.call('SREM', mine, fp)
+    elseif all_bits(bloom, bits) then
+      go = false
+      dupes = dupes + 1
+    end
+    if go then
+      for b in string.gmatch(bits, '%d+') do redis.call('SETBIT', bloom, b, 1) end
+    end
+  end
+  if go then
+    redis.call('ZADD', queue, score, member)
+    redis.call('HSET', req, member, payload)
+    queued = queued + 1
+  end
+end
+return {queued, dupes, reaped}
+"#;
+
+/// Pop: `ARGV[3]` most to take, `ARGV[4]` how many of the queue's best to
+/// look at, `ARGV[5]` default per-host allowance, `ARGV[6]` shared rate per
+/// host (requests/s, '0' for none), `ARGV[7]` its burst, then pairs (host,
+/// allowance). Takes the best requests whose host may take them (and has a
+/// token, with a shared rate), moving each to this worker's lease table.
+/// Answers {queue length after, payloads missing, member, payload, ...},
+/// or {-1} when this worker is not registered (it was reaped): leases are
+/// only taken by registered workers, so that completion, which looks at
+/// the registered workers' leases, sees every lease.
+const POP: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local queue, req, lease, rate_key = p .. 'queue', p .. 'req', p .. 'lease:' .. w, p .. 'rate'
+if not redis.call('ZSCORE', p .. 'workers', w) then return {-1} end
+local max, scan, default = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local rate, burst = tonumber(ARGV[6]), tonumber(ARGV[7])
+local allow = {}
+for i = 8, #ARGV, 2 do allow[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local now = 0
+if rate > 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function token(host)
+  local state = redis.call('HGET', rate_key, host)
+  local tokens, last = burst, now
+  if state then
+    local a, b = string.match(state, '([%d%.]+) (%d+)')
+    tokens, last = tonumber(a), tonumber(b)
+    tokens = math.min(burst, tokens + (now - last) * rate / 1000)
+  end
+  if tokens < 1 then
+    redis.call('HSET', rate_key, host, string.format('%.6f %d', tokens, now))
+    return false
+  end
+  redis.call('HSET', rate_key, host, string.format('%.6f %d', tokens - 1, now))
+  return true
+end
+local out, taken, missing = {}, 0, 0
+local cands = redis.call('ZRANGE', queue, 0, scan - 1, 'WITHSCORES')
+for i = 1, #cands, 2 do
+  if taken >= max then break end
+  local m, s = cands[i], cands[i + 1]
+  local host = string.sub(m, 49)
+  local left = allow[host] or default
+  if left > 0 and (rate <= 0 or token(host)) then
+    allow[host] = left - 1
+    redis.call('ZREM', queue, m)
+    local payload = redis.call('HGET', req, m)
+    if payload then
+      redis.call('HSET', lease, m, s)
+      out[#out + 1] = m
+      out[#out + 1] = payload
+      taken = taken + 1
+    else
+      missing = missing + 1
+    end
+  elseif left > 0 then
+    allow[host] = 0
+  end
+end
+local head = {redis.call('ZCARD', queue), missing}
+for i = 1, #out do head[#head + 1] = out[i] end
+return head
+"#;
+
+/// Acknowledge: `ARGV[3..]` are leased members whose work is done. The
+/// payload goes only with a lease this worker still holds.
+const ACK: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local req, lease = p .. 'req', p .. 'lease:' .. w
+local n = 0
+for i = 3, #ARGV do
+  if redis.call('HDEL', lease, ARGV[i]) == 1 then
+    redis.call('HDEL', req, ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"#;
+
+/// Gives back leases: `ARGV[3..]` are members, or none for all of this
+/// worker's. With `ARGV[3] == '*leave*'`, the worker also leaves: its
+/// reservations are dropped, it is no longer a worker of the crawl, and
+/// the start requests lose their owner if it was this worker. Answers the
+/// number of leases given back.
+const RELEASE: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local queue, lease = p .. 'queue', p .. 'lease:' .. w
+local n = 0
+local leave = ARGV[3] == '*leave*'
+if #ARGV == 2 or leave then
+  local all = redis.call('HGETALL', lease)
+  for i = 1, #all, 2 do
+    redis.call('ZADD', queue, all[i + 1], all[i])
+    n = n + 1
+  end
+  redis.call('DEL', lease)
+else
+  for i = 3, #ARGV do
+    local s = redis.call('HGET', lease, ARGV[i])
+    if s then
+      redis.call('HDEL', lease, ARGV[i])
+      redis.call('ZADD', queue, s, ARGV[i])
+      n = n + 1
+    end
+  end
+end
+if leave then
+  release_worker(p, w)
+end
+return n
+"#;
+
+/// Drops a worker's reservations, registration and start-request role.
+const RELEASE_WORKER: &str = r#"
+local function release_worker(p, w)
+  local reserved, mine = p .. 'reserved', p .. 'reserved:' .. w
+  for _, fp in ipairs(redis.call('SMEMBERS', mine)) do
+    if redis.call('HGET', reserved, fp) == w then redis.call('HDEL', reserved, fp) end
+  end
+  redis.call('DEL', mine)
+  redis.call('ZREM', p .. 'workers', w)
+  if redis.call('HGET', p .. 'starts', 'owner') == w then
+    redis.call('HDEL', p .. 'starts', 'owner')
+  end
+end
+"#;
+
+/// Heartbeat: `ARGV[3]` lease time in ms. Renews this worker's deadline
+/// (every lease it holds shares it), then reaps every worker whose deadline
+/// passed: its leases go back to the queue with their priority and its
+/// reservations are dropped. Answers {1 if this worker was registered
+/// before, workers reaped, leases requeued}.
+const HEARTBEAT: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local ttl = tonumber(ARGV[3])
+local workers, queue = p .. 'workers', p .. 'queue'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local known = redis.call('ZSCORE', workers, w) and 1 or 0
+redis.call('ZADD', workers, now + ttl, w)
+local reaped, requeued = 0, 0
+for _, d in ipairs(redis.call('ZRANGEBYSCORE', workers, '-inf', now)) do
+  local lease = p .. 'lease:' .. d
+  local all = redis.call('HGETALL', lease)
+  for i = 1, #all, 2 do
+    redis.call('ZADD', queue, all[i + 1], all[i])
+    requeued = requeued + 1
+  end
+  redis.call('DEL', lease)
+  release_worker(p, d)
+  reaped = reaped + 1
+end
+if reaped > 0 then
+  redis.call('HINCRBY', p .. 'stats', 'redis/workers_reaped', reaped)
+  redis.call('HINCRBY', p .. 'stats', 'redis/leases_requeued', requeued)
+end
+return {known, reaped, requeued}
+"#;
+
+/// The crawl's state for one worker. If the crawl is finished, {'finished',
+/// reason}. If the start requests are not all queued: {'starts'} when this
+/// worker owns them (taking them if nobody does), else {'wait'}. Once they
+/// are, the crawl is finished when the queue is empty and no worker holds
+/// a lease: marked so, {'finished', 'finished'}. Otherwise {'wait'}. The
+/// queue length follows in every answer but 'finished'.
+const STATUS: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local starts, queue = p .. 'starts', p .. 'queue'
+local reason = redis.call('GET', p .. 'finished')
+if reason then return {'finished', reason} end
+local queued = redis.call('ZCARD', queue)
+if redis.call('HGET', starts, 'done') ~= '1' then
+  local owner = redis.call('HGET', starts, 'owner')
+  if not owner then
+    redis.call('HSET', starts, 'owner', w)
+    owner = w
+  end
+  if owner == w then return {'starts', queued} end
+  return {'wait', queued}
+end
+if queued > 0 then return {'wait', queued} end
+for _, x in ipairs(redis.call('ZRANGE', p .. 'workers', 0, -1)) do
+  if redis.call('EXISTS', p .. 'lease:' .. x) == 1 then return {'wait', 0} end
+end
+redis.call('SET', p .. 'finished', 'finished')
+return {'finished', 'finished'}
+"#;
+
+/// The start requests are all queued (`ARGV[3]`: how many were pulled).
+const STARTS_DONE: &str = r#"
+local p = ARGV[1]
+redis.call('HSET', p .. 'starts', 'done', '1', 'pulled', ARGV[3])
+return 1
+"#;
+
+/// Stats: `ARGV[3..]` are pairs (counter, this worker's value). Each total
+/// grows by what this worker's value grew since it last reported (kept in
+/// `stats:<worker>`), so a retried report adds nothing twice.
+const STATS: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local total, mine = p .. 'stats', p .. 'stats:' .. w
+for i = 3, #ARGV, 2 do
+  local name, value = ARGV[i], tonumber(ARGV[i + 1])
+  local before = tonumber(redis.call('HGET', mine, name) or '0')
+  if value > before then
+    redis.call('HINCRBY', total, name, value - before)
+    redis.call('HSET', mine, name, value)
+  end
+end
+return 1
+"#;
+
+/// The scripts, compiled once (each is sent by hash, and loaded again after
+/// a Redis restart empties the script cache).
+pub(crate) struct Scripts {
+    pub check: Script,
+    pub push: Script,
+    pub pop: Script,
+    pub ack: Script,
+    pub release: Script,
+    pub heartbeat: Script,
+    pub status: Script,
+    pub starts_done: Script,
+    pub stats: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        let with = |prelude: &[&str], body: &str| {
+            let mut src = prelude.concat();
+            src.push_str(body);
+            Script::new(&src)
+        };
+        Scripts {
+            check: with(&[ALL_BITS], CHECK),
+            push: with(&[ALL_BITS], PUSH),
+            pop: with(&[], POP),
+            ack: with(&[], ACK),
+            release: with(&[RELEASE_WORKER], RELEASE),
+            heartbeat: with(&[RELEASE_WORKER], HEARTBEAT),
+            status: with(&[], STATUS),
+            starts_done: with(&[], STARTS_DONE),
+            stats: with(&[], STATS),
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! Distributed crawls on a real Redis: several worker processes (this test
+//! binary, run again as `distributed::worker_child`) crawl one fixture site
+//! together; one dies by SIGKILL, or Redis restarts, and nothing is lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use spinneret::distributed::{key_prefix, totals, RedisOptions};
+use spinneret::pipelines::JsonLinesFile;
+use spinneret::Crawler;
+
+use crate::fixture::{serve, Site};
+use crate::redis_server::RedisServer;
+use crate::spiders::{run, Collect, LinkSpider};
+
+/// Pages of the fixture site.
+const PAGES: usize = 5000;
+
+/// The environment of [`worker_child`].
+const ENV_REDIS: &str = "SPINNERET_DIST_REDIS";
+const ENV_URL: &str = "SPINNERET_DIST_URL";
+const ENV_CRAWL: &str = "SPINNERET_DIST_CRAWL";
+const ENV_WORKER: &str = "SPINNERET_DIST_WORKER";
+const ENV_ITEMS: &str = "SPINNERET_DIST_ITEMS";
+const ENV_TTL_MS: &str = "SPINNERET_DIST_TTL_MS";
+const ENV_REASON: &str = "SPINNERET_DIST_REASON";
+
+/// The options every worker of a test crawl uses.
+fn options(redis: &str, crawl: &str, worker: &str, ttl: Duration) -> RedisOptions {
+    RedisOptions {
+        crawl_id: Some(crawl.into()),
+        worker_id: Some(worker.into()),
+        lease_ttl: ttl,
+        ..RedisOptions::new(redis)
+    }
+}
+
+/// One worker of a distributed crawl, in a child process: crawls from the
+/// site's root, writes its items as JSON lines, and prints the crawl's
+/// totals (once every worker has left) as its last line.
+#[actix::test]
+#[ignore = "a worker process of the distributed tests"]
+async fn worker_child() {
+    let var = |k: &str| std::env::var(k).expect("run by the distributed tests only");
+    let redis = var(ENV_REDIS);
+    let crawl = var(ENV_CRAWL);
+    let ttl = Duration::from_millis(var(ENV_TTL_MS).parse().unwrap());
+    let handle = Crawler::builder(LinkSpider::from_urls(&[var(ENV_URL)]))
+        .concurrency(8)
+        .redis_options(options(&redis, &crawl, &var(ENV_WORKER), ttl))
+        .pipeline(JsonLinesFile::new(var(ENV_ITEMS)))
+        .build()
+        .unwrap()
+        .start_async()
+        .await
+        .unwrap();
+    // SIGINT: this worker leaves the crawl.
+    handle.stop_on_signals().unwrap();
+    let stats = handle.join().await.unwrap();
+    let reason = std::env::var(ENV_REASON).unwrap_or_else(|_| "finished".into());
+    assert_eq!(stats.finish_reason.as_deref(), Some(reason.as_str()));
+    // The totals are complete once every worker has reported and left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let t = loop {
+        let t = totals(&redis, &crawl).await.unwrap();
+        if t.workers == 0 || Instant::now() > deadline {
+            break t;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    let own = stats.counters["downloader/response_count"];
+    let all = t
+        .counters
+        .get("downloader/response_count")
+        .copied()
+        .unwrap_or(0);
+    println!("TOTALS {own} {all} {}", t.finished.unwrap_or_default());
+}
+
+/// A running worker process.
+struct Worker {
+    id: String,
+    child: Child,
+    items: PathBuf,
+    /// When it exited, once it has.
+    exited: Option<(Instant, ExitStatus)>,
+}
+
+impl Worker {
+    fn spawn(redis: &str, site: &Site, crawl: &str, id: &str, dir: &Path, ttl: Duration) -> Self {
+        Self::spawn_expecting(redis, site, crawl, id, dir, ttl, "finished")
+    }
+
+    /// A worker that must finish with `reason`.
+    fn spawn_expecting(
+        redis: &str,
+        site: &Site,
+        crawl: &str,
+        id: &str,
+        dir: &Path,
+        ttl: Duration,
+        reason: &str,
+    ) -> Self {
+        let items = dir.join(format!("{id}.jsonl"));
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "distributed::worker_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(ENV_REDIS, redis)
+            .env(ENV_URL, site.url("/p/0"))
+            .env(ENV_CRAWL, crawl)
+            .env(ENV_WORKER, id)
+            .env(ENV_ITEMS, &items)
+            .env(ENV_TTL_MS, ttl.as_millis().to_string())
+            .env(ENV_REASON, reason)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Worker {
+            id: id.into(),
+            child,
+            items,
+            exited: None,
+        }
+    }
+
+    /// Notes the exit time if it has exited.
+    fn poll(&mut self) -> bool {
+        if self.exited.is_none() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.exited = Some((Instant::now(), status));
+            }
+        }
+        self.exited.is_some()
+    }
+
+    /// (this worker's pages, the crawl's total pages) from its last line.
+    fn totals(&mut self) -> (u64, u64) {
+        use std::io::Read;
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("TOTALS "))
+            .unwrap_or_else(|| panic!("worker {} printed no totals: {out}", self.id));
+        let mut f = line.split(' ');
+        let mut num = || f.next().unwrap().parse().unwrap();
+        (num(), num())
+    }
+
+    /// The (path, title) of every item it wrote.
+    fn items(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&self.items).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let url = url::Url::parse(v["url"].as_str().unwrap()).unwrap();
+                (
+                    url.path().to_string(),
+                    v["title"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Waits (bounded) for every worker to exit.
+async fn wait_all(workers: &mut [Worker]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !workers.iter_mut().all(|w| w.poll() || w.exited.is_some()) {
+        assert!(Instant::now() < deadline, "workers did not finish");
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    for w in workers.iter() {
+        let (_, status) = w.exited.unwrap();
+        assert!(status.success(), "worker {} failed: {status}", w.id);
+    }
+}
+
+/// Waits (bounded) until the site has served `n` requests.
+async fn wait_for_hits(site: &Site, n: usize, workers: &mut [Worker]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while site.seen.total() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the crawl did not reach {n} fetches"
+        );
+        for w in workers.iter_mut() {
+            assert!(!w.poll(), "worker {} exited early", w.id);
+        }
+        actix_rt::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Fetches per tree page.
+fn page_hits(site: &Site) -> Vec<usize> {
+    (0..PAGES)
+        .map(|n| site.seen.hits(&format!("/p/{n}")))
+        .collect()
+}
+
+fn pages_missing(hits: &[usize]) -> Vec<usize> {
+    (0..hits.len()).filter(|&n| hits[n] == 0).collect()
+}
+
+/// A single-process crawl's items, as (path, title).
+async fn single_process_items() -> BTreeSet<(String, String)> {
+    let site = serve(PAGES);
+    let items = Collect::default();
+    let s =
+        run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")])).pipeline(items.clone()))
+            .await;
+    assert_eq!(s.finish_reason.as_deref(), Some("finished"));
+    let items = items.items.lock().unwrap();
+    items
+        .iter()
+        .map(|v| {
+            let url = url::Url::parse(v["url"].as_str().unwrap()).unwrap();
+            (
+                url.path().to_string(),
+                v["title"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[actix::test]
+async fn three_workers_fetch_every_page_once_and_finish_together() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let site = serve(PAGES);
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(10);
+    let mut workers: Vec<_> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|id| Worker::spawn(&redis.url(), &site, "three", id, dir.path(), ttl))
+        .collect();
+    wait_all(&mut workers).await;
+
+    let hits = page_hits(&site);
+    let wrong: Vec<_> = (0..PAGES)
+        .filter(|&n| hits[n] != 1)
+        .map(|n| (n, hits[n]))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "pages not fetched exactly once: {wrong:?}"
+    );
+    assert_eq!(site.seen.hits("/missing"), 1);
+
+    // Every worker did part of the work; the items' union is the
+    // single-process crawl's, with no item twice.
+    let mut union = BTreeMap::new();
+    for w in &workers {
+        let items = w.items();
+        assert!(!items.is_empty(), "worker {} scraped nothing", w.id);
+        for item in items {
+            *union.entry(item).or_insert(0) += 1;
+        }
+    }
+    assert!(union.values().all(|&n| n == 1), "an item was scraped twice");
+    let union: BTreeSet<_> = union.into_keys().collect();
+    assert_eq!(union, single_process_items().await);
+
+    // Every worker exits within a second of the last page served.
+    let last = *site.seen.times("/").last().unwrap();
+    for w in &workers {
+        let (at, _) = w.exited.unwrap();
+        let after = at.saturating_duration_since(last);
+        println!("worker {} exited {after:?} after the last page", w.id);
+        assert!(
+            after < Duration::from_secs(1),
+            "worker {} exited {after:?} after the last page",
+            w.id
+        );
+    }
+    // Totals: each worker's pages add up to the crawl's, which all report.
+    let reported: Vec<_> = workers.iter_mut().map(Worker::totals).collect();
+    let sum: u64 = reported.iter().map(|(own, _)| own).sum();
+    assert_eq!(sum, PAGES as u64 + 1);
+    assert!(reported.iter().all(|&(_, all)| all == sum), "{reported:?}");
+    let p = key_prefix("three");
+    assert_eq!(redis.cmd(&["GET", &format!("{p}finished")]), "finished");
+    assert_eq!(redis.cmd(&["ZCARD", &format!("{p}queue")]), "0");
+    assert_eq!(redis.cmd(&["HLEN", &format!("{p}req")]), "0");
+    assert_eq!(redis.cmd(&["HLEN", &format!("{p}reserved")]), "0");
+}
+
+/// Sends `signal` to a worker process.
+fn signal(w: &Worker, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &w.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} failed");
+}
+
+#[actix::test]
+async fn a_worker_killed_mid_crawl_loses_nothing_and_repeats_at_most_its_leases() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let site = serve(PAGES);
+    let dir = tempfile::tempdir().unwrap();
+    // Short leases: the dead worker's come back within two seconds.
+    let ttl = Duration::from_secs(2);
+    let mut workers: Vec<_> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|id| Worker::spawn(&redis.url(), &site, "killed", id, dir.path(), ttl))
+        .collect();
+    wait_for_hits(&site, PAGES / 3, &mut workers).await;
+    // Freeze it, count what it holds, then kill it.
+    let mut dead = workers.remove(1);
+    signal(&dead, "STOP");
+    let p = key_prefix("killed");
+    let leases: usize = redis
+        .cmd(&["HLEN", &format!("{p}lease:{}", dead.id)])
+        .parse()
+        .unwrap();
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let at_kill = site.seen.total();
+    wait_all(&mut workers).await;
+
+    let hits = page_hits(&site);
+    assert!(
+        pages_missing(&hits).is_empty(),
+        "pages never fetched: {:?}",
+        pages_missing(&hits)
+    );
+    assert!(hits.iter().all(|&h| h <= 2), "a page fetched three times");
+    let twice = hits.iter().filter(|&&h| h == 2).count();
+    println!("SIGKILL after {at_kill} fetches: the worker held {leases} leases; {twice} pages fetched twice");
+    assert!(
+        twice <= leases,
+        "{twice} pages fetched twice, the dead worker held {leases} leases"
+    );
+    let t = totals(&redis.url(), "killed").await.unwrap();
+    assert_eq!(t.finished.as_deref(), Some("finished"));
+    assert_eq!(t.counters.get("redis/workers_reaped"), Some(&1));
+    assert_eq!(
+        t.counters.get("redis/leases_requeued"),
+        Some(&(leases as u64))
+    );
+}
+
+#[actix::test]
+async fn a_redis_restart_mid_crawl_loses_nothing() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let site = serve(PAGES);
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(10);
+    let mut workers: Vec<_> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|id| Worker::spawn(&redis.url(), &site, "restart", id, dir.path(), ttl))
+        .collect();
+    wait_for_hits(&site, PAGES / 3, &mut workers).await;
+    // Down while the workers are busy: every queue operation under way
+    // or started until it is back fails and is retried.
+    redis.kill();
+    let at_kill = site.seen.total();
+    redis.restart();
+    wait_all(&mut workers).await;
+
+    let hits = page_hits(&site);
+    assert!(
+        pages_missing(&hits).is_empty(),
+        "pages never fetched: {:?}",
+        pages_missing(&hits)
+    );
+    let twice = hits.iter().filter(|&&h| h > 1).count();
+    println!(
+        "Redis killed after {at_kill} fetches and restarted; {twice} pages fetched more than once"
+    );
+    let t = totals(&redis.url(), "restart").await.unwrap();
+    assert_eq!(t.finished.as_deref(), Some("finished"));
+    assert!(
+        t.counters.get("redis/retries").is_some_and(|&n| n > 0),
+        "no retry was counted: {:?}",
+        t.counters
+    );
+}
+
+#[actix::test]
+async fn a_worker_joins_a_running_crawl_and_another_leaves_it_without_loss_or_repeat() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let site = serve(PAGES);
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(10);
+    let url = redis.url();
+    let mut workers = vec![Worker::spawn_expecting(
+        &url,
+        &site,
+        "churn",
+        "leaver",
+        dir.path(),
+        ttl,
+        "shutdown",
+    )];
+    wait_for_hits(&site, PAGES / 5, &mut workers).await;
+    workers.push(Worker::spawn(
+        &url,
+        &site,
+        "churn",
+        "joiner",
+        dir.path(),
+        ttl,
+    ));
+    wait_for_hits(&site, PAGES / 2, &mut workers).await;
+    // The first worker leaves (a graceful stop): what it holds goes back
+    // to the queue, its in-flight pages finish and their links are queued.
+    signal(&workers[0], "INT");
+    wait_all(&mut workers).await;
+
+    let hits = page_hits(&site);
+    let wrong: Vec<_> = (0..PAGES)
+        .filter(|&n| hits[n] != 1)
+        .map(|n| (n, hits[n]))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "pages not fetched exactly once: {wrong:?}"
+    );
+    let joiner = workers[1].items().len();
+    let leaver = workers[0].items().len();
+    println!("the leaver scraped {leaver} pages, the joiner {joiner}");
+    assert!(joiner > 0 && leaver > 0);
+    assert_eq!(
+        joiner + leaver,
+        PAGES + 1 - 1,
+        "one item per page (the 404 has none)"
+    );
+    let t = totals(&url, "churn").await.unwrap();
+    assert_eq!(t.finished.as_deref(), Some("finished"));
+    assert_eq!(t.workers, 0);
+}
