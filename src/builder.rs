@@ -31,7 +31,7 @@ pub use crate::actors::scheduler::durable::CheckpointPolicy;
 use crate::actors::scheduler::slots::AutoThrottle;
 use crate::actors::scheduler::{Scheduler, SchedulerConfig, SchedulerLinks, SharedQueue};
 use crate::dedupe::{BloomDupe, DupeBackend};
-use crate::distributed::coordinator::{heartbeat, Coordinator};
+use crate::distributed::coordinator::{join, Coordinator};
 use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
@@ -486,7 +486,7 @@ impl<S: Spider> Crawler<S> {
             let log = b.log.new(o!("spider" => name, "actor" => "redis"));
             let stats = Arc::new(Stats::default());
             let shared = Shared::connect(opts, &crawl_id, stats.clone(), log).await?;
-            heartbeat(&shared).await?;
+            join(&shared).await?;
             let shape = BloomShape::sized(b.bloom_capacity, b.bloom_rate)
                 .agree(&shared)
                 .await?;
@@ -716,7 +716,9 @@ impl<S: Spider> Crawler<S> {
             let coordinator =
                 Coordinator::new(shared, sched.clone().recipient(), stats.clone()).start();
             shutdown.push(coordinator.clone().recipient());
-            leave = vec![queue.clone().recipient(), coordinator.recipient()];
+            // The Coordinator stops heartbeating first, so that it cannot
+            // register this worker again once the queue has left.
+            leave = vec![coordinator.recipient(), queue.clone().recipient()];
             SharedQueue::new(queue.clone().recipient(), queue.clone().recipient())
         });
         let mut scheduler = Scheduler::new(

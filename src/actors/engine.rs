@@ -44,8 +44,9 @@ pub struct EngineLinks {
     /// Every actor to stop when the crawl is over.
     pub shutdown: Vec<Recipient<Shutdown>>,
     /// In a distributed crawl, told in this order once the pipelines are
-    /// closed: the CacheQueue (gives back this worker's leases) and the
-    /// Coordinator (reports the last counters). Empty otherwise.
+    /// closed: the Coordinator (stops heartbeating, reports the last
+    /// counters) and the CacheQueue (gives back this worker's leases and
+    /// leaves). Empty otherwise.
     pub leave: Vec<Recipient<Leave>>,
 }
 

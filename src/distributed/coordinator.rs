@@ -31,6 +31,10 @@ pub(crate) struct Coordinator {
     stats: Arc<Stats>,
     /// A status query is under way.
     polling: bool,
+    /// A heartbeat is under way.
+    beating: bool,
+    /// `Leave` came: no more heartbeats.
+    left: bool,
     /// The crawl is finished: no more polling.
     finished: bool,
 }
@@ -42,21 +46,29 @@ impl Coordinator {
             status,
             stats,
             polling: false,
+            beating: false,
+            left: false,
             finished: false,
         }
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.beating || self.left {
+            // The last one is still waiting for Redis, or this worker is
+            // leaving (a heartbeat would register it again).
+            return;
+        }
+        self.beating = true;
         let shared = self.shared.clone();
         async move { heartbeat(&shared).await }
             .into_actor(self)
-            .map(|res, act, _| match res {
-                Ok((true, _, _)) => {}
-                Ok((false, _, _)) => {
+            .map(|res, act, _| match (std::mem::take(&mut act.beating), res) {
+                (_, Ok((true, _, _))) => {}
+                (_, Ok((false, _, _))) => {
                     warn!(act.shared.log, "this worker was taken for dead (no heartbeat within the lease time); its leases went back to the queue");
                     act.stats.add_named("redis/taken_for_dead", 1);
                 }
-                Err(e) => warn!(act.shared.log, "heartbeat failed"; "error" => %e),
+                (_, Err(e)) => warn!(act.shared.log, "heartbeat failed"; "error" => %e),
             })
             .spawn(ctx);
     }
@@ -102,14 +114,44 @@ impl Coordinator {
     }
 }
 
+/// Joins the crawl: gives back whatever an earlier process with this
+/// worker id left behind (its leases and reservations; its stats baseline,
+/// so this run's counters add to the totals in full), then registers.
+pub(crate) async fn join(shared: &Shared) -> Result<(), Error> {
+    let mut args = shared.args();
+    args.push("*leave*".into());
+    let stats_key = format!("{}stats:{}", shared.prefix, shared.worker);
+    let given: u64 = shared
+        .retry("join", |mut con| {
+            let (args, stats_key) = (args.clone(), stats_key.clone());
+            async move {
+                let given: u64 = invoke(&shared.scripts.release, &args, con.clone()).await?;
+                let _: u64 = redis::AsyncCommands::del(&mut con, &stats_key).await?;
+                Ok(given)
+            }
+        })
+        .await?;
+    if given > 0 {
+        warn!(shared.log, "an earlier run of this worker left leases; they went back to the queue"; "leases" => given);
+    }
+    heartbeat(shared).await.map(|_| ())
+}
+
 /// Renews this worker's registration and reaps dead workers: (whether it
-/// was registered, workers reaped, leases requeued).
+/// was registered, workers reaped, leases requeued). A heartbeat that had
+/// to wait for Redis reaps nobody: every worker was cut off as long, and
+/// the others must get the chance to renew first (the next heartbeat
+/// reaps those that did not).
 pub(crate) async fn heartbeat(shared: &Shared) -> Result<(bool, u64, u64), Error> {
     let mut args = shared.args();
     args.push(shared.opts.lease_ttl.as_millis().to_string());
+    args.push("1".into());
     let (known, reaped, requeued): (u64, u64, u64) = shared
         .retry("heartbeat", |con| {
-            invoke(&shared.scripts.heartbeat, &args, con)
+            let attempt = args.clone();
+            // After a failure: renew, do not reap.
+            args[3] = "0".into();
+            async move { invoke(&shared.scripts.heartbeat, &attempt, con).await }
         })
         .await?;
     if reaped > 0 {
@@ -162,8 +204,12 @@ impl Handler<Leave> for Coordinator {
 
     fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
         self.finished = true;
+        self.left = true;
         let (shared, stats) = (self.shared.clone(), self.stats.clone());
-        Box::pin(async move { report(&shared, &stats).await })
+        Box::pin(async move {
+            let last = report(&shared, &stats);
+            shared.within_lease("the last stats report", last).await
+        })
     }
 }
 

@@ -26,6 +26,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +49,9 @@ pub struct RedisOptions {
     /// Names the crawl: workers with the same id share one crawl. Default:
     /// the spider's name.
     pub crawl_id: Option<String>,
-    /// Names this worker in Redis. Default: a fresh UUID per run.
+    /// Names this worker in Redis; unique among the crawl's running
+    /// workers. A worker started again with the id of one that died gives
+    /// back what that one left. Default: a fresh UUID per run.
     pub worker_id: Option<String>,
     /// How long a worker's leases outlive its last heartbeat (sent every
     /// third of it): a worker silent that long is taken for dead and its
@@ -97,6 +100,9 @@ pub(crate) struct Shared {
     pub opts: RedisOptions,
     /// Counters (`redis/retries`).
     pub stats: Arc<Stats>,
+    /// Failures a retry could cure, ever: after one, a reply may have been
+    /// lost, so the queue checks its leases before its next pop.
+    pub failures: Arc<AtomicU64>,
     /// Structured log.
     pub log: Logger,
 }
@@ -151,6 +157,7 @@ impl Shared {
             scripts: Arc::new(Scripts::new()),
             opts,
             stats,
+            failures: Arc::default(),
             log,
         })
     }
@@ -171,6 +178,7 @@ impl Shared {
                 Ok(v) => return Ok(v),
                 Err(e) if transient(&e) => {
                     failures += 1;
+                    self.failures.fetch_add(1, Ordering::Relaxed);
                     self.stats.add_named("redis/retries", 1);
                     if failures == 1 || failures.is_multiple_of(20) {
                         warn!(self.log, "Redis unavailable; waiting and retrying";
@@ -187,6 +195,26 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// `op` (retrying as [`retry`](Self::retry) does), given up after one
+    /// lease time: for leaving, which must not hold a finishing process
+    /// hostage to an outage (what it did not give back returns to the
+    /// queue when its lease runs out).
+    pub(crate) async fn within_lease<T>(
+        &self,
+        what: &str,
+        op: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let ttl = self.opts.lease_ttl;
+        tokio::time::timeout(ttl, op).await.unwrap_or_else(|_| {
+            Err(Error::new(
+                Stage::Schedule,
+                ErrorKind::Backend(format!(
+                    "Redis unavailable for {ttl:?}: {what} given up (this worker's leases return to the queue when they run out)"
+                )),
+            ))
+        })
     }
 
     /// A script invocation with the prefix and worker id as its first two

@@ -47,6 +47,8 @@ pub struct RedisQueue<C> {
     len: Arc<AtomicUsize>,
     /// The last push time used in a member (µs).
     last_push: AtomicU64,
+    /// `Shared::failures` when the leases were last checked.
+    checked_at: Arc<AtomicU64>,
     _callback: PhantomData<fn() -> C>,
 }
 
@@ -58,6 +60,7 @@ impl<C> RedisQueue<C> {
             leases: Arc::default(),
             len: Arc::default(),
             last_push: AtomicU64::new(0),
+            checked_at: Arc::default(),
             _callback: PhantomData,
         }
     }
@@ -92,12 +95,15 @@ fn lock(leases: &Mutex<Leases>) -> std::sync::MutexGuard<'_, Leases> {
 impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
     fn push(&mut self, batch: Vec<Context<C>>) -> BackendFuture<()> {
         let mut args = self.shared.args();
+        // Leases replaced by this push: known again if it fails.
+        let mut replaced = Vec::new();
         {
             let mut leases = lock(&self.leases);
             for c in &batch {
                 let payload = match serde_json::to_string(c) {
                     Ok(p) => p,
                     Err(e) => {
+                        leases.by_id.extend(replaced);
                         let e = Error::new(Stage::Schedule, ErrorKind::Json(e.to_string()));
                         return ready(Err(e)).boxed_local();
                     }
@@ -105,6 +111,9 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
                 // A request this worker leased comes back as a retry: it
                 // replaces its lease and skips the dupe check it passed.
                 let replaces = leases.by_id.remove(&c.id);
+                if let Some(m) = &replaces {
+                    replaced.push((c.id, m.clone()));
+                }
                 let (fp, bits) = match (&self.checked, &replaces) {
                     (Some(shape), None) if !c.request.dont_filter => {
                         let fp = fingerprint(&c.request);
@@ -122,12 +131,18 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
                 ]);
             }
         }
-        let shared = self.shared.clone();
-        let len = self.len.clone();
+        let (shared, leases, len) = (self.shared.clone(), self.leases.clone(), self.len.clone());
         async move {
-            let (queued, dupes, reaped): (usize, u64, u64) = shared
+            let pushed = shared
                 .retry("push", |con| invoke(&shared.scripts.push, &args, con))
-                .await?;
+                .await;
+            let (queued, dupes, reaped): (usize, u64, u64) = match pushed {
+                Ok(r) => r,
+                Err(e) => {
+                    lock(&leases).by_id.extend(replaced);
+                    return Err(e);
+                }
+            };
             len.fetch_add(queued, Ordering::Relaxed);
             shared.stats.add(Counter::DupeFiltered, dupes);
             if reaped > 0 {
@@ -155,18 +170,21 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
             args.push(n.to_string());
         }
         let (shared, leases, len) = (self.shared.clone(), self.leases.clone(), self.len.clone());
+        let checked_at = self.checked_at.clone();
         async move {
-            let mut attempt = 0u32;
             let reply: Vec<redis::Value> = shared
                 .retry("pop", |con| {
-                    attempt += 1;
                     let (shared, leases, args) = (shared.clone(), leases.clone(), args.clone());
+                    let checked_at = checked_at.clone();
                     async move {
-                        if attempt > 1 {
-                            // An earlier attempt may have leased requests
-                            // and lost the reply: give back what we do not
-                            // know we hold.
+                        let failures = shared.failures.load(Ordering::Relaxed);
+                        if checked_at.load(Ordering::Relaxed) != failures {
+                            // A call failed since the last check (this
+                            // pop's last attempt, or an ack whose effect a
+                            // restarted Redis lost): give back the leases
+                            // this worker holds but does not know of.
                             reconcile(&shared, &leases, con.clone()).await?;
+                            checked_at.store(failures, Ordering::Relaxed);
                         }
                         let reply: Vec<redis::Value> =
                             invoke(&shared.scripts.pop, &args, con.clone()).await?;
@@ -200,20 +218,28 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
     }
 
     fn ack(&mut self, ids: Vec<Uuid>) -> BackendFuture<()> {
-        let mut args = self.shared.args();
-        {
+        let held: Vec<(Uuid, String)> = {
             let mut leases = lock(&self.leases);
-            args.extend(ids.iter().filter_map(|id| leases.by_id.remove(id)));
-        }
-        if args.len() == 2 {
+            ids.into_iter()
+                .filter_map(|id| leases.by_id.remove(&id).map(|m| (id, m)))
+                .collect()
+        };
+        if held.is_empty() {
             return ready(Ok(())).boxed_local();
         }
-        let shared = self.shared.clone();
+        let mut args = self.shared.args();
+        args.extend(held.iter().map(|(_, m)| m.clone()));
+        let (shared, leases) = (self.shared.clone(), self.leases.clone());
         async move {
-            let _: u64 = shared
-                .retry("ack", |con| invoke(&shared.scripts.ack, &args, con))
-                .await?;
-            Ok(())
+            let acked = shared
+                .retry("ack", |con| invoke::<u64>(&shared.scripts.ack, &args, con))
+                .await;
+            if acked.is_err() {
+                // Still leased: known again, so a later ack or the leave
+                // settles them.
+                lock(&leases).by_id.extend(held);
+            }
+            acked.map(|_| ())
         }
         .boxed_local()
     }
@@ -238,9 +264,8 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
         args.push("*leave*".into());
         let (shared, leases) = (self.shared.clone(), self.leases.clone());
         async move {
-            let given: u64 = shared
-                .retry("leave", |con| invoke(&shared.scripts.release, &args, con))
-                .await?;
+            let leave = shared.retry("leave", |con| invoke(&shared.scripts.release, &args, con));
+            let given: u64 = shared.within_lease("leaving", leave).await?;
             lock(&leases).by_id.clear();
             if given > 0 {
                 shared.stats.add_named("redis/leases_given_back", given);
@@ -255,6 +280,7 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
 async fn register(shared: &Shared, con: redis::aio::ConnectionManager) -> redis::RedisResult<()> {
     let mut args = shared.args();
     args.push(shared.opts.lease_ttl.as_millis().to_string());
+    args.push("0".into());
     let _: Vec<u64> = invoke(&shared.scripts.heartbeat, &args, con).await?;
     Ok(())
 }

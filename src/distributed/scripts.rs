@@ -23,21 +23,32 @@ end
 "#;
 
 /// Test-and-add: `ARGV[3..]` are pairs (fingerprint hex, bit positions).
-/// A fingerprint is new when not all of its bits are set and nobody
-/// reserved it; it is then reserved for this worker until its push sets the
-/// bits. Answers 1 (new) or 0 (seen) per fingerprint. A fingerprint this
-/// worker reserved itself answers 1 again (a retried call); its second
-/// push is then skipped.
+/// A fingerprint is new when not all of its bits are set and no registered
+/// worker reserved it; it is then reserved for this worker until its push
+/// sets the bits. Answers 1 (new) or 0 (seen) per fingerprint. A
+/// fingerprint this worker reserved itself answers 1 again (a retried
+/// call); its second push is then skipped. A worker that is not registered
+/// (taken for dead) reserves nothing: its push then queues what is not in
+/// the filter yet.
 const CHECK: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local bloom, reserved, mine = p .. 'bloom', p .. 'reserved', p .. 'reserved:' .. w
 local out = {}
+local registered = redis.call('ZSCORE', p .. 'workers', w)
 for i = 3, #ARGV, 2 do
   local fp, bits = ARGV[i], ARGV[i + 1]
   local new = 0
   if not all_bits(bloom, bits) then
     local owner = redis.call('HGET', reserved, fp)
-    if not owner then
+    if owner and owner ~= w and not redis.call('ZSCORE', p .. 'workers', owner) then
+      -- Its owner left or was reaped: the reservation is void.
+      redis.call('SREM', p .. 'reserved:' .. owner, fp)
+      redis.call('HDEL', reserved, fp)
+      owner = false
+    end
+    if not registered then
+      if not owner then new = 1 end
+    elseif not owner then
       redis.call('HSET', reserved, fp, w)
       redis.call('SADD', mine, fp)
       new = 1
@@ -76,9 +87,9 @@ for i = 3, #ARGV, 6 do
     end
   end
   if go and fp ~= '' then
+    redis.call('SREM', mine, fp)
     if redis.call('HGET', reserved, fp) == w then
       redis.call('HDEL', reserved, fp)
-      redis.call('SREM', mine, fp)
     elseif all_bits(bloom, bits) then
       go = false
       dupes = dupes + 1
@@ -122,9 +133,10 @@ local function token(host)
   local state = redis.call('HGET', rate_key, host)
   local tokens, last = burst, now
   if state then
-    local a, b = string.match(state, '([%d%.]+) (%d+)')
-    tokens, last = tonumber(a), tonumber(b)
-    tokens = math.min(burst, tokens + (now - last) * rate / 1000)
+    local a, b = string.match(state, '(%-?[%d%.]+) (%d+)')
+    tokens, last = tonumber(a) or 0, tonumber(b) or now
+    -- Redis's clock may step back: no refill then, never a negative one.
+    tokens = math.max(0, math.min(burst, tokens + math.max(0, now - last) * rate / 1000))
   end
   if tokens < 1 then
     redis.call('HSET', rate_key, host, string.format('%.6f %d', tokens, now))
@@ -224,11 +236,15 @@ local function release_worker(p, w)
 end
 "#;
 
-/// Heartbeat: `ARGV[3]` lease time in ms. Renews this worker's deadline
-/// (every lease it holds shares it), then reaps every worker whose deadline
-/// passed: its leases go back to the queue with their priority and its
-/// reservations are dropped. Answers {1 if this worker was registered
-/// before, workers reaped, leases requeued}.
+/// Heartbeat: `ARGV[3]` lease time in ms, `ARGV[4]` '1' to reap. Renews
+/// this worker's deadline (every lease it holds shares it), then, when
+/// asked, reaps every worker whose deadline passed: its leases go back to
+/// the queue with their priority and its reservations are dropped. When
+/// no worker beat for half a lease time (Redis was down, or every worker
+/// was cut off), every deadline is pushed back a lease time instead, so
+/// live workers get the chance to renew before anyone is reaped. Answers
+/// {1 if this worker was registered before, workers reaped, leases
+/// requeued}.
 const HEARTBEAT: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
@@ -236,9 +252,19 @@ local workers, queue = p .. 'workers', p .. 'queue'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = redis.call('ZSCORE', workers, w) and 1 or 0
-redis.call('ZADD', workers, now + ttl, w)
+local last = tonumber(redis.call('GET', p .. 'beat') or '0')
+redis.call('SET', p .. 'beat', now)
 local reaped, requeued = 0, 0
-for _, d in ipairs(redis.call('ZRANGEBYSCORE', workers, '-inf', now)) do
+local dead = {}
+if now - last > ttl / 2 then
+  for _, x in ipairs(redis.call('ZRANGE', workers, 0, -1)) do
+    redis.call('ZADD', workers, now + ttl, x)
+  end
+elseif ARGV[4] == '1' then
+  dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now)
+end
+redis.call('ZADD', workers, now + ttl, w)
+for _, d in ipairs(dead) do
   local lease = p .. 'lease:' .. d
   local all = redis.call('HGETALL', lease)
   for i = 1, #all, 2 do
@@ -258,10 +284,12 @@ return {known, reaped, requeued}
 
 /// The crawl's state for one worker. If the crawl is finished, {'finished',
 /// reason}. If the start requests are not all queued: {'starts'} when this
-/// worker owns them (taking them if nobody does), else {'wait'}. Once they
-/// are, the crawl is finished when the queue is empty and no worker holds
-/// a lease: marked so, {'finished', 'finished'}. Otherwise {'wait'}. The
-/// queue length follows in every answer but 'finished'.
+/// worker owns them (taking them if nobody does, or if their owner is no
+/// longer registered; only a registered worker takes them), else {'wait'}.
+/// Once they are, the crawl is finished when the queue is empty and no
+/// registered worker holds a lease or a reservation: marked so,
+/// {'finished', 'finished'}. Otherwise {'wait'}. The queue length follows
+/// in every answer but 'finished'.
 const STATUS: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local starts, queue = p .. 'starts', p .. 'queue'
@@ -269,8 +297,10 @@ local reason = redis.call('GET', p .. 'finished')
 if reason then return {'finished', reason} end
 local queued = redis.call('ZCARD', queue)
 if redis.call('HGET', starts, 'done') ~= '1' then
+  local workers = p .. 'workers'
   local owner = redis.call('HGET', starts, 'owner')
-  if not owner then
+  if owner and not redis.call('ZSCORE', workers, owner) then owner = false end
+  if not owner and redis.call('ZSCORE', workers, w) then
     redis.call('HSET', starts, 'owner', w)
     owner = w
   end
@@ -280,6 +310,7 @@ end
 if queued > 0 then return {'wait', queued} end
 for _, x in ipairs(redis.call('ZRANGE', p .. 'workers', 0, -1)) do
   if redis.call('EXISTS', p .. 'lease:' .. x) == 1 then return {'wait', 0} end
+  if redis.call('EXISTS', p .. 'reserved:' .. x) == 1 then return {'wait', 0} end
 end
 redis.call('SET', p .. 'finished', 'finished')
 return {'finished', 'finished'}
@@ -294,7 +325,8 @@ return 1
 
 /// Stats: `ARGV[3..]` are pairs (counter, this worker's value). Each total
 /// grows by what this worker's value grew since it last reported (kept in
-/// `stats:<worker>`), so a retried report adds nothing twice.
+/// `stats:<worker>`), so a retried report adds nothing twice; a counter
+/// whose name ends in `_max` is a maximum, and its total is the largest.
 const STATS: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local total, mine = p .. 'stats', p .. 'stats:' .. w
@@ -302,7 +334,12 @@ for i = 3, #ARGV, 2 do
   local name, value = ARGV[i], tonumber(ARGV[i + 1])
   local before = tonumber(redis.call('HGET', mine, name) or '0')
   if value > before then
-    redis.call('HINCRBY', total, name, value - before)
+    if string.sub(name, -4) == '_max' then
+      local top = tonumber(redis.call('HGET', total, name) or '0')
+      if value > top then redis.call('HSET', total, name, value) end
+    else
+      redis.call('HINCRBY', total, name, value - before)
+    end
     redis.call('HSET', mine, name, value)
   end
 end

@@ -652,8 +652,8 @@ async fn totals_and_clear() {
     redis.cmd(&["SET", &format!("{}x", key_prefix("u?it")), "1"]);
     let keys = redis.cmd(&["KEYS", &format!("{}*", key_prefix(CRAWL))]);
     let n = keys.lines().count();
-    // lease:a, queue, req, bloom, workers, stats, stats:a.
-    assert_eq!(n, 7, "{keys}");
+    // lease:a, queue, req, bloom, workers, beat, stats, stats:a.
+    assert_eq!(n, 8, "{keys}");
     assert_eq!(clear(&redis.url(), "u*").await.unwrap(), 1);
     assert_eq!(clear(&redis.url(), "u?it").await.unwrap(), 1);
     assert_eq!(clear(&redis.url(), CRAWL).await.unwrap(), n);
@@ -676,4 +676,118 @@ async fn clear_escapes_a_backslash() {
         redis.cmd(&["EXISTS", &format!("{}x", key_prefix("ab"))]),
         "1"
     );
+}
+
+/// Waits (bounded) until Redis's clock passes `worker`'s deadline.
+async fn until_deadline_passed(redis: &RedisServer, worker: &str) {
+    let deadline: u64 = redis
+        .cmd(&["ZSCORE", &key("workers"), worker])
+        .parse()
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        let time = redis.cmd(&["TIME"]);
+        let (secs, micros) = time.split_once('\n').unwrap();
+        let now = secs.parse::<u64>().unwrap() * 1000 + micros.parse::<u64>().unwrap() / 1000;
+        if now > deadline {
+            return;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "Redis's clock never passed {deadline}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix::test]
+async fn after_a_silence_a_heartbeat_renews_everyone_instead_of_reaping() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let ttl = Duration::from_millis(300);
+    let (a, _) = worker(&redis, "a", ttl, None).await;
+    let (b, _) = worker(&redis, "b", ttl, None).await;
+    let mut qa = RedisQueue::<()>::new(a.clone(), None);
+    push(&mut qa, vec![ctx("http://h/1", 0)]).await;
+    assert_eq!(pop(&mut qa, 1, &SlotAllowance::uniform(1)).await.len(), 1);
+    // Nobody beats for longer than half a lease (as in a Redis outage):
+    // both deadlines pass.
+    until_deadline_passed(&redis, "a").await;
+    until_deadline_passed(&redis, "b").await;
+    assert_eq!(coordinator::heartbeat(&b).await.unwrap(), (true, 0, 0));
+    assert_ne!(redis.cmd(&["ZSCORE", &key("workers"), "a"]), "(nil)");
+    assert_eq!(redis.cmd(&["HLEN", &key("lease:a")]), "1");
+    // A renews in time and keeps its lease.
+    assert_eq!(coordinator::heartbeat(&a).await.unwrap(), (true, 0, 0));
+    assert_eq!(coordinator::heartbeat(&b).await.unwrap(), (true, 0, 0));
+    assert_eq!(redis.cmd(&["HLEN", &key("lease:a")]), "1");
+}
+
+#[actix::test]
+async fn a_reservation_of_a_worker_no_longer_registered_is_taken_over() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, _) = worker(&redis, "a", TTL, None).await;
+    let (b, _) = worker(&redis, "b", TTL, None).await;
+    let fp = fingerprint(&Request::<()>::get("http://h/x").unwrap());
+    let hex = format!("{fp:032x}");
+    let mut dupe_a = RedisDupe::new(a.clone(), shape());
+    let mut dupe_b = RedisDupe::new(b.clone(), shape());
+    assert_eq!(dupe_a.check_and_add(vec![fp]).await.unwrap(), [true]);
+    assert_eq!(dupe_b.check_and_add(vec![fp]).await.unwrap(), [false]);
+    // A is gone from the crawl but its reservation is still there.
+    redis.cmd(&["ZREM", &key("workers"), "a"]);
+    assert_eq!(dupe_b.check_and_add(vec![fp]).await.unwrap(), [true]);
+    assert_eq!(redis.cmd(&["HGET", &key("reserved"), &hex]), "b");
+    assert_eq!(redis.cmd(&["SISMEMBER", &key("reserved:a"), &hex]), "0");
+    // An unregistered worker reserves nothing, and gets no start requests.
+    let other = fingerprint(&Request::<()>::get("http://h/y").unwrap());
+    assert_eq!(dupe_a.check_and_add(vec![other]).await.unwrap(), [true]);
+    assert_eq!(redis.cmd(&["HLEN", &key("reserved")]), "1");
+    assert_eq!(status(&a).await.0, "wait");
+    assert_eq!(redis.cmd(&["HGET", &key("starts"), "owner"]), "(nil)");
+    assert_eq!(status(&b).await.0, "starts");
+}
+
+#[actix::test]
+async fn joining_with_the_id_of_a_dead_worker_gives_back_what_it_held() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, _) = worker(&redis, "a", TTL, None).await;
+    let mut qa = RedisQueue::<()>::new(a.clone(), None);
+    push(
+        &mut qa,
+        (0..3).map(|i| ctx(&format!("http://h/{i}"), 0)).collect(),
+    )
+    .await;
+    assert_eq!(pop(&mut qa, 2, &SlotAllowance::uniform(2)).await.len(), 2);
+    let mut args = a.args();
+    args.extend(["pages".to_string(), "5".to_string()]);
+    let _: u64 = invoke(&a.scripts.stats, &args, a.con.clone())
+        .await
+        .unwrap();
+    // A dies; a new process joins as "a".
+    drop(qa);
+    let opts = RedisOptions {
+        crawl_id: Some(CRAWL.into()),
+        worker_id: Some("a".into()),
+        ..RedisOptions::new(redis.url())
+    };
+    let again = Shared::connect(
+        opts,
+        CRAWL,
+        Arc::default(),
+        Logger::root(slog::Discard, slog::o!()),
+    )
+    .await
+    .unwrap();
+    coordinator::join(&again).await.unwrap();
+    assert_eq!(redis.cmd(&["EXISTS", &key("lease:a")]), "0");
+    assert_eq!(redis.cmd(&["ZCARD", &key("queue")]), "3");
+    assert_eq!(redis.cmd(&["EXISTS", &key("stats:a")]), "0");
+    assert_eq!(redis.cmd(&["HGET", &key("stats"), "pages"]), "5");
+    assert_ne!(redis.cmd(&["ZSCORE", &key("workers"), "a"]), "(nil)");
 }

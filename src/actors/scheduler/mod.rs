@@ -663,6 +663,9 @@ impl<C: Callback> Scheduler<C> {
         }
         let now = Instant::now();
         for c in batch {
+            if self.already_held(&c) {
+                continue;
+            }
             let Some(c) = self.robots_check(c, ctx) else {
                 continue;
             };
@@ -678,6 +681,22 @@ impl<C: Callback> Scheduler<C> {
                 self.held.push(c);
             }
         }
+    }
+
+    /// In a shared queue, a request this worker still holds can come back:
+    /// its lease was taken for dead and requeued, and this worker popped it
+    /// again. The copy it holds goes on (and settles the new lease); the
+    /// new one is dropped here, its unit of work closed.
+    fn already_held(&self, c: &Context<C>) -> bool {
+        if self.shared.is_none()
+            || !(self.in_flight.contains(&c.id) || self.held.iter().any(|h| h.id == c.id))
+        {
+            return false;
+        }
+        warn!(self.log, "popped a request this worker still holds; dropping the copy"; "url" => %c.request.url);
+        self.stats.add_named("redis/duplicate_leases", 1);
+        self.accounting.close(1);
+        true
     }
 
     /// Dispatches held requests whose host may start one now.
