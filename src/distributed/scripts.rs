@@ -199,12 +199,7 @@ local queue, lease = p .. 'queue', p .. 'lease:' .. w
 local n = 0
 local leave = ARGV[3] == '*leave*'
 if #ARGV == 2 or leave then
-  local all = redis.call('HGETALL', lease)
-  for i = 1, #all, 2 do
-    redis.call('ZADD', queue, all[i + 1], all[i])
-    n = n + 1
-  end
-  redis.call('DEL', lease)
+  n = requeue_leases(p, w)
 else
   for i = 3, #ARGV do
     local s = redis.call('HGET', lease, ARGV[i])
@@ -221,8 +216,19 @@ end
 return n
 "#;
 
-/// Drops a worker's reservations, registration and start-request role.
+/// Gives every lease of a worker back to the queue with its score; drops
+/// a worker's reservations, registration and start-request role.
 const RELEASE_WORKER: &str = r#"
+local function requeue_leases(p, w)
+  local lease = p .. 'lease:' .. w
+  local all = redis.call('HGETALL', lease)
+  for i = 1, #all, 2 do
+    redis.call('ZADD', p .. 'queue', all[i + 1], all[i])
+  end
+  redis.call('DEL', lease)
+  return #all / 2
+end
+
 local function release_worker(p, w)
   local reserved, mine = p .. 'reserved', p .. 'reserved:' .. w
   for _, fp in ipairs(redis.call('SMEMBERS', mine)) do
@@ -248,7 +254,7 @@ end
 const HEARTBEAT: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
-local workers, queue = p .. 'workers', p .. 'queue'
+local workers = p .. 'workers'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = redis.call('ZSCORE', workers, w) and 1 or 0
@@ -265,13 +271,7 @@ elseif ARGV[4] == '1' then
 end
 redis.call('ZADD', workers, now + ttl, w)
 for _, d in ipairs(dead) do
-  local lease = p .. 'lease:' .. d
-  local all = redis.call('HGETALL', lease)
-  for i = 1, #all, 2 do
-    redis.call('ZADD', queue, all[i + 1], all[i])
-    requeued = requeued + 1
-  end
-  redis.call('DEL', lease)
+  requeued = requeued + requeue_leases(p, d)
   release_worker(p, d)
   reaped = reaped + 1
 end

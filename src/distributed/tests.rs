@@ -384,26 +384,8 @@ async fn a_dead_worker_is_reaped() {
     let mut dupe_b = RedisDupe::new(b.clone(), shape());
     assert_eq!(dupe_b.check_and_add(vec![fp]).await.unwrap(), [false]);
 
-    // A stops heartbeating; wait (bounded) until Redis's clock passes its
-    // deadline.
-    let deadline: u64 = redis
-        .cmd(&["ZSCORE", &key("workers"), "a"])
-        .parse()
-        .unwrap();
-    let give_up = Instant::now() + Duration::from_secs(5);
-    loop {
-        let time = redis.cmd(&["TIME"]);
-        let (secs, micros) = time.split_once('\n').unwrap();
-        let now = secs.parse::<u64>().unwrap() * 1000 + micros.parse::<u64>().unwrap() / 1000;
-        if now > deadline {
-            break;
-        }
-        assert!(
-            Instant::now() < give_up,
-            "Redis's clock never passed {deadline}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A stops heartbeating until its deadline has passed.
+    until_deadline_passed(&redis, "a").await;
 
     assert_eq!(coordinator::heartbeat(&b).await.unwrap(), (true, 1, 2));
     assert_eq!(redis.cmd(&["ZSCORE", &key("workers"), "a"]), "(nil)");

@@ -90,12 +90,8 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(redis: &str, site: &Site, crawl: &str, id: &str, dir: &Path, ttl: Duration) -> Self {
-        Self::spawn_expecting(redis, site, crawl, id, dir, ttl, "finished")
-    }
-
     /// A worker that must finish with `reason`.
-    fn spawn_expecting(
+    fn spawn(
         redis: &str,
         site: &Site,
         crawl: &str,
@@ -204,6 +200,19 @@ async fn wait_for_hits(site: &Site, n: usize, workers: &mut [Worker]) {
     }
 }
 
+/// Every tree page fetched exactly once.
+fn assert_each_page_once(site: &Site) {
+    let hits = page_hits(site);
+    let wrong: Vec<_> = (0..PAGES)
+        .filter(|&n| hits[n] != 1)
+        .map(|n| (n, hits[n]))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "pages not fetched exactly once: {wrong:?}"
+    );
+}
+
 /// Fetches per tree page.
 fn page_hits(site: &Site) -> Vec<usize> {
     (0..PAGES)
@@ -236,29 +245,54 @@ async fn single_process_items() -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// A Redis and a fixture site of [`PAGES`] pages for one test crawl.
+struct Setup {
+    redis: RedisServer,
+    site: Site,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// `None` (the test skips) when Redis cannot be started.
+    fn start() -> Option<Self> {
+        Some(Setup {
+            redis: RedisServer::start()?,
+            site: serve(PAGES),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// Starts a worker of crawl `crawl` that must finish with `reason`.
+    fn worker(&self, crawl: &str, id: &str, ttl: Duration, reason: &str) -> Worker {
+        Worker::spawn(
+            &self.redis.url(),
+            &self.site,
+            crawl,
+            id,
+            self.dir.path(),
+            ttl,
+            reason,
+        )
+    }
+
+    /// Starts workers `ids` of crawl `crawl`, each to finish the crawl.
+    fn workers(&self, crawl: &str, ids: &[&str], ttl: Duration) -> Vec<Worker> {
+        ids.iter()
+            .map(|id| self.worker(crawl, id, ttl, "finished"))
+            .collect()
+    }
+}
+
 #[actix::test]
 async fn three_workers_fetch_every_page_once_and_finish_together() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(setup) = Setup::start() else {
         return;
     };
-    let site = serve(PAGES);
-    let dir = tempfile::tempdir().unwrap();
-    let ttl = Duration::from_secs(10);
-    let mut workers: Vec<_> = ["w1", "w2", "w3"]
-        .iter()
-        .map(|id| Worker::spawn(&redis.url(), &site, "three", id, dir.path(), ttl))
-        .collect();
+    let (redis, site) = (&setup.redis, &setup.site);
+    let mut workers = setup.workers("three", &["w1", "w2", "w3"], Duration::from_secs(10));
     wait_all(&mut workers).await;
 
-    let hits = page_hits(&site);
-    let wrong: Vec<_> = (0..PAGES)
-        .filter(|&n| hits[n] != 1)
-        .map(|n| (n, hits[n]))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "pages not fetched exactly once: {wrong:?}"
-    );
+    assert_each_page_once(site);
     assert_eq!(site.seen.hits("/missing"), 1);
 
     // Every worker did part of the work; the items' union is the
@@ -311,18 +345,13 @@ fn signal(w: &Worker, signal: &str) {
 
 #[actix::test]
 async fn a_worker_killed_mid_crawl_loses_nothing_and_repeats_at_most_its_leases() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(setup) = Setup::start() else {
         return;
     };
-    let site = serve(PAGES);
-    let dir = tempfile::tempdir().unwrap();
+    let (redis, site) = (&setup.redis, &setup.site);
     // Short leases: the dead worker's come back within two seconds.
-    let ttl = Duration::from_secs(2);
-    let mut workers: Vec<_> = ["k1", "k2", "k3"]
-        .iter()
-        .map(|id| Worker::spawn(&redis.url(), &site, "killed", id, dir.path(), ttl))
-        .collect();
-    wait_for_hits(&site, PAGES / 3, &mut workers).await;
+    let mut workers = setup.workers("killed", &["k1", "k2", "k3"], Duration::from_secs(2));
+    wait_for_hits(site, PAGES / 3, &mut workers).await;
     // Freeze it, count what it holds, then kill it.
     let mut dead = workers.remove(1);
     signal(&dead, "STOP");
@@ -336,7 +365,7 @@ async fn a_worker_killed_mid_crawl_loses_nothing_and_repeats_at_most_its_leases(
     let at_kill = site.seen.total();
     wait_all(&mut workers).await;
 
-    let hits = page_hits(&site);
+    let hits = page_hits(site);
     assert!(
         pages_missing(&hits).is_empty(),
         "pages never fetched: {:?}",
@@ -360,17 +389,12 @@ async fn a_worker_killed_mid_crawl_loses_nothing_and_repeats_at_most_its_leases(
 
 #[actix::test]
 async fn a_redis_restart_mid_crawl_loses_nothing() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some(mut setup) = Setup::start() else {
         return;
     };
-    let site = serve(PAGES);
-    let dir = tempfile::tempdir().unwrap();
-    let ttl = Duration::from_secs(10);
-    let mut workers: Vec<_> = ["r1", "r2", "r3"]
-        .iter()
-        .map(|id| Worker::spawn(&redis.url(), &site, "restart", id, dir.path(), ttl))
-        .collect();
-    wait_for_hits(&site, PAGES / 3, &mut workers).await;
+    let mut workers = setup.workers("restart", &["r1", "r2", "r3"], Duration::from_secs(10));
+    let (redis, site) = (&mut setup.redis, &setup.site);
+    wait_for_hits(site, PAGES / 3, &mut workers).await;
     // Down while the workers are busy: every queue operation under way
     // or started until it is back fails and is retried.
     redis.kill();
@@ -378,7 +402,7 @@ async fn a_redis_restart_mid_crawl_loses_nothing() {
     redis.restart();
     wait_all(&mut workers).await;
 
-    let hits = page_hits(&site);
+    let hits = page_hits(site);
     assert!(
         pages_missing(&hits).is_empty(),
         "pages never fetched: {:?}",
@@ -399,56 +423,28 @@ async fn a_redis_restart_mid_crawl_loses_nothing() {
 
 #[actix::test]
 async fn a_worker_joins_a_running_crawl_and_another_leaves_it_without_loss_or_repeat() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(setup) = Setup::start() else {
         return;
     };
-    let site = serve(PAGES);
-    let dir = tempfile::tempdir().unwrap();
+    let (redis, site) = (&setup.redis, &setup.site);
     let ttl = Duration::from_secs(10);
-    let url = redis.url();
-    let mut workers = vec![Worker::spawn_expecting(
-        &url,
-        &site,
-        "churn",
-        "leaver",
-        dir.path(),
-        ttl,
-        "shutdown",
-    )];
-    wait_for_hits(&site, PAGES / 5, &mut workers).await;
-    workers.push(Worker::spawn(
-        &url,
-        &site,
-        "churn",
-        "joiner",
-        dir.path(),
-        ttl,
-    ));
-    wait_for_hits(&site, PAGES / 2, &mut workers).await;
+    let mut workers = vec![setup.worker("churn", "leaver", ttl, "shutdown")];
+    wait_for_hits(site, PAGES / 5, &mut workers).await;
+    workers.push(setup.worker("churn", "joiner", ttl, "finished"));
+    wait_for_hits(site, PAGES / 2, &mut workers).await;
     // The first worker leaves (a graceful stop): what it holds goes back
     // to the queue, its in-flight pages finish and their links are queued.
     signal(&workers[0], "INT");
     wait_all(&mut workers).await;
 
-    let hits = page_hits(&site);
-    let wrong: Vec<_> = (0..PAGES)
-        .filter(|&n| hits[n] != 1)
-        .map(|n| (n, hits[n]))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "pages not fetched exactly once: {wrong:?}"
-    );
+    assert_each_page_once(site);
     let joiner = workers[1].items().len();
     let leaver = workers[0].items().len();
     println!("the leaver scraped {leaver} pages, the joiner {joiner}");
     assert!(joiner > 0 && leaver > 0);
-    assert_eq!(
-        joiner + leaver,
-        PAGES + 1 - 1,
-        "one item per page (the 404 has none)"
-    );
-    let t = totals(&url, "churn").await.unwrap();
+    // One item per page (`/missing`, a 404, gives none).
+    assert_eq!(joiner + leaver, PAGES);
+    let t = totals(&redis.url(), "churn").await.unwrap();
     assert_eq!(t.finished.as_deref(), Some("finished"));
     assert_eq!(t.workers, 0);
 }
