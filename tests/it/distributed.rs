@@ -448,3 +448,44 @@ async fn a_worker_joins_a_running_crawl_and_another_leaves_it_without_loss_or_re
     assert_eq!(t.finished.as_deref(), Some("finished"));
     assert_eq!(t.workers, 0);
 }
+
+#[actix::test]
+async fn redis_unreachable_at_start_is_a_clear_error() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let crawler = Crawler::builder(LinkSpider::from_urls(&["http://127.0.0.1:1/".to_string()]))
+        .redis(&url)
+        .build()
+        .unwrap();
+    let err = match crawler.start_async().await {
+        Ok(_) => panic!("started without Redis"),
+        Err(e) => e,
+    };
+    assert_eq!(err.stage(), spinneret::Stage::Setup);
+    assert!(
+        matches!(err.kind(), spinneret::ErrorKind::Backend(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("Redis unreachable at {url}")),
+        "{err}"
+    );
+
+    // A malformed URL fails the build; start() refuses a distributed crawl.
+    let bad = Crawler::builder(LinkSpider::from_urls(&[]))
+        .redis("http://not-redis/")
+        .build();
+    assert!(bad.is_err_and(|e| e.to_string().contains("bad Redis URL")));
+    let sync = Crawler::builder(LinkSpider::from_urls(&[]))
+        .redis(&url)
+        .build()
+        .unwrap()
+        .start();
+    assert!(sync.is_err_and(|e| e.to_string().contains("start_async")));
+}
