@@ -27,6 +27,14 @@
 //! # Crawl a site that is already running (same host only, every link):
 //! cargo run --release --example bench -- --url http://127.0.0.1:18080/
 //!
+//! # The bare loop instead of the framework (one awc client, a HashSet, an
+//! # href scan: the yardstick), or both on the same site and their ratio:
+//! cargo run --release --example bench -- --pages 10000 --bare
+//! cargo run --release --example bench -- --pages 10000 --compare
+//! {"mode":"bare","pages":10000,"seconds":0.396,"pages_per_sec":25240.6,"peak_rss_mb":11.7,"resumed":false}
+//! {"mode":"framework","pages":10000,"seconds":0.773,"pages_per_sec":12935.4,"peak_rss_mb":19.8,"latency_ms_p50":1.37,"latency_ms_p99":5.94,"resumed":false}
+//! {"ratio":0.512}
+//!
 //! # Crawl settings, passed to the builder:
 //! cargo run --release --example bench -- --pages 50000 --concurrency 64 --downloaders 2
 //!
@@ -41,10 +49,13 @@
 //! an `x-bench` header), one item pipeline (it counts items) and stats on;
 //! the spider emits one item per page and follows every same-host `a[href]`.
 //!
-//! Output: exactly one JSON line on stdout, `pages` being the responses with
+//! Output: one JSON line per crawl on stdout (plus the ratio line with
+//! `--compare`): `mode` (`framework` or `bare`), `pages` the responses with
 //! status 200 this run (from the crawl's stats), `seconds` the wall time from
 //! starting the crawl to its final stats, `peak_rss_mb` the process's
-//! `VmHWM` from `/proc/self/status` (server included, in-process), and
+//! `VmHWM` from `/proc/self/status` (server included, in-process; with
+//! `--compare`, the larger of the two crawls), `latency_ms_p50`/`_p99` the
+//! time from a request's dequeue to its item reaching the pipeline, and
 //! `resumed` whether the run continued a job found in `--job-dir`.
 //!
 //! The run is also a correctness check. In-process, the server records
@@ -66,6 +77,7 @@
 #[path = "common/bench_spider.rs"]
 mod bench_spider;
 
+use std::collections::{HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -78,6 +90,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use clap::Parser;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use spinneret::{Counter, Crawler, Error, StatsSnapshot};
 use url::Url;
@@ -122,6 +135,15 @@ struct Args {
     /// holds.
     #[arg(long, conflicts_with = "serve_only")]
     job_dir: Option<PathBuf>,
+    /// Crawl with the bare loop instead of the framework: one awc client,
+    /// `--concurrency` requests at once, a HashSet of seen URLs and a scan
+    /// for `href="…"`.
+    #[arg(long, conflicts_with_all = ["serve_only", "job_dir"])]
+    bare: bool,
+    /// Crawl twice on the same site, the bare loop then the framework, and
+    /// print a third line with the ratio of their pages/s.
+    #[arg(long, conflicts_with_all = ["serve_only", "job_dir", "bare"])]
+    compare: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -276,6 +298,17 @@ impl Site {
         }
     }
 
+    /// Forgets every fetch, for a second crawl of the same site.
+    fn reset(&self) {
+        for word in &self.seen {
+            word.store(0, Ordering::Relaxed);
+        }
+        self.repeats.store(0, Ordering::Relaxed);
+        self.repeated.lock().expect("repeated lock").clear();
+        self.misses.store(0, Ordering::Relaxed);
+        self.unmarked.store(0, Ordering::Relaxed);
+    }
+
     /// Pages fetched at least once, and the first few never fetched.
     fn coverage(&self) -> (u64, Vec<u64>) {
         let mut fetched = 0;
@@ -395,6 +428,8 @@ struct Outcome {
     resumed: bool,
     seconds: f64,
     items: u64,
+    /// Dequeue to pipeline, ms: (p50, p99).
+    latency_ms: Option<(f64, f64)>,
 }
 
 impl Outcome {
@@ -415,14 +450,14 @@ impl Outcome {
 }
 
 async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
-    let items = Arc::new(AtomicU64::new(0));
+    let items = CountItems::default();
     let spider = BenchSpider::new(start)?;
     let mut builder = Crawler::builder(spider)
         .concurrency(args.concurrency)
         .downloaders(args.downloaders)
         .dedupe(true)
         .middleware(Mark)
-        .pipeline(CountItems(items.clone()));
+        .pipeline(items.clone());
     if let Some(dir) = &args.job_dir {
         builder = builder.job_dir(dir);
     }
@@ -445,7 +480,8 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
         before,
         resumed: crawl.resumed().is_some(),
         seconds,
-        items: items.load(Ordering::Relaxed),
+        items: items.items.load(Ordering::Relaxed),
+        latency_ms: items.latency_ms(0.5).zip(items.latency_ms(0.99)),
     })
 }
 
@@ -490,7 +526,9 @@ fn crawl_problems(out: &Outcome, problems: &mut Vec<String>) {
 }
 
 /// Problems of an in-process crawl, from what the server saw.
-fn site_problems(site: &Site, out: &Outcome, problems: &mut Vec<String>) {
+/// What the site saw that a crawl of `ok` pages (`marked`: by the
+/// framework, whose middleware marks every request) must not show.
+fn site_problems(site: &Site, ok: u64, marked: bool, problems: &mut Vec<String>) {
     let (fetched, missing) = site.coverage();
     if fetched != site.pages {
         problems.push(format!(
@@ -515,12 +553,11 @@ fn site_problems(site: &Site, out: &Outcome, problems: &mut Vec<String>) {
         problems.push(format!("{misses} requests for paths that are not pages"));
     }
     let unmarked = site.unmarked.load(Ordering::Relaxed);
-    if unmarked != 0 {
+    if marked && unmarked != 0 {
         problems.push(format!(
             "{unmarked} requests without the {MARK_HEADER} header"
         ));
     }
-    let ok = out.ok();
     if ok != site.pages {
         problems.push(format!(
             "{ok} responses with status 200 for a site of {} pages",
@@ -529,29 +566,57 @@ fn site_problems(site: &Site, out: &Outcome, problems: &mut Vec<String>) {
     }
 }
 
-/// The one line printed on stdout.
+/// The line printed on stdout for a crawl.
 #[derive(Serialize)]
 struct Line {
+    /// `framework` or `bare`.
+    mode: &'static str,
     pages: u64,
     seconds: f64,
     pages_per_sec: f64,
     peak_rss_mb: Option<f64>,
+    /// Dequeue to pipeline, median and 99th percentile (framework only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms_p50: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms_p99: Option<f64>,
     resumed: bool,
 }
 
-fn report(out: &Outcome, problems: &[String]) -> ExitCode {
-    let pages = out.ok();
-    let line = Line {
-        pages,
-        seconds: round(out.seconds, 3),
-        pages_per_sec: round(pages as f64 / out.seconds, 1),
-        peak_rss_mb: peak_rss_mb().map(|mb| round(mb, 1)),
-        resumed: out.resumed,
-    };
+impl Line {
+    fn new(mode: &'static str, pages: u64, seconds: f64) -> Self {
+        Line {
+            mode,
+            pages,
+            seconds: round(seconds, 3),
+            pages_per_sec: round(pages as f64 / seconds, 1),
+            peak_rss_mb: peak_rss_mb().map(|mb| round(mb, 1)),
+            latency_ms_p50: None,
+            latency_ms_p99: None,
+            resumed: false,
+        }
+    }
+
+    fn print(&self) {
+        print_json(self);
+    }
+}
+
+fn print_json(value: &impl Serialize) {
     let mut stdout = std::io::stdout().lock();
-    let json = serde_json::to_string(&line).expect("the line serialises");
+    let json = serde_json::to_string(value).expect("the line serialises");
     let _ = writeln!(stdout, "{json}");
     let _ = stdout.flush();
+}
+
+fn report(out: &Outcome, problems: &[String]) -> ExitCode {
+    let mut line = Line::new("framework", out.ok(), out.seconds);
+    line.resumed = out.resumed;
+    if let Some((p50, p99)) = out.latency_ms {
+        line.latency_ms_p50 = Some(round(p50, 2));
+        line.latency_ms_p99 = Some(round(p99, 2));
+    }
+    line.print();
     if problems.is_empty() {
         return ExitCode::SUCCESS;
     }
@@ -571,6 +636,120 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+// ---------------------------------------------------------------------------
+// The bare loop: what the framework is measured against.
+
+/// What the bare loop did.
+struct Bare {
+    pages: u64,
+    failures: u64,
+    seconds: f64,
+}
+
+/// The `href="…"` values of `html`, by plain scanning.
+fn hrefs(html: &str) -> impl Iterator<Item = &str> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('"').map(|(value, _)| value))
+}
+
+/// Crawls from `start` with no framework: one awc client, `concurrency`
+/// requests at once, a HashSet of seen URLs, a FIFO of URLs to fetch and an
+/// href scan of each body; same host only.
+async fn bare(start: Url, concurrency: usize) -> Bare {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let host = start.host_str().map(str::to_owned);
+    let mut seen = HashSet::from([start.to_string()]);
+    let mut todo = VecDeque::from([start]);
+    let mut running = FuturesUnordered::new();
+    let (mut pages, mut failures) = (0, 0);
+    let started = Instant::now();
+    loop {
+        while running.len() < concurrency.max(1) {
+            let Some(url) = todo.pop_front() else { break };
+            let client = &client;
+            running.push(async move {
+                let fetched = async {
+                    let mut resp = client.get(url.as_str()).send().await.ok()?;
+                    if !resp.status().is_success() {
+                        return None;
+                    }
+                    resp.body().limit(8 << 20).await.ok()
+                };
+                (url.clone(), fetched.await)
+            });
+        }
+        let Some((url, body)) = running.next().await else {
+            break;
+        };
+        let Some(body) = body else {
+            failures += 1;
+            continue;
+        };
+        pages += 1;
+        for href in hrefs(&String::from_utf8_lossy(&body)) {
+            let Ok(next) = url.join(href) else { continue };
+            if next.host_str() == host.as_deref() && seen.insert(next.to_string()) {
+                todo.push_back(next);
+            }
+        }
+    }
+    Bare {
+        pages,
+        failures,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs what `args` asks for on the site at `start` (`site`: served
+/// in-process, so its coverage is checked) and prints the lines.
+async fn run(start: Url, args: &Args, site: Option<&Site>) -> ExitCode {
+    let mut bare_rate = None;
+    if args.bare || args.compare {
+        let b = bare(start.clone(), args.concurrency).await;
+        let line = Line::new("bare", b.pages, b.seconds);
+        line.print();
+        let mut problems = Vec::new();
+        if b.failures > 0 {
+            problems.push(format!("{} fetches failed", b.failures));
+        }
+        if let Some(site) = site {
+            site_problems(site, b.pages, false, &mut problems);
+            site.reset();
+        }
+        if !problems.is_empty() {
+            eprintln!("bench: the bare loop did not fetch every page exactly once:");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+        if args.bare {
+            return ExitCode::SUCCESS;
+        }
+        bare_rate = Some(line.pages_per_sec);
+    }
+    let out = match crawl(start, args).await {
+        Ok(out) => out,
+        Err(e) => return fail("crawl failed", e),
+    };
+    let mut problems = Vec::new();
+    crawl_problems(&out, &mut problems);
+    match site {
+        Some(_) if out.resumed => eprintln!("bench: resumed run: the site's coverage is not checked (earlier runs fetched from another server)"),
+        Some(site) => site_problems(site, out.ok(), true, &mut problems),
+        None => {}
+    }
+    let code = report(&out, &problems);
+    if let Some(bare) = bare_rate {
+        let framework = out.ok() as f64 / out.seconds;
+        print_json(&serde_json::json!({ "ratio": round(framework / bare, 3) }));
+    }
+    code
+}
+
 #[actix::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -580,13 +759,7 @@ async fn main() -> ExitCode {
             Ok(u) => u,
             Err(e) => return fail(&format!("invalid --url {url:?}"), e),
         };
-        let out = match crawl(start, &args).await {
-            Ok(out) => out,
-            Err(e) => return fail("crawl failed", e),
-        };
-        let mut problems = Vec::new();
-        crawl_problems(&out, &mut problems);
-        return report(&out, &problems);
+        return run(start, &args, None).await;
     }
 
     let site = Arc::new(Site::new(args.pages, Duration::from_millis(args.delay_ms)));
@@ -607,19 +780,8 @@ async fn main() -> ExitCode {
         };
     }
 
-    let result = crawl(server.url.clone(), &args).await;
+    let code = run(server.url.clone(), &args, Some(&site)).await;
     server.handle.stop(false).await;
     let _ = server.thread.join();
-    let out = match result {
-        Ok(out) => out,
-        Err(e) => return fail("crawl failed", e),
-    };
-    let mut problems = Vec::new();
-    crawl_problems(&out, &mut problems);
-    if out.resumed {
-        eprintln!("bench: resumed run: the site's coverage is not checked (earlier runs fetched from another server)");
-    } else {
-        site_problems(&site, &out, &mut problems);
-    }
-    report(&out, &problems)
+    code
 }

@@ -32,8 +32,7 @@ mod bench_spider;
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -84,6 +83,9 @@ struct Line {
     peak_rss_mb: Option<f64>,
     crawl_pages: u64,
     crawl_pages_per_sec: f64,
+    /// This worker's pages, dequeue to pipeline: median and 99th percentile.
+    latency_ms_p50: Option<f64>,
+    latency_ms_p99: Option<f64>,
     finish_reason: Option<String>,
 }
 
@@ -109,7 +111,7 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail("bad start URL", e),
     };
-    let items = Arc::new(AtomicU64::new(0));
+    let items = CountItems::default();
     let lease_ttl = Duration::from_secs(args.lease_secs.max(1));
     let options = RedisOptions {
         crawl_id: Some(args.crawl_id.clone()),
@@ -121,7 +123,7 @@ async fn main() -> ExitCode {
         .concurrency(args.concurrency)
         .downloaders(args.downloaders)
         .middleware(Mark)
-        .pipeline(CountItems(items.clone()))
+        .pipeline(items.clone())
         .redis_options(options)
         .build()
     {
@@ -161,6 +163,8 @@ async fn main() -> ExitCode {
         peak_rss_mb: peak_rss_mb().map(|mb| round(mb, 1)),
         crawl_pages,
         crawl_pages_per_sec: round(crawl_pages as f64 / seconds, 1),
+        latency_ms_p50: items.latency_ms(0.5).map(|ms| round(ms, 2)),
+        latency_ms_p99: items.latency_ms(0.99).map(|ms| round(ms, 2)),
         finish_reason: stats.finish_reason.clone(),
     };
     let mut stdout = std::io::stdout().lock();
@@ -179,10 +183,10 @@ async fn main() -> ExitCode {
             responses - pages
         ));
     }
-    if items.load(Ordering::Relaxed) != pages {
+    if items.items.load(Ordering::Relaxed) != pages {
         problems.push(format!(
             "{} items for {pages} pages",
-            items.load(Ordering::Relaxed)
+            items.items.load(Ordering::Relaxed)
         ));
     }
     if stats.error_count() > 0 {

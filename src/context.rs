@@ -37,6 +37,11 @@ pub struct Context<C> {
     /// request that always crashes cannot loop forever.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub crashes: u32,
+    /// When the Scheduler last dispatched it (not persisted): items carry
+    /// it to the pipelines, so a pipeline can tell how long a page took
+    /// from dequeue to its items.
+    #[serde(skip)]
+    pub dispatched_at: Option<std::time::Instant>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -53,6 +58,7 @@ impl<C> Context<C> {
             attempt: 0,
             retries: 0,
             crashes: 0,
+            dispatched_at: None,
         }
     }
 }

@@ -105,6 +105,9 @@ pub struct ItemMeta {
     pub spider: std::sync::Arc<str>,
     /// The depth of the request.
     pub depth: u32,
+    /// When the Scheduler dispatched the request (its dequeue), so the
+    /// time from dequeue to the pipelines is `dispatched_at.elapsed()`.
+    pub dispatched_at: Option<std::time::Instant>,
 }
 
 #[cfg(test)]

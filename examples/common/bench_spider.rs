@@ -4,13 +4,12 @@
 //! counts items, and the process's peak memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use scraper::{Html, Selector};
 use serde::Serialize;
 use spinneret::{
-    async_trait, DownloadMiddleware, Error, Item, ItemMeta, Output, Pipeline, Request,
-    RequestAction, Response, Spider, StartRequests, Verdict,
+    async_trait, DownloadMiddleware, Error, Item, ItemMeta, LinkExtractor, Output, Pipeline,
+    Request, RequestAction, Response, Spider, StartRequests, Verdict,
 };
 use url::Url;
 
@@ -22,14 +21,15 @@ pub const MARK_HEADER: &str = "x-bench";
 pub struct PageItem {
     /// The page's number on the generated site (`/` is 0), if it has one.
     pub page: Option<u64>,
-    /// Links on the page.
+    /// Same-host links on the page (each once).
     pub links: usize,
 }
 
-/// Follows every same-host link from one start URL.
+/// Follows every same-host link from one start URL, with the library's
+/// link extractor.
 pub struct BenchSpider {
     start: Request<()>,
-    links: Selector,
+    links: LinkExtractor,
 }
 
 impl BenchSpider {
@@ -37,7 +37,7 @@ impl BenchSpider {
     pub fn new(start: Url) -> Result<Self, Error> {
         Ok(BenchSpider {
             start: Request::try_from_url(start)?,
-            links: Selector::parse("a[href]").expect("a valid selector"),
+            links: LinkExtractor::builder().same_domain(true).build()?,
         })
     }
 }
@@ -54,27 +54,16 @@ impl Spider for BenchSpider {
     }
 
     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
-        let doc = Html::parse_document(&response.text());
-        let mut links = 0;
-        for a in doc.select(&self.links) {
-            links += 1;
-            let Some(href) = a.value().attr("href") else {
-                continue;
-            };
-            let Ok(url) = response.urljoin(href) else {
-                continue;
-            };
-            if matches!(url.scheme(), "http" | "https")
-                && url.host_str() == self.start.url.host_str()
-            {
-                out.request(Request::try_from_url(url)?);
-            }
+        let links = self.links.requests(response);
+        let count = links.len();
+        for request in links {
+            out.request(request);
         }
         let page = match response.url.path() {
             "/" => Some(0),
             path => path.strip_prefix("/page/").and_then(|n| n.parse().ok()),
         };
-        out.item(PageItem { page, links });
+        out.item(PageItem { page, links: count });
         Ok(())
     }
 }
@@ -93,13 +82,37 @@ impl DownloadMiddleware<()> for Mark {
     }
 }
 
-/// The one item pipeline: counts items.
-pub struct CountItems(pub Arc<AtomicU64>);
+/// The one item pipeline: counts items, and records each page's time
+/// from dequeue to here.
+#[derive(Clone, Default)]
+pub struct CountItems {
+    /// Items seen.
+    pub items: Arc<AtomicU64>,
+    /// Microseconds from the request's dispatch to its item here.
+    pub latencies: Arc<Mutex<Vec<u32>>>,
+}
+
+impl CountItems {
+    /// The `q` quantile (0 to 1) of the recorded latencies, in ms.
+    pub fn latency_ms(&self, q: f64) -> Option<f64> {
+        let mut l = self.latencies.lock().expect("latencies lock").clone();
+        if l.is_empty() {
+            return None;
+        }
+        l.sort_unstable();
+        let i = ((l.len() - 1) as f64 * q).round() as usize;
+        Some(f64::from(l[i]) / 1000.0)
+    }
+}
 
 #[async_trait(?Send)]
 impl Pipeline for CountItems {
-    async fn process_item(&mut self, _: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    async fn process_item(&mut self, _: &mut Item, meta: &ItemMeta) -> Result<Verdict, Error> {
+        self.items.fetch_add(1, Ordering::Relaxed);
+        if let Some(at) = meta.dispatched_at {
+            let micros = u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX);
+            self.latencies.lock().expect("latencies lock").push(micros);
+        }
         Ok(Verdict::Keep)
     }
 }

@@ -135,6 +135,7 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
                 url: response.url.clone(),
                 spider: self.spider_name.clone(),
                 depth: ctx.request.depth,
+                dispatched_at: ctx.dispatched_at,
             };
             deliver(&self.links.items, ProcessItems { items, meta }, &self.stats);
         }

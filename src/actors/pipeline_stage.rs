@@ -411,6 +411,7 @@ mod tests {
             url: Url::parse("http://h/page").unwrap(),
             spider: "test".into(),
             depth: 0,
+            dispatched_at: None,
         };
         (id, ProcessItems { items, meta })
     }

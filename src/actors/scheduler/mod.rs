@@ -727,6 +727,7 @@ impl<C: Callback> Scheduler<C> {
         self.in_flight.insert(c.id);
         self.stats.inc(Counter::Dequeued);
         c.attempt += 1;
+        c.dispatched_at = Some(now);
         deliver(&self.links.pool, Dispatch { ctx: c }, &self.stats);
     }
 
