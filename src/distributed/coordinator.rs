@@ -143,15 +143,13 @@ pub(crate) async fn join(shared: &Shared) -> Result<(), Error> {
 /// the others must get the chance to renew first (the next heartbeat
 /// reaps those that did not).
 pub(crate) async fn heartbeat(shared: &Shared) -> Result<(bool, u64, u64), Error> {
-    let mut args = shared.args();
-    args.push(shared.opts.lease_ttl.as_millis().to_string());
-    args.push("1".into());
+    let mut reap = true;
     let (known, reaped, requeued): (u64, u64, u64) = shared
         .retry("heartbeat", |con| {
-            let attempt = args.clone();
+            let args = shared.heartbeat_args(reap);
             // After a failure: renew, do not reap.
-            args[3] = "0".into();
-            async move { invoke(&shared.scripts.heartbeat, &attempt, con).await }
+            reap = false;
+            async move { invoke(&shared.scripts.heartbeat, &args, con).await }
         })
         .await?;
     if reaped > 0 {

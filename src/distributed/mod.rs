@@ -222,6 +222,15 @@ impl Shared {
     pub(crate) fn args(&self) -> Vec<String> {
         vec![self.prefix.clone(), self.worker.clone()]
     }
+
+    /// The heartbeat script's arguments: renew this worker for a lease
+    /// time, and reap the dead ones if `reap`.
+    pub(crate) fn heartbeat_args(&self, reap: bool) -> Vec<String> {
+        let mut args = self.args();
+        args.push(self.opts.lease_ttl.as_millis().to_string());
+        args.push(if reap { "1" } else { "0" }.into());
+        args
+    }
 }
 
 /// Whether waiting and retrying can cure `e`.

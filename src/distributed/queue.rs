@@ -278,9 +278,7 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
 
 /// Registers this worker (a heartbeat).
 async fn register(shared: &Shared, con: redis::aio::ConnectionManager) -> redis::RedisResult<()> {
-    let mut args = shared.args();
-    args.push(shared.opts.lease_ttl.as_millis().to_string());
-    args.push("0".into());
+    let args = shared.heartbeat_args(false);
     let _: Vec<u64> = invoke(&shared.scripts.heartbeat, &args, con).await?;
     Ok(())
 }

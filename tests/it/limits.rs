@@ -398,6 +398,19 @@ async fn warm_up(server: &Server) {
     crawl(&probe, |b| b).await;
 }
 
+/// Crawls `probe` at a 1 MiB body limit after a warm-up crawl, and how
+/// many bytes the RSS grew by. With `dropped`, first waits until the server
+/// saw the crawler drop the stream.
+async fn crawl_at_1mib(server: &Server, probe: &Probe, dropped: bool) -> (StatsSnapshot, i64) {
+    warm_up(server).await;
+    let before = rss();
+    let s = crawl(probe, |b| b.max_body(MB)).await;
+    if dropped {
+        server.tracker.stream_dropped().await;
+    }
+    (s, rss() as i64 - before as i64)
+}
+
 fn get(url: &str) -> Request<()> {
     Request::get(url).unwrap()
 }
@@ -437,11 +450,7 @@ async fn a_huge_body_is_refused_at_the_limit_with_flat_memory() {
     let server = serve();
     let url = server.url("/big/100");
     let probe = Probe::new(vec![get(&url)]);
-    warm_up(&server).await;
-    let before = rss();
-    let s = crawl(&probe, |b| b.max_body(MB)).await;
-    server.tracker.stream_dropped().await;
-    let grew = rss() as i64 - before as i64;
+    let (s, grew) = crawl_at_1mib(&server, &probe, true).await;
 
     assert_eq!(
         s.get("downloader/exception_type_count/body_too_large"),
@@ -472,11 +481,7 @@ async fn a_declared_length_over_the_limit_is_refused_before_reading() {
     let server = serve();
     let url = server.url("/declared/100");
     let probe = Probe::new(vec![get(&url)]);
-    warm_up(&server).await;
-    let before = rss();
-    let s = crawl(&probe, |b| b.max_body(MB)).await;
-    server.tracker.stream_dropped().await;
-    let grew = rss() as i64 - before as i64;
+    let (s, grew) = crawl_at_1mib(&server, &probe, true).await;
 
     assert_eq!(
         s.get("downloader/exception_type_count/body_too_large"),
@@ -514,10 +519,7 @@ async fn a_gzip_bomb_is_refused_after_decompression_with_flat_memory() {
     let server = serve();
     let url = server.url("/bomb");
     let probe = Probe::new(vec![get(&url)]);
-    warm_up(&server).await;
-    let before = rss();
-    let s = crawl(&probe, |b| b.max_body(MB)).await;
-    let grew = rss() as i64 - before as i64;
+    let (s, grew) = crawl_at_1mib(&server, &probe, false).await;
 
     assert!(bomb_len < MB / 4, "the bomb is {bomb_len} bytes");
     assert_eq!(
@@ -578,10 +580,7 @@ async fn a_body_streams_to_a_file_byte_exact_with_flat_memory() {
     // The crawl's limit is lower than the body: the request's own applies.
     let req = get(&url).stream_to(&path).max_body(8 * MB);
     let probe = Probe::new(vec![req]);
-    warm_up(&server).await;
-    let before = rss();
-    let s = crawl(&probe, |b| b.max_body(MB)).await;
-    let grew = rss() as i64 - before as i64;
+    let (s, grew) = crawl_at_1mib(&server, &probe, false).await;
 
     assert_eq!(s.counter(Counter::ExceptionCount), 0, "{s:#?}");
     assert_eq!(s.counter(Counter::ResponseBytes), SIZE as u64);

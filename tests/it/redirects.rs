@@ -5,7 +5,7 @@ use spinneret::{
     Counter, Crawler, Error, Output, Request, Response, Spider, StartRequests, StatsSnapshot,
 };
 
-use crate::fixture::serve;
+use crate::fixture::{serve, Site};
 use crate::spiders::{run, Collect, LinkSpider, StartCrawl};
 
 /// One item per response: where it ended, how it got there, its title.
@@ -112,20 +112,27 @@ async fn redirects_can_be_turned_off() {
     assert_eq!(collect.items.lock().unwrap()[0]["status"], 301);
 }
 
-#[actix::test]
-async fn a_session_cookie_round_trips_and_per_request_cookies_still_work() {
-    let site = serve(1);
+/// Crawls `/login` (which sets a session cookie and links to `/whoami`)
+/// with the cookie jar on or off: the cookies `/whoami` received.
+async fn cookies_after_login(site: &Site, jar: bool) -> Value {
     let collect = Collect::default();
     let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/login")]))
+        .cookies(jar)
         .pipeline(collect.clone())
         .started();
     crawl.join().await.unwrap();
     let items = collect.items.lock().unwrap().clone();
-    let me = items
+    items
         .iter()
         .find(|i| i["url"].as_str().unwrap().ends_with("/whoami"))
-        .unwrap();
-    assert_eq!(me["title"], "session=abc123");
+        .unwrap()["title"]
+        .clone()
+}
+
+#[actix::test]
+async fn a_session_cookie_round_trips_and_per_request_cookies_still_work() {
+    let site = serve(1);
+    assert_eq!(cookies_after_login(&site, true).await, "session=abc123");
 
     let own = Request::get(&site.url("/whoami"))
         .unwrap()
@@ -137,16 +144,5 @@ async fn a_session_cookie_round_trips_and_per_request_cookies_still_work() {
 #[actix::test]
 async fn the_cookie_jar_can_be_turned_off() {
     let site = serve(1);
-    let collect = Collect::default();
-    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/login")]))
-        .cookies(false)
-        .pipeline(collect.clone())
-        .started();
-    crawl.join().await.unwrap();
-    let items = collect.items.lock().unwrap().clone();
-    let me = items
-        .iter()
-        .find(|i| i["url"].as_str().unwrap().ends_with("/whoami"))
-        .unwrap();
-    assert_eq!(me["title"], "none");
+    assert_eq!(cookies_after_login(&site, false).await, "none");
 }
