@@ -75,9 +75,10 @@ fn links(c: &mut Criterion) {
         body: html.clone().into(),
         meta: ResponseMeta::default(),
     };
-    c.bench_function("extract 10 links from a 2 KB response (tokenizer)", |b| {
-        b.iter(|| extractor.extract(black_box(&response)))
-    });
+    c.bench_function(
+        "extract 10 links from a 2 KB response (lol_html scan)",
+        |b| b.iter(|| extractor.extract(black_box(&response))),
+    );
 }
 
 fn queue(c: &mut Criterion) {

@@ -35,8 +35,9 @@
 //! {"mode":"framework","pages":10000,"seconds":0.773,"pages_per_sec":12935.4,"peak_rss_mb":19.8,"latency_ms_p50":1.37,"latency_ms_p99":5.94,"resumed":false}
 //! {"ratio":0.512}
 //!
-//! # Crawl settings, passed to the builder:
-//! cargo run --release --example bench -- --pages 50000 --concurrency 64 --downloaders 2
+//! # Crawl settings, passed to the builder (`--threads compact|single|spread`
+//! is `CrawlerBuilder::thread_layout`):
+//! cargo run --release --example bench -- --pages 50000 --concurrency 64 --downloaders 2 --threads spread
 //!
 //! # A durable crawl: state checkpointed in DIR. Kill it (even with
 //! # SIGKILL) and run the same command again: it resumes from DIR.
@@ -128,9 +129,12 @@ struct Args {
     /// Most requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Downloader actors, each on its own thread.
-    #[arg(long, default_value_t = 2)]
+    /// Downloader actors.
+    #[arg(long, default_value_t = 1)]
     downloaders: usize,
+    /// Which threads the actors run on (`spinneret::ThreadLayout`).
+    #[arg(long, value_enum, default_value_t = Layout::Compact)]
+    threads: Layout,
     /// Persist the crawl in this job directory, and resume the job it
     /// holds.
     #[arg(long, conflicts_with = "serve_only")]
@@ -144,6 +148,24 @@ struct Args {
     /// print a third line with the ratio of their pages/s.
     #[arg(long, conflicts_with_all = ["serve_only", "job_dir", "bare"])]
     compare: bool,
+}
+
+/// `--threads`: `spinneret::ThreadLayout`'s variants.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Layout {
+    Compact,
+    Single,
+    Spread,
+}
+
+impl From<Layout> for spinneret::ThreadLayout {
+    fn from(l: Layout) -> Self {
+        match l {
+            Layout::Compact => spinneret::ThreadLayout::Compact,
+            Layout::Single => spinneret::ThreadLayout::Single,
+            Layout::Spread => spinneret::ThreadLayout::Spread,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -455,6 +477,7 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     let mut builder = Crawler::builder(spider)
         .concurrency(args.concurrency)
         .downloaders(args.downloaders)
+        .thread_layout(args.threads.into())
         .dedupe(true)
         .middleware(Mark)
         .pipeline(items.clone());

@@ -4,9 +4,10 @@
 //! [`CrawlerBuilder::build`] checks the configuration and returns an
 //! immutable [`Crawler`]; [`Crawler::start`] wires the actors on the current
 //! actix arbiter (Engine, Scheduler, CacheQueue, DupeFilter, Pool,
-//! ErrorHandler), the Parser and the PipelineStage on an arbiter each, and
-//! the downloaders on an arbiter each under supervisors, and returns a
-//! [`CrawlHandle`]. With a job directory it first replays the directory's
+//! ErrorHandler, and the downloaders under supervisors) and the Parser and
+//! the PipelineStage on a second arbiter (or, with [`ThreadLayout::Spread`],
+//! the Parser, the PipelineStage and each downloader on an arbiter of its
+//! own), and returns a [`CrawlHandle`]. With a job directory it first replays the directory's
 //! journal and resumes from it, and runs the JobStore on an arbiter of its
 //! own.
 
@@ -54,6 +55,27 @@ pub struct Crawler<S: Spider> {
     builder: CrawlerBuilder<S>,
 }
 
+/// Which threads (actix arbiters) a crawl's actors run on; see
+/// [`CrawlerBuilder::thread_layout`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ThreadLayout {
+    /// Two threads: the caller's arbiter runs the control actors and the
+    /// downloaders (their work is I/O, and a page's download, release and
+    /// next dispatch then never cross a thread), a second arbiter runs
+    /// the Parser and the PipelineStage. Each page crosses threads twice.
+    /// The default: on a busy machine, waking threads costs more than a
+    /// page's parsing.
+    #[default]
+    Compact,
+    /// Every actor on the caller's arbiter.
+    Single,
+    /// The Parser, the PipelineStage and each downloader on an arbiter of
+    /// its own: for middlewares or pipelines that do CPU-heavy work inline,
+    /// on machines with cores to spare. Each page crosses threads five
+    /// times.
+    Spread,
+}
+
 /// Configuration of a crawl, with documented defaults.
 pub struct CrawlerBuilder<S: Spider> {
     spider: Arc<S>,
@@ -64,6 +86,7 @@ pub struct CrawlerBuilder<S: Spider> {
     drain_timeout: Duration,
     retry: Option<RetryPolicy>,
     downloaders: usize,
+    layout: ThreadLayout,
     dedupe: bool,
     bloom_capacity: usize,
     bloom_rate: f64,
@@ -105,7 +128,8 @@ impl<S: Spider> Crawler<S> {
             obey_robots: false,
             drain_timeout: Duration::from_secs(30),
             retry: Some(RetryPolicy::default()),
-            downloaders: 2,
+            downloaders: 1,
+            layout: ThreadLayout::Compact,
             dedupe: true,
             bloom_capacity: 1 << 20,
             bloom_rate: 0.001,
@@ -252,9 +276,19 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
-    /// Downloader actors, each on its own arbiter (thread). Default 2.
+    /// Downloader actors (each with its own HTTP client and connection
+    /// pool), on the threads [`CrawlerBuilder::thread_layout`] says.
+    /// Default 1: one client keeps thousands of connections busy; more pay
+    /// off with [`ThreadLayout::Spread`] on cores to spare, or to keep
+    /// crawling while a crashed downloader restarts.
     pub fn downloaders(mut self, n: usize) -> Self {
         self.downloaders = n;
+        self
+    }
+
+    /// Which threads the actors run on. Default [`ThreadLayout::Compact`].
+    pub fn thread_layout(mut self, layout: ThreadLayout) -> Self {
+        self.layout = layout;
         self
     }
 
@@ -609,7 +643,10 @@ impl<S: Spider> Crawler<S> {
         });
 
         let mut arbiters = Vec::new();
-        let stage_arbiter = Arbiter::new();
+        let stage_arbiter = (b.layout != ThreadLayout::Single).then(Arbiter::new);
+        let stage_handle = stage_arbiter
+            .as_ref()
+            .map_or_else(Arbiter::current, Arbiter::handle);
         let stage = {
             let links = StageLinks {
                 completed: sched.clone().recipient(),
@@ -621,12 +658,16 @@ impl<S: Spider> Crawler<S> {
                 log.new(o!("actor" => "pipelines")),
             );
             let (name, every): (Arc<str>, _) = (spider.name().into(), b.flush_interval);
-            PipelineStage::start_in_arbiter(&stage_arbiter.handle(), move |_| {
+            PipelineStage::start_in_arbiter(&stage_handle, move |_| {
                 PipelineStage::new(pipelines, links, name, every, stats, log)
             })
         };
-        arbiters.push(stage_arbiter);
-        let parser_arbiter = Arbiter::new();
+        let parser_arbiter = (b.layout == ThreadLayout::Spread).then(Arbiter::new);
+        let parser_handle = parser_arbiter
+            .as_ref()
+            .map_or(stage_handle, Arbiter::handle);
+        arbiters.extend(stage_arbiter);
+        arbiters.extend(parser_arbiter);
         let parser = {
             let links = ParserLinks {
                 enqueue: sched.clone().recipient(),
@@ -636,11 +677,10 @@ impl<S: Spider> Crawler<S> {
             };
             let (spider, accounting, stats) = (spider.clone(), accounting.clone(), stats.clone());
             let depth_priority = b.scheduler.depth_priority;
-            Parser::start_in_arbiter(&parser_arbiter.handle(), move |_| {
+            Parser::start_in_arbiter(&parser_handle, move |_| {
                 Parser::new(spider, links, accounting, stats).with_depth_priority(depth_priority)
             })
         };
-        arbiters.push(parser_arbiter);
 
         let config = Arc::new(DownloadConfig {
             timeout: b.timeout,
@@ -656,7 +696,15 @@ impl<S: Spider> Crawler<S> {
         });
         let mut workers = Vec::new();
         for index in 0..b.downloaders {
-            let arbiter = Arbiter::new();
+            let arbiter = match b.layout {
+                ThreadLayout::Compact | ThreadLayout::Single => Arbiter::current(),
+                ThreadLayout::Spread => {
+                    let arbiter = Arbiter::new();
+                    let handle = arbiter.handle();
+                    arbiters.push(arbiter);
+                    handle
+                }
+            };
             let links = DownloaderLinks {
                 results: pool.clone().recipient(),
                 crashes: pool.clone().recipient(),
@@ -667,11 +715,10 @@ impl<S: Spider> Crawler<S> {
                 stats.clone(),
                 log.new(o!("actor" => "downloader", "worker" => index)),
             );
-            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+            let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
                 Downloader::new(index, middlewares, config, links, stats, log)
             });
             workers.push(addr.recipient());
-            arbiters.push(arbiter);
         }
 
         let mut shutdown = vec![

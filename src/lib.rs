@@ -97,7 +97,7 @@ pub use async_trait::async_trait;
 pub use actors::scheduler::slots::AutoThrottle;
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
-pub use builder::{CheckpointPolicy, Crawler, CrawlerBuilder, DEFAULT_USER_AGENT};
+pub use builder::{CheckpointPolicy, Crawler, CrawlerBuilder, ThreadLayout, DEFAULT_USER_AGENT};
 pub use context::Context;
 pub use distributed::RedisOptions;
 pub use encoding_rs;

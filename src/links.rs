@@ -23,14 +23,13 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 
-use html5ever::tendril::StrTendril;
-use html5ever::tokenizer::states::RawKind;
-use html5ever::tokenizer::{
-    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
-};
-use html5ever::Attribute;
+use lol_html::errors::RewritingError;
+use lol_html::html_content::{Element, TextChunk};
+use lol_html::{ElementContentHandlers, HtmlRewriter, Selector as Scan, Settings};
 use regex::Regex;
 use scraper::{Html, Selector};
 use url::Url;
@@ -52,6 +51,9 @@ pub struct LinkExtractor {
     same_domain: bool,
     tags: Vec<String>,
     attrs: Vec<String>,
+    /// `tag[attr]` for every chosen tag and attribute, for the scanner;
+    /// `None` when either list is empty.
+    links: Option<Scan>,
 }
 
 /// Configures a [`LinkExtractor`]; patterns are checked by
@@ -163,7 +165,39 @@ impl LinkExtractorBuilder {
     ///
     /// Fails with [`ErrorKind::Config`] (stage `setup`) naming the first
     /// pattern that is not a valid regular expression.
+    /// Fails the same way for a tag or attribute name that is empty or
+    /// holds anything but ASCII letters, digits, `-` and `_`.
     pub fn build(self) -> Result<LinkExtractor, Error> {
+        let bad = |n: &String| {
+            n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if let Some(name) = self.tags.iter().chain(&self.attrs).find(|n| bad(n)) {
+            return Err(Error::new(
+                Stage::Setup,
+                ErrorKind::Config(format!("link extractor tag or attribute name {name:?}")),
+            ));
+        }
+        let selectors: Vec<String> = self
+            .tags
+            .iter()
+            .flat_map(|t| self.attrs.iter().map(move |a| format!("{t}[{a}]")))
+            .collect();
+        let links = (!selectors.is_empty())
+            .then(|| selectors.join(", "))
+            .map(|list| {
+                list.parse::<Scan>().map_err(|e| {
+                    Error::new(
+                        Stage::Setup,
+                        ErrorKind::Config(format!(
+                            "link extractor tags and attributes {list:?}: {e}"
+                        )),
+                    )
+                })
+            })
+            .transpose()?;
         Ok(LinkExtractor {
             allow: compile("allow", &self.allow)?,
             deny: compile("deny", &self.deny)?,
@@ -171,6 +205,7 @@ impl LinkExtractorBuilder {
             same_domain: self.same_domain,
             tags: self.tags,
             attrs: self.attrs,
+            links,
         })
     }
 }
@@ -199,27 +234,79 @@ impl LinkExtractor {
     /// The links of `response` that pass the filters: absolute, without
     /// fragment, each once, in document order.
     ///
-    /// Runs html5ever's tokenizer over the body (no tree is built: about
-    /// half the cost of parsing the page), switching it into raw text for
-    /// `script`, `style`, `title`, `textarea` and the like as the tree
-    /// builder would, so markup inside them is not taken for links. Links
-    /// inside `<noscript>` are kept: a crawler runs no scripts. A callback
-    /// that already holds the parsed page can use
+    /// Scans the body with `lol_html`'s streaming tokenizer, which looks
+    /// only at the chosen tags, builds no tree, and reads the text of
+    /// `script`, `style`, `title`, `textarea` and the like as text, as a
+    /// browser does, so markup inside them is not taken for links. Links
+    /// inside `<noscript>` are kept (its content is scanned as markup: a
+    /// crawler runs no scripts). Attribute values are decoded as the HTML
+    /// standard says (`&amp;` is `&`, `&copy=` stays). On a 2 KB page it
+    /// takes about half the time of html5ever's tokenizer alone and a third
+    /// of parsing the page (`cargo bench --bench hot`). A callback that already holds the parsed page can use
     /// [`LinkExtractor::extract_from`] instead.
     pub fn extract(&self, response: &Response) -> Vec<Url> {
-        let mut sink = HrefSink {
-            tags: &self.tags,
-            attrs: &self.attrs,
-            base: None,
-            hrefs: Vec::new(),
-        };
-        let mut tokenizer = Tokenizer::new(&mut sink, TokenizerOpts::default());
-        let mut input = BufferQueue::default();
-        input.push_back(StrTendril::from_slice(&response.text()));
-        let _ = tokenizer.feed(&mut input);
-        tokenizer.end();
-        let base = resolve_base(sink.base.as_deref(), &response.url);
-        self.resolve(sink.hrefs.iter().map(String::as_str), &base, &response.url)
+        let text = response.text();
+        let found = RefCell::new(Found::default());
+        if self.scan(&text, &found, true).is_err() {
+            // The scanner fails only past its memory limit (none is set)
+            // or when a handler fails (ours do not); the tree parser
+            // stands behind it all the same.
+            return self.extract_from(&Html::parse_document(&text), &response.url);
+        }
+        let Found { base, hrefs, .. } = found.into_inner();
+        let base = resolve_base(base.as_deref(), &response.url);
+        self.resolve(hrefs.iter().map(String::as_str), &base, &response.url)
+    }
+
+    /// Adds the base and the link attributes of `html` to `found`, in
+    /// document order; with `noscript`, also those inside `<noscript>`.
+    fn scan(
+        &self,
+        html: &str,
+        found: &RefCell<Found>,
+        noscript: bool,
+    ) -> Result<(), RewritingError> {
+        let mut settings = Settings::new().with_strict(false);
+        if let Some(links) = &self.links {
+            settings = settings.append_element_content_handler((
+                Cow::Borrowed(links),
+                ElementContentHandlers::default().element(|el: &mut Element| {
+                    let mut found = found.borrow_mut();
+                    for attr in &self.attrs {
+                        if let Some(value) = el.get_attribute(attr) {
+                            found.hrefs.push(decode(value));
+                        }
+                    }
+                    Ok(())
+                }),
+            ));
+        }
+        settings = settings.append_element_content_handler((
+            Cow::Borrowed(&*BASE),
+            ElementContentHandlers::default().element(|el: &mut Element| {
+                let mut found = found.borrow_mut();
+                if found.base.is_none() {
+                    found.base = el.get_attribute("href").map(decode);
+                }
+                Ok(())
+            }),
+        ));
+        if noscript {
+            settings = settings.append_element_content_handler((
+                Cow::Borrowed(&*NOSCRIPT),
+                ElementContentHandlers::default().text(|chunk: &mut TextChunk| {
+                    found.borrow_mut().noscript.push_str(chunk.as_str());
+                    if chunk.last_in_text_node() {
+                        let inner = std::mem::take(&mut found.borrow_mut().noscript);
+                        self.scan(&inner, found, false)?;
+                    }
+                    Ok(())
+                }),
+            ));
+        }
+        let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+        rewriter.write(html.as_bytes())?;
+        rewriter.end()
     }
 
     /// Like [`LinkExtractor::extract`], over an already parsed document
@@ -248,8 +335,10 @@ impl LinkExtractor {
         base: &Url,
         page_url: &Url,
     ) -> Vec<Url> {
-        let mut seen = HashSet::new();
-        let mut links = Vec::new();
+        // Pages have tens of links: a scan of those kept is cheaper than
+        // hashing, until there are many.
+        let mut seen: HashSet<Url> = HashSet::new();
+        let mut links: Vec<Url> = Vec::new();
         for href in hrefs {
             // Unparseable hrefs are skipped: a page's typo must not fail
             // the whole callback.
@@ -262,9 +351,22 @@ impl LinkExtractor {
                 continue;
             }
             url.set_fragment(None);
-            if self.keeps(&url, page_url) && seen.insert(url.clone()) {
-                links.push(url);
+            if !self.keeps(&url, page_url) {
+                continue;
             }
+            if links.len() < 64 {
+                if links.contains(&url) {
+                    continue;
+                }
+            } else {
+                if seen.is_empty() {
+                    seen.extend(links.iter().cloned());
+                }
+                if !seen.insert(url.clone()) {
+                    continue;
+                }
+            }
+            links.push(url);
         }
         links
     }
@@ -309,57 +411,29 @@ fn resolve_base(base: Option<&str>, page_url: &Url) -> Url {
         .unwrap_or_else(|| page_url.clone())
 }
 
-/// Collects the first `<base href>` and the link attributes of the chosen
-/// tags from html5ever's tokens.
-struct HrefSink<'a> {
-    tags: &'a [String],
-    attrs: &'a [String],
+/// What a scan found.
+#[derive(Default)]
+struct Found {
+    /// The first `<base href>`.
     base: Option<String>,
+    /// The link attributes, in document order.
     hrefs: Vec<String>,
+    /// The text of the `<noscript>` being read.
+    noscript: String,
 }
 
-impl TokenSink for &mut HrefSink<'_> {
-    type Handle = ();
+static BASE: std::sync::LazyLock<Scan> =
+    std::sync::LazyLock::new(|| "base[href]".parse().expect("a valid selector"));
+static NOSCRIPT: std::sync::LazyLock<Scan> =
+    std::sync::LazyLock::new(|| "noscript".parse().expect("a valid selector"));
 
-    fn process_token(&mut self, token: Token, _line: u64) -> TokenSinkResult<()> {
-        let Token::TagToken(tag) = token else {
-            return TokenSinkResult::Continue;
-        };
-        if tag.kind != TagKind::StartTag {
-            return TokenSinkResult::Continue;
-        }
-        let name: &str = &tag.name;
-        if name == "base" && self.base.is_none() {
-            self.base = attr(&tag.attrs, "href").map(str::to_owned);
-        }
-        if self.tags.iter().any(|t| t == name) {
-            for wanted in self.attrs {
-                if let Some(value) = attr(&tag.attrs, wanted) {
-                    self.hrefs.push(value.to_owned());
-                }
-            }
-        }
-        // What the tree builder tells the tokenizer after these start
-        // tags (HTML, "parsing HTML documents": the text of these
-        // elements is not markup).
-        match name {
-            "script" => TokenSinkResult::RawData(RawKind::ScriptData),
-            "style" | "xmp" | "iframe" | "noembed" | "noframes" => {
-                TokenSinkResult::RawData(RawKind::Rawtext)
-            }
-            "title" | "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
-            "plaintext" => TokenSinkResult::Plaintext,
-            _ => TokenSinkResult::Continue,
-        }
+/// An attribute value with its character references decoded.
+fn decode(value: String) -> String {
+    if value.contains('&') {
+        htmlize::unescape_attribute(value).into_owned()
+    } else {
+        value
     }
-}
-
-/// The value of attribute `name` of a tag.
-fn attr<'t>(attrs: &'t [Attribute], name: &str) -> Option<&'t str> {
-    attrs
-        .iter()
-        .find(|a| &*a.name.local == name)
-        .map(|a| &*a.value)
 }
 
 #[cfg(test)]
@@ -424,11 +498,13 @@ mod tests {
             <script>var s = '<a href="/in-script">';</script>
             <style>a[href="/in-style"] { color: red }</style></head>
             <body><textarea><a href="/in-textarea"></textarea>
-            <a href="/q?x=1&amp;y=2">entity</a>
+            <a href="/q?x=1&amp;y=2&copy=3&lt;4">entity</a>
+            <!-- <a href="/in-comment"> --><xmp><a href="/in-xmp"></xmp>
             <A HREF="/upper">case</A>
             <a href='/single'>quotes</a><a href=/bare>unquoted</a>
             <template><a href="/in-template">template</a></template>
             <noscript><a href="/in-noscript">noscript</a></noscript>
+            <a href="/after">after</a>
             </body></html>"#;
         let r = page("http://h.test/", body);
         let extractor = LinkExtractor::default();
@@ -436,18 +512,21 @@ mod tests {
         assert_eq!(
             links,
             [
-                "http://h.test/q?x=1&y=2",
+                // `&copy` followed by `=` is not a reference in an attribute.
+                "http://h.test/q?x=1&y=2&copy=3%3C4",
                 "http://h.test/upper",
                 "http://h.test/single",
                 "http://h.test/bare",
                 "http://h.test/in-template",
                 "http://h.test/in-noscript",
+                "http://h.test/after",
             ]
         );
         // The same links as from the parsed page, but for `<noscript>`,
         // which scraper parses as a browser running scripts would: as text.
-        let parsed = strings(extractor.extract_from(&r.html(), &r.url));
-        assert_eq!(links[..links.len() - 1], parsed[..]);
+        let mut parsed = strings(extractor.extract_from(&r.html(), &r.url));
+        parsed.insert(5, "http://h.test/in-noscript".into());
+        assert_eq!(links, parsed);
         let site = page("http://h.test/dir/page", SITE);
         assert_eq!(
             extractor.extract(&site),
@@ -535,6 +614,19 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(strings(links.extract(&r)), ["http://h.test/style.css"]);
+    }
+
+    #[test]
+    fn bad_tag_or_attribute_names_fail_at_build() {
+        let e = LinkExtractor::builder().tags(["a b"]).build().unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Config(_)), "{e}");
+        assert!(e.to_string().contains("name \"a b\""), "{e}");
+        let e = LinkExtractor::builder().attrs([""]).build().unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Config(_)), "{e}");
+        // No tags: no links, and no failure.
+        let none = LinkExtractor::builder().tags(Vec::<String>::new()).build();
+        let r = page("http://h.test/", SITE);
+        assert!(none.unwrap().extract(&r).is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Downloader: fetches requests on its own arbiter with its own awc client.
+//! Downloader: fetches requests with its own awc client.
 //!
-//! The pool runs N of these, each on its own arbiter (awc clients are
-//! `!Send`), each under an actix `Supervisor`. A downloader runs many
+//! The pool runs N of these (on the caller's arbiter, or one arbiter each
+//! with `ThreadLayout::Spread`; awc clients are `!Send`, so each builds its
+//! own), each under an actix `Supervisor`. A downloader runs many
 //! exchanges at once: every `Download` becomes a future on the actor's
 //! context that runs the middlewares' `process_request` (priority order),
 //! the exchange, the middlewares' `process_response` (reverse order), checks

@@ -1,7 +1,8 @@
 //! Parser: calls the spider's parse callback for each response.
 //!
-//! It runs on its own arbiter so that CPU-bound parsing never delays
-//! scheduling. For each `Parse` it calls `Spider::parse` with the callback
+//! Unless the crawl's `ThreadLayout` is `Single`, it runs off the caller's
+//! arbiter (with the PipelineStage, or alone with `Spread`) so that
+//! CPU-bound parsing never delays scheduling. For each `Parse` it calls `Spider::parse` with the callback
 //! the request named (a panic is caught), then sends what the callback
 //! emitted: new requests (depth + 1, counted open first) to the Scheduler,
 //! items to the PipelineStage, which completes the request once they are

@@ -1,6 +1,6 @@
 //! PipelineStage: runs every item through the pipelines, in order.
 //!
-//! It runs on its own arbiter and handles one `ProcessItems` batch at a time
+//! It runs with the Parser (see `ThreadLayout`) and handles one `ProcessItems` batch at a time
 //! (atomically), passing each item through the pipelines in priority order:
 //! kept by all → `item_scraped_count`; dropped → `item_dropped_count`;
 //! failed → `item_error_count` and a `Report` (with the item as JSON) to the

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::Value;
-use spinneret::{Counter, Crawler, ErrorKind, Request, StatsSnapshot};
+use spinneret::{Counter, Crawler, ErrorKind, Request, StatsSnapshot, ThreadLayout};
 
 use crate::fixture::serve;
 use crate::spiders::{
@@ -38,11 +38,25 @@ fn tree(n: u64) -> TreeCounts {
 
 #[actix::test]
 async fn tree_site_exact_counts() {
+    tree_crawl(ThreadLayout::default()).await;
+}
+
+/// The same crawl, the same figures, with every actor on one thread and
+/// with an arbiter per Parser, PipelineStage and downloader.
+#[actix::test]
+async fn tree_site_exact_counts_in_every_thread_layout() {
+    tree_crawl(ThreadLayout::Single).await;
+    tree_crawl(ThreadLayout::Spread).await;
+}
+
+async fn tree_crawl(layout: ThreadLayout) {
     let site = serve(50);
     let collect = Collect::default();
-    let s =
-        run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")])).pipeline(collect.clone()))
-            .await;
+    let s = run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+        .thread_layout(layout)
+        .downloaders(2)
+        .pipeline(collect.clone()))
+    .await;
     let last_item = collect.last.lock().unwrap().expect("items arrived");
     let t = tree(50);
 
@@ -74,7 +88,7 @@ async fn tree_site_exact_counts() {
     let lag = last_item.elapsed();
     assert!(
         lag.as_millis() < 300,
-        "join returned {lag:?} after the last item"
+        "{layout:?}: join returned {lag:?} after the last item"
     );
 }
 
