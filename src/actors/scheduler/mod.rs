@@ -137,6 +137,16 @@ pub(crate) struct SharedQueue {
     member: bool,
     /// Acknowledgements held behind outstanding dupe checks.
     marks: Watermark<Mark>,
+    /// Acknowledgements released and not yet sent: they go one batch at a
+    /// time, the next when the queue has answered the last, so a backlog
+    /// costs one Redis call, not one per page. Each keeps its request's
+    /// unit of open work until the queue has answered.
+    unsent: Vec<Uuid>,
+    /// The start requests' count, once they are all queued, not yet sent
+    /// (after the acknowledgements released with it).
+    unsent_starts: Option<u64>,
+    /// A batch is with the queue.
+    sending: bool,
 }
 
 impl SharedQueue {
@@ -147,6 +157,9 @@ impl SharedQueue {
             owns_starts: false,
             member: true,
             marks: Watermark::default(),
+            unsent: Vec::new(),
+            unsent_starts: None,
+            sending: false,
         }
     }
 }
@@ -201,6 +214,13 @@ pub struct Scheduler<C: Callback> {
     /// Requests at the dupe filter, not yet queued (counted toward the
     /// start-request watermark so starts are not over-pulled).
     checking: usize,
+    /// Of those, the ones waiting for the `Check` out to return.
+    to_check: Vec<Context<C>>,
+    /// The watermark positions (job directory, shared queue) of the
+    /// batches in `to_check`.
+    to_check_seqs: Vec<(Option<u64>, Option<u64>)>,
+    /// A `Check` is with the dupe filter.
+    check_in_flight: bool,
     /// A `Pop` is outstanding; only one at a time, so credits are exact.
     popping: bool,
     /// The last pop found nothing any host may take now: wait for a
@@ -260,6 +280,9 @@ impl<C: Callback> Scheduler<C> {
             delayed: HashMap::new(),
             next_delay: 0,
             checking: 0,
+            to_check: Vec::new(),
+            to_check_seqs: Vec::new(),
+            check_in_flight: false,
             popping: false,
             stalled: false,
             changed: false,
@@ -314,32 +337,60 @@ impl<C: Callback> Scheduler<C> {
         }
     }
 
-    fn send_marks(&self, marks: Vec<Mark>) {
-        let Some(s) = self.shared.as_ref() else {
+    /// Queues released marks for the shared queue; `flush_shared` sends
+    /// them.
+    fn send_marks(&mut self, marks: Vec<Mark>) {
+        let Some(s) = self.shared.as_mut() else {
             return;
         };
-        let mut ids = Vec::new();
         for m in marks {
             match m {
-                Mark::Done(id) => ids.push(id),
-                Mark::StartsDone(pulled) => {
-                    // After the acknowledgements released with it.
-                    if !ids.is_empty() {
-                        deliver(
-                            &s.ack,
-                            Ack {
-                                ids: std::mem::take(&mut ids),
-                            },
-                            &self.stats,
-                        );
-                    }
-                    deliver(&s.starts_queued, StartsQueued { pulled }, &self.stats);
-                }
+                Mark::Done(id) => s.unsent.push(id),
+                Mark::StartsDone(pulled) => s.unsent_starts = Some(pulled),
             }
         }
-        if !ids.is_empty() {
-            deliver(&s.ack, Ack { ids }, &self.stats);
+    }
+
+    /// Sends the unsent acknowledgements as one batch, then the start
+    /// requests' count, unless a batch is already with the queue; closes
+    /// their units of open work once the queue has answered, and sends
+    /// what was released meanwhile.
+    fn flush_shared(&mut self, ctx: &mut actix::Context<Self>) {
+        let Some(s) = self.shared.as_mut() else {
+            return;
+        };
+        if s.sending || (s.unsent.is_empty() && s.unsent_starts.is_none()) {
+            return;
         }
+        s.sending = true;
+        let ids = std::mem::take(&mut s.unsent);
+        let n = ids.len();
+        let starts = s.unsent_starts.take();
+        let (ack, starts_queued) = (s.ack.clone(), s.starts_queued.clone());
+        async move {
+            if n > 0 {
+                ack.send(Ack { ids }).await?;
+            }
+            if let Some(pulled) = starts {
+                starts_queued.send(StartsQueued { pulled }).await?;
+            }
+            Ok::<_, MailboxError>(())
+        }
+        .into_actor(self)
+        .map(move |res, act, ctx| {
+            if let Err(e) = res {
+                // Only after shutdown: the leases go back when the queue
+                // leaves.
+                error!(act.log, "queue unreachable; acknowledgements lost"; "count" => n, "error" => %e);
+                act.stats.add(Counter::LostMessages, 1);
+            }
+            act.accounting.close(n);
+            if let Some(s) = act.shared.as_mut() {
+                s.sending = false;
+            }
+            act.flush_shared(ctx);
+        })
+        .spawn(ctx);
     }
 
     /// A request's work is over (completed, or forbidden by robots.txt).
@@ -347,8 +398,12 @@ impl<C: Callback> Scheduler<C> {
         if let Some(d) = self.durable.as_mut() {
             d.completed(id);
         }
-        self.mark(Mark::Done(id));
-        self.accounting.close(1);
+        if self.shared.is_some() {
+            // Closed once the acknowledgement is through (flush_shared).
+            self.mark(Mark::Done(id));
+        } else {
+            self.accounting.close(1);
+        }
     }
 
     /// Closes this worker's membership of a distributed crawl (once).
@@ -378,19 +433,37 @@ impl<C: Callback> Scheduler<C> {
         if !free.is_empty() {
             self.admit(free, false);
         }
-        let Some(dupe) = self.links.dupe.clone() else {
-            return;
-        };
         if check.is_empty() {
             return;
         }
-        let n = check.len();
-        self.checking += n;
+        self.checking += check.len();
+        // The watermarks' positions are taken now, so a completion that
+        // follows is held until these are checked.
         let seq = self.durable.as_mut().map(Durable::check_sent);
         let mark_seq = self.shared.as_mut().map(|s| s.marks.check_sent());
-        dupe.send(Check { batch: check })
+        self.to_check.extend(check);
+        self.to_check_seqs.push((seq, mark_seq));
+        self.send_checks(ctx);
+    }
+
+    /// Sends every request waiting for the dupe filter as one `Check`,
+    /// unless one is already out: what arrives meanwhile goes together
+    /// next, so a slow dupe filter (Redis) answers a backlog in one call.
+    fn send_checks(&mut self, ctx: &mut actix::Context<Self>) {
+        let Some(dupe) = self.links.dupe.clone() else {
+            return;
+        };
+        if self.check_in_flight || self.to_check.is_empty() {
+            return;
+        }
+        self.check_in_flight = true;
+        let batch = std::mem::take(&mut self.to_check);
+        let seqs = std::mem::take(&mut self.to_check_seqs);
+        let n = batch.len();
+        dupe.send(Check { batch })
             .into_actor(self)
             .map(move |res, act, ctx| {
+                act.check_in_flight = false;
                 act.checking -= n;
                 match res {
                     Ok(checked) => {
@@ -405,13 +478,16 @@ impl<C: Callback> Scheduler<C> {
                         act.accounting.close(n);
                     }
                 }
-                if let (Some(d), Some(seq)) = (act.durable.as_mut(), seq) {
-                    d.check_returned(seq);
+                for (seq, mark_seq) in seqs {
+                    if let (Some(d), Some(seq)) = (act.durable.as_mut(), seq) {
+                        d.check_returned(seq);
+                    }
+                    if let (Some(s), Some(seq)) = (act.shared.as_mut(), mark_seq) {
+                        let released = s.marks.check_returned(seq);
+                        act.send_marks(released);
+                    }
                 }
-                if let (Some(s), Some(seq)) = (act.shared.as_mut(), mark_seq) {
-                    let released = s.marks.check_returned(seq);
-                    act.send_marks(released);
-                }
+                act.send_checks(ctx);
                 act.pump(ctx);
             })
             .spawn(ctx);
@@ -550,8 +626,16 @@ impl<C: Callback> Scheduler<C> {
         true
     }
 
-    /// Hands requests to the pool while slots are free.
+    /// Hands requests to the pool while slots are free, and sends the
+    /// shared queue what is ready for it.
     fn pump(&mut self, ctx: &mut actix::Context<Self>) {
+        self.dispatch_free(ctx);
+        // Whatever that released for the shared queue, too.
+        self.flush_shared(ctx);
+    }
+
+    /// Hands requests to the pool while slots are free.
+    fn dispatch_free(&mut self, ctx: &mut actix::Context<Self>) {
         self.pull_starts(ctx);
         if self.state == State::Running && !self.held.is_empty() {
             self.dispatch_held(ctx);
@@ -1441,6 +1525,76 @@ mod tests {
         assert_eq!(r.stat(Counter::DupeFiltered), 1);
         assert_eq!(r.stat(Counter::InFlight), 0);
         assert_eq!(r.stat(Counter::Queued), 0);
+    }
+
+    /// A dupe filter that reports each batch it is asked about and answers
+    /// (everything new) only when the gate gives it a permit.
+    struct GatedDupe {
+        gate: Arc<tokio::sync::Semaphore>,
+        asked: mpsc::UnboundedSender<Vec<String>>,
+    }
+
+    impl Actor for GatedDupe {
+        type Context = actix::Context<Self>;
+    }
+
+    impl Handler<Check<Cb>> for GatedDupe {
+        type Result = ResponseFuture<Checked<Cb>>;
+
+        fn handle(&mut self, msg: Check<Cb>, _: &mut Self::Context) -> Self::Result {
+            let urls = msg.batch.iter().map(|c| c.request.url.to_string());
+            let _ = self.asked.send(urls.collect());
+            let gate = self.gate.clone();
+            Box::pin(async move {
+                gate.acquire().await.unwrap().forget();
+                Checked {
+                    accepted: msg.batch,
+                    duplicates: 0,
+                }
+            })
+        }
+    }
+
+    #[actix::test]
+    async fn requests_arriving_during_a_dupe_check_are_checked_together_next() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (asked_tx, mut asked) = mpsc::unbounded_channel();
+        let dupe = GatedDupe {
+            gate: gate.clone(),
+            asked: asked_tx,
+        }
+        .start()
+        .recipient();
+        let mut r = rig(Vec::new(), 10, Some(dupe));
+        let enqueue = |urls: &[&str]| {
+            let batch: Vec<_> = urls.iter().map(|u| Context::new(req(u), None)).collect();
+            r.accounting.open(batch.len());
+            r.sched.send(Enqueue { batch })
+        };
+        enqueue(&["http://h/a"]).await.unwrap();
+        assert_eq!(asked.recv().await.unwrap(), ["http://h/a"]);
+        // While that check is out, two more batches arrive: they wait.
+        enqueue(&["http://h/b"]).await.unwrap();
+        enqueue(&["http://h/c", "http://h/d"]).await.unwrap();
+        assert!(asked.try_recv().is_err(), "a second check went out");
+        // The first answer sends them as one check.
+        gate.add_permits(1);
+        assert_eq!(
+            asked.recv().await.unwrap(),
+            ["http://h/b", "http://h/c", "http://h/d"]
+        );
+        gate.add_permits(1);
+        let mut got: Vec<String> = Vec::new();
+        for _ in 0..4 {
+            got.push(r.next_dispatch().await.request.url.to_string());
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            ["http://h/a", "http://h/b", "http://h/c", "http://h/d"]
+        );
+        assert!(asked.try_recv().is_err(), "asked about more");
+        assert_eq!(r.stat(Counter::Enqueued), 4);
     }
 
     #[actix::test]
