@@ -62,17 +62,19 @@ pub enum ThreadLayout {
     /// Two threads: the caller's arbiter runs the control actors and the
     /// downloaders (their work is I/O, and a page's download, release and
     /// next dispatch then never cross a thread), a second arbiter runs
-    /// the Parser and the PipelineStage. Each page crosses threads twice.
-    /// The default: on a busy machine, waking threads costs more than a
-    /// page's parsing.
+    /// the Parser and the PipelineStage. Three messages per page cross
+    /// threads. The default: on a busy machine, waking threads costs more
+    /// than a page's parsing.
     #[default]
     Compact,
-    /// Every actor on the caller's arbiter.
+    /// Every actor on the caller's arbiter (a JobStore still gets its own):
+    /// the least CPU per page, one core used. For crawls that share a
+    /// machine, or embed the crawl in a single-threaded application.
     Single,
     /// The Parser, the PipelineStage and each downloader on an arbiter of
     /// its own: for middlewares or pipelines that do CPU-heavy work inline,
-    /// on machines with cores to spare. Each page crosses threads five
-    /// times.
+    /// on machines with cores to spare. Five messages per page cross
+    /// threads.
     Spread,
 }
 

@@ -4,7 +4,7 @@
 //! A request is recorded *accepted* (with its full content) when it enters
 //! the queue, and *completed* when the Scheduler gets its `Completed`. A
 //! completion (or a start-request position) waits behind the dupe checks
-//! sent before it ([`Watermark`]), so "parent completed" is never written
+//! sent before it (`Watermark`), so "parent completed" is never written
 //! before "children accepted".
 
 use std::time::Duration;
