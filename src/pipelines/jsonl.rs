@@ -5,6 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::item::{Item, ItemMeta};
@@ -12,9 +13,16 @@ use crate::pipeline::{Pipeline, PipelineContext, Verdict};
 
 /// Writes items to a JSON Lines file (buffered; flushed on the stage's
 /// periodic flush and on close).
+///
+/// Each line is the item's JSON; with [`JsonLinesFile::fields`], an object
+/// of those fields only, in that order (a field the item lacks is left out,
+/// as in Scrapy's exporters; an item that is not an object is written
+/// whole).
 pub struct JsonLinesFile {
     /// Where the lines go.
     path: PathBuf,
+    /// The fields written, in order (all, in the JSON's order, if `None`).
+    fields: Option<Vec<String>>,
     /// Append to an existing file instead of replacing it.
     append: bool,
     /// Open between `open` and `close`.
@@ -26,9 +34,20 @@ impl JsonLinesFile {
     pub fn new(path: impl AsRef<Path>) -> Self {
         JsonLinesFile {
             path: path.as_ref().to_path_buf(),
+            fields: None,
             append: false,
             out: None,
         }
+    }
+
+    /// Writes only these fields of each item, in this order.
+    pub fn fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.fields = Some(fields.into_iter().map(Into::into).collect());
+        self
     }
 
     /// Appends to an existing file instead of replacing it.
@@ -57,6 +76,26 @@ pub(crate) fn append_lines(path: &Path, lines: &[serde_json::Value]) -> std::io:
     out.get_ref().sync_data()
 }
 
+/// Writes the object made of `fields` of `object`, in that order (the
+/// JSON itself is serde_json's: a `Map` keeps its keys sorted).
+fn write_fields(
+    out: &mut impl Write,
+    object: &Map<String, Value>,
+    fields: &[String],
+) -> std::io::Result<()> {
+    out.write_all(b"{")?;
+    let present = fields.iter().filter_map(|f| object.get(f).map(|v| (f, v)));
+    for (i, (field, value)) in present.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, field)?;
+        out.write_all(b":")?;
+        serde_json::to_writer(&mut *out, value)?;
+    }
+    out.write_all(b"}")
+}
+
 #[async_trait(?Send)]
 impl Pipeline for JsonLinesFile {
     fn name(&self) -> &str {
@@ -83,9 +122,11 @@ impl Pipeline for JsonLinesFile {
                 ErrorKind::IllegalState("JSON Lines file is not open".into()),
             ));
         };
-        let written = serde_json::to_writer(&mut *out, &json)
-            .map_err(std::io::Error::from)
-            .and_then(|_| out.write_all(b"\n"));
+        let written = match (&self.fields, &json) {
+            (Some(fields), Value::Object(object)) => write_fields(out, object, fields),
+            _ => serde_json::to_writer(&mut *out, &json).map_err(std::io::Error::from),
+        }
+        .and_then(|_| out.write_all(b"\n"));
         written.map_err(|e| self.io_error(e))?;
         Ok(Verdict::Keep)
     }
@@ -113,5 +154,38 @@ impl Pipeline for JsonLinesFile {
         self.flush().await?;
         self.out = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::pipelines::test_support::{context, meta};
+
+    #[actix::test]
+    async fn chosen_fields_are_written_in_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let mut file = JsonLinesFile::new(&path).fields(["url", "title", "price"]);
+        file.open(&context()).await.unwrap();
+        for value in [
+            json!({"title": "A \"q\"", "url": "http://h/a", "price": 3.5, "extra": 1}),
+            json!({"price": [1, 2], "url": "http://h/b"}),
+            json!({"other": true}),
+            json!("not an object"),
+        ] {
+            let verdict = file.process_item(&mut Item::new(value), &meta()).await;
+            assert_eq!(verdict.unwrap(), Verdict::Keep);
+        }
+        file.close().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"url\":\"http://h/a\",\"title\":\"A \\\"q\\\"\",\"price\":3.5}\n\
+             {\"url\":\"http://h/b\",\"price\":[1,2]}\n\
+             {}\n\
+             \"not an object\"\n"
+        );
     }
 }

@@ -1,12 +1,50 @@
 //! Ready-made item pipelines.
 //!
-//! - [`JsonLinesFile`]: every item as one JSON line in a file.
+//! - [`JsonLinesFile`]: every item as one JSON line in a file (all its
+//!   fields, or the chosen ones in a chosen order).
+//! - [`CsvFile`]: every item as one row of a CSV file, with the columns
+//!   in a chosen order.
 //! - [`HttpPersist`]: items POSTed to an HTTP endpoint in batches, retried,
 //!   and spilled to a JSON Lines file when the endpoint stays down, so no
 //!   item is ever silently lost.
 
+mod csv;
 mod http_persist;
 mod jsonl;
 
+pub use self::csv::CsvFile;
 pub use http_persist::HttpPersist;
 pub use jsonl::JsonLinesFile;
+
+/// What the feed-export tests hand their pipelines.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use slog::{o, Logger};
+    use url::Url;
+    use uuid::Uuid;
+
+    use crate::item::ItemMeta;
+    use crate::pipeline::PipelineContext;
+
+    /// A context for `open`.
+    pub(crate) fn context() -> PipelineContext {
+        PipelineContext {
+            spider: "test".into(),
+            stats: Arc::default(),
+            log: Logger::root(slog::Discard, o!()),
+        }
+    }
+
+    /// An item's metadata.
+    pub(crate) fn meta() -> ItemMeta {
+        ItemMeta {
+            request_id: Uuid::new_v4(),
+            url: Url::parse("http://h/").unwrap(),
+            spider: "test".into(),
+            depth: 0,
+            dispatched_at: None,
+        }
+    }
+}
