@@ -89,6 +89,7 @@ pub struct CrawlerBuilder<S: Spider> {
     retry: Option<RetryPolicy>,
     downloaders: usize,
     layout: ThreadLayout,
+    log_stats_every: Option<Duration>,
     dedupe: bool,
     bloom_capacity: usize,
     bloom_rate: f64,
@@ -132,6 +133,7 @@ impl<S: Spider> Crawler<S> {
             retry: Some(RetryPolicy::default()),
             downloaders: 1,
             layout: ThreadLayout::Compact,
+            log_stats_every: Some(Duration::from_secs(60)),
             dedupe: true,
             bloom_capacity: 1 << 20,
             bloom_rate: 0.001,
@@ -285,6 +287,16 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// crawling while a crashed downloader restarts.
     pub fn downloaders(mut self, n: usize) -> Self {
         self.downloaders = n;
+        self
+    }
+
+    /// How often the crawl logs a progress line (info, message
+    /// `"progress"`): pages and items so far and per minute since the last
+    /// line, requests in flight and queued, as Scrapy's LogStats does; and
+    /// once more when the crawl finishes. Default every 60 s; `None` (or
+    /// zero) turns it off.
+    pub fn log_stats(mut self, every: Option<Duration>) -> Self {
+        self.log_stats_every = every;
         self
     }
 
@@ -821,6 +833,7 @@ impl<S: Spider> Crawler<S> {
                 log.new(o!("actor" => "engine")),
             )
             .with_drain_timeout(b.drain_timeout)
+            .with_log_stats(b.log_stats_every)
             .with_events(events.clone())
             .on_finish(Box::new(move || close_middlewares(&closing, &close_log))),
         );

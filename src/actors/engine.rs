@@ -10,7 +10,7 @@
 //! Pause, resume and stop from the handle pass through it to the Scheduler.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use slog::{error, info, warn, Logger};
@@ -24,7 +24,7 @@ use crate::messages::deliver;
 use crate::messages::{
     Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, Resume, Shutdown, Stop,
 };
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{Counter, Stats, StatsSnapshot};
 
 /// Where the engine sends things.
 pub struct EngineLinks {
@@ -73,6 +73,10 @@ pub struct Engine {
     events: broadcast::Sender<CrawlEvent>,
     /// Closes the download middlewares, once, when the crawl finishes.
     close_middlewares: Option<Box<dyn FnOnce() + Send>>,
+    /// How often the progress line is logged (`None`: never).
+    log_stats_every: Option<Duration>,
+    /// Responses and items at the last progress line, and when.
+    last_progress: (u64, u64, Instant),
     /// Structured log.
     log: Logger,
 }
@@ -97,8 +101,39 @@ impl Engine {
             drain_timeout: Duration::from_secs(30),
             events: broadcast::channel(crate::events::CAPACITY).0,
             close_middlewares: None,
+            log_stats_every: None,
+            last_progress: (0, 0, Instant::now()),
             log,
         }
+    }
+
+    /// Logs a progress line every `every` (Scrapy's LogStats).
+    pub(crate) fn with_log_stats(mut self, every: Option<Duration>) -> Self {
+        self.log_stats_every = every.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Logs the progress line: pages and items so far and per minute since
+    /// the last line, requests in flight and queued.
+    fn log_progress(&mut self) {
+        let now = Instant::now();
+        let pages = self.stats.get(Counter::ResponseCount);
+        let items = self.stats.get(Counter::ItemScraped);
+        let (last_pages, last_items, at) = self.last_progress;
+        let minutes = now.duration_since(at).as_secs_f64() / 60.0;
+        let per_min = |n: u64| {
+            if minutes > 0.0 {
+                (n as f64 / minutes).round() as u64
+            } else {
+                0
+            }
+        };
+        info!(self.log, "progress";
+            "pages" => pages, "pages_per_min" => per_min(pages.saturating_sub(last_pages)),
+            "items" => items, "items_per_min" => per_min(items.saturating_sub(last_items)),
+            "in_flight" => self.stats.get(Counter::InFlight),
+            "queued" => self.stats.get(Counter::Queued));
+        self.last_progress = (pages, items, now);
     }
 
     /// Sets how long a stop drains before it forces (default 30 s).
@@ -130,6 +165,9 @@ impl Engine {
         } else {
             "finished"
         };
+        if self.log_stats_every.is_some() {
+            self.log_progress();
+        }
         self.stats.mark_finished(reason);
         let snapshot = self.stats.snapshot();
         info!(self.log, "crawl finished"; "reason" => reason,
@@ -155,9 +193,13 @@ impl Engine {
 impl Actor for Engine {
     type Context = actix::Context<Self>;
 
-    fn started(&mut self, _: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         self.stats.mark_started();
         info!(self.log, "crawl started");
+        self.last_progress = (0, 0, Instant::now());
+        if let Some(every) = self.log_stats_every {
+            ctx.run_interval(every, |act, _| act.log_progress());
+        }
         self.emit(CrawlEvent::Started);
     }
 }

@@ -449,3 +449,83 @@ async fn stop_does_not_wait_for_a_retry_backoff() {
     assert_eq!(count(&s, Counter::Dequeued), 1);
     assert_eq!(count(&s, Counter::Unprocessed), 1);
 }
+
+/// A log record's key-values, rendered.
+type Fields = std::collections::HashMap<String, String>;
+
+/// Log records, each as its message and its key-values.
+#[derive(Clone, Default)]
+struct Records(Arc<Mutex<Vec<(String, Fields)>>>);
+
+impl slog::Drain for Records {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        struct Collect(Fields);
+        impl slog::Serializer for Collect {
+            fn emit_arguments(
+                &mut self,
+                key: slog::Key,
+                val: &std::fmt::Arguments,
+            ) -> slog::Result {
+                self.0.insert(key.to_string(), val.to_string());
+                Ok(())
+            }
+        }
+        let mut kv = Collect(Default::default());
+        let _ = slog::KV::serialize(&record.kv(), record, &mut kv);
+        let _ = slog::KV::serialize(values, record, &mut kv);
+        let msg = record.msg().to_string();
+        self.0.lock().unwrap().push((msg, kv.0));
+        Ok(())
+    }
+}
+
+impl Records {
+    fn logger(&self) -> slog::Logger {
+        slog::Logger::root(self.clone(), slog::o!())
+    }
+
+    /// The `progress` lines, as (pages, items, in flight, queued).
+    fn progress(&self) -> Vec<[u64; 4]> {
+        let field = |kv: &Fields, k: &str| -> u64 { kv[k].parse().unwrap() };
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(msg, _)| msg == "progress")
+            .map(|(_, kv)| ["pages", "items", "in_flight", "queued"].map(|k| field(kv, k)))
+            .collect()
+    }
+}
+
+#[actix::test]
+async fn progress_is_logged_periodically_and_at_the_finish() {
+    let site = serve(50);
+    let records = Records::default();
+    let s = run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+        .logger(records.logger())
+        .log_stats(Some(std::time::Duration::from_millis(1))))
+    .await;
+    let lines = records.progress();
+    assert!(lines.len() >= 2, "periodic lines and the last: {lines:?}");
+    // The counts only grow, and the last line (at the finish) has the
+    // crawl's totals, nothing in flight or queued.
+    assert!(lines
+        .windows(2)
+        .all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1]));
+    let responses = count(&s, Counter::ResponseCount);
+    let items = count(&s, Counter::ItemScraped);
+    assert_eq!((responses, items), (51, 50));
+    assert_eq!(*lines.last().unwrap(), [responses, items, 0, 0]);
+
+    // Off: no progress line.
+    let site = serve(5);
+    let records = Records::default();
+    run(Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+        .logger(records.logger())
+        .log_stats(None))
+    .await;
+    assert!(records.progress().is_empty());
+}
