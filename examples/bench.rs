@@ -49,6 +49,8 @@
 //! The crawl runs with de-duplication on, one download middleware (it sets
 //! an `x-bench` header), one item pipeline (it counts items) and stats on;
 //! the spider emits one item per page and follows every same-host `a[href]`.
+//! Both crawlers keep `--concurrency` requests in flight to the site's one
+//! host (the framework's per-host limit is raised to match, `--per-host`).
 //!
 //! Output: one JSON line per crawl on stdout (plus the ratio line with
 //! `--compare`): `mode` (`framework` or `bare`), `pages` the responses with
@@ -126,9 +128,15 @@ struct Args {
     /// Crawl this already running site instead of serving one.
     #[arg(long)]
     url: Option<String>,
-    /// Most requests in flight at once.
+    /// Most requests in flight at once (the bare loop's too).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Most requests in flight to one host. The site is one host, so by
+    /// default this is `--concurrency`: the framework keeps as many
+    /// requests in flight as the bare loop (the builder's own default, 8,
+    /// is a politeness setting for crawling other people's sites).
+    #[arg(long)]
+    per_host: Option<usize>,
     /// Downloader actors.
     #[arg(long, default_value_t = 1)]
     downloaders: usize,
@@ -476,6 +484,7 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     let spider = BenchSpider::new(start)?;
     let mut builder = Crawler::builder(spider)
         .concurrency(args.concurrency)
+        .per_host_concurrency(args.per_host.unwrap_or(args.concurrency))
         .downloaders(args.downloaders)
         .thread_layout(args.threads.into())
         .dedupe(true)
