@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::item::{Item, ItemMeta};
 use crate::pipeline::{Pipeline, PipelineContext, Verdict};
+use crate::pipelines::feed;
 
 /// Writes items to a CSV file: a header row, then one row per item
 /// (buffered; flushed on the stage's periodic flush, synced on checkpoints
@@ -132,22 +133,15 @@ impl Pipeline for CsvFile {
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        if let Some(out) = self.out.as_mut() {
-            let flushed = out.flush();
-            flushed.map_err(|e| self.error(e))?;
-        }
-        Ok(())
+        let flushed = feed::flush(self.out.as_mut());
+        flushed.map_err(|e| self.error(e))
     }
 
     /// Writes out the buffer and syncs the file, so the rows outlive a
     /// power loss as the checkpoint after them does.
     async fn checkpoint(&mut self) -> Result<(), Error> {
-        self.flush().await?;
-        if let Some(out) = self.out.as_ref() {
-            let synced = out.get_ref().sync_data();
-            synced.map_err(|e| self.error(e))?;
-        }
-        Ok(())
+        let synced = feed::sync(self.out.as_mut());
+        synced.map_err(|e| self.error(e))
     }
 
     async fn close(&mut self) -> Result<(), Error> {

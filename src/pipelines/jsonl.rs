@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, ErrorKind, Stage};
 use crate::item::{Item, ItemMeta};
 use crate::pipeline::{Pipeline, PipelineContext, Verdict};
+use crate::pipelines::feed;
 
 /// Writes items to a JSON Lines file (buffered; flushed on the stage's
 /// periodic flush and on close).
@@ -132,22 +133,15 @@ impl Pipeline for JsonLinesFile {
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        if let Some(out) = self.out.as_mut() {
-            let flushed = out.flush();
-            flushed.map_err(|e| self.io_error(e))?;
-        }
-        Ok(())
+        let flushed = feed::flush(self.out.as_mut());
+        flushed.map_err(|e| self.io_error(e))
     }
 
     /// Writes out the buffer and syncs the file, so the lines outlive a
     /// power loss as the checkpoint after them does.
     async fn checkpoint(&mut self) -> Result<(), Error> {
-        self.flush().await?;
-        if let Some(out) = self.out.as_ref() {
-            let synced = out.get_ref().sync_data();
-            synced.map_err(|e| self.io_error(e))?;
-        }
-        Ok(())
+        let synced = feed::sync(self.out.as_mut());
+        synced.map_err(|e| self.io_error(e))
     }
 
     async fn close(&mut self) -> Result<(), Error> {

@@ -16,6 +16,54 @@ pub use self::csv::CsvFile;
 pub use http_persist::HttpPersist;
 pub use jsonl::JsonLinesFile;
 
+/// What the file exports share: a buffered writer over a file, flushed on
+/// the stage's periodic flush and synced on checkpoints and on close.
+pub(crate) mod feed {
+    use std::fs::File;
+    use std::io::{self, BufWriter, Write};
+
+    /// A buffered writer over a file.
+    pub(crate) trait Buffered {
+        /// Writes out the buffer.
+        fn flush_buffer(&mut self) -> io::Result<()>;
+        /// The file under it.
+        fn file(&self) -> &File;
+    }
+
+    impl Buffered for BufWriter<File> {
+        fn flush_buffer(&mut self) -> io::Result<()> {
+            self.flush()
+        }
+        fn file(&self) -> &File {
+            self.get_ref()
+        }
+    }
+
+    impl Buffered for csv::Writer<File> {
+        fn flush_buffer(&mut self) -> io::Result<()> {
+            self.flush()
+        }
+        fn file(&self) -> &File {
+            self.get_ref()
+        }
+    }
+
+    /// Writes out `out`'s buffer, if it is open.
+    pub(crate) fn flush(out: Option<&mut impl Buffered>) -> io::Result<()> {
+        out.map_or(Ok(()), Buffered::flush_buffer)
+    }
+
+    /// Writes out `out`'s buffer and syncs the file, so what was written
+    /// outlives a power loss as the checkpoint after it does.
+    pub(crate) fn sync(out: Option<&mut impl Buffered>) -> io::Result<()> {
+        let Some(out) = out else {
+            return Ok(());
+        };
+        out.flush_buffer()?;
+        out.file().sync_data()
+    }
+}
+
 /// What the feed-export tests hand their pipelines.
 #[cfg(test)]
 pub(crate) mod test_support {
