@@ -709,6 +709,7 @@ impl<S: Spider> Crawler<S> {
                 .then(|| Arc::new(std::sync::Mutex::new(cookie_store::CookieStore::default()))),
         });
         let mut workers = Vec::new();
+        let mut worker_shutdown = Vec::new();
         for index in 0..b.downloaders {
             let arbiter = match b.layout {
                 ThreadLayout::Compact | ThreadLayout::Single => Arbiter::current(),
@@ -732,6 +733,7 @@ impl<S: Spider> Crawler<S> {
             let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
                 Downloader::new(index, middlewares, config, links, stats, log)
             });
+            worker_shutdown.push(addr.clone().recipient());
             workers.push(addr.recipient());
         }
 
@@ -757,6 +759,7 @@ impl<S: Spider> Crawler<S> {
         pool_ctx.run(Pool::new(
             PoolLinks {
                 workers,
+                worker_shutdown,
                 parser: parser.recipient(),
                 errors: errors.clone().recipient(),
                 enqueue: sched.clone().recipient(),

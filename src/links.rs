@@ -259,14 +259,10 @@ impl LinkExtractor {
         self.resolve(hrefs.iter().map(String::as_str), &base, &response.url)
     }
 
-    /// Adds the base and the link attributes of `html` to `found`, in
-    /// document order; with `noscript`, also those inside `<noscript>`.
-    fn scan(
-        &self,
-        html: &str,
-        found: &RefCell<Found>,
-        noscript: bool,
-    ) -> Result<(), RewritingError> {
+    /// Adds the link attributes of `html` to `found`, in document order.
+    /// The page itself (`page`) also gives its `<base href>` and the links
+    /// inside its `<noscript>` elements, scanned in turn (not their base).
+    fn scan(&self, html: &str, found: &RefCell<Found>, page: bool) -> Result<(), RewritingError> {
         let mut settings = Settings::new().with_strict(false);
         if let Some(links) = &self.links {
             settings = settings.append_element_content_handler((
@@ -282,17 +278,17 @@ impl LinkExtractor {
                 }),
             ));
         }
-        settings = settings.append_element_content_handler((
-            Cow::Borrowed(&*BASE),
-            ElementContentHandlers::default().element(|el: &mut Element| {
-                let mut found = found.borrow_mut();
-                if found.base.is_none() {
-                    found.base = el.get_attribute("href").map(decode);
-                }
-                Ok(())
-            }),
-        ));
-        if noscript {
+        if page {
+            settings = settings.append_element_content_handler((
+                Cow::Borrowed(&*BASE),
+                ElementContentHandlers::default().element(|el: &mut Element| {
+                    let mut found = found.borrow_mut();
+                    if found.base.is_none() {
+                        found.base = el.get_attribute("href").map(decode);
+                    }
+                    Ok(())
+                }),
+            ));
             settings = settings.append_element_content_handler((
                 Cow::Borrowed(&*NOSCRIPT),
                 ElementContentHandlers::default().text(|chunk: &mut TextChunk| {
@@ -594,6 +590,15 @@ mod tests {
                 "http://h.test/abs",
                 "http://h.test/other/"
             ]
+        );
+        // A base inside <noscript> is not the page's base; its links count.
+        let r = page(
+            "http://h.test/dir/page",
+            r#"<noscript><base href="/ns/"><a href="x">x</a></noscript><a href="y">y</a>"#,
+        );
+        assert_eq!(
+            strings(LinkExtractor::default().extract(&r)),
+            ["http://h.test/dir/x", "http://h.test/dir/y"]
         );
         // A base that is not http(s) is not used.
         let r = page(

@@ -27,7 +27,9 @@ use slog::{debug, error, Logger};
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::http::{exchange, Clients, DownloadConfig};
-use crate::messages::{deliver, Download, Downloaded, Outcome, SlotReport, WorkerCrashed};
+use crate::messages::{
+    deliver, Download, Downloaded, Outcome, Shutdown, SlotReport, WorkerCrashed,
+};
 use crate::middleware::{Middlewares, RequestAction, ResponseAction};
 use crate::redirect::{follow, is_redirect};
 use crate::spider::Callback;
@@ -96,6 +98,17 @@ impl<C: Callback> Supervised for Downloader<C> {
         self.epoch += 1;
         self.clients = None;
         error!(self.log, "downloader restarting"; "worker" => self.index, "epoch" => self.epoch);
+    }
+}
+
+/// The crawl is over: exchanges still running (abandoned by a forced
+/// stop) are dropped with their connections, at once. The Pool lets go of
+/// its addresses as it sends this, so the supervisor does not restart.
+impl<C: Callback> Handler<Shutdown> for Downloader<C> {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        ctx.terminate();
     }
 }
 
@@ -440,6 +453,38 @@ mod tests {
             *rig.log.lock().unwrap(),
             ["req:a", "req:b", "resp:b", "resp:a"]
         );
+    }
+
+    #[actix::test]
+    async fn shutdown_drops_an_exchange_in_flight_and_its_connection() {
+        use std::io::Read;
+        // A server that reads the request, never answers, and reports when
+        // the client closes the connection.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (arrived_tx, arrived) = std::sync::mpsc::channel();
+        let (closed_tx, closed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            arrived_tx.send(()).unwrap();
+            while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+            closed_tx.send(()).unwrap();
+        });
+        let mut rig = rig();
+        rig.base = format!("http://{addr}");
+        download(&rig, "/hangs", 0);
+        actix_rt::task::spawn_blocking(move || arrived.recv().unwrap())
+            .await
+            .unwrap();
+        rig.worker.send(Shutdown).await.unwrap();
+        // Without the shutdown the exchange would wait for its 10 s timeout.
+        let waited = actix_rt::task::spawn_blocking(move || {
+            closed.recv_timeout(Duration::from_secs(5)).is_ok()
+        });
+        assert!(waited.await.unwrap(), "the connection stayed open");
+        assert!(rig.results.try_recv().is_err(), "the exchange reported");
     }
 
     #[test]

@@ -38,6 +38,8 @@ use crate::stats::{Counter, Stats};
 pub struct PoolLinks<C: Callback> {
     /// The downloaders, by index.
     pub workers: Vec<Recipient<Download<C>>>,
+    /// The same downloaders, told when the crawl is over.
+    pub worker_shutdown: Vec<Recipient<Shutdown>>,
     /// Responses to parse.
     pub parser: Recipient<Parse<C>>,
     /// Failures.
@@ -261,6 +263,14 @@ impl<C: Callback> Handler<Shutdown> for Pool<C> {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        // The downloaders share the caller's arbiter (unless the layout is
+        // Spread), which outlives the crawl: they stop now, dropping what
+        // a forced stop abandoned, and nothing holds their addresses after
+        // this, so their supervisors do not restart them.
+        for worker in self.links.worker_shutdown.drain(..) {
+            worker.do_send(Shutdown);
+        }
+        self.links.workers.clear();
         ctx.stop();
     }
 }
@@ -300,6 +310,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let links = PoolLinks {
             workers: workers.iter().map(|(w, _)| w.clone().recipient()).collect(),
+            worker_shutdown: workers.iter().map(|(w, _)| w.clone().recipient()).collect(),
             parser: out.clone().recipient(),
             errors: out.clone().recipient(),
             enqueue: out.clone().recipient(),
@@ -418,6 +429,16 @@ mod tests {
         let g = r.dispatch("http://h/g").await;
         assert_eq!(r.downloads(1).await, [(f.id, 0), (g.id, 0)]);
         assert!(r.downloads(0).await.is_empty());
+    }
+
+    #[actix::test]
+    async fn shutdown_is_passed_to_every_downloader() {
+        let mut r = rig(2);
+        r.pool.send(Shutdown).await.unwrap();
+        for (addr, events) in &mut r.workers {
+            addr.send(Ping).await.unwrap();
+            assert_eq!(kinds(&events.drain()), ["Shutdown"]);
+        }
     }
 
     #[actix::test]

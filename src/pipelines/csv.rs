@@ -33,6 +33,8 @@ pub struct CsvFile {
     path: PathBuf,
     /// The columns, once known.
     fields: Option<Vec<String>>,
+    /// Append to an existing file (a resumed job) instead of replacing it.
+    append: bool,
     /// Open between `open` and `close`; `None` before the header is
     /// written.
     out: Option<csv::Writer<File>>,
@@ -46,18 +48,28 @@ impl CsvFile {
         CsvFile {
             path: path.as_ref().to_path_buf(),
             fields: None,
+            append: false,
             out: None,
             header: false,
         }
     }
 
-    /// The columns, in order (default: the first item's fields).
+    /// Appends to an existing file instead of replacing it, as a resumed
+    /// job wants: a file that already has rows keeps its header, and
+    /// without [`CsvFile::fields`] its header gives the columns.
+    pub fn append(mut self) -> Self {
+        self.append = true;
+        self
+    }
+
+    /// The columns, in order (default: the first item's fields); a field
+    /// named twice is one column.
     pub fn fields<I, S>(mut self, fields: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.fields = Some(fields.into_iter().map(Into::into).collect());
+        self.fields = Some(distinct(fields));
         self
     }
 
@@ -76,6 +88,22 @@ impl CsvFile {
             )
         })
     }
+}
+
+/// `fields` in order, each once.
+pub(crate) fn distinct<I, S>(fields: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut out: Vec<String> = Vec::new();
+    for f in fields {
+        let f = f.into();
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
 }
 
 /// A field's cell: empty for a missing field or `null`, a string as it is,
@@ -98,11 +126,18 @@ impl Pipeline for CsvFile {
         let file = OpenOptions::new()
             .create(true)
             .write(true)
-            .truncate(true)
+            .append(self.append)
+            .truncate(!self.append)
             .open(&self.path)
             .map_err(|e| self.error(e))?;
+        let len = file.metadata().map_err(|e| self.error(e))?.len();
+        self.header = self.append && len > 0;
+        if self.header && self.fields.is_none() {
+            let read = csv::Reader::from_path(&self.path).and_then(|mut r| r.headers().cloned());
+            let header = read.map_err(|e| self.error(e))?;
+            self.fields = Some(header.iter().map(str::to_owned).collect());
+        }
         self.out = Some(csv::Writer::from_writer(file));
-        self.header = false;
         Ok(())
     }
 
@@ -195,6 +230,25 @@ mod tests {
              http://h/b,,,\n\
              http://h/c,\"two\nlines\",,\n"
         );
+    }
+
+    #[actix::test]
+    async fn appending_keeps_the_header_and_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.csv");
+        export(&mut CsvFile::new(&path), vec![json!({"b": 2, "a": "one"})]).await;
+        // A resumed job: no header again, the same columns.
+        let mut resumed = CsvFile::new(&path).append();
+        export(&mut resumed, vec![json!({"a": "two", "b": 3, "c": 4})]).await;
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "a,b\none,2\ntwo,3\n"
+        );
+        // Appending to a new file writes the header first.
+        let fresh = dir.path().join("fresh.csv");
+        let mut csv = CsvFile::new(&fresh).append().fields(["a", "a", "b"]);
+        export(&mut csv, vec![json!({"a": 1, "b": 2})]).await;
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "a,b\n1,2\n");
     }
 
     #[actix::test]

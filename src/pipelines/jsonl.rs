@@ -41,13 +41,14 @@ impl JsonLinesFile {
         }
     }
 
-    /// Writes only these fields of each item, in this order.
+    /// Writes only these fields of each item, in this order (a field named
+    /// twice is written once).
     pub fn fields<I, S>(mut self, fields: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.fields = Some(fields.into_iter().map(Into::into).collect());
+        self.fields = Some(crate::pipelines::csv::distinct(fields));
         self
     }
 
@@ -123,11 +124,15 @@ impl Pipeline for JsonLinesFile {
                 ErrorKind::IllegalState("JSON Lines file is not open".into()),
             ));
         };
-        let written = match (&self.fields, &json) {
-            (Some(fields), Value::Object(object)) => write_fields(out, object, fields),
-            _ => serde_json::to_writer(&mut *out, &json).map_err(std::io::Error::from),
-        }
-        .and_then(|_| out.write_all(b"\n"));
+        // The whole line is built first and written in one call, so a
+        // failed encoding never leaves half a line behind.
+        let mut line = Vec::new();
+        let encoded = match (&self.fields, &json) {
+            (Some(fields), Value::Object(object)) => write_fields(&mut line, object, fields),
+            _ => serde_json::to_writer(&mut line, &json).map_err(std::io::Error::from),
+        };
+        line.push(b'\n');
+        let written = encoded.and_then(|_| out.write_all(&line));
         written.map_err(|e| self.io_error(e))?;
         Ok(Verdict::Keep)
     }

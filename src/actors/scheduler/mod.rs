@@ -147,6 +147,10 @@ pub(crate) struct SharedQueue {
     unsent_starts: Option<u64>,
     /// A batch is with the queue.
     sending: bool,
+    /// Units of open work the unsent and sending acknowledgements hold.
+    open_units: usize,
+    /// A forced stop came: acknowledgements hold the crawl open no longer.
+    forced: bool,
 }
 
 impl SharedQueue {
@@ -160,6 +164,8 @@ impl SharedQueue {
             unsent: Vec::new(),
             unsent_starts: None,
             sending: false,
+            open_units: 0,
+            forced: false,
         }
     }
 }
@@ -343,18 +349,27 @@ impl<C: Callback> Scheduler<C> {
         let Some(s) = self.shared.as_mut() else {
             return;
         };
+        let mut done = 0;
         for m in marks {
             match m {
-                Mark::Done(id) => s.unsent.push(id),
+                Mark::Done(id) => {
+                    s.unsent.push(id);
+                    done += 1;
+                }
                 Mark::StartsDone(pulled) => s.unsent_starts = Some(pulled),
             }
+        }
+        if s.forced {
+            self.accounting.close(done);
+        } else {
+            s.open_units += done;
         }
     }
 
     /// Sends the unsent acknowledgements as one batch, then the start
     /// requests' count, unless a batch is already with the queue; closes
-    /// their units of open work once the queue has answered, and sends
-    /// what was released meanwhile.
+    /// their units of open work once the queue has answered (or at a
+    /// forced stop), and sends what was released meanwhile.
     fn flush_shared(&mut self, ctx: &mut actix::Context<Self>) {
         let Some(s) = self.shared.as_mut() else {
             return;
@@ -384,9 +399,12 @@ impl<C: Callback> Scheduler<C> {
                 error!(act.log, "queue unreachable; acknowledgements lost"; "count" => n, "error" => %e);
                 act.stats.add(Counter::LostMessages, 1);
             }
-            act.accounting.close(n);
             if let Some(s) = act.shared.as_mut() {
                 s.sending = false;
+                // Nothing, if a forced stop closed them already.
+                let units = n.min(s.open_units);
+                s.open_units -= units;
+                act.accounting.close(units);
             }
             act.flush_shared(ctx);
         })
@@ -1228,6 +1246,13 @@ impl<C: Callback> Handler<ForceStop> for Scheduler<C> {
             self.unprocessed(abandoned);
             self.publish_gauges();
         }
+        // Acknowledgements still go, but no longer hold the crawl open:
+        // a shared queue that does not answer cannot delay the finish.
+        if let Some(s) = self.shared.as_mut() {
+            s.forced = true;
+            let units = std::mem::take(&mut s.open_units);
+            self.accounting.close(units);
+        }
     }
 }
 
@@ -1384,6 +1409,16 @@ mod tests {
         dupe: Option<Recipient<Check<Cb>>>,
         backend: Box<dyn QueueBackend<Cb>>,
     ) -> Rig {
+        rig_shared(starts, config, dupe, backend, None)
+    }
+
+    fn rig_shared(
+        starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+        config: SchedulerConfig,
+        dupe: Option<Recipient<Check<Cb>>>,
+        backend: Box<dyn QueueBackend<Cb>>,
+        shared: Option<SharedQueue>,
+    ) -> Rig {
         let (engine, engine_events) = Recorder::spawn();
         let (pool, dispatched) = Recorder::spawn();
         let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
@@ -1397,15 +1432,18 @@ mod tests {
             pool: pool.clone().recipient(),
         };
         let starts: StartRequests<Cb> = Box::new(starts.into_iter());
-        let sched = Scheduler::new(
+        let mut sched = Scheduler::new(
             links,
             starts,
             config,
             accounting.clone(),
             stats.clone(),
             log(),
-        )
-        .start();
+        );
+        if let Some(shared) = shared {
+            sched = sched.with_shared_queue(shared);
+        }
+        let sched = sched.start();
         Rig {
             sched,
             queue,
@@ -1595,6 +1633,59 @@ mod tests {
         );
         assert!(asked.try_recv().is_err(), "asked about more");
         assert_eq!(r.stat(Counter::Enqueued), 4);
+    }
+
+    /// A shared queue that takes acknowledgements and never answers (a
+    /// Redis that hangs), and reports the ids it was given.
+    struct SilentQueue(mpsc::UnboundedSender<Vec<Uuid>>);
+
+    impl Actor for SilentQueue {
+        type Context = actix::Context<Self>;
+    }
+
+    impl Handler<Ack> for SilentQueue {
+        type Result = ResponseFuture<()>;
+
+        fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
+            let _ = self.0.send(msg.ids);
+            Box::pin(futures_util::future::pending())
+        }
+    }
+
+    impl Handler<StartsQueued> for SilentQueue {
+        type Result = ();
+
+        fn handle(&mut self, _: StartsQueued, _: &mut Self::Context) {}
+    }
+
+    #[actix::test]
+    async fn acknowledgements_hold_the_crawl_open_until_answered_or_forced() {
+        let (acked_tx, mut acked) = mpsc::unbounded_channel();
+        let silent = SilentQueue(acked_tx).start();
+        let shared = SharedQueue::new(silent.clone().recipient(), silent.recipient());
+        let mut config = SchedulerConfig::with_concurrency(10);
+        config.slots.concurrency = usize::MAX;
+        let backend = Box::new(MemoryQueue::default());
+        let mut r = rig_shared(vec![req("http://h/a")], config, None, backend, Some(shared));
+        // This worker pulls the start requests.
+        r.sched
+            .send(SharedStatus {
+                owns_starts: true,
+                queued: 0,
+                finished: false,
+            })
+            .await
+            .unwrap();
+        let c = r.next_dispatch().await;
+        let before = r.accounting.count();
+        r.sched.send(Completed { id: c.id }).await.unwrap();
+        assert_eq!(acked.recv().await.unwrap(), [c.id]);
+        // The queue has not answered: the request's unit is still open.
+        assert_eq!(r.accounting.count(), before);
+        // A forced stop does not wait for the queue: with the membership
+        // closed by the stop, nothing holds the crawl open.
+        r.sched.send(ForceStop).await.unwrap();
+        assert_eq!(r.accounting.count(), 0);
     }
 
     #[actix::test]
