@@ -7,6 +7,7 @@
 //! stable across processes and runs (a persisted or shared filter stays
 //! valid).
 
+use std::borrow::Cow;
 use std::hash::Hasher;
 
 use siphasher::sip128::{Hasher128, SipHasher13};
@@ -19,8 +20,13 @@ pub type Fingerprint = u128;
 
 /// The URL in canonical form: query pairs sorted (by key, then value), the
 /// fragment dropped. Scheme and host case, default ports and
-/// percent-encoding are already normalised by the `url` parser.
-pub fn canonical_url(url: &Url) -> Url {
+/// percent-encoding are already normalised by the `url` parser. A URL
+/// with neither query nor fragment (most of them) is already canonical and
+/// comes back borrowed.
+pub fn canonical_url(url: &Url) -> Cow<'_, Url> {
+    if url.fragment().is_none() && url.query().is_none() {
+        return Cow::Borrowed(url);
+    }
     let mut canon = url.clone();
     canon.set_fragment(None);
     if url.query().is_some() {
@@ -32,7 +38,7 @@ pub fn canonical_url(url: &Url) -> Url {
             canon.query_pairs_mut().clear().extend_pairs(pairs);
         }
     }
-    canon
+    Cow::Owned(canon)
 }
 
 /// The fingerprint of `request`.
@@ -44,18 +50,9 @@ pub fn fingerprint<C>(request: &Request<C>) -> Fingerprint {
         h.write(bytes);
     };
     field(&mut h, request.method.as_str().as_bytes());
-    // Most URLs are already canonical: no fragment and no query to sort.
-    let url = &request.url;
-    if url.fragment().is_none() && url.query().is_none() {
-        field(&mut h, url.as_str().as_bytes());
-    } else {
-        field(&mut h, canonical_url(url).as_str().as_bytes());
-    }
+    field(&mut h, canonical_url(&request.url).as_str().as_bytes());
     field(&mut h, &request.body);
-    if request.headers.is_empty() {
-        h.write_u64(0);
-        return h.finish128().as_u128();
-    }
+    // (No headers, as at most dupe checks: an empty Vec, no allocation.)
     let mut headers: Vec<(String, &str)> = request
         .headers
         .iter()

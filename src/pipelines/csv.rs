@@ -79,15 +79,6 @@ impl CsvFile {
             ErrorKind::Custom(format!("{}: {e}", self.path.display())),
         )
     }
-
-    fn writer(&mut self) -> Result<&mut csv::Writer<File>, Error> {
-        self.out.as_mut().ok_or_else(|| {
-            Error::new(
-                Stage::Pipeline,
-                ErrorKind::IllegalState("CSV file is not open".into()),
-            )
-        })
-    }
 }
 
 /// `fields` in order, each once.
@@ -152,17 +143,23 @@ impl Pipeline for CsvFile {
                 )),
             ));
         };
+        let Some(out) = self.out.as_mut() else {
+            return Err(Error::new(
+                Stage::Pipeline,
+                ErrorKind::IllegalState("CSV file is not open".into()),
+            ));
+        };
         let fields = self
             .fields
-            .get_or_insert_with(|| object.keys().cloned().collect())
-            .clone();
-        if !self.header {
-            let written = self.writer()?.write_record(&fields);
-            written.map_err(|e| self.error(e))?;
-            self.header = true;
-        }
+            .get_or_insert_with(|| object.keys().cloned().collect());
+        let header = if self.header {
+            Ok(())
+        } else {
+            out.write_record(fields.iter())
+        };
+        self.header |= header.is_ok();
         let row = fields.iter().map(|f| cell(object.get(f)));
-        let written = self.writer()?.write_record(row);
+        let written = header.and_then(|()| out.write_record(row));
         written.map_err(|e| self.error(e))?;
         Ok(Verdict::Keep)
     }

@@ -28,6 +28,8 @@ pub struct JsonLinesFile {
     append: bool,
     /// Open between `open` and `close`.
     out: Option<BufWriter<File>>,
+    /// The line being encoded.
+    line: Vec<u8>,
 }
 
 impl JsonLinesFile {
@@ -38,6 +40,7 @@ impl JsonLinesFile {
             fields: None,
             append: false,
             out: None,
+            line: Vec::new(),
         }
     }
 
@@ -124,15 +127,17 @@ impl Pipeline for JsonLinesFile {
                 ErrorKind::IllegalState("JSON Lines file is not open".into()),
             ));
         };
-        // The whole line is built first and written in one call, so a
-        // failed encoding never leaves half a line behind.
-        let mut line = Vec::new();
+        // The whole line is built first (in a buffer kept across items)
+        // and written in one call, so a failed encoding never leaves half
+        // a line behind.
+        let line = &mut self.line;
+        line.clear();
         let encoded = match (&self.fields, &json) {
-            (Some(fields), Value::Object(object)) => write_fields(&mut line, object, fields),
-            _ => serde_json::to_writer(&mut line, &json).map_err(std::io::Error::from),
+            (Some(fields), Value::Object(object)) => write_fields(line, object, fields),
+            _ => serde_json::to_writer(&mut *line, &json).map_err(std::io::Error::from),
         };
         line.push(b'\n');
-        let written = encoded.and_then(|_| out.write_all(&line));
+        let written = encoded.and_then(|_| out.write_all(line));
         written.map_err(|e| self.io_error(e))?;
         Ok(Verdict::Keep)
     }
