@@ -77,35 +77,29 @@
 //! URLs at a 0.001 false-positive rate); far past that, a false positive can
 //! skip a page and fail the check.
 
+#[path = "common/bench_site.rs"]
+mod bench_site;
 #[path = "common/bench_spider.rs"]
 mod bench_spider;
+#[path = "common/progress.rs"]
+mod progress;
 
 use std::collections::{HashSet, VecDeque};
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use spinneret::{Counter, Crawler, Error, StatsSnapshot};
 use url::Url;
 
+use bench_site::{start_server, Site};
 use bench_spider::{peak_rss_mb, round, BenchSpider, CountItems, Mark, MARK_HEADER};
-
-/// Target size of a generated page, in bytes.
-const PAGE_BYTES: usize = 2048;
-/// Links on every generated page.
-const LINKS_PER_PAGE: u64 = 10;
-/// actix-web workers of the benchmark server.
-const SERVER_WORKERS: usize = 2;
 
 /// Crawl a generated site (or a running one) and print one JSON line of
 /// throughput and peak memory.
@@ -177,277 +171,6 @@ impl From<Layout> for spinneret::ThreadLayout {
 }
 
 // ---------------------------------------------------------------------------
-// The generated site.
-
-/// A fixed 64-bit mix of two numbers (splitmix64's finaliser).
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_add(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The path of page `n`.
-fn page_path(n: u64) -> String {
-    if n == 0 {
-        "/".to_string()
-    } else {
-        format!("/page/{n}")
-    }
-}
-
-/// The pages page `n` links to: its children, then pseudo-random pages.
-fn page_links(n: u64, pages: u64) -> impl Iterator<Item = u64> {
-    let first_child = n.saturating_mul(LINKS_PER_PAGE).saturating_add(1);
-    let children =
-        (first_child..first_child.saturating_add(LINKS_PER_PAGE)).filter(move |&c| c < pages);
-    let others = (0..).map(move |k| mix(n, k) % pages);
-    children.chain(others).take(LINKS_PER_PAGE as usize)
-}
-
-const WORDS: &[&str] = &[
-    "lorem",
-    "ipsum",
-    "dolor",
-    "sit",
-    "amet",
-    "consectetur",
-    "adipiscing",
-    "elit",
-    "sed",
-    "do",
-    "eiusmod",
-    "tempor",
-    "incididunt",
-    "ut",
-    "labore",
-    "et",
-    "dolore",
-    "magna",
-    "aliqua",
-    "enim",
-    "ad",
-    "minim",
-    "veniam",
-    "quis",
-    "nostrud",
-    "exercitation",
-    "ullamco",
-    "laboris",
-    "nisi",
-    "aliquip",
-    "ex",
-    "ea",
-    "commodo",
-    "consequat",
-    "duis",
-    "aute",
-    "irure",
-    "in",
-    "reprehenderit",
-    "voluptate",
-    "velit",
-    "esse",
-    "cillum",
-    "fugiat",
-    "nulla",
-    "pariatur",
-    "excepteur",
-    "sint",
-];
-
-/// The HTML of page `n` of a `pages`-page site: the same bytes every time.
-fn render_page(n: u64, pages: u64) -> String {
-    const TAIL: &str = "</p>\n</body>\n</html>\n";
-    let mut html = String::with_capacity(PAGE_BYTES);
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html>\n<head><title>page {n}</title></head>\n<body>\n<h1>page {n}</h1>\n<ul>\n"
-    );
-    for (k, target) in page_links(n, pages).enumerate() {
-        let _ = writeln!(
-            html,
-            "<li><a href=\"{}\">link {k}: page {target}</a></li>",
-            page_path(target)
-        );
-    }
-    html.push_str("</ul>\n<p>");
-    for i in 0.. {
-        let word = WORDS[(mix(n, 1_000 + i) % WORDS.len() as u64) as usize];
-        if html.len() + 1 + word.len() + TAIL.len() > PAGE_BYTES {
-            break;
-        }
-        if i > 0 {
-            html.push(' ');
-        }
-        html.push_str(word);
-    }
-    html.push_str(TAIL);
-    html
-}
-
-/// What the server saw: which pages were fetched, and anything unexpected.
-struct Site {
-    pages: u64,
-    /// How late every page is answered.
-    delay: Duration,
-    /// One bit per page: fetched at least once.
-    seen: Vec<AtomicU64>,
-    /// Fetches of a page already fetched.
-    repeats: AtomicU64,
-    /// The first few pages fetched more than once.
-    repeated: Mutex<Vec<u64>>,
-    /// Requests for paths that are not pages.
-    misses: AtomicU64,
-    /// Requests without the middleware's header.
-    unmarked: AtomicU64,
-}
-
-impl Site {
-    fn new(pages: u64, delay: Duration) -> Self {
-        Site {
-            pages,
-            delay,
-            seen: (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-            repeats: AtomicU64::new(0),
-            repeated: Mutex::new(Vec::new()),
-            misses: AtomicU64::new(0),
-            unmarked: AtomicU64::new(0),
-        }
-    }
-
-    fn record(&self, n: u64) {
-        let bit = 1u64 << (n % 64);
-        let before = self.seen[(n / 64) as usize].fetch_or(bit, Ordering::Relaxed);
-        if before & bit != 0 {
-            self.repeats.fetch_add(1, Ordering::Relaxed);
-            let mut repeated = self.repeated.lock().expect("repeated lock");
-            if repeated.len() < 10 {
-                repeated.push(n);
-            }
-        }
-    }
-
-    /// Forgets every fetch, for a second crawl of the same site.
-    fn reset(&self) {
-        for word in &self.seen {
-            word.store(0, Ordering::Relaxed);
-        }
-        self.repeats.store(0, Ordering::Relaxed);
-        self.repeated.lock().expect("repeated lock").clear();
-        self.misses.store(0, Ordering::Relaxed);
-        self.unmarked.store(0, Ordering::Relaxed);
-    }
-
-    /// Pages fetched at least once, and the first few never fetched.
-    fn coverage(&self) -> (u64, Vec<u64>) {
-        let mut fetched = 0;
-        let mut missing = Vec::new();
-        for (i, word) in self.seen.iter().enumerate() {
-            let word = word.load(Ordering::Relaxed);
-            fetched += u64::from(word.count_ones());
-            for b in 0..64 {
-                let n = i as u64 * 64 + b;
-                if n < self.pages && word & (1 << b) == 0 && missing.len() < 10 {
-                    missing.push(n);
-                }
-            }
-        }
-        (fetched, missing)
-    }
-}
-
-/// What the server saw, for `GET /_bench/coverage`.
-#[derive(Serialize)]
-struct Coverage {
-    pages: u64,
-    fetched: u64,
-    repeats: u64,
-    never_fetched: Vec<u64>,
-    not_pages: u64,
-}
-
-async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
-    if req.path() == "/_bench/coverage" {
-        let (fetched, never_fetched) = site.coverage();
-        return HttpResponse::Ok().json(Coverage {
-            pages: site.pages,
-            fetched,
-            repeats: site.repeats.load(Ordering::Relaxed),
-            never_fetched,
-            not_pages: site.misses.load(Ordering::Relaxed),
-        });
-    }
-    let n = match req.path() {
-        "/" => Some(0),
-        path => path
-            .strip_prefix("/page/")
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|&n| n > 0 && n < site.pages),
-    };
-    let Some(n) = n else {
-        site.misses.fetch_add(1, Ordering::Relaxed);
-        return HttpResponse::NotFound().body("no such page");
-    };
-    if !req.headers().contains_key(MARK_HEADER) {
-        site.unmarked.fetch_add(1, Ordering::Relaxed);
-    }
-    site.record(n);
-    if !site.delay.is_zero() {
-        actix_web::rt::time::sleep(site.delay).await;
-    }
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(render_page(n, site.pages))
-}
-
-/// A server running on its own thread with its own actix system.
-struct Server {
-    url: Url,
-    handle: ServerHandle,
-    thread: JoinHandle<std::io::Result<()>>,
-}
-
-fn start_server(site: Arc<Site>, port: u16) -> std::io::Result<Server> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("bench-server".into())
-        .spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let data = web::Data::from(site);
-                let bound = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .default_service(web::to(serve_page))
-                })
-                .workers(SERVER_WORKERS)
-                .disable_signals()
-                .bind(("127.0.0.1", port));
-                let server = match bound {
-                    Ok(server) => server,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return Ok(());
-                    }
-                };
-                let addr = server.addrs()[0];
-                let server = server.run();
-                let _ = tx.send(Ok((addr, server.handle())));
-                server.await
-            })
-        })?;
-    let (addr, handle) = rx
-        .recv()
-        .map_err(|_| std::io::Error::other("the server thread ended before binding"))??;
-    let url = Url::parse(&format!("http://{addr}/")).expect("a socket address makes a URL");
-    Ok(Server {
-        url,
-        handle,
-        thread,
-    })
-}
-
-// ---------------------------------------------------------------------------
 // The crawl.
 
 /// What a crawl produced.
@@ -505,6 +228,7 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     }
     // Ctrl-C stops the crawl gracefully (a second one forces it).
     crawl.stop_on_signals()?;
+    progress::show(&crawl, args.url.is_none().then_some(args.pages));
     let stats = crawl.join().await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Outcome {

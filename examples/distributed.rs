@@ -29,6 +29,8 @@
 
 #[path = "common/bench_spider.rs"]
 mod bench_spider;
+#[path = "common/progress.rs"]
+mod progress;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -138,6 +140,7 @@ async fn main() -> ExitCode {
     if let Err(e) = crawl.stop_on_signals() {
         return fail("cannot handle signals", e);
     }
+    progress::show(&crawl, None);
     let stats = match crawl.join().await {
         Ok(s) => s,
         Err(e) => return fail("crawl failed", e),

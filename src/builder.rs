@@ -815,6 +815,7 @@ impl<S: Spider> Crawler<S> {
         }
         sched_ctx.run(scheduler);
         let (finished_tx, finished_rx) = watch::channel(None);
+        let phase = Arc::new(crate::handle::Phase::default());
         let closing = middlewares.clone();
         let close_log = log.new(o!("actor" => "middlewares"));
         engine_ctx.run(
@@ -825,7 +826,7 @@ impl<S: Spider> Crawler<S> {
                     stop: sched.clone().recipient(),
                     force: sched.clone().recipient(),
                     close: stage.recipient(),
-                    checkpoint: store.is_some().then(|| sched.recipient()),
+                    checkpoint: store.is_some().then(|| sched.clone().recipient()),
                     shutdown,
                     leave,
                 },
@@ -838,6 +839,7 @@ impl<S: Spider> Crawler<S> {
             .with_drain_timeout(b.drain_timeout)
             .with_log_stats(b.log_stats_every)
             .with_events(events.clone())
+            .with_phase(phase.clone())
             .on_finish(Box::new(move || close_middlewares(&closing, &close_log))),
         );
         let handle = CrawlHandle::new(
@@ -847,7 +849,8 @@ impl<S: Spider> Crawler<S> {
             stats,
             finished_rx,
         )
-        .with_events(events);
+        .with_events(events)
+        .with_phase(phase, sched.recipient());
         Ok(match store {
             Some(_) => handle.with_job(engine.recipient(), resumed),
             None => handle,

@@ -4,16 +4,99 @@
 //! straight from the crawl's atomics, forwards pause/resume/stop to the
 //! Engine, and `join()` waits for the final stats.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use actix::Recipient;
 use tokio::sync::{broadcast, watch};
 
+use crate::actors::scheduler::slots::HostSlot;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CrawlEvent;
 use crate::jobdir::{CheckpointInfo, ResumeInfo};
-use crate::messages::{Checkpoint, Pause, Resume, Stop};
+use crate::messages::{Checkpoint, HostSlots, Pause, Resume, Stop};
 use crate::stats::{Stats, StatsSnapshot};
+
+/// Where a crawl is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CrawlState {
+    /// Dequeuing and downloading.
+    Running,
+    /// Paused: nothing leaves the queue; requests in flight finish.
+    Paused,
+    /// A stop was asked for: in-flight requests are draining.
+    Stopping,
+    /// Over: the final stats are published.
+    Finished,
+}
+
+impl CrawlState {
+    /// The state's name, as serialised (`"running"`, `"paused"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            CrawlState::Running => "running",
+            CrawlState::Paused => "paused",
+            CrawlState::Stopping => "stopping",
+            CrawlState::Finished => "finished",
+        }
+    }
+}
+
+/// The crawl's state, shared by the Engine (which moves it) and every
+/// handle (which reads it without a message).
+#[derive(Debug, Default)]
+pub(crate) struct Phase(AtomicU8);
+
+impl Phase {
+    const RUNNING: u8 = 0;
+    const PAUSED: u8 = 1;
+    const STOPPING: u8 = 2;
+    const FINISHED: u8 = 3;
+
+    pub(crate) fn get(&self) -> CrawlState {
+        match self.0.load(Ordering::Acquire) {
+            Self::RUNNING => CrawlState::Running,
+            Self::PAUSED => CrawlState::Paused,
+            Self::STOPPING => CrawlState::Stopping,
+            _ => CrawlState::Finished,
+        }
+    }
+
+    /// Running → paused (a pause answered after a stop changes nothing).
+    pub(crate) fn paused(&self) {
+        let _ = self.0.compare_exchange(
+            Self::RUNNING,
+            Self::PAUSED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Paused → running.
+    pub(crate) fn resumed(&self) {
+        let _ = self.0.compare_exchange(
+            Self::PAUSED,
+            Self::RUNNING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Any state but finished → stopping.
+    pub(crate) fn stopping(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s != Self::FINISHED).then_some(Self::STOPPING)
+            });
+    }
+
+    pub(crate) fn finished(&self) {
+        self.0.store(Self::FINISHED, Ordering::Release);
+    }
+}
 
 /// Controls and observes one crawl.
 #[derive(Clone)]
@@ -26,6 +109,11 @@ pub struct CrawlHandle {
     stop: Recipient<Stop>,
     /// The crawl's live counters.
     stats: Arc<Stats>,
+    /// Running, paused, stopping or finished, as the Engine last set it.
+    phase: Arc<Phase>,
+    /// Scheduler: the per-host slots; `None` for a handle built without one
+    /// (unit tests).
+    hosts: Option<Recipient<HostSlots>>,
     /// Becomes `Some(final stats)` when the crawl has finished.
     finished: watch::Receiver<Option<StatsSnapshot>>,
     /// Lifecycle events, for `subscribe`.
@@ -49,6 +137,8 @@ impl CrawlHandle {
             resume,
             stop,
             stats,
+            phase: Arc::default(),
+            hosts: None,
             finished,
             events: broadcast::channel(1).0,
             checkpoint: None,
@@ -91,6 +181,32 @@ impl CrawlHandle {
     pub(crate) fn with_events(mut self, events: broadcast::Sender<CrawlEvent>) -> Self {
         self.events = events;
         self
+    }
+
+    /// Reads the state the Engine moves, and the Scheduler's slots.
+    pub(crate) fn with_phase(mut self, phase: Arc<Phase>, hosts: Recipient<HostSlots>) -> Self {
+        self.phase = phase;
+        self.hosts = Some(hosts);
+        self
+    }
+
+    /// Running, paused, stopping or finished.
+    pub fn state(&self) -> CrawlState {
+        if self.is_finished() {
+            CrawlState::Finished
+        } else {
+            self.phase.get()
+        }
+    }
+
+    /// Every host's download slot now (requests in flight, delay, resting
+    /// after a `Retry-After`), sorted by host; empty once the crawl has
+    /// finished.
+    pub async fn hosts(&self) -> Vec<HostSlot> {
+        match (&self.hosts, self.is_finished()) {
+            (Some(to), false) => to.send(HostSlots).await.unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// Lifecycle events from now on (subscribe right after `start` to see

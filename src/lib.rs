@@ -58,6 +58,9 @@
 //!   under its size limit, into memory or streamed to a file; `proxy`: HTTP
 //!   proxies through CONNECT tunnels.
 //! - [`error`]: the one error type.
+//! - [`control`] (feature `control`, on by default): the HTTP control API
+//!   a host application mounts: status, pause, resume, stop, events and
+//!   Prometheus metrics, behind a bearer token.
 
 #![deny(missing_docs)]
 
@@ -67,6 +70,8 @@ pub mod backoff;
 mod body;
 pub mod builder;
 pub mod context;
+#[cfg(feature = "control")]
+pub mod control;
 pub mod dedupe;
 pub mod distributed;
 pub mod error;
@@ -95,6 +100,7 @@ pub mod stats;
 pub use async_trait::async_trait;
 // Re-exported so users name the versions `Response` returns.
 pub use actors::scheduler::slots::AutoThrottle;
+pub use actors::scheduler::slots::HostSlot;
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
 pub use builder::{CheckpointPolicy, Crawler, CrawlerBuilder, ThreadLayout, DEFAULT_USER_AGENT};
@@ -103,7 +109,7 @@ pub use distributed::RedisOptions;
 pub use encoding_rs;
 pub use error::{Error, ErrorKind, Stage};
 pub use events::CrawlEvent;
-pub use handle::CrawlHandle;
+pub use handle::{CrawlHandle, CrawlState};
 pub use item::{Item, ItemMeta};
 pub use jobdir::{CheckpointInfo, ResumeInfo};
 pub use links::{LinkExtractor, LinkExtractorBuilder};

@@ -37,6 +37,14 @@ impl Message for Resume {
     type Result = Result<(), Error>;
 }
 
+/// Handle → Scheduler: every host's download slot now (for status pages
+/// and `/metrics`).
+#[derive(Debug)]
+pub struct HostSlots;
+impl Message for HostSlots {
+    type Result = Vec<crate::actors::scheduler::slots::HostSlot>;
+}
+
 /// Handle → Engine → Scheduler, and Engine → Scheduler as the crawl
 /// finishes: write a checkpoint to the job directory now (after the one
 /// under way, if any) and answer when it is durable. Fails when the crawl

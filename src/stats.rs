@@ -33,6 +33,13 @@ macro_rules! counters {
                     $(Counter::$variant => $name,)*
                 }
             }
+
+            /// What the counter counts (its documentation).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $doc,)*
+                }
+            }
         }
     };
 }

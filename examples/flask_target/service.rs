@@ -2,8 +2,9 @@
 //!
 //! It answers SPEC §4's table exactly and behaves as SPEC §5 says an API of
 //! ours behaves: one JSON envelope `{"status", "message", "data"}` for every
-//! answer, errors from one table of codes ([`ApiError`]) turned into the
-//! envelope in one place (404, 405 and 500 included), `/ping` and `/`,
+//! answer, errors from one table of codes (the library's
+//! [`ApiError`], shared with its control API) turned into the envelope in
+//! one place (404, 405 and 500 included), `/ping` and `/`,
 //! CORS, a timing log line per request, and checked parameters
 //! (`count=abc` → a 400 envelope). It also records what it was sent, shown
 //! at `GET /crawler/data/stats`, and can inject faults for tests.
@@ -15,87 +16,14 @@ use std::time::Instant;
 
 use actix_cors::Cors;
 use actix_web::dev::{ServerHandle, Service as _};
-use actix_web::http::{Method, StatusCode};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use actix_web::http::Method;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slog::{info, Logger};
-
-/// Our error codes: name, code, HTTP status.
-#[derive(Debug)]
-pub enum ApiError {
-    /// Anything unexpected (500).
-    Unknown(String),
-    /// Not allowed (403). Part of the table; no route here forbids
-    /// anything yet.
-    #[allow(dead_code)]
-    Forbidden(String),
-    /// No such route or resource (404).
-    NotFound(String),
-    /// The route exists but not for this method (405).
-    MethodNotAllowed(String),
-    /// The request does not fit the current state (409).
-    IllegalState(String),
-    /// A missing or malformed parameter (400).
-    BadParameter(String),
-    /// A dependency is unavailable (503).
-    Unavailable(String),
-}
-
-impl ApiError {
-    /// The row of the table: (name, code, HTTP status).
-    pub fn row(&self) -> (&'static str, i64, StatusCode) {
-        match self {
-            ApiError::Unknown(_) => ("unknown_error", 1000, StatusCode::INTERNAL_SERVER_ERROR),
-            ApiError::Forbidden(_) => ("access_forbidden", 1001, StatusCode::FORBIDDEN),
-            ApiError::NotFound(_) => ("not_found", 1002, StatusCode::NOT_FOUND),
-            ApiError::MethodNotAllowed(_) => {
-                ("method_not_allowed", 1003, StatusCode::METHOD_NOT_ALLOWED)
-            }
-            ApiError::IllegalState(_) => ("illegal_state", 1004, StatusCode::CONFLICT),
-            ApiError::BadParameter(_) => ("bad_parameter", 1005, StatusCode::BAD_REQUEST),
-            ApiError::Unavailable(_) => ("unavailable", 1006, StatusCode::SERVICE_UNAVAILABLE),
-        }
-    }
-
-    fn detail(&self) -> &str {
-        match self {
-            ApiError::Unknown(m)
-            | ApiError::Forbidden(m)
-            | ApiError::NotFound(m)
-            | ApiError::MethodNotAllowed(m)
-            | ApiError::IllegalState(m)
-            | ApiError::BadParameter(m)
-            | ApiError::Unavailable(m) => m,
-        }
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.row().0, self.detail())
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.row().2
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let (name, code, status) = self.row();
-        HttpResponse::build(status).json(json!({
-            "status": code,
-            "message": format!("{name}: {}", self.detail()),
-            "data": null,
-        }))
-    }
-}
-
-/// A success envelope.
-fn ok(data: Value) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": 1, "message": "success", "data": data}))
-}
+// The error table and envelope are the library's (its control API answers
+// the same way).
+use spinneret::control::{ok, ApiError};
 
 /// Faults to inject (all off by default).
 #[derive(Clone, Debug, Default)]

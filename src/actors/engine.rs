@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, watch};
 use crate::accounting::Accounting;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CrawlEvent;
+use crate::handle::Phase;
 use crate::jobdir::CheckpointInfo;
 use crate::messages::deliver;
 use crate::messages::{
@@ -71,6 +72,8 @@ pub struct Engine {
     drain_timeout: Duration,
     /// Lifecycle events for subscribers.
     events: broadcast::Sender<CrawlEvent>,
+    /// The state every handle reads.
+    phase: Arc<Phase>,
     /// Closes the download middlewares, once, when the crawl finishes.
     close_middlewares: Option<Box<dyn FnOnce() + Send>>,
     /// How often the progress line is logged (`None`: never).
@@ -100,6 +103,7 @@ impl Engine {
             finishing: false,
             drain_timeout: Duration::from_secs(30),
             events: broadcast::channel(crate::events::CAPACITY).0,
+            phase: Arc::default(),
             close_middlewares: None,
             log_stats_every: None,
             last_progress: (0, 0, Instant::now()),
@@ -148,6 +152,12 @@ impl Engine {
         self
     }
 
+    /// Moves `phase` as the crawl pauses, resumes, stops and finishes.
+    pub(crate) fn with_phase(mut self, phase: Arc<Phase>) -> Self {
+        self.phase = phase;
+        self
+    }
+
     /// Runs `close` once when the crawl finishes (the middlewares' hooks).
     pub(crate) fn on_finish(mut self, close: Box<dyn FnOnce() + Send>) -> Self {
         self.close_middlewares = Some(close);
@@ -176,6 +186,7 @@ impl Engine {
         if let Some(close) = self.close_middlewares.take() {
             close();
         }
+        self.phase.finished();
         self.emit(CrawlEvent::Finished {
             stats: Box::new(snapshot.clone()),
         });
@@ -250,12 +261,15 @@ impl Handler<Idle> for Engine {
 /// Passes a control message to the Scheduler. Control that arrives while
 /// the Engine finishes waits behind the finish sequence (the `Idle` handler
 /// holds the mailbox) and then fails here: the Scheduler is gone.
+/// How a control message that succeeded moves the crawl's state.
+type PhaseMove = fn(&Phase);
+
 fn forward<M>(
     engine: &Engine,
     to: &Recipient<M>,
     msg: M,
     what: &str,
-    then: Option<CrawlEvent>,
+    then: Option<(CrawlEvent, PhaseMove)>,
 ) -> ResponseFuture<Result<(), Error>>
 where
     M: Message<Result = Result<(), Error>> + Send + 'static,
@@ -263,11 +277,13 @@ where
     let sent = to.send(msg);
     let refused = format!("cannot {what}: the crawl has finished");
     let events = engine.events.clone();
+    let phase = engine.phase.clone();
     Box::pin(async move {
         let done = sent
             .await
             .unwrap_or_else(|_| Err(Error::new(Stage::Control, ErrorKind::IllegalState(refused))));
-        if let (Ok(()), Some(event)) = (&done, then) {
+        if let (Ok(()), Some((event, moved))) = (&done, then) {
+            moved(&phase);
             let _ = events.send(event);
         }
         done
@@ -306,7 +322,7 @@ impl Handler<Pause> for Engine {
             &self.links.pause,
             msg,
             "pause",
-            Some(CrawlEvent::Paused),
+            Some((CrawlEvent::Paused, Phase::paused)),
         )
     }
 }
@@ -320,7 +336,7 @@ impl Handler<Resume> for Engine {
             &self.links.resume,
             msg,
             "resume",
-            Some(CrawlEvent::Resumed),
+            Some((CrawlEvent::Resumed, Phase::resumed)),
         )
     }
 }
@@ -336,6 +352,7 @@ impl Handler<Stop> for Engine {
             return Box::pin(async { Ok(()) });
         }
         self.stop_requested = true;
+        self.phase.stopping();
         self.emit(CrawlEvent::Stopping);
         ctx.run_later(self.drain_timeout, |act, _| {
             if !act.finishing {

@@ -2,10 +2,13 @@
 //! servers on 127.0.0.1 that the tests start. One test binary, as in
 //! BurntSushi's crates.
 
+#[cfg(feature = "control")]
+mod control;
 mod crawl;
 mod distributed;
 mod durable;
 mod fixture;
+#[cfg(feature = "control")]
 mod flask_target;
 mod html;
 mod limits;

@@ -43,8 +43,8 @@ use crate::http::thread_client;
 use crate::jobdir::{CheckpointInfo, WriteCheckpoint};
 use crate::messages::{
     deliver, Ack, Check, Checkpoint, CheckpointPipelines, Completed, Dispatch, Drain, Enqueue,
-    ForceStop, Pause, Pop, Push, Released, Requeue, Resume, SharedStatus, Shutdown, StartsQueued,
-    Stop,
+    ForceStop, HostSlots, Pause, Pop, Push, Released, Requeue, Resume, SharedStatus, Shutdown,
+    StartsQueued, Stop,
 };
 use crate::spider::{Callback, StartRequests};
 use crate::stats::{Counter, Stats};
@@ -1141,6 +1141,14 @@ impl<C: Callback> Handler<SharedStatus> for Scheduler<C> {
         // Looks again at hosts the last pop found busy, too.
         self.unstall();
         self.pump(ctx);
+    }
+}
+
+impl<C: Callback> Handler<HostSlots> for Scheduler<C> {
+    type Result = MessageResult<HostSlots>;
+
+    fn handle(&mut self, _: HostSlots, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.slots.snapshot(Instant::now()))
     }
 }
 

@@ -255,6 +255,22 @@ impl Slots {
         self.slots.get(host).map(|s| s.delay.max(s.crawl_delay))
     }
 
+    /// Every host's slot now, sorted by host.
+    pub(crate) fn snapshot(&self, now: Instant) -> Vec<HostSlot> {
+        let mut hosts: Vec<HostSlot> = self
+            .slots
+            .iter()
+            .map(|(host, s)| HostSlot {
+                host: host.clone(),
+                in_flight: s.active,
+                delay_seconds: s.delay.max(s.crawl_delay).as_secs_f64(),
+                resting: s.resting_until.is_some_and(|t| t > now),
+            })
+            .collect();
+        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        hosts
+    }
+
     /// When the next host that is only resting or spacing becomes ready
     /// (the Scheduler's wake-up), if any.
     pub(crate) fn next_ready(&self, now: Instant) -> Option<Instant> {
@@ -275,6 +291,21 @@ impl Slots {
     }
 }
 
+/// One host's download slot as the Scheduler sees it now: what a status
+/// page or `/metrics` shows per host.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HostSlot {
+    /// The slot's host.
+    pub host: String,
+    /// Its requests downloading now.
+    pub in_flight: usize,
+    /// The delay between starts now (the configured delay, AutoThrottle's
+    /// or robots.txt's Crawl-delay, whichever is largest).
+    pub delay_seconds: f64,
+    /// Whether the host is resting after a `Retry-After`.
+    pub resting: bool,
+}
+
 /// An instant before any `now` a caller may hold.
 fn far_past() -> Instant {
     let now = Instant::now();
@@ -292,6 +323,46 @@ mod tests {
             status: Some(status),
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_snapshot_shows_each_hosts_in_flight_delay_and_rest() {
+        let mut s = Slots::new(SlotConfig {
+            delay: Duration::from_millis(250),
+            ..SlotConfig::default()
+        });
+        let now = Instant::now();
+        s.started("b.example", now);
+        s.started("a.example", now);
+        s.started("a.example", now);
+        s.set_crawl_delay("b.example", Duration::from_secs(2));
+        s.released(
+            &SlotReport {
+                slot: "a.example".into(),
+                latency: None,
+                status: Some(429),
+                retry_after: Some(Duration::from_secs(30)),
+            },
+            now,
+        );
+        let snap = s.snapshot(now);
+        assert_eq!(
+            snap,
+            vec![
+                HostSlot {
+                    host: "a.example".into(),
+                    in_flight: 1,
+                    delay_seconds: 0.25,
+                    resting: true,
+                },
+                HostSlot {
+                    host: "b.example".into(),
+                    in_flight: 1,
+                    delay_seconds: 2.0,
+                    resting: false,
+                },
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,413 @@
+//! The control API's routes, their guard and their parameters.
+//!
+//! The scope has two layers: the health checks (`/`, `/ping`) open to all,
+//! and a nested scope for everything else behind the bearer-token guard,
+//! so an unknown route without a token is 401 like a known one. Around
+//! both sit CORS (when origins are allowed) and the timing log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{HttpServiceFactory, Service as _, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Condition, Next};
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use serde_json::{json, Map, Value};
+use slog::info;
+
+use super::envelope::{ok, ApiError};
+use super::metrics::{self, CrawlMetrics};
+use super::{sse, CorsPolicy, Registered, Shared};
+use crate::handle::CrawlState;
+use crate::stats::Counter;
+
+/// The scope under `path`.
+pub(super) fn scope(path: &str, shared: Arc<Shared>) -> impl HttpServiceFactory + 'static {
+    let log = shared.log.clone();
+    let cors = cors(&shared.cors);
+    let guarded = web::scope("")
+        .wrap(from_fn(authorize))
+        .service(resource("/crawls", web::get().to(list)))
+        .service(resource("/crawls/{id}", web::get().to(show)))
+        .service(resource("/crawls/{id}/pause", web::post().to(pause)))
+        .service(resource("/crawls/{id}/resume", web::post().to(resume)))
+        .service(resource("/crawls/{id}/stop", web::post().to(stop)))
+        .service(resource("/crawls/{id}/events", web::get().to(events)))
+        .service(resource("/metrics", web::get().to(metrics)))
+        .default_service(web::to(not_found));
+    web::scope(path)
+        .app_data(web::Data::from(shared))
+        .service(resource("", web::get().to(root)))
+        .service(resource("/", web::get().to(root)))
+        .service(resource("/ping", web::get().to(ping)))
+        .service(guarded)
+        .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+        .wrap_fn(move |req, srv| {
+            let started = Instant::now();
+            let (method, url) = (req.method().to_string(), req.uri().to_string());
+            let log = log.clone();
+            let answer = srv.call(req);
+            async move {
+                let res = answer.await;
+                let status = match &res {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) => e.as_response_error().status_code().as_u16(),
+                };
+                info!(log, "control request"; "method" => method, "url" => url,
+                    "status" => status, "ms" => format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0));
+                res
+            }
+        })
+}
+
+/// CORS as configured; `None` when no origin is allowed.
+fn cors(policy: &CorsPolicy) -> Option<Cors> {
+    let base = || {
+        Cors::default()
+            .allowed_methods(["GET", "POST"])
+            .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .max_age(3600)
+    };
+    match policy {
+        CorsPolicy::Off => None,
+        CorsPolicy::Any => Some(base().allow_any_origin()),
+        CorsPolicy::Origins(list) => Some(
+            list.iter()
+                .fold(base(), |cors, origin| cors.allowed_origin(origin)),
+        ),
+    }
+}
+
+/// One route; any other method on it is a 405 envelope.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
+/// The bearer-token guard of every route but the health checks.
+async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let shared = req
+        .app_data::<web::Data<Shared>>()
+        .ok_or_else(|| ApiError::Unknown("the control API's state is missing".into()))?;
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(ApiError::Unauthorized("missing bearer token".into()).into()),
+        Some(t) if !same(t.trim().as_bytes(), shared.token.as_bytes()) => {
+            Err(ApiError::Unauthorized("wrong bearer token".into()).into())
+        }
+        Some(_) => next.call(req).await,
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parameters read alike from the query string and the body (a JSON
+/// object, or a form), checked by name: an unknown one is a bad parameter.
+struct Params(Map<String, Value>);
+
+impl Params {
+    /// Reads the query string, then the body (at most `limit` bytes).
+    async fn read(
+        req: &HttpRequest,
+        mut payload: web::Payload,
+        limit: usize,
+    ) -> Result<Params, ApiError> {
+        let too_large = || ApiError::PayloadTooLarge(format!("the body is over {limit} bytes"));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::BadParameter(format!("reading the body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut params = Params(Map::new());
+        params.merge_form(req.query_string(), "query string")?;
+        params.merge_body(req, &body.freeze())?;
+        Ok(params)
+    }
+
+    fn merge_form(&mut self, text: &str, what: &str) -> Result<(), ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(text)
+            .map_err(|e| ApiError::BadParameter(format!("malformed {what}: {e}")))?;
+        for (k, v) in pairs.into_inner() {
+            self.0.insert(k, Value::String(v));
+        }
+        Ok(())
+    }
+
+    fn merge_body(&mut self, req: &HttpRequest, body: &Bytes) -> Result<(), ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::BadParameter("the form is not UTF-8".into()))?;
+            return self.merge_form(text, "form");
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => {
+                self.0.extend(map);
+                Ok(())
+            }
+            Ok(_) => Err(ApiError::BadParameter(
+                "the JSON body must be an object".into(),
+            )),
+            Err(e) => Err(ApiError::BadParameter(format!("malformed JSON body: {e}"))),
+        }
+    }
+
+    /// Takes the flag `name`: `true`/`false` (JSON or text), `1`/`0`;
+    /// absent is false.
+    fn flag(&mut self, name: &str) -> Result<bool, ApiError> {
+        match self.0.remove(name) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(Value::String(s)) if s == "true" || s == "1" => Ok(true),
+            Some(Value::String(s)) if s == "false" || s == "0" => Ok(false),
+            Some(other) => Err(ApiError::BadParameter(format!(
+                "{name} must be true or false, not {other}"
+            ))),
+        }
+    }
+
+    /// Takes the text parameter `name`.
+    fn text(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.0.remove(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(ApiError::BadParameter(format!(
+                "{name} must be a string, not {other}"
+            ))),
+        }
+    }
+
+    /// Fails on any parameter the route did not take.
+    fn done(self) -> Result<(), ApiError> {
+        match self.0.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(ApiError::BadParameter(format!("unknown parameter {k:?}"))),
+        }
+    }
+}
+
+/// The crawl the path names.
+fn crawl(shared: &Shared, req: &HttpRequest) -> Result<Registered, ApiError> {
+    let id = req.match_info().get("id").unwrap_or_default();
+    shared
+        .get(id)
+        .ok_or_else(|| ApiError::NotFound(format!("no crawl {id:?}")))
+}
+
+/// What the list shows of a crawl.
+fn summary(r: &Registered) -> Value {
+    let stats = r.handle.stats();
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "state": r.handle.state(),
+        "start_time": stats.start_time,
+        "finish_time": stats.finish_time,
+        "elapsed_seconds": stats.elapsed_time_seconds,
+        "finish_reason": stats.finish_reason,
+        "pages": stats.counter(Counter::ResponseCount),
+        "items": stats.counter(Counter::ItemScraped),
+        "in_flight": stats.counter(Counter::InFlight),
+        "queued": stats.counter(Counter::Queued),
+    })
+}
+
+/// What `GET /crawls/{id}` shows: the summary, the stats and the hosts.
+async fn detail(r: &Registered) -> Value {
+    let mut v = summary(r);
+    v["stats"] = serde_json::to_value(r.handle.stats()).unwrap_or(Value::Null);
+    v["hosts"] = serde_json::to_value(r.handle.hosts().await).unwrap_or(Value::Null);
+    v
+}
+
+async fn root() -> HttpResponse {
+    ok(json!({
+        "service": "spinneret control API",
+        "routes": ["/ping", "/crawls", "/crawls/{id}", "/crawls/{id}/pause",
+                   "/crawls/{id}/resume", "/crawls/{id}/stop", "/crawls/{id}/events",
+                   "/metrics"],
+    }))
+}
+
+async fn ping() -> HttpResponse {
+    ok(json!("pong"))
+}
+
+async fn list(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let mut params = Params::read(&req, payload, shared.body_limit).await?;
+    let state = params.text("state")?;
+    params.done()?;
+    let wanted = match state.as_deref() {
+        None => None,
+        Some(s) => Some(
+            [
+                CrawlState::Running,
+                CrawlState::Paused,
+                CrawlState::Stopping,
+                CrawlState::Finished,
+            ]
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                ApiError::BadParameter(format!(
+                    "state must be running, paused, stopping or finished, not {s:?}"
+                ))
+            })?,
+        ),
+    };
+    let crawls: Vec<Value> = shared
+        .all()
+        .iter()
+        .filter(|r| wanted.is_none_or(|w| r.handle.state() == w))
+        .map(summary)
+        .collect();
+    Ok(ok(Value::Array(crawls)))
+}
+
+async fn show(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let r = crawl(&shared, &req)?;
+    Params::read(&req, payload, shared.body_limit)
+        .await?
+        .done()?;
+    Ok(ok(detail(&r).await))
+}
+
+async fn pause(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let r = crawl(&shared, &req)?;
+    Params::read(&req, payload, shared.body_limit)
+        .await?
+        .done()?;
+    r.handle.pause().await?;
+    Ok(ok(summary(&r)))
+}
+
+async fn resume(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let r = crawl(&shared, &req)?;
+    Params::read(&req, payload, shared.body_limit)
+        .await?
+        .done()?;
+    r.handle.resume().await?;
+    Ok(ok(summary(&r)))
+}
+
+/// Stops the crawl (in-flight requests drain); with `force`, at once. A
+/// second stop without `force` changes nothing.
+async fn stop(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let r = crawl(&shared, &req)?;
+    let mut params = Params::read(&req, payload, shared.body_limit).await?;
+    let force = params.flag("force")?;
+    params.done()?;
+    if r.handle.state() != CrawlState::Stopping {
+        r.handle.stop().await?;
+    }
+    if force {
+        // The handle's second stop forces.
+        r.handle.stop().await?;
+    }
+    Ok(ok(summary(&r)))
+}
+
+async fn events(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let r = crawl(&shared, &req)?;
+    Params::read(&req, payload, shared.body_limit)
+        .await?
+        .done()?;
+    let opening = detail(&r).await;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(sse::stream(r.handle, opening, shared.stats_every)))
+}
+
+async fn metrics(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    Params::read(&req, payload, shared.body_limit)
+        .await?
+        .done()?;
+    let mut crawls = Vec::new();
+    for r in shared.all() {
+        crawls.push(CrawlMetrics {
+            hosts: r.handle.hosts().await,
+            state: r.handle.state(),
+            stats: r.handle.stats(),
+            id: r.id,
+            name: r.name,
+        });
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics::render(&crawls)))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route for {}", req.path())))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,556 @@
+//! The control API mounted in an actix-web server the test starts: the
+//! token guard on every route, pause and resume, stop, the error envelope,
+//! `/metrics` against the stats snapshot, and the event stream.
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+use spinneret::control::{metric_name, ControlApi};
+use spinneret::{Counter, CrawlHandle, Crawler};
+
+use crate::fixture::{serve, spawn_app, Server, Site};
+use crate::spiders::{LinkSpider, StartCrawl};
+
+const TOKEN: &str = "t0ken";
+
+/// The API mounted at `/api` on a server of its own.
+struct Api {
+    api: ControlApi,
+    server: Server,
+    client: awc::Client,
+}
+
+impl Api {
+    fn start() -> Api {
+        let api = ControlApi::builder(TOKEN)
+            .stats_every(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let mounted = api.clone();
+        let server = spawn_app("127.0.0.1", 1, move |cfg| {
+            cfg.service(mounted.scope("/api"));
+        });
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .finish();
+        Api {
+            api,
+            server,
+            client,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/api{}", self.server.addr, path)
+    }
+
+    /// Sends `method path` with `token` (none: no header) and `body`; the
+    /// status and the JSON answer.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut res = match body {
+            Some(b) => req
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(b.to_string())
+                .await
+                .unwrap(),
+            None => req.send().await.unwrap(),
+        };
+        let bytes = res.body().limit(1 << 20).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (res.status().as_u16(), json)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, Some(TOKEN), None).await
+    }
+
+    async fn post(&self, path: &str) -> (u16, Value) {
+        self.call("POST", path, Some(TOKEN), None).await
+    }
+}
+
+/// A crawl of a 7-page tree whose first page `/gated/0` answers only once
+/// the site's gate opens (it has arrived when this returns).
+async fn gated_crawl(api: &Api) -> (Site, CrawlHandle, String) {
+    let mut site = serve(7);
+    let crawl = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated/0")])).started();
+    let id = api.api.register("links", crawl.clone());
+    assert_eq!(site.arrival().await, "/gated/0");
+    (site, crawl, id)
+}
+
+/// The envelope's code for an error row.
+fn assert_error(answer: &(u16, Value), status: u16, code: i64, name: &str) {
+    assert_eq!(answer.0, status, "{answer:?}");
+    assert_eq!(answer.1["status"], code, "{answer:?}");
+    assert_eq!(answer.1["data"], Value::Null, "{answer:?}");
+    let message = answer.1["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("{name}: ")), "{message}");
+}
+
+#[actix::test]
+async fn every_route_but_the_health_checks_needs_the_token() {
+    let api = Api::start();
+    let (site, crawl, id) = gated_crawl(&api).await;
+    let routes = [
+        ("GET", "/crawls".to_string()),
+        ("GET", format!("/crawls/{id}")),
+        ("POST", format!("/crawls/{id}/pause")),
+        ("POST", format!("/crawls/{id}/resume")),
+        ("GET", format!("/crawls/{id}/events")),
+        ("GET", "/metrics".to_string()),
+        ("POST", format!("/crawls/{id}/stop")),
+        ("GET", "/no/such/route".to_string()),
+    ];
+    for (method, path) in &routes {
+        for token in [None, Some("wrong"), Some("t0ken-but-longer")] {
+            let answer = api.call(method, path, token, None).await;
+            assert_error(&answer, 401, 1007, "unauthorized");
+        }
+    }
+    // Nothing the refused requests asked for happened.
+    assert_eq!(crawl.state(), spinneret::CrawlState::Running);
+    assert_eq!(api.get("/ping").await.0, 200);
+    assert_eq!(
+        api.call("GET", "/ping", None, None).await,
+        (
+            200,
+            json!({"status": 1, "message": "success", "data": "pong"})
+        )
+    );
+    assert_eq!(api.call("GET", "", None, None).await.0, 200);
+
+    // With the token each route answers.
+    let (status, list) = api.get("/crawls").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    assert_eq!(list["data"][0]["state"], "running");
+    assert_eq!(api.get(&format!("/crawls/{id}")).await.0, 200);
+    assert_eq!(
+        api.post(&format!("/crawls/{id}/pause")).await.1["data"]["state"],
+        "paused"
+    );
+    assert_eq!(
+        api.post(&format!("/crawls/{id}/resume")).await.1["data"]["state"],
+        "running"
+    );
+    let res = api
+        .client
+        .get(api.url(&format!("/crawls/{id}/events")))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    drop(res);
+    let res = api
+        .client
+        .get(api.url("/metrics"))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (status, stopped) = api.post(&format!("/crawls/{id}/stop")).await;
+    assert_eq!(status, 200);
+    assert_eq!(stopped["data"]["state"], "stopping");
+    assert_error(&api.get("/no/such/route").await, 404, 1002, "not_found");
+    site.open_gate();
+    crawl.join().await.unwrap();
+}
+
+#[actix::test]
+async fn pause_stops_dequeuing_and_resume_goes_on() {
+    let api = Api::start();
+    let (site, crawl, id) = gated_crawl(&api).await;
+    let (status, paused) = api.post(&format!("/crawls/{id}/pause")).await;
+    assert_eq!(status, 200);
+    assert_eq!(paused["data"]["state"], "paused");
+    // /gated/0 finishes; its four new links wait in the queue.
+    site.open_gate();
+    crate::spiders::wait_for_stats(&crawl, |s| {
+        s.counter(Counter::ResponseCount) == 1
+            && s.counter(Counter::InFlight) == 0
+            && s.counter(Counter::Queued) == 4
+    })
+    .await;
+    // The status asks the Scheduler for its slots: every message it had
+    // received is handled by then, and still nothing left the queue.
+    let (_, shown) = api.get(&format!("/crawls/{id}")).await;
+    let shown = &shown["data"];
+    assert_eq!(shown["state"], "paused");
+    assert_eq!(shown["stats"]["scheduler/dequeued"], 1);
+    assert_eq!(shown["stats"]["scheduler/queued"], 4);
+    assert_eq!(
+        shown["hosts"],
+        json!([{"host": "127.0.0.1", "in_flight": 0, "delay_seconds": 0.0, "resting": false}])
+    );
+    assert_eq!(site.seen.total(), 1);
+    let metrics = scrape(&api).await;
+    assert_eq!(sample(&metrics, "spinneret_host_in_flight", &id, None), 0.0);
+    assert_eq!(
+        sample(&metrics, "spinneret_scheduler_queued", &id, None),
+        4.0
+    );
+    assert_eq!(
+        api.get(&format!("/crawls/{id}")).await.1["data"]["stats"]["scheduler/dequeued"],
+        1
+    );
+
+    let (status, resumed) = api.post(&format!("/crawls/{id}/resume")).await;
+    assert_eq!(status, 200);
+    assert_eq!(resumed["data"]["state"], "running");
+    let s = crawl.join().await.unwrap();
+    assert_eq!(s.finish_reason.as_deref(), Some("finished"));
+    // /gated/0, /p/0../p/6 and /missing.
+    assert_eq!(s.counter(Counter::ResponseCount), 9);
+    assert_eq!(site.seen.total(), 9);
+    let (_, list) = api.get("/crawls?state=finished").await;
+    assert_eq!(list["data"][0]["pages"], 9);
+    assert_eq!(api.get("/crawls?state=running").await.1["data"], json!([]));
+}
+
+#[actix::test]
+async fn stop_finishes_with_shutdown_and_a_finished_crawl_refuses_control() {
+    let api = Api::start();
+    let (site, crawl, id) = gated_crawl(&api).await;
+    let (status, stopping) = api.post(&format!("/crawls/{id}/stop")).await;
+    assert_eq!(status, 200);
+    assert_eq!(stopping["data"]["state"], "stopping");
+    // A second stop without force changes nothing; resuming is refused.
+    assert_eq!(api.post(&format!("/crawls/{id}/stop")).await.0, 200);
+    assert_eq!(crawl.state(), spinneret::CrawlState::Stopping);
+    assert_error(
+        &api.post(&format!("/crawls/{id}/resume")).await,
+        409,
+        1004,
+        "illegal_state",
+    );
+    site.open_gate();
+    let s = crawl.join().await.unwrap();
+    assert_eq!(s.finish_reason.as_deref(), Some("shutdown"));
+    assert_eq!(s.counter(Counter::ResponseCount), 1);
+    let (_, shown) = api.get(&format!("/crawls/{id}")).await;
+    assert_eq!(shown["data"]["state"], "finished");
+    assert_eq!(shown["data"]["finish_reason"], "shutdown");
+    assert_eq!(shown["data"]["stats"]["finish_reason"], "shutdown");
+    for action in ["pause", "resume", "stop"] {
+        let answer = api.post(&format!("/crawls/{id}/{action}")).await;
+        assert_error(&answer, 409, 1004, "illegal_state");
+        assert!(answer.1["message"].as_str().unwrap().contains("finished"));
+    }
+}
+
+#[actix::test]
+async fn a_forced_stop_abandons_what_is_in_flight() {
+    let api = Api::start();
+    let (_site, crawl, id) = gated_crawl(&api).await;
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/crawls/{id}/stop"),
+            Some(TOKEN),
+            Some(r#"{"force": true}"#),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The gate never opens: only the force can finish the crawl.
+    let s = crawl.join().await.unwrap();
+    assert_eq!(s.finish_reason.as_deref(), Some("shutdown"));
+    assert_eq!(s.counter(Counter::Unprocessed), 1);
+}
+
+#[actix::test]
+async fn bad_requests_get_the_right_envelope_and_status() {
+    let api = Api::start();
+    let (site, crawl, id) = gated_crawl(&api).await;
+    assert_error(&api.get("/crawls/nope").await, 404, 1002, "not_found");
+    assert_error(
+        &api.post("/crawls/nope/pause").await,
+        404,
+        1002,
+        "not_found",
+    );
+    let pause = format!("/crawls/{id}/pause");
+    let bad_json = api
+        .call("POST", &pause, Some(TOKEN), Some("{\"force\": tru"))
+        .await;
+    assert_error(&bad_json, 400, 1005, "bad_parameter");
+    assert!(bad_json.1["message"]
+        .as_str()
+        .unwrap()
+        .contains("malformed JSON"));
+    assert_error(
+        &api.call("POST", &pause, Some(TOKEN), Some("[1, 2]")).await,
+        400,
+        1005,
+        "bad_parameter",
+    );
+    assert_error(
+        &api.call("POST", &pause, Some(TOKEN), Some(r#"{"speed": 3}"#))
+            .await,
+        400,
+        1005,
+        "bad_parameter",
+    );
+    assert_error(
+        &api.call(
+            "POST",
+            &format!("/crawls/{id}/stop?force=maybe"),
+            Some(TOKEN),
+            None,
+        )
+        .await,
+        400,
+        1005,
+        "bad_parameter",
+    );
+    assert_error(
+        &api.get("/crawls?state=asleep").await,
+        400,
+        1005,
+        "bad_parameter",
+    );
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    assert_error(
+        &api.call("POST", &pause, Some(TOKEN), Some(&big)).await,
+        413,
+        1008,
+        "payload_too_large",
+    );
+    assert_error(&api.get(&pause).await, 405, 1003, "method_not_allowed");
+    assert_error(
+        &api.call("DELETE", &format!("/crawls/{id}"), Some(TOKEN), None)
+            .await,
+        405,
+        1003,
+        "method_not_allowed",
+    );
+    // None of it paused the crawl.
+    assert_eq!(crawl.state(), spinneret::CrawlState::Running);
+    site.open_gate();
+    assert_eq!(
+        crawl.join().await.unwrap().counter(Counter::ResponseCount),
+        9
+    );
+}
+
+/// `/metrics`, parsed.
+async fn scrape(api: &Api) -> prometheus_parse::Scrape {
+    let mut res = api
+        .client
+        .get(api.url("/metrics"))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(res.body().limit(1 << 20).await.unwrap().to_vec()).unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+/// The value of the one sample of `metric` for crawl `id` (and status
+/// `code`).
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, id: &str, code: Option<&str>) -> f64 {
+    let found: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == metric && s.labels.get("crawl") == Some(id) && s.labels.get("code") == code
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{metric} for {id}: {found:?}");
+    match found[0].value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+        ref other => panic!("{metric}: untyped {other:?}"),
+    }
+}
+
+#[actix::test]
+async fn metrics_parse_and_equal_the_stats_snapshot() {
+    let api = Api::start();
+    let site = serve(7);
+    let one = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")])).started();
+    let two = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/3")])).started();
+    let one_id = api.api.register("one", one.clone());
+    let two_id = api.api.register("two", two.clone());
+    let stats = [
+        (one_id, one.join().await.unwrap()),
+        (two_id, two.join().await.unwrap()),
+    ];
+    let scrape = scrape(&api).await;
+    for (id, s) in &stats {
+        // /p/0../p/6 and /missing, whichever page it starts from.
+        assert_eq!(s.counter(Counter::ResponseCount), 8);
+        for (stat, &value) in &s.counters {
+            let code = stat.strip_prefix("downloader/response_status_count/");
+            assert_eq!(
+                sample(&scrape, &metric_name(stat), id, code),
+                value as f64,
+                "{stat}"
+            );
+        }
+        assert_eq!(
+            sample(
+                &scrape,
+                "spinneret_downloader_response_count_total",
+                id,
+                None
+            ),
+            s.counter(Counter::ResponseCount) as f64
+        );
+        assert_eq!(
+            sample(
+                &scrape,
+                "spinneret_downloader_response_status_count_total",
+                id,
+                Some("404")
+            ),
+            1.0
+        );
+        let info: Vec<_> = scrape
+            .samples
+            .iter()
+            .filter(|x| x.metric == "spinneret_crawl_info" && x.labels.get("crawl") == Some(id))
+            .collect();
+        assert_eq!(info.len(), 1);
+        assert_eq!(info[0].labels.get("state"), Some("finished"));
+    }
+    let counter = scrape
+        .samples
+        .iter()
+        .find(|x| x.metric == "spinneret_item_scraped_count_total")
+        .unwrap();
+    assert!(matches!(counter.value, prometheus_parse::Value::Counter(_)));
+}
+
+/// Waits for the event named `want`, skipping `stats` events.
+async fn next_named(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, want: &str) {
+    loop {
+        match rx.recv().await.as_deref() {
+            Some(n) if n == want => return,
+            Some("stats") => continue,
+            other => panic!("waiting for {want}, got {other:?}"),
+        }
+    }
+}
+
+/// Reads server-sent events from `res` until the stream ends: (name, data).
+async fn read_events(
+    mut body: impl futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+    mut on_event: impl FnMut(&str, &Value) -> bool,
+) -> Vec<(String, Value)> {
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let message: String = buf.drain(..end + 2).collect();
+            let mut name = None;
+            let mut data = None;
+            for line in message.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = Some(n.to_string());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str::<Value>(d).unwrap());
+                }
+            }
+            if let (Some(n), Some(d)) = (name, data) {
+                let go_on = on_event(&n, &d);
+                events.push((n, d));
+                if !go_on {
+                    return events;
+                }
+            }
+        }
+    }
+    events
+}
+
+#[actix::test]
+async fn the_event_stream_delivers_lifecycle_events_then_finished() {
+    let api = Api::start();
+    let (site, crawl, id) = gated_crawl(&api).await;
+    let res = api
+        .client
+        .get(api.url(&format!("/crawls/{id}/events")))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = actix_rt::spawn(read_events(res, move |name, _| {
+        let _ = tx.send(name.to_string());
+        true
+    }));
+    next_named(&mut rx, "state").await;
+    assert_eq!(api.post(&format!("/crawls/{id}/pause")).await.0, 200);
+    next_named(&mut rx, "paused").await;
+    assert_eq!(api.post(&format!("/crawls/{id}/resume")).await.0, 200);
+    next_named(&mut rx, "resumed").await;
+    site.open_gate();
+    let final_stats = crawl.join().await.unwrap();
+    // The stream ends after `finished`.
+    let events = reader.await.unwrap();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| *n != "stats")
+        .collect();
+    assert_eq!(names, ["state", "paused", "resumed", "error", "finished"]);
+    let (_, finished) = events.last().unwrap();
+    assert_eq!(finished["event"], "finished");
+    let streamed: spinneret::StatsSnapshot =
+        serde_json::from_value(finished["stats"].clone()).unwrap();
+    assert_eq!(streamed, final_stats);
+    let (_, opening) = &events[0];
+    assert_eq!(opening["id"], id.as_str());
+    assert_eq!(opening["state"], "running");
+
+    // A client arriving after the finish gets the state and `finished`.
+    let res = api
+        .client
+        .get(api.url(&format!("/crawls/{id}/events")))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    let late = read_events(res, |_, _| true).await;
+    let names: Vec<&str> = late.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["state", "finished"]);
+    assert_eq!(late[0].1["state"], "finished");
+    assert_eq!(
+        serde_json::from_value::<spinneret::StatsSnapshot>(late[1].1["stats"].clone()).unwrap(),
+        final_stats
+    );
+}
