@@ -7,10 +7,11 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
-use spinneret::control::{metric_name, ControlApi};
+use spinneret::control::{metric_name, ControlApi, ControlApiBuilder};
 use spinneret::{Counter, CrawlHandle, Crawler};
 
 use crate::fixture::{serve, spawn_app, Server, Site};
+use crate::log::Records;
 use crate::spiders::{LinkSpider, StartCrawl};
 
 const TOKEN: &str = "t0ken";
@@ -24,7 +25,11 @@ struct Api {
 
 impl Api {
     fn start() -> Api {
-        let api = ControlApi::builder(TOKEN)
+        Api::with(ControlApi::builder(TOKEN))
+    }
+
+    fn with(builder: ControlApiBuilder) -> Api {
+        let api = builder
             .stats_every(Duration::from_millis(50))
             .build()
             .unwrap();
@@ -553,4 +558,129 @@ async fn the_event_stream_delivers_lifecycle_events_then_finished() {
         serde_json::from_value::<spinneret::StatsSnapshot>(late[1].1["stats"].clone()).unwrap(),
         final_stats
     );
+}
+
+#[actix::test]
+async fn a_body_streamed_past_the_limit_is_refused() {
+    let api = Api::with(ControlApi::builder(TOKEN).body_limit(1000));
+    let (site, crawl, id) = gated_crawl(&api).await;
+    // No Content-Length: the limit is found while reading.
+    let chunks = (0..3).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 600])));
+    let mut res = api
+        .client
+        .post(api.url(&format!("/crawls/{id}/pause")))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send_stream(futures_util::stream::iter(chunks))
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_error(
+        &(res.status().as_u16(), body),
+        413,
+        1008,
+        "payload_too_large",
+    );
+    // Under the limit, whitespace is an empty body: the pause happens.
+    let (status, paused) = api
+        .call(
+            "POST",
+            &format!("/crawls/{id}/pause"),
+            Some(TOKEN),
+            Some(&" ".repeat(999)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(paused["data"]["state"], "paused");
+    crawl.resume().await.unwrap();
+    site.open_gate();
+    crawl.join().await.unwrap();
+}
+
+#[actix::test]
+async fn cors_answers_allowed_origins_and_every_request_is_timed_in_the_log() {
+    let records = Records::default();
+    let api = Api::with(
+        ControlApi::builder(TOKEN)
+            .cors_allow_origin("https://ops.example")
+            .logger(records.logger()),
+    );
+    // A preflight needs no token.
+    let res = api
+        .client
+        .request(awc::http::Method::OPTIONS, api.url("/crawls"))
+        .insert_header(("Origin", "https://ops.example"))
+        .insert_header(("Access-Control-Request-Method", "GET"))
+        .insert_header(("Access-Control-Request-Headers", "authorization"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://ops.example"
+    );
+    let res = api
+        .client
+        .get(api.url("/crawls"))
+        .insert_header(("Origin", "https://ops.example"))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://ops.example"
+    );
+    let res = api
+        .client
+        .get(api.url("/crawls"))
+        .insert_header(("Origin", "https://elsewhere.example"))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    assert_error(
+        &api.call("GET", "/crawls", None, None).await,
+        401,
+        1007,
+        "unauthorized",
+    );
+
+    // Without origins configured, no CORS headers at all.
+    let plain = Api::start();
+    let res = plain
+        .client
+        .get(plain.url("/ping"))
+        .insert_header(("Origin", "https://ops.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+
+    let timed = records.lines("control request");
+    let seen: Vec<(&str, &str, &str)> = timed
+        .iter()
+        .map(|kv| {
+            (
+                kv["method"].as_str(),
+                kv["url"].as_str(),
+                kv["status"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("OPTIONS", "/api/crawls", "200"),
+            ("GET", "/api/crawls", "200"),
+            ("GET", "/api/crawls", "200"),
+            ("GET", "/api/crawls", "401"),
+        ]
+    );
+    assert!(timed
+        .iter()
+        .all(|kv| kv["ms"].parse::<f64>().unwrap() >= 0.0));
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use spinneret::{Counter, Crawler, ErrorKind, Request, StatsSnapshot, ThreadLayout};
 
 use crate::fixture::serve;
+use crate::log::Records;
 use crate::spiders::{
     run, wait_for_stats, Cb, Collect, DropOdd, FailAll, LinkSpider, PanicOnce, StartCrawl, Tag,
     Trace,
@@ -450,54 +451,13 @@ async fn stop_does_not_wait_for_a_retry_backoff() {
     assert_eq!(count(&s, Counter::Unprocessed), 1);
 }
 
-/// A log record's key-values, rendered.
-type Fields = std::collections::HashMap<String, String>;
-
-/// Log records, each as its message and its key-values.
-#[derive(Clone, Default)]
-struct Records(Arc<Mutex<Vec<(String, Fields)>>>);
-
-impl slog::Drain for Records {
-    type Ok = ();
-    type Err = slog::Never;
-
-    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
-        struct Collect(Fields);
-        impl slog::Serializer for Collect {
-            fn emit_arguments(
-                &mut self,
-                key: slog::Key,
-                val: &std::fmt::Arguments,
-            ) -> slog::Result {
-                self.0.insert(key.to_string(), val.to_string());
-                Ok(())
-            }
-        }
-        let mut kv = Collect(Default::default());
-        let _ = slog::KV::serialize(&record.kv(), record, &mut kv);
-        let _ = slog::KV::serialize(values, record, &mut kv);
-        let msg = record.msg().to_string();
-        self.0.lock().unwrap().push((msg, kv.0));
-        Ok(())
-    }
-}
-
-impl Records {
-    fn logger(&self) -> slog::Logger {
-        slog::Logger::root(self.clone(), slog::o!())
-    }
-
-    /// The `progress` lines, as (pages, items, in flight, queued).
-    fn progress(&self) -> Vec<[u64; 4]> {
-        let field = |kv: &Fields, k: &str| -> u64 { kv[k].parse().unwrap() };
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(msg, _)| msg == "progress")
-            .map(|(_, kv)| ["pages", "items", "in_flight", "queued"].map(|k| field(kv, k)))
-            .collect()
-    }
+/// The `progress` lines, as (pages, items, in flight, queued).
+fn progress(records: &Records) -> Vec<[u64; 4]> {
+    records
+        .lines("progress")
+        .iter()
+        .map(|kv| ["pages", "items", "in_flight", "queued"].map(|k| kv[k].parse().unwrap()))
+        .collect()
 }
 
 #[actix::test]
@@ -508,7 +468,7 @@ async fn progress_is_logged_periodically_and_at_the_finish() {
         .logger(records.logger())
         .log_stats(Some(std::time::Duration::from_millis(1))))
     .await;
-    let lines = records.progress();
+    let lines = progress(&records);
     assert!(lines.len() >= 2, "periodic lines and the last: {lines:?}");
     // The counts only grow, and the last line (at the finish) has the
     // crawl's totals, nothing in flight or queued.
@@ -527,5 +487,5 @@ async fn progress_is_logged_periodically_and_at_the_finish() {
         .logger(records.logger())
         .log_stats(None))
     .await;
-    assert!(records.progress().is_empty());
+    assert!(progress(&records).is_empty());
 }
