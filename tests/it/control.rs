@@ -288,6 +288,25 @@ async fn a_forced_stop_abandons_what_is_in_flight() {
 }
 
 #[actix::test]
+async fn parameters_come_from_a_form_or_the_query_string_alike() {
+    let api = Api::start();
+    let (_site, crawl, id) = gated_crawl(&api).await;
+    let mut res = api
+        .client
+        .post(api.url(&format!("/crawls/{id}/stop")))
+        .insert_header(("Authorization", format!("bearer {TOKEN}")))
+        .send_form(&[("force", "1")])
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{:?}", res.body().await);
+    // The gate never opens: only the force can finish the crawl.
+    let s = crawl.join().await.unwrap();
+    assert_eq!(s.counter(Counter::Unprocessed), 1);
+    let (_, finished) = api.get("/crawls?state=finished").await;
+    assert_eq!(finished["data"][0]["id"], id.as_str());
+}
+
+#[actix::test]
 async fn bad_requests_get_the_right_envelope_and_status() {
     let api = Api::start();
     let (site, crawl, id) = gated_crawl(&api).await;
