@@ -81,6 +81,8 @@
 mod bench_site;
 #[path = "common/bench_spider.rs"]
 mod bench_spider;
+// `logger` is for examples that log; this one does not.
+#[allow(dead_code)]
 #[path = "common/progress.rs"]
 mod progress;
 
@@ -228,7 +230,10 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     }
     // Ctrl-C stops the crawl gracefully (a second one forces it).
     crawl.stop_on_signals()?;
-    progress::show(&crawl, args.url.is_none().then_some(args.pages));
+    progress::follow(
+        progress::bar(args.url.is_none().then_some(args.pages)),
+        &crawl,
+    );
     let stats = crawl.join().await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Outcome {

@@ -10,7 +10,8 @@
 //! the crawl finishes; the API keeps answering for `--linger-secs` after
 //! that, then the process exits. Ctrl-C stops the crawl gracefully (a
 //! second forces it). A progress bar is drawn on stderr when stdout is a
-//! terminal; the timing line of every API request goes to stderr.
+//! terminal; log lines (the timing line of every API request among them)
+//! go to stderr, above the bar.
 //!
 //! ```text
 //! cargo run --example control -- --port 8080 --token s3cret
@@ -48,7 +49,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer};
 use clap::Parser;
 use serde_json::json;
-use slog::{o, Drain, Logger};
+use slog::{o, Logger};
 use spinneret::control::ControlApi;
 use spinneret::{Crawler, Error};
 use url::Url;
@@ -83,13 +84,6 @@ struct Args {
     linger_secs: u64,
 }
 
-fn logger() -> Logger {
-    let decorator = slog_term::TermDecorator::new().stderr().build();
-    let drain = slog_term::CompactFormat::new(decorator).build().fuse();
-    let drain = slog_async::Async::new(drain).build().fuse();
-    Logger::root(drain, o!())
-}
-
 fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("control: {what}: {e}");
     ExitCode::from(2)
@@ -98,7 +92,8 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
 #[actix::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let log = logger();
+    let bar = progress::bar(args.url.is_none().then_some(args.pages));
+    let log = progress::logger(&bar);
     let site = match &args.url {
         Some(_) => None,
         None => {
@@ -152,7 +147,7 @@ async fn main() -> ExitCode {
     if let Err(e) = crawl.stop_on_signals() {
         return fail("cannot handle signals", e);
     }
-    progress::show(&crawl, site.as_ref().map(|_| args.pages));
+    progress::follow(bar, &crawl);
 
     let stats = match crawl.join().await {
         Ok(s) => s,

@@ -29,6 +29,8 @@
 
 #[path = "common/bench_spider.rs"]
 mod bench_spider;
+// `logger` is for examples that log; this one does not.
+#[allow(dead_code)]
 #[path = "common/progress.rs"]
 mod progress;
 
@@ -140,7 +142,7 @@ async fn main() -> ExitCode {
     if let Err(e) = crawl.stop_on_signals() {
         return fail("cannot handle signals", e);
     }
-    progress::show(&crawl, None);
+    progress::follow(progress::bar(None), &crawl);
     let stats = match crawl.join().await {
         Ok(s) => s,
         Err(e) => return fail("crawl failed", e),

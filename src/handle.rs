@@ -1,8 +1,9 @@
 //! The handle to a running crawl.
 //!
 //! Cheap to clone; every clone controls the same crawl. It reads live stats
-//! straight from the crawl's atomics, forwards pause/resume/stop to the
-//! Engine, and `join()` waits for the final stats.
+//! and the crawl's state straight from atomics, forwards pause/resume/stop
+//! to the Engine, asks the Scheduler for the per-host slots, and `join()`
+//! waits for the final stats.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::actors::scheduler::slots::HostSlot;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CrawlEvent;
 use crate::jobdir::{CheckpointInfo, ResumeInfo};
-use crate::messages::{Checkpoint, HostSlots, Pause, Resume, Stop};
+use crate::messages::{Checkpoint, HostSlots, Pause, Resume, StopCrawl, StopMode};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Where a crawl is in its life.
@@ -33,6 +34,14 @@ pub enum CrawlState {
 }
 
 impl CrawlState {
+    /// Every state, in life order.
+    pub const ALL: [CrawlState; 4] = [
+        CrawlState::Running,
+        CrawlState::Paused,
+        CrawlState::Stopping,
+        CrawlState::Finished,
+    ];
+
     /// The state's name, as serialised (`"running"`, `"paused"`, ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +64,7 @@ impl Phase {
     const STOPPING: u8 = 2;
     const FINISHED: u8 = 3;
 
+    /// The state as last moved.
     pub(crate) fn get(&self) -> CrawlState {
         match self.0.load(Ordering::Acquire) {
             Self::RUNNING => CrawlState::Running,
@@ -64,24 +74,29 @@ impl Phase {
         }
     }
 
-    /// Running → paused (a pause answered after a stop changes nothing).
-    pub(crate) fn paused(&self) {
-        let _ = self.0.compare_exchange(
-            Self::RUNNING,
-            Self::PAUSED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+    /// Running → paused; false when it was not running (a pause answered
+    /// after a stop changes nothing).
+    pub(crate) fn paused(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::RUNNING,
+                Self::PAUSED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
-    /// Paused → running.
-    pub(crate) fn resumed(&self) {
-        let _ = self.0.compare_exchange(
-            Self::PAUSED,
-            Self::RUNNING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+    /// Paused → running; false when it was not paused.
+    pub(crate) fn resumed(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::PAUSED,
+                Self::RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Any state but finished → stopping.
@@ -93,6 +108,7 @@ impl Phase {
             });
     }
 
+    /// Finished, whatever it was.
     pub(crate) fn finished(&self) {
         self.0.store(Self::FINISHED, Ordering::Release);
     }
@@ -106,7 +122,7 @@ pub struct CrawlHandle {
     /// Engine: resume.
     resume: Recipient<Resume>,
     /// Engine: stop.
-    stop: Recipient<Stop>,
+    stop: Recipient<StopCrawl>,
     /// The crawl's live counters.
     stats: Arc<Stats>,
     /// Running, paused, stopping or finished, as the Engine last set it.
@@ -128,7 +144,7 @@ impl CrawlHandle {
     pub(crate) fn new(
         pause: Recipient<Pause>,
         resume: Recipient<Resume>,
-        stop: Recipient<Stop>,
+        stop: Recipient<StopCrawl>,
         stats: Arc<Stats>,
         finished: watch::Receiver<Option<StatsSnapshot>>,
     ) -> Self {
@@ -244,7 +260,24 @@ impl CrawlHandle {
     /// the deadline passes) are counted in `scheduler/unprocessed`. A second
     /// call forces the stop at once.
     pub async fn stop(&self) -> Result<(), Error> {
-        self.control(&self.stop, Stop, "stop").await
+        self.control(&self.stop, StopCrawl(StopMode::Escalate), "stop")
+            .await
+    }
+
+    /// Stops the crawl as [`stop`](Self::stop) does, except that asking
+    /// again while it drains changes nothing (a control API's stop, which
+    /// two operators may send at once).
+    pub async fn stop_gracefully(&self) -> Result<(), Error> {
+        self.control(&self.stop, StopCrawl(StopMode::Graceful), "stop")
+            .await
+    }
+
+    /// Stops the crawl at once: requests in flight are abandoned (counted
+    /// in `scheduler/unprocessed`), pipelines close, and the crawl finishes
+    /// with reason `"shutdown"`.
+    pub async fn stop_now(&self) -> Result<(), Error> {
+        self.control(&self.stop, StopCrawl(StopMode::Force), "stop")
+            .await
     }
 
     /// Stops the crawl on SIGINT or SIGTERM: the first signal stops it

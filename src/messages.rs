@@ -55,11 +55,30 @@ impl Message for Checkpoint {
     type Result = Result<crate::jobdir::CheckpointInfo, Error>;
 }
 
-/// Handle → Engine → Scheduler: stop taking requests from the queue, let
+/// Engine → Scheduler: stop taking requests from the queue, let
 /// in-flight requests finish, then finish with reason `"shutdown"`.
 #[derive(Debug)]
 pub struct Stop;
 impl Message for Stop {
+    type Result = Result<(), Error>;
+}
+
+/// How a stop asked through the handle treats a crawl already stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// The first stop drains; a second one forces (Ctrl-C twice).
+    Escalate,
+    /// Drains; asking again changes nothing.
+    Graceful,
+    /// Abandons what is in flight at once.
+    Force,
+}
+
+/// Handle → Engine: stop the crawl. The Engine sends the Scheduler one
+/// `Stop` (the first time) and a `ForceStop` when the mode says so.
+#[derive(Debug)]
+pub struct StopCrawl(pub StopMode);
+impl Message for StopCrawl {
     type Result = Result<(), Error>;
 }
 

@@ -12,18 +12,17 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use actix_cors::Cors;
-use actix_web::dev::{ServerHandle, Service as _};
+use actix_web::dev::ServerHandle;
 use actix_web::http::Method;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use slog::{info, Logger};
+use slog::Logger;
 // The error table and envelope are the library's (its control API answers
 // the same way).
-use spinneret::control::{ok, ApiError};
+use spinneret::control::{json_resource, not_found, ok, ApiError, ApiLayer};
 
 /// Faults to inject (all off by default).
 #[derive(Clone, Debug, Default)]
@@ -156,47 +155,31 @@ fn app(
         .app_data(json_cfg)
         .app_data(query_cfg)
         .wrap(cors)
-        .wrap_fn(move |req, srv| {
-            let started = Instant::now();
-            let (method, path) = (req.method().to_string(), req.uri().to_string());
-            let log = log.clone();
-            let fut = srv.call(req);
-            async move {
-                let res = fut.await;
-                let status = res.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
-                info!(log, "request"; "method" => method, "url" => path, "status" => status,
-                    "ms" => format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0));
-                res
-            }
-        })
-        .service(resource("/", web::get().to(root)))
-        .service(resource("/ping", web::get().to(ping)))
-        .service(resource("/crawler/crawl_dst/list", web::get().to(list)))
-        .service(resource("/crawler/crawl_dst/detail", web::get().to(detail)))
-        .service(resource("/crawler/tasks", web::get().to(tasks)))
-        .service(resource("/crawler/task/feedback", web::put().to(feedback)))
-        .service(resource("/crawler/data/persist", web::post().to(persist)))
-        .service(resource("/crawler/data/stats", web::get().to(data_stats)))
+        .wrap(ApiLayer::new(log))
+        .service(json_resource("/", web::get().to(root)))
+        .service(json_resource("/ping", web::get().to(ping)))
+        .service(json_resource(
+            "/crawler/crawl_dst/list",
+            web::get().to(list),
+        ))
+        .service(json_resource(
+            "/crawler/crawl_dst/detail",
+            web::get().to(detail),
+        ))
+        .service(json_resource("/crawler/tasks", web::get().to(tasks)))
+        .service(json_resource(
+            "/crawler/task/feedback",
+            web::put().to(feedback),
+        ))
+        .service(json_resource(
+            "/crawler/data/persist",
+            web::post().to(persist),
+        ))
+        .service(json_resource(
+            "/crawler/data/stats",
+            web::get().to(data_stats),
+        ))
         .default_service(web::to(not_found))
-}
-
-/// One route; any other method on it is a 405 envelope.
-fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
-}
-
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no route for {}", req.path())))
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}",
-        req.method(),
-        req.path()
-    )))
 }
 
 async fn root() -> HttpResponse {

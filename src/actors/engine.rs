@@ -23,7 +23,8 @@ use crate::handle::Phase;
 use crate::jobdir::CheckpointInfo;
 use crate::messages::deliver;
 use crate::messages::{
-    Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, Resume, Shutdown, Stop,
+    Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, Resume, Shutdown, Stop, StopCrawl,
+    StopMode,
 };
 use crate::stats::{Counter, Stats, StatsSnapshot};
 
@@ -258,12 +259,13 @@ impl Handler<Idle> for Engine {
     }
 }
 
+/// How a control message that succeeded moves the crawl's state; `true`
+/// when it did (the event is published only then).
+type PhaseMove = fn(&Phase) -> bool;
+
 /// Passes a control message to the Scheduler. Control that arrives while
 /// the Engine finishes waits behind the finish sequence (the `Idle` handler
 /// holds the mailbox) and then fails here: the Scheduler is gone.
-/// How a control message that succeeded moves the crawl's state.
-type PhaseMove = fn(&Phase);
-
 fn forward<M>(
     engine: &Engine,
     to: &Recipient<M>,
@@ -283,8 +285,9 @@ where
             .await
             .unwrap_or_else(|_| Err(Error::new(Stage::Control, ErrorKind::IllegalState(refused))));
         if let (Ok(()), Some((event, moved))) = (&done, then) {
-            moved(&phase);
-            let _ = events.send(event);
+            if moved(&phase) {
+                let _ = events.send(event);
+            }
         }
         done
     })
@@ -341,27 +344,36 @@ impl Handler<Resume> for Engine {
     }
 }
 
-impl Handler<Stop> for Engine {
+impl Handler<StopCrawl> for Engine {
     type Result = ResponseFuture<Result<(), Error>>;
 
-    fn handle(&mut self, msg: Stop, ctx: &mut Self::Context) -> Self::Result {
-        if self.stop_requested {
-            // A second stop forces the stop now.
-            warn!(self.log, "second stop: forcing");
+    fn handle(&mut self, msg: StopCrawl, ctx: &mut Self::Context) -> Self::Result {
+        let force = match msg.0 {
+            StopMode::Escalate => self.stop_requested,
+            StopMode::Graceful => false,
+            StopMode::Force => true,
+        };
+        let stopped: Self::Result = if self.stop_requested {
+            Box::pin(async { Ok(()) })
+        } else {
+            self.stop_requested = true;
+            self.phase.stopping();
+            self.emit(CrawlEvent::Stopping);
+            ctx.run_later(self.drain_timeout, |act, _| {
+                if !act.finishing {
+                    error!(act.log, "drain deadline passed: forcing the stop";
+                        "deadline_s" => act.drain_timeout.as_secs_f64());
+                    deliver(&act.links.force, ForceStop, &act.stats);
+                }
+            });
+            forward(self, &self.links.stop, Stop, "stop", None)
+        };
+        if force {
+            warn!(self.log, "forcing the stop");
+            // Sent after the `Stop`, so the Scheduler sees them in order.
             deliver(&self.links.force, ForceStop, &self.stats);
-            return Box::pin(async { Ok(()) });
         }
-        self.stop_requested = true;
-        self.phase.stopping();
-        self.emit(CrawlEvent::Stopping);
-        ctx.run_later(self.drain_timeout, |act, _| {
-            if !act.finishing {
-                error!(act.log, "drain deadline passed: forcing the stop";
-                    "deadline_s" => act.drain_timeout.as_secs_f64());
-                deliver(&act.links.force, ForceStop, &act.stats);
-            }
-        });
-        forward(self, &self.links.stop, msg, "stop", None)
+        stopped
     }
 }
 
@@ -604,7 +616,11 @@ mod tests {
     #[actix::test]
     async fn a_stop_finishes_with_reason_shutdown() {
         let mut r = rig(None, None);
-        r.engine.send(Stop).await.unwrap().unwrap();
+        r.engine
+            .send(StopCrawl(StopMode::Escalate))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(r.ctrl().await, ["Stop"]);
         assert!(!r.is_finished());
         // Two Idles (say, the last request and a late duplicate report):
@@ -637,7 +653,7 @@ mod tests {
         let r = rig(None, Some(gone));
         assert_illegal_state(r.engine.send(Pause).await.unwrap());
         assert_illegal_state(r.engine.send(Resume).await.unwrap());
-        assert_illegal_state(r.engine.send(Stop).await.unwrap());
+        assert_illegal_state(r.engine.send(StopCrawl(StopMode::Escalate)).await.unwrap());
     }
 
     #[actix::test]

@@ -11,7 +11,7 @@
 //! samples are written together, as the format requires, whatever the
 //! number of crawls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::actors::scheduler::slots::HostSlot;
@@ -21,8 +21,10 @@ use crate::stats::{Counter, StatsSnapshot};
 /// The prefix of every metric.
 const PREFIX: &str = "spinneret_";
 
-/// Where a snapshot's per-status counts live.
-const STATUS_PREFIX: &str = "downloader/response_status_count/";
+/// What per-status counts end with, before the status code:
+/// `downloader/response_status_count/200`,
+/// `robotstxt/response_status_count/404`.
+const STATUS_INFIX: &str = "/response_status_count/";
 
 /// What `/metrics` shows of one crawl.
 pub(crate) struct CrawlMetrics {
@@ -38,19 +40,31 @@ pub(crate) struct CrawlMetrics {
     pub hosts: Vec<HostSlot>,
 }
 
+/// A per-status count's family stat and code: `("downloader", "200")` for
+/// `downloader/response_status_count/200`.
+fn status_stat(stat: &str) -> Option<(&str, &str)> {
+    let (family, code) = stat.rsplit_once(STATUS_INFIX)?;
+    (!code.is_empty() && code.bytes().all(|b| b.is_ascii_digit())).then_some((family, code))
+}
+
 /// The Prometheus name of the stat `stat` (a snapshot key): `spinneret_`,
 /// then the key with every character outside `[A-Za-z0-9_]` as `_`, then
 /// `_total` for a counter. `downloader/request_count` is
 /// `spinneret_downloader_request_count_total`; `scheduler/queued` is the
-/// gauge `spinneret_scheduler_queued`. Per-status counts are all
+/// gauge `spinneret_scheduler_queued`. Per-status counts
+/// (`X/response_status_count/CODE`) share one family per `X`, such as
 /// `spinneret_downloader_response_status_count_total`, with a `code` label.
+/// The gauges are `scheduler/in_flight`, `scheduler/queued` and the stats
+/// holding a maximum (named `..._max` or `.../max`); every other stat only
+/// grows and is a counter.
 pub fn metric_name(stat: &str) -> String {
-    if stat.starts_with(STATUS_PREFIX) {
-        return format!("{PREFIX}downloader_response_status_count_total");
-    }
-    let mut name = String::with_capacity(PREFIX.len() + stat.len() + 6);
+    let base = match status_stat(stat) {
+        Some((family, _)) => format!("{family}/response_status_count"),
+        None => stat.to_string(),
+    };
+    let mut name = String::with_capacity(PREFIX.len() + base.len() + 6);
     name.push_str(PREFIX);
-    name.extend(stat.chars().map(|c| {
+    name.extend(base.chars().map(|c| {
         if c.is_ascii_alphanumeric() || c == '_' {
             c
         } else {
@@ -65,19 +79,52 @@ pub fn metric_name(stat: &str) -> String {
 
 /// Whether a stat can go down or holds a maximum.
 fn is_gauge(stat: &str) -> bool {
-    stat == Counter::InFlight.name() || stat == Counter::Queued.name() || stat.ends_with("max")
+    stat == Counter::InFlight.name()
+        || stat == Counter::Queued.name()
+        || stat.ends_with("_max")
+        || stat.ends_with("/max")
+}
+
+/// A sample's value as the format writes it.
+enum Number {
+    /// A count, written exactly.
+    Count(u64),
+    /// A measure (`+Inf`, `-Inf` and `NaN` spelled as the format wants).
+    Measure(f64),
+}
+
+impl std::fmt::Display for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Number::Count(n) => write!(f, "{n}"),
+            Number::Measure(x) if x.is_nan() => f.write_str("NaN"),
+            Number::Measure(x) if x == f64::INFINITY => f.write_str("+Inf"),
+            Number::Measure(x) if x == f64::NEG_INFINITY => f.write_str("-Inf"),
+            Number::Measure(x) => write!(f, "{x}"),
+        }
+    }
 }
 
 /// One metric family: its help, its type and its sample lines.
 struct Family {
+    /// The `# HELP` text.
     help: String,
+    /// `counter` or `gauge`.
     kind: &'static str,
+    /// Its sample lines, in the order written.
     samples: String,
 }
 
-/// All families, sorted by name.
+/// All families, sorted by name, and the series already written.
 #[derive(Default)]
-struct Families(BTreeMap<String, Family>);
+struct Families {
+    /// By metric name.
+    by_name: BTreeMap<String, Family>,
+    /// Name and labels of every sample written: a series is written once
+    /// (two stats whose names differ only in punctuation map to one name;
+    /// the first wins).
+    series: HashSet<String>,
+}
 
 impl Families {
     fn sample(
@@ -86,32 +133,33 @@ impl Families {
         help: &str,
         kind: &'static str,
         labels: &[(&str, &str)],
-        value: f64,
+        value: Number,
     ) {
-        let family = self.0.entry(name.clone()).or_insert_with(|| Family {
+        let mut series = name.clone();
+        series.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                series.push(',');
+            }
+            let _ = write!(series, "{k}=\"{}\"", escape(v));
+        }
+        series.push('}');
+        let family = self.by_name.entry(name).or_insert_with(|| Family {
             help: help.to_string(),
             kind,
             samples: String::new(),
         });
-        family.samples.push_str(&name);
-        family.samples.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                family.samples.push(',');
-            }
-            let _ = write!(family.samples, "{k}=\"{}\"", escape(v));
+        if family.kind != kind || !self.series.insert(series.clone()) {
+            return;
         }
-        let _ = writeln!(family.samples, "}} {value}");
+        let _ = writeln!(family.samples, "{series} {value}");
     }
 
     fn render(self) -> String {
         let mut out = String::new();
-        for (name, f) in self.0 {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {}",
-                f.help.replace('\\', "\\\\").replace('\n', "\\n")
-            );
+        for (name, f) in self.by_name {
+            let help = f.help.replace('\\', "\\\\").replace('\n', "\\n");
+            let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {}", f.kind);
             out.push_str(&f.samples);
         }
@@ -130,8 +178,10 @@ fn escape(v: &str) -> String {
 fn help(stat: &str) -> String {
     match Counter::ALL.iter().find(|c| c.name() == stat) {
         Some(c) => format!("{stat}: {}", c.description()),
-        None if stat.starts_with(STATUS_PREFIX) => "Responses received, by HTTP status.".into(),
-        None => stat.to_string(),
+        None => match status_stat(stat) {
+            Some((family, _)) => format!("{family}: responses by HTTP status."),
+            None => stat.to_string(),
+        },
     }
 }
 
@@ -145,31 +195,32 @@ pub(crate) fn render(crawls: &[CrawlMetrics]) -> String {
             "A registered crawl: its name and state (always 1).",
             "gauge",
             &[("crawl", id), ("name", &c.name), ("state", c.state.name())],
-            1.0,
+            Number::Count(1),
         );
         f.sample(
             format!("{PREFIX}crawl_elapsed_seconds"),
             "Seconds since the crawl started (to its finish once finished).",
             "gauge",
             &[("crawl", id)],
-            c.stats.elapsed_time_seconds,
+            Number::Measure(c.stats.elapsed_time_seconds),
         );
         for (stat, &value) in &c.stats.counters {
             let kind = if is_gauge(stat) { "gauge" } else { "counter" };
-            match stat.strip_prefix(STATUS_PREFIX) {
-                Some(code) => f.sample(
+            let value = Number::Count(value);
+            match status_stat(stat) {
+                Some((_, code)) => f.sample(
                     metric_name(stat),
                     &help(stat),
                     kind,
                     &[("crawl", id), ("code", code)],
-                    value as f64,
+                    value,
                 ),
                 None => f.sample(
                     metric_name(stat),
                     &help(stat),
                     kind,
                     &[("crawl", id)],
-                    value as f64,
+                    value,
                 ),
             }
         }
@@ -180,21 +231,21 @@ pub(crate) fn render(crawls: &[CrawlMetrics]) -> String {
                 "Requests of the host downloading now.",
                 "gauge",
                 &labels,
-                h.in_flight as f64,
+                Number::Count(h.in_flight as u64),
             );
             f.sample(
                 format!("{PREFIX}host_delay_seconds"),
                 "The host's delay between starts now.",
                 "gauge",
                 &labels,
-                h.delay_seconds,
+                Number::Measure(h.delay_seconds),
             );
             f.sample(
                 format!("{PREFIX}host_resting"),
                 "1 while the host rests after a Retry-After.",
                 "gauge",
                 &labels,
-                if h.resting { 1.0 } else { 0.0 },
+                Number::Count(u64::from(h.resting)),
             );
         }
     }
@@ -224,40 +275,70 @@ mod tests {
             "spinneret_downloader_response_status_count_total"
         );
         assert_eq!(
+            metric_name("robotstxt/response_status_count/200"),
+            "spinneret_robotstxt_response_status_count_total"
+        );
+        assert_eq!(
             metric_name("retry/reason_count/timeout-x"),
             "spinneret_retry_reason_count_timeout_x_total"
         );
     }
 
+    fn crawl(id: &str, pages: u64) -> CrawlMetrics {
+        let mut stats = StatsSnapshot::default();
+        stats
+            .counters
+            .insert("downloader/response_count".into(), pages);
+        stats
+            .counters
+            .insert("downloader/response_status_count/200".into(), pages);
+        stats
+            .counters
+            .insert("downloader/response_status_count/404".into(), 1);
+        stats
+            .counters
+            .insert("robotstxt/response_status_count/200".into(), 1);
+        stats.counters.insert("scheduler/queued".into(), 7);
+        // Two names that differ only in punctuation: one series.
+        stats.counters.insert("custom/a.b".into(), 1);
+        stats.counters.insert("custom/a_b".into(), 2);
+        stats.elapsed_time_seconds = f64::NAN;
+        CrawlMetrics {
+            id: id.into(),
+            name: "a \"quoted\" name".into(),
+            state: CrawlState::Running,
+            stats,
+            hosts: vec![HostSlot {
+                host: "127.0.0.1".into(),
+                in_flight: 2,
+                delay_seconds: 0.5,
+                resting: false,
+            }],
+        }
+    }
+
     #[test]
-    fn families_are_grouped_across_crawls_and_labels_escaped() {
-        let crawl = |id: &str, pages: u64| {
-            let mut stats = StatsSnapshot::default();
-            stats
-                .counters
-                .insert("downloader/response_count".into(), pages);
-            stats
-                .counters
-                .insert("downloader/response_status_count/200".into(), pages);
-            CrawlMetrics {
-                id: id.into(),
-                name: "a \"quoted\" name".into(),
-                state: CrawlState::Running,
-                stats,
-                hosts: vec![HostSlot {
-                    host: "127.0.0.1".into(),
-                    in_flight: 2,
-                    delay_seconds: 0.5,
-                    resting: false,
-                }],
-            }
-        };
+    fn families_are_grouped_across_crawls_with_each_series_once() {
         let text = render(&[crawl("one", 3), crawl("two", 5)]);
-        assert_eq!(
-            text.matches("# TYPE spinneret_downloader_response_count_total counter")
-                .count(),
-            1
-        );
+        // Every sample follows its own family's TYPE line, each family is
+        // declared once, and no series repeats.
+        let mut declared = HashSet::new();
+        let mut series = HashSet::new();
+        let mut current = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(kind == "counter" || kind == "gauge", "{line}");
+                assert!(declared.insert(name.to_string()), "declared twice: {name}");
+                current = Some(name.to_string());
+            } else if !line.starts_with('#') {
+                let name = &line[..line.find('{').unwrap()];
+                assert_eq!(Some(name), current.as_deref(), "{line}");
+                let (key, value) = line.rsplit_once(' ').unwrap();
+                assert!(series.insert(key.to_string()), "series twice: {line}");
+                assert!(value == "NaN" || value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
         let family: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("spinneret_downloader_response_count_total{"))
@@ -269,23 +350,30 @@ mod tests {
                 "spinneret_downloader_response_count_total{crawl=\"two\"} 5",
             ]
         );
-        assert!(text.contains(
-            "spinneret_downloader_response_status_count_total{crawl=\"two\",code=\"200\"} 5\n"
-        ));
-        assert!(text.contains("spinneret_crawl_info{crawl=\"one\",name=\"a \\\"quoted\\\" name\",state=\"running\"} 1\n"));
-        assert!(
-            text.contains("spinneret_host_delay_seconds{crawl=\"one\",host=\"127.0.0.1\"} 0.5\n")
-        );
-        // Each family's samples follow its TYPE line, before the next family.
-        let types: Vec<usize> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| l.starts_with("# TYPE"))
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(
-            types.len(),
-            text.lines().filter(|l| l.starts_with("# HELP")).count()
-        );
+        for line in [
+            "# TYPE spinneret_scheduler_queued gauge",
+            "spinneret_downloader_response_status_count_total{crawl=\"two\",code=\"200\"} 5",
+            "spinneret_downloader_response_status_count_total{crawl=\"two\",code=\"404\"} 1",
+            "spinneret_robotstxt_response_status_count_total{crawl=\"one\",code=\"200\"} 1",
+            "spinneret_crawl_info{crawl=\"one\",name=\"a \\\"quoted\\\" name\",state=\"running\"} 1",
+            "spinneret_crawl_elapsed_seconds{crawl=\"one\"} NaN",
+            "spinneret_host_delay_seconds{crawl=\"one\",host=\"127.0.0.1\"} 0.5",
+            "spinneret_custom_a_b_total{crawl=\"one\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn large_counts_are_written_exactly() {
+        let mut c = crawl("big", 1);
+        c.stats
+            .counters
+            .insert("downloader/response_bytes".into(), u64::MAX);
+        let text = render(&[c]);
+        assert!(text.contains(&format!(
+            "spinneret_downloader_response_bytes_total{{crawl=\"big\"}} {}\n",
+            u64::MAX
+        )));
     }
 }

@@ -23,25 +23,31 @@
 //! | `GET /crawls[?state=S]` | every registered crawl: id, name, state, times, pages, items |
 //! | `GET /crawls/{id}` | one crawl: the above, its stats snapshot and its per-host slots |
 //! | `POST /crawls/{id}/pause`, `/resume` | the crawl's new state |
-//! | `POST /crawls/{id}/stop[?force=true]` | stops draining, or at once with `force` (also `{"force": true}` as a JSON body) |
-//! | `GET /crawls/{id}/events` | Server-Sent Events: lifecycle events and periodic stats ([`sse`](self)) |
-//! | `GET /metrics` | every crawl's stats in the Prometheus text format ([`metric_name`]) |
+//! | `POST /crawls/{id}/stop[?force=true]` | stops, draining what is in flight (asking again changes nothing), or at once with `force` |
+//! | `GET /crawls/{id}/events` | Server-Sent Events: a `state` event, then every lifecycle event and a `stats` event every interval; it ends after `finished` |
+//! | `GET /metrics` | every crawl's stats and host slots in the Prometheus text format ([`metric_name`]) |
 //!
-//! Every answer but `/metrics` and the event stream is the JSON envelope of
-//! [`envelope`](ApiError), errors included: a missing or wrong bearer token
+//! Parameters (`state`, `force`) are read alike from the query string, a
+//! form body or a JSON object body; an unknown or malformed one is a 400.
+//! Every answer but `/metrics` and the event stream is the JSON envelope
+//! ([`ok`], [`ApiError`]), errors included: a missing or wrong bearer token
 //! is 401, an unknown crawl or route 404, a wrong method 405, pausing a
 //! finished crawl 409, a bad parameter or malformed JSON body 400, a body
-//! over the limit 413. Every request gets a timing line in the log
-//! (method, path, status, milliseconds). CORS headers are sent only for the
-//! origins the builder allows. Nothing listens unless the host mounts the
-//! scope in a server of its own.
+//! over the limit 413 (refused unread when its `Content-Length` says so,
+//! else as soon as the limit is passed), and any other error, such as a
+//! refused CORS preflight, keeps its status with the envelope as its body
+//! ([`ApiLayer`]). Every request gets a `request` line in the log (method,
+//! URL, status, milliseconds). CORS headers are sent only for the origins
+//! the builder allows. Nothing listens unless the host mounts the scope in
+//! a server of its own.
 
 mod envelope;
+mod layer;
 mod metrics;
 mod routes;
 mod sse;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use actix_web::dev::HttpServiceFactory;
@@ -51,6 +57,7 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
 
 pub use envelope::{ok, ApiError, SUCCESS};
+pub use layer::{json_resource, method_not_allowed, not_found, ApiLayer, ApiLayerService};
 pub use metrics::metric_name;
 
 /// Which browser origins may call the API.
@@ -67,23 +74,29 @@ enum CorsPolicy {
 /// Configures a [`ControlApi`].
 #[derive(Debug)]
 pub struct ControlApiBuilder {
+    /// The bearer token (trimmed at `build`).
     token: String,
+    /// The largest body accepted.
     body_limit: usize,
+    /// Which browser origins get CORS headers.
     cors: CorsPolicy,
+    /// The event stream's stats interval.
     stats_every: Duration,
+    /// Where request lines go.
     log: Logger,
 }
 
 impl ControlApiBuilder {
     /// The largest request body accepted (default 64 KiB); a larger one is
-    /// answered 413 without being read.
+    /// answered 413 (unread when its `Content-Length` says so).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
     }
 
-    /// Lets a browser on `origin` (such as `https://ops.example.com`) call
-    /// the API; may be called several times. Default: no origin.
+    /// Lets a browser on `origin` (such as `https://ops.example.com`: a
+    /// scheme, a host and an optional port, nothing else) call the API; may
+    /// be called several times. Default: no origin.
     pub fn cors_allow_origin(mut self, origin: impl Into<String>) -> Self {
         match &mut self.cors {
             CorsPolicy::Origins(list) => list.push(origin.into()),
@@ -113,11 +126,19 @@ impl ControlApiBuilder {
     }
 
     /// The API, or a [`ErrorKind::Config`] error for an empty token, a zero
-    /// body limit or a zero stats interval.
+    /// body limit, a zero stats interval or an origin that is not one.
     pub fn build(self) -> Result<ControlApi, Error> {
         let bad = |m: &str| Err(Error::new(Stage::Setup, ErrorKind::Config(m.into())));
-        if self.token.trim().is_empty() {
+        let token = self.token.trim();
+        if token.is_empty() {
             return bad("the control API needs a bearer token");
+        }
+        if let CorsPolicy::Origins(origins) = &self.cors {
+            for o in origins {
+                if let Err(e) = check_origin(o) {
+                    return bad(&format!("CORS origin {o:?}: {e}"));
+                }
+            }
         }
         if self.body_limit == 0 {
             return bad("the control API's body limit must be above 0");
@@ -128,7 +149,7 @@ impl ControlApiBuilder {
         Ok(ControlApi {
             shared: Arc::new(Shared {
                 crawls: RwLock::new(Vec::new()),
-                token: self.token,
+                token_digest: routes::digest(token),
                 body_limit: self.body_limit,
                 cors: self.cors,
                 stats_every: self.stats_every,
@@ -154,8 +175,8 @@ pub(crate) struct Shared {
     /// The registered crawls, in registration order (a few at most: a
     /// scan finds one).
     crawls: RwLock<Vec<Registered>>,
-    /// The bearer token every guarded route requires.
-    token: String,
+    /// The digest of the bearer token every guarded route requires.
+    token_digest: [u8; 16],
     /// The largest body accepted.
     body_limit: usize,
     /// Which origins get CORS headers.
@@ -170,6 +191,7 @@ pub(crate) struct Shared {
 /// them. Cheap to clone; clones share the registry.
 #[derive(Clone)]
 pub struct ControlApi {
+    /// The registry and settings every mounted scope serves.
     shared: Arc<Shared>,
 }
 
@@ -232,7 +254,7 @@ impl ControlApi {
     /// Stops serving a crawl (it goes on running); its handle, if it was
     /// registered.
     pub fn remove(&self, id: &str) -> Option<CrawlHandle> {
-        let mut crawls = self.shared.crawls.write().expect("registry lock");
+        let mut crawls = self.shared.write();
         let at = crawls.iter().position(|r| r.id == id)?;
         Some(crawls.remove(at).handle)
     }
@@ -251,13 +273,69 @@ impl ControlApi {
 }
 
 impl Shared {
+    /// The registry to read. A panic while it was held cannot have left
+    /// it half-changed (each change is one push or remove), so a poisoned
+    /// lock is used as is.
+    fn read(&self) -> RwLockReadGuard<'_, Vec<Registered>> {
+        self.crawls.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Vec<Registered>> {
+        self.crawls.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn get(&self, id: &str) -> Option<Registered> {
-        let crawls = self.crawls.read().expect("registry lock");
-        crawls.iter().find(|r| r.id == id).cloned()
+        self.read().iter().find(|r| r.id == id).cloned()
     }
 
     /// Every crawl in registration order.
     fn all(&self) -> Vec<Registered> {
-        self.crawls.read().expect("registry lock").clone()
+        self.read().clone()
+    }
+}
+
+/// Whether `origin` is an origin: a scheme, a host and an optional port.
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Err("use cors_allow_any_origin() for any origin".into());
+    }
+    let url = url::Url::parse(origin).map_err(|e| e.to_string())?;
+    if url.host().is_none() || url.origin().ascii_serialization() != origin {
+        return Err(format!(
+            "an origin is a scheme, a host and an optional port, such as {:?}",
+            url.origin().ascii_serialization()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_checks_the_token_and_the_origins() {
+        let config = |b: ControlApiBuilder| match b.build() {
+            Err(e) => matches!(e.kind(), ErrorKind::Config(_)),
+            Ok(_) => false,
+        };
+        assert!(config(ControlApi::builder(" \n")));
+        assert!(config(ControlApi::builder("t").body_limit(0)));
+        assert!(config(ControlApi::builder("t").stats_every(Duration::ZERO)));
+        assert!(config(ControlApi::builder("t").cors_allow_origin("*")));
+        assert!(config(
+            ControlApi::builder("t").cors_allow_origin("ops.example")
+        ));
+        assert!(config(
+            ControlApi::builder("t").cors_allow_origin("https://ops.example/path")
+        ));
+        assert!(ControlApi::builder("t")
+            .cors_allow_origin("https://ops.example")
+            .cors_allow_origin("http://127.0.0.1:8080")
+            .build()
+            .is_ok());
+        // The token is trimmed: a trailing newline from a file still works.
+        let api = ControlApi::builder("s3cret\n").build().unwrap();
+        assert_eq!(api.shared.token_digest, routes::digest("s3cret"));
     }
 }

@@ -3,65 +3,54 @@
 //! The scope has two layers: the health checks (`/`, `/ping`) open to all,
 //! and a nested scope for everything else behind the bearer-token guard,
 //! so an unknown route without a token is 401 like a known one. Around
-//! both sit CORS (when origins are allowed) and the timing log.
+//! both sit CORS (when origins are allowed) and, outermost, the
+//! [`ApiLayer`] (the timing log, and the envelope for any error answer
+//! that is not JSON yet).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
-use actix_web::dev::{HttpServiceFactory, Service as _, ServiceRequest, ServiceResponse};
+use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, Condition, Next};
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde_json::{json, Map, Value};
-use slog::info;
+use slog::warn;
 
 use super::envelope::{ok, ApiError};
+use super::layer::{json_resource, not_found, ApiLayer};
 use super::metrics::{self, CrawlMetrics};
 use super::{sse, CorsPolicy, Registered, Shared};
+use crate::actors::scheduler::slots::HostSlot;
 use crate::handle::CrawlState;
-use crate::stats::Counter;
+use crate::stats::{Counter, StatsSnapshot};
 
 /// The scope under `path`.
 pub(super) fn scope(path: &str, shared: Arc<Shared>) -> impl HttpServiceFactory + 'static {
-    let log = shared.log.clone();
+    let layer = ApiLayer::new(shared.log.clone());
     let cors = cors(&shared.cors);
     let guarded = web::scope("")
         .wrap(from_fn(authorize))
-        .service(resource("/crawls", web::get().to(list)))
-        .service(resource("/crawls/{id}", web::get().to(show)))
-        .service(resource("/crawls/{id}/pause", web::post().to(pause)))
-        .service(resource("/crawls/{id}/resume", web::post().to(resume)))
-        .service(resource("/crawls/{id}/stop", web::post().to(stop)))
-        .service(resource("/crawls/{id}/events", web::get().to(events)))
-        .service(resource("/metrics", web::get().to(metrics)))
+        .service(json_resource("/crawls", web::get().to(list)))
+        .service(json_resource("/crawls/{id}", web::get().to(show)))
+        .service(json_resource("/crawls/{id}/pause", web::post().to(pause)))
+        .service(json_resource("/crawls/{id}/resume", web::post().to(resume)))
+        .service(json_resource("/crawls/{id}/stop", web::post().to(stop)))
+        .service(json_resource("/crawls/{id}/events", web::get().to(events)))
+        .service(json_resource("/metrics", web::get().to(metrics)))
         .default_service(web::to(not_found));
     web::scope(path)
         .app_data(web::Data::from(shared))
-        .service(resource("", web::get().to(root)))
-        .service(resource("/", web::get().to(root)))
-        .service(resource("/ping", web::get().to(ping)))
+        .service(json_resource("", web::get().to(root)).route(web::head().to(root)))
+        .service(json_resource("/", web::get().to(root)).route(web::head().to(root)))
+        .service(json_resource("/ping", web::get().to(ping)).route(web::head().to(ping)))
         .service(guarded)
         .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
-        .wrap_fn(move |req, srv| {
-            let started = Instant::now();
-            let (method, url) = (req.method().to_string(), req.uri().to_string());
-            let log = log.clone();
-            let answer = srv.call(req);
-            async move {
-                let res = answer.await;
-                let status = match &res {
-                    Ok(r) => r.status().as_u16(),
-                    Err(e) => e.as_response_error().status_code().as_u16(),
-                };
-                info!(log, "control request"; "method" => method, "url" => url,
-                    "status" => status, "ms" => format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0));
-                res
-            }
-        })
+        .wrap(layer)
 }
 
 /// CORS as configured; `None` when no origin is allowed.
@@ -82,13 +71,6 @@ fn cors(policy: &CorsPolicy) -> Option<Cors> {
     }
 }
 
-/// One route; any other method on it is a 405 envelope.
-fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
-}
-
 /// The bearer-token guard of every route but the health checks.
 async fn authorize(
     req: ServiceRequest,
@@ -107,16 +89,21 @@ async fn authorize(
         .map(|(_, token)| token);
     match given {
         None => Err(ApiError::Unauthorized("missing bearer token".into()).into()),
-        Some(t) if !same(t.trim().as_bytes(), shared.token.as_bytes()) => {
+        Some(t) if digest(t.trim()) != shared.token_digest => {
             Err(ApiError::Unauthorized("wrong bearer token".into()).into())
         }
         Some(_) => next.call(req).await,
     }
 }
 
-/// Compares in time independent of where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// What tokens are compared by: equal digests of equal length, so the
+/// comparison's time tells nothing about where a wrong token differs or
+/// how long the right one is.
+pub(super) fn digest(token: &str) -> [u8; 16] {
+    use std::hash::Hasher as _;
+    let mut h = siphasher::sip128::SipHasher13::new();
+    h.write(token.as_bytes());
+    siphasher::sip128::Hasher128::finish128(&h).as_bytes()
 }
 
 /// Parameters read alike from the query string and the body (a JSON
@@ -231,9 +218,8 @@ fn crawl(shared: &Shared, req: &HttpRequest) -> Result<Registered, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no crawl {id:?}")))
 }
 
-/// What the list shows of a crawl.
-fn summary(r: &Registered) -> Value {
-    let stats = r.handle.stats();
+/// What the list shows of a crawl, from `stats`.
+fn summary(r: &Registered, stats: &StatsSnapshot) -> Value {
     json!({
         "id": r.id,
         "name": r.name,
@@ -249,12 +235,32 @@ fn summary(r: &Registered) -> Value {
     })
 }
 
-/// What `GET /crawls/{id}` shows: the summary, the stats and the hosts.
-async fn detail(r: &Registered) -> Value {
-    let mut v = summary(r);
-    v["stats"] = serde_json::to_value(r.handle.stats()).unwrap_or(Value::Null);
-    v["hosts"] = serde_json::to_value(r.handle.hosts().await).unwrap_or(Value::Null);
+/// What `GET /crawls/{id}` shows: the summary, the stats (one snapshot
+/// for both) and the hosts (`null` when the Scheduler is too busy to say).
+async fn detail(shared: &Shared, r: &Registered) -> Value {
+    let hosts = hosts(shared, r).await;
+    let stats = r.handle.stats();
+    let mut v = summary(r, &stats);
+    v["stats"] = serde_json::to_value(&stats).unwrap_or(Value::Null);
+    v["hosts"] = serde_json::to_value(hosts).unwrap_or(Value::Null);
     v
+}
+
+/// How long a status waits for the Scheduler's host slots before it
+/// answers without them.
+const HOSTS_PATIENCE: Duration = Duration::from_secs(2);
+
+/// The crawl's host slots, or `None` (logged) when the Scheduler does not
+/// answer in time: the status degrades instead of failing.
+async fn hosts(shared: &Shared, r: &Registered) -> Option<Vec<HostSlot>> {
+    match tokio::time::timeout(HOSTS_PATIENCE, r.handle.hosts()).await {
+        Ok(hosts) => Some(hosts),
+        Err(_) => {
+            warn!(shared.log, "host slots not answered in time"; "crawl" => &r.id,
+                "waited_ms" => HOSTS_PATIENCE.as_millis() as u64);
+            None
+        }
+    }
 }
 
 async fn root() -> HttpResponse {
@@ -281,26 +287,21 @@ async fn list(
     let wanted = match state.as_deref() {
         None => None,
         Some(s) => Some(
-            [
-                CrawlState::Running,
-                CrawlState::Paused,
-                CrawlState::Stopping,
-                CrawlState::Finished,
-            ]
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| {
-                ApiError::BadParameter(format!(
-                    "state must be running, paused, stopping or finished, not {s:?}"
-                ))
-            })?,
+            CrawlState::ALL
+                .into_iter()
+                .find(|c| c.name() == s)
+                .ok_or_else(|| {
+                    ApiError::BadParameter(format!(
+                        "state must be running, paused, stopping or finished, not {s:?}"
+                    ))
+                })?,
         ),
     };
     let crawls: Vec<Value> = shared
         .all()
         .iter()
         .filter(|r| wanted.is_none_or(|w| r.handle.state() == w))
-        .map(summary)
+        .map(|r| summary(r, &r.handle.stats()))
         .collect();
     Ok(ok(Value::Array(crawls)))
 }
@@ -314,7 +315,7 @@ async fn show(
     Params::read(&req, payload, shared.body_limit)
         .await?
         .done()?;
-    Ok(ok(detail(&r).await))
+    Ok(ok(detail(&shared, &r).await))
 }
 
 async fn pause(
@@ -327,7 +328,7 @@ async fn pause(
         .await?
         .done()?;
     r.handle.pause().await?;
-    Ok(ok(summary(&r)))
+    Ok(ok(summary(&r, &r.handle.stats())))
 }
 
 async fn resume(
@@ -340,11 +341,11 @@ async fn resume(
         .await?
         .done()?;
     r.handle.resume().await?;
-    Ok(ok(summary(&r)))
+    Ok(ok(summary(&r, &r.handle.stats())))
 }
 
 /// Stops the crawl (in-flight requests drain); with `force`, at once. A
-/// second stop without `force` changes nothing.
+/// stop without `force` while it drains changes nothing.
 async fn stop(
     shared: web::Data<Shared>,
     req: HttpRequest,
@@ -354,14 +355,12 @@ async fn stop(
     let mut params = Params::read(&req, payload, shared.body_limit).await?;
     let force = params.flag("force")?;
     params.done()?;
-    if r.handle.state() != CrawlState::Stopping {
-        r.handle.stop().await?;
-    }
     if force {
-        // The handle's second stop forces.
-        r.handle.stop().await?;
+        r.handle.stop_now().await?;
+    } else {
+        r.handle.stop_gracefully().await?;
     }
-    Ok(ok(summary(&r)))
+    Ok(ok(summary(&r, &r.handle.stats())))
 }
 
 async fn events(
@@ -373,11 +372,14 @@ async fn events(
     Params::read(&req, payload, shared.body_limit)
         .await?
         .done()?;
-    let opening = detail(&r).await;
+    // Subscribed before the opening status is taken: no event falls
+    // between the two.
+    let events = r.handle.subscribe();
+    let opening = detail(&shared, &r).await;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .streaming(sse::stream(r.handle, opening, shared.stats_every)))
+        .streaming(sse::stream(r.handle, events, opening, shared.stats_every)))
 }
 
 async fn metrics(
@@ -391,7 +393,7 @@ async fn metrics(
     let mut crawls = Vec::new();
     for r in shared.all() {
         crawls.push(CrawlMetrics {
-            hosts: r.handle.hosts().await,
+            hosts: hosts(&shared, &r).await.unwrap_or_default(),
             state: r.handle.state(),
             stats: r.handle.stats(),
             id: r.id,
@@ -401,16 +403,4 @@ async fn metrics(
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics::render(&crawls)))
-}
-
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no route for {}", req.path())))
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}",
-        req.method(),
-        req.path()
-    )))
 }

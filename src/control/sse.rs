@@ -56,14 +56,15 @@ struct Feed {
     tick: Interval,
 }
 
-/// The SSE body for `handle`: `opening` first (the crawl's status), then
-/// events and a `stats` event every `every`.
+/// The SSE body for `handle`: `opening` first (the crawl's status, taken
+/// after `events` subscribed), then events and a `stats` event every
+/// `every`.
 pub(crate) fn stream(
     handle: CrawlHandle,
+    events: broadcast::Receiver<CrawlEvent>,
     opening: Value,
     every: Duration,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    let events = handle.subscribe();
     let mut tick = interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let feed = Feed {

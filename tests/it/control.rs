@@ -125,10 +125,20 @@ async fn every_route_but_the_health_checks_needs_the_token() {
         ("GET", "/no/such/route".to_string()),
     ];
     for (method, path) in &routes {
-        for token in [None, Some("wrong"), Some("t0ken-but-longer")] {
+        for token in [None, Some("wrong"), Some("t0ken-but-longer"), Some("")] {
             let answer = api.call(method, path, token, None).await;
             assert_error(&answer, 401, 1007, "unauthorized");
         }
+        // The right token under another scheme is no bearer token.
+        let mut res = api
+            .client
+            .request(method.parse().unwrap(), api.url(path))
+            .insert_header(("Authorization", format!("Basic {TOKEN}")))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+        assert_error(&(res.status().as_u16(), body), 401, 1007, "unauthorized");
     }
     // Nothing the refused requests asked for happened.
     assert_eq!(crawl.state(), spinneret::CrawlState::Running);
@@ -266,6 +276,21 @@ async fn stop_finishes_with_shutdown_and_a_finished_crawl_refuses_control() {
         assert_error(&answer, 409, 1004, "illegal_state");
         assert!(answer.1["message"].as_str().unwrap().contains("finished"));
     }
+}
+
+#[actix::test]
+async fn stops_sent_together_drain_and_do_not_force() {
+    let api = Api::start();
+    let (site, crawl, id) = gated_crawl(&api).await;
+    let path = format!("/crawls/{id}/stop");
+    let (a, b) = futures_util::join!(api.post(&path), api.post(&path));
+    assert_eq!((a.0, b.0), (200, 200));
+    site.open_gate();
+    let s = crawl.join().await.unwrap();
+    assert_eq!(s.finish_reason.as_deref(), Some("shutdown"));
+    // /gated/0 was drained, not abandoned; its links came too late.
+    assert_eq!(s.counter(Counter::ResponseCount), 1);
+    assert_eq!(s.counter(Counter::Unprocessed), 4);
 }
 
 #[actix::test]
@@ -659,13 +684,33 @@ async fn cors_answers_allowed_origins_and_every_request_is_timed_in_the_log() {
         .send()
         .await
         .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
     assert!(res.headers().get("access-control-allow-origin").is_none());
-    assert_error(
-        &api.call("GET", "/crawls", None, None).await,
-        401,
-        1007,
-        "unauthorized",
+    // A refusal still carries the CORS headers a browser needs to read it.
+    let mut res = api
+        .client
+        .get(api.url("/crawls"))
+        .insert_header(("Origin", "https://ops.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://ops.example"
     );
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_error(&(res.status().as_u16(), body), 401, 1007, "unauthorized");
+    // A preflight from another origin is refused in the envelope too.
+    let mut res = api
+        .client
+        .request(awc::http::Method::OPTIONS, api.url("/crawls"))
+        .insert_header(("Origin", "https://elsewhere.example"))
+        .insert_header(("Access-Control-Request-Method", "GET"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_error(&(res.status().as_u16(), body), 400, 1005, "bad_parameter");
 
     // Without origins configured, no CORS headers at all.
     let plain = Api::start();
@@ -679,7 +724,7 @@ async fn cors_answers_allowed_origins_and_every_request_is_timed_in_the_log() {
     assert_eq!(res.status().as_u16(), 200);
     assert!(res.headers().get("access-control-allow-origin").is_none());
 
-    let timed = records.lines("control request");
+    let timed = records.lines("request");
     let seen: Vec<(&str, &str, &str)> = timed
         .iter()
         .map(|kv| {
@@ -697,6 +742,7 @@ async fn cors_answers_allowed_origins_and_every_request_is_timed_in_the_log() {
             ("GET", "/api/crawls", "200"),
             ("GET", "/api/crawls", "200"),
             ("GET", "/api/crawls", "401"),
+            ("OPTIONS", "/api/crawls", "400"),
         ]
     );
     assert!(timed
