@@ -306,16 +306,32 @@ async fn list(
     Ok(ok(Value::Array(crawls)))
 }
 
+/// The crawl the path names and the request's parameters.
+async fn target(
+    shared: &Shared,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Registered, Params), ApiError> {
+    let r = crawl(shared, req)?;
+    let params = Params::read(req, payload, shared.body_limit).await?;
+    Ok((r, params))
+}
+
 async fn show(
     shared: web::Data<Shared>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let r = crawl(&shared, &req)?;
-    Params::read(&req, payload, shared.body_limit)
-        .await?
-        .done()?;
+    let (r, params) = target(&shared, &req, payload).await?;
+    params.done()?;
     Ok(ok(detail(&shared, &r).await))
+}
+
+/// What a `POST` on a crawl does.
+enum Action {
+    Pause,
+    Resume,
+    Stop,
 }
 
 async fn pause(
@@ -323,12 +339,7 @@ async fn pause(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let r = crawl(&shared, &req)?;
-    Params::read(&req, payload, shared.body_limit)
-        .await?
-        .done()?;
-    r.handle.pause().await?;
-    Ok(ok(summary(&r, &r.handle.stats())))
+    act(&shared, &req, payload, Action::Pause).await
 }
 
 async fn resume(
@@ -336,29 +347,37 @@ async fn resume(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let r = crawl(&shared, &req)?;
-    Params::read(&req, payload, shared.body_limit)
-        .await?
-        .done()?;
-    r.handle.resume().await?;
-    Ok(ok(summary(&r, &r.handle.stats())))
+    act(&shared, &req, payload, Action::Resume).await
 }
 
-/// Stops the crawl (in-flight requests drain); with `force`, at once. A
-/// stop without `force` while it drains changes nothing.
 async fn stop(
     shared: web::Data<Shared>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let r = crawl(&shared, &req)?;
-    let mut params = Params::read(&req, payload, shared.body_limit).await?;
-    let force = params.flag("force")?;
+    act(&shared, &req, payload, Action::Stop).await
+}
+
+/// Pauses, resumes or stops the crawl; answers its summary. A stop drains
+/// what is in flight (asking again while it drains changes nothing); with
+/// `force`, it abandons it at once.
+async fn act(
+    shared: &Shared,
+    req: &HttpRequest,
+    payload: web::Payload,
+    action: Action,
+) -> Result<HttpResponse, ApiError> {
+    let (r, mut params) = target(shared, req, payload).await?;
+    let force = match action {
+        Action::Stop => params.flag("force")?,
+        Action::Pause | Action::Resume => false,
+    };
     params.done()?;
-    if force {
-        r.handle.stop_now().await?;
-    } else {
-        r.handle.stop_gracefully().await?;
+    match action {
+        Action::Pause => r.handle.pause().await?,
+        Action::Resume => r.handle.resume().await?,
+        Action::Stop if force => r.handle.stop_now().await?,
+        Action::Stop => r.handle.stop_gracefully().await?,
     }
     Ok(ok(summary(&r, &r.handle.stats())))
 }
@@ -368,10 +387,8 @@ async fn events(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let r = crawl(&shared, &req)?;
-    Params::read(&req, payload, shared.body_limit)
-        .await?
-        .done()?;
+    let (r, params) = target(&shared, &req, payload).await?;
+    params.done()?;
     // Subscribed before the opening status is taken: no event falls
     // between the two.
     let events = r.handle.subscribe();

@@ -640,6 +640,37 @@ async fn a_body_streamed_past_the_limit_is_refused() {
     crawl.join().await.unwrap();
 }
 
+/// `method path` sent by a browser page on `origin` (a preflight for a
+/// `GET` with a token when `method` is OPTIONS): the status, the origin the
+/// answer allows, and its JSON body, if any.
+async fn from_origin(
+    api: &Api,
+    method: &str,
+    path: &str,
+    origin: &str,
+    token: Option<&str>,
+) -> (u16, Option<String>, Option<Value>) {
+    let mut req = api
+        .client
+        .request(method.parse().unwrap(), api.url(path))
+        .insert_header(("Origin", origin));
+    if method == "OPTIONS" {
+        req = req
+            .insert_header(("Access-Control-Request-Method", "GET"))
+            .insert_header(("Access-Control-Request-Headers", "authorization"));
+    }
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    let mut res = req.send().await.unwrap();
+    let allowed = res
+        .headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = serde_json::from_slice(&res.body().await.unwrap()).ok();
+    (res.status().as_u16(), allowed, body)
+}
+
 #[actix::test]
 async fn cors_answers_allowed_origins_and_every_request_is_timed_in_the_log() {
     let records = Records::default();
@@ -648,81 +679,44 @@ async fn cors_answers_allowed_origins_and_every_request_is_timed_in_the_log() {
             .cors_allow_origin("https://ops.example")
             .logger(records.logger()),
     );
+    let ops = Some("https://ops.example".to_string());
     // A preflight needs no token.
-    let res = api
-        .client
-        .request(awc::http::Method::OPTIONS, api.url("/crawls"))
-        .insert_header(("Origin", "https://ops.example"))
-        .insert_header(("Access-Control-Request-Method", "GET"))
-        .insert_header(("Access-Control-Request-Headers", "authorization"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(
-        res.headers().get("access-control-allow-origin").unwrap(),
-        "https://ops.example"
-    );
-    let res = api
-        .client
-        .get(api.url("/crawls"))
-        .insert_header(("Origin", "https://ops.example"))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(
-        res.headers().get("access-control-allow-origin").unwrap(),
-        "https://ops.example"
-    );
-    let res = api
-        .client
-        .get(api.url("/crawls"))
-        .insert_header(("Origin", "https://elsewhere.example"))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let (status, allowed, _) =
+        from_origin(&api, "OPTIONS", "/crawls", "https://ops.example", None).await;
+    assert_eq!((status, allowed), (200, ops.clone()));
+    let (status, allowed, _) =
+        from_origin(&api, "GET", "/crawls", "https://ops.example", Some(TOKEN)).await;
+    assert_eq!((status, &allowed), (200, &ops));
+    let (status, allowed, _) = from_origin(
+        &api,
+        "GET",
+        "/crawls",
+        "https://elsewhere.example",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!((status, allowed), (200, None));
     // A refusal still carries the CORS headers a browser needs to read it.
-    let mut res = api
-        .client
-        .get(api.url("/crawls"))
-        .insert_header(("Origin", "https://ops.example"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.headers().get("access-control-allow-origin").unwrap(),
-        "https://ops.example"
-    );
-    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-    assert_error(&(res.status().as_u16(), body), 401, 1007, "unauthorized");
+    let (status, allowed, body) =
+        from_origin(&api, "GET", "/crawls", "https://ops.example", None).await;
+    assert_eq!(allowed, ops);
+    assert_error(&(status, body.unwrap()), 401, 1007, "unauthorized");
     // A preflight from another origin is refused in the envelope too.
-    let mut res = api
-        .client
-        .request(awc::http::Method::OPTIONS, api.url("/crawls"))
-        .insert_header(("Origin", "https://elsewhere.example"))
-        .insert_header(("Access-Control-Request-Method", "GET"))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-    assert_error(&(res.status().as_u16(), body), 400, 1005, "bad_parameter");
+    let (status, _, body) = from_origin(
+        &api,
+        "OPTIONS",
+        "/crawls",
+        "https://elsewhere.example",
+        None,
+    )
+    .await;
+    assert_error(&(status, body.unwrap()), 400, 1005, "bad_parameter");
 
     // Without origins configured, no CORS headers at all.
     let plain = Api::start();
-    let res = plain
-        .client
-        .get(plain.url("/ping"))
-        .insert_header(("Origin", "https://ops.example"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let (status, allowed, _) =
+        from_origin(&plain, "GET", "/ping", "https://ops.example", None).await;
+    assert_eq!((status, allowed), (200, None));
 
     let timed = records.lines("request");
     let seen: Vec<(&str, &str, &str)> = timed
