@@ -82,6 +82,15 @@ impl Api {
         (res.status().as_u16(), json)
     }
 
+    /// `GET path` with the token, sent; await it for the response, its
+    /// body left to read.
+    fn open(&self, path: &str) -> awc::SendClientRequest {
+        self.client
+            .get(self.url(path))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .send()
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, Some(TOKEN), None).await
     }
@@ -167,26 +176,14 @@ async fn every_route_but_the_health_checks_needs_the_token() {
         api.post(&format!("/crawls/{id}/resume")).await.1["data"]["state"],
         "running"
     );
-    let res = api
-        .client
-        .get(api.url(&format!("/crawls/{id}/events")))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
+    let res = api.open(&format!("/crawls/{id}/events")).await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(
         res.headers().get("content-type").unwrap(),
         "text/event-stream"
     );
     drop(res);
-    let res = api
-        .client
-        .get(api.url("/metrics"))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
+    let res = api.open("/metrics").await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let (status, stopped) = api.post(&format!("/crawls/{id}/stop")).await;
     assert_eq!(status, 200);
@@ -408,13 +405,7 @@ async fn bad_requests_get_the_right_envelope_and_status() {
 
 /// `/metrics`, parsed.
 async fn scrape(api: &Api) -> prometheus_parse::Scrape {
-    let mut res = api
-        .client
-        .get(api.url("/metrics"))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
+    let mut res = api.open("/metrics").await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert!(res
         .headers()
@@ -549,13 +540,7 @@ async fn read_events(
 async fn the_event_stream_delivers_lifecycle_events_then_finished() {
     let api = Api::start();
     let (site, crawl, id) = gated_crawl(&api).await;
-    let res = api
-        .client
-        .get(api.url(&format!("/crawls/{id}/events")))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
+    let res = api.open(&format!("/crawls/{id}/events")).await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let reader = actix_rt::spawn(read_events(res, move |name, _| {
@@ -587,13 +572,7 @@ async fn the_event_stream_delivers_lifecycle_events_then_finished() {
     assert_eq!(opening["state"], "running");
 
     // A client arriving after the finish gets the state and `finished`.
-    let res = api
-        .client
-        .get(api.url(&format!("/crawls/{id}/events")))
-        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
-        .send()
-        .await
-        .unwrap();
+    let res = api.open(&format!("/crawls/{id}/events")).await.unwrap();
     let late = read_events(res, |_, _| true).await;
     let names: Vec<&str> = late.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["state", "finished"]);
