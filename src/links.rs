@@ -30,6 +30,7 @@ use std::collections::HashSet;
 use lol_html::errors::RewritingError;
 use lol_html::html_content::{Element, TextChunk};
 use lol_html::{ElementContentHandlers, HtmlRewriter, Selector as Scan, Settings};
+use memchr::memmem;
 use regex::Regex;
 use scraper::{Html, Selector};
 use url::Url;
@@ -278,7 +279,17 @@ impl LinkExtractor {
                 }),
             ));
         }
-        if page {
+        // Selectors cost the scanner even where nothing matches (each is
+        // compiled for every page, and checked at every tag), so those for
+        // `<base>` and `<noscript>` are left out of pages that cannot hold
+        // one: a start tag is `<` then its name, in any case, in the text
+        // as decoded, so a page without `<base` or `<noscript` has none.
+        let (base, noscript) = if page {
+            base_and_noscript(html)
+        } else {
+            (false, false)
+        };
+        if base {
             settings = settings.append_element_content_handler((
                 Cow::Borrowed(&*BASE),
                 ElementContentHandlers::default().element(|el: &mut Element| {
@@ -289,6 +300,8 @@ impl LinkExtractor {
                     Ok(())
                 }),
             ));
+        }
+        if noscript {
             settings = settings.append_element_content_handler((
                 Cow::Borrowed(&*NOSCRIPT),
                 ElementContentHandlers::default().text(|chunk: &mut TextChunk| {
@@ -371,10 +384,11 @@ impl LinkExtractor {
     /// GET requests for [`LinkExtractor::extract`]'s links, with the
     /// default callback: set another with `Request::callback`.
     pub fn requests<C: Callback>(&self, response: &Response) -> Vec<Request<C>> {
+        // Every extracted URL is http(s) with a host, as
+        // `Request::try_from_url` requires: one exact allocation.
         self.extract(response)
             .into_iter()
-            // Cannot fail: every extracted URL is http(s) with a host.
-            .filter_map(|url| Request::try_from_url(url).ok())
+            .map(Request::from_url)
             .collect()
     }
 
@@ -423,6 +437,28 @@ static BASE: std::sync::LazyLock<Scan> =
     std::sync::LazyLock::new(|| "base[href]".parse().expect("a valid selector"));
 static NOSCRIPT: std::sync::LazyLock<Scan> =
     std::sync::LazyLock::new(|| "noscript".parse().expect("a valid selector"));
+
+/// Whether `html` may hold a `<base>` start tag, and a `<noscript>` one:
+/// whether it holds `<` followed by the name in any case (the tokenizer
+/// decodes nothing in tag names). Setting bit 5 of every byte lowercases
+/// the letters and leaves `<` as it is, so every real match survives (a
+/// few other bytes turn into `<` or letters: false positives only, which
+/// merely keep a selector).
+fn base_and_noscript(html: &str) -> (bool, bool) {
+    static FINDERS: std::sync::LazyLock<[memmem::Finder<'static>; 2]> =
+        std::sync::LazyLock::new(|| {
+            [
+                memmem::Finder::new(b"<base"),
+                memmem::Finder::new(b"<noscript"),
+            ]
+        });
+    let folded: Vec<u8> = html.bytes().map(|b| b | 0x20).collect();
+    let [base, noscript] = &*FINDERS;
+    (
+        base.find(&folded).is_some(),
+        noscript.find(&folded).is_some(),
+    )
+}
 
 /// An attribute value with its character references decoded.
 fn decode(value: String) -> String {
@@ -608,6 +644,23 @@ mod tests {
         assert_eq!(
             strings(LinkExtractor::default().extract(&r)),
             ["http://h.test/dir/y"]
+        );
+    }
+
+    #[test]
+    fn base_and_noscript_are_found_in_any_case() {
+        let r = page(
+            "http://h.test/dir/page",
+            r#"<HEAD><BaSe HREF="/other/"></HEAD><NoScript><a href="n">n</a></NOSCRIPT><a href="x">x</a>"#,
+        );
+        assert_eq!(
+            strings(LinkExtractor::default().extract(&r)),
+            ["http://h.test/other/n", "http://h.test/other/x"]
+        );
+        assert_eq!(base_and_noscript("<BASE href=x><noSCRIPT>"), (true, true));
+        assert_eq!(
+            base_and_noscript("<a href=base>noscript</a>"),
+            (false, false)
         );
     }
 
