@@ -29,7 +29,8 @@ use std::collections::HashSet;
 
 use lol_html::errors::RewritingError;
 use lol_html::html_content::{Element, TextChunk};
-use lol_html::{ElementContentHandlers, HtmlRewriter, Selector as Scan, Settings};
+use lol_html::{ElementContentHandlers, HtmlRewriter, MemorySettings, Selector as Scan, Settings};
+use memchr::memmem;
 use regex::Regex;
 use scraper::{Html, Selector};
 use url::Url;
@@ -247,7 +248,11 @@ impl LinkExtractor {
     /// instead.
     pub fn extract(&self, response: &Response) -> Vec<Url> {
         let text = response.text();
-        let found = RefCell::new(Found::default());
+        let found = RefCell::new(Found {
+            // Room for a typical page's links, to spare a few regrowths.
+            hrefs: Vec::with_capacity(16),
+            ..Found::default()
+        });
         if self.scan(&text, &found, true).is_err() {
             // The scanner fails only past its memory limit (none is set)
             // or when a handler fails (ours do not); the tree parser
@@ -263,7 +268,12 @@ impl LinkExtractor {
     /// The page itself (`page`) also gives its `<base href>` and the links
     /// inside its `<noscript>` elements, scanned in turn (not their base).
     fn scan(&self, html: &str, found: &RefCell<Found>, page: bool) -> Result<(), RewritingError> {
-        let mut settings = Settings::new().with_strict(false);
+        // The page is written in one go, so the parsing buffer only ever
+        // holds what is left unfinished at its end: no need to reserve the
+        // default kilobyte for each page.
+        let mut settings = Settings::new()
+            .with_strict(false)
+            .with_memory_settings(MemorySettings::new().with_preallocated_parsing_buffer_size(0));
         if let Some(links) = &self.links {
             settings = settings.append_element_content_handler((
                 Cow::Borrowed(links),
@@ -278,7 +288,17 @@ impl LinkExtractor {
                 }),
             ));
         }
-        if page {
+        // Selectors cost the scanner even where nothing matches (each is
+        // compiled for every page, and checked at every tag), so those for
+        // `<base>` and `<noscript>` are left out of pages that cannot hold
+        // one: a start tag is `<` then its name, in any case, in the text
+        // as decoded, so a page without `<base` or `<noscript` has none.
+        let (base, noscript) = if page {
+            base_and_noscript(html)
+        } else {
+            (false, false)
+        };
+        if base {
             settings = settings.append_element_content_handler((
                 Cow::Borrowed(&*BASE),
                 ElementContentHandlers::default().element(|el: &mut Element| {
@@ -289,6 +309,8 @@ impl LinkExtractor {
                     Ok(())
                 }),
             ));
+        }
+        if noscript {
             settings = settings.append_element_content_handler((
                 Cow::Borrowed(&*NOSCRIPT),
                 ElementContentHandlers::default().text(|chunk: &mut TextChunk| {
@@ -335,7 +357,7 @@ impl LinkExtractor {
         // Pages have tens of links: a scan of those kept is cheaper than
         // hashing, until there are many.
         let mut seen: HashSet<Url> = HashSet::new();
-        let mut links: Vec<Url> = Vec::new();
+        let mut links: Vec<Url> = Vec::with_capacity(hrefs.size_hint().0);
         for href in hrefs {
             // Unparseable hrefs are skipped: a page's typo must not fail
             // the whole callback.
@@ -371,10 +393,11 @@ impl LinkExtractor {
     /// GET requests for [`LinkExtractor::extract`]'s links, with the
     /// default callback: set another with `Request::callback`.
     pub fn requests<C: Callback>(&self, response: &Response) -> Vec<Request<C>> {
+        // Every extracted URL is http(s) with a host, as
+        // `Request::try_from_url` requires: one exact allocation.
         self.extract(response)
             .into_iter()
-            // Cannot fail: every extracted URL is http(s) with a host.
-            .filter_map(|url| Request::try_from_url(url).ok())
+            .map(Request::from_url)
             .collect()
     }
 
@@ -423,6 +446,44 @@ static BASE: std::sync::LazyLock<Scan> =
     std::sync::LazyLock::new(|| "base[href]".parse().expect("a valid selector"));
 static NOSCRIPT: std::sync::LazyLock<Scan> =
     std::sync::LazyLock::new(|| "noscript".parse().expect("a valid selector"));
+
+/// Whether `html` may hold a `<base>` start tag, and a `<noscript>` one:
+/// whether it holds `<` followed by the name in any case (the tokenizer
+/// decodes nothing in tag names). Setting bit 5 of every byte lowercases
+/// the letters and leaves `<` as it is, so every real match survives (a
+/// few other bytes turn into `<` or letters: false positives only, which
+/// merely keep a selector).
+fn base_and_noscript(html: &str) -> (bool, bool) {
+    /// Bytes folded at a time, on the stack.
+    const CHUNK: usize = 1024;
+    /// Bytes a chunk repeats from the one before, so that a name cut in
+    /// two is still found: all of `<noscript` but one.
+    const OVERLAP: usize = 8;
+    static FINDERS: std::sync::LazyLock<[memmem::Finder<'static>; 2]> =
+        std::sync::LazyLock::new(|| {
+            [
+                memmem::Finder::new(b"<base"),
+                memmem::Finder::new(b"<noscript"),
+            ]
+        });
+    let [base_finder, noscript_finder] = &*FINDERS;
+    let bytes = html.as_bytes();
+    let mut folded = [0u8; CHUNK + OVERLAP];
+    let (mut base, mut noscript) = (false, false);
+    let mut start = 0;
+    while start < bytes.len() && !(base && noscript) {
+        let end = (start + CHUNK).min(bytes.len());
+        let chunk = &bytes[start.saturating_sub(OVERLAP)..end];
+        for (to, from) in folded.iter_mut().zip(chunk) {
+            *to = from | 0x20;
+        }
+        let folded = &folded[..chunk.len()];
+        base = base || base_finder.find(folded).is_some();
+        noscript = noscript || noscript_finder.find(folded).is_some();
+        start = end;
+    }
+    (base, noscript)
+}
 
 /// An attribute value with its character references decoded.
 fn decode(value: String) -> String {
@@ -609,6 +670,32 @@ mod tests {
             strings(LinkExtractor::default().extract(&r)),
             ["http://h.test/dir/y"]
         );
+    }
+
+    #[test]
+    fn base_and_noscript_are_found_in_any_case() {
+        let r = page(
+            "http://h.test/dir/page",
+            r#"<HEAD><BaSe HREF="/other/"></HEAD><NoScript><a href="n">n</a></NOSCRIPT><a href="x">x</a>"#,
+        );
+        assert_eq!(
+            strings(LinkExtractor::default().extract(&r)),
+            ["http://h.test/other/n", "http://h.test/other/x"]
+        );
+        assert_eq!(base_and_noscript("<BASE href=x><noSCRIPT>"), (true, true));
+        assert_eq!(
+            base_and_noscript("<a href=base>noscript</a>"),
+            (false, false)
+        );
+        // Across the chunks the page is folded in.
+        for at in 1000..1040 {
+            let mut html = " ".repeat(at);
+            html.push_str("<NoScript>");
+            html.push_str(&" ".repeat(1500));
+            html.push_str("<bAsE>");
+            assert_eq!(base_and_noscript(&html), (true, true), "at {at}");
+            assert_eq!(base_and_noscript(&html[..at + 8]), (false, false));
+        }
     }
 
     #[test]

@@ -116,7 +116,9 @@ impl<C> Default for MemoryQueue<C> {
 struct Entry<C> {
     priority: i32,
     seq: u64,
-    ctx: Context<C>,
+    /// Boxed: the heap moves its entries up and down at every push and pop
+    /// (a `Context` is some 400 bytes).
+    ctx: Box<Context<C>>,
 }
 
 /// A slot's best request, for the heap of heads.
@@ -167,7 +169,7 @@ impl<C: Send + 'static> MemoryQueue<C> {
             let entry = Entry {
                 priority: ctx.request.priority,
                 seq: self.seq,
-                ctx,
+                ctx: Box::new(ctx),
             };
             let slot = slot_of(&entry.ctx.request.url);
             // Look up by `&str`; a host's key is copied once, when it first
@@ -192,7 +194,7 @@ impl<C: Send + 'static> MemoryQueue<C> {
 
     /// Takes up to `max` requests now (the synchronous core of `pop`).
     pub fn pop_now(&mut self, max: usize, allowance: &SlotAllowance) -> Vec<Context<C>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max.min(self.len));
         let mut taken: HashMap<String, usize> = HashMap::new();
         let mut skipped = Vec::new();
         while out.len() < max {
@@ -210,7 +212,7 @@ impl<C: Send + 'static> MemoryQueue<C> {
             }
             let entry = heap.pop().expect("peeked");
             self.len -= 1;
-            out.push(entry.ctx);
+            out.push(*entry.ctx);
             match taken.get_mut(head.slot.as_str()) {
                 Some(n) => *n += 1,
                 None => {

@@ -131,7 +131,9 @@ impl<C: Callback> Request<C> {
         Ok(Self::from_url(url))
     }
 
-    fn from_url(url: Url) -> Self {
+    /// A GET request for `url`, which must already be `http` or `https`
+    /// (unchecked).
+    pub(crate) fn from_url(url: Url) -> Self {
         Request {
             url,
             method: Method::GET,

@@ -51,19 +51,18 @@ impl<C: Callback> Handler<Check<C>> for DupeFilter<C> {
     fn handle(&mut self, msg: Check<C>, _: &mut Self::Context) -> Self::Result {
         let fps = msg.batch.iter().map(|c| fingerprint(&c.request)).collect();
         let fut = self.backend.check_and_add(fps);
-        let batch = msg.batch;
+        let mut batch = msg.batch;
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
             match res.and_then(|fresh| complete_answer(fresh, batch.len())) {
                 Ok(fresh) => {
                     let total = batch.len();
-                    let accepted: Vec<_> = batch
-                        .into_iter()
-                        .zip(fresh)
-                        .filter_map(|(ctx, new)| new.then_some(ctx))
-                        .collect();
+                    // In place: the duplicates (most of a batch) are
+                    // dropped where they lie, only those kept move.
+                    let mut fresh = fresh.into_iter();
+                    batch.retain(|_| fresh.next().unwrap_or(false));
                     Checked {
-                        duplicates: total - accepted.len(),
-                        accepted,
+                        duplicates: total - batch.len(),
+                        accepted: batch,
                     }
                 }
                 Err(e) => {

@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::item::ItemMeta;
 use crate::messages::{deliver, Completed, Enqueue, Parse, ProcessItems, Report, Shutdown};
+use crate::request::Request;
 use crate::spider::{Callback, Output, Spider};
 use crate::stats::{Counter, Stats};
 
@@ -50,7 +51,13 @@ pub struct Parser<S: Spider> {
     depth_priority: i32,
     /// Counters.
     stats: Arc<Stats>,
+    /// The buffer each callback's requests are collected in, kept (empty)
+    /// from one response to the next so it does not grow again every time.
+    requests: Vec<Request<S::Callback>>,
 }
+
+/// The most requests [`Parser::requests`] keeps room for between responses.
+const KEPT_REQUESTS: usize = 256;
 
 impl<S: Spider> Parser<S> {
     /// A parser for `spider`.
@@ -67,6 +74,7 @@ impl<S: Spider> Parser<S> {
             accounting,
             depth_priority: 0,
             stats,
+            requests: Vec::new(),
         }
     }
 }
@@ -88,17 +96,23 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
 
     fn handle(&mut self, msg: Parse<S::Callback>, _: &mut Self::Context) {
         let Parse { ctx, response } = msg;
-        let mut out = Output::default();
+        let mut out = Output {
+            requests: std::mem::take(&mut self.requests),
+            items: Vec::new(),
+        };
         let callback = ctx.request.callback.clone();
         let spider = &self.spider;
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             spider.parse(callback, &response, &mut out)
         }));
-        let Output { requests, items } = out;
+        let Output {
+            mut requests,
+            items,
+        } = out;
         if !requests.is_empty() {
             let depth = ctx.request.depth + 1;
             let batch: Vec<Context<S::Callback>> = requests
-                .into_iter()
+                .drain(..)
                 .map(|mut r| {
                     r.depth = depth;
                     let level = i32::try_from(depth).unwrap_or(i32::MAX);
@@ -110,6 +124,9 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
                 .collect();
             self.accounting.open(batch.len());
             deliver(&self.links.enqueue, Enqueue { batch }, &self.stats);
+        }
+        if requests.capacity() <= KEPT_REQUESTS {
+            self.requests = requests;
         }
         let failure = match result {
             Ok(Ok(())) => None,

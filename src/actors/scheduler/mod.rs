@@ -459,7 +459,12 @@ impl<C: Callback> Scheduler<C> {
         // follows is held until these are checked.
         let seq = self.durable.as_mut().map(Durable::check_sent);
         let mark_seq = self.shared.as_mut().map(|s| s.marks.check_sent());
-        self.to_check.extend(check);
+        if self.to_check.is_empty() {
+            // Most often: the batch itself, not a copy of it.
+            self.to_check = check;
+        } else {
+            self.to_check.extend(check);
+        }
         self.to_check_seqs.push((seq, mark_seq));
         self.send_checks(ctx);
     }

@@ -89,6 +89,37 @@ struct Slot {
     held: bool,
 }
 
+/// `host`'s slot in `slots`, made (with delay `initial`) if it has none.
+fn slot_in<'a>(
+    slots: &'a mut HashMap<String, Slot>,
+    host: &str,
+    initial: Duration,
+) -> &'a mut Slot {
+    if !slots.contains_key(host) {
+        let slot = Slot {
+            active: 0,
+            cap: None,
+            delay: initial,
+            crawl_delay: Duration::ZERO,
+            // May start at once, whatever `now` the caller holds.
+            next_start: far_past(),
+            resting_until: None,
+            held: false,
+        };
+        slots.insert(host.to_string(), slot);
+    }
+    slots.get_mut(host).expect("inserted")
+}
+
+/// The minimum time between starts, under `cfg`, for a slot with `delay`.
+fn spacing(cfg: &SlotConfig, delay: Duration) -> Duration {
+    let rate = cfg
+        .host_rate
+        .map(|r| Duration::from_secs_f64(1.0 / r))
+        .unwrap_or_default();
+    delay.max(rate)
+}
+
 /// Every slot of a crawl.
 #[derive(Debug)]
 pub(crate) struct Slots {
@@ -117,30 +148,13 @@ impl Slots {
     }
 
     fn slot(&mut self, host: &str) -> &mut Slot {
-        if !self.slots.contains_key(host) {
-            let slot = Slot {
-                active: 0,
-                cap: None,
-                delay: self.initial_delay(),
-                crawl_delay: Duration::ZERO,
-                // May start at once, whatever `now` the caller holds.
-                next_start: far_past(),
-                resting_until: None,
-                held: false,
-            };
-            self.slots.insert(host.to_string(), slot);
-        }
-        self.slots.get_mut(host).expect("inserted")
+        let initial = self.initial_delay();
+        slot_in(&mut self.slots, host, initial)
     }
 
     /// The minimum time between starts for a slot with `delay`.
     fn spacing(&self, delay: Duration) -> Duration {
-        let rate = self
-            .cfg
-            .host_rate
-            .map(|r| Duration::from_secs_f64(1.0 / r))
-            .unwrap_or_default();
-        delay.max(rate)
+        spacing(&self.cfg, delay)
     }
 
     fn allowed(&self, slot: &Slot, now: Instant) -> usize {
@@ -189,6 +203,9 @@ impl Slots {
 
     /// Whether `host` may start one more request now.
     pub(crate) fn can_start(&mut self, host: &str, now: Instant) -> bool {
+        if let Some(slot) = self.slots.get(host) {
+            return self.allowed(slot, now) > 0;
+        }
         self.slot(host);
         self.allowed(&self.slots[host], now) > 0
     }
@@ -201,16 +218,13 @@ impl Slots {
 
     /// A request of `host` starts downloading.
     pub(crate) fn started(&mut self, host: &str, now: Instant) {
-        let randomize = self.cfg.randomize_delay;
-        let spacing = {
-            let slot = self.slot(host);
-            slot.delay.max(slot.crawl_delay)
-        };
-        let mut spacing = self.spacing(spacing);
-        if randomize && !spacing.is_zero() && self.cfg.host_rate.is_none() {
+        let initial = self.initial_delay();
+        let cfg = &self.cfg;
+        let slot = slot_in(&mut self.slots, host, initial);
+        let mut spacing = spacing(cfg, slot.delay.max(slot.crawl_delay));
+        if cfg.randomize_delay && !spacing.is_zero() && cfg.host_rate.is_none() {
             spacing = spacing.mul_f64(0.5 + fastrand::f64());
         }
-        let slot = self.slot(host);
         slot.active += 1;
         slot.next_start = now + spacing;
         if let Some(rate) = self.cfg.global_rate {
