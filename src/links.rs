@@ -52,8 +52,9 @@ pub struct LinkExtractor {
     same_domain: bool,
     tags: Vec<String>,
     attrs: Vec<String>,
-    /// `tag[attr]` for every chosen tag and attribute, for the scanner;
-    /// `None` when either list is empty.
+    /// The chosen tags, for the scanner (their attributes are read by the
+    /// handler: a selector that also tests attributes costs the scanner
+    /// more than reading them); `None` when either list is empty.
     links: Option<Scan>,
 }
 
@@ -181,20 +182,13 @@ impl LinkExtractorBuilder {
                 ErrorKind::Config(format!("link extractor tag or attribute name {name:?}")),
             ));
         }
-        let selectors: Vec<String> = self
-            .tags
-            .iter()
-            .flat_map(|t| self.attrs.iter().map(move |a| format!("{t}[{a}]")))
-            .collect();
-        let links = (!selectors.is_empty())
-            .then(|| selectors.join(", "))
+        let links = (!self.tags.is_empty() && !self.attrs.is_empty())
+            .then(|| self.tags.join(", "))
             .map(|list| {
                 list.parse::<Scan>().map_err(|e| {
                     Error::new(
                         Stage::Setup,
-                        ErrorKind::Config(format!(
-                            "link extractor tags and attributes {list:?}: {e}"
-                        )),
+                        ErrorKind::Config(format!("link extractor tags {list:?}: {e}")),
                     )
                 })
             })
@@ -261,7 +255,11 @@ impl LinkExtractor {
         }
         let Found { base, hrefs, .. } = found.into_inner();
         let base = resolve_base(base.as_deref(), &response.url);
-        self.resolve(hrefs.iter().map(String::as_str), &base, &response.url)
+        let hrefs = hrefs.iter().map(|href| match href {
+            Href::Page(span) => decode(&text[span.clone()]),
+            Href::Owned(value) => Cow::Borrowed(value.as_str()),
+        });
+        self.resolve(hrefs, &base, &response.url)
     }
 
     /// Adds the link attributes of `html` to `found`, in document order.
@@ -280,9 +278,28 @@ impl LinkExtractor {
                 ElementContentHandlers::default().element(|el: &mut Element| {
                     let mut found = found.borrow_mut();
                     for attr in &self.attrs {
-                        if let Some(value) = el.get_attribute(attr) {
-                            found.hrefs.push(decode(value));
-                        }
+                        // The first attribute of that name counts, as
+                        // browsers read it; its name and value are found
+                        // where they stand in the page, uncopied.
+                        let Some(at) =
+                            el.attributes()
+                                .iter()
+                                .find(|at| match at.name_source_location() {
+                                    Some(name) => html[name.bytes()].eq_ignore_ascii_case(attr),
+                                    None => at.name() == *attr,
+                                })
+                        else {
+                            continue;
+                        };
+                        let href = match (page, at.value_source_location()) {
+                            (true, Some(value)) => Href::Page(value.bytes()),
+                            // `<a href>`: the empty value.
+                            (true, None) => Href::Page(0..0),
+                            // Inside `<noscript>`, the text scanned is not
+                            // the page's: the value is kept decoded.
+                            (false, _) => Href::Owned(decode(&at.value()).into_owned()),
+                        };
+                        found.hrefs.push(href);
                     }
                     Ok(())
                 }),
@@ -304,7 +321,7 @@ impl LinkExtractor {
                 ElementContentHandlers::default().element(|el: &mut Element| {
                     let mut found = found.borrow_mut();
                     if found.base.is_none() {
-                        found.base = el.get_attribute("href").map(decode);
+                        found.base = el.get_attribute("href").map(|v| decode(&v).into_owned());
                     }
                     Ok(())
                 }),
@@ -348,9 +365,9 @@ impl LinkExtractor {
 
     /// The links among `hrefs` that pass the filters, resolved against
     /// `base`, in order, each once.
-    fn resolve<'a>(
+    fn resolve<S: AsRef<str>>(
         &self,
-        hrefs: impl Iterator<Item = &'a str>,
+        hrefs: impl Iterator<Item = S>,
         base: &Url,
         page_url: &Url,
     ) -> Vec<Url> {
@@ -361,7 +378,7 @@ impl LinkExtractor {
         for href in hrefs {
             // Unparseable hrefs are skipped: a page's typo must not fail
             // the whole callback.
-            let Ok(mut url) = base.join(href) else {
+            let Ok(mut url) = base.join(href.as_ref()) else {
                 continue;
             };
             // This also drops javascript:, mailto:, tel:, data: and the
@@ -425,10 +442,10 @@ impl LinkExtractor {
 
 /// The URL relative links resolve against: the first `<base href>`
 /// resolved against the page URL, as browsers do, else the page URL.
-fn resolve_base(base: Option<&str>, page_url: &Url) -> Url {
+fn resolve_base<'a>(base: Option<&str>, page_url: &'a Url) -> Cow<'a, Url> {
     base.and_then(|href| page_url.join(href).ok())
         .filter(|base| matches!(base.scheme(), "http" | "https"))
-        .unwrap_or_else(|| page_url.clone())
+        .map_or(Cow::Borrowed(page_url), Cow::Owned)
 }
 
 /// What a scan found.
@@ -437,9 +454,17 @@ struct Found {
     /// The first `<base href>`.
     base: Option<String>,
     /// The link attributes, in document order.
-    hrefs: Vec<String>,
+    hrefs: Vec<Href>,
     /// The text of the `<noscript>` being read.
     noscript: String,
+}
+
+/// A link attribute's value, as found.
+enum Href {
+    /// Where it stands in the page (not yet decoded).
+    Page(std::ops::Range<usize>),
+    /// Decoded, from text that is not the page's (a `<noscript>`'s).
+    Owned(String),
 }
 
 static BASE: std::sync::LazyLock<Scan> =
@@ -486,11 +511,11 @@ fn base_and_noscript(html: &str) -> (bool, bool) {
 }
 
 /// An attribute value with its character references decoded.
-fn decode(value: String) -> String {
+fn decode(value: &str) -> Cow<'_, str> {
     if value.contains('&') {
-        htmlize::unescape_attribute(value).into_owned()
+        htmlize::unescape_attribute(value)
     } else {
-        value
+        Cow::Borrowed(value)
     }
 }
 
@@ -707,6 +732,45 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(strings(links.extract(&r)), ["http://h.test/style.css"]);
+    }
+
+    #[test]
+    fn attributes_are_read_where_they_stand() {
+        // Text before the links that is several bytes per character, an
+        // attribute named twice (the first counts), names that only
+        // contain the wanted one, an empty and a missing value, and two
+        // wanted attributes on one element (both, in the order asked).
+        let body = "<p>héllo ✓ — 漢字</p>\
+            <a data-href=\"/no\" href=\"/first\" href=\"/second\">1</a>\
+            <a hrefx=\"/no\" HREF='/é?q=a&amp;b'>2</a>\
+            <a href>self</a><a name=\"x\">no href</a>\
+            <area src=\"/s\" href=\"/h\"><a href=\"/t\" src=\"/u\">3</a>";
+        let r = page("http://h.test/dir/page", body);
+        assert_eq!(
+            strings(LinkExtractor::default().extract(&r)),
+            [
+                "http://h.test/first",
+                "http://h.test/%C3%A9?q=a&b",
+                "http://h.test/dir/page",
+                "http://h.test/h",
+                "http://h.test/t",
+            ]
+        );
+        let two = LinkExtractor::builder()
+            .tags(["a", "area"])
+            .attrs(["src", "href"])
+            .build()
+            .unwrap();
+        let found = strings(two.extract(&r));
+        assert_eq!(
+            found[3..],
+            [
+                "http://h.test/s",
+                "http://h.test/h",
+                "http://h.test/u",
+                "http://h.test/t",
+            ]
+        );
     }
 
     #[test]
