@@ -333,6 +333,41 @@ async fn three_workers_fetch_every_page_once_and_finish_together() {
     assert_eq!(redis.cmd(&["HLEN", &format!("{p}reserved")]), "0");
 }
 
+/// The local ports of the TCP connections of process `pid` (its socket
+/// inodes, looked up in the kernel's TCP tables).
+fn tcp_ports(pid: u32) -> Vec<u16> {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some(inode.to_owned())
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    // sl local_address rem_address st ... uid timeout inode
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let inode = fields.get(9)?;
+                    let port = fields.get(1)?.rsplit(':').next()?;
+                    inodes
+                        .contains(*inode)
+                        .then(|| u16::from_str_radix(port, 16).ok())
+                        .flatten()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Sends `signal` to a worker process.
 fn signal(w: &Worker, signal: &str) {
     let ok = Command::new("kill")
@@ -352,16 +387,33 @@ async fn a_worker_killed_mid_crawl_loses_nothing_and_repeats_at_most_its_leases(
     // Short leases: the dead worker's come back within two seconds.
     let mut workers = setup.workers("killed", &["k1", "k2", "k3"], Duration::from_secs(2));
     wait_for_hits(site, PAGES / 3, &mut workers).await;
-    // Freeze it, count what it holds, then kill it.
+    // Freeze it, note its connections, kill it, and count what it holds
+    // once Redis has closed them: Redis runs whatever the worker had sent
+    // before it reads the end of the connection, so from then on the
+    // worker's leases can only change by the reaper.
     let mut dead = workers.remove(1);
     signal(&dead, "STOP");
+    let ports = tcp_ports(dead.child.id());
+    assert!(!ports.is_empty(), "the worker has no TCP connections");
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports.iter().any(|port| {
+        redis
+            .cmd(&["CLIENT", "LIST"])
+            .contains(&format!(" addr=127.0.0.1:{port} "))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "redis kept the dead worker's connections"
+        );
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
     let p = key_prefix("killed");
     let leases: usize = redis
         .cmd(&["HLEN", &format!("{p}lease:{}", dead.id)])
         .parse()
         .unwrap();
-    dead.child.kill().unwrap();
-    dead.child.wait().unwrap();
     let at_kill = site.seen.total();
     wait_all(&mut workers).await;
 
