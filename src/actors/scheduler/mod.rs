@@ -220,8 +220,10 @@ pub struct Scheduler<C: Callback> {
     /// Requests at the dupe filter, not yet queued (counted toward the
     /// start-request watermark so starts are not over-pulled).
     checking: usize,
-    /// Of those, the ones waiting for the `Check` out to return.
-    to_check: Vec<Context<C>>,
+    /// Of those, the ones waiting for the `Check` out to return, batch by
+    /// batch as they came (joined when sent: each request is copied once,
+    /// instead of again at every doubling of one growing vector).
+    to_check: Vec<Vec<Context<C>>>,
     /// The watermark positions (job directory, shared queue) of the
     /// batches in `to_check`.
     to_check_seqs: Vec<(Option<u64>, Option<u64>)>,
@@ -459,12 +461,7 @@ impl<C: Callback> Scheduler<C> {
         // follows is held until these are checked.
         let seq = self.durable.as_mut().map(Durable::check_sent);
         let mark_seq = self.shared.as_mut().map(|s| s.marks.check_sent());
-        if self.to_check.is_empty() {
-            // Most often: the batch itself, not a copy of it.
-            self.to_check = check;
-        } else {
-            self.to_check.extend(check);
-        }
+        self.to_check.push(check);
         self.to_check_seqs.push((seq, mark_seq));
         self.send_checks(ctx);
     }
@@ -480,7 +477,17 @@ impl<C: Callback> Scheduler<C> {
             return;
         }
         self.check_in_flight = true;
-        let batch = std::mem::take(&mut self.to_check);
+        let mut batches = std::mem::take(&mut self.to_check);
+        let batch = if batches.len() == 1 {
+            // Most often: the batch itself, not a copy of it.
+            batches.pop().expect("one batch")
+        } else {
+            let mut all = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+            for batch in batches {
+                all.extend(batch);
+            }
+            all
+        };
         let seqs = std::mem::take(&mut self.to_check_seqs);
         let n = batch.len();
         dupe.send(Check { batch })
