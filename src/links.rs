@@ -236,8 +236,8 @@ impl LinkExtractor {
     /// inside `<noscript>` are kept (its content is scanned as markup: a
     /// crawler runs no scripts). Attribute values are decoded as the HTML
     /// standard says (`&amp;` is `&`, `&copy=` stays). On a 2 KB page it
-    /// takes about two thirds of the time of parsing the page with scraper
-    /// and selecting from it (`cargo bench --bench hot`). A callback that
+    /// takes about half the time of parsing the page with scraper and
+    /// selecting from it (`cargo bench --bench hot`). A callback that
     /// already holds the parsed page can use [`LinkExtractor::extract_from`]
     /// instead.
     pub fn extract(&self, response: &Response) -> Vec<Url> {
