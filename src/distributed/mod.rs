@@ -272,13 +272,24 @@ pub struct CrawlTotals {
 }
 
 /// Reads the crawl `crawl_id`'s totals from the Redis at `url`.
+///
+/// The counters, the workers, the queue and the finish are read in one
+/// transaction, so they belong together: since a worker reports its
+/// counters before it leaves, `workers == 0` comes with every worker's
+/// final counts. (Read one after the other, the counters could predate a
+/// last report whose worker had left by the time the workers were read.)
 pub async fn totals(url: &str, crawl_id: &str) -> Result<CrawlTotals, Error> {
     let mut con = open(url).await?;
     let p = key_prefix(crawl_id);
     let failed = |e: RedisError| setup(format!("reading the crawl's totals: {e}"));
-    let raw: BTreeMap<String, u64> = con.hgetall(format!("{p}stats")).await.map_err(failed)?;
-    let workers: Vec<String> = con
+    type Snapshot = (BTreeMap<String, u64>, Vec<String>, u64, Option<String>);
+    let (counters, workers, queued, finished): Snapshot = redis::pipe()
+        .atomic()
+        .hgetall(format!("{p}stats"))
         .zrange(format!("{p}workers"), 0, -1)
+        .zcard(format!("{p}queue"))
+        .get(format!("{p}finished"))
+        .query_async(&mut con)
         .await
         .map_err(failed)?;
     let mut leased = 0;
@@ -287,11 +298,11 @@ pub async fn totals(url: &str, crawl_id: &str) -> Result<CrawlTotals, Error> {
         leased += n;
     }
     Ok(CrawlTotals {
-        counters: raw,
+        counters,
         workers: workers.len(),
-        queued: con.zcard(format!("{p}queue")).await.map_err(failed)?,
+        queued,
         leased,
-        finished: con.get(format!("{p}finished")).await.map_err(failed)?,
+        finished,
     })
 }
 
