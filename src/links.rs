@@ -278,28 +278,16 @@ impl LinkExtractor {
                 ElementContentHandlers::default().element(|el: &mut Element| {
                     let mut found = found.borrow_mut();
                     for attr in &self.attrs {
-                        // The first attribute of that name counts, as
-                        // browsers read it; its name and value are found
-                        // where they stand in the page, uncopied.
-                        let Some(at) =
-                            el.attributes()
-                                .iter()
-                                .find(|at| match at.name_source_location() {
-                                    Some(name) => html[name.bytes()].eq_ignore_ascii_case(attr),
-                                    None => at.name() == *attr,
-                                })
-                        else {
+                        let Some(span) = attribute_span(el, html, attr) else {
                             continue;
                         };
-                        let href = match (page, at.value_source_location()) {
-                            (true, Some(value)) => Href::Page(value.bytes()),
-                            // `<a href>`: the empty value.
-                            (true, None) => Href::Page(0..0),
+                        found.hrefs.push(if page {
+                            Href::Page(span)
+                        } else {
                             // Inside `<noscript>`, the text scanned is not
-                            // the page's: the value is kept decoded.
-                            (false, _) => Href::Owned(decode(&at.value()).into_owned()),
-                        };
-                        found.hrefs.push(href);
+                            // the page's: the value is kept, decoded.
+                            Href::Owned(decode(&html[span]).into_owned())
+                        });
                     }
                     Ok(())
                 }),
@@ -321,7 +309,8 @@ impl LinkExtractor {
                 ElementContentHandlers::default().element(|el: &mut Element| {
                     let mut found = found.borrow_mut();
                     if found.base.is_none() {
-                        found.base = el.get_attribute("href").map(|v| decode(&v).into_owned());
+                        found.base = attribute_span(el, html, "href")
+                            .map(|span| decode(&html[span]).into_owned());
                     }
                     Ok(())
                 }),
@@ -508,6 +497,24 @@ fn base_and_noscript(html: &str) -> (bool, bool) {
         start = end;
     }
     (base, noscript)
+}
+
+/// Where the value of `el`'s first attribute named `name` (ASCII, lower
+/// case) stands in `html`, the text the scanner was given: the value as
+/// written (character references not decoded, nothing stripped), or an
+/// empty range for an attribute without one. The first of a name counts,
+/// as browsers read it. `None` when `el` has no such attribute.
+///
+/// `lol_html`'s own `get_attribute` copies the value, and decodes it as
+/// text, which also drops a leading U+FEFF; browsers keep it.
+fn attribute_span(el: &Element, html: &str, name: &str) -> Option<std::ops::Range<usize>> {
+    // Every attribute the scanner read has its place in the text (only
+    // those a handler adds or changes have none, and none is changed here).
+    let at = el.attributes().iter().find(|at| {
+        at.name_source_location()
+            .is_some_and(|n| html[n.bytes()].eq_ignore_ascii_case(name))
+    })?;
+    Some(at.value_source_location().map_or(0..0, |v| v.bytes()))
 }
 
 /// An attribute value with its character references decoded.
@@ -756,6 +763,11 @@ mod tests {
                 "http://h.test/t",
             ]
         );
+        // The tree parser reads the same attributes.
+        assert_eq!(
+            strings(LinkExtractor::default().extract(&r)),
+            strings(LinkExtractor::default().extract_from(&Html::parse_document(body), &r.url))
+        );
         let two = LinkExtractor::builder()
             .tags(["a", "area"])
             .attrs(["src", "href"])
@@ -770,6 +782,32 @@ mod tests {
                 "http://h.test/u",
                 "http://h.test/t",
             ]
+        );
+    }
+
+    #[test]
+    fn a_value_is_taken_as_written_in_the_page_its_noscript_and_its_base() {
+        // A leading U+FEFF is part of the value, as browsers (and the
+        // tree parser) read it: the URL parser percent-encodes it.
+        let r = page(
+            "http://h.test/dir/page",
+            "<a href=\"\u{FEFF}/bom\">a</a>\
+             <noscript><a href=\"\u{FEFF}/ns\">n</a></noscript>",
+        );
+        assert_eq!(
+            strings(LinkExtractor::default().extract(&r)),
+            [
+                "http://h.test/dir/%EF%BB%BF/bom",
+                "http://h.test/dir/%EF%BB%BF/ns",
+            ]
+        );
+        let r = page(
+            "http://h.test/dir/page",
+            "<base href=\"\u{FEFF}/b/\"><a href=\"x\">x</a>",
+        );
+        assert_eq!(
+            strings(LinkExtractor::default().extract(&r)),
+            ["http://h.test/dir/%EF%BB%BF/b/x"]
         );
     }
 
