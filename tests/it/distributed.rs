@@ -333,9 +333,11 @@ async fn three_workers_fetch_every_page_once_and_finish_together() {
     assert_eq!(redis.cmd(&["HLEN", &format!("{p}reserved")]), "0");
 }
 
-/// The local ports of the TCP connections of process `pid` (its socket
-/// inodes, looked up in the kernel's TCP tables).
-fn tcp_ports(pid: u32) -> Vec<u16> {
+/// The local ports of process `pid`'s TCP connections to port `remote`
+/// (its socket inodes, looked up in the kernel's TCP tables). Only those:
+/// a connection elsewhere may share a local port with another process's
+/// connection to `remote`.
+fn tcp_ports(pid: u32, remote: u16) -> Vec<u16> {
     let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .flatten()
@@ -356,11 +358,12 @@ fn tcp_ports(pid: u32) -> Vec<u16> {
                 .filter_map(|line| {
                     // sl local_address rem_address st ... uid timeout inode
                     let fields: Vec<&str> = line.split_whitespace().collect();
-                    let inode = fields.get(9)?;
-                    let port = fields.get(1)?.rsplit(':').next()?;
-                    inodes
-                        .contains(*inode)
-                        .then(|| u16::from_str_radix(port, 16).ok())
+                    let port = |field: usize| {
+                        let hex = fields.get(field)?.rsplit(':').next()?;
+                        u16::from_str_radix(hex, 16).ok()
+                    };
+                    (inodes.contains(*fields.get(9)?) && port(2)? == remote)
+                        .then(|| port(1))
                         .flatten()
                 })
                 .collect::<Vec<_>>()
@@ -393,8 +396,8 @@ async fn a_worker_killed_mid_crawl_loses_nothing_and_repeats_at_most_its_leases(
     // worker's leases can only change by the reaper.
     let mut dead = workers.remove(1);
     signal(&dead, "STOP");
-    let ports = tcp_ports(dead.child.id());
-    assert!(!ports.is_empty(), "the worker has no TCP connections");
+    let ports = tcp_ports(dead.child.id(), redis.port());
+    assert!(!ports.is_empty(), "the worker has no connection to redis");
     dead.child.kill().unwrap();
     dead.child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
