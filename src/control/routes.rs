@@ -37,9 +37,9 @@ pub(super) fn scope(path: &str, shared: Arc<Shared>) -> impl HttpServiceFactory 
         .wrap(from_fn(authorize))
         .service(json_resource("/crawls", web::get().to(list)))
         .service(json_resource("/crawls/{id}", web::get().to(show)))
-        .service(json_resource("/crawls/{id}/pause", web::post().to(pause)))
-        .service(json_resource("/crawls/{id}/resume", web::post().to(resume)))
-        .service(json_resource("/crawls/{id}/stop", web::post().to(stop)))
+        .service(json_resource("/crawls/{id}/pause", post(Action::Pause)))
+        .service(json_resource("/crawls/{id}/resume", post(Action::Resume)))
+        .service(json_resource("/crawls/{id}/stop", post(Action::Stop)))
         .service(json_resource("/crawls/{id}/events", web::get().to(events)))
         .service(json_resource("/metrics", web::get().to(metrics)))
         .default_service(web::to(not_found));
@@ -328,34 +328,20 @@ async fn show(
 }
 
 /// What a `POST` on a crawl does.
+#[derive(Clone, Copy)]
 enum Action {
     Pause,
     Resume,
     Stop,
 }
 
-async fn pause(
-    shared: web::Data<Shared>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    act(&shared, &req, payload, Action::Pause).await
-}
-
-async fn resume(
-    shared: web::Data<Shared>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    act(&shared, &req, payload, Action::Resume).await
-}
-
-async fn stop(
-    shared: web::Data<Shared>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    act(&shared, &req, payload, Action::Stop).await
+/// The `POST` route that does `action` (see [`act`]).
+fn post(action: Action) -> actix_web::Route {
+    web::post().to(
+        move |shared: web::Data<Shared>, req: HttpRequest, payload: web::Payload| async move {
+            act(&shared, &req, payload, action).await
+        },
+    )
 }
 
 /// Pauses, resumes or stops the crawl; answers its summary. A stop drains

@@ -177,6 +177,10 @@ enum State {
     Stopping,
 }
 
+/// Where a batch sent to the dupe filter stands in the job directory's
+/// and the shared queue's watermarks, when they are on.
+type CheckSeqs = (Option<u64>, Option<u64>);
+
 /// The scheduler actor.
 pub struct Scheduler<C: Callback> {
     /// Where it sends things.
@@ -222,11 +226,9 @@ pub struct Scheduler<C: Callback> {
     checking: usize,
     /// Of those, the ones waiting for the `Check` out to return, batch by
     /// batch as they came (joined when sent: each request is copied once,
-    /// instead of again at every doubling of one growing vector).
-    to_check: Vec<Vec<Context<C>>>,
-    /// The watermark positions (job directory, shared queue) of the
-    /// batches in `to_check`.
-    to_check_seqs: Vec<(Option<u64>, Option<u64>)>,
+    /// instead of again at every doubling of one growing vector), each with
+    /// its watermark positions (job directory, shared queue).
+    to_check: Vec<(Vec<Context<C>>, CheckSeqs)>,
     /// A `Check` is with the dupe filter.
     check_in_flight: bool,
     /// A `Pop` is outstanding; only one at a time, so credits are exact.
@@ -289,7 +291,6 @@ impl<C: Callback> Scheduler<C> {
             next_delay: 0,
             checking: 0,
             to_check: Vec::new(),
-            to_check_seqs: Vec::new(),
             check_in_flight: false,
             popping: false,
             stalled: false,
@@ -461,8 +462,7 @@ impl<C: Callback> Scheduler<C> {
         // follows is held until these are checked.
         let seq = self.durable.as_mut().map(Durable::check_sent);
         let mark_seq = self.shared.as_mut().map(|s| s.marks.check_sent());
-        self.to_check.push(check);
-        self.to_check_seqs.push((seq, mark_seq));
+        self.to_check.push((check, (seq, mark_seq)));
         self.send_checks(ctx);
     }
 
@@ -477,18 +477,20 @@ impl<C: Callback> Scheduler<C> {
             return;
         }
         self.check_in_flight = true;
-        let mut batches = std::mem::take(&mut self.to_check);
-        let batch = if batches.len() == 1 {
-            // Most often: the batch itself, not a copy of it.
-            batches.pop().expect("one batch")
-        } else {
-            let mut all = Vec::with_capacity(batches.iter().map(Vec::len).sum());
-            for batch in batches {
-                all.extend(batch);
+        let waiting = std::mem::take(&mut self.to_check);
+        let total: usize = waiting.iter().map(|(requests, _)| requests.len()).sum();
+        let mut seqs = Vec::with_capacity(waiting.len());
+        let mut batch = Vec::new();
+        for (requests, seq) in waiting {
+            if batch.is_empty() {
+                // Most often the only one: the batch itself, not a copy.
+                batch = requests;
+                batch.reserve_exact(total - batch.len());
+            } else {
+                batch.extend(requests);
             }
-            all
-        };
-        let seqs = std::mem::take(&mut self.to_check_seqs);
+            seqs.push(seq);
+        }
         let n = batch.len();
         dupe.send(Check { batch })
             .into_actor(self)
