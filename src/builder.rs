@@ -21,33 +21,33 @@ use tokio::sync::{broadcast, watch};
 
 use crate::accounting::Accounting;
 use crate::actors::cache_queue::CacheQueue;
-use crate::actors::downloader::{Downloader, DownloaderLinks};
+use crate::actors::coordinator::Coordinator;
+use crate::actors::downloader::{Downloader, DownloaderOutbox};
 use crate::actors::dupefilter::DupeFilter;
-use crate::actors::engine::{Engine, EngineLinks};
-use crate::actors::error_handler::{ErrorHandler, ErrorLinks};
-use crate::actors::parser::{Parser, ParserLinks};
-use crate::actors::pipeline_stage::{PipelineStage, StageLinks};
-use crate::actors::pool::{Pool, PoolLinks};
-pub use crate::actors::scheduler::durable::CheckpointPolicy;
-use crate::actors::scheduler::slots::AutoThrottle;
-use crate::actors::scheduler::{Scheduler, SchedulerConfig, SchedulerLinks, SharedQueue};
+use crate::actors::engine::{Engine, EngineOutbox};
+use crate::actors::error_handler::{ErrorHandler, ErrorOutbox};
+use crate::actors::job_store::JobStore;
+use crate::actors::parser::{Parser, ParserOutbox};
+use crate::actors::pipeline_stage::{PipelineStage, StageOutbox};
+use crate::actors::pool::{Pool, PoolOutbox};
+use crate::actors::scheduler::{Scheduler, SchedulerConfig, SchedulerOutbox, SharedQueue};
 use crate::dedupe::{BloomDupe, DupeBackend};
-use crate::distributed::coordinator::{join, Coordinator};
+use crate::distributed::membership::join;
 use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
+use crate::http::proxy::EnvProxies;
 use crate::http::DownloadConfig;
-use crate::jobdir::{BloomSizing, JobStore};
+use crate::http::DEFAULT_USER_AGENT;
+use crate::jobdir::CheckpointPolicy;
+use crate::jobdir::{BloomSizing, JobDir};
 use crate::middleware::{DownloadMiddleware, Middlewares};
 use crate::pipeline::Pipeline;
-use crate::proxy::EnvProxies;
+use crate::politeness::slots::AutoThrottle;
 use crate::queue::{MemoryQueue, QueueBackend};
 use crate::retry::RetryPolicy;
 use crate::spider::Spider;
 use crate::stats::Stats;
-
-/// The User-Agent sent unless configured otherwise.
-pub const DEFAULT_USER_AGENT: &str = concat!("spinneret/", env!("CARGO_PKG_VERSION"));
 
 /// Entry point: `Crawler::builder(spider)`.
 pub struct Crawler<S: Spider> {
@@ -227,7 +227,10 @@ impl<S: Spider> CrawlerBuilder<S> {
         I: IntoIterator<Item = D>,
         D: Into<String>,
     {
-        self.scheduler.allowed_domains = domains.into_iter().map(Into::into).collect();
+        self.scheduler.allowed_domains = domains
+            .into_iter()
+            .map(|d| crate::host::normalise(&d.into()))
+            .collect();
         self
     }
 
@@ -580,7 +583,7 @@ impl<S: Spider> Crawler<S> {
                     rate: b.bloom_rate,
                 });
                 let log = log.new(o!("actor" => "job_store"));
-                let (store, restored) = JobStore::<S::Callback>::open(dir, sizing, log)?;
+                let (store, restored) = JobDir::<S::Callback>::open(dir, sizing, log)?;
                 (Some(store), restored)
             }
             None => (None, None),
@@ -628,7 +631,7 @@ impl<S: Spider> Crawler<S> {
 
         let errors = ErrorHandler::new(
             spider.clone(),
-            ErrorLinks {
+            ErrorOutbox {
                 enqueue: sched.clone().recipient(),
                 completed: sched.clone().recipient(),
             },
@@ -662,7 +665,7 @@ impl<S: Spider> Crawler<S> {
             .as_ref()
             .map_or_else(Arbiter::current, Arbiter::handle);
         let stage = {
-            let links = StageLinks {
+            let outbox = StageOutbox {
                 completed: sched.clone().recipient(),
                 report: errors.clone().recipient(),
             };
@@ -673,7 +676,7 @@ impl<S: Spider> Crawler<S> {
             );
             let (name, every): (Arc<str>, _) = (spider.name().into(), b.flush_interval);
             PipelineStage::start_in_arbiter(&stage_handle, move |_| {
-                PipelineStage::new(pipelines, links, name, every, stats, log)
+                PipelineStage::new(pipelines, outbox, name, every, stats, log)
             })
         };
         let parser_arbiter = (b.layout == ThreadLayout::Spread).then(Arbiter::new);
@@ -683,7 +686,7 @@ impl<S: Spider> Crawler<S> {
         arbiters.extend(stage_arbiter);
         arbiters.extend(parser_arbiter);
         let parser = {
-            let links = ParserLinks {
+            let outbox = ParserOutbox {
                 enqueue: sched.clone().recipient(),
                 items: stage.clone().recipient(),
                 completed: sched.clone().recipient(),
@@ -692,7 +695,7 @@ impl<S: Spider> Crawler<S> {
             let (spider, accounting, stats) = (spider.clone(), accounting.clone(), stats.clone());
             let depth_priority = b.scheduler.depth_priority;
             Parser::start_in_arbiter(&parser_handle, move |_| {
-                Parser::new(spider, links, accounting, stats).with_depth_priority(depth_priority)
+                Parser::new(spider, outbox, accounting, stats).with_depth_priority(depth_priority)
             })
         };
 
@@ -720,7 +723,7 @@ impl<S: Spider> Crawler<S> {
                     handle
                 }
             };
-            let links = DownloaderLinks {
+            let outbox = DownloaderOutbox {
                 results: pool.clone().recipient(),
                 crashes: pool.clone().recipient(),
             };
@@ -731,7 +734,7 @@ impl<S: Spider> Crawler<S> {
                 log.new(o!("actor" => "downloader", "worker" => index)),
             );
             let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
-                Downloader::new(index, middlewares, config, links, stats, log)
+                Downloader::new(index, middlewares, config, outbox, stats, log)
             });
             worker_shutdown.push(addr.clone().recipient());
             workers.push(addr.recipient());
@@ -751,13 +754,13 @@ impl<S: Spider> Crawler<S> {
         // Checkpoints are written (and synced) on a thread of their own.
         let store = store.map(|store| {
             let arbiter = Arbiter::new();
-            let addr = JobStore::start_in_arbiter(&arbiter.handle(), move |_| store);
+            let addr = JobStore::start_in_arbiter(&arbiter.handle(), move |_| JobStore::new(store));
             arbiters.push(arbiter);
             shutdown.push(addr.clone().recipient());
             addr
         });
         pool_ctx.run(Pool::new(
-            PoolLinks {
+            PoolOutbox {
                 workers,
                 worker_shutdown,
                 parser: parser.recipient(),
@@ -786,7 +789,7 @@ impl<S: Spider> Crawler<S> {
             SharedQueue::new(queue.clone().recipient(), queue.clone().recipient())
         });
         let mut scheduler = Scheduler::new(
-            SchedulerLinks {
+            SchedulerOutbox {
                 push: queue.clone().recipient(),
                 pop: queue.clone().recipient(),
                 drain: queue.recipient(),
@@ -815,12 +818,12 @@ impl<S: Spider> Crawler<S> {
         }
         sched_ctx.run(scheduler);
         let (finished_tx, finished_rx) = watch::channel(None);
-        let phase = Arc::new(crate::handle::Phase::default());
+        let phase = Arc::new(crate::state::Phase::default());
         let closing = middlewares.clone();
         let close_log = log.new(o!("actor" => "middlewares"));
         engine_ctx.run(
             Engine::new(
-                EngineLinks {
+                EngineOutbox {
                     pause: sched.clone().recipient(),
                     resume: sched.clone().recipient(),
                     stop: sched.clone().recipient(),
@@ -860,7 +863,7 @@ impl<S: Spider> Crawler<S> {
 
 /// Opens every middleware in order; if one fails, closes those opened and
 /// fails the start.
-fn open_middlewares<C: crate::spider::Callback>(m: &Middlewares<C>) -> Result<(), Error> {
+fn open_middlewares<C: crate::request::Callback>(m: &Middlewares<C>) -> Result<(), Error> {
     for (i, mw) in m.all().iter().enumerate() {
         if let Err(e) = mw.open() {
             for opened in &m.all()[..i] {
@@ -873,7 +876,7 @@ fn open_middlewares<C: crate::spider::Callback>(m: &Middlewares<C>) -> Result<()
 }
 
 /// Closes every middleware once, logging failures.
-fn close_middlewares<C: crate::spider::Callback>(m: &Middlewares<C>, log: &Logger) {
+fn close_middlewares<C: crate::request::Callback>(m: &Middlewares<C>, log: &Logger) {
     for mw in m.all() {
         if let Err(e) = mw.close() {
             slog::error!(log, "middleware close failed"; "middleware" => mw.name(), "error" => %e);

@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::request::Callback;
 use crate::request::Request;
-use crate::spider::Callback;
 
 /// A request in flight through the crawl, with its bookkeeping.
 #[derive(Clone, Debug, Serialize, Deserialize)]

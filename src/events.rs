@@ -11,7 +11,6 @@
 
 use serde::Serialize;
 
-use crate::jobdir::CheckpointInfo;
 use crate::stats::StatsSnapshot;
 
 /// How many events a slow subscriber may fall behind.
@@ -60,4 +59,37 @@ impl CrawlEvent {
             message: error.to_string(),
         }
     }
+}
+
+/// What a crawl found in its job directory when it resumed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResumeInfo {
+    /// Requests accepted and not completed: crawled first on resume.
+    pub pending: u64,
+    /// Requests completed by earlier runs.
+    pub completed: u64,
+    /// Start requests already consumed (skipped unless
+    /// [`rerun_start_requests`](crate::CrawlerBuilder::rerun_start_requests)).
+    pub starts_pulled: u64,
+    /// Whether the start requests had run out.
+    pub starts_exhausted: bool,
+    /// Journal records replayed.
+    pub records: usize,
+    /// Bytes of a torn or corrupt tail that were cut off the journal.
+    pub dropped_bytes: u64,
+}
+
+/// A checkpoint made durable in the job directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CheckpointInfo {
+    /// Counts the checkpoints written by this run, from 1.
+    pub sequence: u64,
+    /// Requests accepted and not completed, per the journal.
+    pub pending: u64,
+    /// Requests completed over all runs.
+    pub completed: u64,
+    /// Size of the journal after the write.
+    pub log_bytes: u64,
+    /// Whether the journal was compacted into one base record.
+    pub compacted: bool,
 }

@@ -67,7 +67,6 @@
 mod accounting;
 pub mod actors;
 pub mod backoff;
-mod body;
 pub mod builder;
 pub mod context;
 #[cfg(feature = "control")]
@@ -78,6 +77,7 @@ pub mod error;
 pub mod events;
 pub mod fingerprint;
 pub mod handle;
+mod host;
 mod http;
 pub mod item;
 pub mod jobdir;
@@ -88,38 +88,41 @@ pub mod messages;
 pub mod middleware;
 pub mod pipeline;
 pub mod pipelines;
-mod proxy;
+mod politeness;
 pub mod queue;
 pub mod redirect;
 pub mod request;
 pub mod response;
 pub mod retry;
 pub mod spider;
+mod state;
 pub mod stats;
 
 pub use async_trait::async_trait;
 // Re-exported so users name the versions `Response` returns.
-pub use actors::scheduler::slots::AutoThrottle;
-pub use actors::scheduler::slots::HostSlot;
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
-pub use builder::{CheckpointPolicy, Crawler, CrawlerBuilder, ThreadLayout, DEFAULT_USER_AGENT};
+pub use builder::{Crawler, CrawlerBuilder, ThreadLayout};
 pub use context::Context;
 pub use distributed::RedisOptions;
 pub use encoding_rs;
 pub use error::{Error, ErrorKind, Stage};
 pub use events::CrawlEvent;
-pub use handle::{CrawlHandle, CrawlState};
+pub use events::{CheckpointInfo, ResumeInfo};
+pub use handle::CrawlHandle;
+pub use http::DEFAULT_USER_AGENT;
 pub use item::{Item, ItemMeta};
-pub use jobdir::{CheckpointInfo, ResumeInfo};
+pub use jobdir::CheckpointPolicy;
 pub use links::{LinkExtractor, LinkExtractorBuilder};
 pub use middleware::{DownloadMiddleware, RequestAction, ResponseAction};
 pub use pipeline::{Pipeline, PipelineContext, Verdict};
-pub use request::Request;
+pub use politeness::{AutoThrottle, HostSlot};
+pub use request::{Callback, Request};
 pub use response::{Response, ResponseMeta};
 pub use retry::RetryPolicy;
 pub use scraper;
-pub use spider::{Callback, Failure, Output, Spider, StartRequests};
+pub use spider::{Failure, Output, Spider, StartRequests};
+pub use state::CrawlState;
 pub use stats::{Counter, StatsSnapshot};
 
 /// The README's example, compiled with the doctests so it cannot drift.

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::error::Error;
 use crate::item::{Item, ItemMeta};
-use crate::request::Request;
+use crate::jobdir::Delta;
+use crate::politeness::SlotReport;
+use crate::request::{Callback, Request};
 use crate::response::Response;
 use crate::stats::{Counter, Stats};
 
@@ -42,7 +44,7 @@ impl Message for Resume {
 #[derive(Debug)]
 pub struct HostSlots;
 impl Message for HostSlots {
-    type Result = Vec<crate::actors::scheduler::slots::HostSlot>;
+    type Result = Vec<crate::politeness::HostSlot>;
 }
 
 /// Handle → Engine → Scheduler, and Engine → Scheduler as the crawl
@@ -52,7 +54,7 @@ impl Message for HostSlots {
 #[derive(Debug)]
 pub struct Checkpoint;
 impl Message for Checkpoint {
-    type Result = Result<crate::jobdir::CheckpointInfo, Error>;
+    type Result = Result<crate::events::CheckpointInfo, Error>;
 }
 
 /// Engine → Scheduler: stop taking requests from the queue, let
@@ -296,19 +298,6 @@ pub struct Downloaded<C> {
     pub report: SlotReport,
 }
 
-/// What one exchange tells the Scheduler about its host.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SlotReport {
-    /// The download slot (the URL's host).
-    pub slot: String,
-    /// Time to the whole response, when there was one (AutoThrottle).
-    pub latency: Option<std::time::Duration>,
-    /// The response status, when there was one.
-    pub status: Option<u16>,
-    /// How long the host asked us to wait (`Retry-After` on 429 or 503).
-    pub retry_after: Option<std::time::Duration>,
-}
-
 /// Pool → Scheduler: a download ended and its host slot is free (with what
 /// the exchange said about the host).
 #[derive(Debug)]
@@ -427,4 +416,14 @@ where
     } else {
         stats.inc(Counter::LostMessages);
     }
+}
+
+/// Scheduler → JobStore: make this delta durable.
+pub(crate) struct WriteCheckpoint<C> {
+    /// The changes since the previous checkpoint.
+    pub delta: Delta<C>,
+}
+
+impl<C: Callback> Message for WriteCheckpoint<C> {
+    type Result = Result<crate::events::CheckpointInfo, Error>;
 }

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::request::Callback;
 use crate::request::Request;
 use crate::response::Response;
-use crate::spider::Callback;
 
 /// What `process_request` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]

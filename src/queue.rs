@@ -17,9 +17,9 @@ use std::collections::{BinaryHeap, HashMap};
 use futures_util::future::{ready, LocalBoxFuture};
 use uuid::Uuid;
 
-use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::Error;
+use crate::request::slot_of;
 
 /// A back-end operation's result, resolved on the CacheQueue's arbiter.
 pub type BackendFuture<T> = LocalBoxFuture<'static, Result<T, Error>>;

@@ -5,17 +5,33 @@
 //! included, as a value of the spider's own [`Callback`] type — so that later
 //! back-ends can persist queued requests to disk or share them through Redis.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use awc::http::Method;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Stage};
-use crate::spider::Callback;
+
+/// What a callback value must be: plain serialisable data with a default
+/// (the callback of a request that names none).
+///
+/// Implemented for every type that qualifies; `()` is the callback type of a
+/// spider with a single parse function.
+pub trait Callback:
+    Serialize + DeserializeOwned + Clone + Default + fmt::Debug + Send + Sync + Unpin + 'static
+{
+}
+
+impl<T> Callback for T where
+    T: Serialize + DeserializeOwned + Clone + Default + fmt::Debug + Send + Sync + Unpin + 'static
+{
+}
 
 /// A request to fetch, and how to handle its answer.
 ///
@@ -343,6 +359,12 @@ mod method_serde {
         let s = String::deserialize(d)?;
         Method::from_bytes(s.as_bytes()).map_err(serde::de::Error::custom)
     }
+}
+
+/// A request's download slot: its host, as in Scrapy. Borrowed, so the
+/// per-request lookups allocate nothing; owners copy it.
+pub(crate) fn slot_of(url: &url::Url) -> &str {
+    url.host_str().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //!
 //! It also owns reading a page: decoding the body by its declared charset
 //! ([`Response::text`]) and CSS selection over it ([`Response::css`]).
-//! Following links is [`crate::links`]'s job.
+//! Following links is the link extractor's job ([`LinkExtractor`](crate::LinkExtractor)).
 
 use std::borrow::Cow;
 use std::path::PathBuf;

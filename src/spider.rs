@@ -6,30 +6,12 @@
 //! the compiler checks every callback is handled, and the value serialises
 //! with the request, so a queued request can be persisted or shared.
 
-use std::fmt;
-
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::Error;
 use crate::item::Item;
-use crate::request::Request;
+use crate::request::{Callback, Request};
 use crate::response::Response;
-
-/// What a callback value must be: plain serialisable data with a default
-/// (the callback of a request that names none).
-///
-/// Implemented for every type that qualifies; `()` is the callback type of a
-/// spider with a single parse function.
-pub trait Callback:
-    Serialize + DeserializeOwned + Clone + Default + fmt::Debug + Send + Sync + Unpin + 'static
-{
-}
-
-impl<T> Callback for T where
-    T: Serialize + DeserializeOwned + Clone + Default + fmt::Debug + Send + Sync + Unpin + 'static
-{
-}
 
 /// The start requests of a crawl, pulled lazily as the queue has room.
 pub type StartRequests<C> = Box<dyn Iterator<Item = Request<C>> + Send>;

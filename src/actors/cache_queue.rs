@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::messages::{Ack, Drain, Leave, Pop, Popped, Push, Shutdown, StartsQueued};
 use crate::queue::QueueBackend;
-use crate::spider::Callback;
+use crate::request::Callback;
 use crate::stats::Stats;
 
 /// The queue actor.

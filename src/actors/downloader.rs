@@ -27,16 +27,16 @@ use slog::{debug, error, Logger};
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::http::{exchange, Clients, DownloadConfig};
-use crate::messages::{
-    deliver, Download, Downloaded, Outcome, Shutdown, SlotReport, WorkerCrashed,
-};
+use crate::messages::{deliver, Download, Downloaded, Outcome, Shutdown, WorkerCrashed};
 use crate::middleware::{Middlewares, RequestAction, ResponseAction};
+use crate::politeness::SlotReport;
 use crate::redirect::{follow, is_redirect};
-use crate::spider::Callback;
+use crate::request::slot_of;
+use crate::request::Callback;
 use crate::stats::Stats;
 
 /// Where a downloader reports.
-pub struct DownloaderLinks<C: Callback> {
+pub struct DownloaderOutbox<C: Callback> {
     /// Finished downloads.
     pub results: Recipient<Downloaded<C>>,
     /// Crash reports.
@@ -56,7 +56,7 @@ pub struct Downloader<C: Callback> {
     /// Timeouts, limits, User-Agent.
     config: Arc<DownloadConfig>,
     /// Where it reports.
-    links: DownloaderLinks<C>,
+    outbox: DownloaderOutbox<C>,
     /// Counters.
     stats: Arc<Stats>,
     /// Structured log.
@@ -68,7 +68,7 @@ impl<C: Callback> Downloader<C> {
         index: usize,
         middlewares: Arc<Middlewares<C>>,
         config: Arc<DownloadConfig>,
-        links: DownloaderLinks<C>,
+        outbox: DownloaderOutbox<C>,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
@@ -78,7 +78,7 @@ impl<C: Callback> Downloader<C> {
             clients: None,
             middlewares,
             config,
-            links,
+            outbox,
             stats,
             log,
         }
@@ -138,7 +138,7 @@ impl<C: Callback> Handler<Download<C>> for Downloader<C> {
             .catch_unwind()
             .into_actor(self)
             .map(move |res, act, ctx| match res {
-                Ok(done) => deliver(&act.links.results, done, &act.stats),
+                Ok(done) => deliver(&act.outbox.results, done, &act.stats),
                 Err(panic) => {
                     let panic = panic_message(&*panic);
                     error!(act.log, "download panicked"; "worker" => act.index,
@@ -149,7 +149,7 @@ impl<C: Callback> Handler<Download<C>> for Downloader<C> {
                         id,
                         panic,
                     };
-                    deliver(&act.links.crashes, crash, &act.stats);
+                    deliver(&act.outbox.crashes, crash, &act.stats);
                     ctx.stop();
                 }
             })
@@ -252,12 +252,6 @@ async fn download<C: Callback>(
         emitted,
         report,
     }
-}
-
-/// A request's download slot: its host, as in Scrapy. Borrowed, so the
-/// per-request lookups allocate nothing; owners copy it.
-pub(crate) fn slot_of(url: &url::Url) -> &str {
-    url.host_str().unwrap_or_default()
 }
 
 /// `Retry-After` as seconds or an HTTP-date, relative to `now`; capped at
@@ -398,7 +392,7 @@ mod tests {
             user_agent: "test".into(),
             ..DownloadConfig::default()
         });
-        let links = DownloaderLinks {
+        let outbox = DownloaderOutbox {
             results: pool.clone().recipient(),
             crashes: pool.recipient(),
         };
@@ -407,7 +401,7 @@ mod tests {
                 3,
                 middlewares,
                 config,
-                links,
+                outbox,
                 Arc::default(),
                 Logger::root(slog::Discard, slog::o!()),
             )

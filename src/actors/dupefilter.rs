@@ -15,7 +15,7 @@ use crate::dedupe::DupeBackend;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::fingerprint::fingerprint;
 use crate::messages::{Check, Checked, Shutdown};
-use crate::spider::Callback;
+use crate::request::Callback;
 use crate::stats::Stats;
 
 /// The dupe-filter actor.

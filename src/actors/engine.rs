@@ -18,18 +18,18 @@ use tokio::sync::{broadcast, watch};
 
 use crate::accounting::Accounting;
 use crate::error::{Error, ErrorKind, Stage};
+use crate::events::CheckpointInfo;
 use crate::events::CrawlEvent;
-use crate::handle::Phase;
-use crate::jobdir::CheckpointInfo;
 use crate::messages::deliver;
 use crate::messages::{
     Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, Resume, Shutdown, Stop, StopCrawl,
     StopMode,
 };
+use crate::state::Phase;
 use crate::stats::{Counter, Stats, StatsSnapshot};
 
 /// Where the engine sends things.
-pub struct EngineLinks {
+pub struct EngineOutbox {
     /// Scheduler: pause.
     pub pause: Recipient<Pause>,
     /// Scheduler: resume.
@@ -55,7 +55,7 @@ pub struct EngineLinks {
 /// The engine actor.
 pub struct Engine {
     /// Where it sends things.
-    links: EngineLinks,
+    outbox: EngineOutbox,
     /// The arbiters the crawl created (parser, pipelines, downloaders),
     /// stopped at the end.
     arbiters: Vec<Arbiter>,
@@ -87,7 +87,7 @@ pub struct Engine {
 
 impl Engine {
     pub(crate) fn new(
-        links: EngineLinks,
+        outbox: EngineOutbox,
         arbiters: Vec<Arbiter>,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
@@ -95,7 +95,7 @@ impl Engine {
         log: Logger,
     ) -> Self {
         Engine {
-            links,
+            outbox,
             arbiters,
             accounting,
             stats,
@@ -191,7 +191,7 @@ impl Engine {
         self.emit(CrawlEvent::Finished {
             stats: Box::new(snapshot.clone()),
         });
-        for r in &self.links.shutdown {
+        for r in &self.outbox.shutdown {
             r.do_send(Shutdown);
         }
         for a in &self.arbiters {
@@ -224,9 +224,9 @@ impl Handler<Idle> for Engine {
             return;
         }
         self.finishing = true;
-        let close = self.links.close.send(ClosePipelines);
-        let checkpoint = self.links.checkpoint.clone();
-        let leave = self.links.leave.clone();
+        let close = self.outbox.close.send(ClosePipelines);
+        let checkpoint = self.outbox.checkpoint.clone();
+        let leave = self.outbox.leave.clone();
         let log = self.log.clone();
         async move {
             let _ = close.await;
@@ -297,7 +297,7 @@ impl Handler<Checkpoint> for Engine {
     type Result = ResponseFuture<Result<CheckpointInfo, Error>>;
 
     fn handle(&mut self, msg: Checkpoint, _: &mut Self::Context) -> Self::Result {
-        let Some(to) = self.links.checkpoint.clone() else {
+        let Some(to) = self.outbox.checkpoint.clone() else {
             return Box::pin(async {
                 Err(Error::new(
                     Stage::Control,
@@ -322,7 +322,7 @@ impl Handler<Pause> for Engine {
     fn handle(&mut self, msg: Pause, _: &mut Self::Context) -> Self::Result {
         forward(
             self,
-            &self.links.pause,
+            &self.outbox.pause,
             msg,
             "pause",
             Some((CrawlEvent::Paused, Phase::paused)),
@@ -336,7 +336,7 @@ impl Handler<Resume> for Engine {
     fn handle(&mut self, msg: Resume, _: &mut Self::Context) -> Self::Result {
         forward(
             self,
-            &self.links.resume,
+            &self.outbox.resume,
             msg,
             "resume",
             Some((CrawlEvent::Resumed, Phase::resumed)),
@@ -363,15 +363,15 @@ impl Handler<StopCrawl> for Engine {
                 if !act.finishing {
                     error!(act.log, "drain deadline passed: forcing the stop";
                         "deadline_s" => act.drain_timeout.as_secs_f64());
-                    deliver(&act.links.force, ForceStop, &act.stats);
+                    deliver(&act.outbox.force, ForceStop, &act.stats);
                 }
             });
-            forward(self, &self.links.stop, Stop, "stop", None)
+            forward(self, &self.outbox.stop, Stop, "stop", None)
         };
         if force {
             warn!(self.log, "forcing the stop");
             // Sent after the `Stop`, so the Scheduler sees them in order.
-            deliver(&self.links.force, ForceStop, &self.stats);
+            deliver(&self.outbox.force, ForceStop, &self.stats);
         }
         stopped
     }
@@ -460,7 +460,7 @@ mod tests {
     fn rig(close: Option<Recipient<ClosePipelines>>, control: Option<Addr<Gone>>) -> Rig {
         let (ctrl, ctrl_events) = Recorder::spawn();
         let (other, other_events) = Recorder::spawn();
-        let links = EngineLinks {
+        let outbox = EngineOutbox {
             pause: match &control {
                 Some(g) => g.clone().recipient(),
                 None => ctrl.clone().recipient(),
@@ -487,7 +487,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let (tx, finished) = watch::channel(None);
         context.run(Engine::new(
-            links,
+            outbox,
             Vec::new(),
             accounting.clone(),
             stats.clone(),

@@ -24,7 +24,7 @@ use crate::spider::{Failure, Spider};
 use crate::stats::{Counter, Stats};
 
 /// Where the error handler sends things.
-pub struct ErrorLinks<C: crate::spider::Callback> {
+pub struct ErrorOutbox<C: crate::request::Callback> {
     /// Requests from `on_error`.
     pub enqueue: Recipient<Enqueue<C>>,
     /// Failed requests, once handled.
@@ -36,7 +36,7 @@ pub struct ErrorHandler<S: Spider> {
     /// The user's spider, for `on_error`.
     spider: Arc<S>,
     /// Where it sends things.
-    links: ErrorLinks<S::Callback>,
+    outbox: ErrorOutbox<S::Callback>,
     /// Open-work counter (requests from `on_error` open before the failed
     /// one closes).
     accounting: Arc<Accounting>,
@@ -52,14 +52,14 @@ impl<S: Spider> ErrorHandler<S> {
     /// An error handler for `spider`.
     pub(crate) fn new(
         spider: Arc<S>,
-        links: ErrorLinks<S::Callback>,
+        outbox: ErrorOutbox<S::Callback>,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
         ErrorHandler {
             spider,
-            links,
+            outbox,
             accounting,
             stats,
             log,
@@ -119,9 +119,9 @@ impl<S: Spider> Handler<RequestFailed<S::Callback>> for ErrorHandler<S> {
                 .map(|r| Context::new(r, Some(id)))
                 .collect();
             self.accounting.open(batch.len());
-            deliver(&self.links.enqueue, Enqueue { batch }, &self.stats);
+            deliver(&self.outbox.enqueue, Enqueue { batch }, &self.stats);
         }
-        deliver(&self.links.completed, Completed { id }, &self.stats);
+        deliver(&self.outbox.completed, Completed { id }, &self.stats);
     }
 }
 
@@ -208,14 +208,14 @@ mod tests {
         let accounting = Arc::new(Accounting::new(sched.clone().recipient()));
         let stats = Arc::new(Stats::default());
         let logged = Capture::default();
-        let links = ErrorLinks {
+        let outbox = ErrorOutbox {
             enqueue: sched.clone().recipient(),
             completed: sched.clone().recipient(),
         };
         let log = Logger::root(logged.clone(), slog::o!());
         let handler = ErrorHandler::new(
             spider.clone(),
-            links,
+            outbox,
             accounting.clone(),
             stats.clone(),
             log,

@@ -20,12 +20,13 @@ use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::item::ItemMeta;
 use crate::messages::{deliver, Completed, Enqueue, Parse, ProcessItems, Report, Shutdown};
+use crate::request::Callback;
 use crate::request::Request;
-use crate::spider::{Callback, Output, Spider};
+use crate::spider::{Output, Spider};
 use crate::stats::{Counter, Stats};
 
 /// Where the parser sends things.
-pub struct ParserLinks<C: Callback> {
+pub struct ParserOutbox<C: Callback> {
     /// New requests.
     pub enqueue: Recipient<Enqueue<C>>,
     /// Items.
@@ -43,7 +44,7 @@ pub struct Parser<S: Spider> {
     /// Its name, shared into every item's metadata.
     spider_name: Arc<str>,
     /// Where it sends things.
-    links: ParserLinks<S::Callback>,
+    outbox: ParserOutbox<S::Callback>,
     /// Open-work counter (new requests are opened before the parent closes).
     accounting: Arc<Accounting>,
     /// Lowers a new request's priority per level of depth (the crawl's
@@ -63,14 +64,14 @@ impl<S: Spider> Parser<S> {
     /// A parser for `spider`.
     pub(crate) fn new(
         spider: Arc<S>,
-        links: ParserLinks<S::Callback>,
+        outbox: ParserOutbox<S::Callback>,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
     ) -> Self {
         Parser {
             spider_name: spider.name().into(),
             spider,
-            links,
+            outbox,
             accounting,
             depth_priority: 0,
             stats,
@@ -123,7 +124,7 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
                 })
                 .collect();
             self.accounting.open(batch.len());
-            deliver(&self.links.enqueue, Enqueue { batch }, &self.stats);
+            deliver(&self.outbox.enqueue, Enqueue { batch }, &self.stats);
         }
         if requests.capacity() <= KEPT_REQUESTS {
             self.requests = requests;
@@ -140,13 +141,17 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
             self.stats.inc(Counter::SpiderExceptions);
             let error = error.with_url(&response.url).with_attempt(ctx.attempt);
             deliver(
-                &self.links.report,
+                &self.outbox.report,
                 Report { error, item: None },
                 &self.stats,
             );
         }
         if items.is_empty() {
-            deliver(&self.links.completed, Completed { id: ctx.id }, &self.stats);
+            deliver(
+                &self.outbox.completed,
+                Completed { id: ctx.id },
+                &self.stats,
+            );
         } else {
             let meta = ItemMeta {
                 request_id: ctx.id,
@@ -155,7 +160,11 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
                 depth: ctx.request.depth,
                 dispatched_at: ctx.dispatched_at,
             };
-            deliver(&self.links.items, ProcessItems { items, meta }, &self.stats);
+            deliver(
+                &self.outbox.items,
+                ProcessItems { items, meta },
+                &self.stats,
+            );
         }
     }
 }
@@ -193,13 +202,13 @@ mod tests {
         let spider = Arc::new(TestSpider::default());
         let accounting = Arc::new(Accounting::new(out.clone().recipient()));
         let stats = Arc::new(Stats::default());
-        let links = ParserLinks {
+        let outbox = ParserOutbox {
             enqueue: out.clone().recipient(),
             items: out.clone().recipient(),
             completed: out.clone().recipient(),
             report: out.clone().recipient(),
         };
-        let parser = Parser::new(spider.clone(), links, accounting.clone(), stats.clone()).start();
+        let parser = Parser::new(spider.clone(), outbox, accounting.clone(), stats.clone()).start();
         Rig {
             parser,
             spider,

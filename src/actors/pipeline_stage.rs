@@ -29,7 +29,7 @@ use crate::pipeline::{Pipeline, PipelineContext, Verdict};
 use crate::stats::{Counter, Stats};
 
 /// Where the stage sends things.
-pub struct StageLinks {
+pub struct StageOutbox {
     /// Requests whose items are through.
     pub completed: Recipient<Completed>,
     /// Item failures.
@@ -50,7 +50,7 @@ pub struct PipelineStage {
     /// How often `flush` runs.
     flush_interval: Duration,
     /// Where it sends things.
-    links: StageLinks,
+    outbox: StageOutbox,
     /// Counters.
     stats: Arc<Stats>,
     /// Structured log.
@@ -61,7 +61,7 @@ impl PipelineStage {
     /// A stage over `pipelines` (sorted here by priority, stable).
     pub fn new(
         mut pipelines: Vec<Box<dyn Pipeline>>,
-        links: StageLinks,
+        outbox: StageOutbox,
         spider: Arc<str>,
         flush_interval: Duration,
         stats: Arc<Stats>,
@@ -78,7 +78,7 @@ impl PipelineStage {
                 log: log.clone(),
             },
             flush_interval,
-            links,
+            outbox,
             stats,
             log,
         }
@@ -106,7 +106,7 @@ impl PipelineStage {
     /// resolves to how many failed.
     fn run_hook(&mut self, hook: Hook) -> ResponseActFuture<Self, usize> {
         let mut pipelines = std::mem::take(&mut self.pipelines);
-        let report = self.links.report.clone();
+        let report = self.outbox.report.clone();
         let stats = self.stats.clone();
         let context = self.context.clone();
         let log = self.log.clone();
@@ -159,7 +159,7 @@ impl Handler<ProcessItems> for PipelineStage {
     fn handle(&mut self, msg: ProcessItems, _: &mut Self::Context) -> Self::Result {
         let mut pipelines = std::mem::take(&mut self.pipelines);
         let stats = self.stats.clone();
-        let report = self.links.report.clone();
+        let report = self.outbox.report.clone();
         let log = self.log.clone();
         let ProcessItems { items, meta } = msg;
         let run = async move {
@@ -193,7 +193,7 @@ impl Handler<ProcessItems> for PipelineStage {
         AtomicResponse::new(Box::pin(run.into_actor(self).map(
             |(pipelines, id), act, _| {
                 act.pipelines = pipelines;
-                deliver(&act.links.completed, Completed { id }, &act.stats);
+                deliver(&act.outbox.completed, Completed { id }, &act.stats);
             },
         )))
     }
@@ -384,13 +384,14 @@ mod tests {
                 fail_open,
             }),
         ];
-        let links = StageLinks {
+        let outbox = StageOutbox {
             completed: out.clone().recipient(),
             report: out.clone().recipient(),
         };
         let hour = Duration::from_secs(3600);
         let stage =
-            PipelineStage::new(pipelines, links, "test".into(), hour, stats.clone(), log()).start();
+            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
+                .start();
         Rig {
             stage,
             journal,

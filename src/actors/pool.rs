@@ -22,20 +22,21 @@ use slog::{debug, error, Logger};
 use uuid::Uuid;
 
 use crate::accounting::Accounting;
-use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Stage};
+use crate::messages::Released;
 use crate::messages::{
     deliver, Completed, Dispatch, Download, Downloaded, Enqueue, Outcome, Parse, RequestFailed,
     Requeue, Shutdown, WorkerCrashed,
 };
-use crate::messages::{Released, SlotReport};
+use crate::politeness::SlotReport;
+use crate::request::slot_of;
+use crate::request::Callback;
 use crate::retry::RetryPolicy;
-use crate::spider::Callback;
 use crate::stats::{Counter, Stats};
 
 /// Where the pool sends things.
-pub struct PoolLinks<C: Callback> {
+pub struct PoolOutbox<C: Callback> {
     /// The downloaders, by index.
     pub workers: Vec<Recipient<Download<C>>>,
     /// The same downloaders, told when the crawl is over.
@@ -57,7 +58,7 @@ pub struct PoolLinks<C: Callback> {
 /// The pool actor.
 pub struct Pool<C: Callback> {
     /// Where it sends things.
-    links: PoolLinks<C>,
+    outbox: PoolOutbox<C>,
     /// Requests in flight per downloader, to pick the least loaded.
     load: Vec<usize>,
     /// Each downloader's incarnation as the pool knows it.
@@ -79,18 +80,18 @@ pub struct Pool<C: Callback> {
 }
 
 impl<C: Callback> Pool<C> {
-    /// A pool over `links.workers`.
+    /// A pool over `outbox.workers`.
     pub(crate) fn new(
-        links: PoolLinks<C>,
+        outbox: PoolOutbox<C>,
         max_crashes: u32,
         retry: Option<RetryPolicy>,
         accounting: Arc<Accounting>,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Self {
-        let n = links.workers.len();
+        let n = outbox.workers.len();
         Pool {
-            links,
+            outbox,
             load: vec![0; n],
             epochs: vec![0; n],
             in_flight: HashMap::new(),
@@ -120,7 +121,7 @@ impl<C: Callback> Handler<Dispatch<C>> for Pool<C> {
             ctx: msg.ctx,
             epoch: self.epochs[worker],
         };
-        deliver(&self.links.workers[worker], download, &self.stats);
+        deliver(&self.outbox.workers[worker], download, &self.stats);
     }
 }
 
@@ -134,7 +135,7 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
         };
         self.load[worker] = self.load[worker].saturating_sub(1);
         deliver(
-            &self.links.released,
+            &self.outbox.released,
             Released { report: msg.report },
             &self.stats,
         );
@@ -145,24 +146,32 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
                 .map(|r| Context::new(r, Some(msg.id)))
                 .collect();
             self.accounting.open(batch.len());
-            deliver(&self.links.enqueue, Enqueue { batch }, &self.stats);
+            deliver(&self.outbox.enqueue, Enqueue { batch }, &self.stats);
         }
         match msg.outcome {
             Outcome::Response(ctx, response) => {
-                deliver(&self.links.parser, Parse { ctx, response }, &self.stats);
+                deliver(&self.outbox.parser, Parse { ctx, response }, &self.stats);
             }
             Outcome::Failed(ctx, error) => self.failed(ctx, error),
             Outcome::Redirected(ctx, next) => {
                 let batch = vec![Context::new(*next, Some(ctx.id))];
                 self.accounting.open(1);
-                deliver(&self.links.enqueue, Enqueue { batch }, &self.stats);
-                deliver(&self.links.completed, Completed { id: ctx.id }, &self.stats);
+                deliver(&self.outbox.enqueue, Enqueue { batch }, &self.stats);
+                deliver(
+                    &self.outbox.completed,
+                    Completed { id: ctx.id },
+                    &self.stats,
+                );
             }
             Outcome::Dropped(ctx, reason) => {
                 debug!(self.log, "request dropped by a middleware";
                     "request_id" => %ctx.id, "url" => %ctx.request.url, "reason" => reason);
                 self.stats.inc(Counter::DownloadDropped);
-                deliver(&self.links.completed, Completed { id: ctx.id }, &self.stats);
+                deliver(
+                    &self.outbox.completed,
+                    Completed { id: ctx.id },
+                    &self.stats,
+                );
             }
         }
     }
@@ -186,7 +195,7 @@ impl<C: Callback> Pool<C> {
                     batch: vec![ctx],
                     delay: Some(delay),
                 };
-                deliver(&self.links.requeue, requeue, &self.stats);
+                deliver(&self.outbox.requeue, requeue, &self.stats);
                 return;
             }
             self.stats.add_named("retry/max_reached", 1);
@@ -197,7 +206,7 @@ impl<C: Callback> Pool<C> {
             self.stats.inc(Counter::HttpErrorIgnored);
         }
         deliver(
-            &self.links.errors,
+            &self.outbox.errors,
             RequestFailed { ctx, error },
             &self.stats,
         );
@@ -229,7 +238,7 @@ impl<C: Callback> Handler<WorkerCrashed> for Pool<C> {
                 slot: slot_of(&ctx.request.url).to_string(),
                 ..SlotReport::default()
             };
-            deliver(&self.links.released, Released { report }, &self.stats);
+            deliver(&self.outbox.released, Released { report }, &self.stats);
             if id == msg.id {
                 ctx.crashes += 1;
                 if ctx.crashes > self.max_crashes {
@@ -237,7 +246,7 @@ impl<C: Callback> Handler<WorkerCrashed> for Pool<C> {
                         .with_url(&ctx.request.url)
                         .with_attempt(ctx.attempt);
                     deliver(
-                        &self.links.errors,
+                        &self.outbox.errors,
                         RequestFailed { ctx, error },
                         &self.stats,
                     );
@@ -254,7 +263,7 @@ impl<C: Callback> Handler<WorkerCrashed> for Pool<C> {
                 batch: requeue,
                 delay: None,
             };
-            deliver(&self.links.requeue, requeue, &self.stats);
+            deliver(&self.outbox.requeue, requeue, &self.stats);
         }
     }
 }
@@ -267,10 +276,10 @@ impl<C: Callback> Handler<Shutdown> for Pool<C> {
         // Spread), which outlives the crawl: they stop now, dropping what
         // a forced stop abandoned, and nothing holds their addresses after
         // this, so their supervisors do not restart them.
-        for worker in self.links.worker_shutdown.drain(..) {
+        for worker in self.outbox.worker_shutdown.drain(..) {
             worker.do_send(Shutdown);
         }
-        self.links.workers.clear();
+        self.outbox.workers.clear();
         ctx.stop();
     }
 }
@@ -308,7 +317,7 @@ mod tests {
         let (released, released_events) = Recorder::spawn();
         let accounting = Arc::new(Accounting::new(out.clone().recipient()));
         let stats = Arc::new(Stats::default());
-        let links = PoolLinks {
+        let outbox = PoolOutbox {
             workers: workers.iter().map(|(w, _)| w.clone().recipient()).collect(),
             worker_shutdown: workers.iter().map(|(w, _)| w.clone().recipient()).collect(),
             parser: out.clone().recipient(),
@@ -319,7 +328,7 @@ mod tests {
             released: released.clone().recipient(),
         };
         let pool = Pool::new(
-            links,
+            outbox,
             max_crashes,
             retry,
             accounting.clone(),

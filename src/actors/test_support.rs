@@ -20,11 +20,13 @@ use crate::context::Context;
 use crate::error::{Error, Stage};
 use crate::messages::{
     ClosePipelines, Completed, Dispatch, Download, Enqueue, ForceStop, Idle, Parse, Pause,
-    ProcessItems, Released, Report, RequestFailed, Requeue, Resume, Shutdown, SlotReport, Stop,
+    ProcessItems, Released, Report, RequestFailed, Requeue, Resume, Shutdown, Stop,
 };
+use crate::politeness::SlotReport;
+use crate::request::Callback;
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
-use crate::spider::{Callback, Failure, Output, Spider, StartRequests};
+use crate::spider::{Failure, Output, Spider, StartRequests};
 
 /// How long [`Events::next`] waits before failing the test: a guard
 /// against a hang, never a wait for work to happen.

@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
-use crate::actors::scheduler::slots::HostSlot;
-use crate::handle::CrawlState;
+use crate::politeness::slots::HostSlot;
+use crate::state::CrawlState;
 use crate::stats::{Counter, StatsSnapshot};
 
 /// The prefix of every metric.

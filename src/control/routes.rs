@@ -25,8 +25,8 @@ use super::envelope::{ok, ApiError};
 use super::layer::{json_resource, not_found, ApiLayer};
 use super::metrics::{self, CrawlMetrics};
 use super::{sse, CorsPolicy, Registered, Shared};
-use crate::actors::scheduler::slots::HostSlot;
-use crate::handle::CrawlState;
+use crate::politeness::slots::HostSlot;
+use crate::state::CrawlState;
 use crate::stats::{Counter, StatsSnapshot};
 
 /// The scope under `path`.

@@ -17,8 +17,8 @@
 //! a crawl carries on once Redis is back. For a restart of Redis itself to
 //! lose nothing, Redis must persist its data (`appendonly yes`).
 
-pub(crate) mod coordinator;
 mod dupe;
+pub(crate) mod membership;
 mod queue;
 mod scripts;
 #[cfg(test)]

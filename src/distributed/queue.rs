@@ -21,12 +21,12 @@ use uuid::Uuid;
 
 use super::dupe::BloomShape;
 use super::{invoke, Shared};
-use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::fingerprint::fingerprint;
 use crate::queue::{BackendFuture, QueueBackend, SlotAllowance};
-use crate::spider::Callback;
+use crate::request::slot_of;
+use crate::request::Callback;
 use crate::stats::Counter;
 
 /// What this worker knows it holds.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use slog::Logger;
 
 use super::{
-    clear, coordinator, invoke, key_prefix, totals, BloomShape, CrawlTotals, RedisDupe,
+    clear, invoke, key_prefix, membership, totals, BloomShape, CrawlTotals, RedisDupe,
     RedisOptions, RedisQueue, Shared,
 };
 use crate::context::Context;
@@ -63,7 +63,7 @@ async fn worker(
     .expect("connect");
     assert_eq!(shared.worker, id);
     assert_eq!(
-        coordinator::heartbeat(&shared).await.unwrap(),
+        membership::heartbeat(&shared).await.unwrap(),
         (false, 0, 0),
         "a new worker was not registered before"
     );
@@ -387,7 +387,7 @@ async fn a_dead_worker_is_reaped() {
     // A stops heartbeating until its deadline has passed.
     until_deadline_passed(&redis, "a").await;
 
-    assert_eq!(coordinator::heartbeat(&b).await.unwrap(), (true, 1, 2));
+    assert_eq!(membership::heartbeat(&b).await.unwrap(), (true, 1, 2));
     assert_eq!(redis.cmd(&["ZSCORE", &key("workers"), "a"]), "(nil)");
     assert_eq!(redis.cmd(&["ZRANGE", &key("workers"), "0", "-1"]), "b");
     assert_eq!(redis.cmd(&["EXISTS", &key("lease:a")]), "0");
@@ -416,7 +416,7 @@ async fn a_dead_worker_is_reaped() {
     assert_eq!(got[1].id, popped[1].id);
 
     // A learns it was taken for dead at its next heartbeat.
-    assert_eq!(coordinator::heartbeat(&a).await.unwrap(), (false, 0, 0));
+    assert_eq!(membership::heartbeat(&a).await.unwrap(), (false, 0, 0));
 }
 
 #[actix::test]
@@ -697,12 +697,12 @@ async fn after_a_silence_a_heartbeat_renews_everyone_instead_of_reaping() {
     // both deadlines pass.
     until_deadline_passed(&redis, "a").await;
     until_deadline_passed(&redis, "b").await;
-    assert_eq!(coordinator::heartbeat(&b).await.unwrap(), (true, 0, 0));
+    assert_eq!(membership::heartbeat(&b).await.unwrap(), (true, 0, 0));
     assert_ne!(redis.cmd(&["ZSCORE", &key("workers"), "a"]), "(nil)");
     assert_eq!(redis.cmd(&["HLEN", &key("lease:a")]), "1");
     // A renews in time and keeps its lease.
-    assert_eq!(coordinator::heartbeat(&a).await.unwrap(), (true, 0, 0));
-    assert_eq!(coordinator::heartbeat(&b).await.unwrap(), (true, 0, 0));
+    assert_eq!(membership::heartbeat(&a).await.unwrap(), (true, 0, 0));
+    assert_eq!(membership::heartbeat(&b).await.unwrap(), (true, 0, 0));
     assert_eq!(redis.cmd(&["HLEN", &key("lease:a")]), "1");
 }
 
@@ -766,7 +766,7 @@ async fn joining_with_the_id_of_a_dead_worker_gives_back_what_it_held() {
     )
     .await
     .unwrap();
-    coordinator::join(&again).await.unwrap();
+    membership::join(&again).await.unwrap();
     assert_eq!(redis.cmd(&["EXISTS", &key("lease:a")]), "0");
     assert_eq!(redis.cmd(&["ZCARD", &key("queue")]), "3");
     assert_eq!(redis.cmd(&["EXISTS", &key("stats:a")]), "0");

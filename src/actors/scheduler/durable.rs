@@ -7,40 +7,21 @@
 //! sent before it (`Watermark`), so "parent completed" is never written
 //! before "children accepted".
 
-use std::time::Duration;
-
 use actix::Recipient;
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::events::CheckpointInfo;
 use crate::events::CrawlEvent;
-use crate::jobdir::{CheckpointInfo, Delta, StartsState, WriteCheckpoint};
+use crate::jobdir::{CheckpointPolicy, Delta, StartsState};
 use crate::messages::CheckpointPipelines;
-use crate::spider::Callback;
+use crate::messages::WriteCheckpoint;
+use crate::request::Callback;
 use crate::stats::StatsSnapshot;
 
 use super::watermark::Watermark;
-
-/// How often a crawl with a job directory checkpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CheckpointPolicy {
-    /// At least this often (default 10 s).
-    pub every: Duration,
-    /// And whenever this many requests completed since the last one
-    /// (default 1,000).
-    pub every_requests: usize,
-}
-
-impl Default for CheckpointPolicy {
-    fn default() -> Self {
-        CheckpointPolicy {
-            every: Duration::from_secs(10),
-            every_requests: 1000,
-        }
-    }
-}
 
 /// A change that must wait for earlier dupe checks.
 enum Waiting {

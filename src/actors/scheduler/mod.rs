@@ -20,8 +20,6 @@
 //! before dispatch ([`robots`]).
 
 pub mod durable;
-pub mod robots;
-pub mod slots;
 pub(crate) mod watermark;
 
 use std::collections::{HashMap, HashSet};
@@ -35,29 +33,32 @@ use slog::{debug, error, info, warn, Logger};
 use uuid::Uuid;
 
 use crate::accounting::Accounting;
-use crate::actors::downloader::slot_of;
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
+use crate::events::CheckpointInfo;
 use crate::events::CrawlEvent;
 use crate::http::thread_client;
-use crate::jobdir::{CheckpointInfo, WriteCheckpoint};
+use crate::jobdir::CheckpointPolicy;
+use crate::messages::WriteCheckpoint;
 use crate::messages::{
     deliver, Ack, Check, Checkpoint, CheckpointPipelines, Completed, Dispatch, Drain, Enqueue,
     ForceStop, HostSlots, Pause, Pop, Push, Released, Requeue, Resume, SharedStatus, Shutdown,
     StartsQueued, Stop,
 };
-use crate::spider::{Callback, StartRequests};
+use crate::politeness::robots::{self, RobotsCache, Verdict};
+use crate::politeness::slots::{SlotConfig, Slots};
+use crate::request::slot_of;
+use crate::request::Callback;
+use crate::spider::StartRequests;
 use crate::stats::{Counter, Stats};
 use durable::{Durable, Waiter};
-use robots::{RobotsCache, Verdict};
-use slots::{SlotConfig, Slots};
 use watermark::Watermark;
 
 /// How many start requests are pulled from the spider at a time.
 const START_BATCH: usize = 256;
 
 /// Where the scheduler sends things; recipients so tests can use fakes.
-pub struct SchedulerLinks<C: Callback> {
+pub struct SchedulerOutbox<C: Callback> {
     /// The queue: push.
     pub push: Recipient<Push<C>>,
     /// The queue: pop.
@@ -184,7 +185,7 @@ type CheckSeqs = (Option<u64>, Option<u64>);
 /// The scheduler actor.
 pub struct Scheduler<C: Callback> {
     /// Where it sends things.
-    links: SchedulerLinks<C>,
+    outbox: SchedulerOutbox<C>,
     /// The spider's start requests, until exhausted (their one unit of open
     /// work closes then).
     starts: Option<StartRequests<C>>,
@@ -261,7 +262,7 @@ pub struct Scheduler<C: Callback> {
 impl<C: Callback> Scheduler<C> {
     /// A scheduler that will pull `starts` and dispatch under `config`.
     pub(crate) fn new(
-        links: SchedulerLinks<C>,
+        outbox: SchedulerOutbox<C>,
         starts: StartRequests<C>,
         config: SchedulerConfig,
         accounting: Arc<Accounting>,
@@ -274,7 +275,7 @@ impl<C: Callback> Scheduler<C> {
         config.concurrency = config.concurrency.max(1);
         config.slots.concurrency = config.slots.concurrency.max(1);
         Scheduler {
-            links,
+            outbox,
             starts: Some(starts),
             slots: Slots::new(config.slots.clone()),
             robots: config.robots_agent.as_deref().map(RobotsCache::new),
@@ -313,7 +314,7 @@ impl<C: Callback> Scheduler<C> {
         store: Recipient<WriteCheckpoint<C>>,
         flush: Option<Recipient<CheckpointPipelines>>,
         events: tokio::sync::broadcast::Sender<CrawlEvent>,
-        policy: durable::CheckpointPolicy,
+        policy: CheckpointPolicy,
         starts_pulled: u64,
     ) -> Self {
         let starts = crate::jobdir::StartsState {
@@ -446,7 +447,7 @@ impl<C: Callback> Scheduler<C> {
     /// filter (when on) and into the queue.
     fn accept(&mut self, batch: Vec<Context<C>>, ctx: &mut actix::Context<Self>) {
         let batch = self.admissible(batch);
-        let (free, check): (Vec<_>, Vec<_>) = match &self.links.dupe {
+        let (free, check): (Vec<_>, Vec<_>) = match &self.outbox.dupe {
             None => (batch, Vec::new()),
             Some(_) if batch.iter().all(|c| !c.request.dont_filter) => (Vec::new(), batch),
             Some(_) => batch.into_iter().partition(|c| c.request.dont_filter),
@@ -470,7 +471,7 @@ impl<C: Callback> Scheduler<C> {
     /// unless one is already out: what arrives meanwhile goes together
     /// next, so a slow dupe filter (Redis) answers a backlog in one call.
     fn send_checks(&mut self, ctx: &mut actix::Context<Self>) {
-        let Some(dupe) = self.links.dupe.clone() else {
+        let Some(dupe) = self.outbox.dupe.clone() else {
             return;
         };
         if self.check_in_flight || self.to_check.is_empty() {
@@ -588,7 +589,7 @@ impl<C: Callback> Scheduler<C> {
         self.queued += batch.len();
         self.pushed_since_pop += batch.len();
         self.unstall();
-        deliver(&self.links.push, Push { batch }, &self.stats);
+        deliver(&self.outbox.push, Push { batch }, &self.stats);
     }
 
     /// Pulls start requests while the queue is short of work.
@@ -697,7 +698,7 @@ impl<C: Callback> Scheduler<C> {
             allowance,
             _callback: PhantomData,
         };
-        self.links
+        self.outbox
             .pop
             .send(pop)
             .into_actor(self)
@@ -844,7 +845,7 @@ impl<C: Callback> Scheduler<C> {
         self.stats.inc(Counter::Dequeued);
         c.attempt += 1;
         c.dispatched_at = Some(now);
-        deliver(&self.links.pool, Dispatch { ctx: c }, &self.stats);
+        deliver(&self.outbox.pool, Dispatch { ctx: c }, &self.stats);
     }
 
     /// The request if robots.txt allows it (or is not obeyed); otherwise
@@ -1026,20 +1027,13 @@ impl<C: Callback> Scheduler<C> {
     }
 }
 
-/// Whether `url`'s host is one of `domains` or a subdomain of one (all
-/// hosts when `domains` is empty).
+/// Whether `url`'s host is one of `domains` (normalised) or a subdomain of
+/// one (all hosts when `domains` is empty).
 fn on_site(domains: &[String], url: &url::Url) -> bool {
-    if domains.is_empty() {
-        return true;
-    }
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    domains.iter().any(|d| {
-        let d = d.trim_start_matches('.').to_ascii_lowercase();
-        host == d || (host.ends_with(&d) && host[..host.len() - d.len()].ends_with('.'))
-    })
+    domains.is_empty()
+        || url
+            .host_str()
+            .is_some_and(|host| domains.iter().any(|d| crate::host::within(host, d)))
 }
 
 impl<C: Callback> Actor for Scheduler<C> {
@@ -1223,7 +1217,7 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         let drain = Drain {
             _callback: PhantomData,
         };
-        self.links
+        self.outbox
             .drain
             .send(drain)
             .into_actor(self)
@@ -1340,7 +1334,8 @@ mod tests {
     use crate::actors::dupefilter::DupeFilter;
     use crate::actors::test_support::{expect_event, log, req, Cb, Event, Events, Ping, Recorder};
     use crate::dedupe::BloomDupe;
-    use crate::messages::{Checked, SlotReport};
+    use crate::messages::Checked;
+    use crate::politeness::SlotReport;
     use crate::queue::{BackendFuture, MemoryQueue, QueueBackend, SlotAllowance};
     use crate::request::Request;
 
@@ -1446,7 +1441,7 @@ mod tests {
         let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
         let stats = Arc::new(Stats::default());
         let queue = CacheQueue::new(backend, accounting.clone(), stats.clone(), log()).start();
-        let links = SchedulerLinks {
+        let outbox = SchedulerOutbox {
             push: queue.clone().recipient(),
             pop: queue.clone().recipient(),
             drain: queue.clone().recipient(),
@@ -1455,7 +1450,7 @@ mod tests {
         };
         let starts: StartRequests<Cb> = Box::new(starts.into_iter());
         let mut sched = Scheduler::new(
-            links,
+            outbox,
             starts,
             config,
             accounting.clone(),

@@ -7,18 +7,24 @@
 //! under one deadline covering headers and body, with an explicit body
 //! limit applied after decompression.
 
+pub(crate) mod body;
+pub(crate) mod proxy;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use awc::error::SendRequestError;
 use awc::http::{header, Method};
 
-use crate::body::Body;
 use crate::error::{Error, ErrorKind, Stage};
-use crate::proxy::{proxied_client, EnvProxies, ProxyTarget};
+use crate::http::body::Body;
+use crate::http::proxy::{proxied_client, EnvProxies, ProxyTarget};
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
 use crate::stats::{Counter, Stats};
+
+/// The User-Agent sent unless configured otherwise.
+pub const DEFAULT_USER_AGENT: &str = concat!("spinneret/", env!("CARGO_PKG_VERSION"));
 
 /// Download settings shared by every downloader of a crawl.
 #[derive(Clone, Debug)]
@@ -52,7 +58,7 @@ impl Default for DownloadConfig {
             max_body: 64 << 20,
             warn_body: 32 << 20,
             log: slog::Logger::root(slog::Discard, slog::o!()),
-            user_agent: crate::builder::DEFAULT_USER_AGENT.to_string(),
+            user_agent: crate::http::DEFAULT_USER_AGENT.to_string(),
             env_proxy: None,
             follow_redirects: true,
             cookies: None,
@@ -238,7 +244,7 @@ async fn send<C>(
     }
     let bodyless = req.method == Method::HEAD || matches!(status, 100..=199 | 204 | 304);
     let to = req.stream_to.as_deref();
-    let body = crate::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
+    let body = crate::http::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
     Ok((status, headers, body))
 }
 
@@ -275,7 +281,7 @@ thread_local! {
     static CLIENT: awc::Client = awc::Client::builder()
         .disable_redirects()
         .disable_timeout()
-        .add_default_header((header::USER_AGENT, crate::builder::DEFAULT_USER_AGENT))
+        .add_default_header((header::USER_AGENT, crate::http::DEFAULT_USER_AGENT))
         .finish();
 }
 

@@ -395,10 +395,7 @@ impl NoProxy {
                 continue;
             }
             let (host, port) = split_port(entry);
-            let host = host
-                .trim_start_matches("*.")
-                .trim_start_matches('.')
-                .to_ascii_lowercase();
+            let host = crate::host::normalise(host);
             if !host.is_empty() {
                 out.entries.push((host, port));
             }
@@ -418,11 +415,7 @@ impl NoProxy {
         };
         let port = url.port_or_known_default();
         self.entries.iter().any(|(name, want)| {
-            want.is_none_or(|p| Some(p) == port)
-                && (host == *name
-                    || host
-                        .strip_suffix(name.as_str())
-                        .is_some_and(|rest| rest.ends_with('.')))
+            want.is_none_or(|p| Some(p) == port) && crate::host::within(&host, name)
         })
     }
 }

@@ -36,9 +36,10 @@ use scraper::{Html, Selector};
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Stage};
+use crate::host;
+use crate::request::Callback;
 use crate::request::Request;
 use crate::response::Response;
-use crate::spider::Callback;
 
 /// Extracts followable links from HTML responses; see the module docs.
 ///
@@ -124,7 +125,7 @@ impl LinkExtractorBuilder {
         S: Into<String>,
     {
         self.allow_domains
-            .extend(domains.into_iter().map(|d| d.into().to_ascii_lowercase()));
+            .extend(domains.into_iter().map(|d| host::normalise(&d.into())));
         self
     }
 
@@ -414,12 +415,7 @@ impl LinkExtractor {
             return false;
         }
         if !self.allow_domains.is_empty()
-            && !self.allow_domains.iter().any(|d| {
-                host == d
-                    || host
-                        .strip_suffix(d.as_str())
-                        .is_some_and(|sub| sub.ends_with('.'))
-            })
+            && !self.allow_domains.iter().any(|d| host::within(host, d))
         {
             return false;
         }

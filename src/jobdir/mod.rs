@@ -24,14 +24,14 @@
 //! last checkpoint are fetched again.
 //!
 //! Records are JSON (the contexts) plus bincode for the Bloom filter, one
-//! checksummed journal record each, written on the [`JobStore`]'s own
+//! checksummed journal record each, written on the [`JobDir`]'s own
 //! thread with `fsync`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use slog::{info, warn, Logger};
 use uuid::Uuid;
@@ -39,10 +39,10 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::dedupe::BloomDupe;
 use crate::error::{Error, ErrorKind, Stage};
+use crate::events::{CheckpointInfo, ResumeInfo};
 use crate::fingerprint::fingerprint;
 use crate::journal::Journal;
-use crate::messages::Shutdown;
-use crate::spider::Callback;
+use crate::request::Callback;
 use crate::stats::StatsSnapshot;
 
 /// Compact once the log is past this size and twice its last base.
@@ -63,37 +63,23 @@ pub struct StartsState {
     pub exhausted: bool,
 }
 
-/// What a crawl found in its job directory when it resumed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ResumeInfo {
-    /// Requests accepted and not completed: crawled first on resume.
-    pub pending: u64,
-    /// Requests completed by earlier runs.
-    pub completed: u64,
-    /// Start requests already consumed (skipped unless
-    /// [`rerun_start_requests`](crate::builder::CrawlerBuilder::rerun_start_requests)).
-    pub starts_pulled: u64,
-    /// Whether the start requests had run out.
-    pub starts_exhausted: bool,
-    /// Journal records replayed.
-    pub records: usize,
-    /// Bytes of a torn or corrupt tail that were cut off the journal.
-    pub dropped_bytes: u64,
+/// How often a crawl with a job directory checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// At least this often (default 10 s).
+    pub every: Duration,
+    /// And whenever this many requests completed since the last one
+    /// (default 1,000).
+    pub every_requests: usize,
 }
 
-/// A checkpoint made durable in the job directory.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct CheckpointInfo {
-    /// Counts the checkpoints written by this run, from 1.
-    pub sequence: u64,
-    /// Requests accepted and not completed, per the journal.
-    pub pending: u64,
-    /// Requests completed over all runs.
-    pub completed: u64,
-    /// Size of the journal after the write.
-    pub log_bytes: u64,
-    /// Whether the journal was compacted into one base record.
-    pub compacted: bool,
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            every: Duration::from_secs(10),
+            every_requests: 1000,
+        }
+    }
 }
 
 /// The changes since the previous checkpoint (built by the Scheduler).
@@ -309,9 +295,10 @@ pub(crate) struct Restored<C> {
     pub info: ResumeInfo,
 }
 
-/// Writes checkpoints to a job directory, on its own thread (appends end
-/// with `fsync`).
-pub struct JobStore<C> {
+/// A job directory open for writing: replays it on open, then appends each
+/// checkpoint's delta (appends end with `fsync`) and compacts the journal
+/// when it grows. The JobDir actor owns one.
+pub(crate) struct JobDir<C> {
     dir: PathBuf,
     journal: Journal,
     sizing: Option<BloomSizing>,
@@ -336,7 +323,7 @@ pub struct JobStore<C> {
     _callback: PhantomData<fn() -> C>,
 }
 
-impl<C: Callback> JobStore<C> {
+impl<C: Callback> JobDir<C> {
     /// Opens (creating) the job directory `dir` and replays its journal:
     /// `None` for a new directory.
     pub(crate) fn open(
@@ -350,7 +337,7 @@ impl<C: Callback> JobStore<C> {
             warn!(log, "job directory: cut a torn or corrupt tail off the journal";
                 "bytes" => recovered.dropped_bytes, "records_kept" => recovered.records);
         }
-        let mut store = JobStore {
+        let mut store = JobDir {
             dir: dir.to_path_buf(),
             base_len: journal.len_bytes(),
             journal,
@@ -393,7 +380,7 @@ impl<C: Callback> JobStore<C> {
     }
 
     /// Encodes, appends and syncs one delta; compacts when the log is due.
-    fn write(&mut self, delta: Delta<C>) -> Result<CheckpointInfo, Error> {
+    pub(crate) fn write(&mut self, delta: Delta<C>) -> Result<CheckpointInfo, Error> {
         if let Some(reason) = &self.poisoned {
             return Err(journal_error(self.journal.path(), reason.clone()));
         }
@@ -473,36 +460,6 @@ impl<C: Callback> JobStore<C> {
     }
 }
 
-impl<C: Callback> Actor for JobStore<C> {
-    type Context = actix::Context<Self>;
-}
-
-/// Scheduler → JobStore: make this delta durable.
-pub(crate) struct WriteCheckpoint<C> {
-    /// The changes since the previous checkpoint.
-    pub delta: Delta<C>,
-}
-
-impl<C: Callback> Message for WriteCheckpoint<C> {
-    type Result = Result<CheckpointInfo, Error>;
-}
-
-impl<C: Callback> Handler<WriteCheckpoint<C>> for JobStore<C> {
-    type Result = Result<CheckpointInfo, Error>;
-
-    fn handle(&mut self, msg: WriteCheckpoint<C>, _: &mut Self::Context) -> Self::Result {
-        self.write(msg.delta)
-    }
-}
-
-impl<C: Callback> Handler<Shutdown> for JobStore<C> {
-    type Result = ();
-
-    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
 fn journal_error(path: &Path, reason: String) -> Error {
     Error::new(
         Stage::Control,
@@ -551,7 +508,7 @@ mod tests {
     #[test]
     fn a_new_directory_has_nothing_to_resume() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, restored) = JobStore::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+        let (_, restored) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
         assert!(restored.is_none());
     }
 
@@ -560,7 +517,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c) = (ctx("http://h/a"), ctx("http://h/b"), ctx("http://h/c"));
         {
-            let (mut store, _) = JobStore::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+            let (mut store, _) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
             let info = store
                 .write(delta(
                     vec![(a.clone(), true), (b.clone(), true)],
@@ -576,7 +533,7 @@ mod tests {
                 .unwrap();
             assert_eq!((info.sequence, info.pending, info.completed), (2, 2, 1));
         }
-        let (_, restored) = JobStore::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+        let (_, restored) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
         let mut r = restored.unwrap();
         assert_eq!(urls(&r), ["http://h/b", "http://h/c"]);
         assert_eq!(r.pending[0].retries, 1, "the newest copy of a request wins");
@@ -598,7 +555,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let all: Vec<_> = (0..50).map(|i| ctx(&format!("http://h/{i}"))).collect();
         {
-            let (mut store, _) = JobStore::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+            let (mut store, _) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
             let first = all[..30].iter().map(|c| (c.clone(), true)).collect();
             let info = store.write(delta(first, Vec::new(), 30)).unwrap();
             assert!(!info.compacted, "under the size threshold");
@@ -611,7 +568,7 @@ mod tests {
             let info = store.write(delta(rest, vec![all[25].id], 50)).unwrap();
             assert_eq!((info.pending, info.completed), (29, 21));
         }
-        let (_, restored) = JobStore::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+        let (_, restored) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
         let mut r = restored.unwrap();
         let want: Vec<String> = all[20..]
             .iter()
@@ -635,7 +592,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (ctx("http://h/a"), ctx("http://h/b"));
         {
-            let (mut store, _) = JobStore::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+            let (mut store, _) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
             store
                 .write(delta(vec![(a.clone(), true)], Vec::new(), 1))
                 .unwrap();
@@ -647,7 +604,7 @@ mod tests {
         let len = std::fs::metadata(&path).unwrap().len();
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(len - 10).unwrap();
-        let (_, restored) = JobStore::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+        let (_, restored) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
         let r = restored.unwrap();
         assert_eq!(urls(&r), ["http://h/a"]);
         assert_eq!((r.info.records, r.info.completed), (1, 0));
@@ -661,7 +618,7 @@ mod tests {
             let (mut journal, _) = Journal::open(dir.path()).unwrap();
             journal.append(b"D{\"added\": 3}").unwrap();
         }
-        let err = JobStore::<Cb>::open(dir.path(), sizing(), log())
+        let err = JobDir::<Cb>::open(dir.path(), sizing(), log())
             .err()
             .expect("a bad record must fail the open");
         assert!(matches!(err.kind(), ErrorKind::Journal { .. }), "{err}");

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::messages::SlotReport;
 use crate::queue::SlotAllowance;
 
 /// Per-host politeness settings.
@@ -324,6 +323,19 @@ pub struct HostSlot {
 fn far_past() -> Instant {
     let now = Instant::now();
     now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
+}
+
+/// What one exchange tells the Scheduler about its host.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlotReport {
+    /// The download slot (the URL's host).
+    pub slot: String,
+    /// Time to the whole response, when there was one (AutoThrottle).
+    pub latency: Option<std::time::Duration>,
+    /// The response status, when there was one.
+    pub status: Option<u16>,
+    /// How long the host asked us to wait (`Retry-After` on 429 or 503).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[cfg(test)]

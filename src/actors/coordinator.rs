@@ -18,10 +18,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use slog::{info, warn};
 
-use super::{invoke, Shared};
+use crate::distributed::membership::{crawl_status, heartbeat, report};
+use crate::distributed::Shared;
 use crate::error::Error;
 use crate::messages::{Leave, SharedStatus, Shutdown};
-use crate::stats::{Counter, Stats};
+use crate::stats::Stats;
 
 /// The coordinator actor.
 pub(crate) struct Coordinator {
@@ -79,100 +80,29 @@ impl Coordinator {
         }
         self.polling = true;
         let shared = self.shared.clone();
-        async move {
-            let args = shared.args();
-            shared
-                .retry("status", |con| {
-                    invoke::<(String, redis::Value)>(&shared.scripts.status, &args, con)
-                })
-                .await
-        }
-        .into_actor(self)
-        .map(|res, act, _| {
-            act.polling = false;
-            let (state, detail) = match res {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(act.shared.log, "crawl status failed"; "error" => %e);
-                    return;
+        async move { crawl_status(&shared).await }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.polling = false;
+                let status = match res {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(act.shared.log, "crawl status failed"; "error" => %e);
+                        return;
+                    }
+                };
+                if let Some(reason) = &status.finished {
+                    act.finished = true;
+                    info!(act.shared.log, "the distributed crawl is finished"; "reason" => reason);
                 }
-            };
-            let queued = redis::from_redis_value::<u64>(detail.clone()).unwrap_or(0);
-            let finished = state == "finished";
-            if finished {
-                act.finished = true;
-                let reason = redis::from_redis_value::<String>(detail).unwrap_or_default();
-                info!(act.shared.log, "the distributed crawl is finished"; "reason" => reason);
-            }
-            act.status.do_send(SharedStatus {
-                owns_starts: state == "starts",
-                queued,
-                finished,
-            });
-        })
-        .spawn(ctx);
+                act.status.do_send(SharedStatus {
+                    owns_starts: status.owns_starts,
+                    queued: status.queued,
+                    finished: status.finished.is_some(),
+                });
+            })
+            .spawn(ctx);
     }
-}
-
-/// Joins the crawl: gives back whatever an earlier process with this
-/// worker id left behind (its leases and reservations; its stats baseline,
-/// so this run's counters add to the totals in full), then registers.
-pub(crate) async fn join(shared: &Shared) -> Result<(), Error> {
-    let mut args = shared.args();
-    args.push("*leave*".into());
-    let stats_key = format!("{}stats:{}", shared.prefix, shared.worker);
-    let given: u64 = shared
-        .retry("join", |mut con| {
-            let (args, stats_key) = (args.clone(), stats_key.clone());
-            async move {
-                let given: u64 = invoke(&shared.scripts.release, &args, con.clone()).await?;
-                let _: u64 = redis::AsyncCommands::del(&mut con, &stats_key).await?;
-                Ok(given)
-            }
-        })
-        .await?;
-    if given > 0 {
-        warn!(shared.log, "an earlier run of this worker left leases; they went back to the queue"; "leases" => given);
-    }
-    heartbeat(shared).await.map(|_| ())
-}
-
-/// Renews this worker's registration and reaps dead workers: (whether it
-/// was registered, workers reaped, leases requeued). A heartbeat that had
-/// to wait for Redis reaps nobody: every worker was cut off as long, and
-/// the others must get the chance to renew first (the next heartbeat
-/// reaps those that did not).
-pub(crate) async fn heartbeat(shared: &Shared) -> Result<(bool, u64, u64), Error> {
-    let mut reap = true;
-    let (known, reaped, requeued): (u64, u64, u64) = shared
-        .retry("heartbeat", |con| {
-            let args = shared.heartbeat_args(reap);
-            // After a failure: renew, do not reap.
-            reap = false;
-            async move { invoke(&shared.scripts.heartbeat, &args, con).await }
-        })
-        .await?;
-    if reaped > 0 {
-        warn!(shared.log, "workers taken for dead; their leases went back to the queue";
-            "workers" => reaped, "leases" => requeued);
-    }
-    Ok((known == 1, reaped, requeued))
-}
-
-/// Adds what this worker's counters grew by to the crawl's totals.
-async fn report(shared: &Shared, stats: &Stats) -> Result<(), Error> {
-    let gauges = [Counter::InFlight.name(), Counter::Queued.name()];
-    let mut args = shared.args();
-    for (name, value) in stats.snapshot().counters {
-        if value > 0 && !gauges.contains(&name.as_str()) {
-            args.push(name);
-            args.push(value.to_string());
-        }
-    }
-    let _: u64 = shared
-        .retry("stats", |con| invoke(&shared.scripts.stats, &args, con))
-        .await?;
-    Ok(())
 }
 
 impl Actor for Coordinator {
