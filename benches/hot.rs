@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use scraper::Html;
 use spinneret::dedupe::BloomDupe;
-use spinneret::fingerprint::{canonical_url, fingerprint};
+use spinneret::dedupe::{canonical_url, fingerprint};
 use spinneret::queue::{MemoryQueue, SlotAllowance};
 use spinneret::{Context, LinkExtractor, Request, Response, ResponseMeta};
 use url::Url;

@@ -12,8 +12,10 @@ use probabilistic_collections::SipHasherBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Stage};
-use crate::fingerprint::Fingerprint;
 use crate::queue::BackendFuture;
+
+// What a back-end stores, and how a request becomes one.
+pub use crate::fingerprint::{canonical_url, fingerprint, Fingerprint};
 
 /// A store of seen fingerprints with an atomic test-and-add.
 pub trait DupeBackend: Send + 'static {

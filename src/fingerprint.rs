@@ -1,6 +1,6 @@
 //! Request fingerprints: what makes two requests "the same".
 //!
-//! As the seed specifies (SPEC §2): the method, the canonical URL (query
+//! The method, the canonical URL (query
 //! pairs sorted, fragment dropped), the body bytes and the headers sorted by
 //! name, hashed to 128 bits with SipHash-1-3. The request is only read, so a
 //! POST body still goes out intact. The keys are fixed so fingerprints are

@@ -94,7 +94,7 @@ impl fmt::Debug for Item {
     }
 }
 
-/// Where an item came from (Tegenaria's `ItemMeta`).
+/// Where an item came from.
 #[derive(Clone, Debug)]
 pub struct ItemMeta {
     /// The id of the request whose response produced the item.

@@ -35,95 +35,106 @@
 //! ```
 //!
 //! # Layout
-//! - [`spider`]: the `Spider` trait, callbacks, `Output`, `Failure`.
-//! - [`request`], [`response`], [`item`], [`context`]: the data that flows;
-//!   a response decodes its charset and answers CSS selectors.
-//! - [`links`]: the link extractor a spider follows pages with.
-//! - [`middleware`], [`pipeline`]: user extension points; [`pipelines`]:
-//!   ready-made ones (JSON Lines file, batched HTTP persistence with a
-//!   spill file).
-//! - [`json_sender`], [`backoff`]: sending JSON with retries; [`retry`]:
-//!   which failed requests are retried, and when.
-//! - [`builder`]: configuration with defaults, and starting a crawl.
-//! - [`handle`]: pause, resume, stop, stats, join; [`events`]: lifecycle
-//!   events to subscribe to.
-//! - [`stats`]: atomic counters and their snapshot (Scrapy's names).
-//! - [`fingerprint`], [`dedupe`], [`queue`]: dedupe and queue back-ends.
-//! - [`jobdir`]: a crawl's durable state in a job directory (checkpoints,
-//!   resume); [`journal`]: the checksummed append-only log it is written
-//!   to.
-//! - [`actors`]: one file per actor; [`messages`]: every message.
-//! - `accounting`: how the crawl knows it is finished; `http`: one awc
-//!   exchange with the limits a crawler needs; `body`: reading a body
-//!   under its size limit, into memory or streamed to a file; `proxy`: HTTP
-//!   proxies through CONNECT tunnels.
-//! - [`error`]: the one error type.
-//! - [`control`] (feature `control`, on by default): the HTTP control API
-//!   a host application mounts: status, pause, resume, stop, events and
-//!   Prometheus metrics, behind a bearer token.
+//! The crate is layered: each module imports only from its own layer or the
+//! ones above it in this list (`.ci/layers.py` checks it).
+//!
+//! 1. Plain data. `error` (the one [`Error`] type), `request` ([`Request`],
+//!    the [`Callback`] trait, the host slot key), `response` ([`Response`]:
+//!    charset decoding, CSS selectors), `item`, `context`, `stats` (atomic
+//!    counters and their snapshot), `state` ([`CrawlState`]), `events`
+//!    ([`CrawlEvent`], checkpoint and resume info), `host` (whether a host
+//!    is within a domain).
+//! 2. Policies and back-ends, with no actor addresses. `spider` (the
+//!    [`Spider`] trait, [`Output`]), `fingerprint`, `retry`, `backoff`,
+//!    `redirect`, `politeness` (host slots, AutoThrottle, robots.txt),
+//!    `admission` (depth and offsite), [`queue`] and [`dedupe`] (back-end
+//!    traits and the in-memory back-ends), `links` (the
+//!    [`LinkExtractor`]: its configuration and the page scanner), `http`
+//!    (the client, bodies under a limit, proxies and CONNECT tunnels),
+//!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
+//!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
+//!    job directory), `jobdir` (its record format and replay),
+//!    [`distributed`] (the Redis queue, dupe filter and membership).
+//! 3. The protocol. `messages` (every message the actors exchange) and
+//!    `accounting` (how the crawl knows it is finished).
+//! 4. The actors, one file each under `actors/`: engine, scheduler (a
+//!    folder: one file per job), cache_queue, pool, downloader, dupefilter,
+//!    parser, pipeline_stage, error_handler, job_store, coordinator.
+//! 5. Assembly and API. `builder` ([`CrawlerBuilder`]: configuration and
+//!    its defaults), `launch` (starting a crawl: the actors wired in a few
+//!    named steps), `handle` ([`CrawlHandle`]: pause, resume, stop, stats,
+//!    events, join), [`control`] (feature `control`, on by default: the
+//!    HTTP control API a host application mounts).
+//!
+//! A spider or pipeline author needs only the names re-exported here; the
+//! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`] and
+//! [`control`] are public for what they hold.
 
 #![deny(missing_docs)]
 
 mod accounting;
-pub mod actors;
-pub mod backoff;
-pub mod builder;
-pub mod context;
+mod actors;
+mod backoff;
+mod builder;
+mod context;
 #[cfg(feature = "control")]
 pub mod control;
 pub mod dedupe;
 pub mod distributed;
-pub mod error;
-pub mod events;
-pub mod fingerprint;
-pub mod handle;
+mod error;
+mod events;
+mod fingerprint;
+mod handle;
 mod host;
 mod http;
-pub mod item;
-pub mod jobdir;
-pub mod journal;
-pub mod json_sender;
-pub mod links;
-pub mod messages;
-pub mod middleware;
-pub mod pipeline;
+mod item;
+mod jobdir;
+mod journal;
+mod json_sender;
+mod links;
+mod messages;
+mod middleware;
+mod pipeline;
 pub mod pipelines;
 mod politeness;
 pub mod queue;
-pub mod redirect;
-pub mod request;
-pub mod response;
-pub mod retry;
-pub mod spider;
+mod redirect;
+mod request;
+mod response;
+mod retry;
+mod spider;
 mod state;
-pub mod stats;
+mod stats;
 
 pub use async_trait::async_trait;
 // Re-exported so users name the versions `Response` returns.
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
+pub use encoding_rs;
+pub use scraper;
+
+pub use backoff::Backoff;
 pub use builder::{Crawler, CrawlerBuilder, ThreadLayout};
 pub use context::Context;
 pub use distributed::RedisOptions;
-pub use encoding_rs;
 pub use error::{Error, ErrorKind, Stage};
-pub use events::CrawlEvent;
-pub use events::{CheckpointInfo, ResumeInfo};
+pub use events::{CheckpointInfo, CrawlEvent, ResumeInfo};
 pub use handle::CrawlHandle;
 pub use http::DEFAULT_USER_AGENT;
 pub use item::{Item, ItemMeta};
 pub use jobdir::CheckpointPolicy;
+pub use json_sender::{JsonSender, Sent};
 pub use links::{LinkExtractor, LinkExtractorBuilder};
 pub use middleware::{DownloadMiddleware, RequestAction, ResponseAction};
 pub use pipeline::{Pipeline, PipelineContext, Verdict};
 pub use politeness::{AutoThrottle, HostSlot};
+pub use redirect::{REDIRECT_REASONS, REDIRECT_URLS};
 pub use request::{Callback, Request};
 pub use response::{Response, ResponseMeta};
 pub use retry::RetryPolicy;
-pub use scraper;
 pub use spider::{Failure, Output, Spider, StartRequests};
 pub use state::CrawlState;
-pub use stats::{Counter, StatsSnapshot};
+pub use stats::{Counter, Stats, StatsSnapshot};
 
 /// The README's example, compiled with the doctests so it cannot drift.
 #[cfg(doctest)]

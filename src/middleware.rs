@@ -3,7 +3,7 @@
 //! Before a request goes out, every middleware's `process_request` runs in
 //! priority order (smaller number first); after the answer comes back, every
 //! `process_response` runs in the reverse order (larger number first), as in
-//! Scrapy and the seed. Middlewares run inside the downloader actors, on
+//! Scrapy. Middlewares run inside the downloader actors, on
 //! several threads at once, hence `Send + Sync` and `&self`.
 
 use std::sync::Arc;

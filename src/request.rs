@@ -1,6 +1,8 @@
 //! What a spider asks the crawler to fetch.
 //!
-//! A [`Request`] carries every field of the seed's request (SPEC §2) plus a
+//! A [`Request`] carries the URL, method, headers, body, query parameters,
+//! proxy, cookies, meta, redirect settings, its parse callback, per-host
+//! connection limit, allowed statuses, timeout and `dont_filter`, plus a
 //! priority and a depth. It is plain, serialisable data — its parse callback
 //! included, as a value of the spider's own [`Callback`] type — so that later
 //! back-ends can persist queued requests to disk or share them through Redis.

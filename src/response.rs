@@ -167,7 +167,7 @@ impl Response {
     }
 
     /// The `data` of a JSON envelope `{"status", "message", "data"}` whose
-    /// `status` is 1 (the convention of this project's APIs, SPEC §5).
+    /// `status` is 1 (the convention of this project's HTTP APIs).
     ///
     /// Malformed JSON, another status (its message quoted) or a missing
     /// `data` is an error naming this response's URL.

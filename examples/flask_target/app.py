@@ -1,4 +1,4 @@
-"""The seed's target and task service, in Flask (SPEC sections 4 and 5).
+"""The target and task service, in Flask.
 
 Run it, then crawl it with the example:
 
@@ -6,9 +6,8 @@ Run it, then crawl it with the example:
     python3 examples/flask_target/app.py --port 5000
     cargo run --example flask_target -- --target http://127.0.0.1:5000 --max-tasks 3
 
-It fixes the seed's bugs (the persist route wired to the feedback view,
-``request.json()`` called, a uuid that is not JSON, a start URL without the
-port) and behaves like the embedded Rust service: one JSON envelope for every
+Each task's start URL carries the service's port, a task id is a string,
+items and feedback have routes of their own, and it behaves like the embedded Rust service: one JSON envelope for every
 answer with our error codes (404, 405 and 500 included), ``/ping`` and ``/``,
 CORS, a timing log line per request, checked parameters. ``--port 0`` picks a
 free port; the first line on stdout says which.

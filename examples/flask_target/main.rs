@@ -1,4 +1,4 @@
-//! The project's main job: the seed's crawl of a Flask task service.
+//! The project's main job: crawling the sites a Flask task service hands out.
 //!
 //! ```text
 //! cargo run --example flask_target                      # embedded service
@@ -7,8 +7,8 @@
 //! cargo run --example flask_target -- --target http://127.0.0.1:5000 --max-tasks 3
 //! ```
 //!
-//! With no `--target` it starts its own target service (actix-web, the API
-//! of SPEC §4) on 127.0.0.1 and crawls it. For each task it crawls the list
+//! With no `--target` it starts its own target service (actix-web, the task
+//! service's API) on 127.0.0.1 and crawls it. For each task it crawls the list
 //! page, then the detail pages, persists the items in batches to the
 //! service, and feeds the task's stats back. It prints progress, and as its
 //! last line one JSON summary. It exits 0 when every task was crawled and
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use slog::{o, Drain};
 
-/// Crawl the seed's task service.
+/// Crawl the tasks of a task service.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {

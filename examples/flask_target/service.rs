@@ -1,7 +1,7 @@
-//! The target and task service of seed 000, embedded (actix-web).
+//! The target and task service, embedded (actix-web).
 //!
-//! It answers SPEC §4's table exactly and behaves as SPEC §5 says an API of
-//! ours behaves: one JSON envelope `{"status", "message", "data"}` for every
+//! It answers the same routes as `app.py` (list, detail, tasks, feedback,
+//! persist) and behaves as every HTTP API of ours does: one JSON envelope `{"status", "message", "data"}` for every
 //! answer, errors from one table of codes (the library's
 //! [`ApiError`], shared with its control API) turned into the envelope in
 //! one place (404, 405 and 500 included), `/ping` and `/`,

@@ -1,6 +1,6 @@
 //! DupeFilter: drops requests the crawl has already seen.
 //!
-//! For each request of a batch it computes the fingerprint (SPEC §2) and
+//! For each request of a batch it computes the fingerprint (method, canonical URL, body, sorted headers) and
 //! test-and-adds it in its [`DupeBackend`] (a Bloom filter by default). If
 //! the back-end fails, the batch is let through rather than lost: fetching a
 //! page twice is better than never.

@@ -1,5 +1,5 @@
 //! The JSON envelope every answer of ours is wrapped in, and the table of
-//! error codes (SPEC §5).
+//! error codes.
 //!
 //! Success is `{"status": 1, "message": "success", "data": ...}`; a failure
 //! is `{"status": <code>, "message": "<name>: <detail>", "data": null}` with

@@ -1,4 +1,4 @@
-//! The middleware and helpers every HTTP API of ours shares (SPEC §5):
+//! The middleware and helpers every HTTP API of ours shares:
 //! [`ApiLayer`] logs each request's method, URL, status and time, and turns
 //! every error answer that is not already JSON (an error raised by
 //! actix-web itself or by another middleware, such as a refused CORS

@@ -1,6 +1,6 @@
 //! One HTTP exchange with awc, with the limits a crawler needs.
 //!
-//! awc's defaults do not fit a crawler (see DEVELOPERS facts): its timeout
+//! awc's defaults do not fit a crawler: its timeout
 //! does not cover the body, bodies stop at 2 MiB, redirects are followed
 //! silently (losing the final URL) and there is no User-Agent. This module
 //! builds a client per downloader with redirects off, and runs each exchange

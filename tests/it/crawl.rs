@@ -85,7 +85,7 @@ async fn tree_crawl(layout: ThreadLayout) {
     // Pipelines closed exactly once.
     assert_eq!(*collect.closed.lock().unwrap(), 1);
     // Termination is event-driven: join returns right after the last item,
-    // not after an idle timer (the seed waited 3 s).
+    // not after an idle timer (no fixed idle wait).
     let lag = last_item.elapsed();
     assert!(
         lag.as_millis() < 300,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use slog::{o, Drain, Logger};
-use spinneret::backoff::Backoff;
+use spinneret::Backoff;
 
 use job::{JobConfig, Summary};
 use service::Faults;
