@@ -19,7 +19,7 @@
 //! wakes it too. With robots.txt obedience on, a request is checked just
 //! before dispatch ([`robots`]).
 
-pub mod durable;
+mod checkpoints;
 pub(crate) mod watermark;
 
 use std::collections::{HashMap, HashSet};
@@ -51,7 +51,7 @@ use crate::request::slot_of;
 use crate::request::Callback;
 use crate::spider::StartRequests;
 use crate::stats::{Counter, Stats};
-use durable::{Durable, Waiter};
+use checkpoints::{Durable, Waiter};
 use watermark::Watermark;
 
 /// How many start requests are pulled from the spider at a time.
