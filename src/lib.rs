@@ -66,6 +66,7 @@
 
 mod accounting;
 pub mod actors;
+mod admission;
 pub mod backoff;
 pub mod builder;
 pub mod context;
