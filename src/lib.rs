@@ -74,6 +74,7 @@
 
 mod accounting;
 mod actors;
+mod admission;
 mod backoff;
 mod builder;
 mod context;

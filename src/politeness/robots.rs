@@ -2,11 +2,13 @@
 //!
 //! When the crawl obeys robots.txt, a request is checked just before
 //! dispatch. The first request of an origin (scheme, host, port) starts a
-//! fetch of its `/robots.txt` and waits with the others of that origin until
-//! the answer is parsed (`texting_robots`). A missing or unreadable
-//! robots.txt allows everything, as in Scrapy; a disallowed request is
-//! dropped and counted in `robotstxt/forbidden`. A `Crawl-delay` becomes a
-//! floor for the host's delay.
+//! fetch of its `/robots.txt` ([`fetch`]) and waits with the others of that
+//! origin until the answer is parsed (`texting_robots`). A missing or
+//! unreadable robots.txt allows everything, as in Scrapy; a disallowed
+//! request is dropped and counted in `robotstxt/forbidden`. A `Crawl-delay`
+//! becomes a floor for the host's delay. The cache and the fetch know no
+//! actor: the Scheduler parks the waiting requests, spawns the fetch and
+//! hands its answer to [`RobotsCache::learned`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,9 +16,19 @@ use std::time::Duration;
 use texting_robots::Robot;
 use url::Url;
 
+use crate::http::thread_client;
+
+/// The largest robots.txt read; the rest is cut off, so a huge or endless
+/// one cannot hold the crawl.
+const MAX_BODY: usize = 512 << 10;
+
+/// How long a robots.txt fetch may take, body included, before its origin
+/// is crawled as if it had none.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What robots.txt says about a URL right now.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub(crate) enum Access {
     /// Fetch it.
     Allowed,
     /// Do not.
@@ -37,11 +49,64 @@ enum Entry {
 }
 
 /// The crawl's robots.txt cache.
+#[derive(Default)]
 pub(crate) struct RobotsCache {
-    /// The user-agent token rules are matched against.
-    agent: String,
     /// By origin.
     origins: HashMap<String, Entry>,
+}
+
+/// An origin's robots.txt, parsed for the crawl's User-Agent.
+pub(crate) struct Rules(Robot);
+
+impl Rules {
+    /// `body` parsed for `user_agent`'s product token (the text before the
+    /// first `/` or space: `spinneret` for `spinneret/0.1.0`); `None` when
+    /// it cannot be parsed, which allows everything.
+    pub(crate) fn parse(user_agent: &str, body: &[u8]) -> Option<Rules> {
+        let token = user_agent
+            .split(|c: char| c == '/' || c.is_whitespace())
+            .next()
+            .unwrap_or(user_agent);
+        Robot::new(token, body).ok().map(Rules)
+    }
+}
+
+/// What an origin's server answered for its robots.txt.
+pub(crate) struct Fetched {
+    /// The response status.
+    pub status: u16,
+    /// The rules, when the status is 2xx and the body parses; `None`
+    /// allows everything.
+    pub rules: Option<Rules>,
+}
+
+/// Fetches the robots.txt at `url` with `user_agent` and parses it for
+/// that agent; the error says why there is no answer (unreachable, timed
+/// out, unreadable body), which allows everything too.
+pub(crate) async fn fetch(url: Url, user_agent: String) -> Result<Fetched, String> {
+    let get = async {
+        let mut resp = thread_client()
+            .get(url.as_str())
+            .insert_header(("user-agent", user_agent.as_str()))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = resp
+            .body()
+            .limit(MAX_BODY)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((resp.status().as_u16(), body))
+    };
+    let (status, body) = tokio::time::timeout(FETCH_TIMEOUT, get)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))?;
+    let rules = if (200..300).contains(&status) {
+        Rules::parse(&user_agent, &body)
+    } else {
+        None
+    };
+    Ok(Fetched { status, rules })
 }
 
 /// The origin key of a URL.
@@ -50,53 +115,39 @@ pub(crate) fn origin(url: &Url) -> String {
 }
 
 impl RobotsCache {
-    /// A cache matching rules for `user_agent`'s product token (the text
-    /// before the first `/` or space: `spinneret` for `spinneret/0.1.0`).
-    pub(crate) fn new(user_agent: &str) -> Self {
-        let token = user_agent
-            .split(|c: char| c == '/' || c.is_whitespace())
-            .next()
-            .unwrap_or(user_agent);
-        RobotsCache {
-            agent: token.to_string(),
-            origins: HashMap::new(),
-        }
-    }
-
     /// Checks `url`; the robots.txt itself is always allowed.
-    pub(crate) fn check(&mut self, url: &Url) -> Verdict {
+    pub(crate) fn check(&mut self, url: &Url) -> Access {
         if url.path() == "/robots.txt" {
-            return Verdict::Allowed;
+            return Access::Allowed;
         }
         let key = origin(url);
         match self.origins.get(&key) {
-            Some(Entry::Known(None)) => Verdict::Allowed,
+            Some(Entry::Known(None)) => Access::Allowed,
             Some(Entry::Known(Some(robot))) => {
                 if robot.allowed(url.as_str()) {
-                    Verdict::Allowed
+                    Access::Allowed
                 } else {
-                    Verdict::Forbidden
+                    Access::Forbidden
                 }
             }
-            Some(Entry::Fetching) => Verdict::Pending { fetch: None },
+            Some(Entry::Fetching) => Access::Pending { fetch: None },
             None => {
                 self.origins.insert(key, Entry::Fetching);
                 let mut robots = url.clone();
                 robots.set_path("/robots.txt");
                 robots.set_query(None);
                 robots.set_fragment(None);
-                Verdict::Pending {
+                Access::Pending {
                     fetch: Some(robots),
                 }
             }
         }
     }
 
-    /// Records the answer for `origin`: the body of a 2xx robots.txt, or
-    /// `None` (missing, error) to allow everything. Returns the
-    /// Crawl-delay, if it sets one.
-    pub(crate) fn learned(&mut self, origin: &str, body: Option<&[u8]>) -> Option<Duration> {
-        let robot = body.and_then(|b| Robot::new(&self.agent, b).ok());
+    /// Records the answer for `origin`: its rules, or `None` (missing,
+    /// error) to allow everything. Returns the Crawl-delay, if it sets one.
+    pub(crate) fn learned(&mut self, origin: &str, rules: Option<Rules>) -> Option<Duration> {
+        let robot = rules.map(|Rules(robot)| robot);
         let delay = robot
             .as_ref()
             .and_then(|r| r.delay)
@@ -113,9 +164,9 @@ mod tests {
 
     #[test]
     fn first_request_fetches_then_rules_apply() {
-        let mut cache = RobotsCache::new("spinneret/0.1.0");
+        let mut cache = RobotsCache::default();
         let u = |s: &str| Url::parse(s).unwrap();
-        let Verdict::Pending {
+        let Access::Pending {
             fetch: Some(robots),
         } = cache.check(&u("http://h:8080/a?x#y"))
         else {
@@ -124,28 +175,26 @@ mod tests {
         assert_eq!(robots.as_str(), "http://h:8080/robots.txt");
         assert_eq!(
             cache.check(&u("http://h:8080/b")),
-            Verdict::Pending { fetch: None }
+            Access::Pending { fetch: None }
         );
         let body = b"User-agent: other\nDisallow: /\n\nUser-agent: spinneret\nDisallow: /private\nCrawl-delay: 2\n";
-        let delay = cache.learned(&origin(&u("http://h:8080/")), Some(body));
+        let rules = Rules::parse("spinneret/0.1.0", body);
+        let delay = cache.learned(&origin(&u("http://h:8080/")), rules);
         assert_eq!(delay, Some(Duration::from_secs(2)));
-        assert_eq!(cache.check(&u("http://h:8080/b")), Verdict::Allowed);
+        assert_eq!(cache.check(&u("http://h:8080/b")), Access::Allowed);
         assert_eq!(
             cache.check(&u("http://h:8080/private/x")),
-            Verdict::Forbidden
+            Access::Forbidden
         );
-        assert_eq!(
-            cache.check(&u("http://h:8080/robots.txt")),
-            Verdict::Allowed
-        );
+        assert_eq!(cache.check(&u("http://h:8080/robots.txt")), Access::Allowed);
     }
 
     #[test]
     fn a_missing_robots_txt_allows_everything() {
-        let mut cache = RobotsCache::new("spinneret");
+        let mut cache = RobotsCache::default();
         let url = Url::parse("http://h/x").unwrap();
-        assert!(matches!(cache.check(&url), Verdict::Pending { .. }));
+        assert!(matches!(cache.check(&url), Access::Pending { .. }));
         assert_eq!(cache.learned(&origin(&url), None), None);
-        assert_eq!(cache.check(&url), Verdict::Allowed);
+        assert_eq!(cache.check(&url), Access::Allowed);
     }
 }

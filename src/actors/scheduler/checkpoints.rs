@@ -1,18 +1,24 @@
 //! The Scheduler's side of a job directory: what changed since the last
-//! checkpoint, and when a change may be written.
+//! checkpoint, when a change may be written, and the writing.
 //!
 //! A request is recorded *accepted* (with its full content) when it enters
 //! the queue, and *completed* when the Scheduler gets its `Completed`. A
 //! completion (or a start-request position) waits behind the dupe checks
 //! sent before it (`Watermark`), so "parent completed" is never written
 //! before "children accepted".
+//!
+//! A checkpoint is written on a timer, when enough changed (`due`, checked
+//! on every completion) and when asked for (`Checkpoint`): the pipelines
+//! are flushed first, then the JobStore appends the delta. One write at a
+//! time; a delta that could not be written goes out with the next one.
 
-use actix::Recipient;
+use actix::prelude::*;
+use slog::{debug, error};
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 use crate::context::Context;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CheckpointInfo;
 use crate::events::CrawlEvent;
 use crate::jobdir::{CheckpointPolicy, Delta, StartsState};
@@ -22,6 +28,7 @@ use crate::request::Callback;
 use crate::stats::StatsSnapshot;
 
 use super::watermark::Watermark;
+use super::Scheduler;
 
 /// A change that must wait for earlier dupe checks.
 enum Waiting {
@@ -35,14 +42,14 @@ pub(crate) type Waiter = oneshot::Sender<Result<CheckpointInfo, Error>>;
 /// Checkpoint state of a Scheduler whose crawl has a job directory.
 pub(crate) struct Durable<C: Callback> {
     /// The JobStore.
-    pub store: Recipient<WriteCheckpoint<C>>,
+    store: Recipient<WriteCheckpoint<C>>,
     /// The PipelineStage: its pipelines make their items durable before a
     /// checkpoint records completions.
-    pub flush: Option<Recipient<CheckpointPipelines>>,
+    flush: Option<Recipient<CheckpointPipelines>>,
     /// Lifecycle events (`Checkpointed`).
-    pub events: broadcast::Sender<CrawlEvent>,
+    events: broadcast::Sender<CrawlEvent>,
     /// When to checkpoint.
-    pub policy: CheckpointPolicy,
+    pub(super) policy: CheckpointPolicy,
     /// Accepted since the last checkpoint.
     added: Vec<(Context<C>, bool)>,
     /// Completed since the last checkpoint (released by the watermark).
@@ -56,11 +63,11 @@ pub(crate) struct Durable<C: Callback> {
     /// Counters of the last checkpoint written, to skip empty ones.
     last_stats: Option<StatsSnapshot>,
     /// A write is under way.
-    pub writing: bool,
+    writing: bool,
     /// Another checkpoint was asked for while writing.
-    pub again: bool,
+    again: bool,
     /// Waiting for the next write to end.
-    pub next_waiters: Vec<Waiter>,
+    next_waiters: Vec<Waiter>,
 }
 
 impl<C: Callback> Durable<C> {
@@ -174,6 +181,134 @@ impl<C: Callback> Durable<C> {
             starts: self.starts,
             stats,
         })
+    }
+}
+
+impl<C: Callback> Scheduler<C> {
+    /// Writes a checkpoint of what changed (flushing the pipelines first,
+    /// so no completed request's items are only in memory). One write at a
+    /// time: a checkpoint asked for during a write follows it. `waiter`
+    /// gets the result of the write that covers everything up to now.
+    pub(super) fn checkpoint(
+        &mut self,
+        ctx: &mut actix::Context<Self>,
+        waiter: Option<Waiter>,
+        force: bool,
+    ) {
+        let Some(d) = self.durable.as_mut() else {
+            if let Some(w) = waiter {
+                let _ = w.send(Err(Error::new(
+                    Stage::Control,
+                    ErrorKind::IllegalState("the crawl has no job directory".into()),
+                )));
+            }
+            return;
+        };
+        d.next_waiters.extend(waiter);
+        if d.writing {
+            d.again = true;
+            return;
+        }
+        let force = force || !d.next_waiters.is_empty();
+        let Some(delta) = d.take(self.stats.snapshot(), force) else {
+            return;
+        };
+        d.writing = true;
+        let waiters = std::mem::take(&mut d.next_waiters);
+        write(d.flush.clone(), d.store.clone(), delta)
+            .into_actor(self)
+            .map(move |(res, unwritten), act, ctx| {
+                act.checkpoint_written(res, unwritten, waiters, ctx);
+            })
+            .spawn(ctx);
+    }
+
+    /// A checkpoint write ended: puts back a delta that was not written,
+    /// reports the result (stats, log, event, waiters), and writes again
+    /// if another checkpoint was asked for or became due meanwhile.
+    fn checkpoint_written(
+        &mut self,
+        res: Result<CheckpointInfo, Error>,
+        unwritten: Option<Delta<C>>,
+        waiters: Vec<Waiter>,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        d.writing = false;
+        if let Some(delta) = unwritten {
+            d.restore(delta);
+        }
+        match &res {
+            Ok(info) => {
+                self.stats.add_named("jobdir/checkpoints", 1);
+                debug!(self.log, "checkpoint written"; "sequence" => info.sequence,
+                    "pending" => info.pending, "completed" => info.completed,
+                    "log_bytes" => info.log_bytes);
+                let _ = d
+                    .events
+                    .send(CrawlEvent::Checkpointed { info: info.clone() });
+            }
+            Err(e) => {
+                error!(self.log, "checkpoint failed; retried with the next one"; "error" => %e);
+                self.stats.add_named("jobdir/checkpoint_errors", 1);
+                let _ = d.events.send(CrawlEvent::error(e));
+            }
+        }
+        answer(waiters, res);
+        if std::mem::take(&mut d.again) || d.due() {
+            self.checkpoint(ctx, None, false);
+        }
+    }
+}
+
+/// Flushes the pipelines (when there are any), then has the JobStore write
+/// `delta`. Gives the delta back when the pipelines could not make their
+/// items durable: nothing may be recorded then.
+async fn write<C: Callback>(
+    flush: Option<Recipient<CheckpointPipelines>>,
+    store: Recipient<WriteCheckpoint<C>>,
+    delta: Delta<C>,
+) -> (Result<CheckpointInfo, Error>, Option<Delta<C>>) {
+    if let Some(flush) = flush {
+        let flushed = flush.send(CheckpointPipelines).await.unwrap_or_else(|e| {
+            Err(Error::new(
+                Stage::Pipeline,
+                ErrorKind::IllegalState(format!("pipeline stage unreachable: {e}")),
+            ))
+        });
+        if let Err(e) = flushed {
+            // Items may not be durable: record nothing now.
+            return (Err(e), Some(delta));
+        }
+    }
+    let res = match store.send(WriteCheckpoint { delta }).await {
+        Ok(res) => res,
+        // A dead store appends nothing more, so the log stays a
+        // consistent prefix.
+        Err(e) => Err(Error::new(
+            Stage::Control,
+            ErrorKind::IllegalState(format!("job store unreachable: {e}")),
+        )),
+    };
+    (res, None)
+}
+
+/// Gives every waiter the result of a checkpoint write (copies of the error
+/// beyond the first).
+fn answer(waiters: Vec<Waiter>, res: Result<CheckpointInfo, Error>) {
+    let copy = res
+        .as_ref()
+        .cloned()
+        .map_err(|e| (e.stage(), e.to_string()));
+    let mut res = Some(res);
+    for w in waiters {
+        let r = res.take().unwrap_or_else(|| {
+            copy.clone()
+                .map_err(|(stage, msg)| Error::new(stage, ErrorKind::Backend(msg)))
+        });
+        let _ = w.send(r);
     }
 }
 

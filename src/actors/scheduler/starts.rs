@@ -1,0 +1,96 @@
+//! Lazy start requests: the spider's iterator is pulled a batch at a time,
+//! only while the queue (and the dupe filter) holds less than twice the
+//! crawl's concurrency, so a crawl of millions of start URLs never has
+//! them all in memory.
+//!
+//! Every pump calls `pull_starts` first. A pulled batch goes through
+//! admission like any other (`accept`); the iterator's one unit of open
+//! work closes when it runs out (or panics), and the position reached is
+//! recorded for the job directory and, once queued, told to a shared queue.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use actix::AsyncContext;
+use slog::{error, info};
+
+use crate::context::Context;
+use crate::error::{panic_message, Error, ErrorKind, Stage};
+use crate::request::Callback;
+use crate::state::CrawlState;
+use crate::stats::Counter;
+
+use super::shared::Mark;
+use super::Scheduler;
+
+/// How many start requests are pulled from the spider at a time.
+pub(super) const START_BATCH: usize = 256;
+
+impl<C: Callback> Scheduler<C> {
+    /// Pulls start requests while the queue is short of work.
+    pub(super) fn pull_starts(&mut self, ctx: &mut actix::Context<Self>) {
+        // A batch the admission policies drop whole (all offsite, say)
+        // leaves the queue empty and nothing in flight to pump again:
+        // pull on until something is admitted, the watermark is reached or
+        // the starts run out. Bounded per call; the rest continues on the
+        // next turn of the event loop.
+        for _ in 0..64 {
+            let before = (self.queued, self.checking);
+            if !self.pull_start_batch(ctx) || (self.queued, self.checking) != before {
+                return;
+            }
+        }
+        ctx.run_later(Duration::ZERO, |act, ctx| act.pump(ctx));
+    }
+
+    /// Pulls one batch of start requests if the queue is short of work;
+    /// `false` when there was nothing to pull.
+    fn pull_start_batch(&mut self, ctx: &mut actix::Context<Self>) -> bool {
+        if self.state != CrawlState::Running
+            || self.queued + self.checking >= 2 * self.config.concurrency
+            || self.shared.as_ref().is_some_and(|s| !s.owns_starts)
+        {
+            return false;
+        }
+        let Some(starts) = self.starts.as_mut() else {
+            return false;
+        };
+        let pulled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let batch: Vec<_> = starts.by_ref().take(START_BATCH).collect();
+            batch
+        }));
+        let (batch, exhausted) = match pulled {
+            Ok(batch) => {
+                let exhausted = batch.len() < START_BATCH;
+                (batch, exhausted)
+            }
+            Err(panic) => {
+                let err = Error::new(Stage::Setup, ErrorKind::Panic(panic_message(&*panic)));
+                error!(self.log, "start_requests panicked; no more start requests"; "error" => %err);
+                self.stats.inc(Counter::SpiderExceptions);
+                (Vec::new(), true)
+            }
+        };
+        let batch: Vec<_> = batch.into_iter().map(|r| Context::new(r, None)).collect();
+        self.starts_pulled += batch.len() as u64;
+        self.accounting.open(batch.len());
+        if exhausted {
+            self.starts = None;
+            info!(self.log, "start requests exhausted");
+            if self.shared.is_none() {
+                self.accounting.close(1);
+            }
+        }
+        self.accept(batch, ctx);
+        if exhausted {
+            // After the last batch's dupe check is sent.
+            self.mark(Mark::StartsDone(self.starts_pulled));
+        }
+        // After the batch's dupe check is sent: the position is recorded
+        // once the accepted ones are.
+        if let Some(d) = self.durable.as_mut() {
+            d.starts(self.starts_pulled, exhausted);
+        }
+        true
+    }
+}

@@ -1,0 +1,688 @@
+//! The Scheduler's tests: admission, dupe-check batching, dispatch under
+//! the global credits, pause, stop, requeue and the shared queue's
+//! acknowledgements, each over the real CacheQueue with recorders for the
+//! pool and the Engine.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::future::ready;
+use tokio::sync::mpsc;
+
+use super::starts::START_BATCH;
+use super::*;
+use crate::actors::cache_queue::CacheQueue;
+use crate::actors::dupefilter::DupeFilter;
+use crate::actors::test_support::{expect_event, log, req, Cb, Event, Events, Ping, Recorder};
+use crate::dedupe::BloomDupe;
+use crate::messages::{Ack, Check, Checked, Pop, StartsQueued};
+use crate::politeness::SlotReport;
+use crate::queue::{BackendFuture, MemoryQueue, QueueBackend, SlotAllowance};
+use crate::request::Request;
+
+/// A dupe filter that calls the URLs in `dupes` seen and everything
+/// else new, and reports the URLs of every batch it is asked about.
+struct FakeDupe {
+    dupes: HashSet<String>,
+    asked: mpsc::UnboundedSender<Vec<String>>,
+}
+
+impl Actor for FakeDupe {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<Check<Cb>> for FakeDupe {
+    type Result = MessageResult<Check<Cb>>;
+
+    fn handle(&mut self, msg: Check<Cb>, _: &mut Self::Context) -> Self::Result {
+        if !msg.batch.is_empty() {
+            let urls = msg.batch.iter().map(|c| c.request.url.to_string());
+            let _ = self.asked.send(urls.collect());
+        }
+        let (dupes, accepted): (Vec<_>, Vec<_>) = msg
+            .batch
+            .into_iter()
+            .partition(|c| self.dupes.contains(c.request.url.as_str()));
+        MessageResult(Checked {
+            accepted,
+            duplicates: dupes.len(),
+        })
+    }
+}
+
+/// Starts a [`FakeDupe`]; the receiver yields the URLs of each batch.
+fn fake_dupe(dupes: &[&str]) -> (Recipient<Check<Cb>>, mpsc::UnboundedReceiver<Vec<String>>) {
+    let (asked, rx) = mpsc::unbounded_channel();
+    let dupes = dupes.iter().map(|u| u.to_string()).collect();
+    (FakeDupe { dupes, asked }.start().recipient(), rx)
+}
+
+/// The real dupe filter over a Bloom filter.
+fn real_dupe() -> Recipient<Check<Cb>> {
+    let bloom = BloomDupe::new(1000, 0.001).unwrap();
+    DupeFilter::<Cb>::new(Box::new(bloom), Arc::default(), log())
+        .start()
+        .recipient()
+}
+
+/// A scheduler over the real CacheQueue, with a recorder as the pool
+/// and another as the engine (the accounting's `Idle`).
+struct Rig {
+    sched: Addr<Scheduler<Cb>>,
+    queue: Addr<CacheQueue<Cb>>,
+    dupe: Option<Recipient<Check<Cb>>>,
+    pool: Addr<Recorder<Cb>>,
+    dispatched: Events<Cb>,
+    engine: Addr<Recorder<Cb>>,
+    engine_events: Events<Cb>,
+    accounting: Arc<Accounting>,
+    stats: Arc<Stats>,
+}
+
+fn rig(
+    starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+    concurrency: usize,
+    dupe: Option<Recipient<Check<Cb>>>,
+) -> Rig {
+    rig_with_queue(starts, concurrency, dupe, Box::new(MemoryQueue::default()))
+}
+
+fn rig_with_queue(
+    starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+    concurrency: usize,
+    dupe: Option<Recipient<Check<Cb>>>,
+    backend: Box<dyn QueueBackend<Cb>>,
+) -> Rig {
+    // The fake pool sends no `Released`: give the one host unlimited
+    // room so these tests see the global credits alone (per-host
+    // limits are tested in `slots`, below, and in tests/it).
+    let mut config = SchedulerConfig::with_concurrency(concurrency);
+    config.slots.concurrency = usize::MAX;
+    rig_with_config(starts, config, dupe, backend)
+}
+
+fn rig_with_config(
+    starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+    config: SchedulerConfig,
+    dupe: Option<Recipient<Check<Cb>>>,
+    backend: Box<dyn QueueBackend<Cb>>,
+) -> Rig {
+    rig_shared(starts, config, dupe, backend, None)
+}
+
+fn rig_shared(
+    starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+    config: SchedulerConfig,
+    dupe: Option<Recipient<Check<Cb>>>,
+    backend: Box<dyn QueueBackend<Cb>>,
+    shared: Option<SharedQueue>,
+) -> Rig {
+    let (engine, engine_events) = Recorder::spawn();
+    let (pool, dispatched) = Recorder::spawn();
+    let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
+    let stats = Arc::new(Stats::default());
+    let queue = CacheQueue::new(backend, accounting.clone(), stats.clone(), log()).start();
+    let outbox = SchedulerOutbox {
+        push: queue.clone().recipient(),
+        pop: queue.clone().recipient(),
+        drain: queue.clone().recipient(),
+        dupe: dupe.clone(),
+        pool: pool.clone().recipient(),
+    };
+    let starts: StartRequests<Cb> = Box::new(starts.into_iter());
+    let mut sched = Scheduler::new(
+        outbox,
+        starts,
+        config,
+        accounting.clone(),
+        stats.clone(),
+        log(),
+    );
+    if let Some(shared) = shared {
+        sched = sched.with_shared_queue(shared);
+    }
+    let sched = sched.start();
+    Rig {
+        sched,
+        queue,
+        dupe,
+        pool,
+        dispatched,
+        engine,
+        engine_events,
+        accounting,
+        stats,
+    }
+}
+
+impl Rig {
+    /// The next request dispatched to the pool.
+    async fn next_dispatch(&mut self) -> Context<Cb> {
+        expect_event!(self.dispatched.next().await, Event::Dispatch(c) => c)
+    }
+
+    /// Lets every chain of messages already started run to its end:
+    /// no-op round trips through each actor, in data-flow order, a few
+    /// times over (a chain scheduler → dupe filter → scheduler → queue
+    /// → scheduler → pool needs three rounds).
+    async fn settle(&self) {
+        for _ in 0..5 {
+            self.sched
+                .send(Enqueue { batch: Vec::new() })
+                .await
+                .unwrap();
+            if let Some(dupe) = &self.dupe {
+                dupe.send(Check { batch: Vec::new() }).await.unwrap();
+            }
+            let pop = Pop {
+                max: 0,
+                allowance: SlotAllowance::uniform(0),
+                _callback: PhantomData,
+            };
+            self.queue.send(pop).await.unwrap().unwrap();
+            self.pool.send(Ping).await.unwrap();
+            self.engine.send(Ping).await.unwrap();
+        }
+    }
+
+    /// Dispatches that arrived and were not consumed yet (after a
+    /// settle: every dispatch the scheduler will make for now).
+    async fn more_dispatches(&mut self) -> Vec<Event<Cb>> {
+        self.settle().await;
+        self.dispatched.drain()
+    }
+
+    async fn complete(&self, c: &Context<Cb>) {
+        self.sched.send(Completed { id: c.id }).await.unwrap();
+    }
+
+    fn stat(&self, c: Counter) -> u64 {
+        self.stats.get(c)
+    }
+}
+
+fn pages(n: usize) -> Vec<Request<Cb>> {
+    (0..n).map(|i| req(&format!("http://h/p{i}"))).collect()
+}
+
+fn path(c: &Context<Cb>) -> &str {
+    c.request.url.path()
+}
+
+#[actix::test]
+async fn dispatches_at_most_concurrency_then_one_per_completed() {
+    let mut r = rig(pages(5), 2, None);
+    let a = r.next_dispatch().await;
+    let b = r.next_dispatch().await;
+    assert_eq!((path(&a), path(&b)), ("/p0", "/p1"));
+    assert_eq!((a.attempt, b.attempt), (1, 1));
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::Dequeued), 2);
+    assert_eq!(r.stat(Counter::InFlight), 2);
+    assert_eq!(r.stat(Counter::Queued), 3);
+
+    r.complete(&a).await;
+    let c = r.next_dispatch().await;
+    assert_eq!(path(&c), "/p2");
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::Dequeued), 3);
+    assert_eq!(r.stat(Counter::InFlight), 2);
+    assert_eq!(r.stat(Counter::Queued), 2);
+}
+
+#[actix::test]
+async fn completing_everything_reaches_zero_and_idles_exactly_once() {
+    let (dupe, _asked) = fake_dupe(&["http://h/dup"]);
+    let mut starts = pages(4);
+    starts.push(req("http://h/dup"));
+    starts.push(req("http://h/p4"));
+    let mut r = rig(starts, 2, Some(dupe));
+    let mut in_flight = vec![r.next_dispatch().await, r.next_dispatch().await];
+    let (mut dispatched, mut completed) = (2, 0);
+    while let Some(c) = in_flight.pop() {
+        r.settle().await;
+        assert!(r.engine_events.drain().is_empty(), "Idle before the end");
+        assert_eq!(r.accounting.count(), 5 - completed);
+        r.complete(&c).await;
+        completed += 1;
+        if dispatched < 5 {
+            in_flight.push(r.next_dispatch().await);
+            dispatched += 1;
+        }
+    }
+    assert_eq!(completed, 5);
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    r.settle().await;
+    assert!(r.engine_events.drain().is_empty(), "a second Idle");
+    assert!(r.dispatched.drain().is_empty());
+    assert_eq!(r.accounting.count(), 0);
+    assert_eq!(r.stat(Counter::Enqueued), 5);
+    assert_eq!(r.stat(Counter::Dequeued), 5);
+    assert_eq!(r.stat(Counter::DupeFiltered), 1);
+    assert_eq!(r.stat(Counter::InFlight), 0);
+    assert_eq!(r.stat(Counter::Queued), 0);
+}
+
+/// A dupe filter that reports each batch it is asked about and answers
+/// (everything new) only when the gate gives it a permit.
+struct GatedDupe {
+    gate: Arc<tokio::sync::Semaphore>,
+    asked: mpsc::UnboundedSender<Vec<String>>,
+}
+
+impl Actor for GatedDupe {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<Check<Cb>> for GatedDupe {
+    type Result = ResponseFuture<Checked<Cb>>;
+
+    fn handle(&mut self, msg: Check<Cb>, _: &mut Self::Context) -> Self::Result {
+        let urls = msg.batch.iter().map(|c| c.request.url.to_string());
+        let _ = self.asked.send(urls.collect());
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            gate.acquire().await.unwrap().forget();
+            Checked {
+                accepted: msg.batch,
+                duplicates: 0,
+            }
+        })
+    }
+}
+
+#[actix::test]
+async fn requests_arriving_during_a_dupe_check_are_checked_together_next() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (asked_tx, mut asked) = mpsc::unbounded_channel();
+    let dupe = GatedDupe {
+        gate: gate.clone(),
+        asked: asked_tx,
+    }
+    .start()
+    .recipient();
+    let mut r = rig(Vec::new(), 10, Some(dupe));
+    let enqueue = |urls: &[&str]| {
+        let batch: Vec<_> = urls.iter().map(|u| Context::new(req(u), None)).collect();
+        r.accounting.open(batch.len());
+        r.sched.send(Enqueue { batch })
+    };
+    enqueue(&["http://h/a"]).await.unwrap();
+    assert_eq!(asked.recv().await.unwrap(), ["http://h/a"]);
+    // While that check is out, two more batches arrive: they wait.
+    enqueue(&["http://h/b"]).await.unwrap();
+    enqueue(&["http://h/c", "http://h/d"]).await.unwrap();
+    assert!(asked.try_recv().is_err(), "a second check went out");
+    // The first answer sends them as one check.
+    gate.add_permits(1);
+    assert_eq!(
+        asked.recv().await.unwrap(),
+        ["http://h/b", "http://h/c", "http://h/d"]
+    );
+    gate.add_permits(1);
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        got.push(r.next_dispatch().await.request.url.to_string());
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        ["http://h/a", "http://h/b", "http://h/c", "http://h/d"]
+    );
+    assert!(asked.try_recv().is_err(), "asked about more");
+    assert_eq!(r.stat(Counter::Enqueued), 4);
+}
+
+/// A shared queue that takes acknowledgements and never answers (a
+/// Redis that hangs), and reports the ids it was given.
+struct SilentQueue(mpsc::UnboundedSender<Vec<Uuid>>);
+
+impl Actor for SilentQueue {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<Ack> for SilentQueue {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
+        let _ = self.0.send(msg.ids);
+        Box::pin(futures_util::future::pending())
+    }
+}
+
+impl Handler<StartsQueued> for SilentQueue {
+    type Result = ();
+
+    fn handle(&mut self, _: StartsQueued, _: &mut Self::Context) {}
+}
+
+#[actix::test]
+async fn acknowledgements_hold_the_crawl_open_until_answered_or_forced() {
+    let (acked_tx, mut acked) = mpsc::unbounded_channel();
+    let silent = SilentQueue(acked_tx).start();
+    let shared = SharedQueue::new(silent.clone().recipient(), silent.recipient());
+    let mut config = SchedulerConfig::with_concurrency(10);
+    config.slots.concurrency = usize::MAX;
+    let backend = Box::new(MemoryQueue::default());
+    let mut r = rig_shared(vec![req("http://h/a")], config, None, backend, Some(shared));
+    // This worker pulls the start requests.
+    r.sched
+        .send(SharedStatus {
+            owns_starts: true,
+            queued: 0,
+            finished: false,
+        })
+        .await
+        .unwrap();
+    let c = r.next_dispatch().await;
+    let before = r.accounting.count();
+    r.sched.send(Completed { id: c.id }).await.unwrap();
+    assert_eq!(acked.recv().await.unwrap(), [c.id]);
+    // The queue has not answered: the request's unit is still open.
+    assert_eq!(r.accounting.count(), before);
+    // A forced stop does not wait for the queue: with the membership
+    // closed by the stop, nothing holds the crawl open.
+    r.sched.send(ForceStop).await.unwrap();
+    assert_eq!(r.accounting.count(), 0);
+}
+
+#[actix::test]
+async fn dont_filter_requests_skip_the_dupe_filter() {
+    let (dupe, mut asked) = fake_dupe(&["http://h/a"]);
+    let starts = vec![
+        req("http://h/a"),
+        req("http://h/a").dont_filter(),
+        req("http://h/b"),
+        req("http://h/c").dont_filter(),
+    ];
+    let mut r = rig(starts, 10, Some(dupe));
+    let mut got = HashSet::new();
+    for _ in 0..3 {
+        let c = r.next_dispatch().await;
+        got.insert((c.request.url.to_string(), c.request.dont_filter));
+    }
+    let want = HashSet::from([
+        ("http://h/a".to_string(), true),
+        ("http://h/b".to_string(), false),
+        ("http://h/c".to_string(), true),
+    ]);
+    assert_eq!(got, want);
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(asked.recv().await.unwrap(), ["http://h/a", "http://h/b"]);
+    assert!(asked.try_recv().is_err(), "asked about more");
+    assert_eq!(r.stat(Counter::DupeFiltered), 1);
+    assert_eq!(r.stat(Counter::Enqueued), 3);
+    assert_eq!(r.accounting.count(), 3);
+}
+
+#[actix::test]
+async fn duplicates_are_counted_closed_and_never_queued() {
+    let starts = vec![
+        req("http://h/a"),
+        req("http://h/b"),
+        req("http://h/a#fragment"),
+        req("http://h/b"),
+    ];
+    let mut r = rig(starts, 10, Some(real_dupe()));
+    let mut got = vec![r.next_dispatch().await, r.next_dispatch().await];
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::DupeFiltered), 2);
+
+    // A parse emits a seen URL and a new one (opened first, as the
+    // parser does).
+    let parent = got[0].id;
+    r.accounting.open(2);
+    let batch = vec![
+        Context::new(req("http://h/a"), Some(parent)),
+        Context::new(req("http://h/c"), Some(parent)),
+    ];
+    r.sched.send(Enqueue { batch }).await.unwrap();
+    got.push(r.next_dispatch().await);
+    assert!(r.more_dispatches().await.is_empty());
+    let mut paths: Vec<_> = got.iter().map(|c| path(c).to_string()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/a", "/b", "/c"]);
+    assert_eq!(r.stat(Counter::DupeFiltered), 3);
+    assert_eq!(r.stat(Counter::Enqueued), 3);
+    assert_eq!(r.stat(Counter::Queued), 0);
+    // Only the three in flight are still open.
+    assert_eq!(r.accounting.count(), 3);
+}
+
+#[actix::test]
+async fn pause_holds_dispatch_until_resume() {
+    let mut r = rig(pages(3), 1, None);
+    let first = r.next_dispatch().await;
+    r.sched.send(Pause).await.unwrap().unwrap();
+    r.complete(&first).await;
+    // Work arriving while paused is queued, not dispatched.
+    r.accounting.open(1);
+    let batch = vec![Context::new(req("http://h/late"), Some(first.id))];
+    r.sched.send(Enqueue { batch }).await.unwrap();
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::Dequeued), 1);
+    assert_eq!(r.stat(Counter::InFlight), 0);
+    assert_eq!(r.stat(Counter::Queued), 3);
+    assert_eq!(r.accounting.count(), 3);
+
+    r.sched.send(Resume).await.unwrap().unwrap();
+    let next = r.next_dispatch().await;
+    assert_eq!(path(&next), "/p1");
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::Dequeued), 2);
+}
+
+#[actix::test]
+async fn nothing_is_dispatched_after_pause_returns() {
+    let mut r = rig(pages(3), 1, None);
+    let first = r.next_dispatch().await;
+    // The completion frees a slot, so the scheduler asks the queue for
+    // a request; Pause is handled before the queue answers.
+    r.sched.do_send(Completed { id: first.id });
+    r.sched.send(Pause).await.unwrap().unwrap();
+    let late = r.more_dispatches().await;
+    assert!(late.is_empty(), "dispatched while paused: {late:?}");
+    assert_eq!(r.stat(Counter::Dequeued), 1);
+}
+
+#[actix::test]
+async fn stop_drains_the_queue_into_unprocessed() {
+    let mut r = rig(pages(4), 1, None);
+    let first = r.next_dispatch().await;
+    r.sched.send(Stop).await.unwrap().unwrap();
+    r.settle().await;
+    assert_eq!(r.stat(Counter::Unprocessed), 3);
+    assert_eq!(r.stat(Counter::Queued), 0);
+    assert_eq!(r.accounting.count(), 1);
+
+    // Control is refused once stopping; a second stop is harmless.
+    let err = r.sched.send(Pause).await.unwrap().unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::IllegalState(_)), "{err}");
+    let err = r.sched.send(Resume).await.unwrap().unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::IllegalState(_)), "{err}");
+    r.sched.send(Stop).await.unwrap().unwrap();
+
+    // Requests emitted by the request in flight are accepted but never
+    // dispatched.
+    r.accounting.open(1);
+    let batch = vec![Context::new(req("http://h/child"), Some(first.id))];
+    r.sched.send(Enqueue { batch }).await.unwrap();
+    assert_eq!(r.stat(Counter::Unprocessed), 4);
+    assert_eq!(r.accounting.count(), 1);
+
+    r.complete(&first).await;
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert!(r.more_dispatches().await.is_empty());
+    assert!(r.engine_events.drain().is_empty());
+    assert_eq!(r.accounting.count(), 0);
+    assert_eq!(r.stat(Counter::Enqueued), 5);
+    assert_eq!(r.stat(Counter::Dequeued), 1);
+    assert_eq!(
+        r.stat(Counter::Enqueued),
+        r.stat(Counter::Dequeued) + r.stat(Counter::Unprocessed)
+    );
+}
+
+#[actix::test]
+async fn stop_closes_a_start_iterator_that_is_not_exhausted() {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let starts = (0..1000).map(move |i| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        req(&format!("http://h/s{i}"))
+    });
+    let mut r = rig(starts, 1, None);
+    let first = r.next_dispatch().await;
+    r.sched.send(Stop).await.unwrap().unwrap();
+    r.settle().await;
+    // Pulled lazily: one batch only, and never again after the stop.
+    assert_eq!(pulled.load(Ordering::Relaxed), START_BATCH);
+    assert_eq!(r.stat(Counter::Unprocessed), START_BATCH as u64 - 1);
+    assert_eq!(r.accounting.count(), 1);
+    r.complete(&first).await;
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert_eq!(r.accounting.count(), 0);
+    assert_eq!(pulled.load(Ordering::Relaxed), START_BATCH);
+}
+
+#[actix::test]
+async fn requeue_skips_the_dupe_check_and_frees_the_slots() {
+    let mut r = rig(pages(3), 2, Some(real_dupe()));
+    let a = r.next_dispatch().await;
+    let b = r.next_dispatch().await;
+    assert!(r.more_dispatches().await.is_empty());
+
+    // The pool sends them back as dispatched (a downloader crashed).
+    let batch = vec![a.clone(), b.clone()];
+    r.sched.send(Requeue { batch, delay: None }).await.unwrap();
+    // No Completed was sent, yet two slots are free again.
+    let c = r.next_dispatch().await;
+    let a2 = r.next_dispatch().await;
+    assert_eq!(path(&c), "/p2");
+    assert_eq!((a2.id, a2.attempt), (a.id, 2));
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::DupeFiltered), 0);
+    // 3 admitted, then the 2 requeued ones enqueued again.
+    assert_eq!(r.stat(Counter::Enqueued), 5);
+    assert_eq!(r.stat(Counter::Queued), 1);
+    assert_eq!(r.accounting.count(), 3);
+
+    r.complete(&c).await;
+    let b2 = r.next_dispatch().await;
+    assert_eq!((b2.id, b2.attempt), (b.id, 2));
+    r.complete(&a2).await;
+    r.complete(&b2).await;
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert_eq!(r.accounting.count(), 0);
+    assert_eq!(r.stat(Counter::Dequeued), 5);
+}
+
+#[actix::test]
+async fn requeue_while_stopping_counts_unprocessed() {
+    let mut r = rig(pages(2), 1, None);
+    let first = r.next_dispatch().await;
+    r.sched.send(Stop).await.unwrap().unwrap();
+    r.sched
+        .send(Requeue {
+            batch: vec![first],
+            delay: None,
+        })
+        .await
+        .unwrap();
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::Unprocessed), 2);
+    assert_eq!(r.stat(Counter::InFlight), 0);
+    assert_eq!(r.accounting.count(), 0);
+}
+
+#[actix::test]
+async fn no_start_requests_idles_at_once() {
+    let mut r = rig(Vec::new(), 4, None);
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert!(r.more_dispatches().await.is_empty());
+    assert!(r.engine_events.drain().is_empty());
+    assert_eq!(r.accounting.count(), 0);
+}
+
+#[actix::test]
+async fn a_panicking_start_iterator_counts_an_exception_and_idles() {
+    let mut n = 0;
+    let starts = std::iter::from_fn(move || {
+        n += 1;
+        assert!(n < 3, "start_requests exploded");
+        Some(req(&format!("http://h/s{n}")))
+    });
+    let mut r = rig(starts, 4, None);
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::SpiderExceptions), 1);
+    assert_eq!(r.accounting.count(), 0);
+}
+
+/// A queue back-end whose first push fails (a brief outage), then
+/// behaves like the memory queue.
+struct FlakyQueue {
+    inner: MemoryQueue<Cb>,
+    fail_next_push: bool,
+}
+
+impl QueueBackend<Cb> for FlakyQueue {
+    fn push(&mut self, batch: Vec<Context<Cb>>) -> BackendFuture<()> {
+        if std::mem::take(&mut self.fail_next_push) {
+            let e = Error::new(Stage::Schedule, ErrorKind::Backend("down".into()));
+            return Box::pin(ready(Err(e)));
+        }
+        self.inner.push(batch)
+    }
+    fn pop(&mut self, max: usize, allowance: &SlotAllowance) -> BackendFuture<Vec<Context<Cb>>> {
+        self.inner.pop(max, allowance)
+    }
+    fn drain(&mut self) -> BackendFuture<Vec<Context<Cb>>> {
+        self.inner.drain()
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+#[actix::test]
+async fn a_lost_push_does_not_wedge_the_scheduler() {
+    let backend = Box::new(FlakyQueue {
+        inner: MemoryQueue::default(),
+        fail_next_push: true,
+    });
+    // The first START_BATCH start requests are lost with the push; the
+    // rest must still be pulled, dispatched and finished.
+    let rest = 10;
+    let mut r = rig_with_queue(pages(START_BATCH + rest), 1, None, backend);
+    for _ in 0..rest {
+        let c = r.next_dispatch().await;
+        r.complete(&c).await;
+    }
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert_eq!(r.stat(Counter::Queued), 0);
+    assert_eq!(r.accounting.count(), 0);
+}
+
+#[actix::test]
+async fn a_release_during_an_outstanding_pop_is_not_lost() {
+    // One host that takes one request at a time, plenty of global room.
+    let mut config = SchedulerConfig::with_concurrency(4);
+    config.slots.concurrency = 1;
+    let mut r = rig_with_config(pages(3), config, None, Box::new(MemoryQueue::default()));
+    let first = r.next_dispatch().await;
+    assert!(r.more_dispatches().await.is_empty(), "the host is full");
+    // The completion frees a global slot, so the scheduler pops while
+    // the host is still full (that pop comes back empty); the host's
+    // release lands before the queue answers. It must not be lost.
+    r.sched.do_send(Completed { id: first.id });
+    r.sched.do_send(Released {
+        report: SlotReport {
+            slot: "h".into(),
+            ..SlotReport::default()
+        },
+    });
+    let second = r.next_dispatch().await;
+    assert_eq!(path(&second), "/p1");
+}
