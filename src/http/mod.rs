@@ -8,7 +8,9 @@
 //! limit applied after decompression.
 
 pub(crate) mod body;
+pub(crate) mod env_proxy;
 pub(crate) mod proxy;
+pub(crate) mod tunnel;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +20,9 @@ use awc::http::{header, Method};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::http::body::Body;
-use crate::http::proxy::{proxied_client, EnvProxies, ProxyTarget};
+use crate::http::env_proxy::EnvProxies;
+use crate::http::proxy::ProxyTarget;
+use crate::http::tunnel::proxied_client;
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
 use crate::stats::{Counter, Stats};

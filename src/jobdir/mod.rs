@@ -1,14 +1,36 @@
 //! Job directories: a crawl's durable state, written as it runs so that a
 //! stop, a crash or `kill -9` loses no accepted request.
 //!
-//! The state lives in the [journal](crate::journal) of the directory as a
-//! write-ahead log, replayed in order on the next start:
+//! This module owns the `JobDir` writer (open and replay, write a
+//! checkpoint, compact) and the checkpoint settings: it decides when
+//! records are written and keeps the writer's promises. What a record holds
+//! and how replay reads it is `record`'s; the bytes on disk and their
+//! checksums are the [journal](crate::journal)'s.
+//!
+//! # Crash safety
+//!
+//! - `JobDir::write` returns only once its record is appended and synced
+//!   (`fsync`, on the JobStore actor's own arbiter, so the Scheduler does
+//!   not wait for the disk).
+//! - A record whose append failed is kept and written first, in order, by
+//!   the next checkpoint, so the log never skips one.
+//! - A delta that cannot be encoded can never be written, so nothing after
+//!   it is either (the log must stay a prefix of what happened): every
+//!   later checkpoint fails, and the job resumes from the last good one.
+//! - Compaction replays the log as written and swaps it for one base
+//!   record through [`Journal::replace`], which is atomic; if it fails the
+//!   log stays as it was and keeps growing.
+//!
+//! # What the journal holds
+//!
+//! The state lives in the journal of the directory as a write-ahead log,
+//! replayed in order on the next start:
 //!
 //! - a **delta** record per checkpoint: the requests accepted since the
-//!   previous one (their full [`Context`], callback included, and whether
-//!   their fingerprint went into the Bloom filter), the ids of requests
-//!   completed since, how far the spider's start requests were consumed,
-//!   and the stats;
+//!   previous one (their full [`Context`](crate::context::Context),
+//!   callback included, and whether their fingerprint went into the Bloom
+//!   filter), the ids of requests completed since, how far the spider's
+//!   start requests were consumed, and the stats;
 //! - now and then a **base** record (compaction) that replaces the log: the
 //!   requests still pending, the Bloom filter (bincode), the start-request
 //!   position, the stats and how many requests completed in all.
@@ -24,10 +46,11 @@
 //! last checkpoint are fetched again.
 //!
 //! Records are JSON (the contexts) plus bincode for the Bloom filter, one
-//! checksummed journal record each, written on the [`JobDir`]'s own
-//! thread with `fsync`.
+//! checksummed journal record each.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod record;
+
+use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,22 +59,16 @@ use serde::{Deserialize, Serialize};
 use slog::{info, warn, Logger};
 use uuid::Uuid;
 
-use crate::context::Context;
-use crate::dedupe::BloomDupe;
 use crate::error::{Error, ErrorKind, Stage};
-use crate::events::{CheckpointInfo, ResumeInfo};
-use crate::fingerprint::fingerprint;
+use crate::events::CheckpointInfo;
 use crate::journal::Journal;
 use crate::request::Callback;
-use crate::stats::StatsSnapshot;
+
+pub(crate) use record::Delta;
+use record::{Replayed, Restored};
 
 /// Compact once the log is past this size and twice its last base.
 const COMPACT_MIN_BYTES: u64 = 64 << 20;
-
-/// Tag of a delta record.
-const DELTA: u8 = b'D';
-/// Tag of a base record.
-const BASE: u8 = b'B';
 
 /// How far the spider's start requests were consumed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,225 +99,26 @@ impl Default for CheckpointPolicy {
     }
 }
 
-/// The changes since the previous checkpoint (built by the Scheduler).
-#[derive(Debug)]
-pub(crate) struct Delta<C> {
-    /// Requests accepted, with whether their fingerprint is in the Bloom
-    /// filter (a re-queued request is recorded again, with `false`).
-    pub added: Vec<(Context<C>, bool)>,
-    /// Requests completed.
-    pub done: Vec<Uuid>,
-    /// Start-request position.
-    pub starts: StartsState,
-    /// The stats when the checkpoint was taken.
-    pub stats: StatsSnapshot,
-}
-
-impl<C> Default for Delta<C> {
-    fn default() -> Self {
-        Delta {
-            added: Vec::new(),
-            done: Vec::new(),
-            starts: StartsState::default(),
-            stats: StatsSnapshot::default(),
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "C: Callback")]
-struct Added<C> {
-    ctx: Context<C>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    bloom: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "C: Callback")]
-struct DeltaRecord<C> {
-    added: Vec<Added<C>>,
-    done: Vec<Uuid>,
-    starts: StartsState,
-    stats: StatsSnapshot,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "C: Callback")]
-struct BaseRecord<C> {
-    pending: Vec<Context<C>>,
-    completed: u64,
-    starts: StartsState,
-    stats: Option<StatsSnapshot>,
-}
-
-/// Bloom-filter sizing for replay (when the crawl uses the built-in one).
+/// Bloom-filter sizing for replay (when the crawl uses the built-in one):
+/// the filter a replay starts from must match the crawl's, as a base
+/// record's filter replaces it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BloomSizing {
+    /// Items the filter is sized for.
     pub capacity: usize,
+    /// The false-positive rate it is sized for.
     pub rate: f64,
-}
-
-/// A journal replayed: the crawl's state at its last checkpoint.
-pub(crate) struct Replayed<C> {
-    /// Pending requests by id, with their first arrival order.
-    pending: HashMap<Uuid, (u64, Context<C>)>,
-    arrival: u64,
-    bloom: Option<BloomDupe>,
-    stats: Option<StatsSnapshot>,
-    starts: StartsState,
-    completed: u64,
-}
-
-impl<C: Callback> Replayed<C> {
-    fn new(sizing: Option<BloomSizing>) -> Result<Self, Error> {
-        Ok(Replayed {
-            pending: HashMap::new(),
-            arrival: 0,
-            bloom: sizing
-                .map(|s| BloomDupe::new(s.capacity, s.rate))
-                .transpose()?,
-            stats: None,
-            starts: StartsState::default(),
-            completed: 0,
-        })
-    }
-
-    fn insert(&mut self, ctx: Context<C>) {
-        match self.pending.get_mut(&ctx.id) {
-            Some(slot) => slot.1 = ctx,
-            None => {
-                self.arrival += 1;
-                self.pending.insert(ctx.id, (self.arrival, ctx));
-            }
-        }
-    }
-
-    /// Applies one record.
-    fn apply(&mut self, payload: &[u8]) -> Result<(), String> {
-        match payload.split_first() {
-            Some((&DELTA, json)) => {
-                let delta: DeltaRecord<C> =
-                    serde_json::from_slice(json).map_err(|e| format!("delta record: {e}"))?;
-                for a in delta.added {
-                    if a.bloom {
-                        if let Some(bloom) = self.bloom.as_mut() {
-                            bloom.insert_new(fingerprint(&a.ctx.request));
-                        }
-                    }
-                    self.insert(a.ctx);
-                }
-                for id in delta.done {
-                    if self.pending.remove(&id).is_some() {
-                        self.completed += 1;
-                    }
-                }
-                self.starts = delta.starts;
-                self.stats = Some(delta.stats);
-                Ok(())
-            }
-            Some((&BASE, rest)) => {
-                let (len, rest) = rest
-                    .split_first_chunk::<8>()
-                    .ok_or("base record cut short")?;
-                let len = usize::try_from(u64::from_le_bytes(*len))
-                    .ok()
-                    .filter(|&n| n <= rest.len())
-                    .ok_or("base record length out of range")?;
-                let (json, bloom) = rest.split_at(len);
-                let base: BaseRecord<C> =
-                    serde_json::from_slice(json).map_err(|e| format!("base record: {e}"))?;
-                self.pending.clear();
-                self.arrival = 0;
-                for ctx in base.pending {
-                    self.insert(ctx);
-                }
-                self.completed = base.completed;
-                self.starts = base.starts;
-                self.stats = base.stats;
-                if self.bloom.is_some() && !bloom.is_empty() {
-                    self.bloom = Some(
-                        BloomDupe::from_bytes(bloom).map_err(|e| format!("bloom filter: {e}"))?,
-                    );
-                }
-                Ok(())
-            }
-            _ => Err("unknown record type".into()),
-        }
-    }
-
-    /// The base record for this state.
-    fn encode_base(&self) -> Result<Vec<u8>, String> {
-        let mut pending: Vec<_> = self.pending.values().collect();
-        pending.sort_by_key(|(arrival, _)| *arrival);
-        #[derive(Serialize)]
-        #[serde(bound = "C: Callback")]
-        struct BaseRef<'a, C> {
-            pending: Vec<&'a Context<C>>,
-            completed: u64,
-            starts: StartsState,
-            stats: &'a Option<StatsSnapshot>,
-        }
-        let json = serde_json::to_vec(&BaseRef {
-            pending: pending.into_iter().map(|(_, c)| c).collect(),
-            completed: self.completed,
-            starts: self.starts,
-            stats: &self.stats,
-        })
-        .map_err(|e| e.to_string())?;
-        let bloom = match &self.bloom {
-            Some(b) => b.to_bytes().map_err(|e| e.to_string())?,
-            None => Vec::new(),
-        };
-        let mut out = Vec::with_capacity(9 + json.len() + bloom.len());
-        out.push(BASE);
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        out.extend_from_slice(&bloom);
-        Ok(out)
-    }
-
-    /// Replays every record of a journal.
-    fn replay(
-        records: &[Vec<u8>],
-        sizing: Option<BloomSizing>,
-        path: &Path,
-    ) -> Result<Self, Error> {
-        let mut state = Replayed::new(sizing)?;
-        for (i, r) in records.iter().enumerate() {
-            state.apply(r).map_err(|reason| {
-                journal_error(
-                    path,
-                    format!(
-                        "record {} of {} cannot be read ({reason}); was the job directory \
-                         written by another spider or version?",
-                        i + 1,
-                        records.len()
-                    ),
-                )
-            })?;
-        }
-        Ok(state)
-    }
-}
-
-/// The state a resumed crawl starts from.
-pub(crate) struct Restored<C> {
-    /// Pending requests, in their first arrival order.
-    pub pending: Vec<Context<C>>,
-    /// The Bloom filter, when the crawl uses the built-in one.
-    pub bloom: Option<BloomDupe>,
-    /// The stats of the last checkpoint.
-    pub stats: Option<StatsSnapshot>,
-    /// What was found.
-    pub info: ResumeInfo,
 }
 
 /// A job directory open for writing: replays it on open, then appends each
 /// checkpoint's delta (appends end with `fsync`) and compacts the journal
-/// when it grows. The JobDir actor owns one.
+/// when it grows. The JobStore actor owns one.
 pub(crate) struct JobDir<C> {
+    /// The directory, for the second journal handle compaction reads with.
     dir: PathBuf,
+    /// The log every record goes to.
     journal: Journal,
+    /// The Bloom filter compaction rebuilds, sized as the crawl's.
     sizing: Option<BloomSizing>,
     /// Ids accepted and not completed, per what was written.
     pending: HashSet<Uuid>,
@@ -319,7 +137,9 @@ pub(crate) struct JobDir<C> {
     /// nothing after it may be either (the log must stay a prefix of what
     /// happened); every later checkpoint fails with this reason.
     poisoned: Option<String>,
+    /// Where resuming, compaction and a cut-off tail are reported.
     log: Logger,
+    /// The records hold `Context<C>`: one directory, one callback type.
     _callback: PhantomData<fn() -> C>,
 }
 
@@ -355,27 +175,13 @@ impl<C: Callback> JobDir<C> {
             return Ok((store, None));
         }
         let state = Replayed::<C>::replay(&records, sizing, store.journal.path())?;
-        store.pending = state.pending.keys().copied().collect();
-        store.completed = state.completed;
-        let mut pending: Vec<_> = state.pending.into_values().collect();
-        pending.sort_by_key(|(arrival, _)| *arrival);
-        let info = ResumeInfo {
-            pending: pending.len() as u64,
-            completed: state.completed,
-            starts_pulled: state.starts.pulled,
-            starts_exhausted: state.starts.exhausted,
-            records: records.len(),
-            dropped_bytes: recovered.dropped_bytes,
-        };
+        let restored = state.restore(records.len(), recovered.dropped_bytes);
+        store.pending = restored.pending.iter().map(|ctx| ctx.id).collect();
+        store.completed = restored.info.completed;
+        let info = &restored.info;
         info!(store.log, "job directory: resuming";
             "pending" => info.pending, "completed" => info.completed,
             "starts_pulled" => info.starts_pulled, "records" => info.records);
-        let restored = Restored {
-            pending: pending.into_iter().map(|(_, c)| c).collect(),
-            bloom: state.bloom,
-            stats: state.stats,
-            info,
-        };
         Ok((store, Some(restored)))
     }
 
@@ -392,25 +198,17 @@ impl<C: Callback> JobDir<C> {
                 self.completed += 1;
             }
         }
-        let record = DeltaRecord {
-            added: delta
-                .added
-                .into_iter()
-                .map(|(ctx, bloom)| Added { ctx, bloom })
-                .collect(),
-            done: delta.done,
-            starts: delta.starts,
-            stats: delta.stats,
+        let payload = match delta.encode() {
+            Ok(payload) => payload,
+            Err(e) => {
+                let reason = format!(
+                    "a checkpoint cannot be encoded ({e}); no later checkpoint is written, \
+                     the job resumes from the last one"
+                );
+                self.poisoned = Some(reason.clone());
+                return Err(journal_error(self.journal.path(), reason));
+            }
         };
-        let mut payload = vec![DELTA];
-        if let Err(e) = serde_json::to_writer(&mut payload, &record) {
-            let reason = format!(
-                "a checkpoint cannot be encoded ({e}); no later checkpoint is written, \
-                 the job resumes from the last one"
-            );
-            self.poisoned = Some(reason.clone());
-            return Err(journal_error(self.journal.path(), reason));
-        }
         self.backlog.push_back(payload);
         while let Some(next) = self.backlog.front() {
             self.journal.append(next)?;
@@ -460,6 +258,8 @@ impl<C: Callback> JobDir<C> {
     }
 }
 
+/// The error for a journal that cannot be read or written as this crawl
+/// needs: the open or the checkpoint fails with it.
 fn journal_error(path: &Path, reason: String) -> Error {
     Error::new(
         Stage::Control,
@@ -474,6 +274,9 @@ fn journal_error(path: &Path, reason: String) -> Error {
 mod tests {
     use super::*;
     use crate::actors::test_support::{log, req, Cb};
+    use crate::context::Context;
+    use crate::fingerprint::fingerprint;
+    use crate::stats::StatsSnapshot;
 
     fn ctx(url: &str) -> Context<Cb> {
         Context::new(req(url), None)

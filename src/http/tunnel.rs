@@ -1,0 +1,264 @@
+//! The CONNECT tunnel: the TCP stage of a proxied client's connector.
+//!
+//! A proxied client is an ordinary awc client (built by `http::client_with`,
+//! with the same settings as the direct one) whose connector's TCP stage is
+//! [`Tunnel`]: it opens a TCP connection to the proxy, asks for
+//! `CONNECT host:port`, and hands the tunnelled stream back to awc, which then
+//! speaks TLS over it for `https` targets and plain HTTP for `http` targets.
+//! A proxy that cannot be reached or refuses (407, 403, 5xx, garbage) is a
+//! connection error of the request (`SendRequestError::Connect`); nothing
+//! ever falls back to a direct connection.
+//!
+//! Plain `http` targets go through the tunnel too (no absolute-form
+//! forwarding), so a proxy must allow CONNECT to their ports: a proxy that
+//! only allows CONNECT to 443 refuses them, with a clear error.
+//!
+//! The proxy's answer is read up to the end of its header and not one byte
+//! further: what follows belongs to the tunnel. Errors name the proxy by
+//! its address, never its credentials.
+
+use std::io;
+use std::rc::Rc;
+
+use actix_rt::net::TcpStream;
+use actix_service::Service;
+use actix_tls::connect::{ConnectError as TcpConnectError, ConnectInfo, Connection};
+use awc::http::header::HeaderValue;
+use awc::http::Uri;
+use futures_util::future::LocalBoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::http::proxy::{authority, ProxyTarget};
+use crate::http::{client_with, DownloadConfig};
+
+/// The most bytes of a proxy's answer to CONNECT read before giving up.
+const MAX_ANSWER: usize = 16 * 1024;
+
+/// An awc client whose every connection is a CONNECT tunnel through `proxy`;
+/// otherwise configured like the direct client.
+pub(crate) fn proxied_client(proxy: &ProxyTarget, cfg: &DownloadConfig) -> awc::Client {
+    let tunnel = Tunnel {
+        proxy: Rc::new(proxy.clone()),
+        user_agent: HeaderValue::from_str(&cfg.user_agent)
+            .ok()
+            .map(|_| cfg.user_agent.clone()),
+    };
+    client_with(cfg, awc::Connector::new().connector(tunnel))
+}
+
+/// The TCP stage of a proxied client's connector: a connection to the proxy
+/// turned into a tunnel to the target (awc bounds it with its connect
+/// timeout).
+#[derive(Clone)]
+struct Tunnel {
+    /// Where to connect; an `Rc`, as each connection's future holds it.
+    proxy: Rc<ProxyTarget>,
+    /// Sent with CONNECT, so the proxy sees the crawler's User-Agent; `None`
+    /// when it is not a valid header value, which would spoil the request.
+    user_agent: Option<String>,
+}
+
+impl Service<ConnectInfo<Uri>> for Tunnel {
+    type Response = Connection<Uri, TcpStream>;
+    type Error = TcpConnectError;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_service::always_ready!();
+
+    fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
+        let proxy = self.proxy.clone();
+        let user_agent = self.user_agent.clone();
+        let target = authority(req.hostname(), req.port());
+        let uri = req.request().clone();
+        Box::pin(async move {
+            let stream = open_tunnel(&proxy, &target, user_agent.as_deref())
+                .await
+                .map_err(TcpConnectError::Io)?;
+            Ok(Connection::new(uri, stream))
+        })
+    }
+}
+
+/// Connects to `proxy` and asks it for a tunnel to `target` (`host:port`).
+async fn open_tunnel(
+    proxy: &ProxyTarget,
+    target: &str,
+    user_agent: Option<&str>,
+) -> io::Result<TcpStream> {
+    let fail = |kind: io::ErrorKind, msg: String| io::Error::new(kind, msg);
+    let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port))
+        .await
+        .map_err(|e| {
+            fail(
+                e.kind(),
+                format!("cannot connect to proxy {}: {e}", proxy.addr()),
+            )
+        })?;
+    let _ = stream.set_nodelay(true);
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = &proxy.authorization {
+        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    if let Some(ua) = user_agent {
+        head.push_str(&format!("User-Agent: {ua}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.map_err(|e| {
+        fail(
+            e.kind(),
+            format!(
+                "proxy {}: sending CONNECT {target} failed: {e}",
+                proxy.addr()
+            ),
+        )
+    })?;
+    let answer = read_answer(&mut stream).await.map_err(|e| {
+        fail(
+            e.kind(),
+            format!("proxy {} answering CONNECT {target}: {e}", proxy.addr()),
+        )
+    })?;
+    let line = answer.lines().next().unwrap_or_default().trim_end();
+    match status_of(line) {
+        Some(200..=299) => Ok(stream),
+        Some(_) => Err(fail(
+            io::ErrorKind::ConnectionRefused,
+            format!("proxy {} refused CONNECT {target}: {line}", proxy.addr()),
+        )),
+        None => Err(fail(
+            io::ErrorKind::InvalidData,
+            format!(
+                "proxy {} sent a malformed answer to CONNECT {target}: {:?}",
+                proxy.addr(),
+                line.chars().take(200).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// Reads the proxy's answer up to and including the empty line that ends
+/// its header, and not one byte further (what follows belongs to the
+/// tunnel); refuses answers over [`MAX_ANSWER`].
+async fn read_answer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> io::Result<String> {
+    let mut head = Vec::with_capacity(128);
+    while !(head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n")) {
+        // The fewest bytes that could complete the header: never more than
+        // that, so the read cannot run past its end.
+        let want = if head.ends_with(b"\n") || head.ends_with(b"\n\r") {
+            1
+        } else {
+            2
+        };
+        if head.len() + want > MAX_ANSWER {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("answer header over {MAX_ANSWER} bytes"),
+            ));
+        }
+        let start = head.len();
+        head.resize(start + want, 0);
+        let n = stream.read(&mut head[start..]).await?;
+        head.truncate(start + n);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the answer's header ended",
+            ));
+        }
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The status code of an `HTTP/1.x NNN reason` line.
+fn status_of(line: &str) -> Option<u16> {
+    let mut parts = line.split_whitespace();
+    let version = parts.next()?;
+    let code = parts.next()?;
+    if !version.starts_with("HTTP/1.") || code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use tokio::net::TcpListener;
+
+    /// A one-shot fake proxy: reads the CONNECT request, writes `answer`,
+    /// then `after` (bytes of the tunnel); returns what it read.
+    async fn fake_proxy(
+        answer: Vec<u8>,
+        after: &'static [u8],
+    ) -> (ProxyTarget, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = actix_rt::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let got = read_answer(&mut s).await.unwrap();
+            let _ = s.write_all(&answer).await;
+            let _ = s.write_all(after).await;
+            let _ = s.shutdown().await;
+            got
+        });
+        let target = ProxyTarget::parse(&format!("http://us:pw@127.0.0.1:{port}")).unwrap();
+        (target, handle)
+    }
+
+    #[actix_rt::test]
+    async fn tunnel_sends_connect_with_credentials_and_reads_no_further() {
+        let answer = b"HTTP/1.1 200 Connection established\r\nVia: x\r\n\r\n".to_vec();
+        let (proxy, seen) = fake_proxy(answer, b"tunnel bytes").await;
+        let mut stream = open_tunnel(&proxy, "example.com:443", Some("ua/1"))
+            .await
+            .unwrap();
+        let mut rest = String::new();
+        stream.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "tunnel bytes");
+        let basic = base64::engine::general_purpose::STANDARD.encode("us:pw");
+        assert_eq!(
+            seen.await.unwrap(),
+            format!(
+                "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\
+                 Proxy-Authorization: Basic {basic}\r\nUser-Agent: ua/1\r\n\r\n"
+            )
+        );
+        // A bare-LF answer ends at its empty line too.
+        let (proxy, _) = fake_proxy(b"HTTP/1.0 200 OK\n\n".to_vec(), b"x").await;
+        let mut stream = open_tunnel(&proxy, "h:80", None).await.unwrap();
+        let mut rest = String::new();
+        stream.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "x");
+    }
+
+    #[actix_rt::test]
+    async fn refusals_and_garbage_are_clear_errors() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                b"HTTP/1.0 407 Proxy Authentication Required\r\n\r\n".to_vec(),
+                "refused CONNECT h:1: HTTP/1.0 407 Proxy Authentication Required",
+            ),
+            (
+                b"HTTP/1.1 403 Forbidden\r\n\r\nbody".to_vec(),
+                "refused CONNECT h:1: HTTP/1.1 403",
+            ),
+            (b"SSH-2.0-OpenSSH\r\n\r\n".to_vec(), "malformed answer"),
+            (b"HTTP/1.1 200 OK\r\n".to_vec(), "connection closed before"),
+            (vec![b'a'; MAX_ANSWER + 10], "over 16384 bytes"),
+        ];
+        for (answer, expected) in cases {
+            let (proxy, _) = fake_proxy(answer, b"").await;
+            let e = open_tunnel(&proxy, "h:1", None).await.unwrap_err();
+            assert!(e.to_string().contains(expected), "{e} lacks {expected:?}");
+            assert!(e.to_string().contains("127.0.0.1:"), "{e}");
+        }
+        // Nobody listening.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let proxy = ProxyTarget::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let e = open_tunnel(&proxy, "h:1", None).await.unwrap_err();
+        assert!(e.to_string().contains("cannot connect to proxy"), "{e}");
+    }
+}

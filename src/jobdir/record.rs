@@ -1,0 +1,328 @@
+//! The records of a job directory's journal, and replaying them into the
+//! crawl's state.
+//!
+//! This module owns what a record holds and what it means; it knows
+//! nothing of files (the [journal](crate::journal) stores records as opaque
+//! payloads and makes each one durable) or of when records are written
+//! (the parent module's [`JobDir`](super::JobDir)).
+//!
+//! # Format
+//!
+//! Each payload starts with a one-byte tag:
+//!
+//! ```text
+//! delta: b'D' [JSON {added: [{ctx, bloom?}], done: [id], starts, stats}]
+//! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats}] [Bloom filter, bincode]
+//! ```
+//!
+//! `bloom` is left out when false; the Bloom filter's bytes are empty when
+//! the crawl does not use the built-in one. The JSON field names are part
+//! of the format: renaming one makes earlier job directories unreadable.
+//!
+//! # Replay rules
+//!
+//! - Records apply in the order written. A base replaces every state
+//!   before it (it is only ever written first, by compaction); deltas apply
+//!   on top of it.
+//! - A request recorded again (re-queued) replaces its earlier copy and
+//!   keeps its first arrival position, so the newest retry count and meta
+//!   win and the queue order survives.
+//! - A completed id counts only while its request is pending, so a
+//!   completion recorded twice is counted once.
+//! - The Bloom filter gets the fingerprint of every request recorded with
+//!   `bloom`; a base's filter replaces it.
+//! - A record that cannot be read fails the whole replay, naming its
+//!   place: skipping it would lose accepted requests or bring back
+//!   completed ones. (A torn last record never gets here: the journal cuts
+//!   it off on open.)
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{journal_error, BloomSizing, StartsState};
+use crate::context::Context;
+use crate::dedupe::BloomDupe;
+use crate::error::Error;
+use crate::events::ResumeInfo;
+use crate::fingerprint::fingerprint;
+use crate::request::Callback;
+use crate::stats::StatsSnapshot;
+
+/// Tag of a delta record.
+const DELTA: u8 = b'D';
+/// Tag of a base record.
+const BASE: u8 = b'B';
+
+/// The changes since the previous checkpoint (built by the Scheduler).
+#[derive(Debug)]
+pub(crate) struct Delta<C> {
+    /// Requests accepted, with whether their fingerprint is in the Bloom
+    /// filter (a re-queued request is recorded again, with `false`).
+    pub added: Vec<(Context<C>, bool)>,
+    /// Requests completed.
+    pub done: Vec<Uuid>,
+    /// Start-request position.
+    pub starts: StartsState,
+    /// The stats when the checkpoint was taken.
+    pub stats: StatsSnapshot,
+}
+
+impl<C> Default for Delta<C> {
+    fn default() -> Self {
+        Delta {
+            added: Vec::new(),
+            done: Vec::new(),
+            starts: StartsState::default(),
+            stats: StatsSnapshot::default(),
+        }
+    }
+}
+
+impl<C: Callback> Delta<C> {
+    /// The delta record's payload. Fails only when a context cannot be
+    /// written as JSON (a callback's or meta's `Serialize` failing).
+    pub(super) fn encode(self) -> Result<Vec<u8>, serde_json::Error> {
+        let record = DeltaRecord {
+            added: self
+                .added
+                .into_iter()
+                .map(|(ctx, bloom)| Added { ctx, bloom })
+                .collect(),
+            done: self.done,
+            starts: self.starts,
+            stats: self.stats,
+        };
+        let mut payload = vec![DELTA];
+        serde_json::to_writer(&mut payload, &record)?;
+        Ok(payload)
+    }
+}
+
+/// One accepted request of a delta record.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: Callback")]
+struct Added<C> {
+    /// The whole request context, callback included: replay rebuilds the
+    /// request from it alone.
+    ctx: Context<C>,
+    /// Its fingerprint went into the Bloom filter, so replay puts it back;
+    /// left out of the record when false, as most re-queued requests are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    bloom: bool,
+}
+
+/// A delta record's JSON.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: Callback")]
+struct DeltaRecord<C> {
+    /// Requests accepted since the previous checkpoint, in order.
+    added: Vec<Added<C>>,
+    /// Ids of requests completed since.
+    done: Vec<Uuid>,
+    /// The start-request position, replacing the previous one.
+    starts: StartsState,
+    /// The stats, replacing the previous ones.
+    stats: StatsSnapshot,
+}
+
+/// A base record's JSON (the Bloom filter follows it, outside the JSON).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: Callback")]
+struct BaseRecord<C> {
+    /// Requests pending, in their first arrival order.
+    pending: Vec<Context<C>>,
+    /// Requests completed over all runs so far: the deltas folded in are
+    /// gone, so the count is kept here.
+    completed: u64,
+    /// The start-request position.
+    starts: StartsState,
+    /// The stats of the last checkpoint folded in; `None` when there was
+    /// none.
+    stats: Option<StatsSnapshot>,
+}
+
+/// A journal replayed: the crawl's state at its last checkpoint.
+pub(super) struct Replayed<C> {
+    /// Pending requests by id, with their first arrival order.
+    pending: HashMap<Uuid, (u64, Context<C>)>,
+    /// The last arrival number given, for the next new request.
+    arrival: u64,
+    /// The fingerprints recorded in the filter, when the crawl uses the
+    /// built-in one.
+    bloom: Option<BloomDupe>,
+    /// The newest stats recorded.
+    stats: Option<StatsSnapshot>,
+    /// The newest start-request position recorded.
+    starts: StartsState,
+    /// Requests completed over all runs.
+    completed: u64,
+}
+
+impl<C: Callback> Replayed<C> {
+    fn new(sizing: Option<BloomSizing>) -> Result<Self, Error> {
+        Ok(Replayed {
+            pending: HashMap::new(),
+            arrival: 0,
+            bloom: sizing
+                .map(|s| BloomDupe::new(s.capacity, s.rate))
+                .transpose()?,
+            stats: None,
+            starts: StartsState::default(),
+            completed: 0,
+        })
+    }
+
+    fn insert(&mut self, ctx: Context<C>) {
+        match self.pending.get_mut(&ctx.id) {
+            Some(slot) => slot.1 = ctx,
+            None => {
+                self.arrival += 1;
+                self.pending.insert(ctx.id, (self.arrival, ctx));
+            }
+        }
+    }
+
+    /// Applies one record.
+    fn apply(&mut self, payload: &[u8]) -> Result<(), String> {
+        match payload.split_first() {
+            Some((&DELTA, json)) => {
+                let delta: DeltaRecord<C> =
+                    serde_json::from_slice(json).map_err(|e| format!("delta record: {e}"))?;
+                for a in delta.added {
+                    if a.bloom {
+                        if let Some(bloom) = self.bloom.as_mut() {
+                            bloom.insert_new(fingerprint(&a.ctx.request));
+                        }
+                    }
+                    self.insert(a.ctx);
+                }
+                for id in delta.done {
+                    if self.pending.remove(&id).is_some() {
+                        self.completed += 1;
+                    }
+                }
+                self.starts = delta.starts;
+                self.stats = Some(delta.stats);
+                Ok(())
+            }
+            Some((&BASE, rest)) => {
+                let (len, rest) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or("base record cut short")?;
+                let len = usize::try_from(u64::from_le_bytes(*len))
+                    .ok()
+                    .filter(|&n| n <= rest.len())
+                    .ok_or("base record length out of range")?;
+                let (json, bloom) = rest.split_at(len);
+                let base: BaseRecord<C> =
+                    serde_json::from_slice(json).map_err(|e| format!("base record: {e}"))?;
+                self.pending.clear();
+                self.arrival = 0;
+                for ctx in base.pending {
+                    self.insert(ctx);
+                }
+                self.completed = base.completed;
+                self.starts = base.starts;
+                self.stats = base.stats;
+                if self.bloom.is_some() && !bloom.is_empty() {
+                    self.bloom = Some(
+                        BloomDupe::from_bytes(bloom).map_err(|e| format!("bloom filter: {e}"))?,
+                    );
+                }
+                Ok(())
+            }
+            _ => Err("unknown record type".into()),
+        }
+    }
+
+    /// The base record for this state.
+    pub(super) fn encode_base(&self) -> Result<Vec<u8>, String> {
+        let mut pending: Vec<_> = self.pending.values().collect();
+        pending.sort_by_key(|(arrival, _)| *arrival);
+        #[derive(Serialize)]
+        #[serde(bound = "C: Callback")]
+        struct BaseRef<'a, C> {
+            pending: Vec<&'a Context<C>>,
+            completed: u64,
+            starts: StartsState,
+            stats: &'a Option<StatsSnapshot>,
+        }
+        let json = serde_json::to_vec(&BaseRef {
+            pending: pending.into_iter().map(|(_, c)| c).collect(),
+            completed: self.completed,
+            starts: self.starts,
+            stats: &self.stats,
+        })
+        .map_err(|e| e.to_string())?;
+        let bloom = match &self.bloom {
+            Some(b) => b.to_bytes().map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(9 + json.len() + bloom.len());
+        out.push(BASE);
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&bloom);
+        Ok(out)
+    }
+
+    /// Replays every record of a journal.
+    pub(super) fn replay(
+        records: &[Vec<u8>],
+        sizing: Option<BloomSizing>,
+        path: &Path,
+    ) -> Result<Self, Error> {
+        let mut state = Replayed::new(sizing)?;
+        for (i, r) in records.iter().enumerate() {
+            state.apply(r).map_err(|reason| {
+                journal_error(
+                    path,
+                    format!(
+                        "record {} of {} cannot be read ({reason}); was the job directory \
+                         written by another spider or version?",
+                        i + 1,
+                        records.len()
+                    ),
+                )
+            })?;
+        }
+        Ok(state)
+    }
+
+    /// What the crawl resumes from: the pending requests in their first
+    /// arrival order. `records` and `dropped_bytes` are what the journal
+    /// read and cut off, for [`ResumeInfo`].
+    pub(super) fn restore(self, records: usize, dropped_bytes: u64) -> Restored<C> {
+        let mut pending: Vec<_> = self.pending.into_values().collect();
+        pending.sort_by_key(|(arrival, _)| *arrival);
+        let info = ResumeInfo {
+            pending: pending.len() as u64,
+            completed: self.completed,
+            starts_pulled: self.starts.pulled,
+            starts_exhausted: self.starts.exhausted,
+            records,
+            dropped_bytes,
+        };
+        Restored {
+            pending: pending.into_iter().map(|(_, c)| c).collect(),
+            bloom: self.bloom,
+            stats: self.stats,
+            info,
+        }
+    }
+}
+
+/// The state a resumed crawl starts from.
+pub(crate) struct Restored<C> {
+    /// Pending requests, in their first arrival order.
+    pub pending: Vec<Context<C>>,
+    /// The Bloom filter, when the crawl uses the built-in one.
+    pub bloom: Option<BloomDupe>,
+    /// The stats of the last checkpoint.
+    pub stats: Option<StatsSnapshot>,
+    /// What was found.
+    pub info: ResumeInfo,
+}

@@ -1,0 +1,247 @@
+//! The page scan behind [`LinkExtractor::extract`](super::LinkExtractor::extract):
+//! everything that reads a page's bytes.
+//!
+//! It runs `lol_html`'s streaming tokenizer over the text once, with a
+//! handler on the chosen tags that notes where each wanted attribute's
+//! value stands, one on the first `<base href>`, and one that scans the
+//! text of each `<noscript>` in turn as markup (a crawler runs no scripts).
+//! It builds no tree, copies no value of the page, and decodes character
+//! references only when a value is read ([`Found::hrefs`]). What the values
+//! mean (resolving, filtering, de-duplicating) is the parent module's job.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use lol_html::errors::RewritingError;
+use lol_html::html_content::{Element, TextChunk};
+use lol_html::{ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings};
+use memchr::memmem;
+
+/// What a scan found.
+#[derive(Default)]
+pub(super) struct Found {
+    /// The first `<base href>`, decoded: relative links resolve against it.
+    base: Option<String>,
+    /// The link attributes, in document order, which is the order the
+    /// extractor keeps.
+    hrefs: Vec<Href>,
+    /// The text of the `<noscript>` being read: it comes in chunks, and is
+    /// scanned once whole.
+    noscript: String,
+}
+
+/// A link attribute's value, as found.
+enum Href {
+    /// Where it stands in the page (not yet decoded): no copy of the page's
+    /// text is made while scanning.
+    Page(Range<usize>),
+    /// Decoded, from text that is not the page's (a `<noscript>`'s), which
+    /// does not outlive its scan.
+    Owned(String),
+}
+
+impl Found {
+    /// The page's first `<base href>`, decoded.
+    pub(super) fn base(&self) -> Option<&str> {
+        self.base.as_deref()
+    }
+
+    /// The link attribute values, decoded, in document order; `html` is the
+    /// page text that was scanned.
+    pub(super) fn hrefs<'a>(&'a self, html: &'a str) -> impl Iterator<Item = Cow<'a, str>> {
+        self.hrefs.iter().map(move |href| match href {
+            Href::Page(span) => decode(&html[span.clone()]),
+            Href::Owned(value) => Cow::Borrowed(value.as_str()),
+        })
+    }
+}
+
+/// Scans the page `html` for the attributes `attrs` of the elements
+/// `tags` selects (none when `tags` is `None`), and for its `<base href>`.
+///
+/// Fails only past the scanner's memory limit (none is set) or when a
+/// handler fails (these do not); the caller keeps a fallback all the same.
+pub(super) fn scan(
+    html: &str,
+    tags: Option<&Selector>,
+    attrs: &[String],
+) -> Result<Found, RewritingError> {
+    let found = RefCell::new(Found {
+        // Room for a typical page's links, to spare a few regrowths.
+        hrefs: Vec::with_capacity(16),
+        ..Found::default()
+    });
+    scan_into(html, tags, attrs, &found, true)?;
+    Ok(found.into_inner())
+}
+
+/// Adds the link attributes of `html` to `found`, in document order.
+/// The page itself (`page`) also gives its `<base href>` and the links
+/// inside its `<noscript>` elements, scanned in turn (not their base).
+fn scan_into(
+    html: &str,
+    tags: Option<&Selector>,
+    attrs: &[String],
+    found: &RefCell<Found>,
+    page: bool,
+) -> Result<(), RewritingError> {
+    // The page is written in one go, so the parsing buffer only ever
+    // holds what is left unfinished at its end: no need to reserve the
+    // default kilobyte for each page.
+    let mut settings = Settings::new()
+        .with_strict(false)
+        .with_memory_settings(MemorySettings::new().with_preallocated_parsing_buffer_size(0));
+    if let Some(tags) = tags {
+        settings = settings.append_element_content_handler((
+            Cow::Borrowed(tags),
+            ElementContentHandlers::default().element(|el: &mut Element| {
+                let mut found = found.borrow_mut();
+                for attr in attrs {
+                    let Some(span) = attribute_span(el, html, attr) else {
+                        continue;
+                    };
+                    found.hrefs.push(if page {
+                        Href::Page(span)
+                    } else {
+                        // Inside `<noscript>`, the text scanned is not
+                        // the page's: the value is kept, decoded.
+                        Href::Owned(decode(&html[span]).into_owned())
+                    });
+                }
+                Ok(())
+            }),
+        ));
+    }
+    // Selectors cost the scanner even where nothing matches (each is
+    // compiled for every page, and checked at every tag), so those for
+    // `<base>` and `<noscript>` are left out of pages that cannot hold
+    // one: a start tag is `<` then its name, in any case, in the text
+    // as decoded, so a page without `<base` or `<noscript` has none.
+    let (base, noscript) = if page {
+        base_and_noscript(html)
+    } else {
+        (false, false)
+    };
+    if base {
+        settings = settings.append_element_content_handler((
+            Cow::Borrowed(&*BASE),
+            ElementContentHandlers::default().element(|el: &mut Element| {
+                let mut found = found.borrow_mut();
+                if found.base.is_none() {
+                    found.base = attribute_span(el, html, "href")
+                        .map(|span| decode(&html[span]).into_owned());
+                }
+                Ok(())
+            }),
+        ));
+    }
+    if noscript {
+        settings = settings.append_element_content_handler((
+            Cow::Borrowed(&*NOSCRIPT),
+            ElementContentHandlers::default().text(|chunk: &mut TextChunk| {
+                found.borrow_mut().noscript.push_str(chunk.as_str());
+                if chunk.last_in_text_node() {
+                    let inner = std::mem::take(&mut found.borrow_mut().noscript);
+                    scan_into(&inner, tags, attrs, found, false)?;
+                }
+                Ok(())
+            }),
+        ));
+    }
+    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+    rewriter.write(html.as_bytes())?;
+    rewriter.end()
+}
+
+static BASE: LazyLock<Selector> = LazyLock::new(|| "base[href]".parse().expect("a valid selector"));
+static NOSCRIPT: LazyLock<Selector> =
+    LazyLock::new(|| "noscript".parse().expect("a valid selector"));
+
+/// Whether `html` may hold a `<base>` start tag, and a `<noscript>` one:
+/// whether it holds `<` followed by the name in any case (the tokenizer
+/// decodes nothing in tag names). Setting bit 5 of every byte lowercases
+/// the letters and leaves `<` as it is, so every real match survives (a
+/// few other bytes turn into `<` or letters: false positives only, which
+/// merely keep a selector).
+fn base_and_noscript(html: &str) -> (bool, bool) {
+    /// Bytes folded at a time, on the stack.
+    const CHUNK: usize = 1024;
+    /// Bytes a chunk repeats from the one before, so that a name cut in
+    /// two is still found: all of `<noscript` but one.
+    const OVERLAP: usize = 8;
+    static FINDERS: LazyLock<[memmem::Finder<'static>; 2]> = LazyLock::new(|| {
+        [
+            memmem::Finder::new(b"<base"),
+            memmem::Finder::new(b"<noscript"),
+        ]
+    });
+    let [base_finder, noscript_finder] = &*FINDERS;
+    let bytes = html.as_bytes();
+    let mut folded = [0u8; CHUNK + OVERLAP];
+    let (mut base, mut noscript) = (false, false);
+    let mut start = 0;
+    while start < bytes.len() && !(base && noscript) {
+        let end = (start + CHUNK).min(bytes.len());
+        let chunk = &bytes[start.saturating_sub(OVERLAP)..end];
+        for (to, from) in folded.iter_mut().zip(chunk) {
+            *to = from | 0x20;
+        }
+        let folded = &folded[..chunk.len()];
+        base = base || base_finder.find(folded).is_some();
+        noscript = noscript || noscript_finder.find(folded).is_some();
+        start = end;
+    }
+    (base, noscript)
+}
+
+/// Where the value of `el`'s first attribute named `name` (ASCII, lower
+/// case) stands in `html`, the text the scanner was given: the value as
+/// written (character references not decoded, nothing stripped), or an
+/// empty range for an attribute without one. The first of a name counts,
+/// as browsers read it. `None` when `el` has no such attribute.
+///
+/// `lol_html`'s own `get_attribute` copies the value, and decodes it as
+/// text, which also drops a leading U+FEFF; browsers keep it.
+fn attribute_span(el: &Element, html: &str, name: &str) -> Option<Range<usize>> {
+    // Every attribute the scanner read has its place in the text (only
+    // those a handler adds or changes have none, and none is changed here).
+    let at = el.attributes().iter().find(|at| {
+        at.name_source_location()
+            .is_some_and(|n| html[n.bytes()].eq_ignore_ascii_case(name))
+    })?;
+    Some(at.value_source_location().map_or(0..0, |v| v.bytes()))
+}
+
+/// An attribute value with its character references decoded.
+fn decode(value: &str) -> Cow<'_, str> {
+    if value.contains('&') {
+        htmlize::unescape_attribute(value)
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_and_noscript_are_found_in_any_case_across_chunks() {
+        assert_eq!(base_and_noscript("<BASE href=x><noSCRIPT>"), (true, true));
+        assert_eq!(
+            base_and_noscript("<a href=base>noscript</a>"),
+            (false, false)
+        );
+        // Across the chunks the page is folded in.
+        for at in 1000..1040 {
+            let mut html = " ".repeat(at);
+            html.push_str("<NoScript>");
+            html.push_str(&" ".repeat(1500));
+            html.push_str("<bAsE>");
+            assert_eq!(base_and_noscript(&html), (true, true), "at {at}");
+            assert_eq!(base_and_noscript(&html[..at + 8]), (false, false));
+        }
+    }
+}
