@@ -83,6 +83,7 @@ pub mod item;
 pub mod jobdir;
 pub mod journal;
 pub mod json_sender;
+mod launch;
 pub mod links;
 pub mod messages;
 pub mod middleware;
