@@ -49,8 +49,9 @@
 //!    `redirect`, `politeness` (host slots, AutoThrottle, robots.txt),
 //!    `admission` (depth and offsite), [`queue`] and [`dedupe`] (back-end
 //!    traits and the in-memory back-ends), `links` (the
-//!    [`LinkExtractor`]: its configuration and the page scanner), `http`
-//!    (the client, bodies under a limit, proxies and CONNECT tunnels),
+//!    [`LinkExtractor`]: its configuration, and the page scanner), `http`
+//!    (one exchange under the crawler's limits; bodies under a size limit,
+//!    proxy URLs, CONNECT tunnels, the environment's proxies),
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),
@@ -92,6 +93,7 @@ mod item;
 mod jobdir;
 mod journal;
 mod json_sender;
+mod launch;
 mod links;
 mod messages;
 mod middleware;

@@ -286,8 +286,6 @@ pub enum Outcome<C> {
 /// Downloader → Pool: a download ended (step 6).
 #[derive(Debug)]
 pub struct Downloaded<C> {
-    /// Which downloader.
-    pub worker: usize,
     /// The request's context id.
     pub id: Uuid,
     /// The result.

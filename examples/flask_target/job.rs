@@ -12,9 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use slog::{warn, Logger};
+use spinneret::pipelines::HttpPersist;
 use spinneret::Backoff;
 use spinneret::JsonSender;
-use spinneret::pipelines::HttpPersist;
 use spinneret::{
     Crawler, Error, ErrorKind, Method, Output, Request, Response, Spider, Stage, StartRequests,
     StatsSnapshot,

@@ -32,7 +32,8 @@ use crate::middleware::{Middlewares, RequestAction, ResponseAction};
 use crate::politeness::SlotReport;
 use crate::redirect::{follow, is_redirect};
 use crate::request::slot_of;
-use crate::request::Callback;
+use crate::request::{Callback, Request};
+use crate::response::Response;
 use crate::stats::Stats;
 
 /// Where a downloader reports.
@@ -132,7 +133,6 @@ impl<C: Callback> Handler<Download<C>> for Downloader<C> {
             self.config.clone(),
             self.stats.clone(),
             msg.ctx,
-            self.index,
         );
         AssertUnwindSafe(job)
             .catch_unwind()
@@ -157,14 +157,13 @@ impl<C: Callback> Handler<Download<C>> for Downloader<C> {
     }
 }
 
-/// Steps 5–7 for one request.
+/// Steps 5–7 for one request: [`fetch`] it, then say how it ended.
 async fn download<C: Callback>(
     client: Result<awc::Client, Error>,
     middlewares: Arc<Middlewares<C>>,
     config: Arc<DownloadConfig>,
     stats: Arc<Stats>,
     mut ctx: Context<C>,
-    worker: usize,
 ) -> Downloaded<C> {
     let id = ctx.id;
     let mut emitted = Vec::new();
@@ -172,86 +171,141 @@ async fn download<C: Callback>(
         slot: slot_of(&ctx.request.url).to_string(),
         ..SlotReport::default()
     };
-    let (outcome, report) = 'outcome: {
-        let fail = |ctx: &Context<C>, e: Error, stage: Stage| {
-            e.at(stage)
-                .with_url(&ctx.request.url)
-                .with_attempt(ctx.attempt)
-        };
-        for mw in middlewares.outbound() {
-            match mw.process_request(&mut ctx.request, &mut emitted) {
-                Ok(RequestAction::Continue) => {}
-                Ok(RequestAction::Drop(reason)) => {
-                    break 'outcome (Outcome::Dropped(ctx, reason), report)
-                }
-                Err(e) => {
-                    let e = fail(&ctx, e, Stage::ProcessRequest);
-                    break 'outcome (Outcome::Failed(ctx, e), report);
-                }
-            }
-        }
-        let exchanged = match client {
-            Ok(client) => exchange(&client, &ctx.request, &config, &stats).await,
-            Err(e) => Err(e),
-        };
-        let mut response = match exchanged {
-            Ok(r) => r,
-            Err(e) => {
-                let e = e.with_attempt(ctx.attempt);
-                break 'outcome (Outcome::Failed(ctx, e), report);
-            }
-        };
-        report.latency = Some(response.meta.download_latency);
-        report.status = Some(response.status);
-        if matches!(response.status, 429 | 503) {
-            report.retry_after = response
-                .header("retry-after")
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        }
-        response.meta.attempt = ctx.attempt;
-        for mw in middlewares.inbound() {
-            match mw.process_response(&ctx.request, &mut response, &mut emitted) {
-                Ok(ResponseAction::Continue) => {}
-                Ok(ResponseAction::Drop(reason)) => {
-                    break 'outcome (Outcome::Dropped(ctx, reason), report)
-                }
-                Err(e) => {
-                    let e = fail(&ctx, e, Stage::ProcessResponse);
-                    break 'outcome (Outcome::Failed(ctx, e), report);
-                }
-            }
-        }
-        if config.follow_redirects && ctx.request.allow_redirects && is_redirect(response.status) {
-            if let Some(location) = response.header("location").map(str::to_string) {
-                match follow(&ctx.request, &response, &location) {
-                    Ok(next) => {
-                        stats.add_named("redirect/count", 1);
-                        break 'outcome (Outcome::Redirected(ctx, Box::new(next)), report);
-                    }
-                    Err(e) => {
-                        let e = fail(&ctx, e, Stage::Download);
-                        break 'outcome (Outcome::Failed(ctx, e), report);
-                    }
-                }
-            }
-        }
-        if !ctx.request.status_allowed(response.status) {
-            let e = fail(
-                &ctx,
-                Error::new(Stage::Download, ErrorKind::HttpStatus(response.status)),
-                Stage::Download,
-            );
-            break 'outcome (Outcome::Failed(ctx, e), report);
-        }
-        (Outcome::Response(ctx, Box::new(response)), report)
+    let fetched = fetch(
+        client,
+        &middlewares,
+        &config,
+        &stats,
+        &mut ctx,
+        &mut emitted,
+        &mut report,
+    )
+    .await;
+    let outcome = match fetched {
+        Ok(response) => Outcome::Response(ctx, Box::new(response)),
+        Err(Halt::Dropped(reason)) => Outcome::Dropped(ctx, reason),
+        Err(Halt::Failed(e)) => Outcome::Failed(ctx, e),
+        Err(Halt::Redirected(next)) => Outcome::Redirected(ctx, next),
     };
     Downloaded {
-        worker,
         id,
         outcome,
         emitted,
         report,
     }
+}
+
+/// How a download ended short of a response for the parser; [`download`]
+/// pairs it with the request's context (which the steps only borrow).
+enum Halt<C> {
+    /// A middleware dropped the request or its response, for this reason.
+    Dropped(String),
+    /// A middleware, the exchange, a redirect or the status failed.
+    Failed(Error),
+    /// The answer redirects to this request.
+    Redirected(Box<Request<C>>),
+}
+
+/// The middlewares' `process_request`, the exchange, what it tells the
+/// host's slot (`report`), the middlewares' `process_response`, then the
+/// redirect and status checks. Requests the middlewares emit go to
+/// `emitted`.
+async fn fetch<C: Callback>(
+    client: Result<awc::Client, Error>,
+    middlewares: &Middlewares<C>,
+    config: &DownloadConfig,
+    stats: &Stats,
+    ctx: &mut Context<C>,
+    emitted: &mut Vec<Request<C>>,
+    report: &mut SlotReport,
+) -> Result<Response, Halt<C>> {
+    process_request(middlewares, ctx, emitted)?;
+    let exchanged = match client {
+        Ok(client) => exchange(&client, &ctx.request, config, stats).await,
+        Err(e) => Err(e),
+    };
+    let mut response = exchanged.map_err(|e| Halt::Failed(e.with_attempt(ctx.attempt)))?;
+    report.latency = Some(response.meta.download_latency);
+    report.status = Some(response.status);
+    if matches!(response.status, 429 | 503) {
+        report.retry_after = response
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    }
+    response.meta.attempt = ctx.attempt;
+    process_response(middlewares, ctx, &mut response, emitted)?;
+    check_answer(config, stats, ctx, &response)?;
+    Ok(response)
+}
+
+/// `e`, as failing `ctx`'s request at `stage`.
+fn fail<C>(ctx: &Context<C>, e: Error, stage: Stage) -> Halt<C> {
+    Halt::Failed(
+        e.at(stage)
+            .with_url(&ctx.request.url)
+            .with_attempt(ctx.attempt),
+    )
+}
+
+/// Step 5: every middleware's `process_request`, in priority order, until
+/// one drops the request or fails.
+fn process_request<C: Callback>(
+    middlewares: &Middlewares<C>,
+    ctx: &mut Context<C>,
+    emitted: &mut Vec<Request<C>>,
+) -> Result<(), Halt<C>> {
+    for mw in middlewares.outbound() {
+        match mw.process_request(&mut ctx.request, emitted) {
+            Ok(RequestAction::Continue) => {}
+            Ok(RequestAction::Drop(reason)) => return Err(Halt::Dropped(reason)),
+            Err(e) => return Err(fail(ctx, e, Stage::ProcessRequest)),
+        }
+    }
+    Ok(())
+}
+
+/// Every middleware's `process_response`, in reverse priority order, until
+/// one drops the response or fails.
+fn process_response<C: Callback>(
+    middlewares: &Middlewares<C>,
+    ctx: &Context<C>,
+    response: &mut Response,
+    emitted: &mut Vec<Request<C>>,
+) -> Result<(), Halt<C>> {
+    for mw in middlewares.inbound() {
+        match mw.process_response(&ctx.request, response, emitted) {
+            Ok(ResponseAction::Continue) => {}
+            Ok(ResponseAction::Drop(reason)) => return Err(Halt::Dropped(reason)),
+            Err(e) => return Err(fail(ctx, e, Stage::ProcessResponse)),
+        }
+    }
+    Ok(())
+}
+
+/// A redirect to follow (when on, for this request) becomes the next
+/// request; a status the request does not allow fails it.
+fn check_answer<C: Callback>(
+    config: &DownloadConfig,
+    stats: &Stats,
+    ctx: &Context<C>,
+    response: &Response,
+) -> Result<(), Halt<C>> {
+    if config.follow_redirects && ctx.request.allow_redirects && is_redirect(response.status) {
+        if let Some(location) = response.header("location").map(str::to_string) {
+            return match follow(&ctx.request, response, &location) {
+                Ok(next) => {
+                    stats.add_named("redirect/count", 1);
+                    Err(Halt::Redirected(Box::new(next)))
+                }
+                Err(e) => Err(fail(ctx, e, Stage::Download)),
+            };
+        }
+    }
+    if !ctx.request.status_allowed(response.status) {
+        let e = Error::new(Stage::Download, ErrorKind::HttpStatus(response.status));
+        return Err(fail(ctx, e, Stage::Download));
+    }
+    Ok(())
 }
 
 /// `Retry-After` as seconds or an HTTP-date, relative to `now`; capped at
@@ -430,7 +484,7 @@ mod tests {
         let mut rig = rig();
         let sent = download(&rig, "/ok", 0);
         let done = rig.results.recv().await.unwrap();
-        assert_eq!((done.worker, done.id), (3, sent.id));
+        assert_eq!(done.id, sent.id);
         assert_eq!(done.report.slot, "127.0.0.1");
         assert_eq!(done.report.status, Some(200));
         assert!(done.report.latency.is_some());

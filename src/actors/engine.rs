@@ -1,7 +1,7 @@
 //! Engine: owns a crawl's lifecycle, accounting and stats.
 //!
-//! The builder wires every actor and hands the Engine what it needs to end
-//! the crawl. The Engine learns the crawl is over from the accounting (an
+//! The launch step wires every actor and hands the Engine what it needs to
+//! end the crawl. The Engine learns the crawl is over from the accounting (an
 //! `Idle` when open work reaches zero: start requests exhausted, queue empty,
 //! nothing in flight, no item in a pipeline). It then closes the pipelines
 //! (flushing batches and files), stamps `finish_time` and `finish_reason`
@@ -27,6 +27,10 @@ use crate::messages::{
 };
 use crate::state::Phase;
 use crate::stats::{Counter, Stats, StatsSnapshot};
+
+/// How long a stop drains before it forces unless configured otherwise:
+/// the one definition, read by the Engine and the builder's defaults.
+pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the engine sends things.
 pub struct EngineOutbox {
@@ -102,7 +106,7 @@ impl Engine {
             finished,
             stop_requested: false,
             finishing: false,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             events: broadcast::channel(crate::events::CAPACITY).0,
             phase: Arc::default(),
             close_middlewares: None,
@@ -141,7 +145,8 @@ impl Engine {
         self.last_progress = (pages, items, now);
     }
 
-    /// Sets how long a stop drains before it forces (default 30 s).
+    /// Sets how long a stop drains before it forces (default
+    /// [`DEFAULT_DRAIN_TIMEOUT`]).
     pub(crate) fn with_drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self

@@ -379,7 +379,7 @@ mod tests {
             self.out_events.drain()
         }
 
-        async fn downloaded(&self, worker: usize, outcome: Outcome<Cb>, emitted: Vec<Request<Cb>>) {
+        async fn downloaded(&self, outcome: Outcome<Cb>, emitted: Vec<Request<Cb>>) {
             let id = match &outcome {
                 Outcome::Response(c, _)
                 | Outcome::Failed(c, _)
@@ -387,7 +387,6 @@ mod tests {
                 | Outcome::Redirected(c, _) => c.id,
             };
             let msg = Downloaded {
-                worker,
                 id,
                 outcome,
                 emitted,
@@ -426,14 +425,14 @@ mod tests {
 
         // Worker 0 finishes one: it is now the less loaded.
         let dropped = Outcome::Dropped(a.clone(), "robots".into());
-        r.downloaded(0, dropped, Vec::new()).await;
+        r.downloaded(dropped, Vec::new()).await;
         let e = r.dispatch("http://h/e").await;
         assert_eq!(r.downloads(0).await, [(e.id, 0)]);
         assert!(r.downloads(1).await.is_empty());
 
         // Worker 1 finishes both of its own.
-        r.downloaded(1, ok(&b), Vec::new()).await;
-        r.downloaded(1, ok(&d), Vec::new()).await;
+        r.downloaded(ok(&b), Vec::new()).await;
+        r.downloaded(ok(&d), Vec::new()).await;
         let f = r.dispatch("http://h/f").await;
         let g = r.dispatch("http://h/g").await;
         assert_eq!(r.downloads(1).await, [(f.id, 0), (g.id, 0)]);
@@ -456,11 +455,11 @@ mod tests {
         let a = r.dispatch("http://h/a").await;
         let b = r.dispatch("http://h/b").await;
         let c = r.dispatch("http://h/c").await;
-        r.downloaded(0, ok(&a), Vec::new()).await;
+        r.downloaded(ok(&a), Vec::new()).await;
         let timeout = Error::new(Stage::Download, ErrorKind::Timeout(Default::default()));
-        r.downloaded(1, Outcome::Failed(b.clone(), timeout), Vec::new())
+        r.downloaded(Outcome::Failed(b.clone(), timeout), Vec::new())
             .await;
-        r.downloaded(0, Outcome::Dropped(c.clone(), "robots".into()), Vec::new())
+        r.downloaded(Outcome::Dropped(c.clone(), "robots".into()), Vec::new())
             .await;
 
         let out = r.out().await;
@@ -488,10 +487,10 @@ mod tests {
         let a = r.dispatch("http://h/a").await;
         let b = r.dispatch("http://h/b").await;
         let emitted = vec![req("http://h/x"), req("http://h/y")];
-        r.downloaded(0, ok(&a), emitted).await;
+        r.downloaded(ok(&a), emitted).await;
         let emitted = vec![req("http://h/z")];
         let dropped = Outcome::Dropped(b.clone(), "redirected".into());
-        r.downloaded(1, dropped, emitted).await;
+        r.downloaded(dropped, emitted).await;
 
         let out = r.out().await;
         assert_eq!(kinds(&out), ["Enqueue", "Parse", "Enqueue", "Completed"]);
@@ -537,11 +536,11 @@ mod tests {
         assert_eq!(r.downloads(0).await, [(e.id, 1)]);
 
         // A late report from the dead incarnation is ignored…
-        r.downloaded(0, ok(&c), Vec::new()).await;
+        r.downloaded(ok(&c), Vec::new()).await;
         assert!(r.out().await.is_empty());
         // …while the other worker's requests are still routed.
-        r.downloaded(1, ok(&b), Vec::new()).await;
-        r.downloaded(1, ok(&d), Vec::new()).await;
+        r.downloaded(ok(&b), Vec::new()).await;
+        r.downloaded(ok(&d), Vec::new()).await;
         assert_eq!(kinds(&r.out().await), ["Parse", "Parse"]);
     }
 
@@ -569,7 +568,7 @@ mod tests {
         assert_eq!(r.downloads(0).await, [(a.id, 0), (c.id, 0), (a.id, 1)]);
         r.crash(0, 0, a.id, "stale").await;
         assert!(r.out().await.is_empty());
-        r.downloaded(0, ok(&again), Vec::new()).await;
+        r.downloaded(ok(&again), Vec::new()).await;
         assert_eq!(kinds(&r.out().await), ["Parse"]);
         assert_eq!(r.stats.get(Counter::WorkerRestarts), 1);
     }
@@ -617,7 +616,7 @@ mod tests {
     async fn every_finished_download_releases_its_host_slot() {
         let mut r = rig(2);
         let a = r.dispatch("http://h/a").await;
-        r.downloaded(0, Outcome::Dropped(a, "no".into()), Vec::new())
+        r.downloaded(Outcome::Dropped(a, "no".into()), Vec::new())
             .await;
         let _ = r.out().await;
         r.released.send(Ping).await.unwrap();
@@ -636,7 +635,7 @@ mod tests {
         let mut r = rig_with(2, Some(policy));
         let a = r.dispatch("http://h/a").await;
         let failure = || Error::new(Stage::Download, ErrorKind::HttpStatus(503));
-        r.downloaded(0, Outcome::Failed(a, failure()), Vec::new())
+        r.downloaded(Outcome::Failed(a, failure()), Vec::new())
             .await;
         let events = r.out().await;
         assert_eq!(kinds(&events), ["Requeue"]);
@@ -646,7 +645,7 @@ mod tests {
         assert_eq!(r.stats.snapshot().get("retry/reason_count/http_503"), 1);
         // The retry fails too: no retries left, so the error handler.
         r.redispatch(&again).await;
-        r.downloaded(0, Outcome::Failed(again, failure()), Vec::new())
+        r.downloaded(Outcome::Failed(again, failure()), Vec::new())
             .await;
         let events = r.out().await;
         assert_eq!(kinds(&events), ["RequestFailed"]);
@@ -654,7 +653,7 @@ mod tests {
         // Not retryable at all: straight to the error handler.
         let b = r.dispatch("http://h/b").await;
         let not_found = Error::new(Stage::Download, ErrorKind::HttpStatus(404));
-        r.downloaded(0, Outcome::Failed(b, not_found), Vec::new())
+        r.downloaded(Outcome::Failed(b, not_found), Vec::new())
             .await;
         assert_eq!(kinds(&r.out().await), ["RequestFailed"]);
         assert_eq!(r.stats.snapshot().get("retry/count"), 1);

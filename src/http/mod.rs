@@ -30,6 +30,20 @@ use crate::stats::{Counter, Stats};
 /// The User-Agent sent unless configured otherwise.
 pub const DEFAULT_USER_AGENT: &str = concat!("spinneret/", env!("CARGO_PKG_VERSION"));
 
+/// Deadline of a whole exchange unless configured otherwise: the one
+/// definition, read by `DownloadConfig`'s and the builder's defaults.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Largest body accepted unless configured otherwise (64 MiB).
+pub(crate) const DEFAULT_MAX_BODY: usize = 64 << 20;
+
+/// Body size over which a warning is logged unless configured otherwise
+/// (32 MiB).
+pub(crate) const DEFAULT_WARN_BODY: usize = 32 << 20;
+
+/// Whether 3xx answers are followed unless configured otherwise.
+pub(crate) const DEFAULT_FOLLOW_REDIRECTS: bool = true;
+
 /// Download settings shared by every downloader of a crawl.
 #[derive(Clone, Debug)]
 pub(crate) struct DownloadConfig {
@@ -58,13 +72,13 @@ impl Default for DownloadConfig {
     /// The crawl's defaults (see the builder's setters).
     fn default() -> Self {
         DownloadConfig {
-            timeout: Duration::from_secs(180),
-            max_body: 64 << 20,
-            warn_body: 32 << 20,
+            timeout: DEFAULT_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+            warn_body: DEFAULT_WARN_BODY,
             log: slog::Logger::root(slog::Discard, slog::o!()),
-            user_agent: crate::http::DEFAULT_USER_AGENT.to_string(),
+            user_agent: DEFAULT_USER_AGENT.to_string(),
             env_proxy: None,
-            follow_redirects: true,
+            follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
             cookies: None,
         }
     }

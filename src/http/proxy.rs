@@ -22,7 +22,6 @@ use crate::error::{Error, ErrorKind, Stage};
 // `builder.rs` still names the environment's proxies by their path from
 // before they had a module of their own; this alias goes once it imports
 // them from `env_proxy`.
-pub(crate) use super::env_proxy::EnvProxies;
 
 /// A parsed `http://[user:pass@]host[:port]` proxy.
 #[derive(Clone, PartialEq, Eq)]
