@@ -60,9 +60,88 @@ pub(crate) fn admissible<C: Callback>(
 
 /// Whether `url`'s host is one of `domains` (normalised) or a subdomain of
 /// one (all hosts when `domains` is empty).
-pub(crate) fn on_site(domains: &[String], url: &Url) -> bool {
+fn on_site(domains: &[String], url: &Url) -> bool {
     domains.is_empty()
         || url
             .host_str()
             .is_some_and(|host| domains.iter().any(|d| crate::host::within(host, d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::normalise;
+    use crate::request::Request;
+
+    fn batch(urls: &[&str]) -> Vec<Context<()>> {
+        urls.iter()
+            .map(|u| Context::new(Request::get(u).unwrap(), None))
+            .collect()
+    }
+
+    fn urls(kept: &[Context<()>]) -> Vec<&str> {
+        kept.iter().map(|c| c.request.url.as_str()).collect()
+    }
+
+    fn log() -> Logger {
+        Logger::root(slog::Discard, slog::o!())
+    }
+
+    #[test]
+    fn allowed_domains_keep_the_domain_and_its_subdomains_however_written() {
+        let pages = [
+            "http://example.com/",
+            "http://www.example.com/",
+            "http://badexample.com/",
+            "http://other.org/",
+        ];
+        for written in [
+            "example.com",
+            ".Example.com",
+            "*.example.com",
+            "example.com.",
+        ] {
+            let domains = vec![normalise(written)];
+            let (kept, dropped) = admissible(None, &domains, batch(&pages), &log());
+            assert_eq!(
+                urls(&kept),
+                ["http://example.com/", "http://www.example.com/"],
+                "{written:?}"
+            );
+            assert_eq!(
+                dropped,
+                Dropped {
+                    too_deep: 0,
+                    offsite: 2
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn dont_filter_passes_offsite_but_not_the_depth_limit() {
+        let mut requests = batch(&["http://other.org/a", "http://other.org/b"]);
+        requests[0].request.dont_filter = true;
+        requests[1].request.dont_filter = true;
+        requests[1].request.depth = 3;
+        let domains = vec![normalise("example.com")];
+        let (kept, dropped) = admissible(Some(2), &domains, requests, &log());
+        assert_eq!(urls(&kept), ["http://other.org/a"]);
+        assert_eq!(
+            dropped,
+            Dropped {
+                too_deep: 1,
+                offsite: 0
+            }
+        );
+        assert_eq!(dropped.total(), 1);
+    }
+
+    #[test]
+    fn no_rule_keeps_the_batch_untouched() {
+        let pages = ["http://a.test/", "http://b.test/"];
+        let (kept, dropped) = admissible(None, &[], batch(&pages), &log());
+        assert_eq!(urls(&kept), pages);
+        assert_eq!(dropped.total(), 0);
+    }
 }

@@ -1,8 +1,12 @@
 //! Configuring a crawl.
 //!
-//! [`Crawler::builder`] takes the spider and starts from the defaults, all
-//! written once, in `Settings`'s `Default`; each setter of
-//! [`CrawlerBuilder`] says its default; [`CrawlerBuilder::build`] checks the
+//! [`Crawler::builder`] takes the spider and starts from the defaults, each
+//! defined once: in `Settings`'s `Default`, or in the `Default` of the part
+//! it configures (the Scheduler's, the host slots', AutoThrottle's, the
+//! checkpoint and retry policies'), or as a constant of the module that
+//! applies it (the download timeout and body limits in `http`, the drain
+//! timeout in the Engine). Each setter of [`CrawlerBuilder`] says its
+//! default; [`CrawlerBuilder::build`] checks the
 //! configuration and returns an immutable [`Crawler`]. Nothing here runs:
 //! `launch.rs` turns a [`Crawler`] into running actors
 //! ([`Crawler::start`], [`Crawler::start_async`]) and owns everything made
@@ -81,9 +85,10 @@ pub enum ThreadLayout {
     Spread,
 }
 
-/// The plain (spider-independent) settings of a crawl. Its `Default` is
-/// where every default of the builder is written, once; the setters'
-/// documentation repeats them for the reader.
+/// The plain (spider-independent) settings of a crawl. Its `Default`
+/// gathers the defaults (from the parts' own `Default`s and constants, see
+/// the module's doc); the setters' documentation repeats them for the
+/// reader.
 pub(crate) struct Settings {
     /// Concurrency, politeness, depth, domains, robots.txt: handed to the
     /// Scheduler whole (its own `Default` holds those defaults).

@@ -1,8 +1,7 @@
 //! The envelope every message about a request carries.
 //!
-//! The seed's `Context` holds a request's id, the request, its download
-//! result, item and error. Here the typed messages carry the result, items
-//! and errors themselves (see `messages.rs`), and the [`Context`] keeps what
+//! A request's download result, items and errors travel in the typed
+//! messages themselves (see `messages.rs`), and the [`Context`] keeps what
 //! must follow the request through every actor: its identity, lineage and
 //! attempt counters.
 

@@ -3,7 +3,7 @@
 //! The DupeFilter actor owns one [`DupeBackend`]. The default,
 //! [`BloomDupe`], is a Bloom filter from `probabilistic-collections` with
 //! fixed hash seeds (so a persisted filter stays valid across runs); a
-//! networked back-end ([`RedisDupe`](crate::distributed::RedisDupe)) plugs
+//! networked back-end (`RedisDupe`, see [`distributed`](crate::distributed)) plugs
 //! in behind the same trait.
 
 use futures_util::future::ready;

@@ -4,6 +4,11 @@
 //! comments are the steps of the data flow in `actors.md`. Work-carrying
 //! messages follow the accounting rule of `accounting.rs`: the sender has
 //! already opened the work it sends.
+//!
+//! Each derives `Message` with its reply type, except the three whose reply
+//! names the callback type (`Check`, `Pop`, `Drain`): a reply must be
+//! `'static`, a bound the derive cannot add, so they implement `Message`
+//! by hand.
 
 use actix::{Message, Recipient};
 use serde_json::Value;
@@ -14,57 +19,39 @@ use crate::error::Error;
 use crate::item::{Item, ItemMeta};
 use crate::jobdir::Delta;
 use crate::politeness::SlotReport;
-use crate::request::{Callback, Request};
+use crate::request::Request;
 use crate::response::Response;
 use crate::stats::{Counter, Stats};
 
 /// Accounting → Engine: open work reached zero (step 11).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Idle;
-impl Message for Idle {
-    type Result = ();
-}
-
 /// Handle → Engine → Scheduler: stop dequeuing until resumed.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
 pub struct Pause;
-impl Message for Pause {
-    type Result = Result<(), Error>;
-}
-
 /// Handle → Engine → Scheduler: dequeue again.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
 pub struct Resume;
-impl Message for Resume {
-    type Result = Result<(), Error>;
-}
-
 /// Handle → Scheduler: every host's download slot now (for status pages
 /// and `/metrics`).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<crate::politeness::HostSlot>")]
 pub struct HostSlots;
-impl Message for HostSlots {
-    type Result = Vec<crate::politeness::HostSlot>;
-}
-
 /// Handle → Engine → Scheduler, and Engine → Scheduler as the crawl
 /// finishes: write a checkpoint to the job directory now (after the one
 /// under way, if any) and answer when it is durable. Fails when the crawl
 /// has no job directory.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::events::CheckpointInfo, Error>")]
 pub struct Checkpoint;
-impl Message for Checkpoint {
-    type Result = Result<crate::events::CheckpointInfo, Error>;
-}
-
 /// Engine → Scheduler: stop taking requests from the queue, let
 /// in-flight requests finish, then finish with reason `"shutdown"`.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
 pub struct Stop;
-impl Message for Stop {
-    type Result = Result<(), Error>;
-}
-
 /// How a stop asked through the handle treats a crawl already stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
@@ -78,63 +65,45 @@ pub enum StopMode {
 
 /// Handle → Engine: stop the crawl. The Engine sends the Scheduler one
 /// `Stop` (the first time) and a `ForceStop` when the mode says so.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
 pub struct StopCrawl(pub StopMode);
-impl Message for StopCrawl {
-    type Result = Result<(), Error>;
-}
-
 /// Engine → Scheduler: the drain deadline passed, or a second stop came:
 /// abandon what is still in flight (counted unprocessed) and finish.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct ForceStop;
-impl Message for ForceStop {
-    type Result = ();
-}
-
 /// Engine → every actor: the crawl is over, stop.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Shutdown;
-impl Message for Shutdown {
-    type Result = ();
-}
-
 /// Parser, ErrorHandler, Pool → Scheduler: new requests (step 2).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Enqueue<C> {
     /// The requests, each already counted open.
     pub batch: Vec<Context<C>>,
 }
-impl<C: Send + 'static> Message for Enqueue<C> {
-    type Result = ();
-}
-
 /// Pool → Scheduler: requests back to the queue without a dupe check —
 /// those a crashed downloader held, or a failed request to retry after a
 /// backoff; their download slots are free again.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Requeue<C> {
     /// The requests as they were dispatched.
     pub batch: Vec<Context<C>>,
     /// Wait this long before queueing them again (a retry's backoff).
     pub delay: Option<std::time::Duration>,
 }
-impl<C: Send + 'static> Message for Requeue<C> {
-    type Result = ();
-}
-
 /// Parser, PipelineStage, ErrorHandler, Pool → Scheduler: a dispatched
 /// request is finished (parsed and its items through the pipelines, failed,
 /// or dropped); its slot is free and its work closed.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Completed {
     /// The request's context id.
     pub id: Uuid,
 }
-impl Message for Completed {
-    type Result = ();
-}
-
 /// Scheduler → DupeFilter: test-and-add these requests' fingerprints
 /// (step 2).
 #[derive(Debug)]
@@ -156,15 +125,12 @@ pub struct Checked<C> {
 }
 
 /// Scheduler → CacheQueue: store accepted requests (step 3).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Push<C> {
     /// The requests.
     pub batch: Vec<Context<C>>,
 }
-impl<C: Send + 'static> Message for Push<C> {
-    type Result = ();
-}
-
 /// Scheduler → CacheQueue: take up to `max` requests, best first (step 4).
 #[derive(Debug)]
 pub struct Pop<C> {
@@ -203,29 +169,24 @@ impl<C: Send + 'static> Message for Drain<C> {
 /// Scheduler → CacheQueue: these requests' work is done (their response
 /// parsed and items handed on, or dropped, or failed) and their children
 /// are pushed: a shared queue deletes their leases.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Ack {
     /// The requests' ids.
     pub ids: Vec<uuid::Uuid>,
 }
-impl Message for Ack {
-    type Result = ();
-}
-
 /// Scheduler → CacheQueue: every start request is pulled and queued (a
 /// shared queue records it for every worker).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct StartsQueued {
     /// How many were pulled.
     pub pulled: u64,
 }
-impl Message for StartsQueued {
-    type Result = ();
-}
-
 /// Coordinator → Scheduler: the distributed crawl's state (every poll
 /// interval).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct SharedStatus {
     /// This worker owns the start requests: it pulls them.
     pub owns_starts: bool,
@@ -234,30 +195,21 @@ pub struct SharedStatus {
     /// The whole crawl is finished.
     pub finished: bool,
 }
-impl Message for SharedStatus {
-    type Result = ();
-}
-
 /// Engine → CacheQueue, Coordinator: the crawl is finishing; give back what
 /// this worker holds in a shared back-end and report the last counters.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
 pub struct Leave;
-impl Message for Leave {
-    type Result = Result<(), Error>;
-}
-
 /// Scheduler → Pool: download this request (step 4).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Dispatch<C> {
     /// The request; it holds one download slot until `Completed`.
     pub ctx: Context<C>,
 }
-impl<C: Send + 'static> Message for Dispatch<C> {
-    type Result = ();
-}
-
 /// Pool → Downloader: download this request (steps 5–7).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Download<C> {
     /// The request.
     pub ctx: Context<C>,
@@ -265,10 +217,6 @@ pub struct Download<C> {
     /// drops older messages, whose requests the pool has already re-queued.
     pub epoch: u64,
 }
-impl<C: Send + 'static> Message for Download<C> {
-    type Result = ();
-}
-
 /// How a download ended.
 #[derive(Debug)]
 pub enum Outcome<C> {
@@ -284,7 +232,8 @@ pub enum Outcome<C> {
 }
 
 /// Downloader → Pool: a download ended (step 6).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Downloaded<C> {
     /// The request's context id.
     pub id: Uuid,
@@ -298,21 +247,16 @@ pub struct Downloaded<C> {
 
 /// Pool → Scheduler: a download ended and its host slot is free (with what
 /// the exchange said about the host).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Released {
     /// The report.
     pub report: SlotReport,
 }
-impl Message for Released {
-    type Result = ();
-}
-impl<C: Send + 'static> Message for Downloaded<C> {
-    type Result = ();
-}
-
 /// Downloader → Pool: a download panicked; the downloader stops and its
 /// supervisor restarts it. Everything it held must be re-queued.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct WorkerCrashed {
     /// Which downloader.
     pub worker: usize,
@@ -323,85 +267,60 @@ pub struct WorkerCrashed {
     /// The panic message.
     pub panic: String,
 }
-impl Message for WorkerCrashed {
-    type Result = ();
-}
-
 /// Pool → Parser: parse this response (step 8).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Parse<C> {
     /// The request.
     pub ctx: Context<C>,
     /// Its response.
     pub response: Box<Response>,
 }
-impl<C: Send + 'static> Message for Parse<C> {
-    type Result = ();
-}
-
 /// Parser → PipelineStage: one response's items (step 9). When they are
 /// through, the stage sends `Completed` for the request.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct ProcessItems {
     /// The items, in emission order.
     pub items: Vec<Item>,
     /// Where they came from.
     pub meta: ItemMeta,
 }
-impl Message for ProcessItems {
-    type Result = ();
-}
-
 /// PipelineStage → itself, on a timer: run every pipeline's `flush`.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct FlushPipelines;
-impl Message for FlushPipelines {
-    type Result = ();
-}
-
 /// Scheduler → PipelineStage, before a job directory's checkpoint: run
 /// every pipeline's `checkpoint`; fails if one failed (or if the pipelines
 /// were closed and a `close` failed), so the checkpoint does not record
 /// completions whose items may not be durable.
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), Error>")]
 pub struct CheckpointPipelines;
-impl Message for CheckpointPipelines {
-    type Result = Result<(), Error>;
-}
-
 /// Engine → PipelineStage: run every pipeline's `close` (once).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct ClosePipelines;
-impl Message for ClosePipelines {
-    type Result = ();
-}
-
 /// Pool → ErrorHandler: a request failed; the handler records it, calls the
 /// spider's `on_error`, and completes the request (step 10).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct RequestFailed<C> {
     /// The request.
     pub ctx: Context<C>,
     /// What went wrong.
     pub error: Error,
 }
-impl<C: Send + 'static> Message for RequestFailed<C> {
-    type Result = ();
-}
-
 /// Parser, PipelineStage → ErrorHandler: record a failure that does not end
 /// a request by itself (a parse error, an item error) (step 10).
-#[derive(Debug)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
 pub struct Report {
     /// What went wrong.
     pub error: Error,
     /// The item concerned, as JSON, when an item failed.
     pub item: Option<Value>,
 }
-impl Message for Report {
-    type Result = ();
-}
-
 /// Sends `msg`, or counts it as lost when the actor is gone, so that no
 /// message disappears silently at an actor boundary.
 pub(crate) fn deliver<M>(to: &Recipient<M>, msg: M, stats: &Stats)
@@ -417,11 +336,9 @@ where
 }
 
 /// Scheduler → JobStore: make this delta durable.
+#[derive(Message)]
+#[rtype(result = "Result<crate::events::CheckpointInfo, Error>")]
 pub(crate) struct WriteCheckpoint<C> {
     /// The changes since the previous checkpoint.
     pub delta: Delta<C>,
-}
-
-impl<C: Callback> Message for WriteCheckpoint<C> {
-    type Result = Result<crate::events::CheckpointInfo, Error>;
 }

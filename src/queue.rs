@@ -8,7 +8,7 @@
 //! first in first out within a priority) plus a heap of slot heads, so a pop
 //! follows the global priority order across the hosts it may serve.
 //! Back-ends answer with futures so that a networked one
-//! ([`RedisQueue`](crate::distributed::RedisQueue)) plugs in behind the same
+//! (`RedisQueue`, see [`distributed`](crate::distributed)) plugs in behind the same
 //! trait; the memory one does its work at once and returns a ready future.
 
 use std::cmp::Ordering;

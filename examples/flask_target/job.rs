@@ -1,4 +1,4 @@
-//! The seed's crawl job: prepare, parse, persist, feed back.
+//! The crawl job: prepare, parse, persist, feed back.
 //!
 //! For each task handed out by `GET /crawler/tasks`, crawl its `startUrl`
 //! (a list envelope of relative detail links), turn every detail into an

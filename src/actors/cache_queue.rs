@@ -19,7 +19,7 @@ use crate::request::Callback;
 use crate::stats::Stats;
 
 /// The queue actor.
-pub struct CacheQueue<C> {
+pub(crate) struct CacheQueue<C> {
     /// Where requests wait.
     backend: Box<dyn QueueBackend<C>>,
     /// A failed push loses its batch: the lost requests are counted and

@@ -26,9 +26,12 @@ use crate::stats::Stats;
 
 /// The coordinator actor.
 pub(crate) struct Coordinator {
+    /// Its own Redis connection and the crawl's keys: a busy queue never
+    /// delays a heartbeat.
     shared: Shared,
     /// The Scheduler, told the crawl's state.
     status: Recipient<SharedStatus>,
+    /// This worker's counters, added to the crawl's totals every second.
     stats: Arc<Stats>,
     /// A status query is under way.
     polling: bool,

@@ -37,7 +37,7 @@ use crate::response::Response;
 use crate::stats::Stats;
 
 /// Where a downloader reports.
-pub struct DownloaderOutbox<C: Callback> {
+pub(crate) struct DownloaderOutbox<C: Callback> {
     /// Finished downloads.
     pub results: Recipient<Downloaded<C>>,
     /// Crash reports.
@@ -45,7 +45,7 @@ pub struct DownloaderOutbox<C: Callback> {
 }
 
 /// A downloader actor.
-pub struct Downloader<C: Callback> {
+pub(crate) struct Downloader<C: Callback> {
     /// Its index in the pool, echoed in every report.
     index: usize,
     /// Incarnation number; grows on every restart.

@@ -19,7 +19,7 @@ use crate::request::Callback;
 use crate::stats::Stats;
 
 /// The dupe-filter actor.
-pub struct DupeFilter<C> {
+pub(crate) struct DupeFilter<C> {
     /// The seen-set.
     backend: Box<dyn DupeBackend>,
     /// For the back-end error counter.

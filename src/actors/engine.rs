@@ -33,7 +33,7 @@ use crate::stats::{Counter, Stats, StatsSnapshot};
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the engine sends things.
-pub struct EngineOutbox {
+pub(crate) struct EngineOutbox {
     /// Scheduler: pause.
     pub pause: Recipient<Pause>,
     /// Scheduler: resume.
@@ -57,7 +57,7 @@ pub struct EngineOutbox {
 }
 
 /// The engine actor.
-pub struct Engine {
+pub(crate) struct Engine {
     /// Where it sends things.
     outbox: EngineOutbox,
     /// The arbiters the crawl created (parser, pipelines, downloaders),
@@ -485,7 +485,7 @@ mod tests {
             leave: Vec::new(),
         };
         // The accounting needs the engine's address before the engine
-        // exists, as in the builder.
+        // exists, as in the launch.
         let context = actix::Context::<Engine>::new();
         let engine = context.address();
         let accounting = Arc::new(Accounting::new(engine.clone().recipient()));

@@ -24,7 +24,7 @@ use crate::spider::{Failure, Spider};
 use crate::stats::{Counter, Stats};
 
 /// Where the error handler sends things.
-pub struct ErrorOutbox<C: crate::request::Callback> {
+pub(crate) struct ErrorOutbox<C: crate::request::Callback> {
     /// Requests from `on_error`.
     pub enqueue: Recipient<Enqueue<C>>,
     /// Failed requests, once handled.
@@ -32,7 +32,7 @@ pub struct ErrorOutbox<C: crate::request::Callback> {
 }
 
 /// The error-handler actor.
-pub struct ErrorHandler<S: Spider> {
+pub(crate) struct ErrorHandler<S: Spider> {
     /// The user's spider, for `on_error`.
     spider: Arc<S>,
     /// Where it sends things.

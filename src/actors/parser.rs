@@ -26,7 +26,7 @@ use crate::spider::{Output, Spider};
 use crate::stats::{Counter, Stats};
 
 /// Where the parser sends things.
-pub struct ParserOutbox<C: Callback> {
+pub(crate) struct ParserOutbox<C: Callback> {
     /// New requests.
     pub enqueue: Recipient<Enqueue<C>>,
     /// Items.
@@ -38,7 +38,7 @@ pub struct ParserOutbox<C: Callback> {
 }
 
 /// The parser actor.
-pub struct Parser<S: Spider> {
+pub(crate) struct Parser<S: Spider> {
     /// The user's spider.
     spider: Arc<S>,
     /// Its name, shared into every item's metadata.

@@ -29,7 +29,7 @@ use crate::pipeline::{Pipeline, PipelineContext, Verdict};
 use crate::stats::{Counter, Stats};
 
 /// Where the stage sends things.
-pub struct StageOutbox {
+pub(crate) struct StageOutbox {
     /// Requests whose items are through.
     pub completed: Recipient<Completed>,
     /// Item failures.
@@ -37,7 +37,7 @@ pub struct StageOutbox {
 }
 
 /// The pipeline-stage actor.
-pub struct PipelineStage {
+pub(crate) struct PipelineStage {
     /// Sorted by priority. Lent to the running batch's future (the handler
     /// is atomic, so no other message sees it empty).
     pipelines: Vec<Box<dyn Pipeline>>,

@@ -36,7 +36,7 @@ use crate::retry::RetryPolicy;
 use crate::stats::{Counter, Stats};
 
 /// Where the pool sends things.
-pub struct PoolOutbox<C: Callback> {
+pub(crate) struct PoolOutbox<C: Callback> {
     /// The downloaders, by index.
     pub workers: Vec<Recipient<Download<C>>>,
     /// The same downloaders, told when the crawl is over.
@@ -56,7 +56,7 @@ pub struct PoolOutbox<C: Callback> {
 }
 
 /// The pool actor.
-pub struct Pool<C: Callback> {
+pub(crate) struct Pool<C: Callback> {
     /// Where it sends things.
     outbox: PoolOutbox<C>,
     /// Requests in flight per downloader, to pick the least loaded.

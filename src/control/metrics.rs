@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
-use crate::politeness::slots::HostSlot;
+use crate::politeness::HostSlot;
 use crate::state::CrawlState;
 use crate::stats::{Counter, StatsSnapshot};
 

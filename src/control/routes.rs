@@ -25,7 +25,7 @@ use super::envelope::{ok, ApiError};
 use super::layer::{json_resource, not_found, ApiLayer};
 use super::metrics::{self, CrawlMetrics};
 use super::{sse, CorsPolicy, Registered, Shared};
-use crate::politeness::slots::HostSlot;
+use crate::politeness::HostSlot;
 use crate::state::CrawlState;
 use crate::stats::{Counter, StatsSnapshot};
 

@@ -1,10 +1,10 @@
 //! Distributed crawls: many processes, one crawl, on Redis.
 //!
 //! Selected with [`CrawlerBuilder::redis`](crate::CrawlerBuilder::redis):
-//! the crawl's queue becomes a [`RedisQueue`] (a reliable queue: a worker
+//! the crawl's queue becomes a `RedisQueue` (a reliable queue: a worker
 //! takes requests under a lease and acknowledges them once their response
 //! is parsed and their items handed to the pipelines), its dupe filter a
-//! [`RedisDupe`] (an atomic test-and-add over a Bloom filter in a plain
+//! `RedisDupe` (an atomic test-and-add over a Bloom filter in a plain
 //! Redis bitmap), and a coordinator keeps this worker's leases alive, gives
 //! back the leases of workers that died, adds this worker's counters to the
 //! crawl's totals and tells the Scheduler when the whole crawl is finished.
@@ -37,8 +37,8 @@ use slog::{warn, Logger};
 use crate::error::{Error, ErrorKind, Stage};
 use crate::stats::Stats;
 pub(crate) use dupe::BloomShape;
-pub use dupe::RedisDupe;
-pub use queue::RedisQueue;
+pub(crate) use dupe::RedisDupe;
+pub(crate) use queue::RedisQueue;
 use scripts::Scripts;
 
 /// How a crawl uses Redis (set through the builder).

@@ -68,8 +68,10 @@ pub(crate) struct DownloadConfig {
     pub cookies: Option<Arc<Mutex<cookie_store::CookieStore>>>,
 }
 
+/// The tests' starting point: the crawl's limits, without cookies, a
+/// proxy or a log (the crawl builds its own from the builder's settings).
+#[cfg(test)]
 impl Default for DownloadConfig {
-    /// The crawl's defaults (see the builder's setters).
     fn default() -> Self {
         DownloadConfig {
             timeout: DEFAULT_TIMEOUT,

@@ -19,10 +19,6 @@ use url::Url;
 
 use crate::error::{Error, ErrorKind, Stage};
 
-// `builder.rs` still names the environment's proxies by their path from
-// before they had a module of their own; this alias goes once it imports
-// them from `env_proxy`.
-
 /// A parsed `http://[user:pass@]host[:port]` proxy.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct ProxyTarget {

@@ -72,7 +72,7 @@ const COMPACT_MIN_BYTES: u64 = 64 << 20;
 
 /// How far the spider's start requests were consumed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StartsState {
+pub(crate) struct StartsState {
     /// Start requests pulled from the iterator (and recorded accepted, or
     /// filtered).
     pub pulled: u64,

@@ -244,10 +244,16 @@ impl<C: Callback> Replayed<C> {
         pending.sort_by_key(|(arrival, _)| *arrival);
         #[derive(Serialize)]
         #[serde(bound = "C: Callback")]
+        /// `BaseRecord`'s fields, borrowed: the same JSON without copying
+        /// the pending requests.
         struct BaseRef<'a, C> {
+            /// As `BaseRecord::pending`.
             pending: Vec<&'a Context<C>>,
+            /// As `BaseRecord::completed`.
             completed: u64,
+            /// As `BaseRecord::starts`.
             starts: StartsState,
+            /// As `BaseRecord::stats`.
             stats: &'a Option<StatsSnapshot>,
         }
         let json = serde_json::to_vec(&BaseRef {

@@ -204,6 +204,7 @@ fn base_and_noscript(html: &str) -> (bool, bool) {
 ///
 /// `lol_html`'s own `get_attribute` copies the value, and decodes it as
 /// text, which also drops a leading U+FEFF; browsers keep it.
+#[inline]
 fn attribute_span(el: &Element, html: &str, name: &str) -> Option<Range<usize>> {
     // Every attribute the scanner read has its place in the text (only
     // those a handler adds or changes have none, and none is changed here).
@@ -215,6 +216,7 @@ fn attribute_span(el: &Element, html: &str, name: &str) -> Option<Range<usize>> 
 }
 
 /// An attribute value with its character references decoded.
+#[inline]
 fn decode(value: &str) -> Cow<'_, str> {
     if value.contains('&') {
         htmlize::unescape_attribute(value)

@@ -15,7 +15,7 @@ use crate::queue::SlotAllowance;
 
 /// Per-host politeness settings.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SlotConfig {
+pub(crate) struct SlotConfig {
     /// Requests downloading at once per host. Default 8.
     pub concurrency: usize,
     /// Time between two request starts to one host. Default 0.
@@ -327,7 +327,7 @@ fn far_past() -> Instant {
 
 /// What one exchange tells the Scheduler about its host.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SlotReport {
+pub(crate) struct SlotReport {
     /// The download slot (the URL's host).
     pub slot: String,
     /// Time to the whole response, when there was one (AutoThrottle).

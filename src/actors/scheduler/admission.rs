@@ -21,7 +21,7 @@ use crate::request::Callback;
 use crate::state::CrawlState;
 use crate::stats::Counter;
 
-use super::checkpoints::Durable;
+use super::checkpoints::Checkpoints;
 use super::Scheduler;
 
 /// Where a batch sent to the dupe filter stands in the job directory's
@@ -47,7 +47,7 @@ impl<C: Callback> Scheduler<C> {
         self.checking += check.len();
         // The watermarks' positions are taken now, so a completion that
         // follows is held until these are checked.
-        let seq = self.durable.as_mut().map(Durable::check_sent);
+        let seq = self.checkpoints.as_mut().map(Checkpoints::check_sent);
         let mark_seq = self.shared.as_mut().map(|s| s.marks.check_sent());
         self.to_check.push((check, (seq, mark_seq)));
         self.send_checks(ctx);
@@ -98,7 +98,7 @@ impl<C: Callback> Scheduler<C> {
                     }
                 }
                 for (seq, mark_seq) in seqs {
-                    if let (Some(d), Some(seq)) = (act.durable.as_mut(), seq) {
+                    if let (Some(d), Some(seq)) = (act.checkpoints.as_mut(), seq) {
                         d.check_returned(seq);
                     }
                     if let (Some(s), Some(seq)) = (act.shared.as_mut(), mark_seq) {
@@ -138,7 +138,7 @@ impl<C: Callback> Scheduler<C> {
         if n == 0 {
             return;
         }
-        if let Some(d) = self.durable.as_mut() {
+        if let Some(d) = self.checkpoints.as_mut() {
             d.added(&batch, bloom);
         }
         self.stats.add(Counter::Enqueued, n as u64);

@@ -40,7 +40,7 @@ enum Waiting {
 pub(crate) type Waiter = oneshot::Sender<Result<CheckpointInfo, Error>>;
 
 /// Checkpoint state of a Scheduler whose crawl has a job directory.
-pub(crate) struct Durable<C: Callback> {
+pub(crate) struct Checkpoints<C: Callback> {
     /// The JobStore.
     store: Recipient<WriteCheckpoint<C>>,
     /// The PipelineStage: its pipelines make their items durable before a
@@ -70,7 +70,7 @@ pub(crate) struct Durable<C: Callback> {
     next_waiters: Vec<Waiter>,
 }
 
-impl<C: Callback> Durable<C> {
+impl<C: Callback> Checkpoints<C> {
     pub(crate) fn new(
         store: Recipient<WriteCheckpoint<C>>,
         flush: Option<Recipient<CheckpointPipelines>>,
@@ -78,7 +78,7 @@ impl<C: Callback> Durable<C> {
         policy: CheckpointPolicy,
         starts: StartsState,
     ) -> Self {
-        Durable {
+        Checkpoints {
             store,
             flush,
             events,
@@ -195,7 +195,7 @@ impl<C: Callback> Scheduler<C> {
         waiter: Option<Waiter>,
         force: bool,
     ) {
-        let Some(d) = self.durable.as_mut() else {
+        let Some(d) = self.checkpoints.as_mut() else {
             if let Some(w) = waiter {
                 let _ = w.send(Err(Error::new(
                     Stage::Control,
@@ -233,7 +233,7 @@ impl<C: Callback> Scheduler<C> {
         waiters: Vec<Waiter>,
         ctx: &mut actix::Context<Self>,
     ) {
-        let Some(d) = self.durable.as_mut() else {
+        let Some(d) = self.checkpoints.as_mut() else {
             return;
         };
         d.writing = false;
@@ -329,8 +329,8 @@ mod tests {
         }
     }
 
-    fn durable() -> Durable<Cb> {
-        Durable::new(
+    fn checkpoints() -> Checkpoints<Cb> {
+        Checkpoints::new(
             Sink.start().recipient(),
             None,
             broadcast::channel(4).0,
@@ -347,7 +347,7 @@ mod tests {
 
     #[actix::test]
     async fn a_completion_waits_for_checks_sent_before_it() {
-        let mut d = durable();
+        let mut d = checkpoints();
         let parent = Uuid::new_v4();
         let child = Context::new(req("http://h/child"), Some(parent));
         let first = d.check_sent();
@@ -369,7 +369,7 @@ mod tests {
 
     #[actix::test]
     async fn an_unwritten_checkpoint_goes_out_with_the_next_one_first() {
-        let mut d = durable();
+        let mut d = checkpoints();
         let (a, b) = (
             Context::new(req("http://h/a"), None),
             Context::new(req("http://h/b"), None),
@@ -390,7 +390,7 @@ mod tests {
 
     #[actix::test]
     async fn start_positions_wait_too_and_empty_checkpoints_are_skipped() {
-        let mut d = durable();
+        let mut d = checkpoints();
         let seq = d.check_sent();
         d.starts(256, false);
         assert_eq!(d.take(stats(1), false).unwrap().starts.pulled, 0);

@@ -10,7 +10,7 @@ use crate::politeness::slots::SlotConfig;
 use crate::request::Callback;
 
 /// Where the scheduler sends things; recipients so tests can use fakes.
-pub struct SchedulerOutbox<C: Callback> {
+pub(crate) struct SchedulerOutbox<C: Callback> {
     /// The queue: push.
     pub push: Recipient<Push<C>>,
     /// The queue: pop.
@@ -25,7 +25,7 @@ pub struct SchedulerOutbox<C: Callback> {
 
 /// The scheduling policies of a crawl (set through the builder).
 #[derive(Clone, Debug)]
-pub struct SchedulerConfig {
+pub(crate) struct SchedulerConfig {
     /// Most requests in flight at once, over all hosts. Default 16.
     pub concurrency: usize,
     /// Per-host politeness.

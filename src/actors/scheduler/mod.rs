@@ -36,7 +36,7 @@ mod dispatch;
 mod robots;
 mod shared;
 mod starts;
-pub(crate) mod watermark;
+mod watermark;
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
@@ -63,12 +63,12 @@ use crate::spider::StartRequests;
 use crate::state::CrawlState;
 use crate::stats::{Counter, Stats};
 use admission::CheckSeqs;
-use checkpoints::Durable;
-pub use config::{SchedulerConfig, SchedulerOutbox};
+use checkpoints::Checkpoints;
+pub(crate) use config::{SchedulerConfig, SchedulerOutbox};
 pub(crate) use shared::SharedQueue;
 
 /// The scheduler actor.
-pub struct Scheduler<C: Callback> {
+pub(crate) struct Scheduler<C: Callback> {
     /// Where it sends things: recipients, so tests can put fakes in place
     /// of the queue, the dupe filter and the pool.
     outbox: SchedulerOutbox<C>,
@@ -141,7 +141,7 @@ pub struct Scheduler<C: Callback> {
     /// ones unprocessed and refuses pause and resume.
     state: CrawlState,
     /// Checkpoint bookkeeping, when the crawl has a job directory.
-    durable: Option<Durable<C>>,
+    checkpoints: Option<Checkpoints<C>>,
     /// Start requests pulled so far (over every run of a job): the position
     /// a job directory records and a shared queue is told once they are
     /// all queued.
@@ -193,7 +193,7 @@ impl<C: Callback> Scheduler<C> {
             changed: false,
             wake: None,
             state: CrawlState::Running,
-            durable: None,
+            checkpoints: None,
             starts_pulled: 0,
             restored: Vec::new(),
             shared: None,
@@ -215,7 +215,7 @@ impl<C: Callback> Scheduler<C> {
             pulled: starts_pulled,
             exhausted: false,
         };
-        self.durable = Some(Durable::new(store, flush, events, policy, starts));
+        self.checkpoints = Some(Checkpoints::new(store, flush, events, policy, starts));
         self.starts_pulled = starts_pulled;
         self
     }
@@ -250,7 +250,7 @@ impl<C: Callback> Actor for Scheduler<C> {
             self.stats.add(Counter::Enqueued, restored.len() as u64);
             self.push(restored);
         }
-        if let Some(d) = &self.durable {
+        if let Some(d) = &self.checkpoints {
             ctx.run_interval(d.policy.every, |act, ctx| act.checkpoint(ctx, None, false));
         }
         self.pump(ctx);
@@ -277,7 +277,7 @@ impl<C: Callback> Handler<Requeue<C>> for Scheduler<C> {
         // Back in the scheduler's hands: enqueued again, as in Scrapy, so
         // `enqueued = dequeued + unprocessed` (+ robots-forbidden) holds.
         self.stats.add(Counter::Enqueued, n as u64);
-        if let Some(d) = self.durable.as_mut() {
+        if let Some(d) = self.checkpoints.as_mut() {
             // Their attempt and retry counts changed.
             d.added(&msg.batch, false);
         }
@@ -320,7 +320,7 @@ impl<C: Callback> Handler<Completed> for Scheduler<C> {
             return;
         }
         self.done(msg.id);
-        if self.durable.as_ref().is_some_and(Durable::due) {
+        if self.checkpoints.as_ref().is_some_and(Checkpoints::due) {
             self.checkpoint(ctx, None, false);
         }
         self.unstall();

@@ -159,7 +159,7 @@ impl<C: Callback> Scheduler<C> {
 
     /// A request's work is over (completed, or forbidden by robots.txt).
     pub(super) fn done(&mut self, id: Uuid) {
-        if let Some(d) = self.durable.as_mut() {
+        if let Some(d) = self.checkpoints.as_mut() {
             d.completed(id);
         }
         if self.shared.is_some() {

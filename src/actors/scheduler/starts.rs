@@ -88,7 +88,7 @@ impl<C: Callback> Scheduler<C> {
         }
         // After the batch's dupe check is sent: the position is recorded
         // once the accepted ones are.
-        if let Some(d) = self.durable.as_mut() {
+        if let Some(d) = self.checkpoints.as_mut() {
             d.starts(self.starts_pulled, exhausted);
         }
         true
