@@ -21,8 +21,6 @@ mod dupe;
 pub(crate) mod membership;
 mod queue;
 mod scripts;
-#[cfg(test)]
-mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -343,3 +341,6 @@ pub async fn clear(url: &str, crawl_id: &str) -> Result<usize, Error> {
     }
     Ok(keys.len())
 }
+
+#[cfg(test)]
+mod tests;
