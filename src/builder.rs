@@ -3,9 +3,10 @@
 //! [`Crawler::builder`] takes the spider and starts from the defaults, each
 //! defined once: in `Settings`'s `Default`, or in the `Default` of the part
 //! it configures (the Scheduler's, the host slots', AutoThrottle's, the
-//! checkpoint and retry policies'), or as a constant of the module that
-//! applies it (the download timeout and body limits in `http`, the drain
-//! timeout in the Engine). Each setter of [`CrawlerBuilder`] says its
+//! checkpoint and retry policies', the limits'), or as a constant of the
+//! module that applies it (the download timeout and body limits in `http`,
+//! the drain timeout in the Engine, the memory check interval in
+//! `limits`). Each setter of [`CrawlerBuilder`] says its
 //! default; [`CrawlerBuilder::build`] checks the
 //! configuration and returns an immutable [`Crawler`]. Nothing here runs:
 //! `launch.rs` turns a [`Crawler`] into running actors
@@ -29,6 +30,7 @@ use crate::http::{
     DEFAULT_WARN_BODY,
 };
 use crate::jobdir::CheckpointPolicy;
+use crate::limits::Limits;
 use crate::middleware::DownloadMiddleware;
 use crate::pipeline::Pipeline;
 use crate::politeness::slots::AutoThrottle;
@@ -141,6 +143,9 @@ pub(crate) struct Settings {
     pub rerun_start_requests: bool,
     /// The Redis of a distributed crawl; `None`: this process alone.
     pub redis: Option<RedisOptions>,
+    /// When the crawl stops early (items, pages, errors, time, memory);
+    /// handed to the Engine whole (its own `Default` holds those defaults).
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -170,6 +175,7 @@ impl Default for Settings {
             checkpoints: CheckpointPolicy::default(),
             rerun_start_requests: false,
             redis: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -353,6 +359,121 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// once. The default is 30 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.settings.drain_timeout = timeout;
+        self
+    }
+
+    /// Stops the crawl once `n` items have passed every pipeline
+    /// (`item_scraped_count`), as a graceful stop does
+    /// ([`CrawlHandle::stop_gracefully`](crate::CrawlHandle::stop_gracefully):
+    /// requests in flight finish, the queue is counted in
+    /// `scheduler/unprocessed`), with `finish_reason`
+    /// `"closespider_itemcount"`, as Scrapy's `CLOSESPIDER_ITEMCOUNT`. The
+    /// count is checked every 100 ms, so it overshoots by what was scraped
+    /// since the last check plus the items of the requests in flight when
+    /// the limit is seen (which finish). `build` rejects 0. The default is
+    /// no limit.
+    ///
+    /// ```
+    /// # use spinneret::{Crawler, Error, Output, Request, Response, Spider, StartRequests};
+    /// # struct Docs;
+    /// # impl Spider for Docs {
+    /// #     type Callback = ();
+    /// #     fn name(&self) -> &str { "docs" }
+    /// #     fn start_requests(&self) -> StartRequests<()> { Box::new(std::iter::empty()) }
+    /// #     fn parse(&self, _: (), _: &Response, _: &mut Output<()>) -> Result<(), Error> { Ok(()) }
+    /// # }
+    /// use std::time::Duration;
+    ///
+    /// // An unattended crawl: at most about 10,000 items, 50,000 pages,
+    /// // 100 errors, one hour and 2 GiB.
+    /// let crawler = Crawler::builder(Docs)
+    ///     .close_after_items(10_000)
+    ///     .close_after_pages(50_000)
+    ///     .close_after_errors(100)
+    ///     .close_after_time(Duration::from_secs(3600))
+    ///     .memory_warning(1u64 << 30)
+    ///     .memory_limit(2u64 << 30)
+    ///     .build()?;
+    /// # drop(crawler);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn close_after_items(mut self, n: u64) -> Self {
+        self.settings.limits.items = Some(n);
+        self
+    }
+
+    /// Stops the crawl once `n` responses (any status) have arrived
+    /// (`downloader/response_count`), as a graceful stop does, with
+    /// `finish_reason` `"closespider_pagecount"`, as Scrapy's
+    /// `CLOSESPIDER_PAGECOUNT`. Checked every 100 ms, so the count
+    /// overshoots by what arrived since the last check plus the requests in
+    /// flight when the limit is seen (at most the concurrency), which
+    /// finish. `build` rejects 0. The default is no limit.
+    pub fn close_after_pages(mut self, n: u64) -> Self {
+        self.settings.limits.pages = Some(n);
+        self
+    }
+
+    /// Stops the crawl once `n` final failures have been counted, as a
+    /// graceful stop does, with `finish_reason` `"closespider_errorcount"`
+    /// (Scrapy's `CLOSESPIDER_ERRORCOUNT`). The count is
+    /// [`StatsSnapshot::error_count`](crate::StatsSnapshot::error_count):
+    /// `request_failure_count` (requests that ended in the error handler,
+    /// after any retries) plus `spider_exceptions` (failed or panicked parse
+    /// callbacks) plus `item_error_count` (items a pipeline failed on); an
+    /// exchange that is retried does not count. Checked every 100 ms, so the
+    /// count overshoots by what failed since the last check plus what the
+    /// requests in flight when the limit is seen (which finish) add. `build`
+    /// rejects 0. The default is no limit.
+    pub fn close_after_errors(mut self, n: u64) -> Self {
+        self.settings.limits.errors = Some(n);
+        self
+    }
+
+    /// Stops the crawl once it has run for `timeout`, as a graceful stop
+    /// does, with `finish_reason` `"closespider_timeout"` (Scrapy's
+    /// `CLOSESPIDER_TIMEOUT`); the requests in flight then finish within
+    /// the [`drain_timeout`](Self::drain_timeout). `build` rejects zero. The
+    /// default is no limit.
+    pub fn close_after_time(mut self, timeout: Duration) -> Self {
+        self.settings.limits.timeout = Some(timeout);
+        self
+    }
+
+    /// Logs a warning, once, when the process's resident set size reaches
+    /// `bytes` (with the size and the threshold), and sets the stat
+    /// `memusage/warning_reached` to 1, as Scrapy's `MEMUSAGE_WARNING_MB`.
+    /// Turns the memory guard on: every
+    /// [`memory_check_interval`](Self::memory_check_interval) it samples
+    /// the resident set size (from `/proc/self/status`: Linux only;
+    /// elsewhere it logs once that it cannot and stays off), recording
+    /// `memusage/startup` and `memusage/max` (the peak seen), in bytes.
+    /// `build` rejects 0. The default is no warning.
+    pub fn memory_warning(mut self, bytes: u64) -> Self {
+        self.settings.limits.memory_warning = Some(bytes);
+        self
+    }
+
+    /// Stops the crawl, as a graceful stop does, when the process's
+    /// resident set size reaches `bytes`, with `finish_reason`
+    /// `"memusage_exceeded"`, the stat `memusage/limit_reached` set to 1 and
+    /// an error logged, as Scrapy's `MEMUSAGE_LIMIT_MB`. The guard checks
+    /// when the crawl starts and then every
+    /// [`memory_check_interval`](Self::memory_check_interval); see
+    /// [`memory_warning`](Self::memory_warning) for what it records and
+    /// where it works. The size is the whole process's, other crawls in it
+    /// included. `build` rejects 0. The default is no limit.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.settings.limits.memory_limit = Some(bytes);
+        self
+    }
+
+    /// How often the memory guard samples the resident set size (only
+    /// while [`memory_warning`](Self::memory_warning) or
+    /// [`memory_limit`](Self::memory_limit) is set). `build` rejects zero.
+    /// The default is 60 s.
+    pub fn memory_check_interval(mut self, every: Duration) -> Self {
+        self.settings.limits.memory_every = every;
         self
     }
 
@@ -600,6 +721,7 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
     if s.checkpoints.every.is_zero() {
         return bad("checkpoint interval must be positive".into());
     }
+    s.limits.check().or_else(bad)?;
     let Some(r) = &s.redis else {
         return Ok(());
     };

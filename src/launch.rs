@@ -649,6 +649,7 @@ impl<S: Spider> Wiring<S> {
         let log = self.log.new(o!("actor" => "engine"));
         let engine = Engine::new(outbox, ends.arbiters, accounting, stats, finished_tx, log)
             .with_drain_timeout(s.drain_timeout)
+            .with_limits(s.limits.clone())
             .with_log_stats(s.log_stats_every)
             .with_events(self.events.clone())
             .with_phase(phase.clone())

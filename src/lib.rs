@@ -47,8 +47,9 @@
 //! 2. Policies and back-ends, with no actor addresses. `spider` (the
 //!    [`Spider`] trait, [`Output`]), `fingerprint`, `retry`, `backoff`,
 //!    `redirect`, `politeness` (host slots, AutoThrottle, robots.txt),
-//!    `admission` (depth and offsite), [`queue`] and [`dedupe`] (back-end
-//!    traits and the in-memory back-ends), `links` (the
+//!    `admission` (depth and offsite), `limits` (when an unattended crawl
+//!    stops early: items, pages, errors, time, memory), [`queue`] and
+//!    [`dedupe`] (back-end traits and the in-memory back-ends), `links` (the
 //!    [`LinkExtractor`]: its configuration, and the page scanner), `http`
 //!    (one exchange under the crawler's limits; bodies under a size limit,
 //!    proxy URLs, CONNECT tunnels, the environment's proxies),
@@ -94,6 +95,7 @@ mod jobdir;
 mod journal;
 mod json_sender;
 mod launch;
+mod limits;
 mod links;
 mod messages;
 mod middleware;

@@ -68,6 +68,14 @@ counters! {
     Queued => "scheduler/queued", "Gauge: requests waiting in the queue.";
 }
 
+/// The counters of the final failures: what `error_count` sums, on the live
+/// stats (for the error limit) and on a snapshot.
+const ERRORS: [Counter; 3] = [
+    Counter::RequestFailures,
+    Counter::SpiderExceptions,
+    Counter::ItemError,
+];
+
 /// A crawl's live counters.
 pub struct Stats {
     /// One atomic per fixed counter, indexed by `Counter as usize`.
@@ -129,14 +137,38 @@ impl Stats {
 
     /// Adds `n` to a counter named at run time.
     pub fn add_named(&self, name: &str, n: u64) {
-        if let Some(c) = self.named.read().expect("stats lock").get(name) {
+        self.with_named(name, |c| {
             c.fetch_add(n, Ordering::Relaxed);
-            return;
+        });
+    }
+
+    /// Sets a counter named at run time to `value` (a measure, such as
+    /// `memusage/startup`, that belongs to this run even when the counters
+    /// continue an earlier one).
+    pub(crate) fn set_named(&self, name: &str, value: u64) {
+        self.with_named(name, |c| c.store(value, Ordering::Relaxed));
+    }
+
+    /// Raises a counter named at run time to `value` if it is lower (for
+    /// maxima such as `memusage/max`).
+    pub(crate) fn max_named(&self, name: &str, value: u64) {
+        self.with_named(name, |c| {
+            c.fetch_max(value, Ordering::Relaxed);
+        });
+    }
+
+    /// Runs `f` on the counter named `name`, made at zero if missing.
+    fn with_named(&self, name: &str, f: impl Fn(&AtomicU64)) {
+        if let Some(c) = self.named.read().expect("stats lock").get(name) {
+            return f(c);
         }
         let mut map = self.named.write().expect("stats lock");
-        map.entry(name.to_string())
-            .or_default()
-            .fetch_add(n, Ordering::Relaxed);
+        f(map.entry(name.to_string()).or_default());
+    }
+
+    /// Every final failure so far (see [`StatsSnapshot::error_count`]).
+    pub(crate) fn error_count(&self) -> u64 {
+        ERRORS.iter().map(|&c| self.get(c)).sum()
     }
 
     /// Continues the counters of an earlier run of the same job (its last
@@ -244,7 +276,10 @@ pub struct StatsSnapshot {
     pub finish_time: Option<String>,
     /// Seconds from start to finish (or to now while running).
     pub elapsed_time_seconds: f64,
-    /// Why it finished: `"finished"` or `"shutdown"`; none while running.
+    /// Why it finished: `"finished"`, `"shutdown"` after a stop, or the
+    /// limit that stopped it (`"closespider_itemcount"`,
+    /// `"closespider_pagecount"`, `"closespider_errorcount"`,
+    /// `"closespider_timeout"`, `"memusage_exceeded"`); none while running.
     pub finish_reason: Option<String>,
 }
 
@@ -268,9 +303,7 @@ impl StatsSnapshot {
     /// any retries: download errors, disallowed statuses, redirect loops,
     /// middleware failures), failed parse callbacks, and item errors.
     pub fn error_count(&self) -> u64 {
-        self.counter(Counter::RequestFailures)
-            + self.counter(Counter::SpiderExceptions)
-            + self.counter(Counter::ItemError)
+        ERRORS.iter().map(|&c| self.counter(c)).sum()
     }
 }
 
@@ -320,6 +353,30 @@ mod tests {
         // flight are counted again when the resumed run enqueues them.
         assert_eq!(snap.counter(Counter::Enqueued), 8);
         assert_eq!(snap.finish_reason, None);
+    }
+
+    #[test]
+    fn named_measures_are_set_and_raised() {
+        let s = Stats::default();
+        s.set_named("memusage/startup", 7);
+        s.set_named("memusage/startup", 5);
+        s.max_named("memusage/max", 9);
+        s.max_named("memusage/max", 4);
+        s.add_named("memusage/max", 1);
+        let snap = s.snapshot();
+        assert_eq!(snap.get("memusage/startup"), 5);
+        assert_eq!(snap.get("memusage/max"), 10);
+    }
+
+    #[test]
+    fn the_live_error_count_is_the_snapshots() {
+        let s = Stats::default();
+        s.add(Counter::RequestFailures, 1);
+        s.add(Counter::SpiderExceptions, 2);
+        s.add(Counter::ItemError, 4);
+        s.add(Counter::ExceptionCount, 8);
+        assert_eq!(s.error_count(), 7);
+        assert_eq!(s.snapshot().error_count(), 7);
     }
 
     #[test]

@@ -5,9 +5,16 @@
 //! `Idle` when open work reaches zero: start requests exhausted, queue empty,
 //! nothing in flight, no item in a pipeline). It then closes the pipelines
 //! (flushing batches and files), stamps `finish_time` and `finish_reason`
-//! (`"finished"`, or `"shutdown"` after a stop), publishes the final stats to
-//! every `join()`, stops the other actors and their arbiters, and stops.
-//! Pause, resume and stop from the handle pass through it to the Scheduler.
+//! (`"finished"`, `"shutdown"` after a stop, or the reason of the limit that
+//! stopped it), publishes the final stats to every `join()`, stops the other
+//! actors and their arbiters, and stops. Pause, resume and stop from the
+//! handle pass through it to the Scheduler.
+//!
+//! The crawl's limits (`limits.rs` decides which is reached) are checked
+//! here, on timers that exist only while a limit is set: the counters every
+//! [`LIMIT_CHECK_EVERY`], the time limit once when it is due, the resident
+//! set size at the memory guard's interval. A limit reached stops the crawl
+//! as a graceful stop does; only the finish reason differs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +27,10 @@ use crate::accounting::Accounting;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CheckpointInfo;
 use crate::events::CrawlEvent;
+use crate::limits::{
+    resident_set_size, Limit, Limits, Progress, Reached, MEMUSAGE_LIMIT_REACHED, MEMUSAGE_MAX,
+    MEMUSAGE_STARTUP, MEMUSAGE_WARNING_REACHED,
+};
 use crate::messages::deliver;
 use crate::messages::{
     Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, Resume, Shutdown, Stop, StopCrawl,
@@ -31,6 +42,11 @@ use crate::stats::{Counter, Stats, StatsSnapshot};
 /// How long a stop drains before it forces unless configured otherwise:
 /// the one definition, read by the Engine and the builder's defaults.
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the counters are compared with the item, page and error
+/// limits while one is set: often enough that a limit overshoots by little
+/// more than what is in flight, rarely enough to cost nothing.
+pub(crate) const LIMIT_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// Where the engine sends things.
 pub(crate) struct EngineOutbox {
@@ -69,8 +85,20 @@ pub(crate) struct Engine {
     stats: Arc<Stats>,
     /// Publishes the final stats to `join()`.
     finished: watch::Sender<Option<StatsSnapshot>>,
-    /// A stop was asked for: the finish reason is `"shutdown"`.
-    stop_requested: bool,
+    /// Why the crawl is stopping (`"shutdown"`, or a limit's reason), once
+    /// it is: the first reason is the finish reason, and no limit fires
+    /// after it.
+    stop_reason: Option<&'static str>,
+    /// A stop came from the handle: a second `stop()` forces. A limit's
+    /// stop does not count, so the user's first stop after it still only
+    /// drains.
+    user_stopped: bool,
+    /// The limits that stop an unattended crawl early; none by default.
+    limits: Limits,
+    /// When the Engine started, for the time limit.
+    started_at: Instant,
+    /// The memory warning was logged: it is logged once per crawl.
+    memory_warned: bool,
     /// The finish sequence has begun; a second `Idle` is ignored.
     finishing: bool,
     /// How long a stop lets in-flight requests finish before forcing.
@@ -104,7 +132,11 @@ impl Engine {
             accounting,
             stats,
             finished,
-            stop_requested: false,
+            stop_reason: None,
+            user_stopped: false,
+            limits: Limits::default(),
+            started_at: Instant::now(),
+            memory_warned: false,
             finishing: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             events: broadcast::channel(crate::events::CAPACITY).0,
@@ -152,6 +184,12 @@ impl Engine {
         self
     }
 
+    /// Stops the crawl when one of `limits` is reached.
+    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Sends lifecycle events on `events`.
     pub(crate) fn with_events(mut self, events: broadcast::Sender<CrawlEvent>) -> Self {
         self.events = events;
@@ -176,11 +214,7 @@ impl Engine {
     }
 
     fn finish(&mut self, ctx: &mut actix::Context<Self>) {
-        let reason = if self.stop_requested {
-            "shutdown"
-        } else {
-            "finished"
-        };
+        let reason = self.stop_reason.unwrap_or("finished");
         if self.log_stats_every.is_some() {
             self.log_progress();
         }
@@ -214,10 +248,122 @@ impl Actor for Engine {
         self.stats.mark_started();
         info!(self.log, "crawl started");
         self.last_progress = (0, 0, Instant::now());
+        self.started_at = Instant::now();
         if let Some(every) = self.log_stats_every {
             ctx.run_interval(every, |act, _| act.log_progress());
         }
         self.emit(CrawlEvent::Started);
+        self.watch_limits(ctx);
+    }
+}
+
+/// The limits' timers and what they do when one is reached.
+impl Engine {
+    /// Starts the timers the configured limits need, and none when no
+    /// limit is set.
+    fn watch_limits(&mut self, ctx: &mut actix::Context<Self>) {
+        if self.limits.watches_counts() {
+            ctx.run_interval(LIMIT_CHECK_EVERY, |act, ctx| act.check_limits(None, ctx));
+        }
+        self.watch_time(ctx);
+        if !self.limits.watches_memory() {
+            return;
+        }
+        let Some(rss) = resident_set_size() else {
+            warn!(self.log, "memory guard off: the resident set size cannot be read here";
+                "os" => std::env::consts::OS);
+            return;
+        };
+        self.stats.set_named(MEMUSAGE_STARTUP, rss);
+        self.stats.max_named(MEMUSAGE_MAX, rss);
+        // The first check now, as Scrapy's: a limit already exceeded stops
+        // the crawl before it fetches anything.
+        self.check_memory(ctx);
+        ctx.run_interval(self.limits.memory_every, |act, ctx| act.check_memory(ctx));
+    }
+
+    /// Checks the limits when the time limit is due, if one is set; again
+    /// should the timer have fired a hair early.
+    fn watch_time(&mut self, ctx: &mut actix::Context<Self>) {
+        let Some(timeout) = self.limits.timeout else {
+            return;
+        };
+        let due = timeout.saturating_sub(self.started_at.elapsed());
+        ctx.run_later(due, |act, ctx| {
+            act.check_limits(None, ctx);
+            if act.stop_reason.is_none() && !act.finishing {
+                act.watch_time(ctx);
+            }
+        });
+    }
+
+    /// Samples the resident set size: records the peak, warns once, and
+    /// checks the limits with it.
+    fn check_memory(&mut self, ctx: &mut actix::Context<Self>) {
+        let Some(rss) = resident_set_size() else {
+            return;
+        };
+        self.stats.max_named(MEMUSAGE_MAX, rss);
+        if let Some(threshold) = self.limits.warning(rss).filter(|_| !self.memory_warned) {
+            self.memory_warned = true;
+            self.stats.set_named(MEMUSAGE_WARNING_REACHED, 1);
+            warn!(self.log, "memory usage reached the warning threshold";
+                "rss" => rss, "threshold" => threshold);
+        }
+        self.check_limits(Some(rss), ctx);
+    }
+
+    /// Stops the crawl if a limit is reached, unless it is already stopping
+    /// or finishing.
+    fn check_limits(&mut self, rss: Option<u64>, ctx: &mut actix::Context<Self>) {
+        if self.stop_reason.is_some() || self.finishing {
+            return;
+        }
+        let progress = Progress::read(&self.stats, self.started_at.elapsed(), rss);
+        if let Some(reached) = self.limits.reached(&progress) {
+            self.stop_at_limit(reached, ctx);
+        }
+    }
+
+    /// Stops the crawl as a graceful stop does, with the limit's reason.
+    fn stop_at_limit(&mut self, reached: Reached, ctx: &mut actix::Context<Self>) {
+        let reason = reached.limit.reason();
+        let (limit, value, unit) = (reached.threshold, reached.value, reached.limit.unit());
+        if reached.limit == Limit::Memory {
+            self.stats.set_named(MEMUSAGE_LIMIT_REACHED, 1);
+            error!(self.log, "limit reached: stopping the crawl";
+                "reason" => reason, "limit" => limit, "value" => value, "unit" => unit);
+        } else {
+            info!(self.log, "limit reached: stopping the crawl";
+                "reason" => reason, "limit" => limit, "value" => value, "unit" => unit);
+        }
+        self.begin_stop(reason, ctx);
+        self.outbox
+            .stop
+            .send(Stop)
+            .into_actor(self)
+            .map(|res, act, _| match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(act.log, "the scheduler refused the stop"; "error" => %e),
+                Err(e) => error!(act.log, "stopping: scheduler gone"; "error" => %e),
+            })
+            .spawn(ctx);
+    }
+
+    /// What every stop does first, whoever asked: remembers `reason`,
+    /// moves the state, tells subscribers, and starts the drain deadline.
+    /// The caller sends the Scheduler its `Stop`.
+    fn begin_stop(&mut self, reason: &'static str, ctx: &mut actix::Context<Self>) {
+        self.stop_reason = Some(reason);
+        self.phase.stopping();
+        self.emit(CrawlEvent::Stopping);
+        ctx.run_later(self.drain_timeout, |act, _| {
+            if !act.finishing {
+                error!(act.log, "drain deadline passed: forcing the stop";
+                    "deadline_s" => act.drain_timeout.as_secs_f64());
+                deliver(&act.outbox.force, ForceStop, &act.stats);
+            }
+        });
     }
 }
 
@@ -354,23 +500,15 @@ impl Handler<StopCrawl> for Engine {
 
     fn handle(&mut self, msg: StopCrawl, ctx: &mut Self::Context) -> Self::Result {
         let force = match msg.0 {
-            StopMode::Escalate => self.stop_requested,
+            StopMode::Escalate => self.user_stopped,
             StopMode::Graceful => false,
             StopMode::Force => true,
         };
-        let stopped: Self::Result = if self.stop_requested {
+        self.user_stopped = true;
+        let stopped: Self::Result = if self.stop_reason.is_some() {
             Box::pin(async { Ok(()) })
         } else {
-            self.stop_requested = true;
-            self.phase.stopping();
-            self.emit(CrawlEvent::Stopping);
-            ctx.run_later(self.drain_timeout, |act, _| {
-                if !act.finishing {
-                    error!(act.log, "drain deadline passed: forcing the stop";
-                        "deadline_s" => act.drain_timeout.as_secs_f64());
-                    deliver(&act.outbox.force, ForceStop, &act.stats);
-                }
-            });
+            self.begin_stop("shutdown", ctx);
             forward(self, &self.outbox.stop, Stop, "stop", None)
         };
         if force {
@@ -463,6 +601,15 @@ mod tests {
     }
 
     fn rig(close: Option<Recipient<ClosePipelines>>, control: Option<Addr<Gone>>) -> Rig {
+        rig_with(close, control, |engine| engine)
+    }
+
+    /// As `rig`, with the engine's options set by `configure`.
+    fn rig_with(
+        close: Option<Recipient<ClosePipelines>>,
+        control: Option<Addr<Gone>>,
+        configure: impl FnOnce(Engine) -> Engine,
+    ) -> Rig {
         let (ctrl, ctrl_events) = Recorder::spawn();
         let (other, other_events) = Recorder::spawn();
         let outbox = EngineOutbox {
@@ -491,14 +638,14 @@ mod tests {
         let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
         let stats = Arc::new(Stats::default());
         let (tx, finished) = watch::channel(None);
-        context.run(Engine::new(
+        context.run(configure(Engine::new(
             outbox,
             Vec::new(),
             accounting.clone(),
             stats.clone(),
             tx,
             log(),
-        ));
+        )));
         Rig {
             engine,
             ctrl,
@@ -689,5 +836,100 @@ mod tests {
         let stats = r.final_stats().await;
         assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
         assert_eq!(r.ctrl().await, ["Shutdown"]);
+    }
+
+    /// Limits with `items` set and every other one off.
+    fn items(n: u64) -> Limits {
+        Limits {
+            items: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    #[actix::test]
+    async fn a_limit_stops_the_crawl_and_finishes_with_its_reason() {
+        let mut r = rig_with(None, None, |e| e.with_limits(items(3)));
+        r.stats.add(Counter::ItemScraped, 3);
+        assert_eq!(r.ctrl_events.next().await.kind(), "Stop");
+        assert!(!r.is_finished());
+        // The user's first stop after a limit only drains (no second
+        // `Stop`); the next one forces, as after a first stop of theirs.
+        r.engine
+            .send(StopCrawl(StopMode::Escalate))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(r.ctrl().await.is_empty());
+        r.engine
+            .send(StopCrawl(StopMode::Escalate))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.ctrl().await, ["ForceStop"]);
+        r.go_idle();
+        let stats = r.final_stats().await;
+        assert_eq!(
+            stats.finish_reason.as_deref(),
+            Some("closespider_itemcount")
+        );
+        assert_eq!(r.ctrl().await, ["ClosePipelines", "Shutdown"]);
+    }
+
+    #[actix::test]
+    async fn the_drain_deadline_forces_a_limits_stop() {
+        let mut r = rig_with(None, None, |e| {
+            e.with_limits(items(1))
+                .with_drain_timeout(Duration::from_millis(50))
+        });
+        r.stats.add(Counter::ItemScraped, 1);
+        assert_eq!(r.ctrl_events.next().await.kind(), "Stop");
+        assert_eq!(r.ctrl_events.next().await.kind(), "ForceStop");
+        r.go_idle();
+        let stats = r.final_stats().await;
+        assert_eq!(
+            stats.finish_reason.as_deref(),
+            Some("closespider_itemcount")
+        );
+    }
+
+    #[actix::test]
+    async fn once_stopping_no_limit_fires_and_the_first_reason_wins() {
+        // The drain deadline comes after three limit checks.
+        let mut r = rig_with(None, None, |e| {
+            e.with_limits(items(1))
+                .with_drain_timeout(LIMIT_CHECK_EVERY * 3)
+        });
+        r.engine
+            .send(StopCrawl(StopMode::Graceful))
+            .await
+            .unwrap()
+            .unwrap();
+        r.stats.add(Counter::ItemScraped, 5);
+        assert_eq!(r.ctrl_events.next().await.kind(), "Stop");
+        // No check in between sent another `Stop`.
+        assert_eq!(r.ctrl_events.next().await.kind(), "ForceStop");
+        r.go_idle();
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("shutdown"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[actix::test]
+    async fn a_memory_limit_already_exceeded_stops_at_the_first_check() {
+        // The interval is far off: the check as the crawl starts stops it.
+        let memory = Limits {
+            memory_limit: Some(1),
+            memory_every: Duration::from_secs(3600),
+            ..Limits::default()
+        };
+        let mut r = rig_with(None, None, |e| e.with_limits(memory));
+        assert_eq!(r.ctrl_events.next().await.kind(), "Stop");
+        r.go_idle();
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("memusage_exceeded"));
+        assert_eq!(stats.get(MEMUSAGE_LIMIT_REACHED), 1);
+        assert_eq!(stats.get(MEMUSAGE_WARNING_REACHED), 0);
+        assert!(stats.get(MEMUSAGE_STARTUP) > 0);
+        assert!(stats.get(MEMUSAGE_MAX) > 0);
     }
 }

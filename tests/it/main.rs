@@ -12,6 +12,7 @@ mod fixture;
 mod flask_target;
 mod html;
 mod limits;
+mod limits_close;
 mod log;
 mod pipelines;
 mod politeness;
