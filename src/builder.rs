@@ -368,7 +368,7 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// requests in flight finish, the queue is counted in
     /// `scheduler/unprocessed`), with `finish_reason`
     /// `"closespider_itemcount"`, as Scrapy's `CLOSESPIDER_ITEMCOUNT`. The
-    /// count is checked every 100 ms, so it overshoots by what was scraped
+    /// count is checked every 10 ms, so it overshoots by what was scraped
     /// since the last check plus the items of the requests in flight when
     /// the limit is seen (which finish). `build` rejects 0. The default is
     /// no limit.
@@ -405,7 +405,7 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// Stops the crawl once `n` responses (any status) have arrived
     /// (`downloader/response_count`), as a graceful stop does, with
     /// `finish_reason` `"closespider_pagecount"`, as Scrapy's
-    /// `CLOSESPIDER_PAGECOUNT`. Checked every 100 ms, so the count
+    /// `CLOSESPIDER_PAGECOUNT`. Checked every 10 ms, so the count
     /// overshoots by what arrived since the last check plus the requests in
     /// flight when the limit is seen (at most the concurrency), which
     /// finish. `build` rejects 0. The default is no limit.
@@ -421,7 +421,7 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// `request_failure_count` (requests that ended in the error handler,
     /// after any retries) plus `spider_exceptions` (failed or panicked parse
     /// callbacks) plus `item_error_count` (items a pipeline failed on); an
-    /// exchange that is retried does not count. Checked every 100 ms, so the
+    /// exchange that is retried does not count. Checked every 10 ms, so the
     /// count overshoots by what failed since the last check plus what the
     /// requests in flight when the limit is seen (which finish) add. `build`
     /// rejects 0. The default is no limit.

@@ -46,7 +46,7 @@ pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the counters are compared with the item, page and error
 /// limits while one is set: often enough that a limit overshoots by little
 /// more than what is in flight, rarely enough to cost nothing.
-pub(crate) const LIMIT_CHECK_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const LIMIT_CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// Where the engine sends things.
 pub(crate) struct EngineOutbox {
