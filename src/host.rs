@@ -6,7 +6,7 @@
 //! `example.com.`) is normalised once with [`normalise`], then a host
 //! matches it when it is that domain or ends in `.` + that domain
 //! ([`within`]). `example.com` therefore matches `www.example.com` but not
-//! `badexample.com`.
+//! `badexample.com`, and an IP address matches only itself.
 
 /// A domain as written by a user, in the form [`within`] compares:
 /// lower-case, without a leading `*.` or `.` and without a trailing `.`.
@@ -25,9 +25,12 @@ pub(crate) fn normalise(domain: &str) -> String {
 pub(crate) fn within(host: &str, domain: &str) -> bool {
     let host = host.trim_end_matches('.');
     host == domain
-        || host
+        || (host
             .strip_suffix(domain)
             .is_some_and(|sub| sub.ends_with('.'))
+            // An IP address is no subdomain: `1.2.3.4` is not within
+            // `2.3.4`. Parsed only when the suffix matched.
+            && host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_err())
 }
 
 #[cfg(test)]
@@ -43,6 +46,14 @@ mod tests {
         assert!(!within("badexample.com", &d));
         assert!(!within("example.com.evil", &d));
         assert!(!within("com", &d));
+    }
+
+    #[test]
+    fn an_ip_address_matches_only_itself() {
+        assert!(within("127.0.0.1", "127.0.0.1"));
+        assert!(!within("1.2.3.4", "2.3.4"));
+        assert!(!within("10.0.0.1", "0.0.1"));
+        assert!(within("::1", "::1"));
     }
 
     #[test]

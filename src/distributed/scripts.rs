@@ -326,7 +326,8 @@ return 1
 /// Stats: `ARGV[3..]` are pairs (counter, this worker's value). Each total
 /// grows by what this worker's value grew since it last reported (kept in
 /// `stats:<worker>`), so a retried report adds nothing twice; a counter
-/// whose name ends in `_max` is a maximum, and its total is the largest.
+/// whose name ends in `_max` or `/max` (`memusage/max`) is a maximum, and
+/// its total is the largest.
 const STATS: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local total, mine = p .. 'stats', p .. 'stats:' .. w
@@ -334,7 +335,8 @@ for i = 3, #ARGV, 2 do
   local name, value = ARGV[i], tonumber(ARGV[i + 1])
   local before = tonumber(redis.call('HGET', mine, name) or '0')
   if value > before then
-    if string.sub(name, -4) == '_max' then
+    local suffix = string.sub(name, -4)
+    if suffix == '_max' or suffix == '/max' then
       local top = tonumber(redis.call('HGET', total, name) or '0')
       if value > top then redis.call('HSET', total, name, value) end
     else

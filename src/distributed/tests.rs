@@ -595,6 +595,12 @@ async fn a_retried_stats_report_adds_nothing_twice() {
     // A lower value (a stale report) takes nothing away.
     report(&a, &[("x", 6)]).await;
     assert_eq!(total("x"), "10");
+    // Maxima, by either spelling of the suffix, total the largest.
+    report(&a, &[("request_depth_max", 4), ("memusage/max", 300)]).await;
+    report(&b, &[("request_depth_max", 3), ("memusage/max", 500)]).await;
+    report(&a, &[("memusage/max", 400)]).await;
+    assert_eq!(total("request_depth_max"), "4");
+    assert_eq!(total("memusage/max"), "500");
 }
 
 #[actix::test]
