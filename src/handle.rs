@@ -119,9 +119,11 @@ impl CrawlHandle {
         }
     }
 
-    /// Every host's download slot now (requests in flight, delay, resting
-    /// after a `Retry-After`), sorted by host; empty once the crawl has
-    /// finished.
+    /// Every download slot the Scheduler holds now (requests in flight,
+    /// delay, resting after a `Retry-After`), sorted by host; empty once
+    /// the crawl has finished. It holds the busy hosts and at most 1,024
+    /// idle ones (the most recently idle), so this stays bounded however
+    /// many hosts the crawl meets.
     pub async fn hosts(&self) -> Vec<HostSlot> {
         match (&self.hosts, self.is_finished()) {
             (Some(to), false) => to.send(HostSlots).await.unwrap_or_default(),

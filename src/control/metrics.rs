@@ -7,7 +7,9 @@
 //! (`scheduler/in_flight`, `scheduler/queued`, names ending in `max`).
 //! Per-status counts share one family with a `code` label. Per host, three
 //! gauges show the download slot: requests in flight, the delay between
-//! starts, and whether it is resting after a `Retry-After`. A family's
+//! starts, and whether it is resting after a `Retry-After`; only for the
+//! busiest [`MAX_HOSTS`] hosts of each crawl (most in flight, then longest
+//! delay), so a crawl over many hosts keeps its metrics small. A family's
 //! samples are written together, as the format requires, whatever the
 //! number of crawls.
 
@@ -20,6 +22,25 @@ use crate::stats::{Counter, StatsSnapshot};
 
 /// The prefix of every metric.
 const PREFIX: &str = "spinneret_";
+
+/// The most hosts per crawl whose gauges are written: a scrape of a crawl
+/// over thousands of hosts stays small, and the hosts it shows are the
+/// ones pressing on the crawl.
+pub(crate) const MAX_HOSTS: usize = 50;
+
+/// The busiest `MAX_HOSTS` of `hosts`: most in flight, then longest delay,
+/// then by name.
+fn busiest(hosts: &[HostSlot]) -> Vec<&HostSlot> {
+    let mut by_load: Vec<&HostSlot> = hosts.iter().collect();
+    by_load.sort_by(|a, b| {
+        b.in_flight
+            .cmp(&a.in_flight)
+            .then(b.delay_seconds.total_cmp(&a.delay_seconds))
+            .then(a.host.cmp(&b.host))
+    });
+    by_load.truncate(MAX_HOSTS);
+    by_load
+}
 
 /// What per-status counts end with, before the status code:
 /// `downloader/response_status_count/200`,
@@ -224,7 +245,7 @@ pub(crate) fn render(crawls: &[CrawlMetrics]) -> String {
                 ),
             }
         }
-        for h in &c.hosts {
+        for h in busiest(&c.hosts) {
             let labels = [("crawl", id), ("host", h.host.as_str())];
             f.sample(
                 format!("{PREFIX}host_in_flight"),
@@ -362,6 +383,32 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn only_the_busiest_hosts_get_gauges() {
+        let mut c = crawl("many", 1);
+        c.hosts = (0..200)
+            .map(|i| HostSlot {
+                host: format!("h{i}"),
+                in_flight: usize::from(i == 7),
+                delay_seconds: if i == 150 { 2.0 } else { 0.0 },
+                resting: false,
+            })
+            .collect();
+        let text = render(&[c]);
+        let shown: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("spinneret_host_in_flight{"))
+            .collect();
+        assert_eq!(shown.len(), MAX_HOSTS);
+        assert_eq!(
+            shown[..2],
+            [
+                "spinneret_host_in_flight{crawl=\"many\",host=\"h7\"} 1",
+                "spinneret_host_in_flight{crawl=\"many\",host=\"h150\"} 0",
+            ]
+        );
     }
 
     #[test]

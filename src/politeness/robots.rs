@@ -9,6 +9,10 @@
 //! becomes a floor for the host's delay. The cache and the fetch know no
 //! actor: the Scheduler parks the waiting requests, spawns the fetch and
 //! hands its answer to [`RobotsCache::learned`].
+//!
+//! The cache is bounded ([`MAX_ORIGINS`]): past it, the least recently
+//! used known origins are dropped, and fetched again when next needed. An
+//! origin whose fetch is under way is never dropped: requests wait for it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,6 +29,11 @@ const MAX_BODY: usize = 512 << 10;
 /// How long a robots.txt fetch may take, body included, before its origin
 /// is crawled as if it had none.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most origins the cache knows (apart from those being fetched): a
+/// crawl over millions of sites keeps a flat memory (a parsed robots.txt is
+/// a few kilobytes), while a crawl over fewer sites fetches each once.
+pub(crate) const MAX_ORIGINS: usize = 10_000;
 
 /// What robots.txt says about a URL right now.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,10 +58,19 @@ enum Entry {
 }
 
 /// The crawl's robots.txt cache.
-#[derive(Default)]
 pub(crate) struct RobotsCache {
-    /// By origin.
-    origins: HashMap<String, Entry>,
+    /// By origin, with the tick of its last use (which origins to drop).
+    origins: HashMap<String, (Entry, u64)>,
+    /// Counts the uses, for the ticks.
+    tick: u64,
+    /// The most known origins kept.
+    bound: usize,
+}
+
+impl Default for RobotsCache {
+    fn default() -> Self {
+        RobotsCache::new(MAX_ORIGINS)
+    }
 }
 
 /// An origin's robots.txt, parsed for the crawl's User-Agent.
@@ -115,13 +133,58 @@ pub(crate) fn origin(url: &Url) -> String {
 }
 
 impl RobotsCache {
+    /// A cache keeping at most `bound` known origins (at least one).
+    pub(crate) fn new(bound: usize) -> Self {
+        RobotsCache {
+            origins: HashMap::new(),
+            tick: 0,
+            bound: bound.max(1),
+        }
+    }
+
+    /// Origins held now (known or being fetched).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// Drops the least recently used known origins while there are more
+    /// than the bound, down to nine tenths of it, so the sort is paid once
+    /// per many new origins.
+    fn shrink(&mut self) {
+        if self.origins.len() <= self.bound {
+            return;
+        }
+        let mut known: Vec<u64> = self
+            .origins
+            .values()
+            .filter(|(e, _)| matches!(e, Entry::Known(_)))
+            .map(|(_, t)| *t)
+            .collect();
+        let keep = self.bound - self.bound / 10;
+        let drop = self.origins.len().saturating_sub(keep).min(known.len());
+        if drop == 0 {
+            return;
+        }
+        let (_, cut, _) = known.select_nth_unstable(drop - 1);
+        let cut = *cut;
+        // Ticks are unique, so exactly `drop` origins go.
+        self.origins
+            .retain(|_, (e, t)| matches!(e, Entry::Fetching) || *t > cut);
+    }
+
     /// Checks `url`; the robots.txt itself is always allowed.
     pub(crate) fn check(&mut self, url: &Url) -> Access {
         if url.path() == "/robots.txt" {
             return Access::Allowed;
         }
         let key = origin(url);
-        match self.origins.get(&key) {
+        self.tick += 1;
+        let tick = self.tick;
+        match self.origins.get_mut(&key).map(|(e, t)| {
+            *t = tick;
+            &*e
+        }) {
             Some(Entry::Known(None)) => Access::Allowed,
             Some(Entry::Known(Some(robot))) => {
                 if robot.allowed(url.as_str()) {
@@ -132,7 +195,7 @@ impl RobotsCache {
             }
             Some(Entry::Fetching) => Access::Pending { fetch: None },
             None => {
-                self.origins.insert(key, Entry::Fetching);
+                self.origins.insert(key, (Entry::Fetching, tick));
                 let mut robots = url.clone();
                 robots.set_path("/robots.txt");
                 robots.set_query(None);
@@ -153,7 +216,10 @@ impl RobotsCache {
             .and_then(|r| r.delay)
             .filter(|d| d.is_finite() && *d > 0.0)
             .map(|d| Duration::from_secs_f32(d.min(3600.0)));
-        self.origins.insert(origin.to_string(), Entry::Known(robot));
+        self.tick += 1;
+        let entry = (Entry::Known(robot), self.tick);
+        self.origins.insert(origin.to_string(), entry);
+        self.shrink();
         delay
     }
 }
@@ -187,6 +253,37 @@ mod tests {
             Access::Forbidden
         );
         assert_eq!(cache.check(&u("http://h:8080/robots.txt")), Access::Allowed);
+    }
+
+    #[test]
+    fn the_cache_keeps_its_bound_and_every_origin_being_fetched() {
+        let mut cache = RobotsCache::new(10);
+        let u = |i: usize| Url::parse(&format!("http://h{i}/x")).unwrap();
+        // Five origins wait for their fetch all along.
+        for i in 0..5 {
+            assert!(matches!(
+                cache.check(&u(i)),
+                Access::Pending { fetch: Some(_) }
+            ));
+        }
+        for i in 5..100 {
+            assert!(matches!(
+                cache.check(&u(i)),
+                Access::Pending { fetch: Some(_) }
+            ));
+            cache.learned(&origin(&u(i)), None);
+            assert!(cache.len() <= 10, "{} origins held", cache.len());
+        }
+        for i in 0..5 {
+            assert_eq!(cache.check(&u(i)), Access::Pending { fetch: None });
+        }
+        // The latest known origin is kept; an early one was dropped and is
+        // fetched again.
+        assert_eq!(cache.check(&u(99)), Access::Allowed);
+        assert!(matches!(
+            cache.check(&u(5)),
+            Access::Pending { fetch: Some(_) }
+        ));
     }
 
     #[test]

@@ -7,8 +7,21 @@
 //! each pop, how many more requests each host may take now
 //! ([`SlotAllowance`]), and when to wake up if every host with waiting work
 //! is resting.
+//!
+//! A crawl over many hosts must not keep a slot per host forever, nor look
+//! at every one at each pop. A slot is *idle* once it holds nothing a fresh
+//! slot would not: no request in flight, not held for robots.txt, no rest
+//! or spacing still running, no cap set by a request. Idle slots are kept
+//! in least-recently-idle order and only the newest
+//! [`SlotConfig::idle_slots`] of them survive, so a host's learned delay
+//! (AutoThrottle, Crawl-delay) outlives a short gap while an evicted host
+//! starts fresh. Each pop looks only at the *listed* hosts, those whose
+//! allowance may differ from a fresh host's (busy, held, resting, spacing,
+//! capped, or idle with a learned delay that changes it); every slot is
+//! listed or idle, or both.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::queue::SlotAllowance;
@@ -30,7 +43,16 @@ pub(crate) struct SlotConfig {
     pub host_rate: Option<f64>,
     /// Most requests per second over all hosts. Default unlimited.
     pub global_rate: Option<f64>,
+    /// Idle slots kept, the most recently idle ones, so a host's learned
+    /// delay survives a short gap; older idle slots are dropped and their
+    /// hosts start fresh. Default [`IDLE_SLOTS`].
+    pub idle_slots: usize,
 }
+
+/// The default number of idle slots kept: enough to remember every host of
+/// a crawl over a few hundred sites, small enough (a slot is about 100
+/// bytes) that a crawl over millions of hosts stays flat.
+pub(crate) const IDLE_SLOTS: usize = 1024;
 
 impl Default for SlotConfig {
     fn default() -> Self {
@@ -41,6 +63,7 @@ impl Default for SlotConfig {
             autothrottle: None,
             host_rate: None,
             global_rate: None,
+            idle_slots: IDLE_SLOTS,
         }
     }
 }
@@ -86,16 +109,17 @@ struct Slot {
     resting_until: Option<Instant>,
     /// Held while its robots.txt is being fetched.
     held: bool,
+    /// Whether its host is in `Slots::listed`, so that a pop looks at it.
+    listed: bool,
+    /// While idle, its number in `Slots::idle`: the entry with this number
+    /// is the current one, any other entry of its host is stale.
+    idle_since: Option<u64>,
 }
 
-/// `host`'s slot in `slots`, made (with delay `initial`) if it has none.
-fn slot_in<'a>(
-    slots: &'a mut HashMap<String, Slot>,
-    host: &str,
-    initial: Duration,
-) -> &'a mut Slot {
-    if !slots.contains_key(host) {
-        let slot = Slot {
+impl Slot {
+    /// A new host's slot, with delay `initial`.
+    fn fresh(initial: Duration) -> Slot {
+        Slot {
             active: 0,
             cap: None,
             delay: initial,
@@ -104,10 +128,21 @@ fn slot_in<'a>(
             next_start: far_past(),
             resting_until: None,
             held: false,
-        };
-        slots.insert(host.to_string(), slot);
+            listed: false,
+            idle_since: None,
+        }
     }
-    slots.get_mut(host).expect("inserted")
+
+    /// Whether it holds nothing a fresh slot would not, apart from a
+    /// learned delay: dropping it then changes nothing until its host is
+    /// seen again.
+    fn idle_at(&self, now: Instant) -> bool {
+        self.active == 0
+            && !self.held
+            && self.cap.is_none()
+            && self.resting_until.is_none_or(|t| t <= now)
+            && self.next_start <= now
+    }
 }
 
 /// The minimum time between starts, under `cfg`, for a slot with `delay`.
@@ -119,13 +154,42 @@ fn spacing(cfg: &SlotConfig, delay: Duration) -> Duration {
     delay.max(rate)
 }
 
+/// How many requests `slot` may start now under `cfg`.
+fn allowed(cfg: &SlotConfig, slot: &Slot, now: Instant) -> usize {
+    let limit = slot.cap.map_or(cfg.concurrency, |c| c.min(cfg.concurrency));
+    let free = limit.saturating_sub(slot.active);
+    let resting = slot.resting_until.is_some_and(|t| now < t);
+    if slot.held || resting || free == 0 || now < slot.next_start {
+        return 0;
+    }
+    if spacing(cfg, slot.delay.max(slot.crawl_delay)).is_zero() {
+        free
+    } else {
+        1
+    }
+}
+
 /// Every slot of a crawl.
 #[derive(Debug)]
 pub(crate) struct Slots {
     /// Settings.
     cfg: SlotConfig,
-    /// By host.
-    slots: HashMap<String, Slot>,
+    /// By host: the busy slots and the idle ones still kept. The key is
+    /// shared with `listed` and `idle`, so moving a host between them
+    /// copies no name.
+    slots: HashMap<Arc<str>, Slot>,
+    /// The hosts whose allowance may differ from a fresh host's: the only
+    /// ones a pop looks at.
+    listed: HashSet<Arc<str>>,
+    /// Idle slots, least recently idle first, each with its number; an
+    /// entry whose number is not its slot's `idle_since` is stale.
+    idle: VecDeque<(Arc<str>, u64)>,
+    /// The current entries of `idle` (idle slots held).
+    idle_count: usize,
+    /// The next idle number.
+    idle_seq: u64,
+    /// The most slots held at once (the `scheduler/host_slots_max` stat).
+    peak: usize,
     /// No start at all before this (the global rate limit).
     global_next: Instant,
 }
@@ -135,8 +199,24 @@ impl Slots {
         Slots {
             cfg,
             slots: HashMap::new(),
+            listed: HashSet::new(),
+            idle: VecDeque::new(),
+            idle_count: 0,
+            idle_seq: 0,
+            peak: 0,
             global_next: far_past(),
         }
+    }
+
+    /// Slots held now: the busy ones and the idle ones kept.
+    #[cfg(test)]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The most slots held at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak
     }
 
     fn initial_delay(&self) -> Duration {
@@ -146,52 +226,99 @@ impl Slots {
         }
     }
 
+    /// `host`'s slot, made if it has none, about to change: no longer
+    /// idle, and listed.
     fn slot(&mut self, host: &str) -> &mut Slot {
-        let initial = self.initial_delay();
-        slot_in(&mut self.slots, host, initial)
-    }
-
-    /// The minimum time between starts for a slot with `delay`.
-    fn spacing(&self, delay: Duration) -> Duration {
-        spacing(&self.cfg, delay)
-    }
-
-    fn allowed(&self, slot: &Slot, now: Instant) -> usize {
-        let limit = slot
-            .cap
-            .map_or(self.cfg.concurrency, |c| c.min(self.cfg.concurrency));
-        let free = limit.saturating_sub(slot.active);
-        let resting = slot.resting_until.is_some_and(|t| now < t);
-        if slot.held || resting || free == 0 || now < slot.next_start {
-            return 0;
+        if !self.slots.contains_key(host) {
+            let initial = self.initial_delay();
+            self.slots.insert(Arc::from(host), Slot::fresh(initial));
+            self.peak = self.peak.max(self.slots.len());
         }
-        if self.spacing(slot.delay.max(slot.crawl_delay)).is_zero() {
-            free
+        let slot = self.slots.get_mut(host).expect("inserted");
+        if slot.idle_since.take().is_some() {
+            self.idle_count -= 1;
+        }
+        if !slot.listed {
+            slot.listed = true;
+            let (key, _) = self.slots.get_key_value(host).expect("held");
+            self.listed.insert(key.clone());
+        }
+        self.slots.get_mut(host).expect("held")
+    }
+
+    /// The allowance of a host with no slot.
+    fn fresh(&self) -> usize {
+        if spacing(&self.cfg, self.initial_delay()).is_zero() {
+            self.cfg.concurrency
         } else {
             1
         }
     }
 
+    /// Drops the oldest idle slots beyond the bound.
+    fn evict(&mut self) {
+        while self.idle_count > self.cfg.idle_slots {
+            let Some((host, seq)) = self.idle.pop_front() else {
+                break;
+            };
+            if self
+                .slots
+                .get(&host)
+                .is_some_and(|s| s.idle_since == Some(seq))
+            {
+                let slot = self.slots.remove(&host).expect("held");
+                if slot.listed {
+                    self.listed.remove(&host);
+                }
+                self.idle_count -= 1;
+            }
+        }
+        // Hosts that go idle and busy again leave stale entries behind.
+        if self.idle.len() > 2 * self.idle_count + 64 {
+            let slots = &self.slots;
+            self.idle
+                .retain(|(h, seq)| slots.get(h).is_some_and(|s| s.idle_since == Some(*seq)));
+        }
+    }
+
     /// How many requests the crawl may start now over all hosts (the
-    /// global rate limit), and how many per host.
-    pub(crate) fn allowance(&self, now: Instant) -> (usize, SlotAllowance) {
+    /// global rate limit), and how many per host. On the way, the listed
+    /// slots that went idle are marked so, and the idle slots beyond the
+    /// bound are dropped.
+    pub(crate) fn allowance(&mut self, now: Instant) -> (usize, SlotAllowance) {
         let global = match self.cfg.global_rate {
             Some(_) if now < self.global_next => 0,
             Some(_) => 1,
             None => usize::MAX,
         };
-        let fresh = if self.spacing(self.initial_delay()).is_zero() {
-            self.cfg.concurrency
-        } else {
-            1
-        };
+        let fresh = self.fresh();
         let mut allowance = SlotAllowance::uniform(fresh);
-        for (host, slot) in &self.slots {
-            let n = self.allowed(slot, now);
+        let Slots {
+            cfg,
+            slots,
+            listed,
+            idle,
+            idle_count,
+            idle_seq,
+            ..
+        } = self;
+        listed.retain(|host| {
+            let slot = slots.get_mut(host).expect("a listed host has a slot");
+            let n = allowed(cfg, slot, now);
             if n != fresh {
-                allowance.per_slot.insert(host.clone(), n);
+                allowance.per_slot.insert(host.to_string(), n);
             }
-        }
+            if slot.idle_since.is_none() && slot.idle_at(now) {
+                slot.idle_since = Some(*idle_seq);
+                idle.push_back((host.clone(), *idle_seq));
+                *idle_seq += 1;
+                *idle_count += 1;
+            }
+            // An idle slot's allowance stays `n` until it is touched.
+            slot.listed = slot.idle_since.is_none() || n != fresh;
+            slot.listed
+        });
+        self.evict();
         (global, allowance)
     }
 
@@ -203,10 +330,10 @@ impl Slots {
     /// Whether `host` may start one more request now.
     pub(crate) fn can_start(&mut self, host: &str, now: Instant) -> bool {
         if let Some(slot) = self.slots.get(host) {
-            return self.allowed(slot, now) > 0;
+            return allowed(&self.cfg, slot, now) > 0;
         }
         self.slot(host);
-        self.allowed(&self.slots[host], now) > 0
+        allowed(&self.cfg, &self.slots[host], now) > 0
     }
 
     /// Caps `host`'s concurrency (a request's `max_conns_per_host`).
@@ -217,9 +344,9 @@ impl Slots {
 
     /// A request of `host` starts downloading.
     pub(crate) fn started(&mut self, host: &str, now: Instant) {
-        let initial = self.initial_delay();
+        self.slot(host);
         let cfg = &self.cfg;
-        let slot = slot_in(&mut self.slots, host, initial);
+        let slot = self.slots.get_mut(host).expect("made");
         let mut spacing = spacing(cfg, slot.delay.max(slot.crawl_delay));
         if cfg.randomize_delay && !spacing.is_zero() && cfg.host_rate.is_none() {
             spacing = spacing.mul_f64(0.5 + fastrand::f64());
@@ -268,13 +395,14 @@ impl Slots {
         self.slots.get(host).map(|s| s.delay.max(s.crawl_delay))
     }
 
-    /// Every host's slot now, sorted by host.
+    /// Every slot held now (the busy ones and the idle ones kept), sorted
+    /// by host.
     pub(crate) fn snapshot(&self, now: Instant) -> Vec<HostSlot> {
         let mut hosts: Vec<HostSlot> = self
             .slots
             .iter()
             .map(|(host, s)| HostSlot {
-                host: host.clone(),
+                host: host.to_string(),
                 in_flight: s.active,
                 delay_seconds: s.delay.max(s.crawl_delay).as_secs_f64(),
                 resting: s.resting_until.is_some_and(|t| t > now),
@@ -288,7 +416,8 @@ impl Slots {
     /// (the Scheduler's wake-up), if any.
     pub(crate) fn next_ready(&self, now: Instant) -> Option<Instant> {
         let mut next = (self.global_next > now).then_some(self.global_next);
-        for slot in self.slots.values() {
+        // An unlisted slot is idle: ready since it went idle.
+        for slot in self.listed.iter().map(|h| &self.slots[h]) {
             if slot.held || slot.active >= self.cfg.concurrency {
                 continue; // a release or the robots answer wakes it
             }
@@ -490,5 +619,110 @@ mod tests {
         let (global, allowance) = s.allowance(later);
         assert_eq!((global, allowance.of("a"), allowance.of("b")), (1, 0, 1));
         assert_eq!(s.allowance(now + Duration::from_millis(100)).1.of("a"), 1);
+    }
+
+    fn bounded(idle_slots: usize) -> Slots {
+        Slots::new(SlotConfig {
+            idle_slots,
+            ..SlotConfig::default()
+        })
+    }
+
+    /// One request of `host`, started and answered at `now`.
+    fn visit(s: &mut Slots, host: &str, now: Instant) {
+        s.started(host, now);
+        s.released(&report(host, 10, 200), now);
+    }
+
+    #[test]
+    fn idle_slots_beyond_the_bound_are_dropped() {
+        let mut s = bounded(16);
+        let now = Instant::now();
+        for i in 0..1000 {
+            visit(&mut s, &format!("h{i}"), now);
+            s.allowance(now);
+            assert!(s.slot_count() <= 16 + 1, "{} slots", s.slot_count());
+        }
+        assert_eq!(s.slot_count(), 16);
+        assert!(s.peak() <= 17);
+        // The most recent hosts are the ones kept.
+        assert!(s.delay_of("h999").is_some());
+        assert!(s.delay_of("h0").is_none());
+        // Nothing differs from a fresh host: a pop lists none.
+        assert!(s.allowance(now).1.per_slot.is_empty());
+    }
+
+    #[test]
+    fn a_resting_host_is_kept_until_its_rest_ends() {
+        let mut s = bounded(2);
+        let now = Instant::now();
+        s.started("a", now);
+        let mut r = report("a", 10, 429);
+        r.retry_after = Some(Duration::from_secs(30));
+        s.released(&r, now);
+        for i in 0..50 {
+            visit(&mut s, &format!("h{i}"), now);
+            assert_eq!(s.allowance(now).1.of("a"), 0);
+        }
+        assert!(s.delay_of("a").is_some());
+        let later = now + Duration::from_secs(30);
+        assert_eq!(s.allowance(later).1.of("a"), 8);
+        for i in 50..60 {
+            visit(&mut s, &format!("h{i}"), later);
+            s.allowance(later);
+        }
+        assert!(s.delay_of("a").is_none());
+        assert_eq!(s.slot_count(), 2);
+    }
+
+    #[test]
+    fn a_spacing_host_is_kept_until_its_delay_runs_out() {
+        let mut s = Slots::new(SlotConfig {
+            delay: Duration::from_millis(100),
+            randomize_delay: false,
+            idle_slots: 1,
+            ..SlotConfig::default()
+        });
+        let now = Instant::now();
+        visit(&mut s, "a", now);
+        visit(&mut s, "b", now);
+        visit(&mut s, "c", now);
+        assert_eq!(s.allowance(now).1.of("a"), 0);
+        assert_eq!(s.slot_count(), 3);
+        let later = now + Duration::from_millis(100);
+        assert_eq!(s.allowance(later).1.of("a"), 1);
+        assert_eq!(s.slot_count(), 1);
+    }
+
+    #[test]
+    fn an_evicted_host_starts_fresh() {
+        let mut s = Slots::new(SlotConfig {
+            autothrottle: Some(AutoThrottle {
+                start_delay: Duration::ZERO,
+                max_delay: Duration::from_secs(10),
+                target_concurrency: 1.0,
+            }),
+            idle_slots: 4,
+            ..SlotConfig::default()
+        });
+        let now = Instant::now();
+        s.set_crawl_delay("a", Duration::from_secs(2));
+        s.started("a", now);
+        s.released(&report("a", 400, 200), now);
+        let later = now + Duration::from_secs(5);
+        // Idle but kept: its learned delay still holds it to one at a time.
+        assert_eq!(s.allowance(later).1.of("a"), 1);
+        assert_eq!(s.delay_of("a"), Some(Duration::from_secs(2)));
+        for i in 0..4 {
+            visit(&mut s, &format!("h{i}"), later);
+        }
+        // Their AutoThrottle spacing has run out: five idle slots.
+        let later = later + Duration::from_secs(1);
+        s.allowance(later);
+        assert_eq!(s.delay_of("a"), None);
+        assert_eq!(s.allowance(later).1.of("a"), 8);
+        assert!(s.can_start("a", later));
+        s.started("a", later);
+        assert_eq!(s.delay_of("a"), Some(Duration::ZERO));
     }
 }

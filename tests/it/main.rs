@@ -14,6 +14,7 @@ mod html;
 mod limits;
 mod limits_close;
 mod log;
+mod many_hosts;
 mod pipelines;
 mod politeness;
 mod proxy;

@@ -27,6 +27,11 @@ use crate::stats::Counter;
 
 use super::Scheduler;
 
+/// The stat of the most host slots the Scheduler held at once (busy ones
+/// and the idle ones kept): it stays near the idle-slot bound however many
+/// hosts the crawl meets.
+const HOST_SLOTS_MAX: &str = "scheduler/host_slots_max";
+
 impl<C: Callback> Scheduler<C> {
     /// Hands requests to the pool while slots are free, and sends the
     /// shared queue what is ready for it.
@@ -43,6 +48,11 @@ impl<C: Callback> Scheduler<C> {
             self.dispatch_held(ctx);
         }
         self.publish_gauges();
+        let peak = self.slots.peak();
+        if peak > self.host_slots_published {
+            self.host_slots_published = peak;
+            self.stats.max_named(HOST_SLOTS_MAX, peak as u64);
+        }
         let free = self.config.concurrency.saturating_sub(self.in_flight.len());
         if self.state != CrawlState::Running
             || self.popping

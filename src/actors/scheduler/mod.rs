@@ -81,6 +81,9 @@ pub(crate) struct Scheduler<C: Callback> {
     /// Per-host politeness state: how many more requests each host may
     /// start now, so a pop asks only for what the hosts can take.
     slots: Slots,
+    /// The most host slots published in `scheduler/host_slots_max`: the
+    /// stat is written only when the slots' peak passes it.
+    host_slots_published: usize,
     /// robots.txt rules per origin, when obeyed (`None`: no check at all).
     robots: Option<RobotsCache>,
     /// Requests waiting for their origin's robots.txt, by origin: released
@@ -173,6 +176,7 @@ impl<C: Callback> Scheduler<C> {
             outbox,
             starts: Some(starts),
             slots: Slots::new(config.slots.clone()),
+            host_slots_published: 0,
             robots: config.robots_agent.is_some().then(RobotsCache::default),
             robots_waiting: HashMap::new(),
             config,
