@@ -50,41 +50,46 @@ def code_part(text):
     return text[: cut.start()] if cut else text
 
 
+def sources(src):
+    """(path, code) of every Rust file under `src` but the test files, the
+    code cut before the file's test module. Shared with `lengths.py`."""
+    for dp, _, fs in sorted(os.walk(src)):
+        for f in sorted(fs):
+            if f.endswith(".rs") and f not in ("tests.rs", "test_support.rs"):
+                path = os.path.join(dp, f)
+                yield path, code_part(open(path, encoding="utf-8").read())
+
+
 def main():
     src = sys.argv[1] if len(sys.argv) > 1 else "src"
     bad = []
-    for dp, _, fs in os.walk(src):
-        for f in sorted(fs):
-            if not f.endswith(".rs") or f in ("tests.rs", "test_support.rs"):
-                continue
-            path = os.path.join(dp, f)
-            rel = os.path.relpath(path, src)
-            here = layer_of(module_of(rel))
-            code = code_part(open(path, encoding="utf-8").read())
-            # `use crate::{a::X, b::Y}` groups and plain `crate::a::b` paths.
-            targets = set()
-            for m in re.finditer(r"use crate::\{([^;]*)\};", code, re.S):
-                depth, word = 0, ""
-                for tok in re.findall(r"\w+|[{},]|::", m.group(1)):
-                    if tok == "{":
-                        depth += 1
-                    elif tok == "}":
-                        depth -= 1
-                    elif re.match(r"\w+", tok) and depth == 0 and not word:
-                        word = tok
-                        targets.add(word)
-                    elif tok == "," and depth == 0:
-                        word = ""
-            for m in re.finditer(r"crate::(\w+)(?:::(\w+))?", code):
-                targets.add(m.group(1) + ("/" + m.group(2) if m.group(2) else ""))
-            for t in sorted(targets):
-                parts = t.split("/")
-                if parts[0] not in {k.split("/")[0] for k in LAYERS if k}:
-                    continue  # a root re-export such as crate::Request
-                there = layer_of(parts)
-                if there > here:
-                    bad.append("%s (layer %d) imports crate::%s (layer %d)"
-                               % (rel, here, "::".join(parts), there))
+    for path, code in sources(src):
+        rel = os.path.relpath(path, src)
+        here = layer_of(module_of(rel))
+        # `use crate::{a::X, b::Y}` groups and plain `crate::a::b` paths.
+        targets = set()
+        for m in re.finditer(r"use crate::\{([^;]*)\};", code, re.S):
+            depth, word = 0, ""
+            for tok in re.findall(r"\w+|[{},]|::", m.group(1)):
+                if tok == "{":
+                    depth += 1
+                elif tok == "}":
+                    depth -= 1
+                elif re.match(r"\w+", tok) and depth == 0 and not word:
+                    word = tok
+                    targets.add(word)
+                elif tok == "," and depth == 0:
+                    word = ""
+        for m in re.finditer(r"crate::(\w+)(?:::(\w+))?", code):
+            targets.add(m.group(1) + ("/" + m.group(2) if m.group(2) else ""))
+        for t in sorted(targets):
+            parts = t.split("/")
+            if parts[0] not in {k.split("/")[0] for k in LAYERS if k}:
+                continue  # a root re-export such as crate::Request
+            there = layer_of(parts)
+            if there > here:
+                bad.append("%s (layer %d) imports crate::%s (layer %d)"
+                           % (rel, here, "::".join(parts), there))
     for b in bad:
         print(b)
     if bad:

@@ -10,6 +10,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layers import sources  # noqa: E402  (one walk, one test-module cut)
+
 MAX_FILE = 600
 MAX_FN = 80
 
@@ -21,42 +24,36 @@ def code_lines(lines):
 def main():
     src = sys.argv[1] if len(sys.argv) > 1 else "src"
     over = []
-    for dp, _, fs in os.walk(src):
-        for f in sorted(fs):
-            if not f.endswith(".rs") or f in ("tests.rs", "test_support.rs"):
+    for path, code in sources(src):
+        lines = code.split("\n")
+        n = code_lines(lines)
+        if n > MAX_FILE:
+            over.append("%s: %d lines of code (at most %d)" % (path, n, MAX_FILE))
+        i = 0
+        while i < len(lines):
+            m = re.match(r"^(\s*)(pub(\([^)]*\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+(\w+)", lines[i])
+            if not m:
+                i += 1
                 continue
-            path = os.path.join(dp, f)
-            text = open(path, encoding="utf-8").read()
-            cut = re.search(r"^#\[cfg\(test\)\]\s*\n\s*(pub(\(crate\))?\s+)?mod\s+\w+", text, re.M)
-            lines = (text[: cut.start()] if cut else text).split("\n")
-            n = code_lines(lines)
-            if n > MAX_FILE:
-                over.append("%s: %d lines of code (at most %d)" % (path, n, MAX_FILE))
-            i = 0
-            while i < len(lines):
-                m = re.match(r"^(\s*)(pub(\([^)]*\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+(\w+)", lines[i])
-                if not m:
-                    i += 1
-                    continue
-                indent, name = len(m.group(1)), m.group(7)
-                # The signature ends at the line opening the body (or `;`).
-                j = i
-                while j < len(lines) and not lines[j].rstrip().endswith(("{", ";")):
-                    j += 1
-                if j >= len(lines) or lines[j].rstrip().endswith(";"):
-                    i = j + 1
-                    continue
-                # The body ends at the first `}` back at the signature's indent.
-                k = j + 1
-                while k < len(lines) and not (
-                    lines[k].startswith(" " * indent + "}")
-                    and len(lines[k]) - len(lines[k].lstrip()) == indent
-                ):
-                    k += 1
-                n = code_lines(lines[i : k + 1])
-                if n > MAX_FN:
-                    over.append("%s: fn %s is %d lines of code (at most %d)" % (path, name, n, MAX_FN))
+            indent, name = len(m.group(1)), m.group(7)
+            # The signature ends at the line opening the body (or `;`).
+            j = i
+            while j < len(lines) and not lines[j].rstrip().endswith(("{", ";")):
+                j += 1
+            if j >= len(lines) or lines[j].rstrip().endswith(";"):
                 i = j + 1
+                continue
+            # The body ends at the first `}` back at the signature's indent.
+            k = j + 1
+            while k < len(lines) and not (
+                lines[k].startswith(" " * indent + "}")
+                and len(lines[k]) - len(lines[k].lstrip()) == indent
+            ):
+                k += 1
+            n = code_lines(lines[i : k + 1])
+            if n > MAX_FN:
+                over.append("%s: fn %s is %d lines of code (at most %d)" % (path, name, n, MAX_FN))
+            i = j + 1
     for o in over:
         print(o)
     if over:
