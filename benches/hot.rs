@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use scraper::Html;
-use spinneret::dedupe::BloomDupe;
 use spinneret::dedupe::{canonical_url, fingerprint};
+use spinneret::dedupe::{DupeMode, MemoryDupe};
 use spinneret::queue::{MemoryQueue, SlotAllowance};
 use spinneret::{Context, LinkExtractor, Request, Response, ResponseMeta};
 use url::Url;
@@ -47,7 +47,7 @@ fn fingerprints(c: &mut Criterion) {
     c.bench_function("fingerprint (GET, no query)", |b| {
         b.iter(|| fingerprint(black_box(&plain)))
     });
-    let mut bloom = BloomDupe::new(1 << 20, 0.001).unwrap();
+    let mut bloom = MemoryDupe::new(1 << 20, 0.001, DupeMode::Exact).unwrap();
     let mut n = 0u128;
     c.bench_function("bloom test-and-add", |b| {
         b.iter(|| {

@@ -21,7 +21,7 @@ use slog::{o, Logger};
 
 use crate::actors::engine::DEFAULT_DRAIN_TIMEOUT;
 use crate::actors::scheduler::SchedulerConfig;
-use crate::dedupe::{BloomDupe, DupeBackend};
+use crate::dedupe::{DupeBackend, DupeMode, MemoryDupe};
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::http::env_proxy::EnvProxies;
@@ -118,6 +118,8 @@ pub(crate) struct Settings {
     pub bloom_capacity: usize,
     /// The Bloom filter's false-positive rate.
     pub bloom_rate: f64,
+    /// Whether the built-in store confirms the filter's "maybe seen".
+    pub dupe_mode: DupeMode,
     /// Deadline of one exchange unless the request sets its own.
     pub timeout: Duration,
     /// Largest body accepted, after decompression.
@@ -163,6 +165,7 @@ impl Default for Settings {
             dedupe: true,
             bloom_capacity: 1 << 20,
             bloom_rate: 0.001,
+            dupe_mode: DupeMode::Exact,
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             warn_body: DEFAULT_WARN_BODY,
@@ -519,10 +522,24 @@ impl<S: Spider> CrawlerBuilder<S> {
 
     /// Bloom filter sizing: expected distinct requests and false-positive
     /// rate. The default is 1,048,576 at 0.001 (1.88 MB, 1.80 bytes per
-    /// request).
+    /// request). In [`DupeMode::Exact`] (the default) this sizes the first
+    /// stage only: the filter grows in stages and an exact set confirms
+    /// its answers, so a crawl past the capacity loses nothing.
     pub fn bloom(mut self, capacity: usize, false_positive_rate: f64) -> Self {
         self.settings.bloom_capacity = capacity;
         self.settings.bloom_rate = false_positive_rate;
+        self
+    }
+
+    /// Whether the built-in dupe store keeps an exact set of fingerprints
+    /// behind its Bloom filter ([`DupeMode::Exact`], the default: about 19
+    /// bytes per URL, never drops a new one) or the filter alone
+    /// ([`DupeMode::Probabilistic`]: 1.8 bytes per URL; past
+    /// [`bloom`](Self::bloom)'s capacity it drops new URLs, counted in
+    /// `dupefilter/bloom_unconfirmed` and `dupefilter/bloom_maybe_lost`
+    /// with a warning).
+    pub fn dupe_mode(mut self, mode: DupeMode) -> Self {
+        self.settings.dupe_mode = mode;
         self
     }
 
@@ -591,7 +608,7 @@ impl<S: Spider> CrawlerBuilder<S> {
     }
 
     /// Replaces the in-memory Bloom filter with another back-end. The
-    /// default is the in-memory [`BloomDupe`] sized by
+    /// default is the in-memory [`MemoryDupe`] sized by
     /// [`bloom`](Self::bloom).
     pub fn dupe_backend(mut self, backend: impl DupeBackend) -> Self {
         self.dupe = Some(Box::new(backend));
@@ -671,7 +688,11 @@ impl<S: Spider> CrawlerBuilder<S> {
         check(s, self.queue.is_some() || self.dupe.is_some())?;
         let builtin_bloom = s.dedupe && self.dupe.is_none() && s.redis.is_none();
         let dupe = if builtin_bloom {
-            Some(Box::new(BloomDupe::new(s.bloom_capacity, s.bloom_rate)?) as Box<dyn DupeBackend>)
+            Some(Box::new(MemoryDupe::new(
+                s.bloom_capacity,
+                s.bloom_rate,
+                s.dupe_mode,
+            )?) as Box<dyn DupeBackend>)
         } else {
             self.dupe
         };

@@ -37,7 +37,7 @@ use crate::actors::pool::{Pool, PoolOutbox};
 use crate::actors::scheduler::{Scheduler, SchedulerOutbox, SharedQueue};
 use crate::builder::{Crawler, Settings, ThreadLayout};
 use crate::context::Context;
-use crate::dedupe::{BloomDupe, DupeBackend};
+use crate::dedupe::{DupeBackend, MemoryDupe};
 use crate::distributed::membership::join;
 use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
@@ -216,7 +216,7 @@ struct Replay<C> {
     /// Requests accepted and not completed: crawled first.
     pending: Vec<Context<C>>,
     /// The saved Bloom filter, replacing the empty built-in one.
-    bloom: Option<BloomDupe>,
+    bloom: Option<MemoryDupe>,
     /// Start requests earlier runs consumed, skipped now (0 when they are
     /// pulled again from the first).
     starts_pulled: u64,
@@ -244,6 +244,7 @@ impl<C: Callback> Replay<C> {
         let sizing = builtin_bloom.then_some(BloomSizing {
             capacity: s.bloom_capacity,
             rate: s.bloom_rate,
+            mode: s.dupe_mode,
         });
         let log = log.new(o!("actor" => "job_store"));
         let (store, restored) = JobDir::<C>::open(dir, sizing, log)?;
@@ -289,7 +290,7 @@ fn start_requests<S: Spider>(
 fn backends<C: Callback>(
     queue: Option<Box<dyn QueueBackend<C>>>,
     dupe: Option<Box<dyn DupeBackend>>,
-    saved: Option<BloomDupe>,
+    saved: Option<MemoryDupe>,
     connected: Option<&Connected>,
     dedupe: bool,
 ) -> (Box<dyn QueueBackend<C>>, Option<Box<dyn DupeBackend>>) {

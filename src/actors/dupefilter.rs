@@ -1,17 +1,22 @@
 //! DupeFilter: drops requests the crawl has already seen.
 //!
 //! For each request of a batch it computes the fingerprint (method, canonical URL, body, sorted headers) and
-//! test-and-adds it in its [`DupeBackend`] (a Bloom filter by default). If
-//! the back-end fails, the batch is let through rather than lost: fetching a
-//! page twice is better than never.
+//! test-and-adds it in its [`DupeBackend`] (a Bloom filter in front of an
+//! exact set by default). If the back-end fails, the batch is let through
+//! rather than lost: fetching a page twice is better than never. After each
+//! answer it copies the back-end's report into the stats
+//! (`dupefilter/bloom_false_positives`, and for a Bloom filter with no
+//! exact store past its capacity `dupefilter/bloom_unconfirmed` and
+//! `dupefilter/bloom_maybe_lost`, with a warning when it passes the
+//! capacity and again when it stops).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use slog::{error, Logger};
+use slog::{error, warn, Logger};
 
-use crate::dedupe::DupeBackend;
+use crate::dedupe::{DupeBackend, DupeReport};
 use crate::error::{Error, ErrorKind, Stage};
 use crate::fingerprint::fingerprint;
 use crate::messages::{Check, Checked, Shutdown};
@@ -53,6 +58,8 @@ impl<C: Callback> Handler<Check<C>> for DupeFilter<C> {
         let fut = self.backend.check_and_add(fps);
         let mut batch = msg.batch;
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            let report = act.backend.take_report();
+            act.record(report);
             match res.and_then(|fresh| complete_answer(fresh, batch.len())) {
                 Ok(fresh) => {
                     let total = batch.len();
@@ -79,6 +86,33 @@ impl<C: Callback> Handler<Check<C>> for DupeFilter<C> {
     }
 }
 
+impl<C: Callback> DupeFilter<C> {
+    /// Copies a back-end report into the stats.
+    fn record(&mut self, r: DupeReport) {
+        for (name, n) in [
+            ("dupefilter/bloom_false_positives", r.bloom_false_positives),
+            ("dupefilter/bloom_unconfirmed", r.unconfirmed),
+            ("dupefilter/bloom_maybe_lost", r.maybe_lost),
+        ] {
+            if n > 0 {
+                self.stats.add_named(name, n);
+            }
+        }
+        if let Some(n) = r.fingerprints {
+            self.stats.set_named("dupefilter/fingerprints", n);
+        }
+        if let Some(n) = r.bytes {
+            self.stats.set_named("dupefilter/store_bytes", n);
+        }
+        if let Some(held) = r.passed_capacity {
+            warn!(self.log, "the Bloom filter is past the capacity it was sized for, with no exact \
+                store behind it: from now on some new URLs are dropped as duplicates \
+                (dupefilter/bloom_maybe_lost estimates how many); size it larger or use the exact mode";
+                "fingerprints" => held);
+        }
+    }
+}
+
 /// A back-end answer must cover the whole batch; a short one would drop
 /// requests as if they were duplicates, so it counts as a failure (and the
 /// batch goes through).
@@ -96,6 +130,12 @@ impl<C: Callback> Handler<Shutdown> for DupeFilter<C> {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        let unconfirmed = self.stats.snapshot().get("dupefilter/bloom_unconfirmed");
+        if unconfirmed > 0 {
+            warn!(self.log, "duplicates answered by the Bloom filter alone past its capacity";
+                "unconfirmed" => unconfirmed,
+                "maybe_lost" => self.stats.snapshot().get("dupefilter/bloom_maybe_lost"));
+        }
         ctx.stop();
     }
 }
@@ -104,13 +144,13 @@ impl<C: Callback> Handler<Shutdown> for DupeFilter<C> {
 mod tests {
     use super::*;
     use crate::context::Context;
-    use crate::dedupe::BloomDupe;
+    use crate::dedupe::{DupeMode, MemoryDupe};
     use crate::request::Request;
 
     #[actix::test]
     async fn drops_repeats_within_and_across_batches() {
         let f = DupeFilter::<()>::new(
-            Box::new(BloomDupe::new(1000, 0.001).unwrap()),
+            Box::new(MemoryDupe::new(1000, 0.001, DupeMode::Exact).unwrap()),
             Arc::default(),
             Logger::root(slog::Discard, slog::o!()),
         )

@@ -32,12 +32,13 @@
 //!   filter), the ids of requests completed since, how far the spider's
 //!   start requests were consumed, and the stats;
 //! - now and then a **base** record (compaction) that replaces the log: the
-//!   requests still pending, the Bloom filter (bincode), the start-request
+//!   requests still pending, the dupe store (its Bloom filter stages and
+//!   exact fingerprint set, bincode), the start-request
 //!   position, the stats and how many requests completed in all.
 //!
 //! Replaying gives the pending requests (accepted, not completed: queued,
 //! held, waiting out a backoff, or in flight when the process died), the
-//! Bloom filter (the base's, plus every accepted fingerprint since), the
+//! dupe store (the base's, plus every accepted fingerprint since), the
 //! newest stats and the start-request position. A request is recorded
 //! *completed* only once its response was parsed, its items went through
 //! the pipelines (flushed before the checkpoint is written) and every
@@ -45,7 +46,7 @@
 //! after a crash, at most the requests in flight or completed after the
 //! last checkpoint are fetched again.
 //!
-//! Records are JSON (the contexts) plus bincode for the Bloom filter, one
+//! Records are JSON (the contexts) plus bincode for the dupe store, one
 //! checksummed journal record each.
 
 mod record;
@@ -59,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use slog::{info, warn, Logger};
 use uuid::Uuid;
 
+use crate::dedupe::DupeMode;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CheckpointInfo;
 use crate::journal::Journal;
@@ -99,7 +101,7 @@ impl Default for CheckpointPolicy {
     }
 }
 
-/// Bloom-filter sizing for replay (when the crawl uses the built-in one):
+/// Dupe store sizing for replay (when the crawl uses the built-in one):
 /// the filter a replay starts from must match the crawl's, as a base
 /// record's filter replaces it.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +110,8 @@ pub(crate) struct BloomSizing {
     pub capacity: usize,
     /// The false-positive rate it is sized for.
     pub rate: f64,
+    /// Whether an exact set stands behind it.
+    pub mode: DupeMode,
 }
 
 /// A job directory open for writing: replays it on open, then appends each
@@ -118,7 +122,7 @@ pub(crate) struct JobDir<C> {
     dir: PathBuf,
     /// The log every record goes to.
     journal: Journal,
-    /// The Bloom filter compaction rebuilds, sized as the crawl's.
+    /// The dupe store compaction rebuilds, sized as the crawl's.
     sizing: Option<BloomSizing>,
     /// Ids accepted and not completed, per what was written.
     pending: HashSet<Uuid>,
@@ -286,6 +290,7 @@ mod tests {
         Some(BloomSizing {
             capacity: 1000,
             rate: 0.001,
+            mode: DupeMode::Exact,
         })
     }
 

@@ -12,10 +12,10 @@
 //!
 //! ```text
 //! delta: b'D' [JSON {added: [{ctx, bloom?}], done: [id], starts, stats}]
-//! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats}] [Bloom filter, bincode]
+//! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats}] [dupe store, bincode]
 //! ```
 //!
-//! `bloom` is left out when false; the Bloom filter's bytes are empty when
+//! `bloom` is left out when false; the dupe store's bytes are empty when
 //! the crawl does not use the built-in one. The JSON field names are part
 //! of the format: renaming one makes earlier job directories unreadable.
 //!
@@ -29,8 +29,8 @@
 //!   win and the queue order survives.
 //! - A completed id counts only while its request is pending, so a
 //!   completion recorded twice is counted once.
-//! - The Bloom filter gets the fingerprint of every request recorded with
-//!   `bloom`; a base's filter replaces it.
+//! - The dupe store (Bloom filter and exact set) gets the fingerprint of
+//!   every request recorded with `bloom`; a base's store replaces it.
 //! - A record that cannot be read fails the whole replay, naming its
 //!   place: skipping it would lose accepted requests or bring back
 //!   completed ones. (A torn last record never gets here: the journal cuts
@@ -44,7 +44,7 @@ use uuid::Uuid;
 
 use super::{journal_error, BloomSizing, StartsState};
 use crate::context::Context;
-use crate::dedupe::BloomDupe;
+use crate::dedupe::MemoryDupe;
 use crate::error::Error;
 use crate::events::ResumeInfo;
 use crate::fingerprint::fingerprint;
@@ -152,7 +152,7 @@ pub(super) struct Replayed<C> {
     arrival: u64,
     /// The fingerprints recorded in the filter, when the crawl uses the
     /// built-in one.
-    bloom: Option<BloomDupe>,
+    bloom: Option<MemoryDupe>,
     /// The newest stats recorded.
     stats: Option<StatsSnapshot>,
     /// The newest start-request position recorded.
@@ -167,7 +167,7 @@ impl<C: Callback> Replayed<C> {
             pending: HashMap::new(),
             arrival: 0,
             bloom: sizing
-                .map(|s| BloomDupe::new(s.capacity, s.rate))
+                .map(|s| MemoryDupe::new(s.capacity, s.rate, s.mode))
                 .transpose()?,
             stats: None,
             starts: StartsState::default(),
@@ -228,9 +228,7 @@ impl<C: Callback> Replayed<C> {
                 self.starts = base.starts;
                 self.stats = base.stats;
                 if self.bloom.is_some() && !bloom.is_empty() {
-                    self.bloom = Some(
-                        BloomDupe::from_bytes(bloom).map_err(|e| format!("bloom filter: {e}"))?,
-                    );
+                    self.bloom = Some(MemoryDupe::from_bytes(bloom).map_err(|e| e.to_string())?);
                 }
                 Ok(())
             }
@@ -325,8 +323,8 @@ impl<C: Callback> Replayed<C> {
 pub(crate) struct Restored<C> {
     /// Pending requests, in their first arrival order.
     pub pending: Vec<Context<C>>,
-    /// The Bloom filter, when the crawl uses the built-in one.
-    pub bloom: Option<BloomDupe>,
+    /// The dupe store, when the crawl uses the built-in one.
+    pub bloom: Option<MemoryDupe>,
     /// The stats of the last checkpoint.
     pub stats: Option<StatsSnapshot>,
     /// What was found.

@@ -14,7 +14,7 @@ use super::*;
 use crate::actors::cache_queue::CacheQueue;
 use crate::actors::dupefilter::DupeFilter;
 use crate::actors::test_support::{expect_event, log, req, Cb, Event, Events, Ping, Recorder};
-use crate::dedupe::BloomDupe;
+use crate::dedupe::{DupeMode, MemoryDupe};
 use crate::messages::{Ack, Check, Checked, Pop, StartsQueued};
 use crate::politeness::SlotReport;
 use crate::queue::{BackendFuture, MemoryQueue, QueueBackend, SlotAllowance};
@@ -59,7 +59,7 @@ fn fake_dupe(dupes: &[&str]) -> (Recipient<Check<Cb>>, mpsc::UnboundedReceiver<V
 
 /// The real dupe filter over a Bloom filter.
 fn real_dupe() -> Recipient<Check<Cb>> {
-    let bloom = BloomDupe::new(1000, 0.001).unwrap();
+    let bloom = MemoryDupe::new(1000, 0.001, DupeMode::Exact).unwrap();
     DupeFilter::<Cb>::new(Box::new(bloom), Arc::default(), log())
         .start()
         .recipient()
