@@ -139,6 +139,11 @@ pub(crate) struct Settings {
     pub proxy_from_env: bool,
     /// Where the crawl's state persists; `None`: nowhere.
     pub job_dir: Option<PathBuf>,
+    /// Requests the frontier keeps in memory before it spills to disk.
+    pub frontier_memory: usize,
+    /// Where the frontier spills without a job directory; `None`: a
+    /// temporary directory.
+    pub frontier_dir: Option<PathBuf>,
     /// When a crawl with a job directory checkpoints.
     pub checkpoints: CheckpointPolicy,
     /// Whether a resumed job pulls its start requests again from the first.
@@ -175,6 +180,8 @@ impl Default for Settings {
             log: Logger::root(slog::Discard, o!()),
             proxy_from_env: false,
             job_dir: None,
+            frontier_memory: 50_000,
+            frontier_dir: None,
             checkpoints: CheckpointPolicy::default(),
             rerun_start_requests: false,
             redis: None,
@@ -634,6 +641,30 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// is none (nothing persisted).
     pub fn job_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.settings.job_dir = Some(dir.into());
+        self
+    }
+
+    /// How many waiting requests the built-in queue keeps in memory; past
+    /// that, new ones wait on disk in segment files (in the job
+    /// directory's `frontier/` when there is one, else in
+    /// [`frontier_dir`](Self::frontier_dir) or a temporary directory,
+    /// removed at the end) and come back in priority order, first in first
+    /// out within a priority. Memory then stays flat however large the
+    /// frontier grows. The default is 50,000 (some 30 to 60 MB, depending
+    /// on the requests' URLs, headers and meta); `usize::MAX` never spills.
+    /// `scheduler/frontier_spilled` counts the requests written to disk.
+    pub fn frontier_memory(mut self, requests: usize) -> Self {
+        self.settings.frontier_memory = requests;
+        self
+    }
+
+    /// Where the built-in queue spills without a job directory (see
+    /// [`frontier_memory`](Self::frontier_memory)): a directory of its own
+    /// is made inside `dir` and removed at the end. The default is the
+    /// system's temporary directory (`TMPDIR`); if that is a RAM disk
+    /// (`tmpfs`), point this at a real disk.
+    pub fn frontier_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.settings.frontier_dir = Some(dir.into());
         self
     }
 

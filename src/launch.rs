@@ -49,7 +49,7 @@ use crate::jobdir::{BloomSizing, JobDir};
 use crate::messages::{Leave, Shutdown};
 use crate::middleware::Middlewares;
 use crate::pipeline::Pipeline;
-use crate::queue::{MemoryQueue, QueueBackend};
+use crate::queue::{remove_segments, MemoryQueue, QueueBackend, SpillDir};
 use crate::request::Callback;
 use crate::spider::{Spider, StartRequests};
 use crate::state::Phase;
@@ -109,7 +109,14 @@ impl<S: Spider> Crawler<S> {
         let (contexts, w) = Wiring::new(spider, stats, events, log);
         let errors = w.start_error_handler();
         let saved = job.bloom.take();
-        let (queue, dupe) = backends(queue, dupe, saved, connected.as_ref(), s.dedupe);
+        let (queue, dupe) = backends(
+            queue,
+            dupe,
+            saved,
+            connected.as_ref(),
+            s.dedupe,
+            (s.frontier_memory, spill_dir(&s)?),
+        );
         let queue = w.start_queue(queue);
         let dupe = dupe.filter(|_| s.dedupe).map(|d| w.start_dupe_filter(d));
         let mut arbiters = Vec::new();
@@ -293,6 +300,7 @@ fn backends<C: Callback>(
     saved: Option<MemoryDupe>,
     connected: Option<&Connected>,
     dedupe: bool,
+    frontier: (usize, SpillDir),
 ) -> (Box<dyn QueueBackend<C>>, Option<Box<dyn DupeBackend>>) {
     if let Some(c) = connected {
         let queue = RedisQueue::new(c.shared.clone(), dedupe.then_some(c.shape));
@@ -302,8 +310,32 @@ fn backends<C: Callback>(
         );
     }
     let saved = saved.map(|bloom| Box::new(bloom) as Box<dyn DupeBackend>);
-    let queue = queue.unwrap_or_else(|| Box::new(MemoryQueue::default()));
+    let queue = queue.unwrap_or_else(|| Box::new(MemoryQueue::bounded(frontier.0, frontier.1)));
     (queue, saved.or(dupe))
+}
+
+/// Where the built-in queue spills: the job directory's `frontier/`, else
+/// a directory of its own inside the configured one or the system's
+/// temporary directory.
+///
+/// A job directory's segments from an earlier run are removed now: its
+/// journal holds every pending request, and the resumed crawl queues them
+/// (and spills them) again.
+fn spill_dir(s: &Settings) -> Result<SpillDir, Error> {
+    Ok(match (&s.job_dir, &s.frontier_dir) {
+        (Some(job), _) => {
+            let dir = job.join("frontier");
+            remove_segments(&dir).map_err(|e| {
+                Error::new(
+                    Stage::Setup,
+                    ErrorKind::Config(format!("frontier directory {}: {e}", dir.display())),
+                )
+            })?;
+            SpillDir::At(dir)
+        }
+        (None, Some(dir)) => SpillDir::Inside(dir.clone()),
+        (None, None) => SpillDir::Inside(std::env::temp_dir()),
+    })
 }
 
 /// The Download settings every downloader shares, with the crawl's cookie

@@ -156,14 +156,15 @@ pub struct Popped<C> {
     pub remaining: usize,
 }
 
-/// Scheduler → CacheQueue: take everything (on stop).
+/// Scheduler → CacheQueue: drop everything waiting (on stop); the reply
+/// says how many requests that was.
 #[derive(Debug)]
 pub struct Drain<C> {
     /// Ties the reply type to the callback type.
     pub _callback: std::marker::PhantomData<fn() -> C>,
 }
 impl<C: Send + 'static> Message for Drain<C> {
-    type Result = Result<Vec<Context<C>>, Error>;
+    type Result = Result<usize, Error>;
 }
 
 /// Scheduler → CacheQueue: these requests' work is done (their response

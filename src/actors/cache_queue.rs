@@ -3,18 +3,21 @@
 //! It owns a [`QueueBackend`] (in memory by default) and serialises every
 //! operation on it, so a push is always visible to the pop that follows it
 //! even when a back-end answers asynchronously. Only the Scheduler talks to
-//! it.
+//! it. After each push and pop it copies what a spilling back-end reports
+//! into the stats (`scheduler/frontier_spilled`, `scheduler/frontier_on_disk`
+//! and its maximum, `scheduler/frontier_disk_bytes_max`), logs the first
+//! spill, and counts and closes requests a segment could not give back
+//! (`scheduler/lost_on_spill_read`) so the crawl still ends.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
-use slog::{error, Logger};
+use slog::{error, info, warn, Logger};
 
 use crate::accounting::Accounting;
-use crate::context::Context;
 use crate::error::Error;
 use crate::messages::{Ack, Drain, Leave, Pop, Popped, Push, Shutdown, StartsQueued};
-use crate::queue::QueueBackend;
+use crate::queue::{QueueBackend, SpillReport};
 use crate::request::Callback;
 use crate::stats::Stats;
 
@@ -29,6 +32,8 @@ pub(crate) struct CacheQueue<C> {
     stats: Arc<Stats>,
     /// Structured log.
     log: Logger,
+    /// The back-end's spill totals when last published.
+    spilled: SpillReport,
 }
 
 impl<C: Callback> CacheQueue<C> {
@@ -43,6 +48,38 @@ impl<C: Callback> CacheQueue<C> {
             accounting,
             stats,
             log,
+            spilled: SpillReport::default(),
+        }
+    }
+
+    /// Publishes what the back-end spilled since the last call.
+    fn publish_spill(&mut self) {
+        let Some(now) = self.backend.spill_report() else {
+            return;
+        };
+        let was = std::mem::replace(&mut self.spilled, now);
+        if was == now {
+            return;
+        }
+        if was.written == 0 && now.written > 0 {
+            info!(self.log, "the frontier is past its memory bound: new requests wait on disk";
+                "in_memory" => self.backend.len() as u64 - now.on_disk);
+        }
+        let s = &self.stats;
+        s.add_named("scheduler/frontier_spilled", now.written - was.written);
+        s.set_named("scheduler/frontier_on_disk", now.on_disk);
+        s.max_named("scheduler/frontier_on_disk_max", now.on_disk);
+        s.max_named("scheduler/frontier_disk_bytes_max", now.bytes);
+        if now.write_errors > was.write_errors {
+            let n = now.write_errors - was.write_errors;
+            warn!(self.log, "frontier spill failed: requests kept in memory"; "count" => n);
+            s.add_named("scheduler/frontier_spill_errors", n);
+        }
+        if now.lost > was.lost {
+            let n = now.lost - was.lost;
+            error!(self.log, "frontier segment unreadable; its requests are lost"; "count" => n);
+            s.add_named("scheduler/lost_on_spill_read", n);
+            self.accounting.close(n as usize);
         }
     }
 }
@@ -58,6 +95,7 @@ impl<C: Callback> Handler<Push<C>> for CacheQueue<C> {
         let n = msg.batch.len();
         let fut = self.backend.push(msg.batch);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            act.publish_spill();
             match res {
                 // In a shared queue the requests are the whole crawl's now.
                 Ok(()) if act.backend.shared() => act.accounting.close(n),
@@ -79,6 +117,7 @@ impl<C: Callback> Handler<Pop<C>> for CacheQueue<C> {
     fn handle(&mut self, msg: Pop<C>, _: &mut Self::Context) -> Self::Result {
         let fut = self.backend.pop(msg.max, &msg.allowance);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _| {
+            act.publish_spill();
             res.map(|batch| {
                 if act.backend.shared() {
                     // Leased to this worker: its work until acknowledged.
@@ -94,7 +133,7 @@ impl<C: Callback> Handler<Pop<C>> for CacheQueue<C> {
 }
 
 impl<C: Callback> Handler<Drain<C>> for CacheQueue<C> {
-    type Result = AtomicResponse<Self, Result<Vec<Context<C>>, Error>>;
+    type Result = AtomicResponse<Self, Result<usize, Error>>;
 
     fn handle(&mut self, _: Drain<C>, _: &mut Self::Context) -> Self::Result {
         let fut = self.backend.drain();
@@ -150,6 +189,7 @@ impl<C: Callback> Handler<Shutdown> for CacheQueue<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::Context;
     use crate::messages::Idle;
     use crate::queue::MemoryQueue;
     use crate::request::Request;
@@ -203,6 +243,6 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(rest.len(), 1);
+        assert_eq!(rest, 1);
     }
 }

@@ -177,6 +177,8 @@ async fn a_torn_last_record_still_resumes() {
 /// The environment variables that make [`sigkill_child`] crawl.
 const CHILD_URL: &str = "SPINNERET_DURABLE_CHILD_URL";
 const CHILD_DIR: &str = "SPINNERET_DURABLE_CHILD_DIR";
+/// Set: the child's frontier keeps this many requests in memory.
+const CHILD_FRONTIER: &str = "SPINNERET_DURABLE_CHILD_FRONTIER";
 
 /// The crawl [`a_crawl_killed_with_sigkill_resumes_from_its_checkpoints`]
 /// runs in a child process (this test binary, run again for this test
@@ -186,17 +188,49 @@ const CHILD_DIR: &str = "SPINNERET_DURABLE_CHILD_DIR";
 async fn sigkill_child() {
     let url = std::env::var(CHILD_URL).expect("run by the SIGKILL test only");
     let dir = std::env::var(CHILD_DIR).expect("run by the SIGKILL test only");
-    let crawl = Crawler::builder(LinkSpider::from_urls(&[url]))
-        .job_dir(dir)
-        .started();
-    crawl.join().await.unwrap();
+    let mut builder = Crawler::builder(LinkSpider::from_urls(&[url])).job_dir(dir);
+    if let Ok(n) = std::env::var(CHILD_FRONTIER) {
+        builder = builder.frontier_memory(n.parse().unwrap());
+    }
+    builder.started().join().await.unwrap();
 }
 
 #[actix::test]
 async fn a_crawl_killed_with_sigkill_resumes_from_its_checkpoints() {
+    kill_and_resume(None).await;
+}
+
+/// The frontier keeps 100 requests in memory: when the child is killed,
+/// hundreds of requests are in segment files in the job directory, and the
+/// resumed job (spilling too) still fetches every page.
+#[actix::test]
+async fn a_crawl_killed_with_sigkill_while_its_frontier_is_on_disk_loses_nothing() {
+    kill_and_resume(Some(100)).await;
+}
+
+/// Files of `dir` whose name marks a frontier segment.
+fn segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("seg-")
+            })
+            .count()
+    })
+}
+
+/// Crawls in a child process, kills it with SIGKILL half-way and resumes
+/// here; with `frontier`, both runs keep that many requests in memory and
+/// the kill comes once segments are on disk.
+async fn kill_and_resume(frontier: Option<usize>) {
     let site = serve(PAGES);
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(n) = frontier {
+        command.env(CHILD_FRONTIER, n.to_string());
+    }
+    let mut child = command
         .args([
             "--exact",
             "durable::sigkill_child",
@@ -209,9 +243,11 @@ async fn a_crawl_killed_with_sigkill_resumes_from_its_checkpoints() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    // Kill it about half-way, by the server's own count.
+    // Kill it about half-way, by the server's own count (and, spilling,
+    // with segments on disk).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while site.seen.total() < PAGES / 2 {
+    let frontier_dir = dir.path().join("frontier");
+    while site.seen.total() < PAGES / 2 || (frontier.is_some() && segments(&frontier_dir) == 0) {
         assert!(
             Instant::now() < deadline,
             "the child crawl did not get half-way"
@@ -227,14 +263,26 @@ async fn a_crawl_killed_with_sigkill_resumes_from_its_checkpoints() {
     let first_hits = site.seen.total();
     assert!(first_hits < PAGES, "killed too late to test anything");
 
+    let left_on_disk = segments(&frontier_dir);
+    assert_eq!(left_on_disk > 0, frontier.is_some());
+
     let items = Collect::default();
-    let crawl = job(&site, dir.path(), &items).started();
+    let mut builder = job(&site, dir.path(), &items);
+    if let Some(n) = frontier {
+        builder = builder.frontier_memory(n);
+    }
+    let crawl = builder.started();
     let resumed = crawl
         .resumed()
         .expect("checkpoints written before the kill")
         .clone();
     let s = crawl.join().await.unwrap();
     assert_eq!(s.finish_reason.as_deref(), Some("finished"));
+    if frontier.is_some() {
+        assert!(s.get("scheduler/frontier_spilled") > 0);
+        // The resumed run spilled too, and left no segment behind.
+        assert_eq!(segments(&frontier_dir), 0);
+    }
 
     let hits = page_hits(&site, PAGES);
     let missing: Vec<_> = (0..PAGES).filter(|&n| hits[n] == 0).collect();

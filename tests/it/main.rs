@@ -20,5 +20,6 @@ mod politeness;
 mod proxy;
 mod redirects;
 mod redis_server;
+mod scale;
 mod shutdown;
 mod spiders;

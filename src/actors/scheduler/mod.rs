@@ -428,8 +428,8 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
             .into_actor(self)
             .map(|res, act, _| match res {
                 Ok(Ok(left)) => {
-                    act.queued = act.queued.saturating_sub(left.len());
-                    act.unprocessed(left.len());
+                    act.queued = act.queued.saturating_sub(left);
+                    act.unprocessed(left);
                     act.publish_gauges();
                 }
                 Ok(Err(e)) => {

@@ -638,7 +638,7 @@ impl QueueBackend<Cb> for FlakyQueue {
     fn pop(&mut self, max: usize, allowance: &SlotAllowance) -> BackendFuture<Vec<Context<Cb>>> {
         self.inner.pop(max, allowance)
     }
-    fn drain(&mut self) -> BackendFuture<Vec<Context<Cb>>> {
+    fn drain(&mut self) -> BackendFuture<usize> {
         self.inner.drain()
     }
     fn len(&self) -> usize {
