@@ -73,9 +73,17 @@
 //! earlier runs' fetches went to another process's server. Setup errors
 //! exit with code 2.
 //!
-//! The dupe filter keeps the builder's default Bloom sizing (about a million
-//! URLs at a 0.001 false-positive rate); far past that, a false positive can
-//! skip a page and fail the check.
+//! The dupe store and the frontier keep the builder's defaults unless
+//! `--bloom-capacity`, `--probabilistic` or `--frontier-memory` say
+//! otherwise: an exact set behind a Bloom filter that grows in stages (no
+//! page is ever skipped), and 50,000 requests in memory with the rest on
+//! disk, so a crawl of millions of pages runs in flat memory:
+//!
+//! ```text
+//! cargo run --release --example bench -- --serve-only --port 18080 --pages 3000000
+//! cargo run --release --example bench -- --url http://127.0.0.1:18080/
+//! curl http://127.0.0.1:18080/_bench/coverage
+//! ```
 
 #[path = "common/bench_site.rs"]
 mod bench_site;
@@ -97,6 +105,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
+use spinneret::dedupe::DupeMode;
 use spinneret::{Counter, Crawler, Error, StatsSnapshot};
 use url::Url;
 
@@ -152,6 +161,19 @@ struct Args {
     /// print a third line with the ratio of their pages/s.
     #[arg(long, conflicts_with_all = ["serve_only", "job_dir", "bare"])]
     compare: bool,
+    /// Requests the frontier keeps in memory before it spills to disk
+    /// (`CrawlerBuilder::frontier_memory`; default the builder's, 50,000).
+    #[arg(long)]
+    frontier_memory: Option<usize>,
+    /// Keep only the Bloom filter, no exact set behind it
+    /// (`DupeMode::Probabilistic`): faster, and past its capacity it drops
+    /// pages (the coverage check then fails).
+    #[arg(long)]
+    probabilistic: bool,
+    /// The Bloom filter's capacity (its first stage's, in the exact mode;
+    /// default the builder's, 1,048,576).
+    #[arg(long)]
+    bloom_capacity: Option<usize>,
 }
 
 /// `--threads`: `spinneret::ThreadLayout`'s variants.
@@ -215,6 +237,15 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
         .dedupe(true)
         .middleware(Mark)
         .pipeline(items.clone());
+    if let Some(n) = args.frontier_memory {
+        builder = builder.frontier_memory(n);
+    }
+    if args.probabilistic {
+        builder = builder.dupe_mode(DupeMode::Probabilistic);
+    }
+    if let Some(n) = args.bloom_capacity {
+        builder = builder.bloom(n, 0.001);
+    }
     if let Some(dir) = &args.job_dir {
         builder = builder.job_dir(dir);
     }

@@ -27,6 +27,10 @@ pub(crate) struct ExactSet {
     bits: u32,
     /// Fingerprints held.
     len: usize,
+    /// Fingerprints the shards have room for (kept as they grow, so the
+    /// memory report is not a walk over every shard).
+    #[serde(skip)]
+    room: usize,
 }
 
 impl ExactSet {
@@ -36,6 +40,7 @@ impl ExactSet {
             shards: vec![Vec::new()],
             bits: 0,
             len: 0,
+            room: 0,
         }
     }
 
@@ -61,7 +66,9 @@ impl ExactSet {
         if shard.len() == shard.capacity() {
             // Grow by an eighth, not double: the room left unused stays
             // small.
+            let before = shard.capacity();
             shard.reserve_exact(shard.len() / 8 + 4);
+            self.room += shard.capacity() - before;
         }
         shard.insert(at, fp);
         self.len += 1;
@@ -83,6 +90,7 @@ impl ExactSet {
             shards.push(low);
             shards.push(high);
         }
+        self.room = shards.iter().map(Vec::capacity).sum();
         self.shards = shards;
         self.bits = bits;
     }
@@ -96,8 +104,7 @@ impl ExactSet {
     /// Heap bytes held (the fingerprints with their growth room, and the
     /// shard table).
     pub(crate) fn heap_bytes(&self) -> usize {
-        let keys: usize = self.shards.iter().map(Vec::capacity).sum();
-        keys * std::mem::size_of::<Fingerprint>()
+        self.room * std::mem::size_of::<Fingerprint>()
             + self.shards.capacity() * std::mem::size_of::<Vec<Fingerprint>>()
     }
 
@@ -133,6 +140,12 @@ impl ExactSet {
             return Err(format!("{total} fingerprints, {} recorded", self.len));
         }
         Ok(())
+    }
+
+    /// Recounts the shards' room (after deserialising, which leaves it
+    /// out).
+    pub(crate) fn recount(&mut self) {
+        self.room = self.shards.iter().map(Vec::capacity).sum();
     }
 }
 

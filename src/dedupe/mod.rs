@@ -164,7 +164,8 @@ impl MemoryDupe {
 
     /// Test-and-add one fingerprint now.
     pub fn insert_new(&mut self, fp: Fingerprint) -> bool {
-        let maybe = self.stages.iter().any(|s| s.filter.contains(&fp));
+        // Newest first: the largest stage holds most fingerprints.
+        let maybe = self.stages.iter().rev().any(|s| s.filter.contains(&fp));
         match self.exact.as_mut() {
             Some(exact) => {
                 if maybe {
@@ -232,12 +233,13 @@ impl MemoryDupe {
     /// out of order or a stage count of zero is an error, not a filter
     /// that answers wrongly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let store: MemoryDupe = bincode::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let mut store: MemoryDupe = bincode::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
         if store.stages.is_empty() {
             return Err(corrupt("no Bloom filter stage".into()));
         }
-        if let Some(exact) = &store.exact {
+        if let Some(exact) = store.exact.as_mut() {
             exact.validate().map_err(corrupt)?;
+            exact.recount();
         }
         Ok(store)
     }
