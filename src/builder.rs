@@ -531,7 +531,9 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// rate. The default is 1,048,576 at 0.001 (1.88 MB, 1.80 bytes per
     /// request). In [`DupeMode::Exact`] (the default) this sizes the first
     /// stage only: the filter grows in stages and an exact set confirms
-    /// its answers, so a crawl past the capacity loses nothing.
+    /// its answers, so a crawl past the capacity loses nothing. In a
+    /// distributed crawl it sizes the shared filter in Redis and the shards
+    /// of the exact set behind it (the first worker's sizing is kept).
     pub fn bloom(mut self, capacity: usize, false_positive_rate: f64) -> Self {
         self.settings.bloom_capacity = capacity;
         self.settings.bloom_rate = false_positive_rate;
@@ -544,7 +546,8 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// ([`DupeMode::Probabilistic`]: 1.8 bytes per URL; past
     /// [`bloom`](Self::bloom)'s capacity it drops new URLs, counted in
     /// `dupefilter/bloom_unconfirmed` and `dupefilter/bloom_maybe_lost`
-    /// with a warning).
+    /// with a warning). A distributed crawl's dupe filter in Redis is
+    /// always exact.
     pub fn dupe_mode(mut self, mode: DupeMode) -> Self {
         self.settings.dupe_mode = mode;
         self

@@ -5,9 +5,11 @@
 //! takes requests under a lease and acknowledges them once their response
 //! is parsed and their items handed to the pipelines), its dupe filter a
 //! `RedisDupe` (an atomic test-and-add over a Bloom filter in a plain
-//! Redis bitmap), and a coordinator keeps this worker's leases alive, gives
-//! back the leases of workers that died, adds this worker's counters to the
-//! crawl's totals and tells the Scheduler when the whole crawl is finished.
+//! Redis bitmap, whose "maybe seen" is confirmed against an exact set of
+//! fingerprints in small integer sets), and a coordinator keeps this
+//! worker's leases alive, gives back the leases of workers that died, adds
+//! this worker's counters to the crawl's totals and tells the Scheduler
+//! when the whole crawl is finished.
 //! Every shared operation is one Lua script (see `scripts.rs`); the key
 //! layout and the lease protocol are in `actors.md`.
 //!

@@ -39,8 +39,8 @@ struct Leases {
 /// The Redis queue (see the module docs).
 pub struct RedisQueue<C> {
     shared: Shared,
-    /// The Bloom shape, when pushed requests went through the Redis dupe
-    /// filter (their reservations become bits in the push).
+    /// The dupe filter's shape, when pushed requests went through it
+    /// (their reservations become bits and exact-set members in the push).
     checked: Option<BloomShape>,
     leases: Arc<Mutex<Leases>>,
     /// The queue's length at the last pop.
@@ -114,21 +114,20 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
                 if let Some(m) = &replaces {
                     replaced.push((c.id, m.clone()));
                 }
-                let (fp, bits) = match (&self.checked, &replaces) {
-                    (Some(shape), None) if !c.request.dont_filter => {
-                        let fp = fingerprint(&c.request);
-                        (format!("{fp:032x}"), shape.bits(fp))
-                    }
-                    _ => (String::new(), String::new()),
-                };
                 args.extend([
                     member(c, &self.last_push),
                     (-i64::from(c.request.priority)).to_string(),
                     payload,
-                    fp,
-                    bits,
-                    replaces.unwrap_or_default(),
                 ]);
+                // Its fingerprint's hex, bits, shard and member, when it
+                // went through the dupe filter.
+                match (&self.checked, &replaces) {
+                    (Some(shape), None) if !c.request.dont_filter => {
+                        args.extend(shape.args(fingerprint(&c.request)));
+                    }
+                    _ => args.extend(std::iter::repeat_n(String::new(), 4)),
+                }
+                args.push(replaces.unwrap_or_default());
             }
         }
         let (shared, leases, len) = (self.shared.clone(), self.leases.clone(), self.len.clone());

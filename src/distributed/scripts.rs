@@ -12,33 +12,42 @@
 use redis::Script;
 
 /// Bloom membership of one fingerprint, given its bit positions as a
-/// comma-separated list.
-const ALL_BITS: &str = r#"
+/// comma-separated list; membership of the exact set, given its shard and
+/// member.
+const DUPE: &str = r#"
 local function all_bits(bloom, bits)
   for b in string.gmatch(bits, '%d+') do
     if redis.call('GETBIT', bloom, b) == 0 then return false end
   end
   return true
 end
+
+local function held(p, shard, member)
+  return redis.call('SISMEMBER', p .. 'seen:' .. shard, member) == 1
+end
 "#;
 
-/// Test-and-add: `ARGV[3..]` are pairs (fingerprint hex, bit positions).
-/// A fingerprint is new when not all of its bits are set and no registered
-/// worker reserved it; it is then reserved for this worker until its push
-/// sets the bits. Answers 1 (new) or 0 (seen) per fingerprint. A
-/// fingerprint this worker reserved itself answers 1 again (a retried
-/// call); its second push is then skipped. A worker that is not registered
-/// (taken for dead) reserves nothing: its push then queues what is not in
-/// the filter yet.
+/// Test-and-add: `ARGV[3..]` are groups of four (fingerprint hex, bit
+/// positions, exact-set shard, member there). A fingerprint is new when
+/// the exact set does not hold it (looked up only when all of its bits
+/// are set: otherwise the bitmap's "not seen" settles it) and no
+/// registered worker reserved it; it is then reserved for this worker
+/// until its push commits it. Answers per fingerprint 0 (seen), 1 (new) or
+/// 2 (new, though all of its bits were set: a false positive of the
+/// bitmap, confirmed). A fingerprint this worker reserved itself answers
+/// new again (a retried call); its second push is then skipped. A worker
+/// that is not registered (taken for dead) reserves nothing: its push then
+/// queues what is not in the exact set yet.
 const CHECK: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local bloom, reserved, mine = p .. 'bloom', p .. 'reserved', p .. 'reserved:' .. w
 local out = {}
 local registered = redis.call('ZSCORE', p .. 'workers', w)
-for i = 3, #ARGV, 2 do
-  local fp, bits = ARGV[i], ARGV[i + 1]
+for i = 3, #ARGV, 4 do
+  local fp, bits, shard, member = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local new = 0
-  if not all_bits(bloom, bits) then
+  local maybe = all_bits(bloom, bits)
+  if not (maybe and held(p, shard, member)) then
     local owner = redis.call('HGET', reserved, fp)
     if owner and owner ~= w and not redis.call('ZSCORE', p .. 'workers', owner) then
       -- Its owner left or was reaped: the reservation is void.
@@ -55,17 +64,20 @@ for i = 3, #ARGV, 2 do
     elseif owner == w then
       new = 1
     end
+    if new == 1 and maybe then new = 2 end
   end
   out[#out + 1] = new
 end
 return out
 "#;
 
-/// Push: `ARGV[3..]` are groups of six (member, score, payload, fingerprint
-/// hex or '', bit positions or '', the leased member it replaces or '').
-/// A checked request is queued if this worker holds its reservation (which
-/// becomes the Bloom bits), or if its bits are not all set; otherwise it
-/// was queued already and is skipped. A request that replaces a lease (a
+/// Push: `ARGV[3..]` are groups of eight (member, score, payload,
+/// fingerprint hex or '', bit positions, exact-set shard and member there
+/// or three '', the leased member it replaces or ''). A checked request is
+/// queued if this worker holds its reservation, or if the exact set does
+/// not hold it (a reservation lost to the reaper, an unregistered worker);
+/// its bits are then set and it joins the exact set. Otherwise it was
+/// queued already and is skipped. A request that replaces a lease (a
 /// retry) is queued only if the lease is still this worker's: a reaped
 /// lease is already back in the queue. Answers {queued, skipped as
 /// duplicates, skipped as reaped}.
@@ -74,9 +86,10 @@ local p, w = ARGV[1], ARGV[2]
 local queue, req, lease = p .. 'queue', p .. 'req', p .. 'lease:' .. w
 local bloom, reserved, mine = p .. 'bloom', p .. 'reserved', p .. 'reserved:' .. w
 local queued, dupes, reaped = 0, 0, 0
-for i = 3, #ARGV, 6 do
+for i = 3, #ARGV, 8 do
   local member, score, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local fp, bits, replaces = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local fp, bits, shard, seen = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local replaces = ARGV[i + 7]
   local go = true
   if replaces ~= '' then
     if redis.call('HDEL', lease, replaces) == 1 then
@@ -90,12 +103,13 @@ for i = 3, #ARGV, 6 do
     redis.call('SREM', mine, fp)
     if redis.call('HGET', reserved, fp) == w then
       redis.call('HDEL', reserved, fp)
-    elseif all_bits(bloom, bits) then
+    elseif all_bits(bloom, bits) and held(p, shard, seen) then
       go = false
       dupes = dupes + 1
     end
     if go then
       for b in string.gmatch(bits, '%d+') do redis.call('SETBIT', bloom, b, 1) end
+      redis.call('SADD', p .. 'seen:' .. shard, seen)
     end
   end
   if go then
@@ -348,6 +362,28 @@ end
 return 1
 "#;
 
+/// The dupe filter's shape: `ARGV[3..5]` are this worker's bits, hashes
+/// and shard bits. The first worker's shape stays, and its bitmap is made
+/// at its full size; answers the shape as {m, k, s}, or {} when the
+/// crawl's shape has no shard bits (it was made by a version without the
+/// exact set).
+const SHAPE: &str = r#"
+local key, bloom = ARGV[1] .. 'bloom:shape', ARGV[1] .. 'bloom'
+if redis.call('HEXISTS', key, 'm') == 1 and redis.call('HEXISTS', key, 's') == 0 then
+  return {}
+end
+redis.call('HSETNX', key, 'm', ARGV[3])
+redis.call('HSETNX', key, 'k', ARGV[4])
+redis.call('HSETNX', key, 's', ARGV[5])
+local shape = redis.call('HMGET', key, 'm', 'k', 's')
+-- Grown by the pushes' SETBITs instead, the string would keep up to 1 MB
+-- of room past its end.
+if redis.call('EXISTS', bloom) == 0 then
+  redis.call('SETBIT', bloom, tonumber(shape[1]) - 1, 0)
+end
+return shape
+"#;
+
 /// The scripts, compiled once (each is sent by hash, and loaded again after
 /// a Redis restart empties the script cache).
 pub(crate) struct Scripts {
@@ -360,6 +396,7 @@ pub(crate) struct Scripts {
     pub status: Script,
     pub starts_done: Script,
     pub stats: Script,
+    pub shape: Script,
 }
 
 impl Scripts {
@@ -370,8 +407,8 @@ impl Scripts {
             Script::new(&src)
         };
         Scripts {
-            check: with(&[ALL_BITS], CHECK),
-            push: with(&[ALL_BITS], PUSH),
+            check: with(&[DUPE], CHECK),
+            push: with(&[DUPE], PUSH),
             pop: with(&[], POP),
             ack: with(&[], ACK),
             release: with(&[RELEASE_WORKER], RELEASE),
@@ -379,6 +416,7 @@ impl Scripts {
             status: with(&[], STATUS),
             starts_done: with(&[], STARTS_DONE),
             stats: with(&[], STATS),
+            shape: with(&[], SHAPE),
         }
     }
 }

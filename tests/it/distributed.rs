@@ -3,7 +3,7 @@
 //! together; one dies by SIGKILL, or Redis restarts, and nothing is lost.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ const ENV_WORKER: &str = "SPINNERET_DIST_WORKER";
 const ENV_ITEMS: &str = "SPINNERET_DIST_ITEMS";
 const ENV_TTL_MS: &str = "SPINNERET_DIST_TTL_MS";
 const ENV_REASON: &str = "SPINNERET_DIST_REASON";
+const ENV_BLOOM: &str = "SPINNERET_DIST_BLOOM";
 
 /// The options every worker of a test crawl uses.
 fn options(redis: &str, crawl: &str, worker: &str, ttl: Duration) -> RedisOptions {
@@ -39,7 +40,8 @@ fn options(redis: &str, crawl: &str, worker: &str, ttl: Duration) -> RedisOption
 }
 
 /// One worker of a distributed crawl, in a child process: crawls from the
-/// site's root, writes its items as JSON lines, and prints the crawl's
+/// site's root (with a Bloom filter sized for `$SPINNERET_DIST_BLOOM`
+/// URLs when set), writes its items as JSON lines, and prints the crawl's
 /// totals (once every worker has left) as its last line.
 #[actix::test]
 #[ignore = "a worker process of the distributed tests"]
@@ -48,15 +50,14 @@ async fn worker_child() {
     let redis = var(ENV_REDIS);
     let crawl = var(ENV_CRAWL);
     let ttl = Duration::from_millis(var(ENV_TTL_MS).parse().unwrap());
-    let handle = Crawler::builder(LinkSpider::from_urls(&[var(ENV_URL)]))
+    let mut builder = Crawler::builder(LinkSpider::from_urls(&[var(ENV_URL)]))
         .concurrency(8)
         .redis_options(options(&redis, &crawl, &var(ENV_WORKER), ttl))
-        .pipeline(JsonLinesFile::new(var(ENV_ITEMS)))
-        .build()
-        .unwrap()
-        .start_async()
-        .await
-        .unwrap();
+        .pipeline(JsonLinesFile::new(var(ENV_ITEMS)));
+    if let Ok(capacity) = std::env::var(ENV_BLOOM) {
+        builder = builder.bloom(capacity.parse().unwrap(), 0.01);
+    }
+    let handle = builder.build().unwrap().start_async().await.unwrap();
     // SIGINT: this worker leaves the crawl.
     handle.stop_on_signals().unwrap();
     let stats = handle.join().await.unwrap();
@@ -90,26 +91,22 @@ struct Worker {
 }
 
 impl Worker {
-    /// A worker that must finish with `reason`.
-    fn spawn(
-        redis: &str,
-        site: &Site,
-        crawl: &str,
-        id: &str,
-        dir: &Path,
-        ttl: Duration,
-        reason: &str,
-    ) -> Self {
-        let items = dir.join(format!("{id}.jsonl"));
-        let child = Command::new(std::env::current_exe().unwrap())
+    /// A worker of `setup`'s crawl `crawl` that must finish with `reason`.
+    fn spawn(setup: &Setup, crawl: &str, id: &str, ttl: Duration, reason: &str) -> Self {
+        let items = setup.dir.path().join(format!("{id}.jsonl"));
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        if let Some(capacity) = setup.bloom {
+            command.env(ENV_BLOOM, capacity.to_string());
+        }
+        let child = command
             .args([
                 "--exact",
                 "distributed::worker_child",
                 "--ignored",
                 "--nocapture",
             ])
-            .env(ENV_REDIS, redis)
-            .env(ENV_URL, site.url("/p/0"))
+            .env(ENV_REDIS, setup.redis.url())
+            .env(ENV_URL, setup.site.url("/p/0"))
             .env(ENV_CRAWL, crawl)
             .env(ENV_WORKER, id)
             .env(ENV_ITEMS, &items)
@@ -250,6 +247,9 @@ struct Setup {
     redis: RedisServer,
     site: Site,
     dir: tempfile::TempDir,
+    /// The Bloom capacity of the workers started from now on (default: the
+    /// builder's).
+    bloom: Option<usize>,
 }
 
 impl Setup {
@@ -259,20 +259,13 @@ impl Setup {
             redis: RedisServer::start()?,
             site: serve(PAGES),
             dir: tempfile::tempdir().unwrap(),
+            bloom: None,
         })
     }
 
     /// Starts a worker of crawl `crawl` that must finish with `reason`.
     fn worker(&self, crawl: &str, id: &str, ttl: Duration, reason: &str) -> Worker {
-        Worker::spawn(
-            &self.redis.url(),
-            &self.site,
-            crawl,
-            id,
-            self.dir.path(),
-            ttl,
-            reason,
-        )
+        Worker::spawn(self, crawl, id, ttl, reason)
     }
 
     /// Starts workers `ids` of crawl `crawl`, each to finish the crawl.
@@ -331,6 +324,38 @@ async fn three_workers_fetch_every_page_once_and_finish_together() {
     assert_eq!(redis.cmd(&["ZCARD", &format!("{p}queue")]), "0");
     assert_eq!(redis.cmd(&["HLEN", &format!("{p}req")]), "0");
     assert_eq!(redis.cmd(&["HLEN", &format!("{p}reserved")]), "0");
+}
+
+#[actix::test]
+async fn a_bitmap_sized_for_100_urls_still_fetches_every_page_once() {
+    let Some(mut setup) = Setup::start() else {
+        return;
+    };
+    // Past a few hundred URLs nearly every check finds all of its bits set:
+    // the exact set behind the bitmap tells the new URLs.
+    setup.bloom = Some(100);
+    let mut workers = setup.workers("small", &["s1", "s2"], Duration::from_secs(10));
+    wait_all(&mut workers).await;
+
+    assert_each_page_once(&setup.site);
+    assert_eq!(setup.site.seen.hits("/missing"), 1);
+    let t = totals(&setup.redis.url(), "small").await.unwrap();
+    assert_eq!(t.finished.as_deref(), Some("finished"));
+    let false_positives = t.counters.get("dupefilter/bloom_false_positives");
+    assert!(
+        false_positives.is_some_and(|&n| n > PAGES as u64 / 2),
+        "{:?}",
+        t.counters
+    );
+    let p = key_prefix("small");
+    // 959 bits, 7 hashes, one shard holding every URL (the pages and
+    // `/missing`).
+    let shape = setup
+        .redis
+        .cmd(&["HMGET", &format!("{p}bloom:shape"), "m", "k", "s"]);
+    assert_eq!(shape, "959\n7\n0");
+    let held = setup.redis.cmd(&["SCARD", &format!("{p}seen:0")]);
+    assert_eq!(held, (PAGES + 1).to_string());
 }
 
 /// The local ports of process `pid`'s TCP connections to port `remote`
