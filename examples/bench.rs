@@ -372,6 +372,17 @@ struct Line {
     latency_ms_p50: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_ms_p99: Option<f64>,
+    /// Requests the frontier wrote to disk, and the most bytes its
+    /// segments held at once (framework only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frontier_spilled: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frontier_disk_mb_max: Option<f64>,
+    /// Fingerprints in the dupe store at the end, and its size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dupe_fingerprints: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dupe_store_mb: Option<f64>,
     resumed: bool,
 }
 
@@ -385,6 +396,10 @@ impl Line {
             peak_rss_mb: peak_rss_mb().map(|mb| round(mb, 1)),
             latency_ms_p50: None,
             latency_ms_p99: None,
+            frontier_spilled: None,
+            frontier_disk_mb_max: None,
+            dupe_fingerprints: None,
+            dupe_store_mb: None,
             resumed: false,
         }
     }
@@ -408,6 +423,11 @@ fn report(out: &Outcome, problems: &[String]) -> ExitCode {
         line.latency_ms_p50 = Some(round(p50, 2));
         line.latency_ms_p99 = Some(round(p99, 2));
     }
+    let mb = |name: &str| round(out.stats.get(name) as f64 / 1_048_576.0, 1);
+    line.frontier_spilled = Some(out.stats.get("scheduler/frontier_spilled"));
+    line.frontier_disk_mb_max = Some(mb("scheduler/frontier_disk_bytes_max"));
+    line.dupe_fingerprints = Some(out.stats.get("dupefilter/fingerprints"));
+    line.dupe_store_mb = Some(mb("dupefilter/store_bytes"));
     line.print();
     if problems.is_empty() {
         return ExitCode::SUCCESS;

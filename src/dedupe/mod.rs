@@ -233,7 +233,8 @@ impl MemoryDupe {
     /// out of order or a stage count of zero is an error, not a filter
     /// that answers wrongly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let mut store: MemoryDupe = bincode::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let mut store: MemoryDupe =
+            bincode::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
         if store.stages.is_empty() {
             return Err(corrupt("no Bloom filter stage".into()));
         }

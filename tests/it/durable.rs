@@ -243,11 +243,16 @@ async fn kill_and_resume(frontier: Option<usize>) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    // Kill it about half-way, by the server's own count (and, spilling,
-    // with segments on disk).
+    // Kill it about half-way, by the server's own count, once a checkpoint
+    // is in the journal (and, spilling, with segments on disk).
     let deadline = Instant::now() + Duration::from_secs(60);
     let frontier_dir = dir.path().join("frontier");
-    while site.seen.total() < PAGES / 2 || (frontier.is_some() && segments(&frontier_dir) == 0) {
+    let journal = dir.path().join("checkpoints.log");
+    let checkpointed = || std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
+    while site.seen.total() < PAGES / 2
+        || !checkpointed()
+        || (frontier.is_some() && segments(&frontier_dir) == 0)
+    {
         assert!(
             Instant::now() < deadline,
             "the child crawl did not get half-way"
