@@ -149,15 +149,18 @@ impl ExactSet {
     }
 }
 
+/// The `i`th of a sequence of spread-out fingerprints, as real ones are (a
+/// hash of the request), for tests.
+#[cfg(test)]
+pub(crate) fn spread(i: u64) -> Fingerprint {
+    let h = u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+    h ^ (h >> 64)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::spread as fp;
     use super::*;
-
-    /// Spread-out fingerprints, as real ones are (a hash of the request).
-    fn fp(i: u64) -> Fingerprint {
-        let h = u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
-        h ^ (h >> 64)
-    }
 
     #[test]
     fn answers_exactly_through_every_split() {

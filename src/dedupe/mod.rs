@@ -275,12 +275,8 @@ impl DupeBackend for MemoryDupe {
 
 #[cfg(test)]
 mod tests {
+    use super::exact::spread as fp;
     use super::*;
-
-    fn fp(i: u64) -> Fingerprint {
-        let h = u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
-        h ^ (h >> 64)
-    }
 
     #[test]
     fn test_and_add() {

@@ -127,8 +127,9 @@ fn setup(msg: String) -> Error {
 }
 
 impl Shared {
-    /// Connects, checks Redis answers, and sizes the shared Bloom filter
-    /// (the first worker's sizing wins; later ones adopt it).
+    /// Connects and checks that Redis answers (the launch step then agrees
+    /// on the dupe filter's shape: the first worker's sizing wins, later
+    /// ones adopt it).
     pub(crate) async fn connect(
         opts: RedisOptions,
         crawl_id: &str,

@@ -526,6 +526,13 @@ mod tests {
         assert_eq!(q.pop_now(10, &all()).len(), 4);
     }
 
+    /// Requests `/0`, `/1`, ... of `host`, at priority 0.
+    fn host_batch(host: &str, n: usize) -> Vec<Context<()>> {
+        (0..n)
+            .map(|i| ctx(&format!("http://{host}/{i}"), 0))
+            .collect()
+    }
+
     /// A bounded queue spilling into a fresh temporary directory.
     fn bounded(bound: usize) -> (MemoryQueue<()>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -579,16 +586,8 @@ mod tests {
     #[test]
     fn a_host_that_may_take_nothing_fills_memory_to_twice_the_bound_and_no_further() {
         let (mut q, _dir) = bounded(10);
-        q.push_now(
-            (0..100)
-                .map(|i| ctx(&format!("http://slow/{i}"), 0))
-                .collect(),
-        );
-        q.push_now(
-            (0..100)
-                .map(|i| ctx(&format!("http://fast/{i}"), 0))
-                .collect(),
-        );
+        q.push_now(host_batch("slow", 100));
+        q.push_now(host_batch("fast", 100));
         assert_eq!(q.len(), 200);
         let mut allowance = SlotAllowance::uniform(8);
         allowance.per_slot.insert("slow".into(), 0);
@@ -609,11 +608,7 @@ mod tests {
     #[test]
     fn an_unreadable_segment_is_counted_lost_and_the_rest_still_comes_out() {
         let (mut q, dir) = bounded(5);
-        q.push_now(
-            (0..5_000)
-                .map(|i| ctx(&format!("http://h/{i}"), 0))
-                .collect(),
-        );
+        q.push_now(host_batch("h", 5_000));
         // 4,995 on disk in two segments: damage the first one's second record.
         let frontier = std::fs::read_dir(dir.path())
             .unwrap()
