@@ -130,11 +130,12 @@ impl<C: Callback> Handler<Shutdown> for DupeFilter<C> {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        let unconfirmed = self.stats.snapshot().get("dupefilter/bloom_unconfirmed");
+        let stats = self.stats.snapshot();
+        let unconfirmed = stats.get("dupefilter/bloom_unconfirmed");
         if unconfirmed > 0 {
             warn!(self.log, "duplicates answered by the Bloom filter alone past its capacity";
                 "unconfirmed" => unconfirmed,
-                "maybe_lost" => self.stats.snapshot().get("dupefilter/bloom_maybe_lost"));
+                "maybe_lost" => stats.get("dupefilter/bloom_maybe_lost"));
         }
         ctx.stop();
     }

@@ -533,6 +533,12 @@ mod tests {
             .collect()
     }
 
+    /// The directory a queue made for itself inside `dir`.
+    fn own_dir(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let mut entries = std::fs::read_dir(dir.path()).unwrap();
+        entries.next().unwrap().unwrap().path()
+    }
+
     /// A bounded queue spilling into a fresh temporary directory.
     fn bounded(bound: usize) -> (MemoryQueue<()>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -610,12 +616,7 @@ mod tests {
         let (mut q, dir) = bounded(5);
         q.push_now(host_batch("h", 5_000));
         // 4,995 on disk in two segments: damage the first one's second record.
-        let frontier = std::fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let frontier = own_dir(&dir);
         let mut segments: Vec<_> = std::fs::read_dir(&frontier)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -655,12 +656,7 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1_000);
         assert_eq!(q.len(), 0);
-        let frontier = std::fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let frontier = own_dir(&dir);
         assert_eq!(std::fs::read_dir(frontier).unwrap().count(), 0);
     }
 }
