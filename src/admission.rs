@@ -3,10 +3,12 @@
 //! Two rules, applied to every batch before the dupe filter and the queue:
 //! a depth limit (a request deeper than it is dropped) and the allowed
 //! domains (a request for a host outside them is dropped, unless it is
-//! `dont_filter`). Plain functions over the requests: the Scheduler counts
-//! what they drop and closes its work.
+//! `dont_filter`; a redirect is dropped even then, as `dont_filter` speaks
+//! for the URL its author wrote, not for where a server sends it). Plain
+//! functions over the requests: the Scheduler counts what they drop and
+//! closes its work.
 
-use slog::{debug, Logger};
+use slog::{debug, info, Logger};
 use url::Url;
 
 use crate::context::Context;
@@ -19,6 +21,8 @@ pub(crate) struct Dropped {
     pub too_deep: u64,
     /// Off the allowed domains (`offsite/filtered`).
     pub offsite: u64,
+    /// Of `offsite`, the redirects (`redirect/offsite_filtered`).
+    pub offsite_redirects: u64,
 }
 
 impl Dropped {
@@ -48,9 +52,17 @@ pub(crate) fn admissible<C: Callback>(
             dropped.too_deep += 1;
             continue;
         }
-        if !c.request.dont_filter && !on_site(allowed_domains, &c.request.url) {
-            debug!(log, "offsite request dropped"; "url" => %c.request.url);
+        let redirect = crate::redirect::is_redirect_hop(&c.request.meta);
+        if (redirect || !c.request.dont_filter) && !on_site(allowed_domains, &c.request.url) {
             dropped.offsite += 1;
+            if redirect {
+                dropped.offsite_redirects += 1;
+                let from = crate::redirect::chain_of(&c.request.meta).pop();
+                info!(log, "redirect off the allowed domains dropped";
+                    "url" => %c.request.url, "from" => from.as_ref().map(|u| u.to_string()));
+            } else {
+                debug!(log, "offsite request dropped"; "url" => %c.request.url);
+            }
             continue;
         }
         kept.push(c);
@@ -112,7 +124,8 @@ mod tests {
                 dropped,
                 Dropped {
                     too_deep: 0,
-                    offsite: 2
+                    offsite: 2,
+                    offsite_redirects: 0,
                 }
             );
         }
@@ -131,10 +144,49 @@ mod tests {
             dropped,
             Dropped {
                 too_deep: 1,
-                offsite: 0
+                offsite: 0,
+                offsite_redirects: 0,
             }
         );
         assert_eq!(dropped.total(), 1);
+    }
+
+    #[test]
+    fn a_redirect_off_the_allowed_domains_is_dropped_even_when_dont_filter() {
+        let start = Request::<()>::get("http://example.com/a")
+            .unwrap()
+            .dont_filter();
+        let answer = crate::response::Response {
+            url: start.url.clone(),
+            status: 302,
+            headers: Default::default(),
+            body: Default::default(),
+            meta: Default::default(),
+        };
+        let hop = |to: &str| {
+            let next = crate::redirect::follow(&start, &answer, to, &[]).unwrap();
+            assert!(next.dont_filter, "kept for the dupe filter");
+            Context::new(next, None)
+        };
+        let requests = vec![
+            hop("http://other.org/x"),
+            hop("http://www.example.com/y"),
+            Context::new(start.clone(), None),
+        ];
+        let domains = vec![normalise("example.com")];
+        let (kept, dropped) = admissible(None, &domains, requests, &log());
+        assert_eq!(
+            urls(&kept),
+            ["http://www.example.com/y", "http://example.com/a"]
+        );
+        assert_eq!(
+            dropped,
+            Dropped {
+                too_deep: 0,
+                offsite: 1,
+                offsite_redirects: 1,
+            }
+        );
     }
 
     #[test]

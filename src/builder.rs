@@ -25,6 +25,7 @@ use crate::dedupe::{DupeBackend, DupeMode, MemoryDupe};
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::http::env_proxy::EnvProxies;
+use crate::http::guard::AddressGuard;
 use crate::http::{
     DEFAULT_FOLLOW_REDIRECTS, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
     DEFAULT_WARN_BODY,
@@ -153,6 +154,14 @@ pub(crate) struct Settings {
     /// When the crawl stops early (items, pages, errors, time, memory);
     /// handed to the Engine whole (its own `Default` holds those defaults).
     pub limits: Limits,
+    /// The headers (lower-case names) a redirect carries to another origin.
+    pub cross_origin_headers: Vec<String>,
+    /// Whether connections to private and special addresses are refused.
+    pub block_private: bool,
+    /// Addresses and ranges let through although private, as written.
+    pub address_exceptions: Vec<String>,
+    /// The address guard `build` makes when `block_private` is on.
+    pub address_guard: Option<Arc<AddressGuard>>,
 }
 
 impl Default for Settings {
@@ -186,6 +195,13 @@ impl Default for Settings {
             rerun_start_requests: false,
             redis: None,
             limits: Limits::default(),
+            cross_origin_headers: crate::redirect::DEFAULT_CROSS_ORIGIN_HEADERS
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            block_private: false,
+            address_exceptions: Vec::new(),
+            address_guard: None,
         }
     }
 }
@@ -352,6 +368,75 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// final response's `meta.redirect_urls`). The default is on.
     pub fn follow_redirects(mut self, on: bool) -> Self {
         self.settings.follow_redirects = on;
+        self
+    }
+
+    /// The headers a redirect to another origin (scheme, host or port)
+    /// carries, by name, case-insensitively; every other header stays
+    /// behind (`Authorization`, `Proxy-Authorization`, `Cookie`, API keys),
+    /// and so do the request's own cookies. A `Referer` that crosses is cut
+    /// to its origin, and dropped from https to http. A redirect within one
+    /// origin keeps every header. The default is `Accept`,
+    /// `Accept-Encoding`, `Accept-Language`, `Cache-Control`,
+    /// `Content-Language`, `Content-Type`, `Pragma`, `Referer` and
+    /// `User-Agent`; `build` fails on a name that is no header name.
+    ///
+    /// ```
+    /// # use spinneret::{Crawler, Request, StartRequests, Spider, Output, Response, Error};
+    /// # struct S;
+    /// # impl Spider for S {
+    /// #     type Callback = ();
+    /// #     fn name(&self) -> &str { "s" }
+    /// #     fn start_requests(&self) -> StartRequests<()> { Box::new(std::iter::empty()) }
+    /// #     fn parse(&self, _: (), _: &Response, _: &mut Output<()>) -> Result<(), Error> { Ok(()) }
+    /// # }
+    /// // Only the User-Agent and Accept follow a redirect to another site.
+    /// let crawler = Crawler::builder(S)
+    ///     .cross_origin_headers(["User-Agent", "Accept"])
+    ///     .build()?;
+    /// # drop(crawler);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn cross_origin_headers<I, H>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = H>,
+        H: Into<String>,
+    {
+        self.settings.cross_origin_headers = names
+            .into_iter()
+            .map(|h| h.into().trim().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Refuse to connect to loopback, private (`10/8`, `172.16/12`,
+    /// `192.168/16`), shared (`100.64/10`), link-local (`169.254/16`, where
+    /// cloud metadata services answer, and `fe80::/10`), unique-local
+    /// (`fc00::/7`), multicast, unspecified and reserved addresses, for
+    /// crawls of URLs that users supply. The address is checked after DNS
+    /// resolution and is the one connected to (a name resolving to
+    /// `127.0.0.1` is refused too); every request and every redirect is
+    /// checked, and through a proxy the target is resolved and checked
+    /// before the proxy is asked for a tunnel to the checked address. A
+    /// refused request fails, without retry, with
+    /// [`ErrorKind::BlockedAddress`], counted in
+    /// `downloader/exception_type_count/blocked_address` and logged. The
+    /// default is off.
+    pub fn block_private_addresses(mut self, on: bool) -> Self {
+        self.settings.block_private = on;
+        self
+    }
+
+    /// Exceptions to [`block_private_addresses`](Self::block_private_addresses):
+    /// IP addresses (`10.0.0.7`) or CIDR ranges (`10.1.0.0/16`, `fd00::/8`)
+    /// that may be connected to; `build` fails on one that is neither. The
+    /// default is none.
+    pub fn allow_addresses<I, A>(mut self, addresses: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<String>,
+    {
+        self.settings.address_exceptions = addresses.into_iter().map(Into::into).collect();
         self
     }
 
@@ -720,6 +805,8 @@ impl<S: Spider> CrawlerBuilder<S> {
         let s = &mut self.settings;
         s.scheduler.robots_agent = s.obey_robots.then(|| s.user_agent.clone());
         check(s, self.queue.is_some() || self.dupe.is_some())?;
+        let guard = AddressGuard::new(&s.address_exceptions)?;
+        s.address_guard = s.block_private.then(|| Arc::new(guard));
         let builtin_bloom = s.dedupe && self.dupe.is_none() && s.redis.is_none();
         let dupe = if builtin_bloom {
             Some(Box::new(MemoryDupe::new(
@@ -777,6 +864,13 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
         return bad("checkpoint interval must be positive".into());
     }
     s.limits.check().or_else(bad)?;
+    if let Some(h) = s
+        .cross_origin_headers
+        .iter()
+        .find(|h| awc::http::header::HeaderName::from_bytes(h.as_bytes()).is_err())
+    {
+        return bad(format!("{h:?} is no header name (cross-origin headers)"));
+    }
     let Some(r) = &s.redis else {
         return Ok(());
     };

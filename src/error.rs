@@ -129,6 +129,17 @@ pub enum ErrorKind {
         /// The operating system's message, or what was wrong.
         reason: String,
     },
+    /// The address guard (`CrawlerBuilder::block_private_addresses`)
+    /// refused every address the request's host resolved to.
+    #[error("{host} resolves to {addr}, a {range} address: refused by the address guard")]
+    BlockedAddress {
+        /// The host of the request's URL.
+        host: String,
+        /// The (first) address refused.
+        addr: std::net::IpAddr,
+        /// The range it falls in (`loopback`, `private`, `link-local`, ...).
+        range: String,
+    },
 }
 
 /// The crate's error: a kind plus where it happened.
@@ -223,6 +234,7 @@ impl Error {
             ErrorKind::TooManyRedirects { .. } => "too_many_redirects",
             ErrorKind::RedirectLoop { .. } => "redirect_loop",
             ErrorKind::Journal { .. } => "journal",
+            ErrorKind::BlockedAddress { .. } => "blocked_address",
         }
     }
 }

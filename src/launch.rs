@@ -349,6 +349,8 @@ fn download_config(s: &Settings, env_proxy: Option<EnvProxies>, log: &Logger) ->
         user_agent: s.user_agent.clone(),
         env_proxy,
         follow_redirects: s.follow_redirects,
+        cross_origin_headers: s.cross_origin_headers.clone(),
+        guard: s.address_guard.clone(),
         cookies: s
             .cookies
             .then(|| Arc::new(Mutex::new(cookie_store::CookieStore::default()))),

@@ -52,7 +52,8 @@
 //!    [`dedupe`] (back-end traits and the in-memory back-ends), `links` (the
 //!    [`LinkExtractor`]: its configuration, and the page scanner), `http`
 //!    (one exchange under the crawler's limits; bodies under a size limit,
-//!    proxy URLs, CONNECT tunnels, the environment's proxies),
+//!    proxy URLs, CONNECT tunnels, the environment's proxies, the address
+//!    guard refusing private destinations),
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),

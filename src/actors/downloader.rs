@@ -292,7 +292,12 @@ fn check_answer<C: Callback>(
 ) -> Result<(), Halt<C>> {
     if config.follow_redirects && ctx.request.allow_redirects && is_redirect(response.status) {
         if let Some(location) = response.header("location").map(str::to_string) {
-            return match follow(&ctx.request, response, &location) {
+            return match follow(
+                &ctx.request,
+                response,
+                &location,
+                &config.cross_origin_headers,
+            ) {
                 Ok(next) => {
                     stats.add_named("redirect/count", 1);
                     Err(Halt::Redirected(Box::new(next)))

@@ -9,6 +9,7 @@
 
 pub(crate) mod body;
 pub(crate) mod env_proxy;
+pub(crate) mod guard;
 pub(crate) mod proxy;
 pub(crate) mod tunnel;
 
@@ -66,6 +67,11 @@ pub(crate) struct DownloadConfig {
     /// The crawl's cookie jar, shared by every downloader; `None` when
     /// cookies are off.
     pub cookies: Option<Arc<Mutex<cookie_store::CookieStore>>>,
+    /// The headers (lower-case names) a redirect carries to another origin.
+    pub cross_origin_headers: Vec<String>,
+    /// Refuses connections to private and special addresses; `None` when
+    /// the guard is off.
+    pub guard: Option<Arc<guard::AddressGuard>>,
 }
 
 /// The tests' starting point: the crawl's limits, without cookies, a
@@ -82,6 +88,11 @@ impl Default for DownloadConfig {
             env_proxy: None,
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
             cookies: None,
+            cross_origin_headers: crate::redirect::DEFAULT_CROSS_ORIGIN_HEADERS
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            guard: None,
         }
     }
 }
@@ -128,9 +139,16 @@ impl Clients {
     }
 }
 
-/// A direct client for one downloader's arbiter.
+/// A direct client for one downloader's arbiter; its connections go
+/// through the address guard when it is on.
 pub(crate) fn build_client(cfg: &DownloadConfig) -> awc::Client {
-    client_with(cfg, awc::Connector::new())
+    match &cfg.guard {
+        None => client_with(cfg, awc::Connector::new()),
+        Some(guard) => client_with(
+            cfg,
+            awc::Connector::new().connector(guard::Guarded::new(guard.clone())),
+        ),
+    }
 }
 
 /// A client with the crawler's settings (redirects off, no awc timeout, the
@@ -178,7 +196,13 @@ pub(crate) async fn exchange<C>(
     let latency = started.elapsed();
     let (status, headers, body) = match result {
         Ok(Ok(parts)) => parts,
-        Ok(Err(kind)) => return Err(count_failure(stats, req, kind)),
+        Ok(Err(kind)) => {
+            if let ErrorKind::BlockedAddress { host, addr, range } = &kind {
+                slog::warn!(cfg.log, "request refused by the address guard";
+                    "url" => %req.url, "host" => host, "addr" => %addr, "range" => range);
+            }
+            return Err(count_failure(stats, req, kind));
+        }
         Err(_) => return Err(count_failure(stats, req, ErrorKind::Timeout(timeout))),
     };
     stats.inc(Counter::ResponseCount);
@@ -248,7 +272,7 @@ async fn send<C>(
     };
     let mut resp = sent.map_err(|e| match e {
         SendRequestError::Timeout => ErrorKind::Connect("timed out connecting".into()),
-        other => ErrorKind::Connect(other.to_string()),
+        other => guard::refusal(&other).unwrap_or_else(|| ErrorKind::Connect(other.to_string())),
     })?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();

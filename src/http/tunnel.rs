@@ -16,9 +16,16 @@
 //! The proxy's answer is read up to the end of its header and not one byte
 //! further: what follows belongs to the tunnel. Errors name the proxy by
 //! its address, never its credentials.
+//!
+//! With the address guard on, the tunnel resolves and checks the target
+//! before it connects to the proxy, and asks for a tunnel to the checked
+//! address (`CONNECT 203.0.113.7:443`), not the name: a refused target
+//! never reaches the proxy, and the proxy's DNS cannot lead elsewhere. TLS
+//! still verifies the certificate against the URL's host name.
 
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use actix_rt::net::TcpStream;
 use actix_service::Service;
@@ -28,6 +35,7 @@ use awc::http::Uri;
 use futures_util::future::LocalBoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::http::guard::AddressGuard;
 use crate::http::proxy::{authority, ProxyTarget};
 use crate::http::{client_with, DownloadConfig};
 
@@ -42,6 +50,7 @@ pub(crate) fn proxied_client(proxy: &ProxyTarget, cfg: &DownloadConfig) -> awc::
         user_agent: HeaderValue::from_str(&cfg.user_agent)
             .ok()
             .map(|_| cfg.user_agent.clone()),
+        guard: cfg.guard.clone(),
     };
     client_with(cfg, awc::Connector::new().connector(tunnel))
 }
@@ -56,6 +65,9 @@ struct Tunnel {
     /// Sent with CONNECT, so the proxy sees the crawler's User-Agent; `None`
     /// when it is not a valid header value, which would spoil the request.
     user_agent: Option<String>,
+    /// Checks the target before anything is sent; `None` when the guard is
+    /// off.
+    guard: Option<Arc<AddressGuard>>,
 }
 
 impl Service<ConnectInfo<Uri>> for Tunnel {
@@ -68,9 +80,20 @@ impl Service<ConnectInfo<Uri>> for Tunnel {
     fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
         let proxy = self.proxy.clone();
         let user_agent = self.user_agent.clone();
-        let target = authority(req.hostname(), req.port());
+        let guard = self.guard.clone();
+        let (host, port) = (req.hostname().to_string(), req.port());
         let uri = req.request().clone();
         Box::pin(async move {
+            let target = match guard {
+                None => authority(&host, port),
+                // The first address the guard lets through (there is one,
+                // or `resolve` fails).
+                Some(guard) => guard
+                    .resolve(&host, port)
+                    .await
+                    .map_err(TcpConnectError::Io)?[0]
+                    .to_string(),
+            };
             let stream = open_tunnel(&proxy, &target, user_agent.as_deref())
                 .await
                 .map_err(TcpConnectError::Io)?;

@@ -18,6 +18,7 @@ mod many_hosts;
 mod pipelines;
 mod politeness;
 mod proxy;
+mod redirect_safety;
 mod redirects;
 mod redis_server;
 mod scale;

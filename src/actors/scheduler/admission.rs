@@ -1,7 +1,8 @@
 //! Admission: what the Scheduler does with a batch of new requests before
 //! the queue. The crawl's policies first (depth limit, allowed domains:
 //! `crate::admission`), then the dupe filter, unless a request is
-//! `dont_filter` or de-duplication is off.
+//! `dont_filter` or de-duplication is off. Redirects arrive here as any
+//! new request does (`crate::redirect` says how each rule treats them).
 //!
 //! Only one `Check` is with the dupe filter at a time; batches arriving
 //! meanwhile wait in `to_check` and go together next, so a slow dupe filter
@@ -123,6 +124,10 @@ impl<C: Callback> Scheduler<C> {
         }
         if dropped.offsite > 0 {
             self.stats.add_named("offsite/filtered", dropped.offsite);
+        }
+        if dropped.offsite_redirects > 0 {
+            self.stats
+                .add_named("redirect/offsite_filtered", dropped.offsite_redirects);
         }
         self.accounting.close(dropped.total());
         kept
