@@ -331,8 +331,10 @@ impl<S: Spider> CrawlerBuilder<S> {
     }
 
     /// Only these domains and their subdomains are crawled; other requests
-    /// are dropped (`offsite/filtered`) unless `dont_filter`. The default is
-    /// every domain.
+    /// are dropped (`offsite/filtered`) unless `dont_filter`. A redirect to
+    /// another domain is dropped even when `dont_filter` (also counted in
+    /// `redirect/offsite_filtered`, and logged). The default is every
+    /// domain.
     pub fn allowed_domains<I, D>(mut self, domains: I) -> Self
     where
         I: IntoIterator<Item = D>,
