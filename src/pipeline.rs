@@ -29,6 +29,10 @@ pub struct PipelineContext {
     pub stats: Arc<Stats>,
     /// The crawl's log.
     pub log: Logger,
+    /// The crawl resumes a job directory (its journal held earlier runs'
+    /// checkpoints): a file export continues the file its earlier runs
+    /// wrote instead of replacing it.
+    pub resumed: bool,
 }
 
 /// What a pipeline decided about an item.

@@ -20,6 +20,7 @@ mod politeness;
 mod proxy;
 mod redirects;
 mod redis_server;
+mod resume;
 mod scale;
 mod shutdown;
 mod spiders;
