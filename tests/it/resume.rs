@@ -10,8 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use spinneret::pipelines::JsonLinesFile;
 use spinneret::{
-    async_trait, CheckpointPolicy, Counter, Crawler, Error, ErrorKind, Item, ItemMeta, Pipeline,
-    Request, Verdict,
+    async_trait, Counter, Crawler, Error, ErrorKind, Item, ItemMeta, Pipeline, Request, Verdict,
 };
 
 use crate::fixture::serve;
@@ -98,29 +97,77 @@ async fn a_second_crawl_on_a_job_directory_in_use_is_refused_until_the_first_end
     site.open_gate();
     let done = first.join().await.unwrap();
     assert_eq!(done.finish_reason.as_deref(), Some("finished"));
-    // Free as soon as `join()` returns.
-    let next = job(&root).started();
-    let again = tokio::time::timeout(PATIENCE, next.join()).await;
-    let again = again.expect("the next crawl did not finish").unwrap();
-    assert_eq!(again.finish_reason.as_deref(), Some("finished"));
-    assert_eq!(again.get("jobdir/resumed"), 1);
+    // Free as soon as `join()` returns, every time: crawls one after the
+    // other on the directory.
+    for run in 1..=10 {
+        let next = job(&root).started();
+        let again = tokio::time::timeout(PATIENCE, next.join()).await;
+        let again = again.expect("the next crawl did not finish").unwrap();
+        assert_eq!(again.finish_reason.as_deref(), Some("finished"));
+        assert_eq!(again.get("jobdir/resumed"), run);
+    }
+}
+
+/// The environment variables that make [`lock_holder_child`] crawl.
+const CHILD_URL: &str = "SPINNERET_LOCK_CHILD_URL";
+const CHILD_DIR: &str = "SPINNERET_LOCK_CHILD_DIR";
+
+/// The crawl that holds a job directory in another process for
+/// [`a_job_directory_in_use_by_another_process_is_refused_naming_its_pid`]
+/// (this test binary, run again for this test alone, killed by it).
+#[actix::test]
+#[ignore = "the child process of a_job_directory_in_use_by_another_process_is_refused"]
+async fn lock_holder_child() {
+    let url = std::env::var(CHILD_URL).expect("run by the lock test only");
+    let dir = std::env::var(CHILD_DIR).expect("run by the lock test only");
+    let crawl = Crawler::builder(LinkSpider::from_urls(&[url])).job_dir(dir);
+    crawl.started().join().await.unwrap();
+}
+
+#[actix::test]
+async fn a_job_directory_in_use_by_another_process_is_refused_naming_its_pid() {
+    let mut site = serve(3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "resume::lock_holder_child", "--ignored"])
+        .env(CHILD_URL, site.url("/gated/0"))
+        .env(CHILD_DIR, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The child holds the lock once its crawl asks for the gated page.
+    let arrived = tokio::time::timeout(PATIENCE, site.arrival()).await;
+    assert_eq!(arrived.expect("the child never crawled"), "/gated/0");
+    let job = || Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")])).job_dir(dir.path());
+    let err = job().build().unwrap().start().err();
+    let err = err.expect("started on a directory another process holds");
+    assert!(
+        matches!(err.kind(), ErrorKind::JobDirLocked { holder: Some(pid), .. } if *pid == child.id()),
+        "{err}"
+    );
+    // Killed, the child leaves no stale lock behind.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = run(job()).await;
+    assert_eq!(s.finish_reason.as_deref(), Some("finished"));
 }
 
 #[actix::test]
 async fn a_corrupt_record_in_the_middle_of_the_journal_stops_the_resume() {
-    let site = serve(50);
+    let mut site = serve(50);
     let dir = tempfile::tempdir().unwrap();
-    let policy = CheckpointPolicy {
-        every: Duration::from_secs(3600),
-        every_requests: 5,
-    };
+    let gated = site.url("/gated/0");
     let job = || {
-        Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
-            .job_dir(dir.path())
-            .checkpoint_policy(policy)
+        Crawler::builder(LinkSpider::from_urls(std::slice::from_ref(&gated))).job_dir(dir.path())
     };
-    let s = run(job()).await;
-    assert!(s.get("jobdir/checkpoints") >= 3, "{s:?}");
+    // Two checkpoints asked for while the crawl waits: two records at
+    // least, the final checkpoint after them.
+    let crawl = job().started();
+    assert_eq!(site.arrival().await, "/gated/0");
+    assert_eq!(crawl.checkpoint().await.unwrap().sequence, 1);
+    assert_eq!(crawl.checkpoint().await.unwrap().sequence, 2);
+    site.open_gate();
+    crawl.join().await.unwrap();
     let log = dir.path().join("checkpoints.log");
     let mut bytes = std::fs::read(&log).unwrap();
     // A byte of the first record's payload (after its 12-byte header).
