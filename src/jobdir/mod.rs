@@ -160,8 +160,11 @@ pub(crate) struct JobDir<C> {
 }
 
 impl<C: Callback> JobDir<C> {
-    /// Opens (creating) the job directory `dir` and replays its journal:
-    /// `None` for a new directory.
+    /// Locks and opens (creating) the job directory `dir` and replays its
+    /// journal: `None` for a new directory. Fails with
+    /// [`ErrorKind::JobDirLocked`] when another crawl holds it and with
+    /// [`ErrorKind::JournalCorrupt`] when its journal is damaged before
+    /// its end.
     pub(crate) fn open(
         dir: &Path,
         sizing: Option<BloomSizing>,
