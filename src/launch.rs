@@ -121,7 +121,7 @@ impl<S: Spider> Crawler<S> {
         let dupe = dupe.filter(|_| s.dedupe).map(|d| w.start_dupe_filter(d));
         let mut arbiters = Vec::new();
         let resumed = job.resumed.is_some();
-        let (stage, parser) = w.start_stages(&s, (pipelines, resumed), &errors, &mut arbiters);
+        let (stage, parser) = w.start_stages(&s, pipelines, resumed, &errors, &mut arbiters);
         let config = download_config(&s, env_proxy, &w.log);
         let downloaders = w.start_downloaders(&s, config, &middlewares, &mut arbiters);
         // The order the Engine stops them in when the crawl is over.
@@ -476,7 +476,8 @@ impl<S: Spider> Wiring<S> {
     fn start_stages(
         &self,
         s: &Settings,
-        (pipelines, resumed): (Vec<Box<dyn Pipeline>>, bool),
+        pipelines: Vec<Box<dyn Pipeline>>,
+        resumed: bool,
         errors: &Addr<ErrorHandler<S>>,
         arbiters: &mut Vec<Arbiter>,
     ) -> (Addr<PipelineStage>, Addr<Parser<S>>) {

@@ -4,14 +4,14 @@
 //! end the crawl. The Engine learns the crawl is over from the accounting (an
 //! `Idle` when open work reaches zero: start requests exhausted, queue empty,
 //! nothing in flight, no item in a pipeline). It then closes the pipelines
-//! (flushing batches and files), writes the last checkpoint and releases the
-//! job directory (when there is one: a crawl started after `join()` returns
-//! can open it), each step under the finish timeout so that a hanging
-//! `close` cannot keep the crawl from ending, stamps `finish_time` and `finish_reason`
-//! (`"finished"`, `"shutdown"` after a stop, or the reason of the limit that
-//! stopped it), publishes the final stats to every `join()`, stops the other
-//! actors and their arbiters, and stops. Pause, resume and stop from the
-//! handle pass through it to the Scheduler.
+//! (flushing batches and files), writes the last checkpoint and releases
+//! the job directory (when there is one: a crawl started after `join()`
+//! returns can open it), each step under the finish timeout so that a
+//! hanging `close` cannot keep the crawl from ending, stamps `finish_time`
+//! and `finish_reason` (`"finished"`, `"shutdown"` after a stop, or the
+//! reason of the limit that stopped it), publishes the final stats to every
+//! `join()`, stops the other actors and their arbiters, and stops. Pause,
+//! resume and stop from the handle pass through it to the Scheduler.
 //!
 //! The crawl's limits (`limits.rs` decides which is reached) are checked
 //! here, on timers that exist only while a limit is set: the counters every
