@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use slog::{o, Logger};
 
-use crate::actors::engine::DEFAULT_DRAIN_TIMEOUT;
+use crate::actors::engine::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FINISH_TIMEOUT};
 use crate::actors::scheduler::SchedulerConfig;
 use crate::dedupe::{DupeBackend, DupeMode, MemoryDupe};
 use crate::distributed::RedisOptions;
@@ -105,6 +105,8 @@ pub(crate) struct Settings {
     pub obey_robots: bool,
     /// How long a stop drains before it forces.
     pub drain_timeout: Duration,
+    /// How long the pipelines' closes may take, together, at the end.
+    pub finish_timeout: Duration,
     /// Which failures are retried; `None`: none.
     pub retry: Option<RetryPolicy>,
     /// How many downloader actors run.
@@ -172,6 +174,7 @@ impl Default for Settings {
             cookies: true,
             obey_robots: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            finish_timeout: DEFAULT_FINISH_TIMEOUT,
             retry: Some(RetryPolicy::default()),
             downloaders: 1,
             layout: ThreadLayout::default(),
@@ -456,6 +459,19 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// once. The default is 30 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.settings.drain_timeout = timeout;
+        self
+    }
+
+    /// How long the pipelines' `close` hooks may take, together, when the
+    /// crawl ends. A pipeline whose `close` has not finished by then is
+    /// abandoned: counted in `pipeline/close_timeouts`, reported as an
+    /// [`ErrorKind::PipelineCloseTimeout`](crate::ErrorKind::PipelineCloseTimeout)
+    /// naming it, logged, and the crawl still ends (its last items may be
+    /// lost; the final checkpoint then fails, so a job directory fetches
+    /// their requests again on resume). `build` rejects zero. The default
+    /// is 30 s.
+    pub fn finish_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.finish_timeout = timeout;
         self
     }
 
@@ -861,6 +877,9 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
     }
     if s.flush_interval.is_zero() {
         return bad("flush interval must be positive".into());
+    }
+    if s.finish_timeout.is_zero() {
+        return bad("finish timeout must be positive".into());
     }
     if s.checkpoints.every.is_zero() {
         return bad("checkpoint interval must be positive".into());

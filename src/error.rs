@@ -140,6 +140,50 @@ pub enum ErrorKind {
         /// The range it falls in (`loopback`, `private`, `link-local`, ...).
         range: String,
     },
+    /// A job directory's checkpoint journal is damaged before its end: a
+    /// record that fails its checks is followed by valid ones, so the
+    /// damage is not a torn last write. Resuming would drop the records
+    /// after it; nothing is cut, and the crawl does not start.
+    #[error(
+        "checkpoint journal {} is corrupt at byte {offset}: a valid record follows at \
+         byte {next_valid}, so this is not a torn last write; nothing was cut. Move the \
+         job directory aside to start over, or truncate the file to {offset} bytes to \
+         resume from the records before the damage (losing those after it)",
+        path.display()
+    )]
+    JournalCorrupt {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// Where the damaged record starts (the bytes before it are valid
+        /// records).
+        offset: u64,
+        /// Where the first valid record after the damage starts.
+        next_valid: u64,
+    },
+    /// A pipeline's `close` did not finish within the crawl's finish
+    /// timeout: it was abandoned so the crawl could end, and the items it
+    /// still held may be lost.
+    #[error("pipeline {pipeline:?} did not close within {after:?}; abandoned")]
+    PipelineCloseTimeout {
+        /// The pipeline's name.
+        pipeline: String,
+        /// The finish timeout.
+        after: Duration,
+    },
+    /// Another crawl (in this process or another one) holds the job
+    /// directory's lock: two crawls writing one directory would corrupt it.
+    #[error(
+        "job directory {} is in use by another crawl ({}); wait for it to finish or use \
+         another directory",
+        dir.display(),
+        holder.map_or_else(|| "its process id is unknown".to_string(), |p| format!("process {p}"))
+    )]
+    JobDirLocked {
+        /// The job directory.
+        dir: std::path::PathBuf,
+        /// The process id the holder wrote in the lock file, if readable.
+        holder: Option<u32>,
+    },
 }
 
 /// The crate's error: a kind plus where it happened.
@@ -235,6 +279,9 @@ impl Error {
             ErrorKind::RedirectLoop { .. } => "redirect_loop",
             ErrorKind::Journal { .. } => "journal",
             ErrorKind::BlockedAddress { .. } => "blocked_address",
+            ErrorKind::JournalCorrupt { .. } => "journal_corrupt",
+            ErrorKind::JobDirLocked { .. } => "job_dir_locked",
+            ErrorKind::PipelineCloseTimeout { .. } => "pipeline_close_timeout",
         }
     }
 }

@@ -34,6 +34,11 @@
 //!   file back to the end of the last valid record, so nothing a torn write
 //!   left behind is ever read or built on, and every record before it is
 //!   kept.
+//! - Damage that is not a torn last write is never cut: when a valid
+//!   record follows the first bad one (bit rot, an edit, a second writer),
+//!   [`Journal::open`] fails with [`ErrorKind::JournalCorrupt`], naming the
+//!   file and the byte offsets, and leaves the file as it is. Cutting there
+//!   would silently drop every record after the damage.
 //! - An append that fails with an I/O error (rather than a crash) may
 //!   likewise leave a partial record. The journal remembers this, and the
 //!   next [`append`](Journal::append) or [`replace`](Journal::replace)
@@ -45,8 +50,9 @@
 //!   the rename leaves the old log, every record intact (the stale `.tmp`
 //!   is removed on the next open); after it, the new one-record log.
 //!
-//! One process at a time: the journal takes no lock, so two crawls must not
-//! share a job directory.
+//! One writer at a time: the journal itself takes no lock; the job
+//! directory's lock (taken before the journal is opened) keeps a second
+//! crawl out.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -119,18 +125,7 @@ impl Journal {
     /// [`recovered`](Self::recovered) says how many records were read and
     /// how many bytes were dropped.
     pub fn open(dir: &Path) -> Result<(Journal, Vec<Vec<u8>>), Error> {
-        // Every directory created here needs its entry synced in its
-        // parent, or the first record could vanish with it after a power
-        // loss.
-        let missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.is_dir()).collect();
-        fs::create_dir_all(dir).map_err(|e| journal_error(dir, e))?;
-        for created in missing {
-            let parent = match created.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            sync_dir(parent).map_err(|e| journal_error(parent, e))?;
-        }
+        create_dir(dir)?;
         // Left over from a replace that crashed (or failed) before its
         // rename: the log itself is still the old, complete one.
         let tmp = dir.join(TMP_NAME);
@@ -154,6 +149,19 @@ impl Journal {
         let file_len = file.metadata().map_err(|e| journal_error(&path, e))?.len();
         let scan = scan(&mut file, file_len).map_err(|e| journal_error(&path, e))?;
         if scan.end < file_len {
+            // A torn write leaves garbage at the end only: a valid record
+            // after the damage means something else broke the log.
+            let after = next_valid_record(&mut file, scan.end + 1, file_len);
+            if let Some(next_valid) = after.map_err(|e| journal_error(&path, e))? {
+                return Err(Error::new(
+                    Stage::Setup,
+                    ErrorKind::JournalCorrupt {
+                        path,
+                        offset: scan.end,
+                        next_valid,
+                    },
+                ));
+            }
             // Cut the tail now rather than appending after it: a record
             // written behind garbage would be unreachable on the next open.
             file.set_len(scan.end)
@@ -393,6 +401,54 @@ fn scan(file: &mut File, file_len: u64) -> io::Result<Scan> {
     Ok(scan)
 }
 
+/// Whether a whole, valid record (magic, a possible length, the payload
+/// inside the file, its checksum) starts at byte `at`.
+fn record_at(file: &mut File, at: u64, file_len: u64) -> io::Result<bool> {
+    if file_len - at < HEADER_LEN {
+        return Ok(false);
+    }
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(&mut header)?;
+    let field =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let (magic, len, crc) = (field(0), field(4), field(8));
+    if magic != MAGIC || len > MAX_PAYLOAD || u64::from(len) > file_len - at - HEADER_LEN {
+        return Ok(false);
+    }
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact(&mut payload)?;
+    Ok(crc32fast::hash(&payload) == crc)
+}
+
+/// The offset of the first valid record starting at or after `from`, if
+/// any: every place the magic appears is checked as a record. Read in
+/// windows, so a long log costs little memory.
+fn next_valid_record(file: &mut File, from: u64, file_len: u64) -> io::Result<Option<u64>> {
+    const WINDOW: usize = 1 << 20;
+    let magic = MAGIC.to_le_bytes();
+    let mut window = vec![0u8; WINDOW];
+    let mut at = from;
+    while file_len.saturating_sub(at) >= HEADER_LEN {
+        let n = usize::try_from(file_len - at).map_or(WINDOW, |left| left.min(WINDOW));
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut window[..n])?;
+        for hit in memchr::memmem::find_iter(&window[..n], &magic) {
+            let start = at + hit as u64;
+            if record_at(file, start, file_len)? {
+                return Ok(Some(start));
+            }
+        }
+        if n < WINDOW {
+            break;
+        }
+        // The windows overlap by three bytes, so a magic split across two
+        // is found in the second (and none is found twice).
+        at += (n - (magic.len() - 1)) as u64;
+    }
+    Ok(None)
+}
+
 /// The 12-byte header of a record holding `payload` (of length `len`).
 fn encode_header(len: u32, payload: &[u8]) -> [u8; HEADER_LEN as usize] {
     let mut header = [0u8; HEADER_LEN as usize];
@@ -402,17 +458,33 @@ fn encode_header(len: u32, payload: &[u8]) -> [u8; HEADER_LEN as usize] {
     header
 }
 
+/// Creates `dir` and its missing ancestors, each made durable in its
+/// parent: without that, a file created in it (the first record, the lock)
+/// could vanish with the directory after a power loss.
+pub(crate) fn create_dir(dir: &Path) -> Result<(), Error> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.is_dir()).collect();
+    fs::create_dir_all(dir).map_err(|e| journal_error(dir, e))?;
+    for created in missing {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(parent).map_err(|e| journal_error(parent, e))?;
+    }
+    Ok(())
+}
+
 /// Makes entries created, renamed or removed in `dir` durable. Only Unix
 /// lets a directory be opened and synced; elsewhere this is a no-op.
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Makes entries created, renamed or removed in `dir` durable. Only Unix
 /// lets a directory be opened and synced; elsewhere this is a no-op.
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
@@ -608,20 +680,78 @@ mod tests {
     }
 
     #[test]
-    fn valid_record_after_a_damaged_one_is_not_replayed() {
+    fn a_damaged_record_followed_by_a_valid_one_fails_and_cuts_nothing() {
         let (tmp, third_at) = three_records();
         let path = tmp.path().join(LOG_NAME);
         let mut bytes = fs::read(&path).unwrap();
         bytes[(third_at + HEADER_LEN) as usize] ^= 0x80;
         fs::write(&path, &bytes).unwrap();
-        // A well-formed record behind the damaged one: replaying it would
-        // skip a delta, so it is dropped with the damage.
+        // A well-formed record behind the damaged one: not a torn write,
+        // and cutting at the damage would drop it.
+        let fourth_at = third_at + record_len(b"third");
         let mut fourth = encode_header(6, b"fourth").to_vec();
         fourth.extend_from_slice(b"fourth");
         append_raw(tmp.path(), &fourth);
-        let (_, payloads) = open(tmp.path());
-        assert_eq!(payloads, owned(&[b"first", b"second"]));
-        assert_eq!(log_len(tmp.path()), third_at);
+        let len = log_len(tmp.path());
+        let err = Journal::open(tmp.path()).unwrap_err();
+        match err.kind() {
+            ErrorKind::JournalCorrupt {
+                path: p,
+                offset,
+                next_valid,
+            } => {
+                assert_eq!(p, &path);
+                assert_eq!((*offset, *next_valid), (third_at, fourth_at));
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = err.to_string();
+        let names = format!("{} is corrupt at byte {third_at}", path.display());
+        assert!(message.contains(&names), "{message}");
+        assert_eq!(log_len(tmp.path()), len);
+        bytes.extend_from_slice(&fourth);
+        assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
+
+    #[test]
+    fn a_damaged_header_followed_by_a_valid_record_fails() {
+        // The second record's magic is gone: the scan cannot know its
+        // length, and still finds the third record behind it.
+        let (tmp, third_at) = three_records();
+        let second_at = record_len(b"first");
+        let path = tmp.path().join(LOG_NAME);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[second_at as usize] = b'X';
+        fs::write(&path, &bytes).unwrap();
+        let err = Journal::open(tmp.path()).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::JournalCorrupt { offset, next_valid, .. }
+                if (*offset, *next_valid) == (second_at, third_at)),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
+
+    #[test]
+    fn a_valid_record_is_found_across_the_search_windows() {
+        // Garbage longer than one search window, with the next record's
+        // magic split across the windows' boundary.
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = open(tmp.path());
+        j.append(b"first").unwrap();
+        drop(j);
+        let garbage_len = (1 << 20) - 2;
+        append_raw(tmp.path(), &vec![0xAA; garbage_len]);
+        let mut second = encode_header(6, b"second").to_vec();
+        second.extend_from_slice(b"second");
+        append_raw(tmp.path(), &second);
+        let err = Journal::open(tmp.path()).unwrap_err();
+        let first_end = record_len(b"first");
+        assert!(
+            matches!(err.kind(), ErrorKind::JournalCorrupt { offset, next_valid, .. }
+                if (*offset, *next_valid) == (first_end, first_end + garbage_len as u64)),
+            "{err}"
+        );
     }
 
     #[test]

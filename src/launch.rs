@@ -120,7 +120,8 @@ impl<S: Spider> Crawler<S> {
         let queue = w.start_queue(queue);
         let dupe = dupe.filter(|_| s.dedupe).map(|d| w.start_dupe_filter(d));
         let mut arbiters = Vec::new();
-        let (stage, parser) = w.start_stages(&s, pipelines, &errors, &mut arbiters);
+        let resumed = job.resumed.is_some();
+        let (stage, parser) = w.start_stages(&s, pipelines, resumed, &errors, &mut arbiters);
         let config = download_config(&s, env_proxy, &w.log);
         let downloaders = w.start_downloaders(&s, config, &middlewares, &mut arbiters);
         // The order the Engine stops them in when the crawl is over.
@@ -133,7 +134,7 @@ impl<S: Spider> Crawler<S> {
             parser.clone().recipient(),
         ];
         shutdown.extend(dupe.clone().map(Addr::recipient));
-        let store = start_job_store(job.store.take(), &mut arbiters, &mut shutdown);
+        let store = JobStore::start_on_own_arbiter(job.store.take(), &mut arbiters, &mut shutdown);
         w.run_pool(contexts.pool, downloaders, parser, &errors, &s);
         let (leave, shared) = w.start_coordinator(connected, &queue, &mut shutdown);
         let mut scheduler = w.scheduler(queue, dupe, starts, s.scheduler.clone());
@@ -152,15 +153,15 @@ impl<S: Spider> Crawler<S> {
             scheduler = scheduler.with_shared_queue(shared);
         }
         contexts.sched.run(scheduler);
+        let with_job = store.is_some().then(|| job.resumed.take());
         let ends = Ends {
             close: stage.recipient(),
-            checkpoint: store.is_some(),
+            release: store.map(Addr::recipient),
             shutdown,
             leave,
             arbiters,
         };
         let (finished, phase) = w.run_engine(contexts.engine, ends, &s, middlewares);
-        let with_job = store.map(|_| job.resumed);
         Ok(w.handle(finished, phase, with_job))
     }
 }
@@ -357,22 +358,6 @@ fn download_config(s: &Settings, env_proxy: Option<EnvProxies>, log: &Logger) ->
     }
 }
 
-/// Starts the JobStore on an arbiter of its own (checkpoints are written and
-/// synced there), which the Engine stops at the end.
-fn start_job_store<C: Callback>(
-    store: Option<JobDir<C>>,
-    arbiters: &mut Vec<Arbiter>,
-    shutdown: &mut Vec<Recipient<Shutdown>>,
-) -> Option<Addr<JobStore<C>>> {
-    store.map(|store| {
-        let arbiter = Arbiter::new();
-        let addr = JobStore::start_in_arbiter(&arbiter.handle(), move |_| JobStore::new(store));
-        arbiters.push(arbiter);
-        shutdown.push(addr.clone().recipient());
-        addr
-    })
-}
-
 /// The contexts of the actors whose addresses are handed out before they
 /// run; each is run by its own step, last.
 struct Contexts<C: Callback> {
@@ -388,8 +373,9 @@ struct Contexts<C: Callback> {
 struct Ends {
     /// The PipelineStage: closes the pipelines.
     close: Recipient<crate::messages::ClosePipelines>,
-    /// The crawl has a job directory: the Engine can ask for checkpoints.
-    checkpoint: bool,
+    /// The crawl's JobStore, when it has a job directory: the Engine asks
+    /// for checkpoints, and has the directory released last.
+    release: Option<Recipient<crate::messages::ReleaseJobDir>>,
     /// Every actor to stop, in order.
     shutdown: Vec<Recipient<Shutdown>>,
     /// Told, in order, that a distributed crawl is leaving.
@@ -485,13 +471,15 @@ impl<S: Spider> Wiring<S> {
         DupeFilter::new(dupe, self.stats.clone(), log).start()
     }
 
-    /// Starts the PipelineStage and the Parser: on a second arbiter
-    /// (Compact), the caller's (Single), or one each (Spread). The new
-    /// arbiters go to `arbiters`.
+    /// Starts the PipelineStage (`resumed`: the crawl resumes a job
+    /// directory, which its pipelines are told) and the Parser: on a second
+    /// arbiter (Compact), the caller's (Single), or one each (Spread). The
+    /// new arbiters go to `arbiters`.
     fn start_stages(
         &self,
         s: &Settings,
         pipelines: Vec<Box<dyn Pipeline>>,
+        resumed: bool,
         errors: &Addr<ErrorHandler<S>>,
         arbiters: &mut Vec<Arbiter>,
     ) -> (Addr<PipelineStage>, Addr<Parser<S>>) {
@@ -506,8 +494,11 @@ impl<S: Spider> Wiring<S> {
             };
             let (stats, log) = (self.stats.clone(), self.log.new(o!("actor" => "pipelines")));
             let (name, every): (Arc<str>, _) = (self.spider.name().into(), s.flush_interval);
+            let (finish, resumed) = (s.finish_timeout, resumed);
             PipelineStage::start_in_arbiter(&stage_handle, move |_| {
                 PipelineStage::new(pipelines, outbox, name, every, stats, log)
+                    .with_close_timeout(finish)
+                    .resuming(resumed)
             })
         };
         let parser_arbiter = (s.layout == ThreadLayout::Spread).then(Arbiter::new);
@@ -676,7 +667,8 @@ impl<S: Spider> Wiring<S> {
             stop: sched.clone().recipient(),
             force: sched.clone().recipient(),
             close: ends.close,
-            checkpoint: ends.checkpoint.then(|| sched.clone().recipient()),
+            checkpoint: ends.release.is_some().then(|| sched.clone().recipient()),
+            release: ends.release,
             shutdown: ends.shutdown,
             leave: ends.leave,
         };
@@ -684,6 +676,7 @@ impl<S: Spider> Wiring<S> {
         let log = self.log.new(o!("actor" => "engine"));
         let engine = Engine::new(outbox, ends.arbiters, accounting, stats, finished_tx, log)
             .with_drain_timeout(s.drain_timeout)
+            .with_finish_timeout(s.finish_timeout)
             .with_limits(s.limits.clone())
             .with_log_stats(s.log_stats_every)
             .with_events(self.events.clone())

@@ -336,6 +336,12 @@ where
     }
 }
 
+/// Engine → JobStore, at the end of the finish sequence (after the last
+/// checkpoint): close the job directory and release its lock, so a crawl
+/// started after `join()` returns can open it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReleaseJobDir;
 /// Scheduler → JobStore: make this delta durable.
 #[derive(Message)]
 #[rtype(result = "Result<crate::events::CheckpointInfo, Error>")]

@@ -9,7 +9,9 @@
 //! `flush` runs periodically in between (every second by default), so a
 //! pipeline that batches can send a partial batch that has waited too long;
 //! `checkpoint` runs before a job directory's checkpoint, to make every item
-//! received so far durable.
+//! received so far durable. `close` is bounded by the crawl's finish
+//! timeout, so a pipeline that never finishes closing cannot keep the crawl
+//! from ending.
 
 use std::sync::Arc;
 
@@ -29,6 +31,10 @@ pub struct PipelineContext {
     pub stats: Arc<Stats>,
     /// The crawl's log.
     pub log: Logger,
+    /// The crawl resumes a job directory (its journal held earlier runs'
+    /// checkpoints): a file export continues the file its earlier runs
+    /// wrote instead of replacing it.
+    pub resumed: bool,
 }
 
 /// What a pipeline decided about an item.
@@ -79,7 +85,12 @@ pub trait Pipeline: Send + 'static {
         self.flush().await
     }
 
-    /// Called once after the last item (flush batches, close files).
+    /// Called once after the last item (flush batches, close files). The
+    /// pipelines' closes share the crawl's finish timeout
+    /// ([`CrawlerBuilder::finish_timeout`](crate::CrawlerBuilder::finish_timeout)):
+    /// a close still pending then is abandoned (dropped where it waits)
+    /// and reported, so the crawl ends. Items that arrive after it are
+    /// refused and counted, never passed to a closed pipeline.
     async fn close(&mut self) -> Result<(), Error> {
         Ok(())
     }

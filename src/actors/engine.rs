@@ -4,11 +4,14 @@
 //! end the crawl. The Engine learns the crawl is over from the accounting (an
 //! `Idle` when open work reaches zero: start requests exhausted, queue empty,
 //! nothing in flight, no item in a pipeline). It then closes the pipelines
-//! (flushing batches and files), stamps `finish_time` and `finish_reason`
-//! (`"finished"`, `"shutdown"` after a stop, or the reason of the limit that
-//! stopped it), publishes the final stats to every `join()`, stops the other
-//! actors and their arbiters, and stops. Pause, resume and stop from the
-//! handle pass through it to the Scheduler.
+//! (flushing batches and files), writes the last checkpoint and releases
+//! the job directory (when there is one: a crawl started after `join()`
+//! returns can open it), each step under the finish timeout so that a
+//! hanging `close` cannot keep the crawl from ending, stamps `finish_time`
+//! and `finish_reason` (`"finished"`, `"shutdown"` after a stop, or the
+//! reason of the limit that stopped it), publishes the final stats to every
+//! `join()`, stops the other actors and their arbiters, and stops. Pause,
+//! resume and stop from the handle pass through it to the Scheduler.
 //!
 //! The crawl's limits (`limits.rs` decides which is reached) are checked
 //! here, on timers that exist only while a limit is set: the counters every
@@ -33,8 +36,8 @@ use crate::limits::{
 };
 use crate::messages::deliver;
 use crate::messages::{
-    Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, Resume, Shutdown, Stop, StopCrawl,
-    StopMode,
+    Checkpoint, ClosePipelines, ForceStop, Idle, Leave, Pause, ReleaseJobDir, Resume, Shutdown,
+    Stop, StopCrawl, StopMode,
 };
 use crate::state::Phase;
 use crate::stats::{Counter, Stats, StatsSnapshot};
@@ -42,6 +45,10 @@ use crate::stats::{Counter, Stats, StatsSnapshot};
 /// How long a stop drains before it forces unless configured otherwise:
 /// the one definition, read by the Engine and the builder's defaults.
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the pipelines' closes may take at the end unless configured
+/// otherwise: the one definition, read by the Engine and the builder.
+pub(crate) const DEFAULT_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the counters are compared with the item, page and error
 /// limits while one is set: often enough that a limit overshoots by little
@@ -63,6 +70,10 @@ pub(crate) struct EngineOutbox {
     /// Scheduler: checkpoint now; `None` when the crawl has no job
     /// directory.
     pub checkpoint: Option<Recipient<Checkpoint>>,
+    /// JobStore: close the job directory and release its lock, last in the
+    /// finish sequence, so the directory is free when `join()` returns;
+    /// `None` when the crawl has no job directory.
+    pub release: Option<Recipient<ReleaseJobDir>>,
     /// Every actor to stop when the crawl is over.
     pub shutdown: Vec<Recipient<Shutdown>>,
     /// In a distributed crawl, told in this order once the pipelines are
@@ -103,6 +114,10 @@ pub(crate) struct Engine {
     finishing: bool,
     /// How long a stop lets in-flight requests finish before forcing.
     drain_timeout: Duration,
+    /// How long each step of the finish sequence may take (the pipelines'
+    /// closes twice this: the stage bounds them by this itself, and the
+    /// rest covers a stage too blocked to answer).
+    finish_timeout: Duration,
     /// Lifecycle events for subscribers.
     events: broadcast::Sender<CrawlEvent>,
     /// The state every handle reads.
@@ -139,6 +154,7 @@ impl Engine {
             memory_warned: false,
             finishing: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            finish_timeout: DEFAULT_FINISH_TIMEOUT,
             events: broadcast::channel(crate::events::CAPACITY).0,
             phase: Arc::default(),
             close_middlewares: None,
@@ -181,6 +197,13 @@ impl Engine {
     /// [`DEFAULT_DRAIN_TIMEOUT`]).
     pub(crate) fn with_drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
+        self
+    }
+
+    /// Sets how long each finish step may take (default
+    /// [`DEFAULT_FINISH_TIMEOUT`]).
+    pub(crate) fn with_finish_timeout(mut self, timeout: Duration) -> Self {
+        self.finish_timeout = timeout;
         self
     }
 
@@ -378,18 +401,29 @@ impl Handler<Idle> for Engine {
         let close = self.outbox.close.send(ClosePipelines);
         let checkpoint = self.outbox.checkpoint.clone();
         let leave = self.outbox.leave.clone();
+        let release = self.outbox.release.clone();
         let log = self.log.clone();
+        let late = Late {
+            deadline: self.finish_timeout,
+            stats: self.stats.clone(),
+            log: self.log.clone(),
+        };
         async move {
-            let _ = close.await;
+            late.bound("close pipelines", 2, close).await;
             // The last checkpoint: every completion and the final stats
             // (or, after a stop, the requests left to resume).
             if let Some(checkpoint) = checkpoint {
-                match checkpoint.send(Checkpoint).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
+                match late
+                    .bound("final checkpoint", 1, checkpoint.send(Checkpoint))
+                    .await
+                {
+                    Some(Ok(Ok(_))) | None => {}
+                    Some(Ok(Err(e))) => {
                         error!(log, "final checkpoint failed"; "error" => %e);
                     }
-                    Err(e) => error!(log, "final checkpoint: scheduler gone"; "error" => %e),
+                    Some(Err(e)) => {
+                        error!(log, "final checkpoint: scheduler gone"; "error" => %e)
+                    }
                 }
             }
             for to in leave {
@@ -403,10 +437,46 @@ impl Handler<Idle> for Engine {
                     }
                 }
             }
+            if let Some(release) = release {
+                late.bound("release the job directory", 1, release.send(ReleaseJobDir))
+                    .await;
+            }
         }
         .into_actor(self)
         .map(|_, act, ctx| act.finish(ctx))
         .wait(ctx);
+    }
+}
+
+/// The finish sequence's deadline: a step that does not end in time is
+/// counted in `engine/finish_timeouts` and logged, and the sequence goes on
+/// without it, so a hanging pipeline or a blocked actor cannot keep
+/// `join()` waiting for ever.
+struct Late {
+    /// How long one step may take.
+    deadline: Duration,
+    /// Where the timeouts are counted.
+    stats: Arc<Stats>,
+    /// Where they are logged.
+    log: Logger,
+}
+
+impl Late {
+    /// `step`'s result, or `None` once `times` deadlines have passed.
+    async fn bound<F: std::future::Future>(
+        &self,
+        step: &str,
+        times: u32,
+        f: F,
+    ) -> Option<F::Output> {
+        let limit = self.deadline * times;
+        let done = tokio::time::timeout(limit, f).await.ok();
+        if done.is_none() {
+            self.stats.add_named("engine/finish_timeouts", 1);
+            error!(self.log, "a finish step did not end in time; the crawl ends without it";
+                "step" => step, "deadline_s" => limit.as_secs_f64());
+        }
+        done
     }
 }
 
@@ -628,6 +698,7 @@ mod tests {
             force: ctrl.clone().recipient(),
             close: close.unwrap_or_else(|| ctrl.clone().recipient()),
             checkpoint: None,
+            release: None,
             shutdown: vec![ctrl.clone().recipient(), other.clone().recipient()],
             leave: Vec::new(),
         };
@@ -763,6 +834,23 @@ mod tests {
         // The live stats carry the same ending.
         let live = r.stats.snapshot();
         assert_eq!(live.finish_reason.as_deref(), Some("finished"));
+    }
+
+    #[actix::test]
+    async fn a_stage_that_never_answers_the_close_does_not_keep_the_crawl_from_ending() {
+        // The gate stays shut: the stage never answers `ClosePipelines`.
+        let (close, mut closes, _gate) = gated_stage();
+        let mut r = rig_with(Some(close), None, |e| {
+            e.with_finish_timeout(Duration::from_millis(20))
+        });
+        r.go_idle();
+        let closed = tokio::time::timeout(PATIENCE, closes.recv()).await;
+        closed.expect("no ClosePipelines in time").unwrap();
+        let stats = r.final_stats().await;
+        assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+        assert_eq!(stats.get("engine/finish_timeouts"), 1);
+        assert_eq!(r.ctrl().await, ["Shutdown"]);
+        assert_eq!(r.other().await, ["Shutdown"]);
     }
 
     #[actix::test]

@@ -11,6 +11,15 @@
 //! pipeline slows the crawl instead of piling items up in memory. Pipelines
 //! are opened when the stage starts, flushed on a timer (`FlushPipelines`
 //! to itself), and closed once, on `ClosePipelines`.
+//!
+//! The closes share one deadline (the crawl's finish timeout): a pipeline
+//! whose `close` is still pending then is abandoned, counted in
+//! `pipeline/close_timeouts`, reported with its name and logged, and the
+//! next one closes (a close that finishes when first polled always
+//! does), so a hanging pipeline cannot keep the crawl from ending. Items
+//! that arrive after the close are refused: each is counted in
+//! `item_error_count` and `pipeline/items_after_close` and reported with
+//! the item, and its request completes.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -43,8 +52,11 @@ pub(crate) struct PipelineStage {
     pipelines: Vec<Box<dyn Pipeline>>,
     /// `close` has run; it must run once only.
     closed: bool,
-    /// Pipelines whose `close` failed (their last items may be lost).
+    /// Pipelines whose `close` failed or timed out (their last items may
+    /// be lost).
     close_failures: usize,
+    /// How long the closes may take, together.
+    close_timeout: Duration,
     /// Handed to every pipeline's `open`.
     context: PipelineContext,
     /// How often `flush` runs.
@@ -72,16 +84,34 @@ impl PipelineStage {
             pipelines,
             closed: false,
             close_failures: 0,
+            close_timeout: crate::actors::engine::DEFAULT_FINISH_TIMEOUT,
             context: PipelineContext {
                 spider,
                 stats: stats.clone(),
                 log: log.clone(),
+                resumed: false,
             },
             flush_interval,
             outbox,
             stats,
             log,
         }
+    }
+}
+
+impl PipelineStage {
+    /// Sets how long the closes may take, together (default: the
+    /// crawl's default finish timeout).
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Tells the pipelines, as they open, that the crawl resumes a job
+    /// directory.
+    pub fn resuming(mut self, resumed: bool) -> Self {
+        self.context.resumed = resumed;
+        self
     }
 }
 
@@ -110,6 +140,8 @@ impl PipelineStage {
         let stats = self.stats.clone();
         let context = self.context.clone();
         let log = self.log.clone();
+        let timeout = self.close_timeout;
+        let deadline = matches!(hook, Hook::Close).then(|| tokio::time::Instant::now() + timeout);
         let run = async move {
             let mut failed = 0;
             for p in pipelines.iter_mut() {
@@ -121,10 +153,22 @@ impl PipelineStage {
                         Hook::Close => p.close().await,
                     }
                 };
-                let result = AssertUnwindSafe(hook_run)
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| Err(panicked(&*panic)));
+                let caught = AssertUnwindSafe(hook_run).catch_unwind();
+                let outcome = match deadline {
+                    // The pipeline's future is dropped on the timeout,
+                    // which gives the pipeline back.
+                    Some(at) => tokio::time::timeout_at(at, caught).await.ok(),
+                    None => Some(caught.await),
+                };
+                let result = match outcome {
+                    Some(done) => done.unwrap_or_else(|panic| Err(panicked(&*panic))),
+                    None => {
+                        stats.add_named("pipeline/close_timeouts", 1);
+                        let (pipeline, after) = (p.name().to_string(), timeout);
+                        let kind = ErrorKind::PipelineCloseTimeout { pipeline, after };
+                        Err(Error::new(Stage::Pipeline, kind))
+                    }
+                };
                 if let Err(e) = result {
                     failed += 1;
                     error!(log, "pipeline hook failed"; "pipeline" => p.name(),
@@ -157,6 +201,10 @@ impl Handler<ProcessItems> for PipelineStage {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: ProcessItems, _: &mut Self::Context) -> Self::Result {
+        if self.closed {
+            self.refuse(msg);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
         let mut pipelines = std::mem::take(&mut self.pipelines);
         let stats = self.stats.clone();
         let report = self.outbox.report.clone();
@@ -196,6 +244,31 @@ impl Handler<ProcessItems> for PipelineStage {
                 deliver(&act.outbox.completed, Completed { id }, &act.stats);
             },
         )))
+    }
+}
+
+impl PipelineStage {
+    /// Refuses a batch that arrived after the pipelines closed: no
+    /// pipeline may see it, and none of it is dropped silently. Each item
+    /// is counted (`item_error_count`, `pipeline/items_after_close`) and
+    /// reported with its JSON (the ErrorHandler logs it and publishes the
+    /// error); the request completes.
+    fn refuse(&mut self, msg: ProcessItems) {
+        let ProcessItems { items, meta } = msg;
+        if !items.is_empty() {
+            error!(self.log, "items arrived after the pipelines closed; refused";
+                "items" => items.len(), "url" => %meta.url);
+        }
+        for item in items {
+            self.stats.inc(Counter::ItemError);
+            self.stats.add_named("pipeline/items_after_close", 1);
+            let refused = ErrorKind::IllegalState("item refused: the pipelines are closed".into());
+            let error = Error::new(Stage::Pipeline, refused).with_url(&meta.url);
+            let item = item.to_json().ok();
+            deliver(&self.outbox.report, Report { error, item }, &self.stats);
+        }
+        let id = meta.request_id;
+        deliver(&self.outbox.completed, Completed { id }, &self.stats);
     }
 }
 
@@ -361,6 +434,25 @@ mod tests {
         }
     }
 
+    /// Its `close` never returns: a future that stays pending.
+    struct Hangs;
+
+    #[async_trait(?Send)]
+    impl Pipeline for Hangs {
+        fn name(&self) -> &str {
+            "hangs"
+        }
+        fn priority(&self) -> i32 {
+            -1
+        }
+        async fn process_item(&mut self, _: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+            Ok(Verdict::Keep)
+        }
+        async fn close(&mut self) -> Result<(), Error> {
+            std::future::pending().await
+        }
+    }
+
     struct Rig {
         stage: Addr<PipelineStage>,
         journal: Journal,
@@ -372,10 +464,16 @@ mod tests {
     /// A stage over a `Tail` and a `Judge`, given in the wrong order (the
     /// stage sorts them by priority). The flush timer never fires here.
     fn rig(fail_open: bool) -> Rig {
+        rig_with(fail_open, None, Duration::from_secs(3600))
+    }
+
+    /// As `rig`, with `extra` among the pipelines and the closes bounded
+    /// by `close_timeout`.
+    fn rig_with(fail_open: bool, extra: Option<Box<dyn Pipeline>>, close_timeout: Duration) -> Rig {
         let journal = Journal::default();
         let (out, out_events) = Recorder::spawn();
         let stats = Arc::new(Stats::default());
-        let pipelines: Vec<Box<dyn Pipeline>> = vec![
+        let mut pipelines: Vec<Box<dyn Pipeline>> = vec![
             Box::new(Tail {
                 journal: journal.clone(),
             }),
@@ -384,6 +482,7 @@ mod tests {
                 fail_open,
             }),
         ];
+        pipelines.extend(extra);
         let outbox = StageOutbox {
             completed: out.clone().recipient(),
             report: out.clone().recipient(),
@@ -391,6 +490,7 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let stage =
             PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
+                .with_close_timeout(close_timeout)
                 .start();
         Rig {
             stage,
@@ -564,5 +664,70 @@ mod tests {
             id
         );
         assert_eq!(r.stats.get(Counter::ItemScraped), 1);
+    }
+
+    /// A guard against a hang, not a wait for work.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    #[actix::test]
+    async fn a_close_that_never_returns_is_abandoned_and_the_others_still_close() {
+        let after = Duration::from_millis(50);
+        let mut r = rig_with(false, Some(Box::new(Hangs)), after);
+        let closed = tokio::time::timeout(PATIENCE, r.stage.send(ClosePipelines)).await;
+        closed.expect("the stage is still closing").unwrap();
+        let closes: Vec<_> = r.journal().into_iter().skip(2).collect();
+        assert_eq!(closes, ["judge:close", "tail:close"]);
+        assert_eq!(r.stats.snapshot().get("pipeline/close_timeouts"), 1);
+        let out = r.out().await;
+        assert_eq!(kinds(&out), ["Report", "Report"]);
+        let report = expect_event!(out.into_iter().next().unwrap(), Event::Report(rep) => rep);
+        match report.error.kind() {
+            ErrorKind::PipelineCloseTimeout { pipeline, after: a } => {
+                assert_eq!((pipeline.as_str(), *a), ("hangs", after));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(report.error.stage(), Stage::Pipeline);
+        // The last checkpoint must not claim the hanging pipeline's items
+        // are durable.
+        let checkpoint = r.stage.send(CheckpointPipelines).await.unwrap();
+        let err = checkpoint.unwrap_err().to_string();
+        assert!(err.contains("2 pipeline close hook(s) failed"), "{err}");
+    }
+
+    #[actix::test]
+    async fn items_after_close_are_refused_counted_and_reported() {
+        let mut r = rig(false);
+        r.stage.send(ClosePipelines).await.unwrap();
+        let (id, msg) = batch(&[(1, "keep"), (2, "keep")]);
+        r.stage.send(msg).await.unwrap();
+        // No pipeline saw them.
+        assert!(
+            !r.journal().iter().any(|e| e.ends_with(":1")),
+            "{:?}",
+            r.journal()
+        );
+        assert_eq!(r.stats.get(Counter::ItemScraped), 0);
+        assert_eq!(r.stats.get(Counter::ItemError), 2);
+        assert_eq!(r.stats.snapshot().get("pipeline/items_after_close"), 2);
+        let out = r.out().await;
+        // The tail's failing close, then one report per item, then the
+        // request completes.
+        assert_eq!(kinds(&out), ["Report", "Report", "Report", "Completed"]);
+        let mut out = out.into_iter().skip(1);
+        for n in [1, 2] {
+            let report = expect_event!(out.next().unwrap(), Event::Report(rep) => rep);
+            assert_eq!(report.item, Some(json!({"n": n, "verdict": "keep"})));
+            assert!(
+                matches!(report.error.kind(), ErrorKind::IllegalState(m) if m.contains("closed")),
+                "{}",
+                report.error
+            );
+            assert_eq!(report.error.url().map(Url::as_str), Some("http://h/page"));
+        }
+        assert_eq!(
+            expect_event!(out.next().unwrap(), Event::Completed(id) => id),
+            id
+        );
     }
 }

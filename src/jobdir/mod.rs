@@ -9,6 +9,13 @@
 //!
 //! # Crash safety
 //!
+//! - One crawl per directory: `open` takes the directory's lock (`lock`)
+//!   before reading anything, and a second crawl fails to start with
+//!   [`ErrorKind::JobDirLocked`]. The lock is held until the crawl's finish
+//!   sequence releases the JobStore's writer, before `join()` returns.
+//! - A torn last record (a crash mid-append) is cut off and the job resumes
+//!   from the record before it; damage followed by valid records fails the
+//!   start with [`ErrorKind::JournalCorrupt`] and cuts nothing.
 //! - `JobDir::write` returns only once its record is appended and synced
 //!   (`fsync`, on the JobStore actor's own arbiter, so the Scheduler does
 //!   not wait for the disk).
@@ -49,6 +56,7 @@
 //! Records are JSON (the contexts) plus bincode for the dupe store, one
 //! checksummed journal record each.
 
+mod lock;
 mod record;
 
 use std::collections::{HashSet, VecDeque};
@@ -66,6 +74,7 @@ use crate::events::CheckpointInfo;
 use crate::journal::Journal;
 use crate::request::Callback;
 
+use lock::JobLock;
 pub(crate) use record::Delta;
 use record::{Replayed, Restored};
 
@@ -145,20 +154,29 @@ pub(crate) struct JobDir<C> {
     log: Logger,
     /// The records hold `Context<C>`: one directory, one callback type.
     _callback: PhantomData<fn() -> C>,
+    /// The directory's lock, held as long as this writer lives (declared
+    /// last: dropped after the journal's file is closed).
+    _lock: JobLock,
 }
 
 impl<C: Callback> JobDir<C> {
-    /// Opens (creating) the job directory `dir` and replays its journal:
-    /// `None` for a new directory.
+    /// Locks and opens (creating) the job directory `dir` and replays its
+    /// journal: `None` for a new directory. Fails with
+    /// [`ErrorKind::JobDirLocked`] when another crawl holds it and with
+    /// [`ErrorKind::JournalCorrupt`] when its journal is damaged before
+    /// its end.
     pub(crate) fn open(
         dir: &Path,
         sizing: Option<BloomSizing>,
         log: Logger,
     ) -> Result<(Self, Option<Restored<C>>), Error> {
+        // Before anything in the directory is read: a second crawl must not
+        // see (or cut) what the first is writing.
+        let lock = JobLock::acquire(dir)?;
         let (journal, records) = Journal::open(dir)?;
         let recovered = journal.recovered();
         if recovered.dropped_bytes > 0 {
-            warn!(log, "job directory: cut a torn or corrupt tail off the journal";
+            warn!(log, "job directory: cut a torn last write off the journal";
                 "bytes" => recovered.dropped_bytes, "records_kept" => recovered.records);
         }
         let mut store = JobDir {
@@ -174,6 +192,7 @@ impl<C: Callback> JobDir<C> {
             poisoned: None,
             log,
             _callback: PhantomData,
+            _lock: lock,
         };
         if records.is_empty() {
             return Ok((store, None));

@@ -1,6 +1,6 @@
 //! CSV feed export.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -9,11 +9,11 @@ use serde_json::Value;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::item::{Item, ItemMeta};
 use crate::pipeline::{Pipeline, PipelineContext, Verdict};
-use crate::pipelines::feed;
+use crate::pipelines::feed::{self, Existing};
 
 /// Writes items to a CSV file: a header row, then one row per item
-/// (buffered; flushed on the stage's periodic flush, synced on checkpoints
-/// and on close).
+/// (buffered; written out and synced on the stage's periodic flush, on
+/// checkpoints and on close).
 ///
 /// The columns are the fields given to [`CsvFile::fields`], in that order;
 /// without them, the first item's fields (in the order its JSON form lists
@@ -22,6 +22,15 @@ use crate::pipelines::feed;
 /// objects as their JSON text. Fields that are not columns are left out,
 /// as in Scrapy's CSV exporter. An item that is not a JSON object fails
 /// (counted in `item_error_count` and reported, like any pipeline error).
+///
+/// An existing file is continued when the crawl resumes a job directory
+/// and replaced otherwise ([`append`](Self::append) and
+/// [`overwrite`](Self::overwrite) choose one always). A continued file
+/// keeps its header (not written again; without [`CsvFile::fields`] it
+/// gives the columns), and one whose last row was cut short by a crash is
+/// first cut back to its last whole row (a quoted cell may hold line
+/// breaks: the CSV rules decide where a row ends), counted in
+/// `feed/torn_tails` and `feed/torn_tail_bytes`.
 ///
 /// ```no_run
 /// use spinneret::pipelines::CsvFile;
@@ -33,32 +42,43 @@ pub struct CsvFile {
     path: PathBuf,
     /// The columns, once known.
     fields: Option<Vec<String>>,
-    /// Append to an existing file (a resumed job) instead of replacing it.
-    append: bool,
+    /// What happens to an existing file.
+    existing: Existing,
     /// Open between `open` and `close`; `None` before the header is
     /// written.
     out: Option<csv::Writer<File>>,
+    /// Rows were written since the last sync: the next flush syncs.
+    unsynced: bool,
     /// The header row is written.
     header: bool,
 }
 
 impl CsvFile {
-    /// Writes to `path`, replacing an existing file.
+    /// Writes to `path`: an existing file is continued when the crawl
+    /// resumes a job directory, replaced otherwise.
     pub fn new(path: impl AsRef<Path>) -> Self {
         CsvFile {
             path: path.as_ref().to_path_buf(),
             fields: None,
-            append: false,
+            existing: Existing::default(),
             out: None,
+            unsynced: false,
             header: false,
         }
     }
 
-    /// Appends to an existing file instead of replacing it, as a resumed
-    /// job wants: a file that already has rows keeps its header, and
-    /// without [`CsvFile::fields`] its header gives the columns.
+    /// Always appends to an existing file, resumed job or not: a file that
+    /// already has rows keeps its header, and without [`CsvFile::fields`]
+    /// its header gives the columns.
     pub fn append(mut self) -> Self {
-        self.append = true;
+        self.existing = Existing::Append;
+        self
+    }
+
+    /// Always replaces an existing file, even when the crawl resumes a job
+    /// directory.
+    pub fn overwrite(mut self) -> Self {
+        self.existing = Existing::Overwrite;
         self
     }
 
@@ -78,6 +98,39 @@ impl CsvFile {
             Stage::Pipeline,
             ErrorKind::Custom(format!("{}: {e}", self.path.display())),
         )
+    }
+}
+
+/// Where the last whole row of a CSV file ends, by the CSV rules (a quoted
+/// cell may hold line breaks): the file is read from the start by
+/// `csv_core`, in blocks, keeping nothing of the cells.
+fn last_row_end(file: &mut File, _len: u64) -> std::io::Result<u64> {
+    use csv_core::ReadRecordResult;
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    // Rows end at `\n` only: a `\r` before it joins the last cell, so a
+    // CRLF row counts as whole up to its `\n` (the cells are not kept).
+    let mut reader = csv_core::ReaderBuilder::new()
+        .terminator(csv_core::Terminator::Any(b'\n'))
+        .build();
+    let (mut input, mut output, mut ends) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10], [0; 256]);
+    let (mut at, mut last_end) = (0u64, 0u64);
+    loop {
+        let n = file.read(&mut input)?;
+        if n == 0 {
+            return Ok(last_end);
+        }
+        let mut data = &input[..n];
+        while !data.is_empty() {
+            // The cells go to `output` and are overwritten by the next
+            // call: only where rows end matters.
+            let (result, read, _, _) = reader.read_record(data, &mut output, &mut ends);
+            data = &data[read..];
+            at += read as u64;
+            if result == ReadRecordResult::Record {
+                last_end = at;
+            }
+        }
     }
 }
 
@@ -113,16 +166,11 @@ impl Pipeline for CsvFile {
         "csv_file"
     }
 
-    async fn open(&mut self, _: &PipelineContext) -> Result<(), Error> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(self.append)
-            .truncate(!self.append)
-            .open(&self.path)
-            .map_err(|e| self.error(e))?;
+    async fn open(&mut self, ctx: &PipelineContext) -> Result<(), Error> {
+        let append = self.existing.appends(ctx.resumed);
+        let file = feed::open(&self.path, append, last_row_end, ctx).map_err(|e| self.error(e))?;
         let len = file.metadata().map_err(|e| self.error(e))?.len();
-        self.header = self.append && len > 0;
+        self.header = append && len > 0;
         if self.header && self.fields.is_none() {
             let read = csv::Reader::from_path(&self.path).and_then(|mut r| r.headers().cloned());
             let header = read.map_err(|e| self.error(e))?;
@@ -160,24 +208,27 @@ impl Pipeline for CsvFile {
         self.header |= header.is_ok();
         let row = fields.iter().map(|f| cell(object.get(f)));
         let written = header.and_then(|()| out.write_record(row));
+        self.unsynced = true;
         written.map_err(|e| self.error(e))?;
         Ok(Verdict::Keep)
     }
 
+    /// Writes out the buffer and syncs the file, if a row was written
+    /// since the last sync.
     async fn flush(&mut self) -> Result<(), Error> {
-        let flushed = feed::flush(self.out.as_mut());
-        flushed.map_err(|e| self.error(e))
-    }
-
-    /// Writes out the buffer and syncs the file, so the rows outlive a
-    /// power loss as the checkpoint after them does.
-    async fn checkpoint(&mut self) -> Result<(), Error> {
-        let synced = feed::sync(self.out.as_mut());
+        let synced = feed::sync(self.out.as_mut(), &mut self.unsynced);
         synced.map_err(|e| self.error(e))
     }
 
+    /// As `flush`: the rows outlive a power loss as the checkpoint after
+    /// them does.
+    async fn checkpoint(&mut self) -> Result<(), Error> {
+        self.flush().await
+    }
+
+    /// Writes out the buffer, syncs the file and closes it.
     async fn close(&mut self) -> Result<(), Error> {
-        self.checkpoint().await?;
+        self.flush().await?;
         self.out = None;
         Ok(())
     }
@@ -188,7 +239,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::pipelines::test_support::{context, meta};
+    use crate::pipelines::test_support::{context, meta, resumed};
 
     async fn export(csv: &mut CsvFile, items: Vec<Value>) -> Vec<Result<Verdict, Error>> {
         csv.open(&context()).await.unwrap();
@@ -246,6 +297,83 @@ mod tests {
         let mut csv = CsvFile::new(&fresh).append().fields(["a", "a", "b"]);
         export(&mut csv, vec![json!({"a": 1, "b": 2})]).await;
         assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "a,b\n1,2\n");
+    }
+
+    #[actix::test]
+    async fn a_resumed_crawl_continues_the_file_without_a_second_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.csv");
+        export(&mut CsvFile::new(&path), vec![json!({"b": 2, "a": "one"})]).await;
+        let mut resumed_csv = CsvFile::new(&path);
+        resumed_csv.open(&resumed()).await.unwrap();
+        let item = &mut Item::new(json!({"a": "two", "b": 3}));
+        resumed_csv.process_item(item, &meta()).await.unwrap();
+        resumed_csv.close().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "a,b\none,2\ntwo,3\n"
+        );
+        // A new crawl replaces it.
+        export(&mut CsvFile::new(&path), vec![json!({"c": 1})]).await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "c\n1\n");
+    }
+
+    #[actix::test]
+    async fn a_torn_last_row_is_cut_back_by_the_csv_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.csv");
+        let rows = vec![
+            json!({"url": "http://h/a", "title": "one\nline break"}),
+            json!({"url": "http://h/b", "title": "plain"}),
+        ];
+        export(&mut CsvFile::new(&path).fields(["url", "title"]), rows).await;
+        let whole = std::fs::read_to_string(&path).unwrap();
+        // Torn inside a quoted cell, after a line break in it: the last
+        // `\n` is not where the row ends.
+        let torn = "http://h/c,\"two\nlines and a ha";
+        std::fs::write(&path, format!("{whole}{torn}")).unwrap();
+        let ctx = resumed();
+        let mut csv = CsvFile::new(&path).fields(["url", "title"]);
+        csv.open(&ctx).await.unwrap();
+        let item = &mut Item::new(json!({"url": "http://h/d", "title": "after"}));
+        csv.process_item(item, &meta()).await.unwrap();
+        csv.close().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{whole}http://h/d,after\n")
+        );
+        assert_eq!(ctx.stats.snapshot().get("feed/torn_tails"), 1);
+        let cut = torn.len() as u64;
+        assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        assert_eq!(reader.records().count(), 3);
+    }
+
+    #[actix::test]
+    async fn a_torn_header_is_cut_and_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.csv");
+        std::fs::write(&path, "url,ti").unwrap();
+        let mut csv = CsvFile::new(&path).fields(["url", "title"]);
+        csv.open(&resumed()).await.unwrap();
+        let item = &mut Item::new(json!({"url": "u", "title": "t"}));
+        csv.process_item(item, &meta()).await.unwrap();
+        csv.close().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "url,title\nu,t\n");
+    }
+
+    #[test]
+    fn a_crlf_file_ends_after_its_last_line_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.csv");
+        let whole = "a,b\r\n1,\"x\r\ny\"\r\n";
+        std::fs::write(&path, whole).unwrap();
+        let mut file = File::open(&path).unwrap();
+        assert_eq!(last_row_end(&mut file, 0).unwrap(), whole.len() as u64);
+        // Torn between the `\r` and the `\n`: the row is not whole.
+        std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
+        let mut file = File::open(&path).unwrap();
+        assert_eq!(last_row_end(&mut file, 0).unwrap(), 5);
     }
 
     #[actix::test]

@@ -10,36 +10,57 @@ use serde_json::{Map, Value};
 use crate::error::{Error, ErrorKind, Stage};
 use crate::item::{Item, ItemMeta};
 use crate::pipeline::{Pipeline, PipelineContext, Verdict};
-use crate::pipelines::feed;
+use crate::pipelines::feed::{self, Existing};
 
-/// Writes items to a JSON Lines file (buffered; flushed on the stage's
-/// periodic flush and on close).
+/// Writes items to a JSON Lines file (buffered; written out and synced on
+/// the stage's periodic flush, on checkpoints and on close).
 ///
 /// Each line is the item's JSON; with [`JsonLinesFile::fields`], an object
 /// of those fields only, in that order (a field the item lacks is left out,
 /// as in Scrapy's exporters; an item that is not an object is written
 /// whole).
+///
+/// An existing file is continued when the crawl resumes a job directory
+/// and replaced otherwise ([`append`](Self::append) and
+/// [`overwrite`](Self::overwrite) choose one always). A continued file
+/// whose last line was cut short by a crash is first cut back to its last
+/// whole line (counted in `feed/torn_tails` and `feed/torn_tail_bytes`), so
+/// every line stays valid JSON. A resumed job may write an item again:
+/// the items of the requests its last checkpoint did not record completed.
+///
+/// ```no_run
+/// use spinneret::pipelines::JsonLinesFile;
+///
+/// // Continued on resume, replaced on a new crawl.
+/// let items = JsonLinesFile::new("items.jsonl");
+/// // Always a new file (Scrapy's `-O`).
+/// let fresh = JsonLinesFile::new("fresh.jsonl").overwrite();
+/// ```
 pub struct JsonLinesFile {
     /// Where the lines go.
     path: PathBuf,
     /// The fields written, in order (all, in the JSON's order, if `None`).
     fields: Option<Vec<String>>,
-    /// Append to an existing file instead of replacing it.
-    append: bool,
+    /// What happens to an existing file.
+    existing: Existing,
     /// Open between `open` and `close`.
     out: Option<BufWriter<File>>,
+    /// Lines were written since the last sync: the next flush syncs.
+    unsynced: bool,
     /// The line being encoded.
     line: Vec<u8>,
 }
 
 impl JsonLinesFile {
-    /// Writes to `path`, replacing an existing file.
+    /// Writes to `path`: an existing file is continued when the crawl
+    /// resumes a job directory, replaced otherwise.
     pub fn new(path: impl AsRef<Path>) -> Self {
         JsonLinesFile {
             path: path.as_ref().to_path_buf(),
             fields: None,
-            append: false,
+            existing: Existing::default(),
             out: None,
+            unsynced: false,
             line: Vec::new(),
         }
     }
@@ -55,9 +76,16 @@ impl JsonLinesFile {
         self
     }
 
-    /// Appends to an existing file instead of replacing it.
+    /// Always appends to an existing file, resumed job or not.
     pub fn append(mut self) -> Self {
-        self.append = true;
+        self.existing = Existing::Append;
+        self
+    }
+
+    /// Always replaces an existing file, even when the crawl resumes a job
+    /// directory.
+    pub fn overwrite(mut self) -> Self {
+        self.existing = Existing::Overwrite;
         self
     }
 
@@ -107,13 +135,9 @@ impl Pipeline for JsonLinesFile {
         "jsonl_file"
     }
 
-    async fn open(&mut self, _: &PipelineContext) -> Result<(), Error> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(self.append)
-            .truncate(!self.append)
-            .open(&self.path)
+    async fn open(&mut self, ctx: &PipelineContext) -> Result<(), Error> {
+        let append = self.existing.appends(ctx.resumed);
+        let file = feed::open(&self.path, append, feed::last_line_end, ctx)
             .map_err(|e| self.io_error(e))?;
         self.out = Some(BufWriter::new(file));
         Ok(())
@@ -138,22 +162,25 @@ impl Pipeline for JsonLinesFile {
         };
         line.push(b'\n');
         let written = encoded.and_then(|_| out.write_all(line));
+        self.unsynced = true;
         written.map_err(|e| self.io_error(e))?;
         Ok(Verdict::Keep)
     }
 
+    /// Writes out the buffer and syncs the file, if a line was written
+    /// since the last sync.
     async fn flush(&mut self) -> Result<(), Error> {
-        let flushed = feed::flush(self.out.as_mut());
-        flushed.map_err(|e| self.io_error(e))
-    }
-
-    /// Writes out the buffer and syncs the file, so the lines outlive a
-    /// power loss as the checkpoint after them does.
-    async fn checkpoint(&mut self) -> Result<(), Error> {
-        let synced = feed::sync(self.out.as_mut());
+        let synced = feed::sync(self.out.as_mut(), &mut self.unsynced);
         synced.map_err(|e| self.io_error(e))
     }
 
+    /// As `flush`: the lines outlive a power loss as the checkpoint after
+    /// them does.
+    async fn checkpoint(&mut self) -> Result<(), Error> {
+        self.flush().await
+    }
+
+    /// Writes out the buffer, syncs the file and closes it.
     async fn close(&mut self) -> Result<(), Error> {
         self.flush().await?;
         self.out = None;
@@ -166,7 +193,108 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::pipelines::test_support::{context, meta};
+    use crate::pipelines::test_support::{context, meta, resumed};
+
+    /// Opens `file` with `ctx`, writes `items` as `{"i": n}`, closes it.
+    async fn export(mut file: JsonLinesFile, ctx: &PipelineContext, items: std::ops::Range<u32>) {
+        file.open(ctx).await.unwrap();
+        for i in items {
+            let item = &mut Item::new(json!({ "i": i }));
+            assert_eq!(
+                file.process_item(item, &meta()).await.unwrap(),
+                Verdict::Keep
+            );
+        }
+        file.close().await.unwrap();
+    }
+
+    /// The file's lines, each parsed as JSON (failing on a line that is
+    /// not), as their `i`.
+    fn lines(path: &Path) -> Vec<u64> {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["i"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[actix::test]
+    async fn a_resumed_crawl_continues_the_file_and_a_new_one_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        export(JsonLinesFile::new(&path), &context(), 0..3).await;
+        assert_eq!(lines(&path), [0, 1, 2]);
+        // Resuming a job directory: the first run's items stay.
+        export(JsonLinesFile::new(&path), &resumed(), 3..5).await;
+        assert_eq!(lines(&path), [0, 1, 2, 3, 4]);
+        // A new crawl replaces the file.
+        export(JsonLinesFile::new(&path), &context(), 5..6).await;
+        assert_eq!(lines(&path), [5]);
+        // Asked to, a new crawl appends and a resumed one replaces.
+        export(JsonLinesFile::new(&path).append(), &context(), 6..7).await;
+        assert_eq!(lines(&path), [5, 6]);
+        export(JsonLinesFile::new(&path).overwrite(), &resumed(), 7..8).await;
+        assert_eq!(lines(&path), [7]);
+    }
+
+    #[actix::test]
+    async fn a_torn_last_line_is_cut_back_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        export(JsonLinesFile::new(&path), &context(), 0..3).await;
+        // A crash in the middle of writing the fourth line.
+        let torn = b"{\"i\":3,\"title\":\"half a";
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(torn).unwrap();
+        drop(file);
+        let ctx = resumed();
+        export(JsonLinesFile::new(&path), &ctx, 3..5).await;
+        assert_eq!(lines(&path), [0, 1, 2, 3, 4]);
+        assert_eq!(ctx.stats.snapshot().get("feed/torn_tails"), 1);
+        let cut = torn.len() as u64;
+        assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
+        // A whole file is not cut.
+        let ctx = resumed();
+        export(JsonLinesFile::new(&path), &ctx, 5..6).await;
+        assert_eq!(lines(&path), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(ctx.stats.snapshot().get("feed/torn_tails"), 0);
+    }
+
+    #[actix::test]
+    async fn a_file_of_one_torn_line_is_emptied_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        // Longer than the block the end is searched in, with no line break.
+        let torn = format!("{{\"i\":0,\"pad\":\"{}", "x".repeat(100_000));
+        std::fs::write(&path, &torn).unwrap();
+        let ctx = resumed();
+        export(JsonLinesFile::new(&path), &ctx, 1..3).await;
+        assert_eq!(lines(&path), [1, 2]);
+        let cut = torn.len() as u64;
+        assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
+    }
+
+    #[actix::test]
+    async fn the_periodic_flush_writes_the_lines_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let mut file = JsonLinesFile::new(&path);
+        file.open(&context()).await.unwrap();
+        let item = &mut Item::new(json!({"i": 0}));
+        assert_eq!(
+            file.process_item(item, &meta()).await.unwrap(),
+            Verdict::Keep
+        );
+        assert_eq!(lines(&path), Vec::<u64>::new(), "buffered");
+        file.flush().await.unwrap();
+        assert!(!file.unsynced, "the flush synced the file");
+        assert_eq!(lines(&path), [0]);
+        file.close().await.unwrap();
+    }
 
     #[actix::test]
     async fn chosen_fields_are_written_in_their_order() {

@@ -4,65 +4,29 @@
 //!   fields, or the chosen ones in a chosen order).
 //! - [`CsvFile`]: every item as one row of a CSV file, with the columns
 //!   in a chosen order.
+//!
+//! Both file exports follow one rule for a file that already exists: by
+//! default it is continued when the crawl resumes a job directory (the
+//! earlier runs' items stay) and replaced otherwise; `append()` always
+//! continues it and `overwrite()` always replaces it (Scrapy's `-o` and
+//! `-O`). A continued file whose last record was cut short by a crash is
+//! first cut back to its last whole record (counted in `feed/torn_tails`
+//! and `feed/torn_tail_bytes`, and logged), so the next record starts on
+//! a line of its own. Written items are synced to disk on the periodic
+//! flush (when any were written since the last sync), before each
+//! checkpoint and on close.
 //! - [`HttpPersist`]: items POSTed to an HTTP endpoint in batches, retried,
 //!   and spilled to a JSON Lines file when the endpoint stays down, so no
 //!   item is ever silently lost.
 
 mod csv;
+mod feed;
 mod http_persist;
 mod jsonl;
 
 pub use self::csv::CsvFile;
 pub use http_persist::HttpPersist;
 pub use jsonl::JsonLinesFile;
-
-/// What the file exports share: a buffered writer over a file, flushed on
-/// the stage's periodic flush and synced on checkpoints and on close.
-pub(crate) mod feed {
-    use std::fs::File;
-    use std::io::{self, BufWriter, Write};
-
-    /// A buffered writer over a file.
-    pub(crate) trait Buffered {
-        /// Writes out the buffer.
-        fn flush_buffer(&mut self) -> io::Result<()>;
-        /// The file under it.
-        fn file(&self) -> &File;
-    }
-
-    impl Buffered for BufWriter<File> {
-        fn flush_buffer(&mut self) -> io::Result<()> {
-            self.flush()
-        }
-        fn file(&self) -> &File {
-            self.get_ref()
-        }
-    }
-
-    impl Buffered for csv::Writer<File> {
-        fn flush_buffer(&mut self) -> io::Result<()> {
-            self.flush()
-        }
-        fn file(&self) -> &File {
-            self.get_ref()
-        }
-    }
-
-    /// Writes out `out`'s buffer, if it is open.
-    pub(crate) fn flush(out: Option<&mut impl Buffered>) -> io::Result<()> {
-        out.map_or(Ok(()), Buffered::flush_buffer)
-    }
-
-    /// Writes out `out`'s buffer and syncs the file, so what was written
-    /// outlives a power loss as the checkpoint after it does.
-    pub(crate) fn sync(out: Option<&mut impl Buffered>) -> io::Result<()> {
-        let Some(out) = out else {
-            return Ok(());
-        };
-        out.flush_buffer()?;
-        out.file().sync_data()
-    }
-}
 
 /// What the feed-export tests hand their pipelines.
 #[cfg(test)]
@@ -76,12 +40,21 @@ pub(crate) mod test_support {
     use crate::item::ItemMeta;
     use crate::pipeline::PipelineContext;
 
-    /// A context for `open`.
+    /// A context for `open`, in a new crawl.
     pub(crate) fn context() -> PipelineContext {
         PipelineContext {
             spider: "test".into(),
             stats: Arc::default(),
             log: Logger::root(slog::Discard, o!()),
+            resumed: false,
+        }
+    }
+
+    /// A context for `open`, in a crawl that resumes a job directory.
+    pub(crate) fn resumed() -> PipelineContext {
+        PipelineContext {
+            resumed: true,
+            ..context()
         }
     }
 

@@ -21,6 +21,7 @@ mod proxy;
 mod redirect_safety;
 mod redirects;
 mod redis_server;
+mod resume;
 mod scale;
 mod shutdown;
 mod spiders;
