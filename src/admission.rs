@@ -49,7 +49,7 @@ pub(crate) fn admissible<C: Callback>(
             continue;
         }
         if !c.request.dont_filter && !on_site(allowed_domains, &c.request.url) {
-            debug!(log, "offsite request dropped"; "url" => %c.request.url);
+            debug!(log, "offsite request dropped"; "url" => %crate::redact::Redacted(&c.request.url));
             dropped.offsite += 1;
             continue;
         }

@@ -795,7 +795,10 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
         return bad("rate limits must be positive".into());
     }
     if let Err(e) = redis::Client::open(r.url.as_str()) {
-        return bad(format!("bad Redis URL {:?}: {e}", r.url));
+        return bad(format!(
+            "bad Redis URL {:?}: {e}",
+            crate::redact::text(&r.url)
+        ));
     }
     Ok(())
 }

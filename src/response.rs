@@ -206,7 +206,7 @@ impl Response {
             Error::new(
                 Stage::Parse,
                 ErrorKind::InvalidUrl {
-                    input: link.to_string(),
+                    input: crate::redact::text(link),
                     reason: e.to_string(),
                 },
             )

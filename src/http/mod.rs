@@ -215,7 +215,7 @@ fn warn_size<C>(cfg: &DownloadConfig, stats: &Stats, req: &Request<C>, body: &Bo
     }
     stats.add_named("downloader/warn_size_count", 1);
     slog::warn!(cfg.log, "response body larger than the warning size";
-        "url" => %req.url, "bytes" => body.len, "warn_size" => cfg.warn_body);
+        "url" => %crate::redact::Redacted(&req.url), "bytes" => body.len, "warn_size" => cfg.warn_body);
 }
 
 fn count_failure<C>(stats: &Stats, req: &Request<C>, kind: ErrorKind) -> Error {

@@ -23,3 +23,4 @@ mod redis_server;
 mod scale;
 mod shutdown;
 mod spiders;
+mod trust;
