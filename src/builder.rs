@@ -126,6 +126,9 @@ pub(crate) struct Settings {
     pub max_body: usize,
     /// Body size over which a warning is logged; 0 never warns.
     pub warn_body: usize,
+    /// Directories a request's `stream_to` may lead into (resolved by
+    /// `build`); empty: none.
+    pub stream_dirs: Vec<PathBuf>,
     /// Sent unless the request sets its own.
     pub user_agent: String,
     /// Crashes one request may cause before it fails instead of being
@@ -174,6 +177,7 @@ impl Default for Settings {
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             warn_body: DEFAULT_WARN_BODY,
+            stream_dirs: Vec::new(),
             user_agent: DEFAULT_USER_AGENT.to_string(),
             max_crashes: 2,
             flush_interval: Duration::from_secs(1),
@@ -568,6 +572,22 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Lets requests stream their bodies into files under `dir`
+    /// ([`Request::stream_to`](crate::Request::stream_to)); may be called
+    /// several times. The directory is created if missing by `build` (a
+    /// [`ErrorKind::Config`] error if it cannot be). A request whose
+    /// `stream_to` leads anywhere else — after `..` and symlinks are
+    /// resolved, or to a file that is a symlink — is not
+    /// sent: it fails with [`ErrorKind::StreamToRefused`] and counts
+    /// `downloader/stream_to_refused`, whether the spider made it or it was
+    /// read back from a job directory or Redis (whoever can write those
+    /// could otherwise make the crawl write any file it can). The default
+    /// is no directory: every `stream_to` is refused.
+    pub fn stream_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.settings.stream_dirs.push(dir.into());
+        self
+    }
+
     /// A response body held in memory over this many bytes (after
     /// decompression) logs a warning and counts `downloader/warn_size_count`,
     /// once per response, as Scrapy's `DOWNLOAD_WARNSIZE`; 0 never warns.
@@ -720,6 +740,7 @@ impl<S: Spider> CrawlerBuilder<S> {
         let s = &mut self.settings;
         s.scheduler.robots_agent = s.obey_robots.then(|| s.user_agent.clone());
         check(s, self.queue.is_some() || self.dupe.is_some())?;
+        s.stream_dirs = crate::http::stream_dir::resolve(&s.stream_dirs)?;
         let builtin_bloom = s.dedupe && self.dupe.is_none() && s.redis.is_none();
         let dupe = if builtin_bloom {
             Some(Box::new(MemoryDupe::new(

@@ -82,6 +82,16 @@ pub enum ErrorKind {
         /// The operating system's message.
         reason: String,
     },
+    /// A request's `stream_to` leads outside every directory the crawl lets
+    /// bodies be streamed into (`CrawlerBuilder::stream_dir`); the request
+    /// is not sent.
+    #[error("streaming the body to {} is refused: {reason}", path.display())]
+    StreamToRefused {
+        /// The path the request named.
+        path: std::path::PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
     /// The server answered with a status the request does not allow.
     #[error("HTTP status {0} is not allowed for this request")]
     HttpStatus(u16),
@@ -223,6 +233,7 @@ impl Error {
             ErrorKind::TooManyRedirects { .. } => "too_many_redirects",
             ErrorKind::RedirectLoop { .. } => "redirect_loop",
             ErrorKind::Journal { .. } => "journal",
+            ErrorKind::StreamToRefused { .. } => "stream_to_refused",
         }
     }
 }

@@ -44,6 +44,7 @@ use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::{CrawlEvent, ResumeInfo};
 use crate::handle::CrawlHandle;
 use crate::http::env_proxy::EnvProxies;
+use crate::http::stream_dir::StreamDirs;
 use crate::http::DownloadConfig;
 use crate::jobdir::{BloomSizing, JobDir};
 use crate::messages::{Leave, Shutdown};
@@ -349,6 +350,7 @@ fn download_config(s: &Settings, env_proxy: Option<EnvProxies>, log: &Logger) ->
         user_agent: s.user_agent.clone(),
         env_proxy,
         follow_redirects: s.follow_redirects,
+        stream_dirs: StreamDirs::new(&s.stream_dirs),
         cookies: s
             .cookies
             .then(|| Arc::new(Mutex::new(cookie_store::CookieStore::default()))),

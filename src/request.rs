@@ -120,6 +120,10 @@ pub struct Request<C> {
     /// the byte count (`body_len`). The size limit still applies (see
     /// `max_body`); a failure to write fails the request with
     /// `ErrorKind::BodyWrite`. `None` (the default) keeps the body in memory.
+    ///
+    /// The file must lie in a directory the crawl allows
+    /// (`CrawlerBuilder::stream_dir`, none by default); any other path fails
+    /// the request with `ErrorKind::StreamToRefused` before it is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_to: Option<PathBuf>,
     /// Skip the dupe filter for this request.
@@ -256,7 +260,8 @@ impl<C: Callback> Request<C> {
     }
 
     /// Streams the body to the file at `path` instead of memory (see the
-    /// `stream_to` field).
+    /// `stream_to` field); `path` must lie in one of the crawl's stream
+    /// directories (`CrawlerBuilder::stream_dir`).
     pub fn stream_to(mut self, path: impl Into<PathBuf>) -> Self {
         self.stream_to = Some(path.into());
         self

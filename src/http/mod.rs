@@ -10,6 +10,7 @@
 pub(crate) mod body;
 pub(crate) mod env_proxy;
 pub(crate) mod proxy;
+pub(crate) mod stream_dir;
 pub(crate) mod tunnel;
 
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::http::body::Body;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::proxy::ProxyTarget;
+use crate::http::stream_dir::StreamDirs;
 use crate::http::tunnel::proxied_client;
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
@@ -63,6 +65,8 @@ pub(crate) struct DownloadConfig {
     pub env_proxy: Option<EnvProxies>,
     /// Follow 3xx answers (as new requests through the Scheduler).
     pub follow_redirects: bool,
+    /// Where requests may stream their bodies (`Request::stream_to`).
+    pub stream_dirs: StreamDirs,
     /// The crawl's cookie jar, shared by every downloader; `None` when
     /// cookies are off.
     pub cookies: Option<Arc<Mutex<cookie_store::CookieStore>>>,
@@ -81,6 +85,7 @@ impl Default for DownloadConfig {
             user_agent: DEFAULT_USER_AGENT.to_string(),
             env_proxy: None,
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
+            stream_dirs: StreamDirs::default(),
             cookies: None,
         }
     }
@@ -170,6 +175,7 @@ pub(crate) async fn exchange<C>(
     stats: &Stats,
 ) -> Result<Response, Error> {
     let timeout = req.timeout.unwrap_or(cfg.timeout);
+    check_stream_to(req, cfg, stats)?;
     stats.inc(Counter::RequestCount);
     let started = Instant::now();
     let max_body = req.max_body.unwrap_or(cfg.max_body);
@@ -203,6 +209,23 @@ pub(crate) async fn exchange<C>(
             body_len: body.len,
             body_path: body.path,
         },
+    })
+}
+
+/// Refuses (before anything is sent) a request whose `stream_to` leads
+/// outside the crawl's stream directories, counting
+/// `downloader/stream_to_refused`: the request may have been read back
+/// from a job directory or Redis, which are not trusted with the files
+/// this process can write.
+fn check_stream_to<C>(req: &Request<C>, cfg: &DownloadConfig, stats: &Stats) -> Result<(), Error> {
+    let Some(path) = &req.stream_to else {
+        return Ok(());
+    };
+    cfg.stream_dirs.check(path).map_err(|kind| {
+        stats.add_named("downloader/stream_to_refused", 1);
+        slog::warn!(cfg.log, "stream_to refused";
+            "url" => %crate::redact::Redacted(&req.url), "path" => %path.display(), "error" => %kind);
+        Error::new(Stage::Download, kind).with_url(&req.url)
     })
 }
 
