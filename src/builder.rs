@@ -24,6 +24,7 @@ use crate::actors::scheduler::SchedulerConfig;
 use crate::dedupe::{DupeBackend, DupeMode, MemoryDupe};
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind, Stage};
+use crate::http::cookies::CookieLimits;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::{
     DEFAULT_FOLLOW_REDIRECTS, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
@@ -99,6 +100,8 @@ pub(crate) struct Settings {
     pub follow_redirects: bool,
     /// Whether the crawl keeps a cookie jar.
     pub cookies: bool,
+    /// How many cookies the jar holds.
+    pub cookie_limits: CookieLimits,
     /// Whether robots.txt is obeyed; `build` turns it into the Scheduler's
     /// robots User-Agent.
     pub obey_robots: bool,
@@ -164,6 +167,7 @@ impl Default for Settings {
             scheduler: SchedulerConfig::default(),
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
             cookies: true,
+            cookie_limits: CookieLimits::default(),
             obey_robots: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             retry: Some(RetryPolicy::default()),
@@ -364,6 +368,17 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// The default is on.
     pub fn cookies(mut self, on: bool) -> Self {
         self.settings.cookies = on;
+        self
+    }
+
+    /// Caps the cookie jar: at most `per_domain` cookies per registrable
+    /// domain (`example.co.uk` for `a.example.co.uk`) and `total` in all; a
+    /// new cookie over either cap evicts the oldest (counted
+    /// `cookies/evicted_per_domain`, `cookies/evicted_total`). The defaults
+    /// are 50 and 3,000. Whatever the caps, a cookie whose `Domain` is a
+    /// public suffix (`co.uk`) is refused (`cookies/refused_public_suffix`).
+    pub fn cookie_limits(mut self, per_domain: usize, total: usize) -> Self {
+        self.settings.cookie_limits = CookieLimits { per_domain, total };
         self
     }
 
@@ -793,6 +808,10 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
     }
     if s.flush_interval.is_zero() {
         return bad("flush interval must be positive".into());
+    }
+    let jar = s.cookie_limits;
+    if jar.per_domain == 0 || jar.total < jar.per_domain {
+        return bad("cookie limits: at least 1 per domain, and a total at least that".into());
     }
     if s.checkpoints.every.is_zero() {
         return bad("checkpoint interval must be positive".into());

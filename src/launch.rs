@@ -17,7 +17,7 @@
 //! [`Crawler`] it came from holds configuration only.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use slog::{o, Logger};
@@ -43,8 +43,8 @@ use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::{CrawlEvent, ResumeInfo};
 use crate::handle::CrawlHandle;
+use crate::http::cookies::CookieJar;
 use crate::http::env_proxy::EnvProxies;
-use crate::http::stream_dir::StreamDirs;
 use crate::http::DownloadConfig;
 use crate::jobdir::{BloomSizing, JobDir};
 use crate::messages::{Leave, Shutdown};
@@ -122,7 +122,7 @@ impl<S: Spider> Crawler<S> {
         let dupe = dupe.filter(|_| s.dedupe).map(|d| w.start_dupe_filter(d));
         let mut arbiters = Vec::new();
         let (stage, parser) = w.start_stages(&s, pipelines, &errors, &mut arbiters);
-        let config = download_config(&s, env_proxy, &w.log);
+        let config = w.download_config(&s, env_proxy);
         let downloaders = w.start_downloaders(&s, config, &middlewares, &mut arbiters);
         // The order the Engine stops them in when the crawl is over.
         let mut shutdown = vec![
@@ -339,24 +339,6 @@ fn spill_dir(s: &Settings) -> Result<SpillDir, Error> {
     })
 }
 
-/// The Download settings every downloader shares, with the crawl's cookie
-/// jar (made here: a jar is state, not configuration).
-fn download_config(s: &Settings, env_proxy: Option<EnvProxies>, log: &Logger) -> DownloadConfig {
-    DownloadConfig {
-        timeout: s.timeout,
-        max_body: s.max_body,
-        warn_body: s.warn_body,
-        log: log.new(o!("actor" => "downloader")),
-        user_agent: s.user_agent.clone(),
-        env_proxy,
-        follow_redirects: s.follow_redirects,
-        stream_dirs: StreamDirs::new(&s.stream_dirs),
-        cookies: s
-            .cookies
-            .then(|| Arc::new(Mutex::new(cookie_store::CookieStore::default()))),
-    }
-}
-
 /// Starts the JobStore on an arbiter of its own (checkpoints are written and
 /// synced there), which the Engine stops at the end.
 fn start_job_store<C: Callback>(
@@ -421,6 +403,24 @@ struct Wiring<S: Spider> {
 }
 
 impl<S: Spider> Wiring<S> {
+    /// The Download settings every downloader shares, with the crawl's
+    /// cookie jar (made here: a jar is state, not configuration).
+    fn download_config(&self, s: &Settings, env_proxy: Option<EnvProxies>) -> DownloadConfig {
+        let log = self.log.new(o!("actor" => "downloader"));
+        let jar = || Arc::new(CookieJar::new(s.cookie_limits, &self.stats, &log));
+        DownloadConfig {
+            timeout: s.timeout,
+            max_body: s.max_body,
+            warn_body: s.warn_body,
+            user_agent: s.user_agent.clone(),
+            env_proxy,
+            follow_redirects: s.follow_redirects,
+            stream_dirs: crate::http::stream_dir::StreamDirs::new(&s.stream_dirs),
+            cookies: s.cookies.then(jar),
+            log,
+        }
+    }
+
     /// Makes the contexts of the Engine, the Scheduler and the Pool (so
     /// their addresses exist before they run) and the accounting.
     fn new(

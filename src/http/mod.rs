@@ -8,12 +8,13 @@
 //! limit applied after decompression.
 
 pub(crate) mod body;
+pub(crate) mod cookies;
 pub(crate) mod env_proxy;
 pub(crate) mod proxy;
 pub(crate) mod stream_dir;
 pub(crate) mod tunnel;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awc::error::SendRequestError;
@@ -21,6 +22,7 @@ use awc::http::{header, Method};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::http::body::Body;
+use crate::http::cookies::CookieJar;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::proxy::ProxyTarget;
 use crate::http::stream_dir::StreamDirs;
@@ -69,7 +71,7 @@ pub(crate) struct DownloadConfig {
     pub stream_dirs: StreamDirs,
     /// The crawl's cookie jar, shared by every downloader; `None` when
     /// cookies are off.
-    pub cookies: Option<Arc<Mutex<cookie_store::CookieStore>>>,
+    pub cookies: Option<Arc<CookieJar>>,
 }
 
 /// The tests' starting point: the crawl's limits, without cookies, a
@@ -255,7 +257,7 @@ async fn send<C>(
     client: &awc::Client,
     req: &Request<C>,
     max_body: usize,
-    jar: Option<&Mutex<cookie_store::CookieStore>>,
+    jar: Option<&CookieJar>,
 ) -> Result<(u16, header::HeaderMap, Body), ErrorKind> {
     let mut out = client.request(req.method.clone(), req.url.as_str());
     for (name, value) in &req.headers {
@@ -276,14 +278,8 @@ async fn send<C>(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     if let Some(jar) = jar {
-        let mut jar = jar.lock().expect("cookie jar lock");
-        for value in headers.get_all(header::SET_COOKIE) {
-            if let Ok(text) = value.to_str() {
-                // A cookie the jar refuses (bad domain, expired) is ignored,
-                // as browsers do.
-                let _ = jar.parse(text, &req.url);
-            }
-        }
+        let set = headers.get_all(header::SET_COOKIE);
+        jar.store(set.filter_map(|v| v.to_str().ok()), &req.url);
     }
     let bodyless = req.method == Method::HEAD || matches!(status, 100..=199 | 204 | 304);
     let to = req.stream_to.as_deref();
@@ -293,20 +289,10 @@ async fn send<C>(
 
 /// The `Cookie` header for `req`: the jar's cookies for its URL, then the
 /// request's own (which win over the jar's of the same name).
-fn cookie_header<C>(
-    req: &Request<C>,
-    jar: Option<&Mutex<cookie_store::CookieStore>>,
-) -> Option<String> {
-    let mut pairs: Vec<(String, String)> = match jar {
-        Some(jar) => jar
-            .lock()
-            .expect("cookie jar lock")
-            .get_request_values(&req.url)
-            .filter(|(name, _)| !req.cookies.iter().any(|(own, _)| own == name))
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        None => Vec::new(),
-    };
+fn cookie_header<C>(req: &Request<C>, jar: Option<&CookieJar>) -> Option<String> {
+    let mut pairs: Vec<(String, String)> =
+        jar.map(|jar| jar.values_for(&req.url)).unwrap_or_default();
+    pairs.retain(|(name, _)| !req.cookies.iter().any(|(own, _)| own == name));
     pairs.extend(req.cookies.iter().cloned());
     (!pairs.is_empty()).then(|| {
         pairs

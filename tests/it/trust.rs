@@ -1,12 +1,18 @@
 //! What the crawler trusts and what it shows: credentials kept out of logs,
 //! errors and events; `stream_to` held to the stream directories, from
-//! wherever a request came.
+//! wherever a request came; cookies kept from public suffixes and capped.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use spinneret::{Counter, CrawlEvent, Crawler, Request};
+use actix_web::{web, HttpRequest, HttpResponse};
+use spinneret::{
+    Counter, CrawlEvent, Crawler, Error, Output, Request, Response, Spider, StartRequests,
+};
 
-use crate::fixture::serve;
+use crate::fixture::{serve, spawn_app, Server};
 use crate::log::Records;
 use crate::spiders::{Cb, LinkSpider, StartCrawl};
 
@@ -169,4 +175,204 @@ async fn a_forged_stream_to_read_back_from_a_job_directory_is_refused() {
     assert_eq!(site.seen.hits("/gated/0"), 1, "only the first run's");
     assert!(!no.join("gated.bin").exists());
     assert!(!ok.join("gated.bin").exists());
+}
+
+/// Fetches its start request, then, from its answer, each of `then` (in
+/// order, highest priority first).
+struct Then {
+    start: Request<()>,
+    then: Vec<Request<()>>,
+}
+
+impl Spider for Then {
+    type Callback = ();
+
+    fn name(&self) -> &str {
+        "then"
+    }
+
+    fn start_requests(&self) -> StartRequests<()> {
+        Box::new(std::iter::once(self.start.clone()))
+    }
+
+    fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+        if response.url == self.start.url {
+            let last = self.then.len() as i32;
+            for (i, req) in self.then.iter().enumerate() {
+                out.request(req.clone().priority(last - i as i32));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `Cookie` header each `/cookies` request carried, by its `Host`.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A site that sets cookies: `/set` a public-suffix one, a host-only one
+/// and one for its own domain; `/many/{k}` 50 cookies `c{50k}`..; and
+/// `/cookies` records what it was sent.
+fn cookie_site() -> (Server, Received) {
+    let received = Received::default();
+    let seen = received.clone();
+    let server = spawn_app("127.0.0.1", 1, move |cfg| {
+        let seen = seen.clone();
+        cfg.route(
+            "/set",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .append_header(("set-cookie", "wide=1; Domain=co.uk; Path=/"))
+                    .append_header(("set-cookie", "own=1; Path=/"))
+                    .append_header(("set-cookie", "site=1; Domain=one.co.uk; Path=/"))
+                    .body("set")
+            }),
+        )
+        .route(
+            "/many/{k}",
+            web::get().to(|k: web::Path<usize>| async move {
+                let mut res = HttpResponse::Ok();
+                for i in 50 * *k..50 * (*k + 1) {
+                    res.append_header(("set-cookie", format!("c{i:03}={i}; Path=/")));
+                }
+                res.body("many")
+            }),
+        )
+        .route(
+            "/cookies",
+            web::get().to(move |req: HttpRequest| {
+                let header = |name| {
+                    let value = req.headers().get(name).and_then(|v| v.to_str().ok());
+                    value.unwrap_or("").to_string()
+                };
+                seen.lock()
+                    .unwrap()
+                    .push((header("host"), header("cookie")));
+                async { HttpResponse::Ok().body("ok") }
+            }),
+        );
+    });
+    (server, received)
+}
+
+/// An HTTP proxy on 127.0.0.1 that tunnels every CONNECT to `to`, whatever
+/// host it names: a crawl through it reaches `one.co.uk` and `two.co.uk`
+/// without DNS. Each connection is served by its own threads, which end
+/// when either side closes.
+fn tunnel_everything_to(to: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            std::thread::spawn(move || tunnel(client, to));
+        }
+    });
+    addr
+}
+
+fn tunnel(mut client: TcpStream, to: SocketAddr) -> std::io::Result<()> {
+    // The CONNECT head, up to its blank line.
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let mut server = TcpStream::connect(to)?;
+    client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    let (mut c2, mut s2) = (client.try_clone()?, server.try_clone()?);
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c2, &mut s2);
+        let _ = s2.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+    Ok(())
+}
+
+fn sorted_cookies(header: &str) -> Vec<&str> {
+    let mut pairs: Vec<&str> = header.split("; ").filter(|p| !p.is_empty()).collect();
+    pairs.sort();
+    pairs
+}
+
+#[actix::test]
+async fn a_cookie_for_a_public_suffix_is_not_sent_to_other_sites() {
+    let (server, received) = cookie_site();
+    let port = server.addr.port();
+    let proxy = format!("http://{}", tunnel_everything_to(server.addr));
+    let get = |host: &str, path: &str| {
+        let url = format!("http://{host}:{port}{path}");
+        Request::get(&url).unwrap().proxy(proxy.clone())
+    };
+    let spider = Then {
+        start: get("one.co.uk", "/set"),
+        then: vec![get("two.co.uk", "/cookies"), get("one.co.uk", "/cookies")],
+    };
+    let s = Crawler::builder(spider)
+        .concurrency(1)
+        .started()
+        .join()
+        .await
+        .unwrap();
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "{received:?}");
+    let other = format!("two.co.uk:{port}");
+    let own = format!("one.co.uk:{port}");
+    assert_eq!(received[0], (other, String::new()), "nothing for two.co.uk");
+    assert_eq!(received[1].0, own);
+    assert_eq!(sorted_cookies(&received[1].1), ["own=1", "site=1"]);
+    assert_eq!(s.get("cookies/refused_public_suffix"), 1, "{s:#?}");
+}
+
+#[actix::test]
+async fn a_site_setting_200_cookies_keeps_its_newest_50() {
+    let (server, received) = cookie_site();
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+    let get = |path: &str| Request::get(&url(path)).unwrap();
+    let spider = Then {
+        start: get("/many/0"),
+        then: vec![
+            get("/many/1"),
+            get("/many/2"),
+            get("/many/3"),
+            get("/cookies"),
+        ],
+    };
+    let s = Crawler::builder(spider)
+        .concurrency(1)
+        .started()
+        .join()
+        .await
+        .unwrap();
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let sent = sorted_cookies(&received[0].1);
+    let newest: Vec<String> = (150..200).map(|i| format!("c{i:03}={i}")).collect();
+    assert_eq!(sent, newest.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(s.get("cookies/evicted_per_domain"), 150, "{s:#?}");
+    assert_eq!(s.get("cookies/evicted_total"), 0);
+}
+
+#[test]
+fn cookie_limits_and_stream_directories_are_checked_at_build() {
+    let config = |b: spinneret::CrawlerBuilder<LinkSpider>| match b.build() {
+        Err(e) => matches!(e.kind(), spinneret::ErrorKind::Config(_)),
+        Ok(_) => false,
+    };
+    let spider = || Crawler::builder(LinkSpider::new(Vec::new()));
+    assert!(config(spider().cookie_limits(0, 10)));
+    assert!(config(spider().cookie_limits(50, 10)));
+    assert!(!config(spider().cookie_limits(1, 1)));
+    // A stream directory that cannot be made: under a file.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("file"), b"").unwrap();
+    assert!(config(spider().stream_dir(root.path().join("file/dir"))));
+    assert!(!config(spider().stream_dir(root.path().join("new/dir"))));
+    assert!(root.path().join("new/dir").is_dir(), "made by build");
 }
