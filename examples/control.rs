@@ -95,6 +95,14 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let bar = progress::bar(args.url.is_none().then_some(args.pages));
     let log = progress::logger(&bar);
+    // Checked before anything starts (a token under 16 bytes is refused).
+    let api = match ControlApi::builder(args.token.clone())
+        .logger(log.new(o!("api" => "control")))
+        .build()
+    {
+        Ok(api) => api,
+        Err(e) => return fail("bad control API settings", e),
+    };
     let site = match &args.url {
         Some(_) => None,
         None => {
@@ -116,13 +124,6 @@ async fn main() -> ExitCode {
     let crawl = match start_crawl(start.clone(), &args, &log) {
         Ok(c) => c,
         Err(e) => return fail("cannot start the crawl", e),
-    };
-    let api = match ControlApi::builder(args.token.clone())
-        .logger(log.new(o!("api" => "control")))
-        .build()
-    {
-        Ok(api) => api,
-        Err(e) => return fail("bad control API settings", e),
     };
     if let Err(e) = api.register_as("main", "bench", crawl.clone()) {
         return fail("cannot register the crawl", e);
