@@ -376,3 +376,26 @@ fn cookie_limits_and_stream_directories_are_checked_at_build() {
     assert!(!config(spider().stream_dir(root.path().join("new/dir"))));
     assert!(root.path().join("new/dir").is_dir(), "made by build");
 }
+
+#[actix::test]
+async fn a_redis_password_stays_out_of_setup_errors() {
+    let spider = || Crawler::builder(LinkSpider::new(Vec::new()));
+    // Not a URL: refused at build.
+    let bad = spider().redis("redis://:hunter2pw@[::1").build();
+    let e = bad.err().expect("a malformed Redis URL");
+    assert!(matches!(e.kind(), spinneret::ErrorKind::Config(_)), "{e}");
+    assert!(!format!("{e} {e:?}").contains("hunter2pw"), "{e:?}");
+    // Nothing listens on port 1: unreachable when the crawl connects.
+    let crawler = spider()
+        .redis("redis://:hunter2pw@127.0.0.1:1/")
+        .build()
+        .unwrap();
+    let e = crawler
+        .start_async()
+        .await
+        .err()
+        .expect("Redis unreachable");
+    let shown = format!("{e} {e:?}");
+    assert!(shown.contains("redis://***:***@127.0.0.1:1/"), "{shown}");
+    assert!(!shown.contains("hunter2pw"), "{shown}");
+}
