@@ -14,13 +14,13 @@
 //! go to stderr, above the bar.
 //!
 //! ```text
-//! cargo run --example control -- --port 8080 --token s3cret
+//! cargo run --example control -- --port 8080 --token 0f6c1e9a2b7d4c58a3e1f0b9d2c7a6e4
 //! {"api":"http://127.0.0.1:8080/api","crawl":"main","site":"http://127.0.0.1:40713/"}
 //!
 //! # In another terminal:
 //! curl http://127.0.0.1:8080/api/ping                    # open health check
 //! curl http://127.0.0.1:8080/api/crawls                  # 401: no token
-//! T='Authorization: Bearer s3cret'
+//! T='Authorization: Bearer 0f6c1e9a2b7d4c58a3e1f0b9d2c7a6e4'
 //! curl -H "$T" http://127.0.0.1:8080/api/crawls          # every crawl
 //! curl -H "$T" http://127.0.0.1:8080/api/crawls/main     # state, stats, hosts
 //! curl -H "$T" -X POST http://127.0.0.1:8080/api/crawls/main/pause
@@ -64,7 +64,8 @@ struct Args {
     /// Port of the control API on 127.0.0.1 (0: any free port, printed).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// The bearer token the API requires.
+    /// The bearer token the API requires (at least 16 bytes; `openssl rand
+    /// -hex 16` makes one).
     #[arg(long)]
     token: String,
     /// Crawl this site instead of the generated one.
@@ -94,6 +95,14 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let bar = progress::bar(args.url.is_none().then_some(args.pages));
     let log = progress::logger(&bar);
+    // Checked before anything starts (a token under 16 bytes is refused).
+    let api = match ControlApi::builder(args.token.clone())
+        .logger(log.new(o!("api" => "control")))
+        .build()
+    {
+        Ok(api) => api,
+        Err(e) => return fail("bad control API settings", e),
+    };
     let site = match &args.url {
         Some(_) => None,
         None => {
@@ -115,13 +124,6 @@ async fn main() -> ExitCode {
     let crawl = match start_crawl(start.clone(), &args, &log) {
         Ok(c) => c,
         Err(e) => return fail("cannot start the crawl", e),
-    };
-    let api = match ControlApi::builder(args.token.clone())
-        .logger(log.new(o!("api" => "control")))
-        .build()
-    {
-        Ok(api) => api,
-        Err(e) => return fail("bad control API settings", e),
     };
     if let Err(e) = api.register_as("main", "bench", crawl.clone()) {
         return fail("cannot register the crawl", e);

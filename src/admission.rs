@@ -59,9 +59,10 @@ pub(crate) fn admissible<C: Callback>(
                 dropped.offsite_redirects += 1;
                 let from = crate::redirect::chain_of(&c.request.meta).pop();
                 info!(log, "redirect off the allowed domains dropped";
-                    "url" => %c.request.url, "from" => from.as_ref().map(|u| u.to_string()));
+                    "url" => %crate::redact::Redacted(&c.request.url),
+                    "from" => from.as_ref().map(|u| crate::redact::Redacted(u).to_string()));
             } else {
-                debug!(log, "offsite request dropped"; "url" => %c.request.url);
+                debug!(log, "offsite request dropped"; "url" => %crate::redact::Redacted(&c.request.url));
             }
             continue;
         }

@@ -24,6 +24,7 @@ use crate::actors::scheduler::SchedulerConfig;
 use crate::dedupe::{DupeBackend, DupeMode, MemoryDupe};
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind, Stage};
+use crate::http::cookies::CookieLimits;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::guard::AddressGuard;
 use crate::http::{
@@ -100,6 +101,8 @@ pub(crate) struct Settings {
     pub follow_redirects: bool,
     /// Whether the crawl keeps a cookie jar.
     pub cookies: bool,
+    /// How many cookies the jar holds.
+    pub cookie_limits: CookieLimits,
     /// Whether robots.txt is obeyed; `build` turns it into the Scheduler's
     /// robots User-Agent.
     pub obey_robots: bool,
@@ -129,6 +132,9 @@ pub(crate) struct Settings {
     pub max_body: usize,
     /// Body size over which a warning is logged; 0 never warns.
     pub warn_body: usize,
+    /// Directories a request's `stream_to` may lead into (resolved by
+    /// `build`); empty: none.
+    pub stream_dirs: Vec<PathBuf>,
     /// Sent unless the request sets its own.
     pub user_agent: String,
     /// Crashes one request may cause before it fails instead of being
@@ -172,6 +178,7 @@ impl Default for Settings {
             scheduler: SchedulerConfig::default(),
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
             cookies: true,
+            cookie_limits: CookieLimits::default(),
             obey_robots: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             finish_timeout: DEFAULT_FINISH_TIMEOUT,
@@ -186,6 +193,7 @@ impl Default for Settings {
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             warn_body: DEFAULT_WARN_BODY,
+            stream_dirs: Vec::new(),
             user_agent: DEFAULT_USER_AGENT.to_string(),
             max_crashes: 2,
             flush_interval: Duration::from_secs(1),
@@ -453,6 +461,17 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Caps the cookie jar: at most `per_domain` cookies per registrable
+    /// domain (`example.co.uk` for `a.example.co.uk`) and `total` in all; a
+    /// new cookie over either cap evicts the oldest (counted
+    /// `cookies/evicted_per_domain`, `cookies/evicted_total`). The defaults
+    /// are 50 and 3,000. Whatever the caps, a cookie whose `Domain` is a
+    /// public suffix (`co.uk`) is refused (`cookies/refused_public_suffix`).
+    pub fn cookie_limits(mut self, per_domain: usize, total: usize) -> Self {
+        self.settings.cookie_limits = CookieLimits { per_domain, total };
+        self
+    }
+
     /// How long a stop lets the requests in flight finish (parsed, items
     /// through the pipelines) before it forces: the rest are then abandoned
     /// and counted in `scheduler/unprocessed`. A second stop forces at
@@ -671,6 +690,22 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Lets requests stream their bodies into files under `dir`
+    /// ([`Request::stream_to`](crate::Request::stream_to)); may be called
+    /// several times. The directory is created if missing by `build` (a
+    /// [`ErrorKind::Config`] error if it cannot be). A request whose
+    /// `stream_to` leads anywhere else — after `..` and symlinks are
+    /// resolved, or to a file that is a symlink — is not
+    /// sent: it fails with [`ErrorKind::StreamToRefused`] and counts
+    /// `downloader/stream_to_refused`, whether the spider made it or it was
+    /// read back from a job directory or Redis (whoever can write those
+    /// could otherwise make the crawl write any file it can). The default
+    /// is no directory: every `stream_to` is refused.
+    pub fn stream_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.settings.stream_dirs.push(dir.into());
+        self
+    }
+
     /// A response body held in memory over this many bytes (after
     /// decompression) logs a warning and counts `downloader/warn_size_count`,
     /// once per response, as Scrapy's `DOWNLOAD_WARNSIZE`; 0 never warns.
@@ -825,6 +860,7 @@ impl<S: Spider> CrawlerBuilder<S> {
         check(s, self.queue.is_some() || self.dupe.is_some())?;
         let guard = AddressGuard::new(&s.address_exceptions)?;
         s.address_guard = s.block_private.then(|| Arc::new(guard));
+        s.stream_dirs = crate::http::stream_dir::resolve(&s.stream_dirs)?;
         let builtin_bloom = s.dedupe && self.dupe.is_none() && s.redis.is_none();
         let dupe = if builtin_bloom {
             Some(Box::new(MemoryDupe::new(
@@ -881,6 +917,10 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
     if s.finish_timeout.is_zero() {
         return bad("finish timeout must be positive".into());
     }
+    let jar = s.cookie_limits;
+    if jar.per_domain == 0 || jar.total < jar.per_domain {
+        return bad("cookie limits: at least 1 per domain, and a total at least that".into());
+    }
     if s.checkpoints.every.is_zero() {
         return bad("checkpoint interval must be positive".into());
     }
@@ -910,7 +950,10 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
         return bad("rate limits must be positive".into());
     }
     if let Err(e) = redis::Client::open(r.url.as_str()) {
-        return bad(format!("bad Redis URL {:?}: {e}", r.url));
+        return bad(format!(
+            "bad Redis URL {:?}: {e}",
+            crate::redact::text(&r.url)
+        ));
     }
     Ok(())
 }

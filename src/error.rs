@@ -48,9 +48,9 @@ impl fmt::Display for Stage {
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A URL could not be parsed or has a scheme the crawler cannot fetch.
-    #[error("invalid URL {input:?}: {reason}")]
+    #[error("invalid URL {:?}: {reason}", crate::redact::text(input))]
     InvalidUrl {
-        /// The text that was given.
+        /// The text that was given, user name and password masked.
         input: String,
         /// Why it was refused.
         reason: String,
@@ -80,6 +80,16 @@ pub enum ErrorKind {
         /// The file.
         path: std::path::PathBuf,
         /// The operating system's message.
+        reason: String,
+    },
+    /// A request's `stream_to` leads outside every directory the crawl lets
+    /// bodies be streamed into (`CrawlerBuilder::stream_dir`); the request
+    /// is not sent.
+    #[error("streaming the body to {} is refused: {reason}", path.display())]
+    StreamToRefused {
+        /// The path the request named.
+        path: std::path::PathBuf,
+        /// Why it was refused.
         reason: String,
     },
     /// The server answered with a status the request does not allow.
@@ -116,7 +126,7 @@ pub enum ErrorKind {
         max: u32,
     },
     /// A redirect led back to a URL of its own chain.
-    #[error("redirect loop back to {url}")]
+    #[error("redirect loop back to {}", crate::redact::text(url))]
     RedirectLoop {
         /// The URL visited twice.
         url: String,
@@ -282,6 +292,7 @@ impl Error {
             ErrorKind::JournalCorrupt { .. } => "journal_corrupt",
             ErrorKind::JobDirLocked { .. } => "job_dir_locked",
             ErrorKind::PipelineCloseTimeout { .. } => "pipeline_close_timeout",
+            ErrorKind::StreamToRefused { .. } => "stream_to_refused",
         }
     }
 }
@@ -290,7 +301,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (stage {}", self.0.kind, self.0.stage)?;
         if let Some(url) = &self.0.url {
-            write!(f, ", url {url}")?;
+            write!(f, ", url {}", crate::redact::Redacted(url))?;
         }
         if self.0.attempt > 0 {
             write!(f, ", attempt {}", self.0.attempt)?;
@@ -304,7 +315,7 @@ impl fmt::Debug for Error {
         f.debug_struct("Error")
             .field("kind", &self.0.kind)
             .field("stage", &self.0.stage)
-            .field("url", &self.0.url.as_ref().map(Url::as_str))
+            .field("url", &self.0.url.as_ref().map(crate::redact::Redacted))
             .field("attempt", &self.0.attempt)
             .finish()
     }

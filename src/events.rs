@@ -55,7 +55,8 @@ impl CrawlEvent {
     pub(crate) fn error(error: &crate::error::Error) -> Self {
         CrawlEvent::Error {
             stage: error.stage().to_string(),
-            url: error.url().map(|u| u.to_string()),
+            // Credentials in the URL stay out of what subscribers stream on.
+            url: error.url().map(|u| crate::redact::Redacted(u).to_string()),
             message: error.to_string(),
         }
     }

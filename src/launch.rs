@@ -17,7 +17,7 @@
 //! [`Crawler`] it came from holds configuration only.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use slog::{o, Logger};
@@ -43,6 +43,7 @@ use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::{CrawlEvent, ResumeInfo};
 use crate::handle::CrawlHandle;
+use crate::http::cookies::CookieJar;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::DownloadConfig;
 use crate::jobdir::{BloomSizing, JobDir};
@@ -122,7 +123,7 @@ impl<S: Spider> Crawler<S> {
         let mut arbiters = Vec::new();
         let resumed = job.resumed.is_some();
         let (stage, parser) = w.start_stages(&s, pipelines, resumed, &errors, &mut arbiters);
-        let config = download_config(&s, env_proxy, &w.log);
+        let config = w.download_config(&s, env_proxy);
         let downloaders = w.start_downloaders(&s, config, &middlewares, &mut arbiters);
         // The order the Engine stops them in when the crawl is over.
         let mut shutdown = vec![
@@ -339,25 +340,6 @@ fn spill_dir(s: &Settings) -> Result<SpillDir, Error> {
     })
 }
 
-/// The Download settings every downloader shares, with the crawl's cookie
-/// jar (made here: a jar is state, not configuration).
-fn download_config(s: &Settings, env_proxy: Option<EnvProxies>, log: &Logger) -> DownloadConfig {
-    DownloadConfig {
-        timeout: s.timeout,
-        max_body: s.max_body,
-        warn_body: s.warn_body,
-        log: log.new(o!("actor" => "downloader")),
-        user_agent: s.user_agent.clone(),
-        env_proxy,
-        follow_redirects: s.follow_redirects,
-        cross_origin_headers: s.cross_origin_headers.clone(),
-        guard: s.address_guard.clone(),
-        cookies: s
-            .cookies
-            .then(|| Arc::new(Mutex::new(cookie_store::CookieStore::default()))),
-    }
-}
-
 /// The contexts of the actors whose addresses are handed out before they
 /// run; each is run by its own step, last.
 struct Contexts<C: Callback> {
@@ -407,6 +389,26 @@ struct Wiring<S: Spider> {
 }
 
 impl<S: Spider> Wiring<S> {
+    /// The Download settings every downloader shares, with the crawl's
+    /// cookie jar (made here: a jar is state, not configuration).
+    fn download_config(&self, s: &Settings, env_proxy: Option<EnvProxies>) -> DownloadConfig {
+        let log = self.log.new(o!("actor" => "downloader"));
+        let jar = || Arc::new(CookieJar::new(s.cookie_limits, &self.stats, &log));
+        DownloadConfig {
+            timeout: s.timeout,
+            max_body: s.max_body,
+            warn_body: s.warn_body,
+            user_agent: s.user_agent.clone(),
+            env_proxy,
+            follow_redirects: s.follow_redirects,
+            stream_dirs: crate::http::stream_dir::StreamDirs::new(&s.stream_dirs),
+            cookies: s.cookies.then(jar),
+            cross_origin_headers: s.cross_origin_headers.clone(),
+            guard: s.address_guard.clone(),
+            log,
+        }
+    }
+
     /// Makes the contexts of the Engine, the Scheduler and the Pool (so
     /// their addresses exist before they run) and the accounting.
     fn new(

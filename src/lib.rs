@@ -43,7 +43,8 @@
 //!    charset decoding, CSS selectors), `item`, `context`, `stats` (atomic
 //!    counters and their snapshot), `state` ([`CrawlState`]), `events`
 //!    ([`CrawlEvent`], checkpoint and resume info), `host` (whether a host
-//!    is within a domain).
+//!    is within a domain), `redact` (credentials kept out of what is
+//!    printed).
 //! 2. Policies and back-ends, with no actor addresses. `spider` (the
 //!    [`Spider`] trait, [`Output`]), `fingerprint`, `retry`, `backoff`,
 //!    `redirect`, `politeness` (host slots, AutoThrottle, robots.txt),
@@ -104,6 +105,7 @@ mod pipeline;
 pub mod pipelines;
 mod politeness;
 pub mod queue;
+mod redact;
 mod redirect;
 mod request;
 mod response;

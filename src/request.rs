@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Stage};
+use crate::redact;
 
 /// What a callback value must be: plain serialisable data with a default
 /// (the callback of a request that names none).
@@ -43,7 +44,12 @@ impl<T> Callback for T where
 ///
 /// Serialised (in job directories, say), fields left at their defaults are
 /// omitted and read back as those defaults.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+///
+/// Its `Debug` and `Display` keep credentials out: the URL's and the
+/// proxy's user name and password print as `***`, the values of credential
+/// headers (`Authorization`, `Proxy-Authorization`, `Cookie`, `X-Api-Key`,
+/// ...) and of its cookies as `[redacted]`, and the body as its length.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(bound = "C: Callback")]
 pub struct Request<C> {
     /// The absolute URL, query parameters included.
@@ -114,6 +120,10 @@ pub struct Request<C> {
     /// the byte count (`body_len`). The size limit still applies (see
     /// `max_body`); a failure to write fails the request with
     /// `ErrorKind::BodyWrite`. `None` (the default) keeps the body in memory.
+    ///
+    /// The file must lie in a directory the crawl allows
+    /// (`CrawlerBuilder::stream_dir`, none by default); any other path fails
+    /// the request with `ErrorKind::StreamToRefused` before it is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_to: Option<PathBuf>,
     /// Skip the dupe filter for this request.
@@ -250,7 +260,8 @@ impl<C: Callback> Request<C> {
     }
 
     /// Streams the body to the file at `path` instead of memory (see the
-    /// `stream_to` field).
+    /// `stream_to` field); `path` must lie in one of the crawl's stream
+    /// directories (`CrawlerBuilder::stream_dir`).
     pub fn stream_to(mut self, path: impl Into<PathBuf>) -> Self {
         self.stream_to = Some(path.into());
         self
@@ -280,13 +291,58 @@ impl<C: Callback> Request<C> {
     }
 }
 
+impl<C: fmt::Debug> fmt::Debug for Request<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let secret = redact::is_secret_header(name);
+                (name.as_str(), if secret { redact::REDACTED } else { value })
+            })
+            .collect();
+        let cookies: Vec<(&str, &str)> = self
+            .cookies
+            .iter()
+            .map(|(name, _)| (name.as_str(), redact::REDACTED))
+            .collect();
+        f.debug_struct("Request")
+            .field("url", &redact::Redacted(&self.url))
+            .field("method", &self.method)
+            .field("headers", &headers)
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .field("proxy", &self.proxy.as_deref().map(redact::text))
+            .field("cookies", &cookies)
+            .field("meta", &self.meta)
+            .field("allow_redirects", &self.allow_redirects)
+            .field("max_redirects", &self.max_redirects)
+            .field("callback", &self.callback)
+            .field("max_conns_per_host", &self.max_conns_per_host)
+            .field("allowed_status", &self.allowed_status)
+            .field("timeout", &self.timeout)
+            .field("max_body", &self.max_body)
+            .field("stream_to", &self.stream_to)
+            .field("dont_filter", &self.dont_filter)
+            .field("priority", &self.priority)
+            .field("depth", &self.depth)
+            .finish()
+    }
+}
+
+/// `GET http://host/path`, credentials in the URL masked.
+impl<C> fmt::Display for Request<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, redact::Redacted(&self.url))
+    }
+}
+
 /// Parses an absolute `http`/`https` URL with a clear error otherwise.
 pub(crate) fn parse_url(input: &str) -> Result<Url, Error> {
     let url = Url::parse(input).map_err(|e| {
         Error::new(
             Stage::Setup,
             ErrorKind::InvalidUrl {
-                input: input.to_string(),
+                input: redact::text(input),
                 reason: e.to_string(),
             },
         )
@@ -307,7 +363,7 @@ fn invalid(url: &Url, reason: &str) -> Error {
     Error::new(
         Stage::Setup,
         ErrorKind::InvalidUrl {
-            input: url.to_string(),
+            input: redact::Redacted(url).to_string(),
             reason: reason.to_string(),
         },
     )
@@ -382,11 +438,65 @@ mod tests {
     }
 
     #[test]
+    fn debug_and_display_keep_credentials_out() {
+        let r = Request::<()>::get("http://urluser:urlpw@127.0.0.1:8080/p?q=1")
+            .unwrap()
+            .header("Authorization", "Bearer authsecret")
+            .header("Proxy-Authorization", "Basic proxyauthsecret")
+            .header("Cookie", "sid=cookieheadersecret")
+            .header("Set-Cookie", "sid=setcookiesecret")
+            .header("X-Api-Key", "apikeysecret")
+            .header("Accept", "text/html")
+            .cookie("session", "cookiesecret")
+            .proxy("http://proxyuser:proxypw@127.0.0.1:3128")
+            .body("password=bodysecret");
+        let debug = format!("{r:?}");
+        let display = r.to_string();
+        for secret in [
+            "urluser",
+            "urlpw",
+            "authsecret",
+            "proxyauthsecret",
+            "cookieheadersecret",
+            "setcookiesecret",
+            "apikeysecret",
+            "cookiesecret",
+            "proxyuser",
+            "proxypw",
+            "bodysecret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+            assert!(!display.contains(secret), "{secret} in {display}");
+        }
+        // What is not secret still shows.
+        assert!(
+            debug.contains("http://***:***@127.0.0.1:8080/p?q=1"),
+            "{debug}"
+        );
+        assert!(debug.contains("\"Accept\", \"text/html\""), "{debug}");
+        assert!(debug.contains("\"X-Api-Key\", \"[redacted]\""), "{debug}");
+        assert!(debug.contains("http://***:***@127.0.0.1:3128"), "{debug}");
+        assert!(debug.contains("[19 bytes]"), "{debug}");
+        assert_eq!(display, "GET http://***:***@127.0.0.1:8080/p?q=1");
+        // The request itself still carries them.
+        assert_eq!(r.url.password(), Some("urlpw"));
+    }
+
+    #[test]
     fn bad_urls_are_clear_errors() {
         let e = Request::<()>::get("not a url").unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::InvalidUrl { .. }), "{e}");
         let e = Request::<()>::get("ftp://h/x").unwrap_err();
         assert!(e.to_string().contains("unsupported scheme"), "{e}");
+        // The text given is kept with its credentials masked.
+        for bad in ["ftp://u:hunter2@h/x", "http://u:hunter2@[::1/x"] {
+            let e = Request::<()>::get(bad).unwrap_err();
+            let ErrorKind::InvalidUrl { input, .. } = e.kind() else {
+                panic!("{e}");
+            };
+            assert!(!input.contains("hunter2"), "{input}");
+            assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Following links is the link extractor's job ([`LinkExtractor`](crate::LinkExtractor)).
 
 use std::borrow::Cow;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,9 +23,14 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Stage};
+use crate::redact;
 
 /// A downloaded answer.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` keeps credentials out: URLs print with user and password as
+/// `***`, the values of credential headers (`Set-Cookie`, ...) as
+/// `[redacted]`, and the body as its length.
+#[derive(Clone)]
 pub struct Response {
     /// The URL the body came from (after any redirect).
     pub url: Url,
@@ -39,8 +45,9 @@ pub struct Response {
     pub meta: ResponseMeta,
 }
 
-/// Crawl facts about one exchange, named as in Scrapy.
-#[derive(Clone, Debug, Default)]
+/// Crawl facts about one exchange, named as in Scrapy. Its `Debug` masks
+/// credentials in the URLs.
+#[derive(Clone, Default)]
 pub struct ResponseMeta {
     /// Time from sending the request to having the whole body.
     pub download_latency: Duration,
@@ -64,6 +71,51 @@ pub struct ResponseMeta {
     /// The file the body was streamed to when the request asked for it
     /// (`Request::stream_to`); `Response::body` is then empty.
     pub body_path: Option<PathBuf>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = match value.to_str() {
+                    _ if redact::is_secret_header(name.as_str()) => redact::REDACTED,
+                    Ok(text) => text,
+                    Err(_) => "[not text]",
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("Response")
+            .field("url", &redact::Redacted(&self.url))
+            .field("status", &self.status)
+            .field("headers", &headers)
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ResponseMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redirects: Vec<_> = self.redirect_urls.iter().map(redact::Redacted).collect();
+        f.debug_struct("ResponseMeta")
+            .field("download_latency", &self.download_latency)
+            .field("download_slot", &self.download_slot)
+            .field("download_timeout", &self.download_timeout)
+            .field("depth", &self.depth)
+            .field("attempt", &self.attempt)
+            .field(
+                "request_url",
+                &self.request_url.as_ref().map(redact::Redacted),
+            )
+            .field("redirect_urls", &redirects)
+            .field("request_meta", &self.request_meta)
+            .field("body_len", &self.body_len)
+            .field("body_path", &self.body_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Response {
@@ -206,7 +258,7 @@ impl Response {
             Error::new(
                 Stage::Parse,
                 ErrorKind::InvalidUrl {
-                    input: link.to_string(),
+                    input: crate::redact::text(link),
                     reason: e.to_string(),
                 },
             )
@@ -419,6 +471,28 @@ mod tests {
         }
         r.body = Bytes::from_static(body);
         r
+    }
+
+    #[test]
+    fn debug_keeps_credentials_out() {
+        use awc::http::header::{HeaderName, HeaderValue};
+        let mut r = typed(Some("text/html"), b"token=bodysecret");
+        r.url = Url::parse("http://u:urlpw@h/final").unwrap();
+        r.headers.insert(
+            HeaderName::from_static("set-cookie"),
+            HeaderValue::from_static("sid=cookiesecret"),
+        );
+        r.meta.request_url = Some(Url::parse("http://u:firstpw@h/first").unwrap());
+        r.meta.redirect_urls = vec![Url::parse("http://u:hoppw@h/hop").unwrap()];
+        let debug = format!("{r:?}");
+        for secret in ["urlpw", "cookiesecret", "bodysecret", "firstpw", "hoppw"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(
+            debug.contains("(\"content-type\", \"text/html\")"),
+            "{debug}"
+        );
+        assert!(debug.contains("http://***:***@h/hop"), "{debug}");
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl<S: Spider> Handler<RequestFailed<S::Callback>> for ErrorHandler<S> {
         self.stats
             .add_named(&format!("request_failure_count/{}", error.kind_name()), 1);
         warn!(self.log, "request failed";
-            "request_id" => %ctx.id, "url" => %ctx.request.url, "stage" => %error.stage(),
+            "request_id" => %ctx.id, "url" => %crate::redact::Redacted(&ctx.request.url), "stage" => %error.stage(),
             "attempt" => ctx.attempt, "error" => %error);
         self.publish(&error);
         let id = ctx.id;
@@ -130,7 +130,11 @@ impl<S: Spider> Handler<Report> for ErrorHandler<S> {
 
     fn handle(&mut self, msg: Report, _: &mut Self::Context) {
         self.publish(&msg.error);
-        let url = msg.error.url().map(|u| u.to_string()).unwrap_or_default();
+        let url = msg
+            .error
+            .url()
+            .map(|u| crate::redact::Redacted(u).to_string())
+            .unwrap_or_default();
         match msg.item {
             Some(item) => error!(self.log, "item failed";
                 "stage" => %msg.error.stage(), "url" => url, "error" => %msg.error,

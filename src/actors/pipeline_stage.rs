@@ -221,7 +221,7 @@ impl Handler<ProcessItems> for PipelineStage {
                         Ok(Verdict::Keep) => {}
                         Ok(Verdict::Drop(reason)) => {
                             debug!(log, "item dropped"; "pipeline" => p.name(),
-                                "url" => %meta.url, "reason" => reason);
+                                "url" => %crate::redact::Redacted(&meta.url), "reason" => reason);
                             stats.inc(Counter::ItemDropped);
                             continue 'items;
                         }

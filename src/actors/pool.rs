@@ -165,7 +165,7 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
             }
             Outcome::Dropped(ctx, reason) => {
                 debug!(self.log, "request dropped by a middleware";
-                    "request_id" => %ctx.id, "url" => %ctx.request.url, "reason" => reason);
+                    "request_id" => %ctx.id, "url" => %crate::redact::Redacted(&ctx.request.url), "reason" => reason);
                 self.stats.inc(Counter::DownloadDropped);
                 deliver(
                     &self.outbox.completed,
@@ -189,7 +189,7 @@ impl<C: Callback> Pool<C> {
                 self.stats.add_named("retry/count", 1);
                 self.stats
                     .add_named(&format!("retry/reason_count/{reason}"), 1);
-                debug!(self.log, "retrying"; "request_id" => %ctx.id, "url" => %ctx.request.url,
+                debug!(self.log, "retrying"; "request_id" => %ctx.id, "url" => %crate::redact::Redacted(&ctx.request.url),
                     "reason" => &reason, "retry" => ctx.retries, "delay_ms" => delay.as_millis());
                 let requeue = Requeue {
                     batch: vec![ctx],

@@ -6,7 +6,7 @@
 //! use actix_web::{App, HttpServer};
 //! use spinneret::control::ControlApi;
 //! # async fn run(crawl: spinneret::CrawlHandle) -> std::io::Result<()> {
-//! let api = ControlApi::builder("s3cret-token").build().expect("a token");
+//! let api = ControlApi::builder("0f6c1e9a2b7d4c58a3e1f0b9d2c7a6e4").build().expect("a token");
 //! let id = api.register("quotes", crawl);
 //! HttpServer::new(move || App::new().service(api.scope("/api")))
 //!     .bind(("127.0.0.1", 8080))?
@@ -46,6 +46,7 @@ mod layer;
 mod metrics;
 mod routes;
 mod sse;
+mod token;
 
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -125,14 +126,16 @@ impl ControlApiBuilder {
         self
     }
 
-    /// The API, or a [`ErrorKind::Config`] error for an empty token, a zero
-    /// body limit, a zero stats interval or an origin that is not one.
+    /// The API, or a [`ErrorKind::Config`] error for a token shorter than
+    /// 16 bytes (after trimming), a zero body limit, a zero stats interval
+    /// or an origin that is not one.
     pub fn build(self) -> Result<ControlApi, Error> {
         let bad = |m: &str| Err(Error::new(Stage::Setup, ErrorKind::Config(m.into())));
         let token = self.token.trim();
-        if token.is_empty() {
-            return bad("the control API needs a bearer token");
-        }
+        let token = match token::TokenCheck::new(token) {
+            Ok(check) => check,
+            Err(why) => return bad(&why),
+        };
         if let CorsPolicy::Origins(origins) = &self.cors {
             for o in origins {
                 if let Err(e) = check_origin(o) {
@@ -149,7 +152,7 @@ impl ControlApiBuilder {
         Ok(ControlApi {
             shared: Arc::new(Shared {
                 crawls: RwLock::new(Vec::new()),
-                token_digest: routes::digest(token),
+                token,
                 body_limit: self.body_limit,
                 cors: self.cors,
                 stats_every: self.stats_every,
@@ -175,8 +178,8 @@ pub(crate) struct Shared {
     /// The registered crawls, in registration order (a few at most: a
     /// scan finds one).
     crawls: RwLock<Vec<Registered>>,
-    /// The digest of the bearer token every guarded route requires.
-    token_digest: [u8; 16],
+    /// Checks the bearer token every guarded route requires.
+    token: token::TokenCheck,
     /// The largest body accepted.
     body_limit: usize,
     /// Which origins get CORS headers.
@@ -315,27 +318,31 @@ mod tests {
 
     #[test]
     fn build_checks_the_token_and_the_origins() {
+        const T: &str = "0123456789abcdef";
         let config = |b: ControlApiBuilder| match b.build() {
             Err(e) => matches!(e.kind(), ErrorKind::Config(_)),
             Ok(_) => false,
         };
         assert!(config(ControlApi::builder(" \n")));
-        assert!(config(ControlApi::builder("t").body_limit(0)));
-        assert!(config(ControlApi::builder("t").stats_every(Duration::ZERO)));
-        assert!(config(ControlApi::builder("t").cors_allow_origin("*")));
+        // Shorter than 16 bytes once trimmed.
+        assert!(config(ControlApi::builder("0123456789abcde")));
+        assert!(config(ControlApi::builder(" 0123456789abcde\n")));
+        assert!(config(ControlApi::builder(T).body_limit(0)));
+        assert!(config(ControlApi::builder(T).stats_every(Duration::ZERO)));
+        assert!(config(ControlApi::builder(T).cors_allow_origin("*")));
         assert!(config(
-            ControlApi::builder("t").cors_allow_origin("ops.example")
+            ControlApi::builder(T).cors_allow_origin("ops.example")
         ));
         assert!(config(
-            ControlApi::builder("t").cors_allow_origin("https://ops.example/path")
+            ControlApi::builder(T).cors_allow_origin("https://ops.example/path")
         ));
-        assert!(ControlApi::builder("t")
+        assert!(ControlApi::builder(T)
             .cors_allow_origin("https://ops.example")
             .cors_allow_origin("http://127.0.0.1:8080")
             .build()
             .is_ok());
         // The token is trimmed: a trailing newline from a file still works.
-        let api = ControlApi::builder("s3cret\n").build().unwrap();
-        assert_eq!(api.shared.token_digest, routes::digest("s3cret"));
+        let api = ControlApi::builder(format!("{T}\n")).build().unwrap();
+        assert!(api.shared.token.accepts(T));
     }
 }

@@ -41,8 +41,9 @@ pub(crate) use dupe::RedisDupe;
 pub(crate) use queue::RedisQueue;
 use scripts::Scripts;
 
-/// How a crawl uses Redis (set through the builder).
-#[derive(Clone, Debug)]
+/// How a crawl uses Redis (set through the builder). Its `Debug` masks the
+/// URL's password.
+#[derive(Clone)]
 pub struct RedisOptions {
     /// `redis://host:port/db`.
     pub url: String,
@@ -79,6 +80,19 @@ impl RedisOptions {
     }
 }
 
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &shown(&self.url))
+            .field("crawl_id", &self.crawl_id)
+            .field("worker_id", &self.worker_id)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("poll", &self.poll)
+            .field("host_rate", &self.host_rate)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The crawl's key prefix: `spinneret:{<crawl id>}:`.
 pub fn key_prefix(crawl_id: &str) -> String {
     format!("spinneret:{{{crawl_id}}}:")
@@ -110,8 +124,8 @@ pub(crate) struct Shared {
 /// Opens a connection that retries its connect at most briefly (the caller
 /// retries operations itself).
 async fn open(url: &str) -> Result<ConnectionManager, Error> {
-    let client =
-        redis::Client::open(url).map_err(|e| setup(format!("bad Redis URL {url:?}: {e}")))?;
+    let client = redis::Client::open(url)
+        .map_err(|e| setup(format!("bad Redis URL {:?}: {e}", shown(url))))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(10)))
@@ -119,7 +133,12 @@ async fn open(url: &str) -> Result<ConnectionManager, Error> {
         .set_max_delay(Duration::from_millis(500));
     ConnectionManager::new_with_config(client, config)
         .await
-        .map_err(|e| setup(format!("Redis unreachable at {url}: {e}")))
+        .map_err(|e| setup(format!("Redis unreachable at {}: {e}", shown(url))))
+}
+
+/// A Redis URL as errors show it: its password (and user) masked.
+fn shown(url: &str) -> String {
+    crate::redact::text(url)
 }
 
 fn setup(msg: String) -> Error {
@@ -140,11 +159,16 @@ impl Shared {
         let pong: String = redis::cmd("PING")
             .query_async(&mut con)
             .await
-            .map_err(|e| setup(format!("Redis at {} does not answer: {e}", opts.url)))?;
+            .map_err(|e| {
+                setup(format!(
+                    "Redis at {} does not answer: {e}",
+                    shown(&opts.url)
+                ))
+            })?;
         if pong != "PONG" {
             return Err(setup(format!(
                 "Redis at {} answered PING with {pong:?}",
-                opts.url
+                shown(&opts.url)
             )));
         }
         let worker = opts

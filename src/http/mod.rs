@@ -8,12 +8,14 @@
 //! limit applied after decompression.
 
 pub(crate) mod body;
+pub(crate) mod cookies;
 pub(crate) mod env_proxy;
 pub(crate) mod guard;
 pub(crate) mod proxy;
+pub(crate) mod stream_dir;
 pub(crate) mod tunnel;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awc::error::SendRequestError;
@@ -21,8 +23,10 @@ use awc::http::{header, Method};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::http::body::Body;
+use crate::http::cookies::CookieJar;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::proxy::ProxyTarget;
+use crate::http::stream_dir::StreamDirs;
 use crate::http::tunnel::proxied_client;
 use crate::request::Request;
 use crate::response::{Response, ResponseMeta};
@@ -64,9 +68,11 @@ pub(crate) struct DownloadConfig {
     pub env_proxy: Option<EnvProxies>,
     /// Follow 3xx answers (as new requests through the Scheduler).
     pub follow_redirects: bool,
+    /// Where requests may stream their bodies (`Request::stream_to`).
+    pub stream_dirs: StreamDirs,
     /// The crawl's cookie jar, shared by every downloader; `None` when
     /// cookies are off.
-    pub cookies: Option<Arc<Mutex<cookie_store::CookieStore>>>,
+    pub cookies: Option<Arc<CookieJar>>,
     /// The headers (lower-case names) a redirect carries to another origin.
     pub cross_origin_headers: Vec<String>,
     /// Refuses connections to private and special addresses; `None` when
@@ -87,6 +93,7 @@ impl Default for DownloadConfig {
             user_agent: DEFAULT_USER_AGENT.to_string(),
             env_proxy: None,
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
+            stream_dirs: StreamDirs::default(),
             cookies: None,
             cross_origin_headers: crate::redirect::DEFAULT_CROSS_ORIGIN_HEADERS
                 .iter()
@@ -188,6 +195,7 @@ pub(crate) async fn exchange<C>(
     stats: &Stats,
 ) -> Result<Response, Error> {
     let timeout = req.timeout.unwrap_or(cfg.timeout);
+    check_stream_to(req, cfg, stats)?;
     stats.inc(Counter::RequestCount);
     let started = Instant::now();
     let max_body = req.max_body.unwrap_or(cfg.max_body);
@@ -230,6 +238,23 @@ pub(crate) async fn exchange<C>(
     })
 }
 
+/// Refuses (before anything is sent) a request whose `stream_to` leads
+/// outside the crawl's stream directories, counting
+/// `downloader/stream_to_refused`: the request may have been read back
+/// from a job directory or Redis, which are not trusted with the files
+/// this process can write.
+fn check_stream_to<C>(req: &Request<C>, cfg: &DownloadConfig, stats: &Stats) -> Result<(), Error> {
+    let Some(path) = &req.stream_to else {
+        return Ok(());
+    };
+    cfg.stream_dirs.check(path).map_err(|kind| {
+        stats.add_named("downloader/stream_to_refused", 1);
+        slog::warn!(cfg.log, "stream_to refused";
+            "url" => %crate::redact::Redacted(&req.url), "path" => %path.display(), "error" => %kind);
+        Error::new(Stage::Download, kind).with_url(&req.url)
+    })
+}
+
 /// Logs and counts (`downloader/warn_size_count`) a body held in memory
 /// that is over the warning size, once per response; streamed bodies are
 /// not held in memory and never warn.
@@ -239,7 +264,7 @@ fn warn_size<C>(cfg: &DownloadConfig, stats: &Stats, req: &Request<C>, body: &Bo
     }
     stats.add_named("downloader/warn_size_count", 1);
     slog::warn!(cfg.log, "response body larger than the warning size";
-        "url" => %req.url, "bytes" => body.len, "warn_size" => cfg.warn_body);
+        "url" => %crate::redact::Redacted(&req.url), "bytes" => body.len, "warn_size" => cfg.warn_body);
 }
 
 fn count_failure<C>(stats: &Stats, req: &Request<C>, kind: ErrorKind) -> Error {
@@ -256,7 +281,7 @@ async fn send<C>(
     client: &awc::Client,
     req: &Request<C>,
     max_body: usize,
-    jar: Option<&Mutex<cookie_store::CookieStore>>,
+    jar: Option<&CookieJar>,
 ) -> Result<(u16, header::HeaderMap, Body), ErrorKind> {
     let mut out = client.request(req.method.clone(), req.url.as_str());
     for (name, value) in &req.headers {
@@ -277,14 +302,8 @@ async fn send<C>(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     if let Some(jar) = jar {
-        let mut jar = jar.lock().expect("cookie jar lock");
-        for value in headers.get_all(header::SET_COOKIE) {
-            if let Ok(text) = value.to_str() {
-                // A cookie the jar refuses (bad domain, expired) is ignored,
-                // as browsers do.
-                let _ = jar.parse(text, &req.url);
-            }
-        }
+        let set = headers.get_all(header::SET_COOKIE);
+        jar.store(set.filter_map(|v| v.to_str().ok()), &req.url);
     }
     let bodyless = req.method == Method::HEAD || matches!(status, 100..=199 | 204 | 304);
     let to = req.stream_to.as_deref();
@@ -294,20 +313,10 @@ async fn send<C>(
 
 /// The `Cookie` header for `req`: the jar's cookies for its URL, then the
 /// request's own (which win over the jar's of the same name).
-fn cookie_header<C>(
-    req: &Request<C>,
-    jar: Option<&Mutex<cookie_store::CookieStore>>,
-) -> Option<String> {
-    let mut pairs: Vec<(String, String)> = match jar {
-        Some(jar) => jar
-            .lock()
-            .expect("cookie jar lock")
-            .get_request_values(&req.url)
-            .filter(|(name, _)| !req.cookies.iter().any(|(own, _)| own == name))
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        None => Vec::new(),
-    };
+fn cookie_header<C>(req: &Request<C>, jar: Option<&CookieJar>) -> Option<String> {
+    let mut pairs: Vec<(String, String)> =
+        jar.map(|jar| jar.values_for(&req.url)).unwrap_or_default();
+    pairs.retain(|(name, _)| !req.cookies.iter().any(|(own, _)| own == name));
     pairs.extend(req.cookies.iter().cloned());
     (!pairs.is_empty()).then(|| {
         pairs

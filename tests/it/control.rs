@@ -14,7 +14,8 @@ use crate::fixture::{serve, spawn_app, Server, Site};
 use crate::log::Records;
 use crate::spiders::{LinkSpider, StartCrawl};
 
-const TOKEN: &str = "t0ken";
+/// At least 16 bytes, as the API requires.
+const TOKEN: &str = "t0ken-0123456789";
 
 /// The API mounted at `/api` on a server of its own.
 struct Api {
@@ -134,7 +135,16 @@ async fn every_route_but_the_health_checks_needs_the_token() {
         ("GET", "/no/such/route".to_string()),
     ];
     for (method, path) in &routes {
-        for token in [None, Some("wrong"), Some("t0ken-but-longer"), Some("")] {
+        let wrong = [
+            None,
+            Some(""),
+            Some("wrong"),
+            Some("t0ken-0123456789-but-longer"),
+            Some("t0ken-012345678"),  // a prefix
+            Some("t0ken-012345678X"), // only the last byte differs
+            Some("X0ken-0123456789"), // only the first byte differs
+        ];
+        for token in wrong {
             let answer = api.call(method, path, token, None).await;
             assert_error(&answer, 401, 1007, "unauthorized");
         }

@@ -386,7 +386,10 @@ async fn crawl(
     probe: &Probe,
     configure: impl FnOnce(CrawlerBuilder<Probe>) -> CrawlerBuilder<Probe>,
 ) -> StatsSnapshot {
-    let builder = Crawler::builder(probe.clone()).no_retry();
+    // Bodies may be streamed into the tests' temporary directories.
+    let builder = Crawler::builder(probe.clone())
+        .no_retry()
+        .stream_dir(std::env::temp_dir());
     run(configure(builder)).await
 }
 

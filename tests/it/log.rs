@@ -50,4 +50,10 @@ impl Records {
             .map(|(_, kv)| kv.clone())
             .collect()
     }
+
+    /// Every record, message and key-values, as one text (to check what
+    /// never appears in any of them).
+    pub fn text(&self) -> String {
+        format!("{:?}", self.0.lock().unwrap())
+    }
 }

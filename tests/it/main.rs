@@ -25,3 +25,4 @@ mod resume;
 mod scale;
 mod shutdown;
 mod spiders;
+mod trust;

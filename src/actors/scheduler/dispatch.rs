@@ -192,7 +192,7 @@ impl<C: Callback> Scheduler<C> {
         {
             return false;
         }
-        warn!(self.log, "popped a request this worker still holds; dropping the copy"; "url" => %c.request.url);
+        warn!(self.log, "popped a request this worker still holds; dropping the copy"; "url" => %crate::redact::Redacted(&c.request.url));
         self.stats.add_named("redis/duplicate_leases", 1);
         self.accounting.close(1);
         true

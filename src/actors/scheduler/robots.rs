@@ -35,7 +35,7 @@ impl<C: Callback> Scheduler<C> {
         match cache.check(&c.request.url) {
             Access::Allowed => Some(c),
             Access::Forbidden => {
-                debug!(self.log, "forbidden by robots.txt"; "url" => %c.request.url);
+                debug!(self.log, "forbidden by robots.txt"; "url" => %crate::redact::Redacted(&c.request.url));
                 self.stats.add_named("robotstxt/forbidden", 1);
                 self.done(c.id);
                 None
