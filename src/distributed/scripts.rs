@@ -364,7 +364,8 @@ return 1
 
 /// The dupe filter's shape: `ARGV[3..5]` are this worker's bits, hashes
 /// and shard bits. The first worker's shape stays, and its bitmap is made
-/// at its full size; answers the shape as {m, k, s}, or {} when the
+/// at its full size (when `m` is in range); answers the shape as {m, k, s}
+/// as stored, or {} when the
 /// crawl's shape has no shard bits (it was made by a version without the
 /// exact set).
 const SHAPE: &str = r#"
@@ -377,8 +378,10 @@ redis.call('HSETNX', key, 'k', ARGV[4])
 redis.call('HSETNX', key, 's', ARGV[5])
 local shape = redis.call('HMGET', key, 'm', 'k', 's')
 -- Grown by the pushes' SETBITs instead, the string would keep up to 1 MB
--- of room past its end.
-if redis.call('EXISTS', bloom) == 0 then
+-- of room past its end. A size out of range is left to the worker to
+-- refuse.
+local m = tonumber(shape[1])
+if m and m >= 64 and m <= 4294967295 and redis.call('EXISTS', bloom) == 0 then
   redis.call('SETBIT', bloom, tonumber(shape[1]) - 1, 0)
 end
 return shape

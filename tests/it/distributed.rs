@@ -569,3 +569,70 @@ async fn redis_unreachable_at_start_is_a_clear_error() {
         .start();
     assert!(sync.is_err_and(|e| e.to_string().contains("start_async")));
 }
+
+#[actix::test]
+async fn a_bad_bloom_shape_in_redis_is_refused_at_start() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let site = serve(4);
+    let p = key_prefix("shape");
+    // Each shape a crawl's `bloom:shape` might hold by accident or by
+    // hand, beside a bitmap already made (a crawl under way).
+    let bad = [
+        ("m", "0", "m = \"0\""),
+        ("m", "18446744073709551615", "m = \"18446744073709551615\""),
+        ("m", "-5", "m = \"-5\""),
+        ("k", "0", "k = \"0\""),
+        ("k", "4000000000", "k = \"4000000000\""),
+        ("s", "99", "s = \"99\""),
+        ("s", "x", "s = \"x\""),
+    ];
+    for (field, value, named) in bad {
+        redis.cmd(&["DEL", &format!("{p}bloom:shape")]);
+        redis.cmd(&[
+            "HSET",
+            &format!("{p}bloom:shape"),
+            "m",
+            "959",
+            "k",
+            "7",
+            "s",
+            "0",
+        ]);
+        redis.cmd(&["HSET", &format!("{p}bloom:shape"), field, value]);
+        redis.cmd(&["SETBIT", &format!("{p}bloom"), "958", "0"]);
+        let crawler = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+            .redis_options(options(&redis.url(), "shape", "w", Duration::from_secs(5)))
+            .build()
+            .unwrap();
+        let err = match crawler.start_async().await {
+            Ok(handle) => {
+                let _ = handle.stop_now().await;
+                panic!("started with {field} = {value}")
+            }
+            Err(e) => e,
+        };
+        assert_eq!(err.stage(), spinneret::Stage::Setup, "{err}");
+        assert!(
+            matches!(err.kind(), spinneret::ErrorKind::Config(_)),
+            "{field} = {value}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{p}bloom:shape")) && text.contains(named),
+            "{text}"
+        );
+    }
+    // Nothing was fetched, and a good shape still starts.
+    assert_eq!(site.seen.total(), 0);
+    redis.cmd(&["HSET", &format!("{p}bloom:shape"), "s", "0"]);
+    let crawler = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+        .redis_options(options(&redis.url(), "shape", "w", Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let handle = crawler.start_async().await.unwrap();
+    let stats = handle.join().await.unwrap();
+    assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+    assert_eq!(site.seen.hits("/p/3"), 1);
+}
