@@ -230,6 +230,32 @@ end
 return n
 "#;
 
+/// Gives back leases whose children could not be pushed: `ARGV[3]` is the
+/// number of members, then the members, then the fingerprints checked for
+/// their children, whose reservations by this worker are dropped (so that
+/// any worker redoing a parent finds its links new). Answers the number
+/// of leases given back.
+const GIVE_BACK: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local queue, lease = p .. 'queue', p .. 'lease:' .. w
+local reserved, mine = p .. 'reserved', p .. 'reserved:' .. w
+local n = tonumber(ARGV[3])
+local given = 0
+for i = 4, 3 + n do
+  local s = redis.call('HGET', lease, ARGV[i])
+  if s then
+    redis.call('HDEL', lease, ARGV[i])
+    redis.call('ZADD', queue, s, ARGV[i])
+    given = given + 1
+  end
+end
+for i = 4 + n, #ARGV do
+  redis.call('SREM', mine, ARGV[i])
+  if redis.call('HGET', reserved, ARGV[i]) == w then redis.call('HDEL', reserved, ARGV[i]) end
+end
+return given
+"#;
+
 /// Gives every lease of a worker back to the queue with its score; drops
 /// a worker's reservations, registration and start-request role.
 const RELEASE_WORKER: &str = r#"
@@ -395,6 +421,7 @@ pub(crate) struct Scripts {
     pub pop: Script,
     pub ack: Script,
     pub release: Script,
+    pub give_back: Script,
     pub heartbeat: Script,
     pub status: Script,
     pub starts_done: Script,
@@ -415,6 +442,7 @@ impl Scripts {
             pop: with(&[], POP),
             ack: with(&[], ACK),
             release: with(&[RELEASE_WORKER], RELEASE),
+            give_back: with(&[], GIVE_BACK),
             heartbeat: with(&[RELEASE_WORKER], HEARTBEAT),
             status: with(&[], STATUS),
             starts_done: with(&[], STARTS_DONE),

@@ -342,7 +342,7 @@ impl Actor for SilentQueue {
 }
 
 impl Handler<Ack> for SilentQueue {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
         let _ = self.0.send(msg.ids);
@@ -351,9 +351,11 @@ impl Handler<Ack> for SilentQueue {
 }
 
 impl Handler<StartsQueued> for SilentQueue {
-    type Result = ();
+    type Result = Result<(), Error>;
 
-    fn handle(&mut self, _: StartsQueued, _: &mut Self::Context) {}
+    fn handle(&mut self, _: StartsQueued, _: &mut Self::Context) -> Self::Result {
+        Ok(())
+    }
 }
 
 #[actix::test]
