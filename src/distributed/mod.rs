@@ -254,6 +254,9 @@ impl Shared {
     /// The error of an operation that met its deadline (counted in
     /// `redis/timeouts`).
     fn gave_up(&self, what: &str, started: Instant, failures: u32) -> Error {
+        // A call cut short may have run without its reply: the queue
+        // checks its leases before its next pop.
+        self.failures.fetch_add(1, Ordering::Relaxed);
         self.stats.add_named("redis/timeouts", 1);
         let waited = started.elapsed();
         warn!(self.log, "Redis operation given up at its deadline";

@@ -111,13 +111,25 @@ impl SharedQueue {
     /// acknowledgement interval; a forced stop starts `redis`'s leave
     /// deadline.
     pub(crate) fn with_pipelines(
-        mut self,
+        self,
         checkpoint: Recipient<CheckpointPipelines>,
         redis: Shared,
     ) -> Self {
+        let interval = redis.opts.ack_interval;
+        let mut s = self.with_checkpoint(checkpoint, interval);
+        s.redis = Some(redis);
+        s
+    }
+
+    /// Checkpoints the pipelines through `checkpoint` before each batch of
+    /// acknowledgements, sending at most one batch per `interval`.
+    pub(crate) fn with_checkpoint(
+        mut self,
+        checkpoint: Recipient<CheckpointPipelines>,
+        interval: Duration,
+    ) -> Self {
         self.checkpoint = Some(checkpoint);
-        self.interval = redis.opts.ack_interval;
-        self.redis = Some(redis);
+        self.interval = interval;
         self
     }
 }
