@@ -3,7 +3,8 @@
 //! Selected with [`CrawlerBuilder::redis`](crate::CrawlerBuilder::redis):
 //! the crawl's queue becomes a `RedisQueue` (a reliable queue: a worker
 //! takes requests under a lease and acknowledges them once their response
-//! is parsed and their items handed to the pipelines), its dupe filter a
+//! is parsed, their children pushed and their items made durable by the
+//! pipelines' checkpoint), its dupe filter a
 //! `RedisDupe` (an atomic test-and-add over a Bloom filter in a plain
 //! Redis bitmap, whose "maybe seen" is confirmed against an exact set of
 //! fingerprints in small integer sets), and a coordinator keeps this

@@ -7,6 +7,10 @@
 //! beside it. A pop moves members atomically into this worker's lease
 //! table; an acknowledgement deletes them with their content; a retry
 //! replaces its lease with a new member; leaving gives every lease back.
+//! A push that fails until its deadline is not lost: the acknowledgement
+//! of each parent of its requests gives that parent back to the queue
+//! instead, with its children's reservations dropped, so that the parent
+//! is fetched again (by any worker) and its links pushed then.
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
