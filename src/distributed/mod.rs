@@ -210,6 +210,34 @@ impl Shared {
         &self,
         what: &str,
         curable: fn(&RedisError) -> bool,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        self.retry_with(what, curable, Duration::ZERO, op).await
+    }
+
+    /// As [`retry`](Self::retry), for the leave itself: begun after the
+    /// leave's deadline, it still gets one try of up to a second, so that
+    /// a worker whose finish took long still gives back what it holds
+    /// when Redis answers.
+    pub(crate) async fn retry_leaving<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        self.retry_with(what, transient, LAST_TRY, op).await
+    }
+
+    /// The retry loop: `grace` is how long an attempt begun after the
+    /// leave's deadline may take.
+    async fn retry_with<T, F, Fut>(
+        &self,
+        what: &str,
+        curable: fn(&RedisError) -> bool,
+        grace: Duration,
         mut op: F,
     ) -> Result<T, Error>
     where
@@ -223,7 +251,7 @@ impl Shared {
         let mut failures = 0u32;
         loop {
             let attempt = op(self.con.clone());
-            let e = match bounded(attempt, deadline, &mut closing, LAST_TRY).await {
+            let e = match bounded(attempt, deadline, &mut closing, grace).await {
                 Some(Ok(v)) => return Ok(v),
                 Some(Err(e)) if curable(&e) => e,
                 Some(Err(e)) => {
@@ -300,8 +328,8 @@ impl Shared {
     }
 }
 
-/// How long an operation begun after the leave's deadline may try once:
-/// the leave itself must get its chance when Redis answers.
+/// How long the leave, begun after the leave's deadline, may try once: it
+/// must get its chance when Redis answers.
 const LAST_TRY: Duration = Duration::from_secs(1);
 
 /// Runs `fut` until `deadline`, or until the leave's deadline once one is

@@ -316,7 +316,7 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
         async move {
             shared.begin_closing();
             let given: u64 = shared
-                .retry("leave", |con| invoke(&shared.scripts.release, &args, con))
+                .retry_leaving("leave", |con| invoke(&shared.scripts.release, &args, con))
                 .await?;
             lock(&leases).by_id.clear();
             if given > 0 {

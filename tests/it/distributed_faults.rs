@@ -148,8 +148,10 @@ async fn a_push_refused_past_its_deadline_gives_the_parent_back_to_be_fetched_ag
     assert_eq!(stats.counters.get("scheduler/lost_on_push_error"), None);
 }
 
-#[actix::test]
-async fn a_stop_while_redis_is_stalled_ends() {
+/// Crawls until 200 pages were fetched, stalls Redis (SIGSTOP), stops
+/// (at once if `now`, else draining first) and waits, bounded, for the
+/// crawl to end; then lets Redis go on.
+async fn stop_while_stalled(crawl: &str, now: bool) {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -157,7 +159,7 @@ async fn a_stop_while_redis_is_stalled_ends() {
     let handle = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
         .concurrency(8)
         .drain_timeout(Duration::from_secs(1))
-        .redis_options(options(&redis, "stalled", "w"))
+        .redis_options(options(&redis, crawl, "w"))
         .build()
         .unwrap()
         .start_async()
@@ -166,8 +168,18 @@ async fn a_stop_while_redis_is_stalled_ends() {
     wait_until("200 pages", || site.seen.total() >= 200).await;
     // Stalled with its connections open: every call waits for an answer.
     redis.signal("STOP");
-    handle.stop().await.unwrap();
+    let stopped = Instant::now();
+    if now {
+        handle.stop_now().await.unwrap();
+    } else {
+        handle.stop().await.unwrap();
+    }
     let joined = actix_rt::time::timeout(Duration::from_secs(60), handle.join()).await;
+    // For the record (drain timeout 1 s, lease time 2 s), not asserted.
+    println!(
+        "stop_now={now}: ended {:?} after the stop",
+        stopped.elapsed()
+    );
     redis.signal("CONT");
     let stats = joined
         .expect("the stop did not end while Redis was stalled")
@@ -178,4 +190,14 @@ async fn a_stop_while_redis_is_stalled_ends() {
         "{:?}",
         stats.counters
     );
+}
+
+#[actix::test]
+async fn a_stop_while_redis_is_stalled_ends() {
+    stop_while_stalled("stalled", false).await;
+}
+
+#[actix::test]
+async fn a_stop_now_while_redis_is_stalled_ends() {
+    stop_while_stalled("stalled_now", true).await;
 }
