@@ -26,6 +26,13 @@
 //! finished crawl finishes at once): `--clear` deletes them first, to crawl
 //! again under the same id. Ctrl-C makes this worker leave the crawl (what
 //! it holds goes back to the queue); the others carry on.
+//!
+//! `--items PATH` writes this worker's items to a JSON Lines file. A page
+//! is acknowledged to Redis only once its item is written there, so after
+//! `kill -9` of a worker the others finish the crawl and every page's item
+//! is in some worker's file, at least once (a page fetched by the killed
+//! worker but not yet acknowledged is fetched again, so its item may be in
+//! two files).
 
 #[path = "common/bench_spider.rs"]
 mod bench_spider;
@@ -42,6 +49,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 use spinneret::distributed::{clear, totals};
+use spinneret::pipelines::JsonLinesFile;
 use spinneret::{Crawler, RedisOptions};
 use url::Url;
 
@@ -76,6 +84,12 @@ struct Args {
     /// them.
     #[arg(long, default_value_t = 30)]
     lease_secs: u64,
+    /// Also write this worker's items to this JSON Lines file (appended
+    /// to; each page's item is in it before the page is acknowledged to
+    /// Redis, so a worker killed at any moment loses none: every page's
+    /// item is in some worker's file at least once).
+    #[arg(long)]
+    items: Option<std::path::PathBuf>,
 }
 
 /// The JSON line.
@@ -123,14 +137,16 @@ async fn main() -> ExitCode {
         host_rate: args.host_rate,
         ..RedisOptions::new(&args.redis)
     };
-    let crawler = match Crawler::builder(spider)
+    let mut builder = Crawler::builder(spider)
         .concurrency(args.concurrency)
         .downloaders(args.downloaders)
         .middleware(Mark)
         .pipeline(items.clone())
-        .redis_options(options)
-        .build()
-    {
+        .redis_options(options);
+    if let Some(path) = &args.items {
+        builder = builder.pipeline(JsonLinesFile::new(path).append());
+    }
+    let crawler = match builder.build() {
         Ok(c) => c,
         Err(e) => return fail("bad configuration", e),
     };

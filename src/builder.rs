@@ -946,6 +946,9 @@ fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
             "Redis lease time must be at least 300 ms and the poll interval positive".into(),
         );
     }
+    if r.op_timeout.is_zero() || r.ack_interval.is_zero() {
+        return bad("Redis operation timeout and acknowledgement interval must be positive".into());
+    }
     if r.host_rate.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
         return bad("rate limits must be positive".into());
     }

@@ -137,7 +137,7 @@ impl<S: Spider> Crawler<S> {
         shutdown.extend(dupe.clone().map(Addr::recipient));
         let store = JobStore::start_on_own_arbiter(job.store.take(), &mut arbiters, &mut shutdown);
         w.run_pool(contexts.pool, downloaders, parser, &errors, &s);
-        let (leave, shared) = w.start_coordinator(connected, &queue, &mut shutdown);
+        let (leave, shared) = w.start_coordinator(connected, &queue, &stage, &mut shutdown);
         let mut scheduler = w.scheduler(queue, dupe, starts, s.scheduler.clone());
         if let Some(store) = &store {
             scheduler = scheduler
@@ -604,6 +604,7 @@ impl<S: Spider> Wiring<S> {
         &self,
         connected: Option<Connected>,
         queue: &Addr<CacheQueue<S::Callback>>,
+        stage: &Addr<PipelineStage>,
         shutdown: &mut Vec<Recipient<Shutdown>>,
     ) -> (Vec<Recipient<Leave>>, Option<SharedQueue>) {
         let Some(connected) = connected else {
@@ -612,7 +613,7 @@ impl<S: Spider> Wiring<S> {
         let log = self.log.new(o!("actor" => "coordinator"));
         let shared = Shared {
             log,
-            ..connected.shared
+            ..connected.shared.clone()
         };
         let coordinator =
             Coordinator::new(shared, self.sched.clone().recipient(), self.stats.clone()).start();
@@ -620,7 +621,8 @@ impl<S: Spider> Wiring<S> {
         // The Coordinator stops heartbeating first, so that it cannot
         // register this worker again once the queue has left.
         let leave = vec![coordinator.recipient(), queue.clone().recipient()];
-        let shared = SharedQueue::new(queue.clone().recipient(), queue.clone().recipient());
+        let shared = SharedQueue::new(queue.clone().recipient(), queue.clone().recipient())
+            .with_pipelines(stage.clone().recipient(), connected.shared);
         (leave, Some(shared))
     }
 

@@ -169,17 +169,20 @@ impl<C: Send + 'static> Message for Drain<C> {
 
 /// Scheduler → CacheQueue: these requests' work is done (their response
 /// parsed and items handed on, or dropped, or failed) and their children
-/// are pushed: a shared queue deletes their leases.
+/// are pushed: a shared queue deletes their leases (or gives back those
+/// whose children it could not push). An error leaves them leased: the
+/// Scheduler sends them again.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), Error>")]
 pub struct Ack {
     /// The requests' ids.
     pub ids: Vec<uuid::Uuid>,
 }
 /// Scheduler → CacheQueue: every start request is pulled and queued (a
-/// shared queue records it for every worker).
+/// shared queue records it for every worker). An error: the Scheduler
+/// sends it again.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), Error>")]
 pub struct StartsQueued {
     /// How many were pulled.
     pub pulled: u64,

@@ -8,10 +8,10 @@
 //! before the first item and `close` after the last, exactly once each;
 //! `flush` runs periodically in between (every second by default), so a
 //! pipeline that batches can send a partial batch that has waited too long;
-//! `checkpoint` runs before a job directory's checkpoint, to make every item
-//! received so far durable. `close` is bounded by the crawl's finish
-//! timeout, so a pipeline that never finishes closing cannot keep the crawl
-//! from ending.
+//! `checkpoint` runs before a job directory's checkpoint and before a
+//! distributed crawl's acknowledgements, to make every item received so far
+//! durable. `close` is bounded by the crawl's finish timeout, so a pipeline
+//! that never finishes closing cannot keep the crawl from ending.
 
 use std::sync::Arc;
 
@@ -77,10 +77,13 @@ pub trait Pipeline: Send + 'static {
     }
 
     /// Called before a crawl with a job directory records as completed the
-    /// requests whose items this pipeline has received: make every item
+    /// requests whose items this pipeline has received, and before a
+    /// distributed crawl acknowledges them to Redis: make every item
     /// received so far durable (send partial batches, sync files), or fail,
-    /// and those requests stay pending (fetched again on resume). Default:
-    /// [`flush`](Self::flush).
+    /// and those requests stay pending (fetched again on resume; in a
+    /// distributed crawl, acknowledged after a later checkpoint that
+    /// succeeds, or fetched again by another worker if this one dies).
+    /// Default: [`flush`](Self::flush).
     async fn checkpoint(&mut self) -> Result<(), Error> {
         self.flush().await
     }

@@ -100,6 +100,12 @@ impl<C: Callback> Handler<Push<C>> for CacheQueue<C> {
                 // In a shared queue the requests are the whole crawl's now.
                 Ok(()) if act.backend.shared() => act.accounting.close(n),
                 Ok(()) => {}
+                Err(e) if act.backend.shared() => {
+                    // The back-end gives their parents back to be fetched
+                    // again (a start request it counts lost).
+                    error!(act.log, "shared queue push failed; the parents go back to the queue"; "count" => n, "error" => %e);
+                    act.accounting.close(n);
+                }
                 Err(e) => {
                     error!(act.log, "queue push failed; requests lost"; "count" => n, "error" => %e);
                     act.stats
@@ -142,30 +148,32 @@ impl<C: Callback> Handler<Drain<C>> for CacheQueue<C> {
 }
 
 impl<C: Callback> Handler<Ack> for CacheQueue<C> {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = AtomicResponse<Self, Result<(), Error>>;
 
     fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
         let n = msg.ids.len();
         let fut = self.backend.ack(msg.ids);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
-            if let Err(e) = res {
-                // The leases stay: the requests will be fetched again.
+            if let Err(e) = &res {
+                // The leases stay: the Scheduler sends them again.
                 error!(act.log, "queue acknowledgement failed"; "count" => n, "error" => %e);
                 act.stats.add_named("scheduler/ack_errors", 1);
             }
+            res
         })))
     }
 }
 
 impl<C: Callback> Handler<StartsQueued> for CacheQueue<C> {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = AtomicResponse<Self, Result<(), Error>>;
 
     fn handle(&mut self, msg: StartsQueued, _: &mut Self::Context) -> Self::Result {
         let fut = self.backend.starts_done(msg.pulled);
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _| {
-            if let Err(e) = res {
+            if let Err(e) = &res {
                 error!(act.log, "recording the start requests queued failed"; "error" => %e);
             }
+            res
         })))
     }
 }

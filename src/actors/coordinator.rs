@@ -5,13 +5,15 @@
 //! - every third of the lease time, a heartbeat renews this worker's leases
 //!   and reaps the workers whose leases expired (their leases go back to
 //!   the queue);
-//! - every second, this worker's counters are added to the crawl's totals;
+//! - every second, this worker's counters are added to the crawl's totals
+//!   (one report at a time: during an outage the next waits);
 //! - every poll interval, the crawl's state goes to the Scheduler: whether
 //!   this worker owns the start requests, how many requests wait, and
 //!   whether the whole crawl is finished.
 //!
-//! On `Leave` (the Engine, finishing) it reports the counters one last
-//! time.
+//! On `Leave` (the Engine, finishing) it starts the leave's deadline (from
+//! one lease time on, every Redis operation of this worker gives up) and
+//! reports the counters one last time.
 
 use std::sync::Arc;
 
@@ -37,6 +39,9 @@ pub(crate) struct Coordinator {
     polling: bool,
     /// A heartbeat is under way.
     beating: bool,
+    /// A stats report is under way: the next waits for it, so an outage
+    /// never piles reports up.
+    reporting: bool,
     /// `Leave` came: no more heartbeats.
     left: bool,
     /// The crawl is finished: no more polling.
@@ -51,6 +56,7 @@ impl Coordinator {
             stats,
             polling: false,
             beating: false,
+            reporting: false,
             left: false,
             finished: false,
         }
@@ -73,6 +79,23 @@ impl Coordinator {
                     act.stats.add_named("redis/taken_for_dead", 1);
                 }
                 (_, Err(e)) => warn!(act.shared.log, "heartbeat failed"; "error" => %e),
+            })
+            .spawn(ctx);
+    }
+
+    fn report(&mut self, ctx: &mut Context<Self>) {
+        if self.reporting || self.left {
+            return;
+        }
+        self.reporting = true;
+        let (shared, stats) = (self.shared.clone(), self.stats.clone());
+        async move { report(&shared, &stats).await }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.reporting = false;
+                if let Err(e) = res {
+                    warn!(act.shared.log, "reporting stats failed"; "error" => %e);
+                }
             })
             .spawn(ctx);
     }
@@ -115,15 +138,7 @@ impl Actor for Coordinator {
         let opts = &self.shared.opts;
         ctx.run_interval(opts.lease_ttl / 3, |act, ctx| act.heartbeat(ctx));
         ctx.run_interval(std::time::Duration::from_secs(1), |act, ctx| {
-            let (shared, stats) = (act.shared.clone(), act.stats.clone());
-            async move { report(&shared, &stats).await }
-                .into_actor(act)
-                .map(|res, act, _| {
-                    if let Err(e) = res {
-                        warn!(act.shared.log, "reporting stats failed"; "error" => %e);
-                    }
-                })
-                .spawn(ctx);
+            act.report(ctx)
         });
         ctx.run_interval(opts.poll, |act, ctx| act.poll(ctx));
         self.poll(ctx);
@@ -137,10 +152,10 @@ impl Handler<Leave> for Coordinator {
         self.finished = true;
         self.left = true;
         let (shared, stats) = (self.shared.clone(), self.stats.clone());
-        Box::pin(async move {
-            let last = report(&shared, &stats);
-            shared.within_lease("the last stats report", last).await
-        })
+        // From one lease time on, every Redis operation of this worker
+        // gives up: an outage cannot hold the finish.
+        shared.begin_closing();
+        Box::pin(async move { report(&shared, &stats).await })
     }
 }
 

@@ -69,6 +69,15 @@ const PER_SHARD: usize = 128;
 /// The most shard bits (4 billion shards).
 const MAX_SHARD_BITS: u32 = 32;
 
+/// The fewest bits of a bitmap.
+const MIN_BITS: u64 = 64;
+
+/// The most bits of a bitmap: a Redis string holds 2^32 bits.
+const MAX_BITS: u64 = 4_294_967_295;
+
+/// The most hashes per fingerprint.
+const MAX_HASHES: u32 = 32;
+
 /// The dupe filter's shape, the same for every worker of a crawl.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BloomShape {
@@ -86,12 +95,11 @@ impl BloomShape {
         let ln2 = std::f64::consts::LN_2;
         let m = (-(capacity as f64) * rate.ln() / (ln2 * ln2))
             .ceil()
-            .max(64.0);
-        // A Redis string holds at most 2^32 bits.
-        let m = m.min(4_294_967_295.0) as u64;
+            .max(MIN_BITS as f64);
+        let m = m.min(MAX_BITS as f64) as u64;
         let k = ((m as f64 / capacity as f64) * ln2)
             .round()
-            .clamp(1.0, 32.0) as u32;
+            .clamp(1.0, f64::from(MAX_HASHES)) as u32;
         let shards = capacity.div_ceil(PER_SHARD).max(1);
         let s = shards
             .next_power_of_two()
@@ -142,17 +150,14 @@ impl BloomShape {
     pub(crate) async fn agree(self, shared: &Shared) -> Result<BloomShape, Error> {
         let mut args = shared.args();
         args.extend([self.m.to_string(), self.k.to_string(), self.s.to_string()]);
-        let agreed: Vec<u64> = shared
+        let agreed: Vec<String> = shared
             .retry("bloom shape", |con| {
                 invoke(&shared.scripts.shape, &args, con)
             })
             .await?;
-        match agreed[..] {
-            [m, k, s] => Ok(BloomShape {
-                m,
-                k: u32::try_from(k).unwrap_or(u32::MAX),
-                s: u32::try_from(s).unwrap_or(u32::MAX).min(MAX_SHARD_BITS),
-            }),
+        let key = format!("{}bloom:shape", shared.prefix);
+        match &agreed[..] {
+            [m, k, s] => BloomShape::validated(&key, m, k, s),
             _ => Err(Error::new(
                 Stage::Setup,
                 ErrorKind::Backend(format!(
@@ -163,6 +168,43 @@ impl BloomShape {
                 )),
             )),
         }
+    }
+
+    /// The shape stored in `key` as `m`, `k` and `s`, if each is within
+    /// the bounds [`sized`](Self::sized) keeps to: `m` from 64 bits to the
+    /// 2^32 - 1 a Redis string holds, `k` from 1 to 32 hashes, `s` at most
+    /// 32 shard bits. Anything else (written by hand, or damaged) is a
+    /// `Config` error naming the key and the value: `m = 0` would divide
+    /// by zero, `k = 0` take every URL for seen, a huge `k` allocate
+    /// gigabytes for the bit positions.
+    pub(crate) fn validated(key: &str, m: &str, k: &str, s: &str) -> Result<BloomShape, Error> {
+        let field = |name: &str, value: &str, range: std::ops::RangeInclusive<u64>| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|v| range.contains(v))
+                .ok_or_else(|| {
+                    Error::new(
+                        Stage::Setup,
+                        ErrorKind::Config(format!(
+                            "the crawl's dupe filter shape in Redis ({key}) has {name} = {value:?}, \
+                             outside {}..={}: clear the crawl (distributed::clear) or set the \
+                             field to a value in range",
+                            range.start(),
+                            range.end()
+                        )),
+                    )
+                })
+        };
+        let m = field("m", m, MIN_BITS..=MAX_BITS)?;
+        let k = field("k", k, 1..=u64::from(MAX_HASHES))?;
+        let s = field("s", s, 0..=u64::from(MAX_SHARD_BITS))?;
+        // In range, so they fit.
+        Ok(BloomShape {
+            m,
+            k: k as u32,
+            s: s as u32,
+        })
     }
 }
 

@@ -3,7 +3,8 @@
 //! Selected with [`CrawlerBuilder::redis`](crate::CrawlerBuilder::redis):
 //! the crawl's queue becomes a `RedisQueue` (a reliable queue: a worker
 //! takes requests under a lease and acknowledges them once their response
-//! is parsed and their items handed to the pipelines), its dupe filter a
+//! is parsed, their children pushed and their items made durable by the
+//! pipelines' checkpoint), its dupe filter a
 //! `RedisDupe` (an atomic test-and-add over a Bloom filter in a plain
 //! Redis bitmap, whose "maybe seen" is confirmed against an exact set of
 //! fingerprints in small integer sets), and a coordinator keeps this
@@ -15,9 +16,14 @@
 //!
 //! Redis unreachable when the crawl starts fails
 //! [`Crawler::start_async`](crate::Crawler::start_async); an outage later
-//! makes every operation wait and retry with backoff (up to 5 s apart), so
-//! a crawl carries on once Redis is back. For a restart of Redis itself to
-//! lose nothing, Redis must persist its data (`appendonly yes`).
+//! makes every operation wait and retry with backoff (up to 5 s apart)
+//! until its deadline ([`RedisOptions::op_timeout`]), and what failed is
+//! done again (a pop, an acknowledgement) or given back to the queue (a
+//! parent whose children could not be pushed), so a crawl carries on once
+//! Redis is back. Once this worker is leaving, every operation gives up one
+//! lease time after the leave began, so a stop during an outage ends. For
+//! a restart of Redis itself to lose nothing, Redis must persist its data
+//! (`appendonly yes`).
 
 mod dupe;
 pub(crate) mod membership;
@@ -33,6 +39,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, RetryMethod};
 use slog::{warn, Logger};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::stats::Stats;
@@ -64,6 +72,17 @@ pub struct RedisOptions {
     /// A request rate per host shared by every worker (requests per second,
     /// bursts of up to one second's worth). Default none.
     pub host_rate: Option<f64>,
+    /// How long one Redis operation may take, its retries included, before
+    /// it fails (`redis/timeouts`): a pop or an acknowledgement is then
+    /// tried again later, a parent whose children could not be pushed goes
+    /// back to the queue. Default 30 s.
+    pub op_timeout: Duration,
+    /// How often acknowledgements go to Redis: each batch goes after the
+    /// pipelines' `checkpoint` made the items of its requests durable, so
+    /// a worker killed at any moment loses no acknowledged page's items.
+    /// Longer means fewer checkpoints (fewer partial batches, fewer
+    /// fsyncs) and longer-held leases. Default 100 ms.
+    pub ack_interval: Duration,
 }
 
 impl RedisOptions {
@@ -76,6 +95,8 @@ impl RedisOptions {
             lease_ttl: Duration::from_secs(30),
             poll: Duration::from_millis(100),
             host_rate: None,
+            op_timeout: Duration::from_secs(30),
+            ack_interval: Duration::from_millis(100),
         }
     }
 }
@@ -117,6 +138,11 @@ pub(crate) struct Shared {
     /// Failures a retry could cure, ever: after one, a reply may have been
     /// lost, so the queue checks its leases before its next pop.
     pub failures: Arc<AtomicU64>,
+    /// When this worker's operations give up, once it is leaving (one lease
+    /// time after the leave or the forced stop began): shared by every
+    /// clone, so an operation waiting in one actor ends when another
+    /// begins leaving.
+    pub closing: Arc<watch::Sender<Option<Instant>>>,
     /// Structured log.
     pub log: Logger,
 }
@@ -183,6 +209,7 @@ impl Shared {
             opts,
             stats,
             failures: Arc::default(),
+            closing: Arc::new(watch::Sender::new(None)),
             log,
         })
     }
@@ -190,56 +217,123 @@ impl Shared {
     /// Runs `op` until it succeeds, waiting after each failure that a
     /// retry can cure (connection lost, timeout, Redis loading its data):
     /// 50 ms, doubling up to 5 s. Other failures (a script error) are
-    /// returned.
-    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Error>
+    /// returned, and so is the deadline: the operation's
+    /// ([`RedisOptions::op_timeout`]) or, once this worker is leaving, the
+    /// leave's.
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
+        self.retry_when(what, transient, op).await
+    }
+
+    /// As [`retry`](Self::retry), retrying every failure `curable` says a
+    /// later try may cure.
+    pub(crate) async fn retry_when<T, F, Fut>(
+        &self,
+        what: &str,
+        curable: fn(&RedisError) -> bool,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        self.retry_with(what, curable, Duration::ZERO, op).await
+    }
+
+    /// As [`retry`](Self::retry), for the leave itself: begun after the
+    /// leave's deadline, it still gets one try of up to a second, so that
+    /// a worker whose finish took long still gives back what it holds
+    /// when Redis answers.
+    pub(crate) async fn retry_leaving<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        self.retry_with(what, transient, LAST_TRY, op).await
+    }
+
+    /// The retry loop: `grace` is how long an attempt begun after the
+    /// leave's deadline may take.
+    async fn retry_with<T, F, Fut>(
+        &self,
+        what: &str,
+        curable: fn(&RedisError) -> bool,
+        grace: Duration,
+        mut op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.opts.op_timeout;
+        let mut closing = self.closing.subscribe();
         let mut wait = Duration::from_millis(50);
         let mut failures = 0u32;
         loop {
-            match op(self.con.clone()).await {
-                Ok(v) => return Ok(v),
-                Err(e) if transient(&e) => {
-                    failures += 1;
-                    self.failures.fetch_add(1, Ordering::Relaxed);
-                    self.stats.add_named("redis/retries", 1);
-                    if failures == 1 || failures.is_multiple_of(20) {
-                        warn!(self.log, "Redis unavailable; waiting and retrying";
-                            "operation" => what, "failures" => failures, "error" => %e);
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
+            let attempt = op(self.con.clone());
+            let e = match bounded(attempt, deadline, &mut closing, grace).await {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(e)) if curable(&e) => e,
+                Some(Err(e)) => {
                     return Err(Error::new(
                         Stage::Schedule,
                         ErrorKind::Backend(format!("Redis {what}: {e}")),
                     ))
                 }
+                None => return Err(self.gave_up(what, started, failures)),
+            };
+            failures += 1;
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.stats.add_named("redis/retries", 1);
+            if failures == 1 || failures.is_multiple_of(20) {
+                warn!(self.log, "Redis unavailable; waiting and retrying";
+                    "operation" => what, "failures" => failures, "error" => %e);
             }
+            let pause = tokio::time::sleep(wait);
+            if bounded(pause, deadline, &mut closing, Duration::ZERO)
+                .await
+                .is_none()
+            {
+                return Err(self.gave_up(what, started, failures));
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 
-    /// `op` (retrying as [`retry`](Self::retry) does), given up after one
-    /// lease time: for leaving, which must not hold a finishing process
-    /// hostage to an outage (what it did not give back returns to the
-    /// queue when its lease runs out).
-    pub(crate) async fn within_lease<T>(
-        &self,
-        what: &str,
-        op: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        let ttl = self.opts.lease_ttl;
-        tokio::time::timeout(ttl, op).await.unwrap_or_else(|_| {
-            Err(Error::new(
-                Stage::Schedule,
-                ErrorKind::Backend(format!(
-                    "Redis unavailable for {ttl:?}: {what} given up (this worker's leases return to the queue when they run out)"
-                )),
-            ))
-        })
+    /// The error of an operation that met its deadline (counted in
+    /// `redis/timeouts`).
+    fn gave_up(&self, what: &str, started: Instant, failures: u32) -> Error {
+        // A call cut short may have run without its reply: the queue
+        // checks its leases before its next pop.
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.stats.add_named("redis/timeouts", 1);
+        let waited = started.elapsed();
+        warn!(self.log, "Redis operation given up at its deadline";
+            "operation" => what, "waited_ms" => waited.as_millis() as u64, "failures" => failures);
+        Error::new(
+            Stage::Schedule,
+            ErrorKind::Backend(format!(
+                "Redis {what}: given up after {waited:?} ({failures} failed tries)"
+            )),
+        )
+    }
+
+    /// This worker is leaving: from one lease time on, every operation
+    /// gives up (what it did not give back returns to the queue when its
+    /// lease runs out). The earliest start counts.
+    pub(crate) fn begin_closing(&self) {
+        let at = Instant::now() + self.opts.lease_ttl;
+        self.closing.send_if_modified(|c| match c {
+            Some(earlier) if *earlier <= at => false,
+            _ => {
+                *c = Some(at);
+                true
+            }
+        });
     }
 
     /// A script invocation with the prefix and worker id as its first two
@@ -256,6 +350,40 @@ impl Shared {
         args.push(if reap { "1" } else { "0" }.into());
         args
     }
+}
+
+/// How long the leave, begun after the leave's deadline, may try once: it
+/// must get its chance when Redis answers.
+const LAST_TRY: Duration = Duration::from_secs(1);
+
+/// Runs `fut` until `deadline`, or until the leave's deadline once one is
+/// set (an attempt begun after it gets `grace`): `None` when either came
+/// first.
+async fn bounded<F: Future>(
+    fut: F,
+    deadline: Instant,
+    closing: &mut watch::Receiver<Option<Instant>>,
+    grace: Duration,
+) -> Option<F::Output> {
+    let began = Instant::now();
+    tokio::pin!(fut);
+    loop {
+        let until = match *closing.borrow_and_update() {
+            Some(at) => deadline.min(at.max(began + grace)),
+            None => deadline,
+        };
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            _ = tokio::time::sleep_until(until) => return None,
+            Ok(()) = closing.changed() => {}
+        }
+    }
+}
+
+/// Any failure: a push retries even a script error or Redis out of
+/// memory, which an operator may cure, before giving its parent back.
+pub(crate) fn any_failure(_: &RedisError) -> bool {
+    true
 }
 
 /// Whether waiting and retrying can cure `e`.

@@ -7,6 +7,10 @@
 //! beside it. A pop moves members atomically into this worker's lease
 //! table; an acknowledgement deletes them with their content; a retry
 //! replaces its lease with a new member; leaving gives every lease back.
+//! A push that fails until its deadline is not lost: the acknowledgement
+//! of each parent of its requests gives that parent back to the queue
+//! instead, with its children's reservations dropped, so that the parent
+//! is fetched again (by any worker) and its links pushed then.
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
@@ -16,11 +20,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::{ready, FutureExt};
 use redis::AsyncCommands;
-use slog::error;
+use slog::{error, warn};
 use uuid::Uuid;
 
 use super::dupe::BloomShape;
-use super::{invoke, Shared};
+use super::{any_failure, invoke, Shared};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::fingerprint::fingerprint;
@@ -34,6 +38,15 @@ use crate::stats::Counter;
 struct Leases {
     /// Leased member per request id.
     by_id: HashMap<Uuid, String>,
+    /// Parents some of whose children a push could not queue (it failed
+    /// until its deadline), with the fingerprints checked for those
+    /// children: their acknowledgement gives them back to the queue
+    /// instead, and drops the reservations, so that the parent is fetched
+    /// again and its links found new.
+    unpushed: HashMap<Uuid, Vec<String>>,
+    /// Leased requests whose retry could not be pushed: given back with
+    /// the next acknowledgement.
+    give_back: Vec<Uuid>,
 }
 
 /// The Redis queue (see the module docs).
@@ -97,6 +110,9 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
         let mut args = self.shared.args();
         // Leases replaced by this push: known again if it fails.
         let mut replaced = Vec::new();
+        // Each new request's parent and reserved fingerprint: if the push
+        // fails, the parents are fetched again.
+        let mut lineage = Vec::new();
         {
             let mut leases = lock(&self.leases);
             for c in &batch {
@@ -121,24 +137,34 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
                 ]);
                 // Its fingerprint's hex, bits, shard and member, when it
                 // went through the dupe filter.
+                let mut reserved = None;
                 match (&self.checked, &replaces) {
                     (Some(shape), None) if !c.request.dont_filter => {
-                        args.extend(shape.args(fingerprint(&c.request)));
+                        let fp = shape.args(fingerprint(&c.request));
+                        reserved = Some(fp[0].clone());
+                        args.extend(fp);
                     }
                     _ => args.extend(std::iter::repeat_n(String::new(), 4)),
+                }
+                if replaces.is_none() {
+                    lineage.push((c.parent, reserved));
                 }
                 args.push(replaces.unwrap_or_default());
             }
         }
         let (shared, leases, len) = (self.shared.clone(), self.leases.clone(), self.len.clone());
         async move {
+            // Every failure is retried until the deadline: Redis out of
+            // memory or a script error may be cured meanwhile.
             let pushed = shared
-                .retry("push", |con| invoke(&shared.scripts.push, &args, con))
+                .retry_when("push", any_failure, |con| {
+                    invoke(&shared.scripts.push, &args, con)
+                })
                 .await;
             let (queued, dupes, reaped): (usize, u64, u64) = match pushed {
                 Ok(r) => r,
                 Err(e) => {
-                    lock(&leases).by_id.extend(replaced);
+                    unpushed(&shared, &mut lock(&leases), replaced, &lineage);
                     return Err(e);
                 }
             };
@@ -217,19 +243,44 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
     }
 
     fn ack(&mut self, ids: Vec<Uuid>) -> BackendFuture<()> {
-        let held: Vec<(Uuid, String)> = {
+        let (held, back) = {
             let mut leases = lock(&self.leases);
-            ids.into_iter()
-                .filter_map(|id| leases.by_id.remove(&id).map(|m| (id, m)))
-                .collect()
+            let leases = &mut *leases;
+            let mut back: Vec<Returned> = std::mem::take(&mut leases.give_back)
+                .into_iter()
+                .filter_map(|id| Some((id, leases.by_id.remove(&id)?, None)))
+                .collect();
+            let mut held = Vec::new();
+            for id in ids {
+                let Some(m) = leases.by_id.remove(&id) else {
+                    continue;
+                };
+                match leases.unpushed.remove(&id) {
+                    Some(fps) => back.push((id, m, Some(fps))),
+                    None => held.push((id, m)),
+                }
+            }
+            (held, back)
         };
-        if held.is_empty() {
+        if held.is_empty() && back.is_empty() {
             return ready(Ok(())).boxed_local();
         }
         let mut args = self.shared.args();
         args.extend(held.iter().map(|(_, m)| m.clone()));
         let (shared, leases) = (self.shared.clone(), self.leases.clone());
         async move {
+            if !back.is_empty() {
+                if let Err(e) = give_back(&shared, &back).await {
+                    // Still leased: given back with a later acknowledgement.
+                    let mut leases = lock(&leases);
+                    leases.by_id.extend(held);
+                    restore(&mut leases, back);
+                    return Err(e);
+                }
+            }
+            if held.is_empty() {
+                return Ok(());
+            }
             let acked = shared
                 .retry("ack", |con| invoke::<u64>(&shared.scripts.ack, &args, con))
                 .await;
@@ -263,8 +314,10 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
         args.push("*leave*".into());
         let (shared, leases) = (self.shared.clone(), self.leases.clone());
         async move {
-            let leave = shared.retry("leave", |con| invoke(&shared.scripts.release, &args, con));
-            let given: u64 = shared.within_lease("leaving", leave).await?;
+            shared.begin_closing();
+            let given: u64 = shared
+                .retry_leaving("leave", |con| invoke(&shared.scripts.release, &args, con))
+                .await?;
             lock(&leases).by_id.clear();
             if given > 0 {
                 shared.stats.add_named("redis/leases_given_back", given);
@@ -273,6 +326,73 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
         }
         .boxed_local()
     }
+}
+
+/// A lease to give back: the request, its member, and the fingerprints
+/// reserved for its children (`None` for a retry that could not be pushed).
+type Returned = (Uuid, String, Option<Vec<String>>);
+
+/// A push failed until its deadline: its new requests' parents are given
+/// back with their acknowledgement (each fetched again, its links checked
+/// anew), the leases its retries replaced with the next acknowledgement.
+/// A start request has no parent: it is lost, counted in
+/// `scheduler/lost_on_push_error`.
+fn unpushed(
+    shared: &Shared,
+    leases: &mut Leases,
+    replaced: Vec<(Uuid, String)>,
+    lineage: &[(Option<Uuid>, Option<String>)],
+) {
+    leases.give_back.extend(replaced.iter().map(|(id, _)| *id));
+    leases.by_id.extend(replaced);
+    let mut orphans = 0;
+    for (parent, fp) in lineage {
+        match parent {
+            Some(p) => leases.unpushed.entry(*p).or_default().extend(fp.clone()),
+            None => orphans += 1,
+        }
+    }
+    shared.stats.add_named("redis/pushes_given_up", 1);
+    if orphans > 0 {
+        error!(shared.log, "start requests could not be pushed; lost"; "count" => orphans);
+        shared
+            .stats
+            .add_named("scheduler/lost_on_push_error", orphans);
+    }
+}
+
+/// Puts back leases a give-back could not return.
+fn restore(leases: &mut Leases, back: Vec<Returned>) {
+    for (id, m, fps) in back {
+        leases.by_id.insert(id, m);
+        match fps {
+            Some(fps) => {
+                leases.unpushed.insert(id, fps);
+            }
+            None => leases.give_back.push(id),
+        }
+    }
+}
+
+/// Gives `back` to the queue and drops the reservations made for their
+/// children (`redis/parents_given_back`).
+async fn give_back(shared: &Shared, back: &[Returned]) -> Result<(), Error> {
+    let mut args = shared.args();
+    args.push(back.len().to_string());
+    args.extend(back.iter().map(|(_, m, _)| m.clone()));
+    args.extend(
+        back.iter()
+            .flat_map(|(_, _, fps)| fps.iter().flatten().cloned()),
+    );
+    let given: u64 = shared
+        .retry_when("give back", any_failure, |con| {
+            invoke(&shared.scripts.give_back, &args, con)
+        })
+        .await?;
+    warn!(shared.log, "requests whose children could not be pushed went back to the queue";
+        "count" => given);
+    shared.stats.add_named("redis/parents_given_back", given);
+    Ok(())
 }
 
 /// Registers this worker (a heartbeat).

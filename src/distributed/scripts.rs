@@ -230,6 +230,32 @@ end
 return n
 "#;
 
+/// Gives back leases whose children could not be pushed: `ARGV[3]` is the
+/// number of members, then the members, then the fingerprints checked for
+/// their children, whose reservations by this worker are dropped (so that
+/// any worker redoing a parent finds its links new). Answers the number
+/// of leases given back.
+const GIVE_BACK: &str = r#"
+local p, w = ARGV[1], ARGV[2]
+local queue, lease = p .. 'queue', p .. 'lease:' .. w
+local reserved, mine = p .. 'reserved', p .. 'reserved:' .. w
+local n = tonumber(ARGV[3])
+local given = 0
+for i = 4, 3 + n do
+  local s = redis.call('HGET', lease, ARGV[i])
+  if s then
+    redis.call('HDEL', lease, ARGV[i])
+    redis.call('ZADD', queue, s, ARGV[i])
+    given = given + 1
+  end
+end
+for i = 4 + n, #ARGV do
+  redis.call('SREM', mine, ARGV[i])
+  if redis.call('HGET', reserved, ARGV[i]) == w then redis.call('HDEL', reserved, ARGV[i]) end
+end
+return given
+"#;
+
 /// Gives every lease of a worker back to the queue with its score; drops
 /// a worker's reservations, registration and start-request role.
 const RELEASE_WORKER: &str = r#"
@@ -364,7 +390,8 @@ return 1
 
 /// The dupe filter's shape: `ARGV[3..5]` are this worker's bits, hashes
 /// and shard bits. The first worker's shape stays, and its bitmap is made
-/// at its full size; answers the shape as {m, k, s}, or {} when the
+/// at its full size (when `m` is in range); answers the shape as {m, k, s}
+/// as stored, or {} when the
 /// crawl's shape has no shard bits (it was made by a version without the
 /// exact set).
 const SHAPE: &str = r#"
@@ -377,8 +404,10 @@ redis.call('HSETNX', key, 'k', ARGV[4])
 redis.call('HSETNX', key, 's', ARGV[5])
 local shape = redis.call('HMGET', key, 'm', 'k', 's')
 -- Grown by the pushes' SETBITs instead, the string would keep up to 1 MB
--- of room past its end.
-if redis.call('EXISTS', bloom) == 0 then
+-- of room past its end. A size out of range is left to the worker to
+-- refuse.
+local m = tonumber(shape[1])
+if m and m >= 64 and m <= 4294967295 and redis.call('EXISTS', bloom) == 0 then
   redis.call('SETBIT', bloom, tonumber(shape[1]) - 1, 0)
 end
 return shape
@@ -392,6 +421,7 @@ pub(crate) struct Scripts {
     pub pop: Script,
     pub ack: Script,
     pub release: Script,
+    pub give_back: Script,
     pub heartbeat: Script,
     pub status: Script,
     pub starts_done: Script,
@@ -412,6 +442,7 @@ impl Scripts {
             pop: with(&[], POP),
             ack: with(&[], ACK),
             release: with(&[RELEASE_WORKER], RELEASE),
+            give_back: with(&[], GIVE_BACK),
             heartbeat: with(&[RELEASE_WORKER], HEARTBEAT),
             status: with(&[], STATUS),
             starts_done: with(&[], STARTS_DONE),

@@ -569,3 +569,146 @@ async fn redis_unreachable_at_start_is_a_clear_error() {
         .start();
     assert!(sync.is_err_and(|e| e.to_string().contains("start_async")));
 }
+
+#[actix::test]
+async fn a_bad_bloom_shape_in_redis_is_refused_at_start() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let site = serve(4);
+    let p = key_prefix("shape");
+    // Each shape a crawl's `bloom:shape` might hold by accident or by
+    // hand, beside a bitmap already made (a crawl under way).
+    let bad = [
+        ("m", "0", "m = \"0\""),
+        ("m", "18446744073709551615", "m = \"18446744073709551615\""),
+        ("m", "-5", "m = \"-5\""),
+        ("k", "0", "k = \"0\""),
+        ("k", "4000000000", "k = \"4000000000\""),
+        ("s", "99", "s = \"99\""),
+        ("s", "x", "s = \"x\""),
+    ];
+    for (field, value, named) in bad {
+        redis.cmd(&["DEL", &format!("{p}bloom:shape")]);
+        redis.cmd(&[
+            "HSET",
+            &format!("{p}bloom:shape"),
+            "m",
+            "959",
+            "k",
+            "7",
+            "s",
+            "0",
+        ]);
+        redis.cmd(&["HSET", &format!("{p}bloom:shape"), field, value]);
+        redis.cmd(&["SETBIT", &format!("{p}bloom"), "958", "0"]);
+        let crawler = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+            .redis_options(options(&redis.url(), "shape", "w", Duration::from_secs(5)))
+            .build()
+            .unwrap();
+        let err = match crawler.start_async().await {
+            Ok(handle) => {
+                let _ = handle.stop_now().await;
+                panic!("started with {field} = {value}")
+            }
+            Err(e) => e,
+        };
+        assert_eq!(err.stage(), spinneret::Stage::Setup, "{err}");
+        assert!(
+            matches!(err.kind(), spinneret::ErrorKind::Config(_)),
+            "{field} = {value}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{p}bloom:shape")) && text.contains(named),
+            "{text}"
+        );
+    }
+    // Nothing was fetched, and a good shape still starts.
+    assert_eq!(site.seen.total(), 0);
+    redis.cmd(&["HSET", &format!("{p}bloom:shape"), "s", "0"]);
+    let crawler = Crawler::builder(LinkSpider::from_urls(&[site.url("/p/0")]))
+        .redis_options(options(&redis.url(), "shape", "w", Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let handle = crawler.start_async().await.unwrap();
+    let stats = handle.join().await.unwrap();
+    assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+    assert_eq!(site.seen.hits("/p/3"), 1);
+}
+
+/// Items per page path over `workers`' files; a torn last line (the
+/// process killed in the middle of a write) is left out.
+fn items_by_page(workers: &[&Worker]) -> BTreeMap<String, usize> {
+    let mut by_page = BTreeMap::new();
+    for w in workers {
+        let text = std::fs::read_to_string(&w.items).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                let last = i + 1 == lines.len() && !text.ends_with('\n');
+                assert!(last, "worker {}: a torn line before the end", w.id);
+                continue;
+            };
+            let url = url::Url::parse(v["url"].as_str().unwrap()).unwrap();
+            *by_page.entry(url.path().to_string()).or_insert(0) += 1;
+        }
+    }
+    by_page
+}
+
+#[actix::test]
+async fn a_killed_workers_acknowledged_pages_have_their_items_in_its_file() {
+    let Some(setup) = Setup::start() else {
+        return;
+    };
+    let (redis, site) = (&setup.redis, &setup.site);
+    let ttl = Duration::from_secs(2);
+    let mut first = vec![setup.worker("items", "first", ttl, "finished")];
+    // Well into the crawl, the worker has acknowledged hundreds of pages:
+    // killed now, whatever its pipelines still buffered is gone with it.
+    wait_for_hits(site, PAGES / 5, &mut first).await;
+    let mut dead = first.remove(0);
+    signal(&dead, "STOP");
+    let ports = tcp_ports(dead.child.id(), redis.port());
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports.iter().any(|port| {
+        redis
+            .cmd(&["CLIENT", "LIST"])
+            .contains(&format!(" addr=127.0.0.1:{port} "))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "redis kept the dead worker's connections"
+        );
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    let p = key_prefix("items");
+    let leases: usize = redis
+        .cmd(&["HLEN", &format!("{p}lease:first")])
+        .parse()
+        .unwrap();
+    // A second worker finishes the crawl.
+    let mut second = vec![setup.worker("items", "second", ttl, "finished")];
+    wait_all(&mut second).await;
+
+    // At least once: every page's item is in one of the two files; twice
+    // only for pages the dead worker held leased (fetched again).
+    let by_page = items_by_page(&[&dead, &second[0]]);
+    let missing: Vec<usize> = (0..PAGES)
+        .filter(|n| !by_page.contains_key(&format!("/p/{n}")))
+        .collect();
+    assert!(missing.is_empty(), "pages whose item is lost: {missing:?}");
+    let twice = by_page.values().filter(|&&n| n == 2).count();
+    let (own, others) = (items_by_page(&[&dead]), items_by_page(&[&second[0]]));
+    println!(
+        "killed holding {leases} leases; its file had {} items, the other's {}; {twice} pages' items twice",
+        own.len(),
+        others.len()
+    );
+    assert!(by_page.values().all(|&n| n <= 2), "an item three times");
+    assert!(twice <= leases, "{twice} items twice, {leases} leases");
+    assert!(!own.is_empty() && !others.is_empty());
+}

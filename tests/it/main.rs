@@ -6,6 +6,7 @@
 mod control;
 mod crawl;
 mod distributed;
+mod distributed_faults;
 mod durable;
 mod fixture;
 #[cfg(feature = "control")]

@@ -101,6 +101,18 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`...) to the server process: `STOP`
+    /// stalls it with its connections open, as a hung Redis does.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{signal} {pid} failed");
+    }
+
     /// Starts the server again on the same port and directory, so that it
     /// reloads its append-only file, and waits until it has loaded it and
     /// answers `PING`. Kills it first when it is still running. Panics when

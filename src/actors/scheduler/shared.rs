@@ -4,18 +4,30 @@
 //! A request popped from a shared queue is acknowledged when its work is
 //! done, but not before the dupe checks sent before its completion have
 //! returned (a `Watermark` of `Mark`s), so the queue never forgets a
-//! parent before its children are in it. Released acknowledgements go one
-//! batch at a time (`flush_shared`, called by every pump), and
+//! parent before its children are in it, and not before the pipelines
+//! have made its items durable (their `checkpoint`, run before each batch
+//! of acknowledgements), so a worker killed at any moment loses no
+//! acknowledged page's items: they are in its sinks, and every page not
+//! acknowledged is fetched again (at least once, never lost).
+//!
+//! Released acknowledgements go one batch at a time, at most one batch per
+//! acknowledgement interval (`flush_shared`, called by every pump), and
 //! each keeps its request's unit of open work until the queue has
-//! answered. Without a shared queue, a request's work closes at once.
+//! answered. A batch whose checkpoint or acknowledgement failed is sent
+//! again after the interval (counted in `redis/ack_rounds_failed`), its
+//! requests still leased. Without a shared queue, a request's work closes
+//! at once.
+
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use slog::error;
+use slog::{error, warn};
 use uuid::Uuid;
 
-use crate::messages::{Ack, StartsQueued};
+use crate::distributed::Shared;
+use crate::error::{Error, ErrorKind, Stage};
+use crate::messages::{Ack, CheckpointPipelines, StartsQueued};
 use crate::request::Callback;
-use crate::stats::Counter;
 
 use super::watermark::Watermark;
 use super::Scheduler;
@@ -56,6 +68,19 @@ pub(crate) struct SharedQueue {
     open_units: usize,
     /// A forced stop came: acknowledgements hold the crawl open no longer.
     forced: bool,
+    /// The PipelineStage: its pipelines make the items of the requests of
+    /// a batch durable before the batch is acknowledged.
+    checkpoint: Option<Recipient<CheckpointPipelines>>,
+    /// The least time between two batches: each costs a checkpoint (a
+    /// partial batch sent, a file synced).
+    interval: Duration,
+    /// When the last batch went.
+    last_batch: Option<Instant>,
+    /// A timer will send the next batch.
+    timer: bool,
+    /// The worker's Redis: a forced stop starts its leave's deadline, so
+    /// no operation waiting for an unreachable Redis holds the stop.
+    redis: Option<Shared>,
 }
 
 impl SharedQueue {
@@ -73,8 +98,53 @@ impl SharedQueue {
             sending: false,
             open_units: 0,
             forced: false,
+            checkpoint: None,
+            interval: Duration::ZERO,
+            last_batch: None,
+            timer: false,
+            redis: None,
         }
     }
+
+    /// Checkpoints the pipelines through `checkpoint` before each batch of
+    /// acknowledgements, sending at most one batch per `redis`'s
+    /// acknowledgement interval; a forced stop starts `redis`'s leave
+    /// deadline.
+    pub(crate) fn with_pipelines(
+        self,
+        checkpoint: Recipient<CheckpointPipelines>,
+        redis: Shared,
+    ) -> Self {
+        let interval = redis.opts.ack_interval;
+        let mut s = self.with_checkpoint(checkpoint, interval);
+        s.redis = Some(redis);
+        s
+    }
+
+    /// Checkpoints the pipelines through `checkpoint` before each batch of
+    /// acknowledgements, sending at most one batch per `interval`.
+    pub(crate) fn with_checkpoint(
+        mut self,
+        checkpoint: Recipient<CheckpointPipelines>,
+        interval: Duration,
+    ) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self.interval = interval;
+        self
+    }
+}
+
+/// The least wait before a failed batch goes again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// How far a batch of acknowledgements went.
+enum Sent {
+    /// Checkpointed and acknowledged, and the start requests' count sent.
+    All,
+    /// Not acknowledged (the checkpoint or the acknowledgement failed).
+    Nothing(Error),
+    /// Acknowledged; the start requests' count failed.
+    AckedOnly(Error),
 }
 
 impl<C: Callback> Scheduler<C> {
@@ -112,49 +182,114 @@ impl<C: Callback> Scheduler<C> {
         }
     }
 
-    /// Sends the unsent acknowledgements as one batch, then the start
-    /// requests' count, unless a batch is already with the queue; closes
-    /// their units of open work once the queue has answered (or at a
-    /// forced stop), and sends what was released meanwhile.
+    /// Sends the unsent acknowledgements as one batch (after a checkpoint of
+    /// the pipelines), then the start requests' count, unless a batch is
+    /// already with the queue or the last went less than an interval ago
+    /// (a timer sends it then); closes their units of open work once the
+    /// queue has answered (or at a forced stop), and sends what was
+    /// released meanwhile.
     pub(super) fn flush_shared(&mut self, ctx: &mut actix::Context<Self>) {
         let Some(s) = self.shared.as_mut() else {
             return;
         };
-        if s.sending || (s.unsent.is_empty() && s.unsent_starts.is_none()) {
+        if s.sending || s.timer || (s.unsent.is_empty() && s.unsent_starts.is_none()) {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(next) = s.last_batch.map(|t| t + s.interval).filter(|&t| t > now) {
+            s.timer = true;
+            ctx.run_later(next - now, |act, ctx| {
+                if let Some(s) = act.shared.as_mut() {
+                    s.timer = false;
+                }
+                act.flush_shared(ctx);
+            });
             return;
         }
         s.sending = true;
+        s.last_batch = Some(now);
         let ids = std::mem::take(&mut s.unsent);
         let n = ids.len();
         let starts = s.unsent_starts.take();
         let (ack, starts_queued) = (s.ack.clone(), s.starts_queued.clone());
+        let checkpoint = s.checkpoint.clone().filter(|_| n > 0);
+        let batch = ids.clone();
         async move {
+            if let Some(checkpoint) = checkpoint {
+                if let Err(e) = answer(checkpoint.send(CheckpointPipelines).await) {
+                    return Sent::Nothing(e);
+                }
+            }
             if n > 0 {
-                ack.send(Ack { ids }).await?;
+                if let Err(e) = answer(ack.send(Ack { ids: batch }).await) {
+                    return Sent::Nothing(e);
+                }
             }
             if let Some(pulled) = starts {
-                starts_queued.send(StartsQueued { pulled }).await?;
+                if let Err(e) = answer(starts_queued.send(StartsQueued { pulled }).await) {
+                    return Sent::AckedOnly(e);
+                }
             }
-            Ok::<_, MailboxError>(())
+            Sent::All
         }
         .into_actor(self)
-        .map(move |res, act, ctx| {
-            if let Err(e) = res {
-                // Only after shutdown: the leases go back when the queue
-                // leaves.
-                error!(act.log, "queue unreachable; acknowledgements lost"; "count" => n, "error" => %e);
-                act.stats.add(Counter::LostMessages, 1);
-            }
-            if let Some(s) = act.shared.as_mut() {
-                s.sending = false;
-                // Nothing, if a forced stop closed them already.
-                let units = n.min(s.open_units);
-                s.open_units -= units;
-                act.accounting.close(units);
-            }
-            act.flush_shared(ctx);
-        })
+        .map(move |sent, act, ctx| act.batch_sent(sent, ids, starts, ctx))
         .spawn(ctx);
+    }
+
+    /// A batch of acknowledgements ended: closes the units of those that
+    /// went, and keeps what did not go for the next batch (unless a forced
+    /// stop came: the leave gives those leases back).
+    fn batch_sent(
+        &mut self,
+        sent: Sent,
+        ids: Vec<Uuid>,
+        starts: Option<u64>,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let Some(s) = self.shared.as_mut() else {
+            return;
+        };
+        s.sending = false;
+        let n = ids.len();
+        let (acked, failed) = match sent {
+            Sent::All => (true, None),
+            Sent::AckedOnly(e) => (true, Some(e)),
+            Sent::Nothing(e) => (false, Some(e)),
+        };
+        if acked || s.forced {
+            // Nothing, if a forced stop closed them already.
+            let units = n.min(s.open_units);
+            s.open_units -= units;
+            self.accounting.close(units);
+        }
+        if let Some(e) = failed {
+            self.stats.add_named("redis/ack_rounds_failed", 1);
+            if s.forced {
+                // Nothing holds the crawl open any more; what was not
+                // acknowledged goes back when this worker leaves.
+                error!(self.log, "acknowledgements not sent; the leave gives the leases back";
+                    "count" => n, "error" => %e);
+            } else {
+                warn!(self.log, "acknowledgements not sent; sent again after the interval";
+                    "count" => n, "error" => %e);
+                if !acked {
+                    let mut again = ids;
+                    again.append(&mut s.unsent);
+                    s.unsent = again;
+                }
+                s.unsent_starts = s.unsent_starts.or(starts);
+                s.timer = true;
+                ctx.run_later(s.interval.max(RETRY_PAUSE), |act, ctx| {
+                    if let Some(s) = act.shared.as_mut() {
+                        s.timer = false;
+                    }
+                    act.flush_shared(ctx);
+                });
+                return;
+            }
+        }
+        self.flush_shared(ctx);
     }
 
     /// A request's work is over (completed, or forbidden by robots.txt).
@@ -185,8 +320,21 @@ impl<C: Callback> Scheduler<C> {
     pub(super) fn stop_waiting_for_acks(&mut self) {
         if let Some(s) = self.shared.as_mut() {
             s.forced = true;
+            if let Some(redis) = &s.redis {
+                redis.begin_closing();
+            }
             let units = std::mem::take(&mut s.open_units);
             self.accounting.close(units);
         }
     }
+}
+
+/// A message's answer, a dead recipient as an error (only after shutdown).
+fn answer(res: Result<Result<(), Error>, MailboxError>) -> Result<(), Error> {
+    res.unwrap_or_else(|e| {
+        Err(Error::new(
+            Stage::Schedule,
+            ErrorKind::IllegalState(format!("unreachable: {e}")),
+        ))
+    })
 }

@@ -342,7 +342,7 @@ impl Actor for SilentQueue {
 }
 
 impl Handler<Ack> for SilentQueue {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Result<(), Error>>;
 
     fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
         let _ = self.0.send(msg.ids);
@@ -351,9 +351,11 @@ impl Handler<Ack> for SilentQueue {
 }
 
 impl Handler<StartsQueued> for SilentQueue {
-    type Result = ();
+    type Result = Result<(), Error>;
 
-    fn handle(&mut self, _: StartsQueued, _: &mut Self::Context) {}
+    fn handle(&mut self, _: StartsQueued, _: &mut Self::Context) -> Self::Result {
+        Ok(())
+    }
 }
 
 #[actix::test]
@@ -384,6 +386,80 @@ async fn acknowledgements_hold_the_crawl_open_until_answered_or_forced() {
     // closed by the stop, nothing holds the crawl open.
     r.sched.send(ForceStop).await.unwrap();
     assert_eq!(r.accounting.count(), 0);
+}
+
+/// A shared queue that answers every acknowledgement, and reports the ids
+/// it was given with how many checkpoints had run by then.
+struct AnsweringQueue(mpsc::UnboundedSender<(Vec<Uuid>, usize)>, Arc<AtomicUsize>);
+
+impl Actor for AnsweringQueue {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<Ack> for AnsweringQueue {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
+        let _ = self.0.send((msg.ids, self.1.load(Ordering::SeqCst)));
+        Ok(())
+    }
+}
+
+impl Handler<StartsQueued> for AnsweringQueue {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, _: StartsQueued, _: &mut Self::Context) -> Self::Result {
+        Ok(())
+    }
+}
+
+/// Pipelines whose checkpoint fails the first time (an item sink down),
+/// counting checkpoints.
+struct FlakyPipelines(Arc<AtomicUsize>);
+
+impl Actor for FlakyPipelines {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<CheckpointPipelines> for FlakyPipelines {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, _: CheckpointPipelines, _: &mut Self::Context) -> Self::Result {
+        match self.0.fetch_add(1, Ordering::SeqCst) {
+            0 => Err(Error::custom(Stage::Pipeline, "sink down")),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[actix::test]
+async fn a_request_is_acknowledged_only_after_a_checkpoint_of_its_items_succeeded() {
+    let checkpoints = Arc::new(AtomicUsize::new(0));
+    let (acked_tx, mut acked) = mpsc::unbounded_channel();
+    let queue = AnsweringQueue(acked_tx, checkpoints.clone()).start();
+    let pipelines = FlakyPipelines(checkpoints.clone()).start();
+    let shared = SharedQueue::new(queue.clone().recipient(), queue.recipient())
+        .with_checkpoint(pipelines.recipient(), std::time::Duration::from_millis(10));
+    let mut config = SchedulerConfig::with_concurrency(10);
+    config.slots.concurrency = usize::MAX;
+    let backend = Box::new(MemoryQueue::default());
+    let mut r = rig_shared(vec![req("http://h/a")], config, None, backend, Some(shared));
+    r.sched
+        .send(SharedStatus {
+            owns_starts: true,
+            queued: 0,
+            finished: false,
+        })
+        .await
+        .unwrap();
+    let c = r.next_dispatch().await;
+    r.sched.send(Completed { id: c.id }).await.unwrap();
+    // The first checkpoint failed: no acknowledgement went with it; the
+    // batch went again, after a checkpoint that succeeded.
+    let (ids, checkpoints_before) = acked.recv().await.unwrap();
+    assert_eq!(ids, [c.id]);
+    assert_eq!(checkpoints_before, 2);
+    assert_eq!(r.stats.snapshot().get("redis/ack_rounds_failed"), 1);
 }
 
 #[actix::test]
