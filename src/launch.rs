@@ -122,6 +122,8 @@ impl<S: Spider> Crawler<S> {
         let mut arbiters = Vec::new();
         let (stage, parser) = w.start_stages(&s, pipelines, &errors, &mut arbiters);
         let config = download_config(&s, env_proxy, &w.log);
+        // robots.txt goes the way the pages do (proxies, User-Agent).
+        let robots_download = config.clone();
         let downloaders = w.start_downloaders(&s, config, &middlewares, &mut arbiters);
         // The order the Engine stops them in when the crawl is over.
         let mut shutdown = vec![
@@ -136,7 +138,8 @@ impl<S: Spider> Crawler<S> {
         let store = start_job_store(job.store.take(), &mut arbiters, &mut shutdown);
         w.run_pool(contexts.pool, downloaders, parser, &errors, &s);
         let (leave, shared) = w.start_coordinator(connected, &queue, &mut shutdown);
-        let mut scheduler = w.scheduler(queue, dupe, starts, s.scheduler.clone());
+        let scheduler = w.scheduler(queue, dupe, starts, s.scheduler.clone());
+        let mut scheduler = scheduler.with_robots_download(robots_download);
         if let Some(store) = &store {
             scheduler = scheduler
                 .with_job(

@@ -8,6 +8,7 @@
 //! limit applied after decompression.
 
 pub(crate) mod body;
+pub(crate) mod decode;
 pub(crate) mod env_proxy;
 pub(crate) mod proxy;
 pub(crate) mod tunnel;
@@ -68,21 +69,30 @@ pub(crate) struct DownloadConfig {
     pub cookies: Option<Arc<Mutex<cookie_store::CookieStore>>>,
 }
 
-/// The tests' starting point: the crawl's limits, without cookies, a
-/// proxy or a log (the crawl builds its own from the builder's settings).
-#[cfg(test)]
-impl Default for DownloadConfig {
-    fn default() -> Self {
+impl DownloadConfig {
+    /// The defaults with `user_agent`, logging to `log`, without cookies
+    /// or a proxy (the crawl builds its own from the builder's settings).
+    pub(crate) fn new(user_agent: String, log: slog::Logger) -> Self {
         DownloadConfig {
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             warn_body: DEFAULT_WARN_BODY,
-            log: slog::Logger::root(slog::Discard, slog::o!()),
-            user_agent: DEFAULT_USER_AGENT.to_string(),
+            log,
+            user_agent,
             env_proxy: None,
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
             cookies: None,
         }
+    }
+}
+
+/// The tests' starting point: the crawl's limits, without cookies, a
+/// proxy or a log.
+#[cfg(test)]
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        DownloadConfig::new(DEFAULT_USER_AGENT.to_string(), log)
     }
 }
 
@@ -238,6 +248,15 @@ async fn send<C>(
     for (name, value) in &req.headers {
         out = out.append_header((name.as_str(), value.as_str()));
     }
+    let own_accept = req
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"));
+    out = if own_accept {
+        out.no_decompress()
+    } else {
+        decoded_here(out)
+    };
     if let Some(cookie) = cookie_header(req, jar) {
         out = out.append_header((header::COOKIE, cookie));
     }
@@ -266,6 +285,15 @@ async fn send<C>(
     let to = req.stream_to.as_deref();
     let body = crate::http::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
     Ok((status, headers, body))
+}
+
+/// `out` with awc's decompression off and asking for the codings
+/// `body::read` decodes itself, in bounded pieces: every request the crate
+/// sends goes through this (awc would inflate a whole network chunk before
+/// a limit could see it).
+pub(crate) fn decoded_here(out: awc::ClientRequest) -> awc::ClientRequest {
+    out.no_decompress()
+        .insert_header((header::ACCEPT_ENCODING, decode::ACCEPT_ENCODING))
 }
 
 /// The `Cookie` header for `req`: the jar's cookies for its URL, then the
