@@ -2,10 +2,12 @@
 //!
 //! awc's defaults do not fit a crawler: its timeout
 //! does not cover the body, bodies stop at 2 MiB, redirects are followed
-//! silently (losing the final URL) and there is no User-Agent. This module
+//! silently (losing the final URL), a whole network chunk is inflated
+//! before any limit sees it and there is no User-Agent. This module
 //! builds a client per downloader with redirects off, and runs each exchange
 //! under one deadline covering headers and body, with an explicit body
-//! limit applied after decompression.
+//! limit applied after decompression, which `body` and `decode` do in
+//! bounded pieces (awc's own is off on every request, `decoded_here`).
 
 pub(crate) mod body;
 pub(crate) mod decode;

@@ -145,7 +145,10 @@ impl<C: Callback> Scheduler<C> {
             .into_actor(self)
             .map(move |fetched, act, ctx| {
                 act.robots_fetches.in_flight -= 1;
-                if let Some(next) = act.robots_fetches.waiting.pop_front() {
+                if act.state == CrawlState::Stopping {
+                    // Their requests were counted unprocessed at the stop.
+                    act.robots_fetches.waiting.clear();
+                } else if let Some(next) = act.robots_fetches.waiting.pop_front() {
                     act.fetch_robots(next, ctx);
                 }
                 act.robots_fetched(fetch, fetched, ctx);
