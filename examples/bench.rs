@@ -39,6 +39,11 @@
 //! is `CrawlerBuilder::thread_layout`):
 //! cargo run --release --example bench -- --pages 50000 --concurrency 64 --downloaders 2 --threads spread
 //!
+//! # Limits and politeness from the command line: a body limit (bodies are
+//! # counted decoded, so a compression bomb fails as body_too_large at
+//! # it), and robots.txt obeyed:
+//! cargo run --release --example bench -- --url http://127.0.0.1:18080/ --max-body 1048576 --obey-robots
+//!
 //! # A durable crawl: state checkpointed in DIR. Kill it (even with
 //! # SIGKILL) and run the same command again: it resumes from DIR.
 //! cargo run --release --example bench -- --url http://127.0.0.1:18080/ --job-dir /tmp/job
@@ -174,6 +179,13 @@ struct Args {
     /// default the builder's, 1,048,576).
     #[arg(long)]
     bloom_capacity: Option<usize>,
+    /// The largest body accepted, decoded (`CrawlerBuilder::max_body`;
+    /// default the builder's, 64 MiB).
+    #[arg(long, value_name = "BYTES")]
+    max_body: Option<usize>,
+    /// Obey robots.txt (`CrawlerBuilder::obey_robots_txt`; default off).
+    #[arg(long)]
+    obey_robots: bool,
 }
 
 /// `--threads`: `spinneret::ThreadLayout`'s variants.
@@ -249,6 +261,10 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     if let Some(dir) = &args.job_dir {
         builder = builder.job_dir(dir);
     }
+    if let Some(n) = args.max_body {
+        builder = builder.max_body(n);
+    }
+    builder = builder.obey_robots_txt(args.obey_robots);
     let crawler = builder.build()?;
     let started = Instant::now();
     let crawl = crawler.start()?;

@@ -358,11 +358,16 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
-    /// Obey robots.txt: fetched once per origin with the crawl's
-    /// User-Agent (directly, not through a proxy), its rules matched for the
-    /// User-Agent's product token (`spinneret` by default); disallowed
-    /// requests are dropped and counted in `robotstxt/forbidden`;
-    /// `Crawl-delay` is honoured. The default is off.
+    /// Obey robots.txt, as the robots standard (RFC 9309) says: fetched
+    /// once per origin with the crawl's User-Agent, through the proxy the
+    /// first request of the origin uses, following up to 5 redirects, its
+    /// first 500 KiB parsed, its rules matched for the User-Agent's product
+    /// token (`spinneret` by default); a 4xx allows everything; a 5xx or no
+    /// answer disallows everything: fetched again after 2 s and 8 s (the
+    /// origin's requests waiting), then the origin is disallowed for 10
+    /// minutes. Disallowed requests are dropped and counted in
+    /// `robotstxt/forbidden`; `Crawl-delay` is honoured; at most 8 fetches
+    /// run at once. The default is off.
     pub fn obey_robots_txt(mut self, on: bool) -> Self {
         self.settings.obey_robots = on;
         self
@@ -684,7 +689,8 @@ impl<S: Spider> CrawlerBuilder<S> {
     }
 
     /// Largest response body accepted, after decompression; larger ones are
-    /// counted errors. The default is 64 MiB.
+    /// counted errors (`body_too_large`), and decoding stops at the limit,
+    /// so a compression bomb costs no more. The default is 64 MiB.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.settings.max_body = bytes;
         self

@@ -73,6 +73,16 @@ pub enum ErrorKind {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A body's `Content-Encoding` could not be undone: a coding the
+    /// crawler does not decode, too many stacked, or a stream that is
+    /// corrupt or cut short. The bytes are not handed on as the body.
+    #[error("content coding {coding:?} refused: {reason}")]
+    ContentEncoding {
+        /// The coding (or codings) named by the response.
+        coding: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// Writing a body to the file its request streams to
     /// (`Request::stream_to`) failed.
     #[error("writing the body to {} failed: {reason}", path.display())]
@@ -278,6 +288,7 @@ impl Error {
             ErrorKind::Body(_) => "body",
             ErrorKind::BodyTooLarge { .. } => "body_too_large",
             ErrorKind::BodyWrite { .. } => "body_write",
+            ErrorKind::ContentEncoding { .. } => "content_encoding",
             ErrorKind::HttpStatus(_) => "http_status",
             ErrorKind::Json(_) => "json",
             ErrorKind::Selector { .. } => "selector",

@@ -5,7 +5,8 @@
 //! 5xx, 429 (after its `Retry-After`, when given in seconds), timeouts and
 //! connection failures with [`Backoff`]. Other statuses fail at once: a 4xx
 //! will not improve by waiting. It runs on the calling arbiter's shared awc
-//! client.
+//! client, and reads each answer as a download's body is read: decoded in
+//! bounded pieces, at most 16 MiB of it.
 
 use std::time::Duration;
 
@@ -16,8 +17,12 @@ use url::Url;
 
 use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Stage};
-use crate::http::thread_client;
+use crate::http::{body, decoded_here, thread_client};
 use crate::request::parse_url;
+
+/// The largest answer read (16 MiB, decoded): a larger one fails the
+/// attempt with `ErrorKind::BodyTooLarge`.
+const MAX_ANSWER: usize = 16 << 20;
 
 /// Where and how to send.
 #[derive(Clone, Debug)]
@@ -114,8 +119,7 @@ impl JsonSender {
     }
 
     async fn attempt(&self, body: Bytes) -> Result<Answer, ErrorKind> {
-        let request = thread_client()
-            .request(self.method.clone(), self.url.as_str())
+        let request = decoded_here(thread_client().request(self.method.clone(), self.url.as_str()))
             .insert_header((header::CONTENT_TYPE, "application/json"));
         let exchange = async {
             let mut resp = request
@@ -128,15 +132,12 @@ impl JsonSender {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|secs| Duration::from_secs(secs.min(60)));
-            let body = resp
-                .body()
-                .limit(16 << 20)
-                .await
-                .map_err(|e| ErrorKind::Body(e.to_string()))?;
+            let headers = resp.headers().clone();
+            let body = body::read(&mut resp, &headers, false, MAX_ANSWER, None).await?;
             Ok(Answer {
                 status: resp.status().as_u16(),
                 retry_after,
-                body,
+                body: body.bytes,
             })
         };
         tokio::time::timeout(self.timeout, exchange)

@@ -124,7 +124,7 @@ impl<S: Spider> Crawler<S> {
         let resumed = job.resumed.is_some();
         let (stage, parser) = w.start_stages(&s, pipelines, resumed, &errors, &mut arbiters);
         let config = w.download_config(&s, env_proxy);
-        let downloaders = w.start_downloaders(&s, config, &middlewares, &mut arbiters);
+        let downloaders = w.start_downloaders(&s, config.clone(), &middlewares, &mut arbiters);
         // The order the Engine stops them in when the crawl is over.
         let mut shutdown = vec![
             w.sched.clone().recipient(),
@@ -138,7 +138,9 @@ impl<S: Spider> Crawler<S> {
         let store = JobStore::start_on_own_arbiter(job.store.take(), &mut arbiters, &mut shutdown);
         w.run_pool(contexts.pool, downloaders, parser, &errors, &s);
         let (leave, shared) = w.start_coordinator(connected, &queue, &stage, &mut shutdown);
-        let mut scheduler = w.scheduler(queue, dupe, starts, s.scheduler.clone());
+        let scheduler = w.scheduler(queue, dupe, starts, s.scheduler.clone());
+        // robots.txt goes the way the pages do (proxies, User-Agent, guard).
+        let mut scheduler = scheduler.with_robots_download(config);
         if let Some(store) = &store {
             scheduler = scheduler
                 .with_job(

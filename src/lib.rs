@@ -47,14 +47,15 @@
 //!    printed).
 //! 2. Policies and back-ends, with no actor addresses. `spider` (the
 //!    [`Spider`] trait, [`Output`]), `fingerprint`, `retry`, `backoff`,
-//!    `redirect`, `politeness` (host slots, AutoThrottle, robots.txt),
+//!    `redirect`, `politeness` (host slots, AutoThrottle, robots.txt and its fetch),
 //!    `admission` (depth and offsite), `limits` (when an unattended crawl
 //!    stops early: items, pages, errors, time, memory), [`queue`] and
 //!    [`dedupe`] (back-end traits and the in-memory back-ends), `links` (the
 //!    [`LinkExtractor`]: its configuration, and the page scanner), `http`
 //!    (one exchange under the crawler's limits; bodies under a size limit,
-//!    proxy URLs, CONNECT tunnels, the environment's proxies, the address
-//!    guard refusing private destinations),
+//!    decoded in bounded pieces, proxy URLs, CONNECT tunnels, the
+//!    environment's proxies, the address guard refusing private
+//!    destinations),
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),

@@ -257,7 +257,7 @@ impl PipelineStage {
         let ProcessItems { items, meta } = msg;
         if !items.is_empty() {
             error!(self.log, "items arrived after the pipelines closed; refused";
-                "items" => items.len(), "url" => %meta.url);
+                "items" => items.len(), "url" => %crate::redact::Redacted(&meta.url));
         }
         for item in items {
             self.stats.inc(Counter::ItemError);

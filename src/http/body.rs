@@ -1,13 +1,14 @@
 //! Reading a response body under a size limit: into memory, or streamed to
-//! a file chunk by chunk.
+//! a file piece by piece.
 //!
-//! The stream read here is awc's payload, already decoded: awc asks for
-//! `br, gzip, deflate, zstd` (its `Accept-Encoding`, set on every request
-//! whose decompression is left on, whatever the client's default headers)
-//! and inflates by `Content-Encoding`, so the limit counts decoded bytes and
-//! a small compressed body that inflates past it is refused as soon as it
-//! does. The stream is dropped at the first byte over the limit, which
-//! drops the connection: the rest is never read.
+//! The stream read here is awc's payload as it came off the wire: awc's own
+//! decompression is off, and a coded body (`Content-Encoding`) goes through
+//! a [`Decoder`] that hands back at most [`PIECE`] bytes at a time. Each
+//! piece is counted against the limit before it is kept, and decoding stops
+//! at the first piece over it, so a compression bomb costs the limit plus
+//! one piece (and the decoder's window), however far it would inflate. The
+//! stream is dropped then, which drops the connection: the rest is never
+//! read.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ErrorKind;
+use crate::http::decode::{Decoder, PIECE};
 
 /// A body read to its end.
 #[derive(Debug, Default)]
@@ -30,14 +32,26 @@ pub(crate) struct Body {
     pub path: Option<PathBuf>,
 }
 
-/// Reads `stream` to its end, refusing more than `limit` bytes with
+/// What to do with the bytes past the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// Refuse the body: [`ErrorKind::BodyTooLarge`].
+    Refuse,
+    /// Keep the first `limit` bytes and stop reading (robots.txt, whose
+    /// standard says to parse a prefix of a large file).
+    Truncate,
+}
+
+/// Reads `stream` to its end, decoding it as its `Content-Encoding` says
+/// and refusing more than `limit` decoded bytes with
 /// [`ErrorKind::BodyTooLarge`]. A response that declares a `Content-Length`
 /// over the limit, with no content coding, is refused before anything is
 /// read, unless it has no body (`bodyless`: an answer to `HEAD`, a 1xx,
-/// 204 or 304).
+/// 204 or 304). A coding that cannot be undone is
+/// [`ErrorKind::ContentEncoding`].
 ///
-/// With `to`, each chunk is written to that file as it arrives (created or
-/// truncated) and never kept; a failure to write is
+/// With `to`, each piece is written to that file as it is decoded (created
+/// or truncated) and never kept; a failure to write is
 /// [`ErrorKind::BodyWrite`]. If reading fails, or the future is dropped (on
 /// timeout), the partial file is removed.
 pub(crate) async fn read<S>(
@@ -54,14 +68,37 @@ where
     if !bodyless && declared.is_some_and(|len| len > limit as u64) {
         return Err(ErrorKind::BodyTooLarge { limit });
     }
-    let stream = std::pin::pin!(stream);
-    match to {
+    let decoder = if bodyless {
+        None
+    } else {
+        Decoder::for_headers(headers)?
+    };
+    let mut sink = match to {
         None => {
             let capacity = declared.unwrap_or(0).min(limit as u64) as usize;
-            read_to_memory(stream, limit, capacity).await
+            Sink::memory(limit, capacity, Overflow::Refuse)
         }
-        Some(path) => read_to_file(stream, limit, path).await,
-    }
+        Some(path) => Sink::file(limit, path).await?,
+    };
+    pump(stream, decoder, &mut sink).await?;
+    sink.finish().await
+}
+
+/// Reads at most `limit` decoded bytes of `stream` into memory, and stops
+/// there without an error; returns them, and whether the body went on.
+pub(crate) async fn read_prefix<S>(
+    stream: S,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<(Bytes, bool), ErrorKind>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>>,
+{
+    let decoder = Decoder::for_headers(headers)?;
+    let mut sink = Sink::memory(limit, 0, Overflow::Truncate);
+    pump(stream, decoder, &mut sink).await?;
+    let truncated = sink.truncated;
+    Ok((sink.finish().await?.bytes, truncated))
 }
 
 /// The `Content-Length` when it counts the decoded body (no content coding
@@ -82,60 +119,171 @@ fn declared_len(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-async fn read_to_memory<S>(
-    mut stream: std::pin::Pin<&mut S>,
-    limit: usize,
-    capacity: usize,
-) -> Result<Body, ErrorKind>
+/// Moves the body from `stream` into `sink`, through `decoder` when it is
+/// coded, until the stream ends or the sink is full.
+async fn pump<S>(
+    stream: S,
+    mut decoder: Option<Decoder>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ErrorKind>
 where
     S: Stream<Item = Result<Bytes, PayloadError>>,
 {
-    let mut buf = BytesMut::with_capacity(capacity);
+    let mut stream = std::pin::pin!(stream);
+    let mut piece = vec![0; if decoder.is_some() { PIECE } else { 0 }];
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(payload_error)?;
-        if buf.len() + chunk.len() > limit {
-            return Err(ErrorKind::BodyTooLarge { limit });
+        let Some(decoder) = decoder.as_mut() else {
+            if !sink.put(&chunk).await? {
+                return Ok(());
+            }
+            continue;
+        };
+        decoder.feed(&chunk);
+        if !drain(decoder, &mut piece, sink).await? {
+            return Ok(());
         }
-        buf.extend_from_slice(&chunk);
     }
-    Ok(Body {
-        len: buf.len() as u64,
-        bytes: buf.freeze(),
-        path: None,
-    })
+    if let Some(decoder) = decoder.as_mut() {
+        decoder.end();
+        drain(decoder, &mut piece, sink).await?;
+    }
+    Ok(())
 }
 
-async fn read_to_file<S>(
-    mut stream: std::pin::Pin<&mut S>,
+/// Hands the sink every piece the decoder has now; false once the sink is
+/// full.
+async fn drain(
+    decoder: &mut Decoder,
+    piece: &mut [u8],
+    sink: &mut Sink<'_>,
+) -> Result<bool, ErrorKind> {
+    loop {
+        let n = decoder.read(piece)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if !sink.put(&piece[..n]).await? {
+            return Ok(false);
+        }
+    }
+}
+
+/// Where the decoded body goes, counted against the limit.
+struct Sink<'a> {
     limit: usize,
-    path: &Path,
-) -> Result<Body, ErrorKind>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>>,
-{
-    let write_error = |e: std::io::Error| ErrorKind::BodyWrite {
+    overflow: Overflow,
+    /// Bytes kept so far.
+    len: u64,
+    /// Bytes offered, kept or not: what decoding produced.
+    offered: u64,
+    /// The limit cut the body short (with [`Overflow::Truncate`]).
+    truncated: bool,
+    out: Out<'a>,
+}
+
+enum Out<'a> {
+    Memory(BytesMut),
+    File {
+        file: tokio::fs::File,
+        path: &'a Path,
+        /// Removes the file unless the body is read to its end.
+        partial: Partial<'a>,
+    },
+}
+
+impl<'a> Sink<'a> {
+    fn memory(limit: usize, capacity: usize, overflow: Overflow) -> Self {
+        Sink::new(
+            limit,
+            overflow,
+            Out::Memory(BytesMut::with_capacity(capacity)),
+        )
+    }
+
+    async fn file(limit: usize, path: &'a Path) -> Result<Sink<'a>, ErrorKind> {
+        let file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| write_error(path, e))?;
+        let partial = Partial(Some(path));
+        Ok(Sink::new(
+            limit,
+            Overflow::Refuse,
+            Out::File {
+                file,
+                path,
+                partial,
+            },
+        ))
+    }
+
+    fn new(limit: usize, overflow: Overflow, out: Out<'a>) -> Self {
+        Sink {
+            limit,
+            overflow,
+            len: 0,
+            offered: 0,
+            truncated: false,
+            out,
+        }
+    }
+
+    /// Keeps `bytes`, or refuses them over the limit; false once nothing
+    /// more is wanted (truncated at the limit).
+    async fn put(&mut self, bytes: &[u8]) -> Result<bool, ErrorKind> {
+        self.offered += bytes.len() as u64;
+        let room = (self.limit as u64).saturating_sub(self.len) as usize;
+        let keep = if bytes.len() <= room {
+            bytes
+        } else if self.overflow == Overflow::Truncate {
+            self.truncated = true;
+            &bytes[..room]
+        } else {
+            return Err(ErrorKind::BodyTooLarge { limit: self.limit });
+        };
+        self.len += keep.len() as u64;
+        match &mut self.out {
+            Out::Memory(buf) => buf.extend_from_slice(keep),
+            Out::File { file, path, .. } => file
+                .write_all(keep)
+                .await
+                .map_err(|e| write_error(path, e))?,
+        }
+        Ok(!self.truncated)
+    }
+
+    /// The body, once read to its end.
+    async fn finish(self) -> Result<Body, ErrorKind> {
+        match self.out {
+            Out::Memory(buf) => Ok(Body {
+                len: buf.len() as u64,
+                bytes: buf.freeze(),
+                path: None,
+            }),
+            Out::File {
+                mut file,
+                path,
+                mut partial,
+            } => {
+                // Waits for the last write, whose error would otherwise be
+                // lost.
+                file.flush().await.map_err(|e| write_error(path, e))?;
+                partial.0 = None;
+                Ok(Body {
+                    bytes: Bytes::new(),
+                    len: self.len,
+                    path: Some(path.to_path_buf()),
+                })
+            }
+        }
+    }
+}
+
+fn write_error(path: &Path, e: std::io::Error) -> ErrorKind {
+    ErrorKind::BodyWrite {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    };
-    let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
-    let mut partial = Partial(Some(path));
-    let mut len = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(payload_error)?;
-        len += chunk.len() as u64;
-        if len > limit as u64 {
-            return Err(ErrorKind::BodyTooLarge { limit });
-        }
-        file.write_all(&chunk).await.map_err(write_error)?;
     }
-    // Waits for the last write, whose error would otherwise be lost.
-    file.flush().await.map_err(write_error)?;
-    partial.0 = None;
-    Ok(Body {
-        bytes: Bytes::new(),
-        len,
-        path: Some(path.to_path_buf()),
-    })
 }
 
 /// Removes a file left incomplete, when dropped before being disarmed.
@@ -155,6 +303,7 @@ fn payload_error(e: PayloadError) -> ErrorKind {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use awc::http::header::HeaderValue;
@@ -216,13 +365,124 @@ mod tests {
             .unwrap();
         assert_eq!(body.len, 0);
 
-        // A coded body's length is the compressed one: read and count.
+        // A coded body's length is the compressed one: decoded and counted.
         let mut coded = with_length(1000);
         coded.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        let body = read(chunks(2, 10, &polled), &coded, false, 100, None)
+        let gz = gzip(&[7; 60]);
+        let wire = stream::iter([Ok(Bytes::from(gz))]);
+        let body = read(wire, &coded, false, 100, None).await.unwrap();
+        assert_eq!((body.len, &body.bytes[..]), (60, &[7u8; 60][..]));
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// A bomb: `total` bytes of zeros in `coding`, compressed a MiB at a
+    /// time as the stream is polled (each poll's chunk is what that MiB
+    /// added), so only what the reader takes is ever built; counts polls.
+    fn bomb<'a>(
+        coding: &'static str,
+        total: usize,
+        polled: &'a AtomicUsize,
+    ) -> impl Stream<Item = Result<Bytes, PayloadError>> + 'a {
+        let zeros = vec![0u8; MIB];
+        let out = Shared::default();
+        let mut encoder: Box<dyn Write> = match coding {
+            "gzip" => Box::new(flate2::write::GzEncoder::new(
+                out.clone(),
+                flate2::Compression::fast(),
+            )),
+            "br" => Box::new(brotli::CompressorWriter::new(out.clone(), 4096, 1, 22)),
+            "zstd" => Box::new(zstd::stream::write::Encoder::new(out.clone(), 1).unwrap()),
+            other => panic!("no {other} bomb"),
+        };
+        stream::iter(0..total / MIB).map(move |_| {
+            polled.fetch_add(1, Ordering::SeqCst);
+            encoder.write_all(&zeros).unwrap();
+            encoder.flush().unwrap();
+            Ok(Bytes::from(std::mem::take(&mut *out.0.lock().unwrap())))
+        })
+    }
+
+    /// A `Write` whose bytes the test takes out as they come.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn coded(coding: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_str(coding).unwrap(),
+        );
+        h
+    }
+
+    const MIB: usize = 1 << 20;
+
+    #[actix_rt::test]
+    async fn a_bomb_stops_at_the_limit_having_decoded_at_most_one_piece_more() {
+        const LIMIT: usize = 4 * MIB;
+        for coding in ["gzip", "br", "zstd"] {
+            // 1 GiB of zeros, refused in memory and in a file alike.
+            for to_file in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("body");
+                let polled = AtomicUsize::new(0);
+                let mut sink = if to_file {
+                    Sink::file(LIMIT, &path).await.unwrap()
+                } else {
+                    Sink::memory(LIMIT, 0, Overflow::Refuse)
+                };
+                let decoder = Decoder::for_headers(&coded(coding)).unwrap();
+                let err = pump(bomb(coding, 1 << 30, &polled), decoder, &mut sink)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, ErrorKind::BodyTooLarge { limit: LIMIT }),
+                    "{coding}: {err}"
+                );
+                // What decoding produced: the limit and the one piece that
+                // crossed it, nothing more.
+                let offered = sink.offered as usize;
+                assert!(
+                    offered > LIMIT && offered <= LIMIT + PIECE,
+                    "{coding}: decoded {offered} bytes at a limit of {LIMIT}"
+                );
+                // The wire was read no further than the limit needed (one
+                // chunk per MiB, and the chunk being decoded).
+                let polls = polled.load(Ordering::SeqCst);
+                assert!(polls <= LIMIT / MIB + 2, "{coding}: {polls} chunks read");
+                drop(sink);
+                assert!(!path.exists(), "{coding}: the partial file was left behind");
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_prefix_read_keeps_the_limit_and_stops() {
+        let polled = AtomicUsize::new(0);
+        let (bytes, truncated) = read_prefix(bomb("gzip", 1 << 30, &polled), &coded("gzip"), 1000)
             .await
             .unwrap();
-        assert_eq!(body.len, 20);
+        assert_eq!((bytes.len(), truncated), (1000, true));
+        assert_eq!(polled.load(Ordering::SeqCst), 1);
+        let (bytes, truncated) = read_prefix(chunks(1, 10, &polled), &HeaderMap::new(), 1000)
+            .await
+            .unwrap();
+        assert_eq!((bytes.len(), truncated), (10, false));
     }
 
     #[actix_rt::test]

@@ -2,13 +2,16 @@
 //!
 //! awc's defaults do not fit a crawler: its timeout
 //! does not cover the body, bodies stop at 2 MiB, redirects are followed
-//! silently (losing the final URL) and there is no User-Agent. This module
+//! silently (losing the final URL), a whole network chunk is inflated
+//! before any limit sees it and there is no User-Agent. This module
 //! builds a client per downloader with redirects off, and runs each exchange
 //! under one deadline covering headers and body, with an explicit body
-//! limit applied after decompression.
+//! limit applied after decompression, which `body` and `decode` do in
+//! bounded pieces (awc's own is off on every request, `decoded_here`).
 
 pub(crate) mod body;
 pub(crate) mod cookies;
+pub(crate) mod decode;
 pub(crate) mod env_proxy;
 pub(crate) mod guard;
 pub(crate) mod proxy;
@@ -80,17 +83,16 @@ pub(crate) struct DownloadConfig {
     pub guard: Option<Arc<guard::AddressGuard>>,
 }
 
-/// The tests' starting point: the crawl's limits, without cookies, a
-/// proxy or a log (the crawl builds its own from the builder's settings).
-#[cfg(test)]
-impl Default for DownloadConfig {
-    fn default() -> Self {
+impl DownloadConfig {
+    /// The defaults with `user_agent`, logging to `log`, without cookies
+    /// or a proxy (the crawl builds its own from the builder's settings).
+    pub(crate) fn new(user_agent: String, log: slog::Logger) -> Self {
         DownloadConfig {
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             warn_body: DEFAULT_WARN_BODY,
-            log: slog::Logger::root(slog::Discard, slog::o!()),
-            user_agent: DEFAULT_USER_AGENT.to_string(),
+            log,
+            user_agent,
             env_proxy: None,
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
             stream_dirs: StreamDirs::default(),
@@ -101,6 +103,16 @@ impl Default for DownloadConfig {
                 .collect(),
             guard: None,
         }
+    }
+}
+
+/// The tests' starting point: the crawl's limits, without cookies, a
+/// proxy or a log.
+#[cfg(test)]
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        DownloadConfig::new(DEFAULT_USER_AGENT.to_string(), log)
     }
 }
 
@@ -207,7 +219,7 @@ pub(crate) async fn exchange<C>(
         Ok(Err(kind)) => {
             if let ErrorKind::BlockedAddress { host, addr, range } = &kind {
                 slog::warn!(cfg.log, "request refused by the address guard";
-                    "url" => %req.url, "host" => host, "addr" => %addr, "range" => range);
+                    "url" => %crate::redact::Redacted(&req.url), "host" => host, "addr" => %addr, "range" => range);
             }
             return Err(count_failure(stats, req, kind));
         }
@@ -287,6 +299,15 @@ async fn send<C>(
     for (name, value) in &req.headers {
         out = out.append_header((name.as_str(), value.as_str()));
     }
+    let own_accept = req
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"));
+    out = if own_accept {
+        out.no_decompress()
+    } else {
+        decoded_here(out)
+    };
     if let Some(cookie) = cookie_header(req, jar) {
         out = out.append_header((header::COOKIE, cookie));
     }
@@ -309,6 +330,15 @@ async fn send<C>(
     let to = req.stream_to.as_deref();
     let body = crate::http::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
     Ok((status, headers, body))
+}
+
+/// `out` with awc's decompression off and asking for the codings
+/// `body::read` decodes itself, in bounded pieces: every request the crate
+/// sends goes through this (awc would inflate a whole network chunk before
+/// a limit could see it).
+pub(crate) fn decoded_here(out: awc::ClientRequest) -> awc::ClientRequest {
+    out.no_decompress()
+        .insert_header((header::ACCEPT_ENCODING, decode::ACCEPT_ENCODING))
 }
 
 /// The `Cookie` header for `req`: the jar's cookies for its URL, then the

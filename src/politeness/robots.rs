@@ -2,46 +2,59 @@
 //!
 //! When the crawl obeys robots.txt, a request is checked just before
 //! dispatch. The first request of an origin (scheme, host, port) starts a
-//! fetch of its `/robots.txt` ([`fetch`]) and waits with the others of that
-//! origin until the answer is parsed (`texting_robots`). A missing or
-//! unreadable robots.txt allows everything, as in Scrapy; a disallowed
-//! request is dropped and counted in `robotstxt/forbidden`. A `Crawl-delay`
-//! becomes a floor for the host's delay. The cache and the fetch know no
-//! actor: the Scheduler parks the waiting requests, spawns the fetch and
-//! hands its answer to [`RobotsCache::learned`].
+//! fetch of its `/robots.txt` (`robots_fetch`) and waits with the others of
+//! that origin until the answer is in. As the robots standard (RFC 9309)
+//! says: a 2xx gives the rules (`texting_robots`), a 4xx (404 included)
+//! allows everything, and an unreachable file (5xx, no answer) disallows
+//! everything. A disallowed request is dropped and counted in
+//! `robotstxt/forbidden`. A `Crawl-delay` becomes a floor for the host's
+//! delay. The cache and the fetch know no actor: the Scheduler parks the
+//! waiting requests, spawns the fetch and hands its answer to
+//! [`RobotsCache::learned`] or [`RobotsCache::failed`].
+//!
+//! An unreachable robots.txt is fetched again after each of
+//! [`RETRY_DELAYS`], its origin's requests waiting meanwhile (nothing of
+//! the origin is fetched); after the last, the origin is disallowed for
+//! [`UNREACHABLE_FOR`]: its waiting requests and those that come in that
+//! time are dropped and counted (`robotstxt/forbidden`, of them
+//! `robotstxt/forbidden_unreachable`). The next request after that fetches
+//! it again.
 //!
 //! The cache is bounded ([`MAX_ORIGINS`]): past it, the least recently
 //! used known origins are dropped, and fetched again when next needed. An
-//! origin whose fetch is under way is never dropped: requests wait for it.
+//! origin whose fetch is under way (or due again) is never dropped:
+//! requests wait for it.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use texting_robots::Robot;
 use url::Url;
-
-use crate::http::thread_client;
-
-/// The largest robots.txt read; the rest is cut off, so a huge or endless
-/// one cannot hold the crawl.
-const MAX_BODY: usize = 512 << 10;
-
-/// How long a robots.txt fetch may take, body included, before its origin
-/// is crawled as if it had none.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most origins the cache knows (apart from those being fetched): a
 /// crawl over millions of sites keeps a flat memory (a parsed robots.txt is
 /// a few kilobytes), while a crawl over fewer sites fetches each once.
 pub(crate) const MAX_ORIGINS: usize = 10_000;
 
+/// The waits before fetching an unreachable robots.txt again, one per new
+/// try: a server briefly overloaded gets two more chances, 2 s and then
+/// 8 s later, before its origin is given up on for a while.
+pub(crate) const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(8)];
+
+/// How long an origin whose robots.txt stayed unreachable through every
+/// retry is disallowed before it is fetched again (10 minutes).
+pub(crate) const UNREACHABLE_FOR: Duration = Duration::from_secs(600);
+
 /// What robots.txt says about a URL right now.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Access {
     /// Fetch it.
     Allowed,
-    /// Do not.
+    /// Do not: its rules forbid it.
     Forbidden,
+    /// Do not: its origin's robots.txt stayed unreachable, which disallows
+    /// everything for a while.
+    Unreachable,
     /// Its origin's robots.txt is not known yet; `fetch` is the robots URL
     /// to fetch when this is the origin's first request.
     Pending {
@@ -50,11 +63,25 @@ pub(crate) enum Access {
     },
 }
 
+/// What the cache does after a failed fetch.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// Fetch again after this wait; the origin's requests keep waiting.
+    RetryAfter(Duration),
+    /// Given up for [`UNREACHABLE_FOR`]: drop the waiting requests.
+    GaveUp,
+}
+
 enum Entry {
     /// Being fetched.
     Fetching,
     /// Parsed; `None` allows everything.
     Known(Option<Robot>),
+    /// Unreachable `failures` times in a row; fetched again soon, requests
+    /// waiting.
+    Retrying { failures: usize },
+    /// Unreachable through every retry: everything disallowed until then.
+    Unreachable { until: Instant },
 }
 
 /// The crawl's robots.txt cache.
@@ -76,6 +103,12 @@ impl Default for RobotsCache {
 /// An origin's robots.txt, parsed for the crawl's User-Agent.
 pub(crate) struct Rules(Robot);
 
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rules")
+    }
+}
+
 impl Rules {
     /// `body` parsed for `user_agent`'s product token (the text before the
     /// first `/` or space: `spinneret` for `spinneret/0.1.0`); `None` when
@@ -87,44 +120,6 @@ impl Rules {
             .unwrap_or(user_agent);
         Robot::new(token, body).ok().map(Rules)
     }
-}
-
-/// What an origin's server answered for its robots.txt.
-pub(crate) struct Fetched {
-    /// The response status.
-    pub status: u16,
-    /// The rules, when the status is 2xx and the body parses; `None`
-    /// allows everything.
-    pub rules: Option<Rules>,
-}
-
-/// Fetches the robots.txt at `url` with `user_agent` and parses it for
-/// that agent; the error says why there is no answer (unreachable, timed
-/// out, unreadable body), which allows everything too.
-pub(crate) async fn fetch(url: Url, user_agent: String) -> Result<Fetched, String> {
-    let get = async {
-        let mut resp = thread_client()
-            .get(url.as_str())
-            .insert_header(("user-agent", user_agent.as_str()))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let body = resp
-            .body()
-            .limit(MAX_BODY)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((resp.status().as_u16(), body))
-    };
-    let (status, body) = tokio::time::timeout(FETCH_TIMEOUT, get)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))?;
-    let rules = if (200..300).contains(&status) {
-        Rules::parse(&user_agent, &body)
-    } else {
-        None
-    };
-    Ok(Fetched { status, rules })
 }
 
 /// The origin key of a URL.
@@ -140,6 +135,12 @@ impl RobotsCache {
             tick: 0,
             bound: bound.max(1),
         }
+    }
+
+    /// [`check`](Self::check) now.
+    #[cfg(test)]
+    fn check_now(&mut self, url: &Url) -> Access {
+        self.check(url, Instant::now())
     }
 
     /// Origins held now (known or being fetched).
@@ -158,7 +159,7 @@ impl RobotsCache {
         let mut known: Vec<u64> = self
             .origins
             .values()
-            .filter(|(e, _)| matches!(e, Entry::Known(_)))
+            .filter(|(e, _)| matches!(e, Entry::Known(_) | Entry::Unreachable { .. }))
             .map(|(_, t)| *t)
             .collect();
         let keep = self.bound - self.bound / 10;
@@ -170,21 +171,22 @@ impl RobotsCache {
         let cut = *cut;
         // Ticks are unique, so exactly `drop` origins go.
         self.origins
-            .retain(|_, (e, t)| matches!(e, Entry::Fetching) || *t > cut);
+            .retain(|_, (e, t)| matches!(e, Entry::Fetching | Entry::Retrying { .. }) || *t > cut);
     }
 
-    /// Checks `url`; the robots.txt itself is always allowed.
-    pub(crate) fn check(&mut self, url: &Url) -> Access {
+    /// Checks `url` at `now`; the robots.txt itself is always allowed.
+    pub(crate) fn check(&mut self, url: &Url, now: Instant) -> Access {
         if url.path() == "/robots.txt" {
             return Access::Allowed;
         }
         let key = origin(url);
         self.tick += 1;
         let tick = self.tick;
-        match self.origins.get_mut(&key).map(|(e, t)| {
+        let entry = self.origins.get_mut(&key).map(|(e, t)| {
             *t = tick;
             &*e
-        }) {
+        });
+        match entry {
             Some(Entry::Known(None)) => Access::Allowed,
             Some(Entry::Known(Some(robot))) => {
                 if robot.allowed(url.as_str()) {
@@ -193,8 +195,9 @@ impl RobotsCache {
                     Access::Forbidden
                 }
             }
-            Some(Entry::Fetching) => Access::Pending { fetch: None },
-            None => {
+            Some(Entry::Fetching | Entry::Retrying { .. }) => Access::Pending { fetch: None },
+            Some(Entry::Unreachable { until }) if now < *until => Access::Unreachable,
+            Some(Entry::Unreachable { .. }) | None => {
                 self.origins.insert(key, (Entry::Fetching, tick));
                 let mut robots = url.clone();
                 robots.set_path("/robots.txt");
@@ -205,6 +208,26 @@ impl RobotsCache {
                 }
             }
         }
+    }
+
+    /// Records that `origin`'s robots.txt could not be reached at `now`:
+    /// fetch it again after a wait, or give up on it for a while.
+    pub(crate) fn failed(&mut self, origin: &str, now: Instant) -> Failed {
+        self.tick += 1;
+        let failures = match self.origins.get(origin) {
+            Some((Entry::Retrying { failures }, _)) => failures + 1,
+            _ => 1,
+        };
+        let (entry, failed) = match RETRY_DELAYS.get(failures - 1) {
+            Some(&wait) => (Entry::Retrying { failures }, Failed::RetryAfter(wait)),
+            None => {
+                let until = now + UNREACHABLE_FOR;
+                (Entry::Unreachable { until }, Failed::GaveUp)
+            }
+        };
+        self.origins.insert(origin.to_string(), (entry, self.tick));
+        self.shrink();
+        failed
     }
 
     /// Records the answer for `origin`: its rules, or `None` (missing,
@@ -234,25 +257,28 @@ mod tests {
         let u = |s: &str| Url::parse(s).unwrap();
         let Access::Pending {
             fetch: Some(robots),
-        } = cache.check(&u("http://h:8080/a?x#y"))
+        } = cache.check_now(&u("http://h:8080/a?x#y"))
         else {
             panic!("expected a fetch");
         };
         assert_eq!(robots.as_str(), "http://h:8080/robots.txt");
         assert_eq!(
-            cache.check(&u("http://h:8080/b")),
+            cache.check_now(&u("http://h:8080/b")),
             Access::Pending { fetch: None }
         );
         let body = b"User-agent: other\nDisallow: /\n\nUser-agent: spinneret\nDisallow: /private\nCrawl-delay: 2\n";
         let rules = Rules::parse("spinneret/0.1.0", body);
         let delay = cache.learned(&origin(&u("http://h:8080/")), rules);
         assert_eq!(delay, Some(Duration::from_secs(2)));
-        assert_eq!(cache.check(&u("http://h:8080/b")), Access::Allowed);
+        assert_eq!(cache.check_now(&u("http://h:8080/b")), Access::Allowed);
         assert_eq!(
-            cache.check(&u("http://h:8080/private/x")),
+            cache.check_now(&u("http://h:8080/private/x")),
             Access::Forbidden
         );
-        assert_eq!(cache.check(&u("http://h:8080/robots.txt")), Access::Allowed);
+        assert_eq!(
+            cache.check_now(&u("http://h:8080/robots.txt")),
+            Access::Allowed
+        );
     }
 
     #[test]
@@ -262,26 +288,26 @@ mod tests {
         // Five origins wait for their fetch all along.
         for i in 0..5 {
             assert!(matches!(
-                cache.check(&u(i)),
+                cache.check_now(&u(i)),
                 Access::Pending { fetch: Some(_) }
             ));
         }
         for i in 5..100 {
             assert!(matches!(
-                cache.check(&u(i)),
+                cache.check_now(&u(i)),
                 Access::Pending { fetch: Some(_) }
             ));
             cache.learned(&origin(&u(i)), None);
             assert!(cache.len() <= 10, "{} origins held", cache.len());
         }
         for i in 0..5 {
-            assert_eq!(cache.check(&u(i)), Access::Pending { fetch: None });
+            assert_eq!(cache.check_now(&u(i)), Access::Pending { fetch: None });
         }
         // The latest known origin is kept; an early one was dropped and is
         // fetched again.
-        assert_eq!(cache.check(&u(99)), Access::Allowed);
+        assert_eq!(cache.check_now(&u(99)), Access::Allowed);
         assert!(matches!(
-            cache.check(&u(5)),
+            cache.check_now(&u(5)),
             Access::Pending { fetch: Some(_) }
         ));
     }
@@ -290,8 +316,41 @@ mod tests {
     fn a_missing_robots_txt_allows_everything() {
         let mut cache = RobotsCache::default();
         let url = Url::parse("http://h/x").unwrap();
-        assert!(matches!(cache.check(&url), Access::Pending { .. }));
+        assert!(matches!(cache.check_now(&url), Access::Pending { .. }));
         assert_eq!(cache.learned(&origin(&url), None), None);
-        assert_eq!(cache.check(&url), Access::Allowed);
+        assert_eq!(cache.check_now(&url), Access::Allowed);
+    }
+
+    #[test]
+    fn an_unreachable_robots_txt_is_retried_then_disallows_for_a_while() {
+        let mut cache = RobotsCache::default();
+        let url = Url::parse("http://h/x").unwrap();
+        let key = origin(&url);
+        let t0 = Instant::now();
+        assert!(matches!(
+            cache.check(&url, t0),
+            Access::Pending { fetch: Some(_) }
+        ));
+        // Each failure but the last asks for another try; requests wait.
+        for wait in RETRY_DELAYS {
+            assert_eq!(cache.failed(&key, t0), Failed::RetryAfter(wait));
+            assert_eq!(cache.check(&url, t0), Access::Pending { fetch: None });
+        }
+        assert_eq!(cache.failed(&key, t0), Failed::GaveUp);
+        assert_eq!(cache.check(&url, t0), Access::Unreachable);
+        let later = t0 + UNREACHABLE_FOR - Duration::from_secs(1);
+        assert_eq!(cache.check(&url, later), Access::Unreachable);
+        // Then it is fetched again, and a success ends it.
+        let Access::Pending {
+            fetch: Some(robots),
+        } = cache.check(&url, t0 + UNREACHABLE_FOR)
+        else {
+            panic!("not fetched again");
+        };
+        assert_eq!(robots.as_str(), "http://h/robots.txt");
+        cache.learned(&key, None);
+        assert_eq!(cache.check(&url, t0 + UNREACHABLE_FOR), Access::Allowed);
+        // A new failure starts the count again.
+        assert_eq!(cache.failed(&key, t0), Failed::RetryAfter(RETRY_DELAYS[0]));
     }
 }

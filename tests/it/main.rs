@@ -2,6 +2,7 @@
 //! servers on 127.0.0.1 that the tests start. One test binary, as in
 //! BurntSushi's crates.
 
+mod bodies;
 #[cfg(feature = "control")]
 mod control;
 mod crawl;
@@ -23,6 +24,7 @@ mod redirect_safety;
 mod redirects;
 mod redis_server;
 mod resume;
+mod robots;
 mod scale;
 mod shutdown;
 mod spiders;

@@ -89,6 +89,8 @@ pub(crate) struct Scheduler<C: Callback> {
     /// Requests waiting for their origin's robots.txt, by origin: released
     /// together when it is known, and counted in the queued gauge meanwhile.
     robots_waiting: HashMap<String, Vec<Context<C>>>,
+    /// robots.txt fetches under way and waiting for a place.
+    robots_fetches: robots::RobotsFetches,
     /// Open-work counter shared with the crawl: how the Engine learns the
     /// crawl is finished.
     accounting: Arc<Accounting>,
@@ -179,6 +181,7 @@ impl<C: Callback> Scheduler<C> {
             host_slots_published: 0,
             robots: config.robots_agent.is_some().then(RobotsCache::default),
             robots_waiting: HashMap::new(),
+            robots_fetches: robots::RobotsFetches::default(),
             config,
             accounting,
             stats,
@@ -231,6 +234,14 @@ impl<C: Callback> Scheduler<C> {
     /// owns them; the open-work unit they hold stays open until then.
     pub(crate) fn with_shared_queue(mut self, shared: SharedQueue) -> Self {
         self.shared = Some(shared);
+        self
+    }
+
+    /// Fetches robots.txt (when obeyed) with the crawl's download settings:
+    /// its proxies, User-Agent and timeout. Without this, a direct
+    /// connection with the defaults.
+    pub(crate) fn with_robots_download(mut self, download: crate::http::DownloadConfig) -> Self {
+        self.robots_fetches = robots::RobotsFetches::new(download);
         self
     }
 
