@@ -343,3 +343,32 @@ async fn through_a_proxy_the_guard_checks_the_target_before_the_proxy_is_asked()
     assert_eq!(paths(&home_seen), ["/allowed"]);
     assert_eq!(items.len(), 1, "{items:?}");
 }
+
+#[actix::test]
+async fn robots_txt_is_fetched_through_the_guard_too() {
+    // With robots.txt obeyed, a refused host's robots.txt is not fetched
+    // either: the fetch goes through the same guarded connector as the
+    // pages. Unreachable robots.txt disallows the origin (retried twice),
+    // so the page is dropped and counted, never sent.
+    let (target, accepted) = counting_listener("127.0.0.2").await;
+    let url = format!("http://{target}/page");
+    let builder = Crawler::builder(Starts(vec![get(&url)]))
+        .obey_robots_txt(true)
+        .block_private_addresses(true)
+        .allow_addresses(["127.0.0.1"]);
+    let (s, items) = crawl(builder).await;
+    assert!(items.is_empty());
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "no connection reached it"
+    );
+    assert_eq!(
+        s.get("robotstxt/request_count"),
+        3,
+        "fetched, then retried twice"
+    );
+    assert_eq!(s.get("robotstxt/forbidden_unreachable"), 1);
+    assert_eq!(s.get("robotstxt/forbidden"), 1);
+    assert_eq!(s.get("downloader/request_count"), 0);
+}
