@@ -72,9 +72,52 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
     .any(|word| name.contains(word))
 }
 
+/// A request's or response's meta map printed with every URL in it
+/// masked (the redirect chain's `redirect_urls`, or a URL a spider put
+/// there): each string value that holds `://` and an `@` goes through
+/// [`text`], in nested arrays and objects too.
+pub(crate) struct Meta<'a>(pub &'a serde_json::Map<String, serde_json::Value>);
+
+impl fmt::Debug for Meta<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn mask(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::String(s) if s.contains("://") && s.contains('@') => {
+                    *s = text(s);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
+                serde_json::Value::Object(map) => map.values_mut().for_each(mask),
+                _ => {}
+            }
+        }
+        let mut map = self.0.clone();
+        map.values_mut().for_each(mask);
+        write!(f, "{map:?}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_a_meta_map_are_masked() {
+        let meta = serde_json::json!({
+            "redirect_urls": ["http://u:chainpw@h/a", "http://h/b"],
+            "nested": {"from": "https://x:nestedpw@h/"},
+            "note": "a@b",
+        });
+        let shown = format!("{:?}", Meta(meta.as_object().unwrap()));
+        assert!(
+            !shown.contains("chainpw") && !shown.contains("nestedpw"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("http://***:***@h/a") && shown.contains("http://h/b"),
+            "{shown}"
+        );
+        assert!(shown.contains("a@b"), "{shown}");
+    }
 
     #[test]
     fn urls_lose_their_credentials_and_nothing_else() {

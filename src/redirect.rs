@@ -99,7 +99,7 @@ pub fn follow<C: Clone>(
         return Err(Error::new(
             Stage::Download,
             ErrorKind::InvalidUrl {
-                input: location.to_string(),
+                input: crate::redact::text(location),
                 reason: format!("redirect to unsupported scheme {:?}", target.scheme()),
             },
         ));
@@ -119,7 +119,7 @@ pub fn follow<C: Clone>(
         return Err(Error::new(
             Stage::Download,
             ErrorKind::RedirectLoop {
-                url: target.to_string(),
+                url: crate::redact::Redacted(&target).to_string(),
             },
         ));
     }
@@ -135,7 +135,7 @@ pub fn follow<C: Clone>(
         });
     }
     if target.origin() != request.url.origin() {
-        keep_crossing(&mut next.headers, &request.url, &target, cross_origin);
+        keep_crossing(&mut next.headers, &target, cross_origin);
         // The request's own cookies were meant for its site; the jar sends
         // the target's.
         next.cookies.clear();
@@ -159,11 +159,10 @@ pub fn follow<C: Clone>(
     Ok(next)
 }
 
-/// Keeps the headers named in `allowed` (lower-case), for a move from
-/// `from` to another origin `to`; a `Referer` is cut to its origin, or
-/// dropped from https to http or when it is no URL.
-fn keep_crossing(headers: &mut Vec<(String, String)>, from: &Url, to: &Url, allowed: &[String]) {
-    let downgrade = from.scheme() == "https" && to.scheme() == "http";
+/// Keeps the headers named in `allowed` (lower-case), for a move to
+/// another origin `to`; a `Referer` is cut to its origin, or dropped when
+/// it is an https URL and `to` is http, or when it is no URL.
+fn keep_crossing(headers: &mut Vec<(String, String)>, to: &Url, allowed: &[String]) {
     headers.retain_mut(|(name, value)| {
         let name = name.to_ascii_lowercase();
         if !allowed.contains(&name) {
@@ -172,14 +171,16 @@ fn keep_crossing(headers: &mut Vec<(String, String)>, from: &Url, to: &Url, allo
         if name != "referer" {
             return true;
         }
-        let origin = Url::parse(value).ok().map(|u| u.origin());
-        match origin {
-            Some(origin) if origin.is_tuple() && !downgrade => {
-                *value = format!("{}/", origin.ascii_serialization());
-                true
-            }
-            _ => false,
+        let Ok(referer) = Url::parse(value) else {
+            return false;
+        };
+        let origin = referer.origin();
+        let downgrade = referer.scheme() == "https" && to.scheme() == "http";
+        if !origin.is_tuple() || downgrade {
+            return false;
         }
+        *value = format!("{}/", origin.ascii_serialization());
+        true
     });
 }
 
@@ -257,6 +258,31 @@ mod tests {
     }
 
     #[test]
+    fn redirect_errors_keep_credentials_out_of_debug_too() {
+        let a = Request::<()>::get("http://u:looppw@h/a").unwrap();
+        let e = follow(&a, &answer("http://u:looppw@h/a", 302), "/a", &defaults()).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::RedirectLoop { .. }), "{e}");
+        let e2 = follow(
+            &a,
+            &answer("http://h/a", 302),
+            "ftp://u:schemepw@h/x",
+            &defaults(),
+        )
+        .unwrap_err();
+        for shown in [
+            format!("{e:?}"),
+            format!("{e2:?}"),
+            e.to_string(),
+            e2.to_string(),
+        ] {
+            assert!(
+                !shown.contains("looppw") && !shown.contains("schemepw"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
     fn only_allowed_headers_cross_origins() {
         let get = Request::<()>::get("https://a.test/x")
             .unwrap()
@@ -302,6 +328,19 @@ mod tests {
             names(&plain.unwrap()),
             ["User-Agent: ua", "accept: text/html"]
         );
+        // The Referer's own scheme decides: an https one never goes to an
+        // http target, whatever the request's scheme.
+        let from_http = Request::<()>::get("http://a.test/x")
+            .unwrap()
+            .header("Referer", "https://intranet.test/page");
+        let next = follow(
+            &from_http,
+            &answer("http://a.test/x", 302),
+            "http://b.test/",
+            &defaults(),
+        )
+        .unwrap();
+        assert!(next.headers.is_empty(), "{:?}", next.headers);
         // A configured list replaces the default.
         let own = vec!["x-api-key".to_string()];
         let next = follow(

@@ -313,7 +313,7 @@ impl<C: fmt::Debug> fmt::Debug for Request<C> {
             .field("body", &format_args!("[{} bytes]", self.body.len()))
             .field("proxy", &self.proxy.as_deref().map(redact::text))
             .field("cookies", &cookies)
-            .field("meta", &self.meta)
+            .field("meta", &crate::redact::Meta(&self.meta))
             .field("allow_redirects", &self.allow_redirects)
             .field("max_redirects", &self.max_redirects)
             .field("callback", &self.callback)
@@ -449,7 +449,11 @@ mod tests {
             .header("Accept", "text/html")
             .cookie("session", "cookiesecret")
             .proxy("http://proxyuser:proxypw@127.0.0.1:3128")
-            .body("password=bodysecret");
+            .body("password=bodysecret")
+            .meta(
+                crate::redirect::REDIRECT_URLS,
+                serde_json::json!(["http://chainuser:chainpw@127.0.0.1/a"]),
+            );
         let debug = format!("{r:?}");
         let display = r.to_string();
         for secret in [
@@ -464,6 +468,7 @@ mod tests {
             "proxyuser",
             "proxypw",
             "bodysecret",
+            "chainpw",
         ] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
             assert!(!display.contains(secret), "{secret} in {display}");

@@ -111,7 +111,7 @@ impl fmt::Debug for ResponseMeta {
                 &self.request_url.as_ref().map(redact::Redacted),
             )
             .field("redirect_urls", &redirects)
-            .field("request_meta", &self.request_meta)
+            .field("request_meta", &crate::redact::Meta(&self.request_meta))
             .field("body_len", &self.body_len)
             .field("body_path", &self.body_path)
             .finish_non_exhaustive()

@@ -73,7 +73,6 @@ enum CorsPolicy {
 }
 
 /// Configures a [`ControlApi`].
-#[derive(Debug)]
 pub struct ControlApiBuilder {
     /// The bearer token (trimmed at `build`).
     token: String,
@@ -85,6 +84,18 @@ pub struct ControlApiBuilder {
     stats_every: Duration,
     /// Where request lines go.
     log: Logger,
+}
+
+/// The token is a secret: `Debug` leaves it out.
+impl std::fmt::Debug for ControlApiBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlApiBuilder")
+            .field("token", &"[redacted]")
+            .field("body_limit", &self.body_limit)
+            .field("cors", &self.cors)
+            .field("stats_every", &self.stats_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ControlApiBuilder {
@@ -324,6 +335,8 @@ mod tests {
             Ok(_) => false,
         };
         assert!(config(ControlApi::builder(" \n")));
+        let shown = format!("{:?}", ControlApi::builder("the-secret-token-value"));
+        assert!(!shown.contains("the-secret-token-value"), "{shown}");
         // Shorter than 16 bytes once trimmed.
         assert!(config(ControlApi::builder("0123456789abcde")));
         assert!(config(ControlApi::builder(" 0123456789abcde\n")));
