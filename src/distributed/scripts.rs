@@ -218,8 +218,9 @@ return n
 /// Gives back leases: `ARGV[3..]` are members, or none for all of this
 /// worker's. With `ARGV[3] == '*leave*'`, the worker also leaves: its
 /// reservations are dropped, it is no longer a worker of the crawl, and
-/// the start requests lose their owner if it was this worker. Answers the
-/// number of leases given back.
+/// the start requests lose their owner if it was this worker, and the
+/// leases given back are added to the crawl's totals
+/// (`redis/leases_given_back`). Answers the number of leases given back.
 const RELEASE: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local queue, lease = p .. 'queue', p .. 'lease:' .. w
@@ -238,6 +239,12 @@ else
   end
 end
 if leave then
+  if n > 0 then
+    -- Counted in the crawl's totals here (and as reported by this
+    -- worker): its last report went before.
+    redis.call('HINCRBY', p .. 'stats', 'redis/leases_given_back', n)
+    redis.call('HINCRBY', p .. 'stats:' .. w, 'redis/leases_given_back', n)
+  end
   release_worker(p, w)
 end
 return n

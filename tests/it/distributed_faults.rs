@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use scraper::{Html, Selector};
 use serde::{Deserialize, Serialize};
-use spinneret::distributed::{key_prefix, RedisOptions};
+use spinneret::distributed::{key_prefix, totals, RedisOptions};
 use spinneret::{CrawlHandle, Crawler, Error, Output, Request, Response, Spider, StartRequests};
 
 use crate::fixture::{serve, Site};
@@ -199,6 +199,28 @@ async fn a_retry_of_the_last_page_refused_past_its_deadline_goes_back_and_the_cr
     assert_eq!(stats.counters["redis/parents_given_back"], 1);
     assert_eq!(stats.counters["downloader/response_status_count/200"], 1);
     assert_eq!(stats.counters.get("scheduler/lost_on_push_error"), None);
+}
+
+#[actix::test]
+async fn leases_given_back_when_a_worker_leaves_reach_the_crawls_totals() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut site = serve(PAGES);
+    let handle = start(&site, options(&redis, "leave", "w")).await;
+    // The start page is leased and waits for the gate: the stop's leave
+    // gives its lease back.
+    assert_eq!(site.arrival().await, "/gated/0");
+    handle.stop_now().await.unwrap();
+    let stats = join(&handle).await;
+    site.open_gate();
+
+    assert_eq!(stats.finish_reason.as_deref(), Some("shutdown"));
+    assert_eq!(stats.counters["redis/leases_given_back"], 1);
+    let t = totals(&redis.url(), "leave").await.unwrap();
+    assert_eq!(t.workers, 0);
+    assert_eq!(t.queued, 1);
+    assert_eq!(t.counters.get("redis/leases_given_back"), Some(&1));
 }
 
 /// A callback one of whose values cannot be serialised (JSON map keys
