@@ -266,6 +266,54 @@ impl Spider for OddSpider {
 }
 
 #[actix::test]
+async fn a_start_that_fails_after_connecting_leaves_no_worker_registered() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let workers = |crawl: &str| redis.cmd(&["ZCARD", &format!("{}workers", key_prefix(crawl))]);
+    // The start requests panic (after the worker joined).
+    let spider = OddSpider {
+        start: "not a URL".into(),
+        odd: "",
+    };
+    let started = Crawler::builder(spider)
+        .redis_options(options(&redis, "panic", "w"))
+        .build()
+        .unwrap()
+        .start_async()
+        .await;
+    let err = started
+        .err()
+        .expect("started with a panicking start_requests");
+    assert!(
+        matches!(err.kind(), spinneret::ErrorKind::Panic(_)),
+        "{err:?}"
+    );
+    assert_eq!(workers("panic"), "0");
+    // The Bloom filter's shape in Redis is not one this worker can use.
+    let shape = format!("{}bloom:shape", key_prefix("shape"));
+    redis.cmd(&["HSET", &shape, "m", "0", "k", "7", "s", "0"]);
+    redis.cmd(&[
+        "SETBIT",
+        &format!("{}bloom", key_prefix("shape")),
+        "958",
+        "0",
+    ]);
+    let started = Crawler::builder(LinkSpider::from_urls(&["http://127.0.0.1:9/".into()]))
+        .redis_options(options(&redis, "shape", "w"))
+        .build()
+        .unwrap()
+        .start_async()
+        .await;
+    let err = started.err().expect("started with a bad Bloom shape");
+    assert!(
+        matches!(err.kind(), spinneret::ErrorKind::Config(_)),
+        "{err:?}"
+    );
+    assert_eq!(workers("shape"), "0");
+}
+
+#[actix::test]
 async fn a_request_that_cannot_be_serialised_is_counted_and_the_rest_of_its_push_is_crawled() {
     let Some(redis) = RedisServer::start() else {
         return;
