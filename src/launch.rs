@@ -38,7 +38,7 @@ use crate::actors::scheduler::{Scheduler, SchedulerOutbox, SharedQueue};
 use crate::builder::{Crawler, Settings, ThreadLayout};
 use crate::context::Context;
 use crate::dedupe::{DupeBackend, MemoryDupe};
-use crate::distributed::membership::join;
+use crate::distributed::membership::{enter, leave};
 use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::{CrawlEvent, ResumeInfo};
@@ -70,7 +70,12 @@ impl<S: Spider> Crawler<S> {
             }
             None => None,
         };
-        self.launch(connected)
+        let shared = connected.as_ref().map(|c| c.shared.clone());
+        let started = self.launch(connected);
+        if let (Err(_), Some(shared)) = (&started, shared) {
+            leave(&shared).await;
+        }
+        started
     }
 
     /// Starts the crawl on the current actix system.
@@ -181,17 +186,14 @@ struct Connected {
     stats: Arc<Stats>,
 }
 
-/// Connects to Redis, registers this worker and agrees on the shared Bloom
-/// filter's shape.
+/// Connects to Redis, agrees on the shared Bloom filter's shape and
+/// registers this worker.
 async fn connect(opts: RedisOptions, name: String, s: &Settings) -> Result<Connected, Error> {
     let crawl_id = opts.crawl_id.clone().unwrap_or_else(|| name.clone());
     let log = s.log.new(o!("spider" => name, "actor" => "redis"));
     let stats = Arc::new(Stats::default());
     let shared = Shared::connect(opts, &crawl_id, stats.clone(), log).await?;
-    join(&shared).await?;
-    let shape = BloomShape::sized(s.bloom_capacity, s.bloom_rate)
-        .agree(&shared)
-        .await?;
+    let shape = enter(&shared, BloomShape::sized(s.bloom_capacity, s.bloom_rate)).await?;
     Ok(Connected {
         shared,
         shape,

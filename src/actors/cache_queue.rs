@@ -7,7 +7,11 @@
 //! into the stats (`scheduler/frontier_spilled`, `scheduler/frontier_on_disk`
 //! and its maximum, `scheduler/frontier_disk_bytes_max`), logs the first
 //! spill, and counts and closes requests a segment could not give back
-//! (`scheduler/lost_on_spill_read`) so the crawl still ends.
+//! (`scheduler/lost_on_spill_read`) so the crawl still ends. When the
+//! back-end holds work only an acknowledgement settles (a shared queue's
+//! leases whose retry could not be pushed), it sends the back-end an empty
+//! acknowledgement every interval until none is owed, since the Scheduler
+//! may have nothing more to acknowledge.
 
 use std::sync::Arc;
 
@@ -34,7 +38,14 @@ pub(crate) struct CacheQueue<C> {
     log: Logger,
     /// The back-end's spill totals when last published.
     spilled: SpillReport,
+    /// An empty acknowledgement is due (see the module docs).
+    settling: bool,
 }
+
+/// Sends the back-end an empty acknowledgement (see the module docs).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settle;
 
 impl<C: Callback> CacheQueue<C> {
     pub(crate) fn new(
@@ -49,7 +60,21 @@ impl<C: Callback> CacheQueue<C> {
             stats,
             log,
             spilled: SpillReport::default(),
+            settling: false,
         }
+    }
+
+    /// Sends an empty acknowledgement after the back-end's interval, if it
+    /// owes one and none is due yet.
+    fn settle_later(&mut self, ctx: &mut actix::Context<Self>) {
+        if self.settling {
+            return;
+        }
+        let Some(after) = self.backend.settle_after() else {
+            return;
+        };
+        self.settling = true;
+        ctx.notify_later(Settle, after);
     }
 
     /// Publishes what the back-end spilled since the last call.
@@ -94,8 +119,9 @@ impl<C: Callback> Handler<Push<C>> for CacheQueue<C> {
     fn handle(&mut self, msg: Push<C>, _: &mut Self::Context) -> Self::Result {
         let n = msg.batch.len();
         let fut = self.backend.push(msg.batch);
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             act.publish_spill();
+            act.settle_later(ctx);
             match res {
                 // In a shared queue the requests are the whole crawl's now.
                 Ok(()) if act.backend.shared() => act.accounting.close(n),
@@ -153,13 +179,31 @@ impl<C: Callback> Handler<Ack> for CacheQueue<C> {
     fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
         let n = msg.ids.len();
         let fut = self.backend.ack(msg.ids);
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            act.settle_later(ctx);
             if let Err(e) = &res {
                 // The leases stay: the Scheduler sends them again.
                 error!(act.log, "queue acknowledgement failed"; "count" => n, "error" => %e);
                 act.stats.add_named("scheduler/ack_errors", 1);
             }
             res
+        })))
+    }
+}
+
+impl<C: Callback> Handler<Settle> for CacheQueue<C> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Settle, _: &mut Self::Context) -> Self::Result {
+        self.settling = false;
+        let fut = self.backend.ack(Vec::new());
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                // Still owed: tried again after the interval.
+                warn!(act.log, "giving back leases failed; trying again"; "error" => %e);
+                act.stats.add_named("scheduler/ack_errors", 1);
+            }
+            act.settle_later(ctx);
         })))
     }
 }

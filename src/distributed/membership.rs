@@ -4,6 +4,7 @@
 
 use slog::warn;
 
+use super::dupe::BloomShape;
 use super::{invoke, Shared};
 use crate::error::Error;
 use crate::stats::{Counter, Stats};
@@ -29,6 +30,30 @@ pub(crate) async fn join(shared: &Shared) -> Result<(), Error> {
         warn!(shared.log, "an earlier run of this worker left leases; they went back to the queue"; "leases" => given);
     }
     heartbeat(shared).await.map(|_| ())
+}
+
+/// Agrees on the shared Bloom filter's shape, then joins the crawl: a
+/// worker refused for its shape never registers.
+pub(crate) async fn enter(shared: &Shared, shape: BloomShape) -> Result<BloomShape, Error> {
+    let shape = shape.agree(shared).await?;
+    join(shared).await?;
+    Ok(shape)
+}
+
+/// Leaves the crawl at once (a start that failed after joining: the crawl
+/// must not wait for this worker): gives back any lease, drops its
+/// reservations and its registration. A failure is logged.
+pub(crate) async fn leave(shared: &Shared) {
+    let mut args = shared.args();
+    args.push("*leave*".into());
+    let left = shared
+        .retry("leave", |con| {
+            invoke::<u64>(&shared.scripts.release, &args, con)
+        })
+        .await;
+    if let Err(e) = left {
+        warn!(shared.log, "leaving the crawl after a failed start failed"; "error" => %e);
+    }
 }
 
 /// Renews this worker's registration and reaps dead workers: (whether it

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::{ready, FutureExt};
 use redis::AsyncCommands;
@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::dupe::BloomShape;
 use super::{any_failure, invoke, Shared};
 use crate::context::Context;
-use crate::error::{Error, ErrorKind, Stage};
+use crate::error::Error;
 use crate::fingerprint::fingerprint;
 use crate::queue::{BackendFuture, QueueBackend, SlotAllowance};
 use crate::request::slot_of;
@@ -45,7 +45,8 @@ struct Leases {
     /// again and its links found new.
     unpushed: HashMap<Uuid, Vec<String>>,
     /// Leased requests whose retry could not be pushed: given back with
-    /// the next acknowledgement.
+    /// the next acknowledgement (CacheQueue sends an empty one after an
+    /// interval while any wait, see `settle_after`).
     give_back: Vec<Uuid>,
 }
 
@@ -113,25 +114,30 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
         // Each new request's parent and reserved fingerprint: if the push
         // fails, the parents are fetched again.
         let mut lineage = Vec::new();
+        // Requests whose content could not be serialised: dropped,
+        // counted and logged; the push only drops their reservations (and
+        // acknowledges the lease a retry replaces).
+        let mut unserializable = 0u64;
         {
             let mut leases = lock(&self.leases);
             for c in &batch {
-                let payload = match serde_json::to_string(c) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        leases.by_id.extend(replaced);
-                        let e = Error::new(Stage::Schedule, ErrorKind::Json(e.to_string()));
-                        return ready(Err(e)).boxed_local();
-                    }
-                };
                 // A request this worker leased comes back as a retry: it
                 // replaces its lease and skips the dupe check it passed.
                 let replaces = leases.by_id.remove(&c.id);
-                if let Some(m) = &replaces {
+                let (member, payload) = match serde_json::to_string(c) {
+                    Ok(p) => (member(c, &self.last_push), p),
+                    Err(e) => {
+                        error!(self.shared.log, "request cannot be serialised for the shared queue; dropped";
+                            "url" => c.request.url.as_str(), "error" => %e);
+                        unserializable += 1;
+                        (String::new(), String::new())
+                    }
+                };
+                if let (Some(m), false) = (&replaces, member.is_empty()) {
                     replaced.push((c.id, m.clone()));
                 }
                 args.extend([
-                    member(c, &self.last_push),
+                    member,
                     (-i64::from(c.request.priority)).to_string(),
                     payload,
                 ]);
@@ -151,6 +157,11 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
                 }
                 args.push(replaces.unwrap_or_default());
             }
+        }
+        if unserializable > 0 {
+            self.shared
+                .stats
+                .add_named("scheduler/unserializable", unserializable);
         }
         let (shared, leases, len) = (self.shared.clone(), self.leases.clone(), self.len.clone());
         async move {
@@ -309,6 +320,11 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
         .boxed_local()
     }
 
+    fn settle_after(&self) -> Option<Duration> {
+        let owed = !lock(&self.leases).give_back.is_empty();
+        owed.then_some(self.shared.opts.ack_interval)
+    }
+
     fn close(&mut self) -> BackendFuture<()> {
         let mut args = self.shared.args();
         args.push("*leave*".into());
@@ -318,7 +334,13 @@ impl<C: Callback> QueueBackend<C> for RedisQueue<C> {
             let given: u64 = shared
                 .retry_leaving("leave", |con| invoke(&shared.scripts.release, &args, con))
                 .await?;
-            lock(&leases).by_id.clear();
+            {
+                // Every lease went back: nothing is owed any more.
+                let mut leases = lock(&leases);
+                leases.by_id.clear();
+                leases.unpushed.clear();
+                leases.give_back.clear();
+            }
             if given > 0 {
                 shared.stats.add_named("redis/leases_given_back", given);
             }

@@ -79,8 +79,10 @@ return out
 /// its bits are then set and it joins the exact set. Otherwise it was
 /// queued already and is skipped. A request that replaces a lease (a
 /// retry) is queued only if the lease is still this worker's: a reaped
-/// lease is already back in the queue. Answers {queued, skipped as
-/// duplicates, skipped as reaped}.
+/// lease is already back in the queue. An empty member is a request
+/// dropped by the caller: only the lease it replaces is deleted and its
+/// reservation dropped. Answers {queued, skipped as duplicates, skipped
+/// as reaped}.
 const PUSH: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local queue, req, lease = p .. 'queue', p .. 'req', p .. 'lease:' .. w
@@ -91,7 +93,18 @@ for i = 3, #ARGV, 8 do
   local fp, bits, shard, seen = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local replaces = ARGV[i + 7]
   local go = true
-  if replaces ~= '' then
+  if member == '' then
+    -- Dropped (its content could not be serialised): its lease and its
+    -- reservation go.
+    go = false
+    if replaces ~= '' and redis.call('HDEL', lease, replaces) == 1 then
+      redis.call('HDEL', req, replaces)
+    end
+    if fp ~= '' then
+      redis.call('SREM', mine, fp)
+      if redis.call('HGET', reserved, fp) == w then redis.call('HDEL', reserved, fp) end
+    end
+  elseif replaces ~= '' then
     if redis.call('HDEL', lease, replaces) == 1 then
       redis.call('HDEL', req, replaces)
     else
@@ -205,8 +218,9 @@ return n
 /// Gives back leases: `ARGV[3..]` are members, or none for all of this
 /// worker's. With `ARGV[3] == '*leave*'`, the worker also leaves: its
 /// reservations are dropped, it is no longer a worker of the crawl, and
-/// the start requests lose their owner if it was this worker. Answers the
-/// number of leases given back.
+/// the start requests lose their owner if it was this worker, and the
+/// leases given back are added to the crawl's totals
+/// (`redis/leases_given_back`). Answers the number of leases given back.
 const RELEASE: &str = r#"
 local p, w = ARGV[1], ARGV[2]
 local queue, lease = p .. 'queue', p .. 'lease:' .. w
@@ -225,6 +239,12 @@ else
   end
 end
 if leave then
+  if n > 0 then
+    -- Counted in the crawl's totals here (and as reported by this
+    -- worker): its last report went before.
+    redis.call('HINCRBY', p .. 'stats', 'redis/leases_given_back', n)
+    redis.call('HINCRBY', p .. 'stats:' .. w, 'redis/leases_given_back', n)
+  end
   release_worker(p, w)
 end
 return n

@@ -37,6 +37,7 @@ mod spill;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
 
 use futures_util::future::{ready, LocalBoxFuture};
 use uuid::Uuid;
@@ -107,6 +108,14 @@ pub trait QueueBackend<C>: Send + 'static {
     fn ack(&mut self, ids: Vec<Uuid>) -> BackendFuture<()> {
         let _ = ids;
         Box::pin(ready(Ok(())))
+    }
+    /// How long to wait before calling `ack` with no ids, when the queue
+    /// holds work only an acknowledgement settles and none may come (a
+    /// shared queue's leases whose retry could not be pushed go back to
+    /// the queue with the next `ack`); `None` when nothing waits.
+    /// Default: `None`.
+    fn settle_after(&self) -> Option<Duration> {
+        None
     }
     /// Every start request (`pulled` of them) is queued. Default: nothing
     /// to do.

@@ -2,10 +2,13 @@
 //! fails under it: a push refused by a script error, a Redis stalled by
 //! SIGSTOP while the worker stops.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use spinneret::distributed::{key_prefix, RedisOptions};
-use spinneret::{CrawlHandle, Crawler};
+use scraper::{Html, Selector};
+use serde::{Deserialize, Serialize};
+use spinneret::distributed::{key_prefix, totals, RedisOptions};
+use spinneret::{CrawlHandle, Crawler, Error, Output, Request, Response, Spider, StartRequests};
 
 use crate::fixture::{serve, Site};
 use crate::redis_server::RedisServer;
@@ -145,6 +148,205 @@ async fn a_push_refused_past_its_deadline_gives_the_parent_back_to_be_fetched_ag
     assert_eq!(site.seen.hits("/gated/0") as u64, 1 + given_back);
     assert_eq!(stats.counters["redis/pushes_given_up"], given_back);
     assert!(stats.counters["redis/timeouts"] >= given_back);
+    assert_eq!(stats.counters.get("scheduler/lost_on_push_error"), None);
+}
+
+/// Turns worker `worker`'s lease table in crawl `crawl` into a string:
+/// a push that replaces a lease (a retry) then fails inside the script
+/// (WRONGTYPE) before it changes anything. Answers the table's key and
+/// where it is kept meanwhile.
+fn refuse_retries(redis: &RedisServer, crawl: &str, worker: &str) -> (String, String) {
+    let lease = format!("{}lease:{worker}", key_prefix(crawl));
+    let saved = format!("{}saved", key_prefix(crawl));
+    assert_eq!(redis.cmd(&["RENAME", &lease, &saved]), "OK");
+    assert_eq!(redis.cmd(&["SET", &lease, "not a hash"]), "OK");
+    (lease, saved)
+}
+
+#[actix::test]
+async fn a_retry_of_the_last_page_refused_past_its_deadline_goes_back_and_the_crawl_ends() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut site = serve(PAGES);
+    let opts = RedisOptions {
+        op_timeout: Duration::from_millis(500),
+        ..options(&redis, "retry", "w")
+    };
+    // The only page: 503 the first time, so it is retried; nothing else
+    // is left to complete (and acknowledge) on this worker.
+    let handle = Crawler::builder(LinkSpider::from_urls(&[site.url("/gated_flaky/last")]))
+        .redis_options(opts)
+        .build()
+        .unwrap()
+        .start_async()
+        .await
+        .unwrap();
+    assert_eq!(site.arrival().await, "/gated_flaky/last");
+    let (lease, saved) = refuse_retries(&redis, "retry", "w");
+    site.open_gate();
+    wait_until("a retry's push given up", || {
+        handle.stats().counters.get("redis/pushes_given_up") >= Some(&1)
+    })
+    .await;
+    lift(&redis, &lease, &saved);
+    let stats = join(&handle).await;
+
+    assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+    // The 503, then (its lease given back, leased again) the page.
+    assert_eq!(site.seen.hits("/gated_flaky/last"), 2);
+    assert_eq!(stats.counters["redis/pushes_given_up"], 1);
+    assert_eq!(stats.counters["redis/parents_given_back"], 1);
+    assert_eq!(stats.counters["downloader/response_status_count/200"], 1);
+    assert_eq!(stats.counters.get("scheduler/lost_on_push_error"), None);
+}
+
+#[actix::test]
+async fn leases_given_back_when_a_worker_leaves_reach_the_crawls_totals() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut site = serve(PAGES);
+    let handle = start(&site, options(&redis, "leave", "w")).await;
+    // The start page is leased and waits for the gate: the stop's leave
+    // gives its lease back.
+    assert_eq!(site.arrival().await, "/gated/0");
+    handle.stop_now().await.unwrap();
+    let stats = join(&handle).await;
+    site.open_gate();
+
+    assert_eq!(stats.finish_reason.as_deref(), Some("shutdown"));
+    assert_eq!(stats.counters["redis/leases_given_back"], 1);
+    let t = totals(&redis.url(), "leave").await.unwrap();
+    assert_eq!(t.workers, 0);
+    assert_eq!(t.queued, 1);
+    assert_eq!(t.counters.get("redis/leases_given_back"), Some(&1));
+}
+
+/// A callback one of whose values cannot be serialised (JSON map keys
+/// must be strings).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+enum Odd {
+    #[default]
+    Page,
+    Unserializable(HashMap<Vec<u8>, u8>),
+}
+
+/// Follows the tree's links; the link to `odd` gets an unserialisable
+/// callback.
+struct OddSpider {
+    start: String,
+    odd: &'static str,
+}
+
+impl Spider for OddSpider {
+    type Callback = Odd;
+
+    fn name(&self) -> &str {
+        "odd"
+    }
+
+    fn start_requests(&self) -> StartRequests<Odd> {
+        Box::new(std::iter::once(Request::get(&self.start).unwrap()))
+    }
+
+    fn parse(&self, _: Odd, response: &Response, out: &mut Output<Odd>) -> Result<(), Error> {
+        let doc = Html::parse_document(&response.text());
+        for link in doc.select(&Selector::parse("a[href]").unwrap()) {
+            let url = response.urljoin(link.value().attr("href").unwrap())?;
+            let odd = url.path() == self.odd;
+            let mut request = Request::try_from_url(url)?;
+            if odd {
+                request = request.callback(Odd::Unserializable(HashMap::from([(vec![1], 1)])));
+            }
+            out.request(request);
+        }
+        Ok(())
+    }
+}
+
+#[actix::test]
+async fn a_start_that_fails_after_connecting_leaves_no_worker_registered() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let workers = |crawl: &str| redis.cmd(&["ZCARD", &format!("{}workers", key_prefix(crawl))]);
+    // The start requests panic (after the worker joined).
+    let spider = OddSpider {
+        start: "not a URL".into(),
+        odd: "",
+    };
+    let started = Crawler::builder(spider)
+        .redis_options(options(&redis, "panic", "w"))
+        .build()
+        .unwrap()
+        .start_async()
+        .await;
+    let err = started
+        .err()
+        .expect("started with a panicking start_requests");
+    assert!(
+        matches!(err.kind(), spinneret::ErrorKind::Panic(_)),
+        "{err:?}"
+    );
+    assert_eq!(workers("panic"), "0");
+    // The Bloom filter's shape in Redis is not one this worker can use.
+    let shape = format!("{}bloom:shape", key_prefix("shape"));
+    redis.cmd(&["HSET", &shape, "m", "0", "k", "7", "s", "0"]);
+    redis.cmd(&[
+        "SETBIT",
+        &format!("{}bloom", key_prefix("shape")),
+        "958",
+        "0",
+    ]);
+    let started = Crawler::builder(LinkSpider::from_urls(&["http://127.0.0.1:9/".into()]))
+        .redis_options(options(&redis, "shape", "w"))
+        .build()
+        .unwrap()
+        .start_async()
+        .await;
+    let err = started.err().expect("started with a bad Bloom shape");
+    assert!(
+        matches!(err.kind(), spinneret::ErrorKind::Config(_)),
+        "{err:?}"
+    );
+    assert_eq!(workers("shape"), "0");
+}
+
+#[actix::test]
+async fn a_request_that_cannot_be_serialised_is_counted_and_the_rest_of_its_push_is_crawled() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let site = serve(PAGES);
+    let spider = OddSpider {
+        start: site.url("/p/0"),
+        odd: "/p/7",
+    };
+    let handle = Crawler::builder(spider)
+        .concurrency(4)
+        .bloom(100, 0.01)
+        .redis_options(options(&redis, "odd", "w"))
+        .build()
+        .unwrap()
+        .start_async()
+        .await
+        .unwrap();
+    let stats = join(&handle).await;
+
+    assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+    assert_eq!(stats.counters["scheduler/unserializable"], 1);
+    // Page 7 and its subtree are never reached; every other page once,
+    // page 8 (pushed with page 7) too.
+    let unreached = [7, 15, 16, 31, 32, 33, 34];
+    let wrong: Vec<_> = (0..PAGES)
+        .map(|n| (n, site.seen.hits(&format!("/p/{n}"))))
+        .filter(|&(n, hits)| hits != usize::from(!unreached.contains(&n)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "pages fetched a wrong number of times: {wrong:?}"
+    );
     assert_eq!(stats.counters.get("scheduler/lost_on_push_error"), None);
 }
 

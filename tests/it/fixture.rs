@@ -181,6 +181,7 @@ pub fn serve_on(host: &str, pages: usize, robots: Option<&str>) -> Site {
             .route("/gated/{n}", web::get().to(gated))
             .route("/status/{code}", web::get().to(status))
             .route("/flaky/{key}", web::get().to(flaky))
+            .route("/gated_flaky/{key}", web::get().to(gated_flaky))
             .route("/echo", web::post().to(echo))
             .route("/items/{k}", web::get().to(items))
             .route("/persist", web::post().to(persist))
@@ -271,6 +272,14 @@ async fn flaky(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
     } else {
         HttpResponse::Ok().body("<html><body>ok</body></html>")
     }
+}
+
+/// `flaky` (503 the first time) answering once the gate is open.
+async fn gated_flaky(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    let _ = state.arrivals.send(req.path().to_string());
+    let mut gate = state.gate.clone();
+    let _ = gate.wait_for(|open| *open).await;
+    flaky(state, req).await
 }
 
 async fn echo(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
