@@ -348,8 +348,9 @@ async fn through_a_proxy_the_guard_checks_the_target_before_the_proxy_is_asked()
 async fn robots_txt_is_fetched_through_the_guard_too() {
     // With robots.txt obeyed, a refused host's robots.txt is not fetched
     // either: the fetch goes through the same guarded connector as the
-    // pages. Unreachable robots.txt disallows the origin (retried twice),
-    // so the page is dropped and counted, never sent.
+    // pages. The guard's answer cannot change, so the fetch is not retried;
+    // the page goes on to the downloader, whose guard refuses it as a
+    // blocked address, counted. No connection reaches the host.
     let (target, accepted) = counting_listener("127.0.0.2").await;
     let url = format!("http://{target}/page");
     let builder = Crawler::builder(Starts(vec![get(&url)]))
@@ -363,12 +364,15 @@ async fn robots_txt_is_fetched_through_the_guard_too() {
         0,
         "no connection reached it"
     );
+    assert_eq!(s.get("robotstxt/request_count"), 1, "not retried: {s:#?}");
+    assert_eq!(s.get("robotstxt/blocked_address"), 1, "{s:#?}");
+    assert_eq!(s.get("robotstxt/retry_count"), 0, "{s:#?}");
+    assert_eq!(s.get("robotstxt/unreachable"), 0, "{s:#?}");
+    assert_eq!(s.get("robotstxt/forbidden"), 0, "{s:#?}");
+    assert_eq!(s.get("downloader/request_count"), 1, "{s:#?}");
     assert_eq!(
-        s.get("robotstxt/request_count"),
-        3,
-        "fetched, then retried twice"
+        s.get("downloader/exception_type_count/blocked_address"),
+        1,
+        "{s:#?}"
     );
-    assert_eq!(s.get("robotstxt/forbidden_unreachable"), 1);
-    assert_eq!(s.get("robotstxt/forbidden"), 1);
-    assert_eq!(s.get("downloader/request_count"), 0);
 }
