@@ -138,13 +138,20 @@ impl Clients {
     /// environment's for its scheme (when enabled), else the direct one. A
     /// malformed proxy URL fails this request with
     /// [`ErrorKind::InvalidUrl`]; it never falls back to a direct connection.
+    ///
+    /// With the address guard on, a proxy the request names itself is
+    /// checked like a target (a request's proxy is data, which can come
+    /// from a job directory or a shared queue), unless it is one of the
+    /// environment's proxies: those the crawl's configuration chose. A
+    /// proxy on a private address must then be in the guard's exceptions.
     pub(crate) fn for_request<C>(
         &mut self,
         req: &Request<C>,
         cfg: &DownloadConfig,
     ) -> Result<awc::Client, Error> {
         let env = || cfg.env_proxy.as_ref()?.for_url(&req.url);
-        let Some(proxy) = req.proxy.as_deref().or_else(env) else {
+        let own = req.proxy.as_deref();
+        let Some(proxy) = own.or_else(env) else {
             return Ok(self.direct.clone());
         };
         if let Some(client) = self.proxied.get(proxy) {
@@ -152,7 +159,10 @@ impl Clients {
         }
         let target =
             ProxyTarget::parse(proxy).map_err(|e| e.at(Stage::Download).with_url(&req.url))?;
-        let client = proxied_client(&target, cfg);
+        let configured = cfg.env_proxy.as_ref().is_some_and(|e| e.names(proxy));
+        // Whether it is checked depends on the URL alone (the environment's
+        // never are), so one client per URL serves every request naming it.
+        let client = proxied_client(&target, cfg, own.is_some() && !configured);
         self.proxied.insert(proxy.to_string(), client.clone());
         Ok(client)
     }
