@@ -435,8 +435,13 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// resolution and is the one connected to (a name resolving to
     /// `127.0.0.1` is refused too); every request and every redirect is
     /// checked, and through a proxy the target is resolved and checked
-    /// before the proxy is asked for a tunnel to the checked address. A
-    /// refused request fails, without retry, with
+    /// before the proxy is asked for a tunnel to a checked address. A proxy
+    /// a request names itself ([`Request::proxy`](crate::Request::proxy()))
+    /// is checked like a target too, unless it is one of the environment's
+    /// ([`proxy_from_env`](Self::proxy_from_env)): a request's proxy may
+    /// come from a job directory or a shared queue, so a proxy of your own
+    /// on a private address must be in
+    /// [`allow_addresses`](Self::allow_addresses). A refused request fails, without retry, with
     /// [`ErrorKind::BlockedAddress`], counted in
     /// `downloader/exception_type_count/blocked_address` and logged. The
     /// default is off.

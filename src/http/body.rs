@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::ErrorKind;
 use crate::http::decode::{Decoder, PIECE};
+use crate::http::stream_dir::StreamDirs;
 
 /// A body read to its end.
 #[derive(Debug, Default)]
@@ -51,7 +52,8 @@ pub(crate) enum Overflow {
 /// [`ErrorKind::ContentEncoding`].
 ///
 /// With `to`, each piece is written to that file as it is decoded (created
-/// or truncated) and never kept; a failure to write is
+/// or truncated, once checked again against the stream directories, which
+/// refuse it with [`ErrorKind::StreamToRefused`]) and never kept; a failure to write is
 /// [`ErrorKind::BodyWrite`]. If reading fails, or the future is dropped (on
 /// timeout), the partial file is removed.
 pub(crate) async fn read<S>(
@@ -59,7 +61,7 @@ pub(crate) async fn read<S>(
     headers: &HeaderMap,
     bodyless: bool,
     limit: usize,
-    to: Option<&Path>,
+    to: Option<(&Path, &StreamDirs)>,
 ) -> Result<Body, ErrorKind>
 where
     S: Stream<Item = Result<Bytes, PayloadError>>,
@@ -78,7 +80,7 @@ where
             let capacity = declared.unwrap_or(0).min(limit as u64) as usize;
             Sink::memory(limit, capacity, Overflow::Refuse)
         }
-        Some(path) => Sink::file(limit, path).await?,
+        Some((path, dirs)) => Sink::file(limit, path, dirs).await?,
     };
     pump(stream, decoder, &mut sink).await?;
     sink.finish().await
@@ -201,10 +203,12 @@ impl<'a> Sink<'a> {
         )
     }
 
-    async fn file(limit: usize, path: &'a Path) -> Result<Sink<'a>, ErrorKind> {
-        let file = tokio::fs::File::create(path)
+    async fn file(limit: usize, path: &'a Path, dirs: &StreamDirs) -> Result<Sink<'a>, ErrorKind> {
+        let (dirs, owned) = (dirs.clone(), path.to_path_buf());
+        let file = tokio::task::spawn_blocking(move || dirs.open(&owned))
             .await
-            .map_err(|e| write_error(path, e))?;
+            .map_err(|e| write_error(path, std::io::Error::other(e)))??;
+        let file = tokio::fs::File::from_std(file);
         let partial = Partial(Some(path));
         Ok(Sink::new(
             limit,
@@ -440,9 +444,11 @@ mod tests {
             for to_file in [false, true] {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("body");
+                let dirs = crate::http::stream_dir::resolve(&[dir.path().to_path_buf()]).unwrap();
+                let dirs = StreamDirs::new(&dirs);
                 let polled = AtomicUsize::new(0);
                 let mut sink = if to_file {
-                    Sink::file(LIMIT, &path).await.unwrap()
+                    Sink::file(LIMIT, &path, &dirs).await.unwrap()
                 } else {
                     Sink::memory(LIMIT, 0, Overflow::Refuse)
                 };
@@ -488,6 +494,8 @@ mod tests {
     #[actix_rt::test]
     async fn streams_to_a_file_and_removes_it_on_failure() {
         let dir = tempfile::tempdir().unwrap();
+        let dirs = crate::http::stream_dir::resolve(&[dir.path().to_path_buf()]).unwrap();
+        let dirs = StreamDirs::new(&dirs);
         let path = dir.path().join("body");
         let polled = AtomicUsize::new(0);
         let body = read(
@@ -495,7 +503,7 @@ mod tests {
             &HeaderMap::new(),
             false,
             15,
-            Some(&path),
+            Some((&path, &dirs)),
         )
         .await
         .unwrap();
@@ -511,7 +519,7 @@ mod tests {
             &HeaderMap::new(),
             false,
             15,
-            Some(&path),
+            Some((&path, &dirs)),
         )
         .await
         .unwrap_err();
@@ -524,7 +532,7 @@ mod tests {
             &HeaderMap::new(),
             false,
             15,
-            Some(&missing),
+            Some((&missing, &dirs)),
         )
         .await
         .unwrap_err();

@@ -80,6 +80,14 @@ impl EnvProxies {
         })
     }
 
+    /// Whether `proxy` is one of these proxies (as written, after a missing
+    /// `http://` was added).
+    pub(crate) fn names(&self, proxy: &str) -> bool {
+        [&self.http, &self.https]
+            .iter()
+            .any(|p| p.as_deref() == Some(proxy))
+    }
+
     /// The proxy URL for `url`, if any.
     pub(crate) fn for_url(&self, url: &Url) -> Option<&str> {
         let proxy = match url.scheme() {

@@ -14,9 +14,12 @@
 //!
 //! Through a proxy, the CONNECT tunnel resolves and checks the target the
 //! same way before it connects to the proxy, and asks the proxy for a
-//! tunnel to the checked address rather than the name, so the proxy's own
-//! DNS cannot lead elsewhere. The proxy's address is not checked: the
-//! crawl's configuration chose it.
+//! tunnel to a checked address rather than the name (each checked address
+//! in turn until one is tunnelled to), so the proxy's own DNS cannot lead
+//! elsewhere. A proxy the request names itself is data like its URL, and
+//! is checked the same way before it is connected to; the environment's
+//! proxies (`CrawlerBuilder::proxy_from_env`) are the crawl's configuration
+//! and are not, even when a request names one of them.
 //!
 //! Exceptions (exact addresses or CIDR ranges) let chosen addresses
 //! through. An IPv4 address written as IPv6 (`::ffff:127.0.0.1`, or
@@ -107,7 +110,7 @@ impl AddressGuard {
 
     /// `addrs` less the refused ones; an error naming the first refused
     /// when none is left.
-    fn filter(&self, host: &str, addrs: Vec<SocketAddr>) -> io::Result<Vec<SocketAddr>> {
+    pub(crate) fn filter(&self, host: &str, addrs: Vec<SocketAddr>) -> io::Result<Vec<SocketAddr>> {
         let mut refused = None;
         let kept: Vec<SocketAddr> = addrs
             .into_iter()

@@ -138,13 +138,20 @@ impl Clients {
     /// environment's for its scheme (when enabled), else the direct one. A
     /// malformed proxy URL fails this request with
     /// [`ErrorKind::InvalidUrl`]; it never falls back to a direct connection.
+    ///
+    /// With the address guard on, a proxy the request names itself is
+    /// checked like a target (a request's proxy is data, which can come
+    /// from a job directory or a shared queue), unless it is one of the
+    /// environment's proxies: those the crawl's configuration chose. A
+    /// proxy on a private address must then be in the guard's exceptions.
     pub(crate) fn for_request<C>(
         &mut self,
         req: &Request<C>,
         cfg: &DownloadConfig,
     ) -> Result<awc::Client, Error> {
         let env = || cfg.env_proxy.as_ref()?.for_url(&req.url);
-        let Some(proxy) = req.proxy.as_deref().or_else(env) else {
+        let own = req.proxy.as_deref();
+        let Some(proxy) = own.or_else(env) else {
             return Ok(self.direct.clone());
         };
         if let Some(client) = self.proxied.get(proxy) {
@@ -152,7 +159,10 @@ impl Clients {
         }
         let target =
             ProxyTarget::parse(proxy).map_err(|e| e.at(Stage::Download).with_url(&req.url))?;
-        let client = proxied_client(&target, cfg);
+        let configured = cfg.env_proxy.as_ref().is_some_and(|e| e.names(proxy));
+        // Whether it is checked depends on the URL alone (the environment's
+        // never are), so one client per URL serves every request naming it.
+        let client = proxied_client(&target, cfg, own.is_some() && !configured);
         self.proxied.insert(proxy.to_string(), client.clone());
         Ok(client)
     }
@@ -207,12 +217,11 @@ pub(crate) async fn exchange<C>(
     stats: &Stats,
 ) -> Result<Response, Error> {
     let timeout = req.timeout.unwrap_or(cfg.timeout);
-    check_stream_to(req, cfg, stats)?;
+    check_stream_to(req, cfg, stats).await?;
     stats.inc(Counter::RequestCount);
     let started = Instant::now();
     let max_body = req.max_body.unwrap_or(cfg.max_body);
-    let result =
-        tokio::time::timeout(timeout, send(client, req, max_body, cfg.cookies.as_deref())).await;
+    let result = tokio::time::timeout(timeout, send(client, req, max_body, cfg)).await;
     let latency = started.elapsed();
     let (status, headers, body) = match result {
         Ok(Ok(parts)) => parts,
@@ -220,6 +229,12 @@ pub(crate) async fn exchange<C>(
             if let ErrorKind::BlockedAddress { host, addr, range } = &kind {
                 slog::warn!(cfg.log, "request refused by the address guard";
                     "url" => %crate::redact::Redacted(&req.url), "host" => host, "addr" => %addr, "range" => range);
+            }
+            if matches!(kind, ErrorKind::StreamToRefused { .. }) {
+                // Refused when the file was opened: the path changed
+                // since it was checked.
+                stats.add_named("downloader/stream_to_refused", 1);
+                slog::warn!(cfg.log, "stream_to refused"; "url" => %crate::redact::Redacted(&req.url), "error" => %kind);
             }
             return Err(count_failure(stats, req, kind));
         }
@@ -255,11 +270,25 @@ pub(crate) async fn exchange<C>(
 /// `downloader/stream_to_refused`: the request may have been read back
 /// from a job directory or Redis, which are not trusted with the files
 /// this process can write.
-fn check_stream_to<C>(req: &Request<C>, cfg: &DownloadConfig, stats: &Stats) -> Result<(), Error> {
+/// The check touches the file system, so it runs on a blocking thread.
+async fn check_stream_to<C>(
+    req: &Request<C>,
+    cfg: &DownloadConfig,
+    stats: &Stats,
+) -> Result<(), Error> {
     let Some(path) = &req.stream_to else {
         return Ok(());
     };
-    cfg.stream_dirs.check(path).map_err(|kind| {
+    let (dirs, owned) = (cfg.stream_dirs.clone(), path.clone());
+    let checked = tokio::task::spawn_blocking(move || dirs.check(&owned))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ErrorKind::StreamToRefused {
+                path: path.clone(),
+                reason: format!("the check failed: {e}"),
+            })
+        });
+    checked.map_err(|kind| {
         stats.add_named("downloader/stream_to_refused", 1);
         slog::warn!(cfg.log, "stream_to refused";
             "url" => %crate::redact::Redacted(&req.url), "path" => %path.display(), "error" => %kind);
@@ -293,8 +322,9 @@ async fn send<C>(
     client: &awc::Client,
     req: &Request<C>,
     max_body: usize,
-    jar: Option<&CookieJar>,
+    cfg: &DownloadConfig,
 ) -> Result<(u16, header::HeaderMap, Body), ErrorKind> {
+    let jar = cfg.cookies.as_deref();
     let mut out = client.request(req.method.clone(), req.url.as_str());
     for (name, value) in &req.headers {
         out = out.append_header((name.as_str(), value.as_str()));
@@ -327,7 +357,7 @@ async fn send<C>(
         jar.store(set.filter_map(|v| v.to_str().ok()), &req.url);
     }
     let bodyless = req.method == Method::HEAD || matches!(status, 100..=199 | 204 | 304);
-    let to = req.stream_to.as_deref();
+    let to = req.stream_to.as_deref().map(|p| (p, &cfg.stream_dirs));
     let body = crate::http::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
     Ok((status, headers, body))
 }

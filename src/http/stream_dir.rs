@@ -11,6 +11,14 @@
 //! deepest existing ancestor is resolved (`..` and symlinks), and what is
 //! left must be plain names. A file that is already a symlink is refused,
 //! since creating it would write wherever the link points.
+//!
+//! The path is checked before the request is sent, and again when the
+//! file is opened (once the answer's header is in), since the directory
+//! may have changed meanwhile: the file is opened without following a
+//! symlink in its last name (`O_NOFOLLOW`) and without truncating it, and
+//! is only truncated and written once the opened file is found to be the
+//! one the checked path leads to, inside a stream directory. Both run on
+//! tokio's blocking threads, not the downloader's.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -45,12 +53,14 @@ impl StreamDirs {
     }
 
     /// `Ok` if a body may be streamed to `path`, else the
-    /// [`ErrorKind::StreamToRefused`] saying why.
+    /// [`ErrorKind::StreamToRefused`] saying why. Blocking.
     pub(crate) fn check(&self, path: &Path) -> Result<(), ErrorKind> {
-        let refused = |reason: String| ErrorKind::StreamToRefused {
-            path: path.to_path_buf(),
-            reason,
-        };
+        self.inside(path).map(drop)
+    }
+
+    /// Where `path` leads, if a body may be streamed there.
+    fn inside(&self, path: &Path) -> Result<PathBuf, ErrorKind> {
+        let refused = |reason: String| refused(path, reason);
         if self.0.is_empty() {
             return Err(refused(
                 "no stream directory is allowed (CrawlerBuilder::stream_dir)".into(),
@@ -68,8 +78,64 @@ impl StreamDirs {
                 Err(refused("the file is a symlink".into()))
             }
             Ok(meta) if meta.is_dir() => Err(refused("it is a directory".into())),
-            _ => Ok(()),
+            _ => Ok(real),
         }
+    }
+
+    /// Opens `path` to stream a body into, checked again: not through a
+    /// symlink as its last name, and only truncated once the opened file
+    /// is found to be where the checked path leads. Blocking.
+    pub(crate) fn open(&self, path: &Path) -> Result<std::fs::File, ErrorKind> {
+        self.inside(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(path).map_err(|e| match e.raw_os_error() {
+            #[cfg(unix)]
+            Some(libc::ELOOP) => refused(path, "the file is a symlink".into()),
+            _ => write_error(path, e),
+        })?;
+        // The directories on the way may have changed since the check.
+        let real = self.inside(path)?;
+        if !same_file(&file, &real) {
+            return Err(refused(path, "it changed while it was opened".into()));
+        }
+        file.set_len(0).map_err(|e| write_error(path, e))?;
+        Ok(file)
+    }
+}
+
+/// Whether `file` is the file at `path`.
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Whether `file` is the file at `path` (here: that one is a plain file).
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::File, path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+fn refused(path: &Path, reason: String) -> ErrorKind {
+    ErrorKind::StreamToRefused {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn write_error(path: &Path, e: io::Error) -> ErrorKind {
+    ErrorKind::BodyWrite {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
     }
 }
 

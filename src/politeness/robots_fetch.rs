@@ -13,7 +13,11 @@
 //! - a 4xx (404 included) means unavailable: everything is allowed;
 //! - a 5xx, a failed connection, a timeout or a body that cannot be read
 //!   means unreachable: everything is disallowed until it is fetched again
-//!   (`robots::RobotsCache::failed` says when).
+//!   (`robots::RobotsCache::failed` says when);
+//! - a connection the address guard refuses (to the origin or to where it
+//!   redirects) is no answer a retry could change: the fetch stops there,
+//!   and the origin's requests go on to the downloader, whose guard refuses
+//!   them as blocked addresses, counted.
 //!
 //! [`RobotsFetcher`] knows no actor: the Scheduler spawns its futures and
 //! hands the [`Fetched`] answer to the cache.
@@ -25,7 +29,7 @@ use std::time::Duration;
 use awc::http::header;
 use url::Url;
 
-use crate::http::{body, decoded_here, Clients, DownloadConfig};
+use crate::http::{body, decoded_here, guard, Clients, DownloadConfig};
 use crate::politeness::robots::Rules;
 use crate::request::Request;
 
@@ -54,12 +58,23 @@ pub(crate) enum Verdict {
         /// The file was longer than [`MAX_BODY`]: only its start counts.
         truncated: bool,
     },
-    /// 4xx, too many redirects, a redirect to nowhere: everything allowed.
+    /// 4xx, a redirect to nowhere: everything allowed.
     Unavailable {
         /// The final status, when there was one.
         status: Option<u16>,
         /// Why, for the log.
         reason: String,
+    },
+    /// The address guard refused a connection: not retried; the origin's
+    /// requests go on, to be refused by the downloader's guard.
+    Blocked {
+        /// The refusal, for the log.
+        reason: String,
+    },
+    /// More than [`MAX_REDIRECTS`] redirects: everything allowed.
+    TooManyRedirects {
+        /// The last redirect's status.
+        status: Option<u16>,
     },
     /// 5xx or no answer: everything disallowed until fetched again.
     Unreachable {
@@ -163,8 +178,12 @@ impl Hops {
                 };
             };
             if redirects == MAX_REDIRECTS {
-                let reason = format!("more than {MAX_REDIRECTS} redirects");
-                let verdict = unavailable(None, reason);
+                // Only a 3xx names a next URL, with its status.
+                let status = match verdict {
+                    Verdict::Unavailable { status, .. } => status,
+                    _ => None,
+                };
+                let verdict = Verdict::TooManyRedirects { status };
                 return Fetched {
                     url,
                     redirects,
@@ -191,6 +210,14 @@ impl Hops {
         let sent = decoded_here(client.get(url.as_str())).send().await;
         let mut resp = match sent {
             Ok(resp) => resp,
+            Err(e) if guard::refusal(&e).is_some() => {
+                return (
+                    Verdict::Blocked {
+                        reason: e.to_string(),
+                    },
+                    None,
+                )
+            }
             Err(e) => return (unreachable(None, format!("connection failed: {e}")), None),
         };
         let status = resp.status().as_u16();

@@ -25,10 +25,6 @@ const BOMB: usize = 1 << 30;
 /// The crawl's body limit.
 const LIMIT: usize = MIB;
 
-/// The memory checks run one at a time, so one test's allocations do not
-/// show in another's peak.
-static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// gzip: a header, the same deflate blocks of one MiB of zeros again and
 /// again, a final empty block and the trailer (the CRC of all the zeros,
 /// combined from one MiB's).
@@ -149,24 +145,69 @@ fn peak_rss() -> u64 {
     kb * 1024
 }
 
+/// The environment variable that makes [`bomb_child`] run a case.
+const CHILD_CASE: &str = "SPINNERET_BOMB_CHILD";
+
+/// What [`bomb_child`] prints before its peak RSS growth, in bytes.
+const GREW: &str = "bomb child peak RSS grew by ";
+
+/// Runs `case` of [`bomb_child`] in a process of its own (this test
+/// binary again, that test alone), so no other test's allocations show in
+/// its peak nor hide it; returns how much that process's peak RSS grew
+/// during the case. The child's own assertions must pass.
+fn in_a_child(case: &str) -> u64 {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "bodies::bomb_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_CASE, case)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the {case} child failed:\n{stdout}\n{stderr}"
+    );
+    let grew = stdout
+        .lines()
+        .find_map(|l| l.split_once(GREW).map(|(_, n)| n))
+        .unwrap_or_else(|| panic!("the {case} child printed no peak:\n{stdout}\n{stderr}"));
+    grew.trim().parse().unwrap()
+}
+
+/// The process run by [`in_a_child`]: builds the bombs, then runs one case
+/// and prints how much its peak RSS grew during it.
 #[actix::test]
-async fn three_bombs_each_fail_at_the_limit_and_the_other_pages_come_through() {
-    // Built before the crawl, so only the crawl's own memory shows below.
-    let sizes: Vec<usize> =
-        tokio::task::spawn_blocking(|| ["gzip", "br", "zstd"].map(|c| bomb(c).len()).to_vec())
-            .await
-            .unwrap();
-    let _one_at_a_time = MEMORY.lock().await;
+#[ignore = "the child process of the bomb tests, run by in_a_child"]
+async fn bomb_child() {
+    let case = std::env::var(CHILD_CASE).expect("run by the bomb tests only");
+    // Built before the case, so only the case's own memory shows.
+    tokio::task::spawn_blocking(|| ["gzip", "br", "zstd"].map(|c| bomb(c).len()))
+        .await
+        .unwrap();
+    let before = peak_rss();
+    match case.as_str() {
+        "crawl" => three_bombs_in_a_crawl().await,
+        "json" => a_bomb_to_the_json_sender().await,
+        other => panic!("no case {other}"),
+    }
+    println!("{GREW}{}", peak_rss().saturating_sub(before));
+}
+
+/// The bombs each fail at the limit; the other pages come through whole.
+async fn three_bombs_in_a_crawl() {
     let server = serve();
     let items = Collect::default();
-    let before = peak_rss();
     let url = format!("http://{}/", server.addr);
     let s = run(Crawler::builder(LinkSpider::from_urls(&[url]))
         .max_body(LIMIT)
         .pipeline(items.clone()))
     .await;
-    let grew = peak_rss().saturating_sub(before);
-
     assert_eq!(
         s.get("downloader/exception_type_count/body_too_large"),
         3,
@@ -183,6 +224,30 @@ async fn three_bombs_each_fail_at_the_limit_and_the_other_pages_come_through() {
         .collect();
     titles.sort();
     assert_eq!(titles, ["a coded page", "index"]);
+}
+
+/// The JSON sender's answer, a bomb, is refused at its 16 MiB limit,
+/// counted as decoded bytes, on the first attempt.
+async fn a_bomb_to_the_json_sender() {
+    let server = serve();
+    let url = format!("http://{}/bomb/gzip", server.addr);
+    let sender = JsonSender::new(Method::POST, &url)
+        .unwrap()
+        .backoff(Backoff {
+            max_retries: 0,
+            ..Backoff::default()
+        });
+    let err = sender.send(&serde_json::json!({"a": 1})).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::BodyTooLarge { limit } if *limit == 16 * MIB),
+        "{err}"
+    );
+    assert_eq!(err.attempt(), 1);
+}
+
+#[test]
+fn three_bombs_each_fail_at_the_limit_and_the_other_pages_come_through() {
+    let grew = in_a_child("crawl");
     // Inflating a bomb a network chunk at a time, before the limit is
     // checked, took 184 MiB more at the peak; decoding in bounded pieces
     // takes about 20 (the limit, the decoders' windows, the crawl itself).
@@ -192,33 +257,15 @@ async fn three_bombs_each_fail_at_the_limit_and_the_other_pages_come_through() {
         grew / MIB as u64
     );
     eprintln!(
-        "bombs of {sizes:?} bytes (gzip, br, zstd), 1 GiB each, at a 1 MiB limit: peak RSS grew {} MiB",
+        "bombs of 1 GiB each (gzip, br, zstd) at a 1 MiB limit: peak RSS grew {} MiB",
         grew / MIB as u64
     );
 }
 
-#[actix::test]
-async fn the_json_senders_answer_is_read_the_same_bounded_way() {
-    tokio::task::spawn_blocking(|| bomb("gzip")).await.unwrap();
-    let _one_at_a_time = MEMORY.lock().await;
-    let server = serve();
-    let url = format!("http://{}/bomb/gzip", server.addr);
-    let sender = JsonSender::new(Method::POST, &url)
-        .unwrap()
-        .backoff(Backoff {
-            max_retries: 0,
-            ..Backoff::default()
-        });
-    let before = peak_rss();
-    let err = sender.send(&serde_json::json!({"a": 1})).await.unwrap_err();
-    let grew = peak_rss().saturating_sub(before);
-    // Refused at its 16 MiB limit, counted as decoded bytes, having
-    // inflated no more than that.
-    assert!(
-        matches!(err.kind(), ErrorKind::BodyTooLarge { limit } if *limit == 16 * MIB),
-        "{err}"
-    );
-    assert_eq!(err.attempt(), 1);
+#[test]
+fn the_json_senders_answer_is_read_the_same_bounded_way() {
+    // Having inflated no more than the limit's worth.
+    let grew = in_a_child("json");
     assert!(
         grew < 100 * MIB as u64,
         "the peak RSS grew by {} MiB",

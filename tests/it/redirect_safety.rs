@@ -103,7 +103,12 @@ async fn counting_listener(host: &str) -> (SocketAddr, Arc<AtomicUsize>) {
 /// A CONNECT proxy on 127.0.0.1:0 that tunnels to whatever it is asked
 /// for; records each request line and counts connections.
 async fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    connect_proxy_on("127.0.0.1").await
+}
+
+/// [`connect_proxy`] on `host`:0.
+async fn connect_proxy_on(host: &str) -> (SocketAddr, Arc<Mutex<Vec<String>>>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind((host, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (lines, accepted) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
     let (seen, count): (Arc<Mutex<Vec<String>>>, _) = (Arc::clone(&lines), accepted.clone());
@@ -345,11 +350,45 @@ async fn through_a_proxy_the_guard_checks_the_target_before_the_proxy_is_asked()
 }
 
 #[actix::test]
+async fn a_proxy_the_request_names_is_checked_by_the_guard_like_a_target() {
+    // A request's proxy is data (it can come from a job directory or a
+    // shared queue): one on a refused address is never connected to, and
+    // the request fails as a blocked address, counted. One on an allowed
+    // address is used.
+    let (refused, _, refused_connections) = connect_proxy_on("127.0.0.2").await;
+    let (allowed, lines, allowed_connections) = connect_proxy().await;
+    let (home, home_seen) = recorder("127.0.0.1");
+    let starts = vec![
+        get(&format!("http://{}/refused-proxy", home.addr)).proxy(format!("http://{refused}")),
+        get(&format!("http://{}/allowed-proxy", home.addr)).proxy(format!("http://{allowed}")),
+    ];
+    let builder = Crawler::builder(Starts(starts))
+        .block_private_addresses(true)
+        .allow_addresses(["127.0.0.1"]);
+    let (s, items) = crawl(builder).await;
+    assert_eq!(refused_connections.load(Ordering::SeqCst), 0, "{s:#?}");
+    assert_eq!(
+        s.get("downloader/exception_type_count/blocked_address"),
+        1,
+        "{s:#?}"
+    );
+    assert_eq!(s.get("request_failure_count/blocked_address"), 1, "{s:#?}");
+    assert_eq!(allowed_connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *lines.lock().unwrap(),
+        [format!("CONNECT 127.0.0.1:{} HTTP/1.1", home.addr.port())]
+    );
+    assert_eq!(paths(&home_seen), ["/allowed-proxy"]);
+    assert_eq!(items.len(), 1, "{items:?}");
+}
+
+#[actix::test]
 async fn robots_txt_is_fetched_through_the_guard_too() {
     // With robots.txt obeyed, a refused host's robots.txt is not fetched
     // either: the fetch goes through the same guarded connector as the
-    // pages. Unreachable robots.txt disallows the origin (retried twice),
-    // so the page is dropped and counted, never sent.
+    // pages. The guard's answer cannot change, so the fetch is not retried;
+    // the page goes on to the downloader, whose guard refuses it as a
+    // blocked address, counted. No connection reaches the host.
     let (target, accepted) = counting_listener("127.0.0.2").await;
     let url = format!("http://{target}/page");
     let builder = Crawler::builder(Starts(vec![get(&url)]))
@@ -363,12 +402,15 @@ async fn robots_txt_is_fetched_through_the_guard_too() {
         0,
         "no connection reached it"
     );
+    assert_eq!(s.get("robotstxt/request_count"), 1, "not retried: {s:#?}");
+    assert_eq!(s.get("robotstxt/blocked_address"), 1, "{s:#?}");
+    assert_eq!(s.get("robotstxt/retry_count"), 0, "{s:#?}");
+    assert_eq!(s.get("robotstxt/unreachable"), 0, "{s:#?}");
+    assert_eq!(s.get("robotstxt/forbidden"), 0, "{s:#?}");
+    assert_eq!(s.get("downloader/request_count"), 1, "{s:#?}");
     assert_eq!(
-        s.get("robotstxt/request_count"),
-        3,
-        "fetched, then retried twice"
+        s.get("downloader/exception_type_count/blocked_address"),
+        1,
+        "{s:#?}"
     );
-    assert_eq!(s.get("robotstxt/forbidden_unreachable"), 1);
-    assert_eq!(s.get("robotstxt/forbidden"), 1);
-    assert_eq!(s.get("downloader/request_count"), 0);
 }

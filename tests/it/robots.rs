@@ -163,6 +163,12 @@ async fn more_than_five_redirects_make_robots_txt_unavailable_which_allows_all()
     assert_eq!(s.get("robotstxt/unavailable"), 1);
     assert_eq!(s.get("robotstxt/redirect_count"), 5);
     assert_eq!(s.get("robotstxt/forbidden"), 0);
+    // Counted as what it is: a redirect too many, not a fetch that got no
+    // answer.
+    assert_eq!(s.get("robotstxt/too_many_redirects"), 1, "{s:#?}");
+    assert_eq!(s.get("robotstxt/exception_count"), 0, "{s:#?}");
+    assert_eq!(s.get("robotstxt/response_count"), 1, "{s:#?}");
+    assert_eq!(s.get("robotstxt/response_status_count/302"), 1, "{s:#?}");
 }
 
 #[actix::test]

@@ -96,6 +96,37 @@ async fn stream_to_outside_the_stream_directories_is_refused_and_counted() {
 }
 
 #[actix::test]
+async fn a_symlink_put_in_place_of_stream_to_after_the_check_is_not_followed() {
+    // The path is checked when the request is sent; the file is opened
+    // when the answer comes. A symlink put there meanwhile, to a file
+    // outside the stream directory, is not written through.
+    let mut site = serve(1);
+    let (_root, ok, no) = stream_dirs();
+    let victim = no.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let to = ok.join("body.html");
+    let crawl = Crawler::builder(LinkSpider::new(vec![streamed(site.url("/gated/0"), &to)]))
+        .stream_dir(&ok)
+        .started();
+    let arrived = tokio::time::timeout(std::time::Duration::from_secs(20), site.arrival()).await;
+    assert_eq!(arrived.expect("the request never came"), "/gated/0");
+    std::os::unix::fs::symlink(&victim, &to).unwrap();
+    site.open_gate();
+    let s = crawl.join().await.unwrap();
+
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(s.get("downloader/stream_to_refused"), 1, "{s:#?}");
+    assert_eq!(
+        s.get("request_failure_count/stream_to_refused"),
+        1,
+        "{s:#?}"
+    );
+    assert_eq!(s.counter(Counter::ResponseCount), 0, "{s:#?}");
+    // The link itself is left as it was found.
+    assert!(std::fs::symlink_metadata(&to).unwrap().is_symlink());
+}
+
+#[actix::test]
 async fn without_a_stream_directory_no_stream_to_is_followed() {
     let site = serve(1);
     let (_root, ok, _) = stream_dirs();

@@ -14,9 +14,12 @@
 //! `robotstxt/forbidden_unreachable`). Every outcome has its counter:
 //! `robotstxt/request_count` (fetches started), `response_count` and
 //! `response_status_count/{status}`, `redirect_count`, `truncated`,
-//! `parse_error`, `unavailable`, `unreachable`, `exception_count` (no
-//! answer at all), `retry_count`, `gave_up` and `fetch_waited` (a fetch
-//! waited for a free place).
+//! `parse_error`, `unavailable` (of them `too_many_redirects`),
+//! `unreachable`, `exception_count` (no answer at all), `retry_count`,
+//! `gave_up`, `fetch_waited` (a fetch waited for a free place) and
+//! `blocked_address` (the address guard refused the fetch: it is not
+//! retried, and the origin's requests go on to the downloader, whose guard
+//! refuses them, each counted as a `blocked_address` exception).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -184,6 +187,21 @@ impl<C: Callback> Scheduler<C> {
                 self.count_robots_status(status);
                 info!(self.log, "robots.txt unavailable; allowing all"; "url" => %crate::redact::Redacted(&fetched.url), "reason" => reason);
                 self.stats.add_named("robotstxt/unavailable", 1);
+                None
+            }
+            Verdict::TooManyRedirects { status } => {
+                self.count_robots_status(status);
+                info!(self.log, "robots.txt redirected too often; allowing all"; "url" => %crate::redact::Redacted(&fetched.url), "redirects" => fetched.redirects);
+                self.stats.add_named("robotstxt/too_many_redirects", 1);
+                self.stats.add_named("robotstxt/unavailable", 1);
+                None
+            }
+            Verdict::Blocked { reason } => {
+                // No fetch can change the guard's answer: the requests go
+                // on, and the downloader's guard refuses each, counted as
+                // `downloader/exception_type_count/blocked_address`.
+                warn!(self.log, "robots.txt refused by the address guard; the origin's requests go on to be refused too"; "url" => %crate::redact::Redacted(&fetched.url), "reason" => reason);
+                self.stats.add_named("robotstxt/blocked_address", 1);
                 None
             }
             Verdict::Unreachable { status, reason } => {
