@@ -31,9 +31,11 @@ pub struct PipelineContext {
     pub stats: Arc<Stats>,
     /// The crawl's log.
     pub log: Logger,
-    /// The crawl resumes a job directory (its journal held earlier runs'
-    /// checkpoints): a file export continues the file its earlier runs
-    /// wrote instead of replacing it.
+    /// The crawl continues earlier runs' work: it resumes a job directory
+    /// (its journal held earlier runs' checkpoints), or it is distributed
+    /// (a worker restarted, or joining a running crawl, must keep the
+    /// items of pages already acknowledged). A file export then continues
+    /// the file its earlier runs wrote instead of replacing it.
     pub resumed: bool,
 }
 

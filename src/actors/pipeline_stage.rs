@@ -111,8 +111,8 @@ impl PipelineStage {
         self
     }
 
-    /// Tells the pipelines, as they open, that the crawl resumes a job
-    /// directory.
+    /// Tells the pipelines, as they open, that the crawl continues earlier
+    /// runs' work (a resumed job directory, or a distributed crawl).
     pub fn resuming(mut self, resumed: bool) -> Self {
         self.context.resumed = resumed;
         self

@@ -24,7 +24,8 @@ use crate::pipelines::feed::{self, Existing};
 /// (counted in `item_error_count` and reported, like any pipeline error).
 ///
 /// An existing file is continued when the crawl resumes a job directory
-/// and replaced otherwise ([`append`](Self::append) and
+/// or is distributed (a restarted worker keeps the items of the pages it
+/// already acknowledged) and replaced otherwise ([`append`](Self::append) and
 /// [`overwrite`](Self::overwrite) choose one always). A continued file
 /// keeps its header (not written again; without [`CsvFile::fields`] it
 /// gives the columns), and one whose last row was cut short by a crash is
@@ -55,7 +56,7 @@ pub struct CsvFile {
 
 impl CsvFile {
     /// Writes to `path`: an existing file is continued when the crawl
-    /// resumes a job directory, replaced otherwise.
+    /// resumes a job directory or is distributed, replaced otherwise.
     pub fn new(path: impl AsRef<Path>) -> Self {
         CsvFile {
             path: path.as_ref().to_path_buf(),

@@ -14,8 +14,9 @@ use crate::pipeline::PipelineContext;
 /// What a file export does with a file that exists when it opens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Existing {
-    /// Continues it when the crawl resumes a job directory (its items are
-    /// the earlier runs'), replaces it otherwise.
+    /// Continues it when the crawl resumes a job directory or is
+    /// distributed (its items are the earlier runs'), replaces it
+    /// otherwise.
     #[default]
     ContinueOnResume,
     /// Always continues it.
@@ -25,8 +26,8 @@ pub(crate) enum Existing {
 }
 
 impl Existing {
-    /// Whether the file is continued, for a crawl that `resumed` a job
-    /// directory or not.
+    /// Whether the file is continued, for a crawl that `resumed` (a job
+    /// directory, or a distributed crawl) or not.
     pub(crate) fn appends(self, resumed: bool) -> bool {
         match self {
             Existing::ContinueOnResume => resumed,

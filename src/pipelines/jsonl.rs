@@ -21,7 +21,8 @@ use crate::pipelines::feed::{self, Existing};
 /// whole).
 ///
 /// An existing file is continued when the crawl resumes a job directory
-/// and replaced otherwise ([`append`](Self::append) and
+/// or is distributed (a restarted worker keeps the items of the pages it
+/// already acknowledged) and replaced otherwise ([`append`](Self::append) and
 /// [`overwrite`](Self::overwrite) choose one always). A continued file
 /// whose last line was cut short by a crash is first cut back to its last
 /// whole line (counted in `feed/torn_tails` and `feed/torn_tail_bytes`), so
@@ -53,7 +54,7 @@ pub struct JsonLinesFile {
 
 impl JsonLinesFile {
     /// Writes to `path`: an existing file is continued when the crawl
-    /// resumes a job directory, replaced otherwise.
+    /// resumes a job directory or is distributed, replaced otherwise.
     pub fn new(path: impl AsRef<Path>) -> Self {
         JsonLinesFile {
             path: path.as_ref().to_path_buf(),
