@@ -24,9 +24,11 @@ use crate::pipelines::feed::{self, Existing};
 /// or is distributed (a restarted worker keeps the items of the pages it
 /// already acknowledged) and replaced otherwise ([`append`](Self::append) and
 /// [`overwrite`](Self::overwrite) choose one always). A continued file
-/// whose last line was cut short by a crash is first cut back to its last
-/// whole line (counted in `feed/torn_tails` and `feed/torn_tail_bytes`), so
-/// every line stays valid JSON. A resumed job may write an item again:
+/// whose last line is a complete JSON value without its line break gets
+/// the line break (counted in `feed/unterminated_tails`); one whose last
+/// line was cut short by a crash has it moved to `<path>.torn` and is cut
+/// back to its last whole line (counted in `feed/torn_tails` and
+/// `feed/torn_tail_bytes`), so every line stays valid JSON. A resumed job may write an item again:
 /// the items of the requests its last checkpoint did not record completed.
 ///
 /// ```no_run
@@ -258,6 +260,8 @@ mod tests {
         assert_eq!(ctx.stats.snapshot().get("feed/torn_tails"), 1);
         let cut = torn.len() as u64;
         assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
+        let saved = std::fs::read(feed::torn_path(&path)).unwrap();
+        assert_eq!(saved, torn);
         // A whole file is not cut.
         let ctx = resumed();
         export(JsonLinesFile::new(&path), &ctx, 5..6).await;
@@ -277,6 +281,25 @@ mod tests {
         assert_eq!(lines(&path), [1, 2]);
         let cut = torn.len() as u64;
         assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
+    }
+
+    #[actix::test]
+    async fn appending_keeps_a_last_line_without_a_line_break_and_adds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        // Written by another tool, without a last line break.
+        std::fs::write(&path, "{\"i\":0}\n{\"i\":1}").unwrap();
+        let ctx = context();
+        export(JsonLinesFile::new(&path).append(), &ctx, 2..4).await;
+        assert_eq!(lines(&path), [0, 1, 2, 3]);
+        let stats = ctx.stats.snapshot();
+        assert_eq!(stats.get("feed/unterminated_tails"), 1);
+        assert_eq!(stats.get("feed/torn_tails"), 0);
+        assert!(!feed::torn_path(&path).exists());
+        // A file of one value without a line break.
+        std::fs::write(&path, "{\"i\":7} ").unwrap();
+        export(JsonLinesFile::new(&path).append(), &context(), 8..9).await;
+        assert_eq!(lines(&path), [7, 8]);
     }
 
     #[actix::test]
