@@ -724,6 +724,48 @@ mod tests {
         assert!(err.contains("2 pipeline close hook(s) failed"), "{err}");
     }
 
+    /// Its `close` takes a little time (a quick round trip).
+    struct Quick(Journal);
+
+    #[async_trait(?Send)]
+    impl Pipeline for Quick {
+        fn name(&self) -> &str {
+            "quick"
+        }
+        async fn process_item(&mut self, _: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+            Ok(Verdict::Keep)
+        }
+        async fn close(&mut self) -> Result<(), Error> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.0.lock().unwrap().push("quick:close".into());
+            Ok(())
+        }
+    }
+
+    #[actix::test]
+    async fn a_hanging_close_takes_only_its_share_of_the_deadline() {
+        let journal = Journal::default();
+        let pipelines: Vec<Box<dyn Pipeline>> =
+            vec![Box::new(Hangs), Box::new(Quick(journal.clone()))];
+        let (out, _events) = Recorder::<Cb>::spawn();
+        let outbox = StageOutbox {
+            completed: out.clone().recipient(),
+            report: out.clone().recipient(),
+        };
+        let stats = Arc::new(Stats::default());
+        let hour = Duration::from_secs(3600);
+        let stage =
+            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
+                .with_close_timeout(Duration::from_secs(2))
+                .start();
+        let closed = tokio::time::timeout(PATIENCE, stage.send(ClosePipelines)).await;
+        closed.expect("the stage is still closing").unwrap();
+        // The hanging close was abandoned after its half; the next one had
+        // the other half, and closed.
+        assert_eq!(*journal.lock().unwrap(), ["quick:close"]);
+        assert_eq!(stats.snapshot().get("pipeline/close_timeouts"), 1);
+    }
+
     #[actix::test]
     async fn an_abandoned_close_spills_http_persists_batch_and_counts_it() {
         // An endpoint that takes the connection and never answers, behind
