@@ -126,7 +126,9 @@ impl<S: Spider> Crawler<S> {
         let queue = w.start_queue(queue);
         let dupe = dupe.filter(|_| s.dedupe).map(|d| w.start_dupe_filter(d));
         let mut arbiters = Vec::new();
-        let resumed = job.resumed.is_some();
+        // A distributed worker continues its file exports: a restarted
+        // worker must keep the items of pages already acknowledged.
+        let resumed = job.resumed.is_some() || connected.is_some();
         let (stage, parser) = w.start_stages(&s, pipelines, resumed, &errors, &mut arbiters);
         let config = w.download_config(&s, env_proxy);
         let downloaders = w.start_downloaders(&s, config.clone(), &middlewares, &mut arbiters);

@@ -31,9 +31,11 @@ pub struct PipelineContext {
     pub stats: Arc<Stats>,
     /// The crawl's log.
     pub log: Logger,
-    /// The crawl resumes a job directory (its journal held earlier runs'
-    /// checkpoints): a file export continues the file its earlier runs
-    /// wrote instead of replacing it.
+    /// The crawl continues earlier runs' work: it resumes a job directory
+    /// (its journal held earlier runs' checkpoints), or it is distributed
+    /// (a worker restarted, or joining a running crawl, must keep the
+    /// items of pages already acknowledged). A file export then continues
+    /// the file its earlier runs wrote instead of replacing it.
     pub resumed: bool,
 }
 
@@ -90,11 +92,23 @@ pub trait Pipeline: Send + 'static {
 
     /// Called once after the last item (flush batches, close files). The
     /// pipelines' closes share the crawl's finish timeout
-    /// ([`CrawlerBuilder::finish_timeout`](crate::CrawlerBuilder::finish_timeout)):
-    /// a close still pending then is abandoned (dropped where it waits)
-    /// and reported, so the crawl ends. Items that arrive after it are
-    /// refused and counted, never passed to a closed pipeline.
+    /// ([`CrawlerBuilder::finish_timeout`](crate::CrawlerBuilder::finish_timeout)),
+    /// in order: each may take the time still left divided by the number
+    /// of closes still to run (so a hanging close takes its share only,
+    /// and a quick one leaves its unused share to those after it). A close
+    /// still pending at the end of its share is abandoned (dropped where it
+    /// waits), then [`abandon`](Self::abandon) runs, and it is reported,
+    /// so the crawl ends. Items that arrive after it are refused and
+    /// counted, never passed to a closed pipeline.
     async fn close(&mut self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Called, at once and synchronously, when `close` was abandoned at
+    /// its deadline: save what `close` had not finished with, without
+    /// waiting on anything (spill a batch not yet sent to a local file),
+    /// so an item reaches its sink or a spill file. Keep state the close
+    /// is working on in `self` until it is done with it: the close's
+    /// future is dropped before this runs. Default: nothing.
+    fn abandon(&mut self) {}
 }

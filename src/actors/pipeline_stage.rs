@@ -12,11 +12,15 @@
 //! are opened when the stage starts, flushed on a timer (`FlushPipelines`
 //! to itself), and closed once, on `ClosePipelines`.
 //!
-//! The closes share one deadline (the crawl's finish timeout): a pipeline
-//! whose `close` is still pending then is abandoned, counted in
-//! `pipeline/close_timeouts`, reported with its name and logged, and the
-//! next one closes (a close that finishes when first polled always
-//! does), so a hanging pipeline cannot keep the crawl from ending. Items
+//! The closes share one deadline (the crawl's finish timeout), in order:
+//! each may take the time left divided by the number of closes still to
+//! run, so a hanging pipeline takes its share only and the ones after it
+//! still get theirs (a close that finishes when first polled always
+//! does). A pipeline whose `close` is still pending at the end of its
+//! share is abandoned (its `abandon` runs, to spill what it held),
+//! counted in `pipeline/close_timeouts`, reported with its name and
+//! logged, and the next one closes, so a hanging pipeline cannot keep
+//! the crawl from ending. Items
 //! that arrive after the close are refused: each is counted in
 //! `item_error_count` and `pipeline/items_after_close` and reported with
 //! the item, and its request completes.
@@ -107,8 +111,8 @@ impl PipelineStage {
         self
     }
 
-    /// Tells the pipelines, as they open, that the crawl resumes a job
-    /// directory.
+    /// Tells the pipelines, as they open, that the crawl continues earlier
+    /// runs' work (a resumed job directory, or a distributed crawl).
     pub fn resuming(mut self, resumed: bool) -> Self {
         self.context.resumed = resumed;
         self
@@ -144,7 +148,8 @@ impl PipelineStage {
         let deadline = matches!(hook, Hook::Close).then(|| tokio::time::Instant::now() + timeout);
         let run = async move {
             let mut failed = 0;
-            for p in pipelines.iter_mut() {
+            let count = pipelines.len();
+            for (i, p) in pipelines.iter_mut().enumerate() {
                 let hook_run = async {
                     match hook {
                         Hook::Open => p.open(&context).await,
@@ -157,12 +162,28 @@ impl PipelineStage {
                 let outcome = match deadline {
                     // The pipeline's future is dropped on the timeout,
                     // which gives the pipeline back.
-                    Some(at) => tokio::time::timeout_at(at, caught).await.ok(),
+                    Some(at) => {
+                        let at = share_of(at, count - i);
+                        tokio::time::timeout_at(at, caught).await.ok()
+                    }
                     None => Some(caught.await),
                 };
                 let result = match outcome {
                     Some(done) => done.unwrap_or_else(|panic| Err(panicked(&*panic))),
                     None => {
+                        // What the dropped close held is saved now.
+                        let abandoned = AssertUnwindSafe(|| p.abandon());
+                        if let Err(panic) = std::panic::catch_unwind(abandoned) {
+                            let e = panicked(&*panic).at(Stage::Pipeline);
+                            deliver(
+                                &report,
+                                Report {
+                                    error: e,
+                                    item: None,
+                                },
+                                &stats,
+                            );
+                        }
                         stats.add_named("pipeline/close_timeouts", 1);
                         let (pipeline, after) = (p.name().to_string(), timeout);
                         let kind = ErrorKind::PipelineCloseTimeout { pipeline, after };
@@ -184,6 +205,14 @@ impl PipelineStage {
             failed
         }))
     }
+}
+
+/// When the next of `left` closes must be done by, for all of them to be
+/// done by `deadline`: an equal share of the time left.
+fn share_of(deadline: tokio::time::Instant, left: usize) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let remaining = deadline.saturating_duration_since(now);
+    now + remaining / (left.max(1) as u32)
 }
 
 impl Actor for PipelineStage {
@@ -693,6 +722,92 @@ mod tests {
         let checkpoint = r.stage.send(CheckpointPipelines).await.unwrap();
         let err = checkpoint.unwrap_err().to_string();
         assert!(err.contains("2 pipeline close hook(s) failed"), "{err}");
+    }
+
+    /// Its `close` takes a little time (a quick round trip).
+    struct Quick(Journal);
+
+    #[async_trait(?Send)]
+    impl Pipeline for Quick {
+        fn name(&self) -> &str {
+            "quick"
+        }
+        async fn process_item(&mut self, _: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+            Ok(Verdict::Keep)
+        }
+        async fn close(&mut self) -> Result<(), Error> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.0.lock().unwrap().push("quick:close".into());
+            Ok(())
+        }
+    }
+
+    #[actix::test]
+    async fn a_hanging_close_takes_only_its_share_of_the_deadline() {
+        let journal = Journal::default();
+        let pipelines: Vec<Box<dyn Pipeline>> =
+            vec![Box::new(Hangs), Box::new(Quick(journal.clone()))];
+        let (out, _events) = Recorder::<Cb>::spawn();
+        let outbox = StageOutbox {
+            completed: out.clone().recipient(),
+            report: out.clone().recipient(),
+        };
+        let stats = Arc::new(Stats::default());
+        let hour = Duration::from_secs(3600);
+        let stage =
+            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
+                .with_close_timeout(Duration::from_secs(2))
+                .start();
+        let closed = tokio::time::timeout(PATIENCE, stage.send(ClosePipelines)).await;
+        closed.expect("the stage is still closing").unwrap();
+        // The hanging close was abandoned after its half; the next one had
+        // the other half, and closed.
+        assert_eq!(*journal.lock().unwrap(), ["quick:close"]);
+        assert_eq!(stats.snapshot().get("pipeline/close_timeouts"), 1);
+    }
+
+    #[actix::test]
+    async fn an_abandoned_close_spills_http_persists_batch_and_counts_it() {
+        // An endpoint that takes the connection and never answers, behind
+        // a pipeline whose close hangs: both closes are abandoned.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/persist", silent.local_addr().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill.jsonl");
+        let persist = crate::pipelines::HttpPersist::new(&url, &spill)
+            .unwrap()
+            .batch_size(100)
+            .timeout(Duration::from_secs(3600));
+        let pipelines: Vec<Box<dyn Pipeline>> = vec![Box::new(Hangs), Box::new(persist)];
+        let (out, _events) = Recorder::<Cb>::spawn();
+        let outbox = StageOutbox {
+            completed: out.clone().recipient(),
+            report: out.clone().recipient(),
+        };
+        let stats = Arc::new(Stats::default());
+        let hour = Duration::from_secs(3600);
+        let stage =
+            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
+                .with_close_timeout(Duration::from_millis(200))
+                .start();
+        let (_, msg) = batch(&[(1, "keep"), (2, "keep"), (3, "keep")]);
+        stage.send(msg).await.unwrap();
+        let closed = tokio::time::timeout(PATIENCE, stage.send(ClosePipelines)).await;
+        closed.expect("the stage is still closing").unwrap();
+        let text = std::fs::read_to_string(&spill).expect("the batch was spilled");
+        let spilled: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let expected: Vec<Value> = (1..=3)
+            .map(|n| json!({"n": n, "verdict": "keep"}))
+            .collect();
+        assert_eq!(spilled, expected);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.get("persist/spilled_items"), 3);
+        assert_eq!(snapshot.get("persist/abandoned_batches"), 1);
+        assert_eq!(snapshot.get("persist/lost_items"), 0);
+        assert_eq!(snapshot.get("pipeline/close_timeouts"), 2);
     }
 
     #[actix::test]

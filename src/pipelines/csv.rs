@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::item::{Item, ItemMeta};
 use crate::pipeline::{Pipeline, PipelineContext, Verdict};
-use crate::pipelines::feed::{self, Existing};
+use crate::pipelines::feed::{self, Existing, Records};
 
 /// Writes items to a CSV file: a header row, then one row per item
 /// (buffered; written out and synced on the stage's periodic flush, on
@@ -24,13 +24,17 @@ use crate::pipelines::feed::{self, Existing};
 /// (counted in `item_error_count` and reported, like any pipeline error).
 ///
 /// An existing file is continued when the crawl resumes a job directory
-/// and replaced otherwise ([`append`](Self::append) and
+/// or is distributed (a restarted worker keeps the items of the pages it
+/// already acknowledged) and replaced otherwise ([`append`](Self::append) and
 /// [`overwrite`](Self::overwrite) choose one always). A continued file
 /// keeps its header (not written again; without [`CsvFile::fields`] it
-/// gives the columns), and one whose last row was cut short by a crash is
-/// first cut back to its last whole row (a quoted cell may hold line
-/// breaks: the CSV rules decide where a row ends), counted in
-/// `feed/torn_tails` and `feed/torn_tail_bytes`.
+/// gives the columns). Its last row, when it lacks only its line break
+/// (a complete row of as many cells as the first row), is kept and the
+/// line break added (counted in `feed/unterminated_tails`); one cut short
+/// by a crash is moved to `<path>.torn` and the file cut back to its last
+/// whole row (a quoted cell may hold line breaks: the CSV rules decide
+/// where a row ends), counted in `feed/torn_tails` and
+/// `feed/torn_tail_bytes`.
 ///
 /// ```no_run
 /// use spinneret::pipelines::CsvFile;
@@ -55,7 +59,7 @@ pub struct CsvFile {
 
 impl CsvFile {
     /// Writes to `path`: an existing file is continued when the crawl
-    /// resumes a job directory, replaced otherwise.
+    /// resumes a job directory or is distributed, replaced otherwise.
     pub fn new(path: impl AsRef<Path>) -> Self {
         CsvFile {
             path: path.as_ref().to_path_buf(),
@@ -103,8 +107,11 @@ impl CsvFile {
 
 /// Where the last whole row of a CSV file ends, by the CSV rules (a quoted
 /// cell may hold line breaks): the file is read from the start by
-/// `csv_core`, in blocks, keeping nothing of the cells.
-fn last_row_end(file: &mut File, _len: u64) -> std::io::Result<u64> {
+/// `csv_core`, in blocks, keeping nothing of the cells. What follows is
+/// one complete row lacking only its line break when a `\n` after it ends
+/// a row of as many cells as the first row has (a header alone is
+/// complete when it parses).
+fn last_row_end(file: &mut File, _len: u64) -> std::io::Result<Records> {
     use csv_core::ReadRecordResult;
     use std::io::{Read, Seek, SeekFrom};
     file.seek(SeekFrom::Start(0))?;
@@ -115,21 +122,42 @@ fn last_row_end(file: &mut File, _len: u64) -> std::io::Result<u64> {
         .build();
     let (mut input, mut output, mut ends) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10], [0; 256]);
     let (mut at, mut last_end) = (0u64, 0u64);
+    // Cells of the row being read, and of the first row.
+    let (mut cells, mut first_cells) = (0usize, None);
     loop {
         let n = file.read(&mut input)?;
-        if n == 0 {
-            return Ok(last_end);
-        }
-        let mut data = &input[..n];
+        let eof = n == 0;
+        // At the end, a line break is offered: the one `open` would add.
+        let mut data = if eof { &b"\n"[..] } else { &input[..n] };
         while !data.is_empty() {
             // The cells go to `output` and are overwritten by the next
-            // call: only where rows end matters.
-            let (result, read, _, _) = reader.read_record(data, &mut output, &mut ends);
+            // call: only where rows end, and how many cells they have,
+            // matter.
+            let (result, read, _, n_ends) = reader.read_record(data, &mut output, &mut ends);
             data = &data[read..];
-            at += read as u64;
+            cells += n_ends;
+            if !eof {
+                at += read as u64;
+            }
             if result == ReadRecordResult::Record {
+                let whole = first_cells.is_none_or(|first| first == cells);
+                first_cells.get_or_insert(cells);
+                cells = 0;
+                if eof {
+                    let unterminated = at > last_end && whole;
+                    return Ok(Records {
+                        end: last_end,
+                        unterminated,
+                    });
+                }
                 last_end = at;
             }
+        }
+        if eof {
+            return Ok(Records {
+                end: last_end,
+                unterminated: false,
+            });
         }
     }
 }
@@ -347,19 +375,58 @@ mod tests {
         assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
         let mut reader = csv::Reader::from_path(&path).unwrap();
         assert_eq!(reader.records().count(), 3);
+        // The torn bytes are kept aside, not thrown away.
+        let saved = std::fs::read_to_string(feed::torn_path(&path)).unwrap();
+        assert_eq!(saved, torn);
     }
 
     #[actix::test]
     async fn a_torn_header_is_cut_and_written_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("items.csv");
-        std::fs::write(&path, "url,ti").unwrap();
+        // Torn inside a quoted cell: no whole row.
+        std::fs::write(&path, "url,\"ti").unwrap();
         let mut csv = CsvFile::new(&path).fields(["url", "title"]);
         csv.open(&resumed()).await.unwrap();
         let item = &mut Item::new(json!({"url": "u", "title": "t"}));
         csv.process_item(item, &meta()).await.unwrap();
         csv.close().await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "url,title\nu,t\n");
+        let torn = std::fs::read_to_string(feed::torn_path(&path)).unwrap();
+        assert_eq!(torn, "url,\"ti");
+    }
+
+    #[actix::test]
+    async fn appending_keeps_a_last_row_without_a_line_break_and_adds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.csv");
+        // Written by another tool, without a last line break.
+        std::fs::write(&path, "a,b\n1,\"x\ny\"").unwrap();
+        let ctx = context();
+        let mut csv = CsvFile::new(&path).append();
+        csv.open(&ctx).await.unwrap();
+        let item = &mut Item::new(json!({"a": 2, "b": "z"}));
+        csv.process_item(item, &meta()).await.unwrap();
+        csv.close().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "a,b\n1,\"x\ny\"\n2,z\n"
+        );
+        let stats = ctx.stats.snapshot();
+        assert_eq!(stats.get("feed/unterminated_tails"), 1);
+        assert_eq!(stats.get("feed/torn_tails"), 0);
+        assert!(!feed::torn_path(&path).exists());
+        // A last row of fewer cells than the header is torn: moved to
+        // `<path>.torn`.
+        std::fs::write(&path, "a,b\n1,2\n3").unwrap();
+        let ctx = context();
+        let mut csv = CsvFile::new(&path).append();
+        csv.open(&ctx).await.unwrap();
+        csv.close().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\n1,2\n");
+        let torn = std::fs::read_to_string(feed::torn_path(&path)).unwrap();
+        assert_eq!(torn, "3");
+        assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), 1);
     }
 
     #[test]
@@ -369,11 +436,22 @@ mod tests {
         let whole = "a,b\r\n1,\"x\r\ny\"\r\n";
         std::fs::write(&path, whole).unwrap();
         let mut file = File::open(&path).unwrap();
-        assert_eq!(last_row_end(&mut file, 0).unwrap(), whole.len() as u64);
-        // Torn between the `\r` and the `\n`: the row is not whole.
+        let records = last_row_end(&mut file, 0).unwrap();
+        let (end, unterminated) = (whole.len() as u64, false);
+        assert_eq!(records, Records { end, unterminated });
+        // Torn between the `\r` and the `\n`: the row lacks only its
+        // `\n`.
         std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
         let mut file = File::open(&path).unwrap();
-        assert_eq!(last_row_end(&mut file, 0).unwrap(), 5);
+        let records = last_row_end(&mut file, 0).unwrap();
+        let (end, unterminated) = (5, true);
+        assert_eq!(records, Records { end, unterminated });
+        // Torn inside the quoted cell: no row.
+        std::fs::write(&path, &whole[..whole.len() - 4]).unwrap();
+        let mut file = File::open(&path).unwrap();
+        let records = last_row_end(&mut file, 0).unwrap();
+        let (end, unterminated) = (5, false);
+        assert_eq!(records, Records { end, unterminated });
     }
 
     #[actix::test]

@@ -1,12 +1,14 @@
 //! What the file exports share: how an existing file is treated (replaced
-//! or continued, with a torn last record cut off), and a buffered writer
+//! or continued, with a last record lacking its line break completed and
+//! a torn one moved to `<path>.torn`), and a buffered writer
 //! synced to disk on the stage's periodic flush, on checkpoints and on
 //! close.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use slog::warn;
 
 use crate::pipeline::PipelineContext;
@@ -14,8 +16,9 @@ use crate::pipeline::PipelineContext;
 /// What a file export does with a file that exists when it opens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Existing {
-    /// Continues it when the crawl resumes a job directory (its items are
-    /// the earlier runs'), replaces it otherwise.
+    /// Continues it when the crawl resumes a job directory or is
+    /// distributed (its items are the earlier runs'), replaces it
+    /// otherwise.
     #[default]
     ContinueOnResume,
     /// Always continues it.
@@ -25,8 +28,8 @@ pub(crate) enum Existing {
 }
 
 impl Existing {
-    /// Whether the file is continued, for a crawl that `resumed` a job
-    /// directory or not.
+    /// Whether the file is continued, for a crawl that `resumed` (a job
+    /// directory, or a distributed crawl) or not.
     pub(crate) fn appends(self, resumed: bool) -> bool {
         match self {
             Existing::ContinueOnResume => resumed,
@@ -36,14 +39,28 @@ impl Existing {
     }
 }
 
-/// Where the last whole record of a file of `len` bytes ends (0 when it
-/// holds none): a format's own rule.
-pub(crate) type RecordEnd = fn(&mut File, u64) -> io::Result<u64>;
+/// Where a file's whole records end, by a format's own rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Records {
+    /// Just after the last record with its terminator (0 when none has
+    /// one).
+    pub end: u64,
+    /// The bytes after `end` are one complete record that lacks only its
+    /// terminator (a file another tool wrote without a last line break):
+    /// it is kept, and the terminator written.
+    pub unterminated: bool,
+}
 
-/// Opens `path` for an export: replaced, or (`append`) continued, with
-/// anything after its last whole record (by `record_end`) cut off first,
-/// synced, counted and logged. A file created here has its directory
-/// entry synced, so it outlives a power loss as its contents do.
+/// Where the records of a file of `len` bytes end: a format's own rule.
+pub(crate) type RecordEnd = fn(&mut File, u64) -> io::Result<Records>;
+
+/// Opens `path` for an export: replaced, or (`append`) continued. A
+/// continued file whose last record lacks only its terminator gets it
+/// (counted in `feed/unterminated_tails`, logged); anything else after
+/// its last whole record (by `record_end`) is torn: it is moved to
+/// `<path>.torn` (appended there, synced), cut off, counted and logged.
+/// A file created here has its directory entry synced, so it outlives a
+/// power loss as its contents do.
 pub(crate) fn open(
     path: &Path,
     append: bool,
@@ -59,41 +76,96 @@ pub(crate) fn open(
         File::create(path)?
     };
     if !existed {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        crate::journal::sync_dir(parent.unwrap_or(Path::new(".")))?;
+        sync_parent(path)?;
     }
     if append {
         let len = file.metadata()?.len();
-        let end = record_end(&mut file, len)?;
-        if end < len {
-            file.set_len(end)?;
+        let records = record_end(&mut file, len)?;
+        if records.end < len && records.unterminated {
+            file.write_all(b"\n")?;
             file.sync_data()?;
+            ctx.stats.add_named("feed/unterminated_tails", 1);
+            warn!(ctx.log, "feed: the file's last record had no line break; added one";
+                "path" => %path.display());
+        } else if records.end < len {
+            let torn = save_torn(path, &mut file, records.end, len)?;
+            file.set_len(records.end)?;
+            file.sync_data()?;
+            let cut = len - records.end;
             ctx.stats.add_named("feed/torn_tails", 1);
-            ctx.stats.add_named("feed/torn_tail_bytes", len - end);
-            warn!(ctx.log, "feed: cut a torn last record off the file before appending";
-                "path" => %path.display(), "bytes_cut" => len - end, "bytes_kept" => end);
+            ctx.stats.add_named("feed/torn_tail_bytes", cut);
+            warn!(ctx.log, "feed: moved a torn last record off the file before appending";
+                "path" => %path.display(), "bytes_cut" => cut, "bytes_kept" => records.end,
+                "saved_to" => %torn.display());
         }
     }
     Ok(file)
 }
 
-/// Where the last whole line ends: just after the last `\n`. Read
-/// backwards in blocks, so a long file costs one block.
-pub(crate) fn last_line_end(file: &mut File, len: u64) -> io::Result<u64> {
+/// Syncs the directory entry of a file just created.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    crate::journal::sync_dir(parent.unwrap_or(Path::new(".")))
+}
+
+/// Where the torn tail of the file at `path` is saved: `<path>.torn`.
+pub(crate) fn torn_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".torn");
+    PathBuf::from(name)
+}
+
+/// Appends bytes `start..len` of `file` to `<path>.torn` and syncs it,
+/// before they are cut off: nothing a file held is thrown away.
+fn save_torn(path: &Path, file: &mut File, start: u64, len: u64) -> io::Result<PathBuf> {
+    let torn_path = torn_path(path);
+    let existed = torn_path.exists();
+    let mut torn = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&torn_path)?;
+    file.seek(SeekFrom::Start(start))?;
+    io::copy(&mut Read::take(&mut *file, len - start), &mut torn)?;
+    torn.sync_data()?;
+    if !existed {
+        sync_parent(&torn_path)?;
+    }
+    Ok(torn_path)
+}
+
+/// Where the last whole line ends: just after the last `\n`, read
+/// backwards in blocks (a long file costs one block); and whether what
+/// follows is one complete JSON value (read as a stream, never held).
+pub(crate) fn last_line_end(file: &mut File, len: u64) -> io::Result<Records> {
     const BLOCK: u64 = 64 << 10;
     let mut block = vec![0u8; BLOCK as usize];
     let mut end = len;
+    let mut last = 0;
     while end > 0 {
         let start = end.saturating_sub(BLOCK);
         let n = (end - start) as usize;
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(&mut block[..n])?;
         if let Some(i) = memchr::memrchr(b'\n', &block[..n]) {
-            return Ok(start + i as u64 + 1);
+            last = start + i as u64 + 1;
+            break;
         }
         end = start;
     }
-    Ok(0)
+    if last == len {
+        return Ok(Records {
+            end: last,
+            unterminated: false,
+        });
+    }
+    file.seek(SeekFrom::Start(last))?;
+    let tail = io::BufReader::new(Read::take(&mut *file, len - last));
+    let mut json = serde_json::Deserializer::from_reader(tail);
+    let value = serde::de::IgnoredAny::deserialize(&mut json);
+    Ok(Records {
+        end: last,
+        unterminated: value.is_ok() && json.end().is_ok(),
+    })
 }
 
 /// A buffered writer over a file.

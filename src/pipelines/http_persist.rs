@@ -8,7 +8,10 @@
 //! Lines spill file and counted: an item is never silently lost. Stats:
 //! `persist/items`, `persist/batches`, `persist/retries`,
 //! `persist/spilled_items`, `persist/failed_batches`, and
-//! `persist/lost_items` should even the spill file fail.
+//! `persist/lost_items` should even the spill file fail. A batch is kept
+//! until it is sent or spilled: a close abandoned at the crawl's finish
+//! deadline (the endpoint too slow, or a pipeline before this one took
+//! the time) spills it at once, counted in `persist/abandoned_batches`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,15 +96,19 @@ impl HttpPersist {
         }
     }
 
-    /// Sends the batch; on final failure spills it.
+    /// Sends the batch; on final failure spills it. The batch stays in
+    /// `self` until it is sent or spilled, so a send abandoned mid-way
+    /// (its future dropped at the close deadline) leaves it for
+    /// [`abandon`](Pipeline::abandon) to spill.
     async fn send_batch(&mut self) -> Result<(), Error> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        let sent = self.sender.send(&self.batch).await;
         let batch = std::mem::take(&mut self.batch);
         self.oldest = None;
         let n = batch.len();
-        match self.sender.send(&batch).await {
+        match sent {
             Ok(sent) => {
                 self.count("persist/items", n);
                 self.count("persist/batches", 1);
@@ -118,28 +125,53 @@ impl HttpPersist {
                     warn!(log, "persisting failed; spilling the batch";
                         "items" => n, "spill" => %self.spill.display(), "error" => %e);
                 }
-                match append_lines(&self.spill, &batch) {
-                    Ok(()) => {
-                        self.count("persist/spilled_items", n);
-                        Ok(())
-                    }
-                    Err(io) => {
-                        self.count("persist/lost_items", n);
-                        if let Some(log) = &self.log {
-                            error!(log, "spill file failed; items lost";
-                                "items" => n, "spill" => %self.spill.display(), "error" => %io);
-                        }
-                        Err(Error::new(
-                            Stage::Pipeline,
-                            ErrorKind::Custom(format!(
-                                "{n} items lost: endpoint failed ({e}) and spill file {} failed ({io})",
-                                self.spill.display()
-                            )),
-                        ))
-                    }
-                }
+                self.spill_batch(&batch, &format!("endpoint failed ({e})"))
             }
         }
+    }
+
+    /// Appends `batch` to the spill file (counted in
+    /// `persist/spilled_items`), or counts it in `persist/lost_items` and
+    /// fails should the spill file fail too; `why` is why it was not sent.
+    fn spill_batch(&self, batch: &[Value], why: &str) -> Result<(), Error> {
+        let n = batch.len();
+        match append_lines(&self.spill, batch) {
+            Ok(()) => {
+                self.count("persist/spilled_items", n);
+                Ok(())
+            }
+            Err(io) => {
+                self.count("persist/lost_items", n);
+                if let Some(log) = &self.log {
+                    error!(log, "spill file failed; items lost";
+                        "items" => n, "spill" => %self.spill.display(), "error" => %io);
+                }
+                Err(Error::new(
+                    Stage::Pipeline,
+                    ErrorKind::Custom(format!(
+                        "{n} items lost: {why}, and spill file {} failed ({io})",
+                        self.spill.display()
+                    )),
+                ))
+            }
+        }
+    }
+
+    /// Spills the batch not sent yet, synchronously (counted in
+    /// `persist/abandoned_batches` and `persist/spilled_items`).
+    fn spill_unsent(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.oldest = None;
+        self.count("persist/abandoned_batches", 1);
+        if let Some(log) = &self.log {
+            warn!(log, "close abandoned before the batch was sent; spilling it";
+                "items" => batch.len(), "spill" => %self.spill.display());
+        }
+        // A failure is counted in `persist/lost_items` and logged there.
+        let _ = self.spill_batch(&batch, "the close was abandoned");
     }
 }
 
@@ -180,5 +212,10 @@ impl Pipeline for HttpPersist {
 
     async fn close(&mut self) -> Result<(), Error> {
         self.send_batch().await
+    }
+
+    /// Spills the batch the abandoned close was sending.
+    fn abandon(&mut self) {
+        self.spill_unsent();
     }
 }

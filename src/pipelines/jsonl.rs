@@ -1,16 +1,19 @@
 //! A pipeline that writes every item as one JSON line.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use slog::{error, Logger};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::item::{Item, ItemMeta};
 use crate::pipeline::{Pipeline, PipelineContext, Verdict};
 use crate::pipelines::feed::{self, Existing};
+use crate::stats::Stats;
 
 /// Writes items to a JSON Lines file (buffered; written out and synced on
 /// the stage's periodic flush, on checkpoints and on close).
@@ -21,11 +24,17 @@ use crate::pipelines::feed::{self, Existing};
 /// whole).
 ///
 /// An existing file is continued when the crawl resumes a job directory
-/// and replaced otherwise ([`append`](Self::append) and
+/// or is distributed (a restarted worker keeps the items of the pages it
+/// already acknowledged) and replaced otherwise ([`append`](Self::append) and
 /// [`overwrite`](Self::overwrite) choose one always). A continued file
-/// whose last line was cut short by a crash is first cut back to its last
-/// whole line (counted in `feed/torn_tails` and `feed/torn_tail_bytes`), so
-/// every line stays valid JSON. A resumed job may write an item again:
+/// whose last line is a complete JSON value without its line break gets
+/// the line break (counted in `feed/unterminated_tails`); one whose last
+/// line was cut short by a crash has it moved to `<path>.torn` and is cut
+/// back to its last whole line (counted in `feed/torn_tails` and
+/// `feed/torn_tail_bytes`), so every line stays valid JSON. A line whose
+/// write fails part-way (the disk full) is cut off the file again, counted
+/// in `feed/lines_rolled_back` and logged, so the next line starts on a
+/// line of its own. A resumed job may write an item again:
 /// the items of the requests its last checkpoint did not record completed.
 ///
 /// ```no_run
@@ -47,13 +56,21 @@ pub struct JsonLinesFile {
     out: Option<BufWriter<File>>,
     /// Lines were written since the last sync: the next flush syncs.
     unsynced: bool,
+    /// Where the last whole line ends (the file's bytes plus the
+    /// buffered ones): a line whose write fails is cut back to here, so
+    /// no half line stays for the next one to be appended to.
+    end: u64,
+    /// The crawl's stats, from `open`.
+    stats: Option<Arc<Stats>>,
+    /// The crawl's log, from `open`.
+    log: Option<Logger>,
     /// The line being encoded.
     line: Vec<u8>,
 }
 
 impl JsonLinesFile {
     /// Writes to `path`: an existing file is continued when the crawl
-    /// resumes a job directory, replaced otherwise.
+    /// resumes a job directory or is distributed, replaced otherwise.
     pub fn new(path: impl AsRef<Path>) -> Self {
         JsonLinesFile {
             path: path.as_ref().to_path_buf(),
@@ -61,6 +78,9 @@ impl JsonLinesFile {
             existing: Existing::default(),
             out: None,
             unsynced: false,
+            end: 0,
+            stats: None,
+            log: None,
             line: Vec::new(),
         }
     }
@@ -94,6 +114,59 @@ impl JsonLinesFile {
             Stage::Pipeline,
             ErrorKind::Custom(format!("{}: {e}", self.path.display())),
         )
+    }
+}
+
+impl JsonLinesFile {
+    /// After a failed write of a line: cuts the file back to where the
+    /// last whole line ends (a line larger than the buffer goes straight
+    /// to the file, and a write that fails part-way, out of space, leaves
+    /// part of it there), keeping the buffered lines not yet written out.
+    /// Counted in `feed/lines_rolled_back` and logged; should the cut fail
+    /// too, the file is closed (later items fail) and that is logged.
+    fn roll_back(&mut self) {
+        let Some(out) = self.out.take() else {
+            return;
+        };
+        let capacity = out.capacity();
+        let (file, buffered) = out.into_parts();
+        let buffered = buffered.unwrap_or_else(|panicked| panicked.into_inner());
+        // Everything before the failed line is on disk or in the buffer.
+        let on_disk = self.end - buffered.len() as u64;
+        let cut = file
+            .metadata()
+            .and_then(|m| match m.len() > on_disk {
+                true => file.set_len(on_disk).map(|()| m.len() - on_disk),
+                false => Ok(0),
+            })
+            // A replaced file is not in append mode: its next write goes
+            // where this one stopped.
+            .and_then(|bytes| (&file).seek(SeekFrom::Start(on_disk)).map(|_| bytes));
+        if let Some(stats) = &self.stats {
+            stats.add_named("feed/lines_rolled_back", 1);
+        }
+        let restored = cut.and_then(move |bytes| {
+            // Room for the buffered bytes, so writing them back is a copy
+            // into the buffer, never a write to the file.
+            let mut out = BufWriter::with_capacity(capacity.max(buffered.len() + 1), file);
+            out.write_all(&buffered)?;
+            Ok((out, bytes))
+        });
+        match restored {
+            Ok((out, bytes)) => {
+                self.out = Some(out);
+                if let Some(log) = &self.log {
+                    error!(log, "feed: a line's write failed; the file is cut back to its last whole line";
+                        "path" => %self.path.display(), "bytes_cut" => bytes);
+                }
+            }
+            Err(e) => {
+                if let Some(log) = &self.log {
+                    error!(log, "feed: a line's write failed and the file could not be cut back; closed";
+                        "path" => %self.path.display(), "error" => %e);
+                }
+            }
+        }
     }
 }
 
@@ -139,7 +212,10 @@ impl Pipeline for JsonLinesFile {
         let append = self.existing.appends(ctx.resumed);
         let file = feed::open(&self.path, append, feed::last_line_end, ctx)
             .map_err(|e| self.io_error(e))?;
+        self.end = file.metadata().map_err(|e| self.io_error(e))?.len();
         self.out = Some(BufWriter::new(file));
+        self.stats = Some(ctx.stats.clone());
+        self.log = Some(ctx.log.clone());
         Ok(())
     }
 
@@ -163,8 +239,16 @@ impl Pipeline for JsonLinesFile {
         line.push(b'\n');
         let written = encoded.and_then(|_| out.write_all(line));
         self.unsynced = true;
-        written.map_err(|e| self.io_error(e))?;
-        Ok(Verdict::Keep)
+        match written {
+            Ok(()) => {
+                self.end += line.len() as u64;
+                Ok(Verdict::Keep)
+            }
+            Err(e) => {
+                self.roll_back();
+                Err(self.io_error(e))
+            }
+        }
     }
 
     /// Writes out the buffer and syncs the file, if a line was written
@@ -257,6 +341,8 @@ mod tests {
         assert_eq!(ctx.stats.snapshot().get("feed/torn_tails"), 1);
         let cut = torn.len() as u64;
         assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
+        let saved = std::fs::read(feed::torn_path(&path)).unwrap();
+        assert_eq!(saved, torn);
         // A whole file is not cut.
         let ctx = resumed();
         export(JsonLinesFile::new(&path), &ctx, 5..6).await;
@@ -276,6 +362,76 @@ mod tests {
         assert_eq!(lines(&path), [1, 2]);
         let cut = torn.len() as u64;
         assert_eq!(ctx.stats.snapshot().get("feed/torn_tail_bytes"), cut);
+    }
+
+    #[actix::test]
+    async fn appending_keeps_a_last_line_without_a_line_break_and_adds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        // Written by another tool, without a last line break.
+        std::fs::write(&path, "{\"i\":0}\n{\"i\":1}").unwrap();
+        let ctx = context();
+        export(JsonLinesFile::new(&path).append(), &ctx, 2..4).await;
+        assert_eq!(lines(&path), [0, 1, 2, 3]);
+        let stats = ctx.stats.snapshot();
+        assert_eq!(stats.get("feed/unterminated_tails"), 1);
+        assert_eq!(stats.get("feed/torn_tails"), 0);
+        assert!(!feed::torn_path(&path).exists());
+        // A file of one value without a line break.
+        std::fs::write(&path, "{\"i\":7} ").unwrap();
+        export(JsonLinesFile::new(&path).append(), &context(), 8..9).await;
+        assert_eq!(lines(&path), [7, 8]);
+    }
+
+    /// The file [`a_line_whose_write_fails_is_cut_back`] has its child
+    /// write.
+    const ENV_FULL: &str = "SPINNERET_TEST_FEED_FULL";
+
+    /// In a child process whose files may not grow past 8 KiB: four small
+    /// lines, a line too big for the buffer and the limit (it fails after
+    /// part of it is written), then one more small line.
+    #[actix::test]
+    #[ignore = "the child process of a_line_whose_write_fails_is_cut_back"]
+    async fn full_disk_child() {
+        let path = std::env::var(ENV_FULL).expect("run by its parent test only");
+        let ctx = context();
+        let mut file = JsonLinesFile::new(&path);
+        file.open(&ctx).await.unwrap();
+        for i in 0..4 {
+            let item = &mut Item::new(json!({ "i": i }));
+            file.process_item(item, &meta()).await.unwrap();
+        }
+        let big = &mut Item::new(json!({"i": 99, "pad": "x".repeat(64 << 10)}));
+        let err = file.process_item(big, &meta()).await.unwrap_err();
+        println!("the big line failed: {err}");
+        let item = &mut Item::new(json!({ "i": 4 }));
+        file.process_item(item, &meta()).await.unwrap();
+        file.close().await.unwrap();
+        assert_eq!(ctx.stats.snapshot().get("feed/lines_rolled_back"), 1);
+    }
+
+    #[test]
+    fn a_line_whose_write_fails_is_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        // SIGXFSZ ignored: a write past the limit fails with EFBIG, as
+        // one on a full disk does with ENOSPC. `ulimit -f` counts 512-byte
+        // blocks in sh.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "trap '' XFSZ; ulimit -f 16; exec \"$0\" \"$@\""])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "pipelines::jsonl::tests::full_disk_child"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env(ENV_FULL, &path)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("the big line failed"), "{log}");
+        assert!(out.status.success(), "{log}");
+        // Whole lines only: the big line's written part was cut off, and
+        // the next line is a line of its own.
+        assert_eq!(lines(&path), [0, 1, 2, 3, 4]);
     }
 
     #[actix::test]

@@ -6,8 +6,9 @@
 //!   in a chosen order.
 //!
 //! Both file exports follow one rule for a file that already exists: by
-//! default it is continued when the crawl resumes a job directory (the
-//! earlier runs' items stay) and replaced otherwise; `append()` always
+//! default it is continued when the crawl resumes a job directory or is
+//! distributed (the earlier runs' items stay: a restarted worker keeps
+//! the items of pages it already acknowledged) and replaced otherwise; `append()` always
 //! continues it and `overwrite()` always replaces it (Scrapy's `-o` and
 //! `-O`). A continued file whose last record was cut short by a crash is
 //! first cut back to its last whole record (counted in `feed/torn_tails`

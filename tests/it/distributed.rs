@@ -712,3 +712,34 @@ async fn a_killed_workers_acknowledged_pages_have_their_items_in_its_file() {
     assert!(twice <= leases, "{twice} items twice, {leases} leases");
     assert!(!own.is_empty() && !others.is_empty());
 }
+
+#[actix::test]
+async fn a_worker_that_rejoins_keeps_its_earlier_items_in_its_feed() {
+    let Some(setup) = Setup::start() else {
+        return;
+    };
+    let ttl = Duration::from_secs(10);
+    // One worker, stopped a fifth of the way in (its pages acknowledged),
+    // then started again with the same id, hence the same feed path.
+    let mut first = vec![setup.worker("rejoin", "again", ttl, "shutdown")];
+    wait_for_hits(&setup.site, PAGES / 5, &mut first).await;
+    signal(&first[0], "INT");
+    wait_all(&mut first).await;
+    let before = first[0].items();
+    assert!(!before.is_empty(), "the first run scraped nothing");
+    let mut second = vec![setup.worker("rejoin", "again", ttl, "finished")];
+    wait_all(&mut second).await;
+
+    assert_each_page_once(&setup.site);
+    // The file holds the first run's lines, then the second's: one item
+    // per page (`/missing`, a 404, gives none).
+    let items = second[0].items();
+    assert_eq!(items.len(), PAGES);
+    assert!(
+        items.starts_with(&before),
+        "the first run's {} lines are gone",
+        before.len()
+    );
+    let distinct: BTreeSet<_> = items.into_iter().collect();
+    assert_eq!(distinct, single_process_items().await);
+}

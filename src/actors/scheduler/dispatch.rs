@@ -57,6 +57,7 @@ impl<C: Callback> Scheduler<C> {
         if self.state != CrawlState::Running
             || self.popping
             || self.stalled
+            || self.shared.as_ref().is_some_and(|s| s.holds_pops())
             || free == 0
             || self.queued == 0
         {

@@ -15,8 +15,11 @@
 //! each keeps its request's unit of open work until the queue has
 //! answered. A batch whose checkpoint or acknowledgement failed is sent
 //! again after the interval (counted in `redis/ack_rounds_failed`), its
-//! requests still leased. Without a shared queue, a request's work closes
-//! at once.
+//! requests still leased. After [`FAILED_ROUNDS_BEFORE_HOLD`] rounds in a
+//! row failed, the worker takes no more requests from the queue (counted
+//! in `redis/ack_holds`, logged as an error) until a round goes through:
+//! a sink that stays down must not have it fetch, and lease, the whole
+//! crawl. Without a shared queue, a request's work closes at once.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +81,9 @@ pub(crate) struct SharedQueue {
     last_batch: Option<Instant>,
     /// A timer will send the next batch.
     timer: bool,
+    /// Batches in a row whose checkpoint or acknowledgement failed: at
+    /// [`FAILED_ROUNDS_BEFORE_HOLD`], no more requests are popped.
+    failed_rounds: u32,
     /// The worker's Redis: a forced stop starts its leave's deadline, so
     /// no operation waiting for an unreachable Redis holds the stop.
     redis: Option<Shared>,
@@ -102,6 +108,7 @@ impl SharedQueue {
             interval: Duration::ZERO,
             last_batch: None,
             timer: false,
+            failed_rounds: 0,
             redis: None,
         }
     }
@@ -136,6 +143,17 @@ impl SharedQueue {
 
 /// The least wait before a failed batch goes again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Batches of acknowledgements failed in a row after which the worker
+/// takes no more requests until one goes through.
+pub(crate) const FAILED_ROUNDS_BEFORE_HOLD: u32 = 5;
+
+impl SharedQueue {
+    /// Acknowledgements keep failing: take no more requests.
+    pub(super) fn holds_pops(&self) -> bool {
+        self.failed_rounds >= FAILED_ROUNDS_BEFORE_HOLD
+    }
+}
 
 /// How far a batch of acknowledgements went.
 enum Sent {
@@ -263,6 +281,22 @@ impl<C: Callback> Scheduler<C> {
             s.open_units -= units;
             self.accounting.close(units);
         }
+        let held = s.holds_pops();
+        if acked {
+            s.failed_rounds = 0;
+        } else if failed.is_some() {
+            s.failed_rounds = s.failed_rounds.saturating_add(1);
+        }
+        if held && !s.holds_pops() {
+            warn!(
+                self.log,
+                "acknowledgements go through again; taking requests again"
+            );
+        } else if !held && s.holds_pops() {
+            self.stats.add_named("redis/ack_holds", 1);
+            error!(self.log, "acknowledgements keep failing; taking no more requests until one goes through";
+                "failed_rounds" => s.failed_rounds);
+        }
         if let Some(e) = failed {
             self.stats.add_named("redis/ack_rounds_failed", 1);
             if s.forced {
@@ -289,7 +323,8 @@ impl<C: Callback> Scheduler<C> {
                 return;
             }
         }
-        self.flush_shared(ctx);
+        // Popping again, if it was held; and what was released meanwhile.
+        self.pump(ctx);
     }
 
     /// A request's work is over (completed, or forbidden by robots.txt).

@@ -462,6 +462,84 @@ async fn a_request_is_acknowledged_only_after_a_checkpoint_of_its_items_succeede
     assert_eq!(r.stats.snapshot().get("redis/ack_rounds_failed"), 1);
 }
 
+/// Pipelines whose checkpoint fails until `recovered` is set (an item
+/// sink that stays down), reporting each checkpoint.
+struct DownPipelines {
+    recovered: Arc<std::sync::atomic::AtomicBool>,
+    calls: mpsc::UnboundedSender<()>,
+}
+
+impl Actor for DownPipelines {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<CheckpointPipelines> for DownPipelines {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, _: CheckpointPipelines, _: &mut Self::Context) -> Self::Result {
+        let _ = self.calls.send(());
+        match self.recovered.load(Ordering::SeqCst) {
+            true => Ok(()),
+            false => Err(Error::custom(Stage::Pipeline, "sink down")),
+        }
+    }
+}
+
+#[actix::test]
+async fn acknowledgements_that_keep_failing_hold_the_pops_until_one_goes_through() {
+    use super::shared::FAILED_ROUNDS_BEFORE_HOLD;
+    let checkpoints = Arc::new(AtomicUsize::new(0));
+    let (acked_tx, mut acked) = mpsc::unbounded_channel();
+    let queue = AnsweringQueue(acked_tx, checkpoints).start();
+    let recovered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (calls_tx, mut calls) = mpsc::unbounded_channel();
+    let pipelines = DownPipelines {
+        recovered: recovered.clone(),
+        calls: calls_tx,
+    }
+    .start();
+    let shared = SharedQueue::new(queue.clone().recipient(), queue.recipient())
+        .with_checkpoint(pipelines.recipient(), std::time::Duration::from_millis(10));
+    let mut config = SchedulerConfig::with_concurrency(1);
+    config.slots.concurrency = usize::MAX;
+    let backend = Box::new(MemoryQueue::default());
+    let starts = ["http://h/a", "http://h/b", "http://h/c"].map(req);
+    let mut r = rig_shared(starts, config, None, backend, Some(shared));
+    r.sched
+        .send(SharedStatus {
+            owns_starts: true,
+            queued: 0,
+            finished: false,
+        })
+        .await
+        .unwrap();
+    let a = r.next_dispatch().await;
+    r.complete(&a).await;
+    // While the rounds fail, the worker still takes requests...
+    let b = r.next_dispatch().await;
+    for _ in 0..FAILED_ROUNDS_BEFORE_HOLD {
+        calls.recv().await.unwrap();
+    }
+    r.settle().await;
+    assert_eq!(r.stats.snapshot().get("redis/ack_holds"), 1);
+    // ... until they have failed too often: then none.
+    r.complete(&b).await;
+    assert!(r.more_dispatches().await.is_empty(), "popped while held");
+    // The sink is back: the next round acknowledges both, and popping
+    // goes on.
+    recovered.store(true, Ordering::SeqCst);
+    let mut ids = Vec::new();
+    while ids.len() < 2 {
+        ids.extend(acked.recv().await.unwrap().0);
+    }
+    assert_eq!(ids, [a.id, b.id]);
+    let c = r.next_dispatch().await;
+    assert_eq!(c.request.url.as_str(), "http://h/c");
+    let rounds = r.stats.snapshot().get("redis/ack_rounds_failed");
+    assert!(rounds >= u64::from(FAILED_ROUNDS_BEFORE_HOLD), "{rounds}");
+    assert_eq!(r.stats.snapshot().get("redis/ack_holds"), 1);
+}
+
 #[actix::test]
 async fn dont_filter_requests_skip_the_dupe_filter() {
     let (dupe, mut asked) = fake_dupe(&["http://h/a"]);
