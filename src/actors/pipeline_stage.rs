@@ -490,6 +490,31 @@ mod tests {
         stats: Arc<Stats>,
     }
 
+    /// A started stage over `pipelines`, its outbox recorded, its closes
+    /// bounded by `close_timeout`; the flush timer never fires here.
+    fn start_stage(
+        pipelines: Vec<Box<dyn Pipeline>>,
+        close_timeout: Duration,
+    ) -> (
+        Addr<PipelineStage>,
+        Addr<Recorder<Cb>>,
+        Events<Cb>,
+        Arc<Stats>,
+    ) {
+        let (out, out_events) = Recorder::spawn();
+        let stats = Arc::new(Stats::default());
+        let outbox = StageOutbox {
+            completed: out.clone().recipient(),
+            report: out.clone().recipient(),
+        };
+        let hour = Duration::from_secs(3600);
+        let stage =
+            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
+                .with_close_timeout(close_timeout)
+                .start();
+        (stage, out, out_events, stats)
+    }
+
     /// A stage over a `Tail` and a `Judge`, given in the wrong order (the
     /// stage sorts them by priority). The flush timer never fires here.
     fn rig(fail_open: bool) -> Rig {
@@ -500,8 +525,6 @@ mod tests {
     /// by `close_timeout`.
     fn rig_with(fail_open: bool, extra: Option<Box<dyn Pipeline>>, close_timeout: Duration) -> Rig {
         let journal = Journal::default();
-        let (out, out_events) = Recorder::spawn();
-        let stats = Arc::new(Stats::default());
         let mut pipelines: Vec<Box<dyn Pipeline>> = vec![
             Box::new(Tail {
                 journal: journal.clone(),
@@ -512,15 +535,7 @@ mod tests {
             }),
         ];
         pipelines.extend(extra);
-        let outbox = StageOutbox {
-            completed: out.clone().recipient(),
-            report: out.clone().recipient(),
-        };
-        let hour = Duration::from_secs(3600);
-        let stage =
-            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
-                .with_close_timeout(close_timeout)
-                .start();
+        let (stage, out, out_events, stats) = start_stage(pipelines, close_timeout);
         Rig {
             stage,
             journal,
@@ -747,17 +762,7 @@ mod tests {
         let journal = Journal::default();
         let pipelines: Vec<Box<dyn Pipeline>> =
             vec![Box::new(Hangs), Box::new(Quick(journal.clone()))];
-        let (out, _events) = Recorder::<Cb>::spawn();
-        let outbox = StageOutbox {
-            completed: out.clone().recipient(),
-            report: out.clone().recipient(),
-        };
-        let stats = Arc::new(Stats::default());
-        let hour = Duration::from_secs(3600);
-        let stage =
-            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
-                .with_close_timeout(Duration::from_secs(2))
-                .start();
+        let (stage, _out, _events, stats) = start_stage(pipelines, Duration::from_secs(2));
         let closed = tokio::time::timeout(PATIENCE, stage.send(ClosePipelines)).await;
         closed.expect("the stage is still closing").unwrap();
         // The hanging close was abandoned after its half; the next one had
@@ -779,17 +784,7 @@ mod tests {
             .batch_size(100)
             .timeout(Duration::from_secs(3600));
         let pipelines: Vec<Box<dyn Pipeline>> = vec![Box::new(Hangs), Box::new(persist)];
-        let (out, _events) = Recorder::<Cb>::spawn();
-        let outbox = StageOutbox {
-            completed: out.clone().recipient(),
-            report: out.clone().recipient(),
-        };
-        let stats = Arc::new(Stats::default());
-        let hour = Duration::from_secs(3600);
-        let stage =
-            PipelineStage::new(pipelines, outbox, "test".into(), hour, stats.clone(), log())
-                .with_close_timeout(Duration::from_millis(200))
-                .start();
+        let (stage, _out, _events, stats) = start_stage(pipelines, Duration::from_millis(200));
         let (_, msg) = batch(&[(1, "keep"), (2, "keep"), (3, "keep")]);
         stage.send(msg).await.unwrap();
         let closed = tokio::time::timeout(PATIENCE, stage.send(ClosePipelines)).await;

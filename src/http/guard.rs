@@ -100,8 +100,21 @@ impl AddressGuard {
     /// unless `host` is an IP address); an error carrying [`Blocked`] when
     /// it refuses every one.
     pub(crate) async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        self.check(host, port, Vec::new()).await
+    }
+
+    /// As [`resolve`](Self::resolve), but `known` addresses (those a
+    /// connection request already carries) are checked instead of a new
+    /// lookup when there are any.
+    pub(crate) async fn check(
+        &self,
+        host: &str,
+        port: u16,
+        known: Vec<SocketAddr>,
+    ) -> io::Result<Vec<SocketAddr>> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addrs = match bare.parse::<IpAddr>() {
+            _ if !known.is_empty() => known,
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((bare, port)).await?.collect(),
         };
@@ -110,7 +123,7 @@ impl AddressGuard {
 
     /// `addrs` less the refused ones; an error naming the first refused
     /// when none is left.
-    pub(crate) fn filter(&self, host: &str, addrs: Vec<SocketAddr>) -> io::Result<Vec<SocketAddr>> {
+    fn filter(&self, host: &str, addrs: Vec<SocketAddr>) -> io::Result<Vec<SocketAddr>> {
         let mut refused = None;
         let kept: Vec<SocketAddr> = addrs
             .into_iter()
@@ -263,11 +276,7 @@ impl Service<ConnectInfo<Uri>> for Guarded {
         let tcp = self.tcp.clone();
         Box::pin(async move {
             let known: Vec<SocketAddr> = req.addrs().collect();
-            let addrs = if known.is_empty() {
-                guard.resolve(req.hostname(), req.port()).await
-            } else {
-                guard.filter(req.hostname(), known)
-            };
+            let addrs = guard.check(req.hostname(), req.port(), known).await;
             let addrs = addrs.map_err(ConnectError::Io)?;
             tcp.call(req.set_addrs(addrs)).await
         })

@@ -109,12 +109,7 @@ impl Service<ConnectInfo<Uri>> for Tunnel {
                         true => Some(guard.resolve(&proxy.host, proxy.port).await.map_err(io)?),
                         false => None,
                     };
-                    let targets = if known.is_empty() {
-                        guard.resolve(&host, port).await
-                    } else {
-                        guard.filter(&host, known)
-                    };
-                    let targets = targets.map_err(io)?;
+                    let targets = guard.check(&host, port, known).await.map_err(io)?;
                     (via, targets.iter().map(|a| a.to_string()).collect())
                 }
             };

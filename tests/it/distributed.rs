@@ -396,6 +396,30 @@ fn tcp_ports(pid: u32, remote: u16) -> Vec<u16> {
         .collect()
 }
 
+/// Kills a worker mid-crawl as `kill -9` does: stopped first (so Redis
+/// holds its last state), then killed; returns once Redis has closed every
+/// connection the worker had, so from then on its leases can only change
+/// by the reaper.
+async fn kill_worker(dead: &mut Worker, redis: &RedisServer) {
+    signal(dead, "STOP");
+    let ports = tcp_ports(dead.child.id(), redis.port());
+    assert!(!ports.is_empty(), "the worker has no connection to redis");
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports.iter().any(|port| {
+        redis
+            .cmd(&["CLIENT", "LIST"])
+            .contains(&format!(" addr=127.0.0.1:{port} "))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "redis kept the dead worker's connections"
+        );
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Sends `signal` to a worker process.
 fn signal(w: &Worker, signal: &str) {
     let ok = Command::new("kill")
@@ -415,28 +439,10 @@ async fn a_worker_killed_mid_crawl_loses_nothing_and_repeats_at_most_its_leases(
     // Short leases: the dead worker's come back within two seconds.
     let mut workers = setup.workers("killed", &["k1", "k2", "k3"], Duration::from_secs(2));
     wait_for_hits(site, PAGES / 3, &mut workers).await;
-    // Freeze it, note its connections, kill it, and count what it holds
-    // once Redis has closed them: Redis runs whatever the worker had sent
-    // before it reads the end of the connection, so from then on the
-    // worker's leases can only change by the reaper.
+    // Count what it holds once Redis has closed its connections: Redis
+    // runs whatever the worker had sent before it reads their end.
     let mut dead = workers.remove(1);
-    signal(&dead, "STOP");
-    let ports = tcp_ports(dead.child.id(), redis.port());
-    assert!(!ports.is_empty(), "the worker has no connection to redis");
-    dead.child.kill().unwrap();
-    dead.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ports.iter().any(|port| {
-        redis
-            .cmd(&["CLIENT", "LIST"])
-            .contains(&format!(" addr=127.0.0.1:{port} "))
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "redis kept the dead worker's connections"
-        );
-        actix_rt::time::sleep(Duration::from_millis(2)).await;
-    }
+    kill_worker(&mut dead, redis).await;
     let p = key_prefix("killed");
     let leases: usize = redis
         .cmd(&["HLEN", &format!("{p}lease:{}", dead.id)])
@@ -669,22 +675,7 @@ async fn a_killed_workers_acknowledged_pages_have_their_items_in_its_file() {
     // killed now, whatever its pipelines still buffered is gone with it.
     wait_for_hits(site, PAGES / 5, &mut first).await;
     let mut dead = first.remove(0);
-    signal(&dead, "STOP");
-    let ports = tcp_ports(dead.child.id(), redis.port());
-    dead.child.kill().unwrap();
-    dead.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ports.iter().any(|port| {
-        redis
-            .cmd(&["CLIENT", "LIST"])
-            .contains(&format!(" addr=127.0.0.1:{port} "))
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "redis kept the dead worker's connections"
-        );
-        actix_rt::time::sleep(Duration::from_millis(2)).await;
-    }
+    kill_worker(&mut dead, redis).await;
     let p = key_prefix("items");
     let leases: usize = redis
         .cmd(&["HLEN", &format!("{p}lease:first")])

@@ -14,7 +14,7 @@ use spinneret::{
 
 use crate::fixture::{serve, spawn_app, Server};
 use crate::log::Records;
-use crate::spiders::{Cb, LinkSpider, StartCrawl};
+use crate::spiders::{run, Cb, LinkSpider, StartCrawl};
 
 #[actix::test]
 async fn credentials_in_a_url_reach_no_log_error_or_event() {
@@ -343,12 +343,7 @@ async fn a_cookie_for_a_public_suffix_is_not_sent_to_other_sites() {
         start: get("one.co.uk", "/set"),
         then: vec![get("two.co.uk", "/cookies"), get("one.co.uk", "/cookies")],
     };
-    let s = Crawler::builder(spider)
-        .concurrency(1)
-        .started()
-        .join()
-        .await
-        .unwrap();
+    let s = run(Crawler::builder(spider).concurrency(1)).await;
 
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 2, "{received:?}");
@@ -374,12 +369,7 @@ async fn a_site_setting_200_cookies_keeps_its_newest_50() {
             get("/cookies"),
         ],
     };
-    let s = Crawler::builder(spider)
-        .concurrency(1)
-        .started()
-        .join()
-        .await
-        .unwrap();
+    let s = run(Crawler::builder(spider).concurrency(1)).await;
 
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 1, "{received:?}");

@@ -155,6 +155,28 @@ fn rig_shared(
     }
 }
 
+/// A worker of a distributed crawl over `shared`, at `concurrency`, that
+/// owns (and so pulls) the start requests.
+async fn shared_worker(
+    starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+    concurrency: usize,
+    shared: SharedQueue,
+) -> Rig {
+    let mut config = SchedulerConfig::with_concurrency(concurrency);
+    config.slots.concurrency = usize::MAX;
+    let backend = Box::new(MemoryQueue::default());
+    let r = rig_shared(starts, config, None, backend, Some(shared));
+    r.sched
+        .send(SharedStatus {
+            owns_starts: true,
+            queued: 0,
+            finished: false,
+        })
+        .await
+        .unwrap();
+    r
+}
+
 impl Rig {
     /// The next request dispatched to the pool.
     async fn next_dispatch(&mut self) -> Context<Cb> {
@@ -363,19 +385,7 @@ async fn acknowledgements_hold_the_crawl_open_until_answered_or_forced() {
     let (acked_tx, mut acked) = mpsc::unbounded_channel();
     let silent = SilentQueue(acked_tx).start();
     let shared = SharedQueue::new(silent.clone().recipient(), silent.recipient());
-    let mut config = SchedulerConfig::with_concurrency(10);
-    config.slots.concurrency = usize::MAX;
-    let backend = Box::new(MemoryQueue::default());
-    let mut r = rig_shared(vec![req("http://h/a")], config, None, backend, Some(shared));
-    // This worker pulls the start requests.
-    r.sched
-        .send(SharedStatus {
-            owns_starts: true,
-            queued: 0,
-            finished: false,
-        })
-        .await
-        .unwrap();
+    let mut r = shared_worker(vec![req("http://h/a")], 10, shared).await;
     let c = r.next_dispatch().await;
     let before = r.accounting.count();
     r.sched.send(Completed { id: c.id }).await.unwrap();
@@ -440,18 +450,7 @@ async fn a_request_is_acknowledged_only_after_a_checkpoint_of_its_items_succeede
     let pipelines = FlakyPipelines(checkpoints.clone()).start();
     let shared = SharedQueue::new(queue.clone().recipient(), queue.recipient())
         .with_checkpoint(pipelines.recipient(), std::time::Duration::from_millis(10));
-    let mut config = SchedulerConfig::with_concurrency(10);
-    config.slots.concurrency = usize::MAX;
-    let backend = Box::new(MemoryQueue::default());
-    let mut r = rig_shared(vec![req("http://h/a")], config, None, backend, Some(shared));
-    r.sched
-        .send(SharedStatus {
-            owns_starts: true,
-            queued: 0,
-            finished: false,
-        })
-        .await
-        .unwrap();
+    let mut r = shared_worker(vec![req("http://h/a")], 10, shared).await;
     let c = r.next_dispatch().await;
     r.sched.send(Completed { id: c.id }).await.unwrap();
     // The first checkpoint failed: no acknowledgement went with it; the
@@ -500,19 +499,8 @@ async fn acknowledgements_that_keep_failing_hold_the_pops_until_one_goes_through
     .start();
     let shared = SharedQueue::new(queue.clone().recipient(), queue.recipient())
         .with_checkpoint(pipelines.recipient(), std::time::Duration::from_millis(10));
-    let mut config = SchedulerConfig::with_concurrency(1);
-    config.slots.concurrency = usize::MAX;
-    let backend = Box::new(MemoryQueue::default());
     let starts = ["http://h/a", "http://h/b", "http://h/c"].map(req);
-    let mut r = rig_shared(starts, config, None, backend, Some(shared));
-    r.sched
-        .send(SharedStatus {
-            owns_starts: true,
-            queued: 0,
-            finished: false,
-        })
-        .await
-        .unwrap();
+    let mut r = shared_worker(starts, 1, shared).await;
     let a = r.next_dispatch().await;
     r.complete(&a).await;
     // While the rounds fail, the worker still takes requests...
