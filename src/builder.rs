@@ -1,7 +1,7 @@
 //! Configuring a crawl.
 //!
 //! [`Crawler::builder`] takes the spider and starts from the defaults, each
-//! defined once: in `Settings`'s `Default`, or in the `Default` of the part
+//! defined once: in `Config`'s `Default`, or in the `Default` of the part
 //! it configures (the Scheduler's, the host slots', AutoThrottle's, the
 //! checkpoint and retry policies', the limits'), or as a constant of the
 //! module that applies it (the download timeout and body limits in `http`,
@@ -38,6 +38,7 @@ use crate::pipeline::Pipeline;
 use crate::politeness::slots::AutoThrottle;
 use crate::queue::QueueBackend;
 use crate::retry::RetryPolicy;
+use crate::settings::Settings;
 use crate::spider::Spider;
 
 /// A checked configuration, ready to start: `Crawler::builder(spider)`
@@ -46,7 +47,7 @@ pub struct Crawler<S: Spider> {
     /// Shared with the ErrorHandler and the Parser, which call into it.
     pub(crate) spider: Arc<S>,
     /// The plain settings, as the builder left them.
-    pub(crate) settings: Settings,
+    pub(crate) settings: Config,
     /// The user's download middlewares, in registration order (sorted by
     /// priority at start).
     pub(crate) middlewares: Vec<Arc<dyn DownloadMiddleware<S::Callback>>>,
@@ -93,7 +94,7 @@ pub enum ThreadLayout {
 /// gathers the defaults (from the parts' own `Default`s and constants, see
 /// the module's doc); the setters' documentation repeats them for the
 /// reader.
-pub(crate) struct Settings {
+pub(crate) struct Config {
     /// Concurrency, politeness, depth, domains, robots.txt: handed to the
     /// Scheduler whole (its own `Default` holds those defaults).
     pub scheduler: SchedulerConfig,
@@ -172,9 +173,9 @@ pub(crate) struct Settings {
     pub address_guard: Option<Arc<AddressGuard>>,
 }
 
-impl Default for Settings {
+impl Default for Config {
     fn default() -> Self {
-        Settings {
+        Config {
             scheduler: SchedulerConfig::default(),
             follow_redirects: DEFAULT_FOLLOW_REDIRECTS,
             cookies: true,
@@ -255,7 +256,7 @@ pub struct CrawlerBuilder<S: Spider> {
     /// The spider to crawl with.
     spider: Arc<S>,
     /// Every plain setting.
-    settings: Settings,
+    settings: Config,
     /// Download middlewares, in registration order.
     middlewares: Vec<Arc<dyn DownloadMiddleware<S::Callback>>>,
     /// Item pipelines, in registration order.
@@ -271,7 +272,7 @@ impl<S: Spider> Crawler<S> {
     pub fn builder(spider: S) -> CrawlerBuilder<S> {
         CrawlerBuilder {
             spider: Arc::new(spider),
-            settings: Settings::default(),
+            settings: Config::default(),
             middlewares: Vec::new(),
             pipelines: Vec::new(),
             queue: None,
@@ -759,6 +760,12 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// As [`pipeline`](Self::pipeline), already boxed.
+    pub(crate) fn boxed_pipeline(mut self, p: Box<dyn Pipeline>) -> Self {
+        self.pipelines.push(p);
+        self
+    }
+
     /// Replaces the in-memory queue with another back-end. The default is
     /// the in-memory [`MemoryQueue`](crate::queue::MemoryQueue).
     pub fn queue(mut self, backend: impl QueueBackend<S::Callback>) -> Self {
@@ -856,6 +863,21 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Applies every setting `settings` holds a value for, as the setter
+    /// of that name would; the others keep their values.
+    pub fn settings(mut self, settings: &Settings) -> Self {
+        if let Some(n) = settings.concurrency {
+            self = self.concurrency(n);
+        }
+        if let Some(n) = settings.per_host_concurrency {
+            self = self.per_host_concurrency(n);
+        }
+        if let Some(ua) = &settings.user_agent {
+            self = self.user_agent(ua.clone());
+        }
+        self
+    }
+
     /// Where the crawl logs. The default is nowhere (discarded).
     pub fn logger(mut self, log: Logger) -> Self {
         self.settings.log = log;
@@ -902,7 +924,7 @@ impl<S: Spider> CrawlerBuilder<S> {
 
 /// The checks of `build`, in its order; `own_backends`: the user replaced
 /// the queue or the dupe back-end.
-fn check(s: &Settings, own_backends: bool) -> Result<(), Error> {
+fn check(s: &Config, own_backends: bool) -> Result<(), Error> {
     let bad = |m: String| Err(Error::new(Stage::Setup, ErrorKind::Config(m)));
     if s.scheduler.concurrency == 0 || s.scheduler.slots.concurrency == 0 {
         return bad("concurrency (global and per host) must be at least 1".into());

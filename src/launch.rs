@@ -35,7 +35,7 @@ use crate::actors::parser::{Parser, ParserOutbox};
 use crate::actors::pipeline_stage::{PipelineStage, StageOutbox};
 use crate::actors::pool::{Pool, PoolOutbox};
 use crate::actors::scheduler::{Scheduler, SchedulerOutbox, SharedQueue};
-use crate::builder::{Crawler, Settings, ThreadLayout};
+use crate::builder::{Config, Crawler, ThreadLayout};
 use crate::context::Context;
 use crate::dedupe::{DupeBackend, MemoryDupe};
 use crate::distributed::membership::{enter, leave};
@@ -190,7 +190,7 @@ struct Connected {
 
 /// Connects to Redis, agrees on the shared Bloom filter's shape and
 /// registers this worker.
-async fn connect(opts: RedisOptions, name: String, s: &Settings) -> Result<Connected, Error> {
+async fn connect(opts: RedisOptions, name: String, s: &Config) -> Result<Connected, Error> {
     let crawl_id = opts.crawl_id.clone().unwrap_or_else(|| name.clone());
     let log = s.log.new(o!("spider" => name, "actor" => "redis"));
     let stats = Arc::new(Stats::default());
@@ -244,7 +244,7 @@ struct Replay<C> {
 impl<C: Callback> Replay<C> {
     /// Opens and replays the job directory, if any; a resumed job's stats
     /// continue in `stats`.
-    fn open(s: &Settings, builtin_bloom: bool, stats: &Stats, log: &Logger) -> Result<Self, Error> {
+    fn open(s: &Config, builtin_bloom: bool, stats: &Stats, log: &Logger) -> Result<Self, Error> {
         let mut replay = Replay {
             store: None,
             pending: Vec::new(),
@@ -329,7 +329,7 @@ fn backends<C: Callback>(
 /// A job directory's segments from an earlier run are removed now: its
 /// journal holds every pending request, and the resumed crawl queues them
 /// (and spills them) again.
-fn spill_dir(s: &Settings) -> Result<SpillDir, Error> {
+fn spill_dir(s: &Config) -> Result<SpillDir, Error> {
     Ok(match (&s.job_dir, &s.frontier_dir) {
         (Some(job), _) => {
             let dir = job.join("frontier");
@@ -397,7 +397,7 @@ struct Wiring<S: Spider> {
 impl<S: Spider> Wiring<S> {
     /// The Download settings every downloader shares, with the crawl's
     /// cookie jar (made here: a jar is state, not configuration).
-    fn download_config(&self, s: &Settings, env_proxy: Option<EnvProxies>) -> DownloadConfig {
+    fn download_config(&self, s: &Config, env_proxy: Option<EnvProxies>) -> DownloadConfig {
         let log = self.log.new(o!("actor" => "downloader"));
         let jar = || Arc::new(CookieJar::new(s.cookie_limits, &self.stats, &log));
         DownloadConfig {
@@ -485,7 +485,7 @@ impl<S: Spider> Wiring<S> {
     /// new arbiters go to `arbiters`.
     fn start_stages(
         &self,
-        s: &Settings,
+        s: &Config,
         pipelines: Vec<Box<dyn Pipeline>>,
         resumed: bool,
         errors: &Addr<ErrorHandler<S>>,
@@ -534,7 +534,7 @@ impl<S: Spider> Wiring<S> {
     /// arbiter, or (Spread) each on a new one, pushed to `arbiters`.
     fn start_downloaders(
         &self,
-        s: &Settings,
+        s: &Config,
         config: DownloadConfig,
         middlewares: &Arc<Middlewares<S::Callback>>,
         arbiters: &mut Vec<Arbiter>,
@@ -581,7 +581,7 @@ impl<S: Spider> Wiring<S> {
         downloaders: Downloaders<S::Callback>,
         parser: Addr<Parser<S>>,
         errors: &Addr<ErrorHandler<S>>,
-        s: &Settings,
+        s: &Config,
     ) {
         let sched = &self.sched;
         ctx.run(Pool::new(
@@ -664,7 +664,7 @@ impl<S: Spider> Wiring<S> {
         &self,
         ctx: actix::Context<Engine>,
         ends: Ends,
-        s: &Settings,
+        s: &Config,
         middlewares: Arc<Middlewares<S::Callback>>,
     ) -> (watch::Receiver<Option<StatsSnapshot>>, Arc<Phase>) {
         let (finished_tx, finished_rx) = watch::channel(None);
