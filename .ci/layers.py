@@ -14,7 +14,7 @@ import sys
 LAYERS = {
     # 1. plain data
     "error": 1, "request": 1, "response": 1, "item": 1, "context": 1,
-    "stats": 1, "state": 1, "events": 1, "host": 1, "redact": 1,
+    "stats": 1, "state": 1, "events": 1, "host": 1, "redact": 1, "logging": 1,
     # 2. policies and back-ends, no actor addresses
     "spider": 2, "fingerprint": 2, "retry": 2, "backoff": 2, "redirect": 2,
     "politeness": 2, "admission": 2, "queue": 2, "dedupe": 2, "links": 2,

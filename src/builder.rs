@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slog::{o, Logger};
+use slog::Logger;
 
 use crate::actors::engine::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FINISH_TIMEOUT};
 use crate::actors::scheduler::SchedulerConfig;
@@ -198,7 +198,7 @@ impl Default for Config {
             user_agent: DEFAULT_USER_AGENT.to_string(),
             max_crashes: 2,
             flush_interval: Duration::from_secs(1),
-            log: Logger::root(slog::Discard, o!()),
+            log: crate::logging::default_logger(),
             proxy_from_env: false,
             job_dir: None,
             frontier_memory: 50_000,
@@ -878,7 +878,9 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
-    /// Where the crawl logs. The default is nowhere (discarded).
+    /// Where the crawl logs. The default forwards every line to the `log`
+    /// facade (target: the module path, such as `spinneret::actors::engine`),
+    /// so the host's `env_logger` or `tracing` subscriber shows it.
     pub fn logger(mut self, log: Logger) -> Self {
         self.settings.log = log;
         self

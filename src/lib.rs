@@ -102,6 +102,7 @@ mod json_sender;
 mod launch;
 mod limits;
 mod links;
+mod logging;
 mod messages;
 mod middleware;
 mod pipeline;

@@ -2,13 +2,15 @@
 
 use std::process::ExitCode;
 
+use super::Common;
+
 /// `crawl`'s arguments.
 #[derive(clap::Args, Debug)]
 pub(super) struct CrawlArgs {}
 
 /// Runs `crawl`.
-pub(super) async fn run(args: CrawlArgs) -> ExitCode {
-    let _ = args;
+pub(super) async fn run(args: CrawlArgs, common: &Common) -> ExitCode {
+    let _ = (args, common.load_settings());
     eprintln!("spinneret crawl: not built yet");
     ExitCode::FAILURE
 }

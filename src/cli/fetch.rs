@@ -2,13 +2,15 @@
 
 use std::process::ExitCode;
 
+use super::Common;
+
 /// `fetch`'s arguments.
 #[derive(clap::Args, Debug)]
 pub(super) struct FetchArgs {}
 
 /// Runs `fetch`.
-pub(super) async fn run(args: FetchArgs) -> ExitCode {
-    let _ = args;
+pub(super) async fn run(args: FetchArgs, common: &Common) -> ExitCode {
+    let _ = (args, common.load_settings());
     eprintln!("spinneret fetch: not built yet");
     ExitCode::FAILURE
 }

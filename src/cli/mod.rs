@@ -18,11 +18,14 @@ mod css;
 mod fetch;
 mod spiders;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::error::Error;
 use crate::registry::SpiderRegistry;
+use crate::settings::Settings;
 
 /// Crawl the web from the command line.
 #[derive(Parser, Debug)]
@@ -31,6 +34,38 @@ struct Cli {
     /// What to do.
     #[command(subcommand)]
     command: Command,
+    /// The options every command takes.
+    #[command(flatten)]
+    common: Common,
+}
+
+/// The options every command takes (before or after its name).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct Common {
+    /// Read settings from this TOML file (under the environment's
+    /// `SPINNERET_*` variables and the command line's).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub settings: Option<PathBuf>,
+    /// Set a setting, over the file and the environment (repeatable).
+    #[arg(short = 's', long = "set", value_name = "KEY=VALUE", global = true)]
+    pub set: Vec<String>,
+    /// The least severe log lines printed to stderr: error, warn, info,
+    /// debug or trace.
+    #[arg(
+        short = 'L',
+        long = "log-level",
+        value_name = "LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: log::LevelFilter,
+}
+
+impl Common {
+    /// The settings of the file, the environment and `-s`, in that order.
+    pub fn load_settings(&self) -> Result<Settings, Error> {
+        Settings::load(self.settings.as_deref(), &self.set)
+    }
 }
 
 /// The subcommands.
@@ -52,13 +87,13 @@ enum Command {
 /// system of its own; the process's exit status: success only when the
 /// command did all it was asked (a crawl that failed or lost items fails).
 pub fn main(registry: SpiderRegistry) -> ExitCode {
-    let cli = Cli::parse();
+    let Cli { command, common } = Cli::parse();
     actix::System::new().block_on(async move {
-        match cli.command {
-            Command::Crawl(args) => crawl::run(args).await,
-            Command::Fetch(args) => fetch::run(args).await,
-            Command::Css(args) => css::run(args).await,
-            Command::Run(args) => spiders::run(args, &registry).await,
+        match command {
+            Command::Crawl(args) => crawl::run(args, &common).await,
+            Command::Fetch(args) => fetch::run(args, &common).await,
+            Command::Css(args) => css::run(args, &common).await,
+            Command::Run(args) => spiders::run(args, &common, &registry).await,
             Command::List => spiders::list(&registry),
         }
     })

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use super::Common;
 use crate::registry::SpiderRegistry;
 
 /// `run`'s arguments.
@@ -9,8 +10,8 @@ use crate::registry::SpiderRegistry;
 pub(super) struct RunArgs {}
 
 /// Runs `run`.
-pub(super) async fn run(args: RunArgs, registry: &SpiderRegistry) -> ExitCode {
-    let _ = (args, registry);
+pub(super) async fn run(args: RunArgs, common: &Common, registry: &SpiderRegistry) -> ExitCode {
+    let _ = (args, common, registry);
     eprintln!("spinneret run: not built yet");
     ExitCode::FAILURE
 }

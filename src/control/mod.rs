@@ -52,7 +52,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use actix_web::dev::HttpServiceFactory;
-use slog::{o, Logger};
+use slog::Logger;
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
@@ -131,7 +131,7 @@ impl ControlApiBuilder {
         self
     }
 
-    /// Where the per-request timing lines go (default: discarded).
+    /// Where the per-request timing lines go (default: the `log` facade).
     pub fn logger(mut self, log: Logger) -> Self {
         self.log = log;
         self
@@ -217,7 +217,7 @@ impl ControlApi {
             body_limit: 64 * 1024,
             cors: CorsPolicy::Off,
             stats_every: Duration::from_secs(1),
-            log: Logger::root(slog::Discard, o!()),
+            log: crate::logging::default_logger(),
         }
     }
 
