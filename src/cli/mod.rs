@@ -62,6 +62,15 @@ pub(crate) struct Common {
 }
 
 impl Common {
+    /// Prints log lines (the library's, through the `log` facade) to
+    /// stderr from `--log-level` up.
+    pub fn init_logging(&self) {
+        static STDERR: Stderr = Stderr;
+        if log::set_logger(&STDERR).is_ok() {
+            log::set_max_level(self.log_level);
+        }
+    }
+
     /// The settings of the file, the environment and `-s`, in that order.
     pub fn load_settings(&self) -> Result<Settings, Error> {
         Settings::load(self.settings.as_deref(), &self.set)
@@ -97,4 +106,21 @@ pub fn main(registry: SpiderRegistry) -> ExitCode {
             Command::List => spiders::list(&registry),
         }
     })
+}
+
+/// The command line's logger: one line per record on stderr.
+struct Stderr;
+
+impl log::Log for Stderr {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{:<5} {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
 }
