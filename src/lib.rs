@@ -44,7 +44,8 @@
 //!    counters and their snapshot), `state` ([`CrawlState`]), `events`
 //!    ([`CrawlEvent`], checkpoint and resume info), `host` (whether a host
 //!    is within a domain), `redact` (credentials kept out of what is
-//!    printed).
+//!    printed), `logging` (the default logger: slog lines forwarded to the
+//!    `log` facade).
 //! 2. Policies and back-ends, with no actor addresses. `spider` (the
 //!    [`Spider`] trait, [`Output`]), `fingerprint`, `retry`, `backoff`,
 //!    `redirect`, `politeness` (host slots, AutoThrottle, robots.txt and its fetch),
@@ -59,7 +60,9 @@
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),
-//!    [`distributed`] (the Redis queue, dupe filter and membership).
+//!    [`distributed`] (the Redis queue, dupe filter and membership),
+//!    `settings` ([`Settings`]: the plain settings as data, read from a
+//!    TOML file, the environment and `KEY=VALUE` pairs).
 //! 3. The protocol. `messages` (every message the actors exchange) and
 //!    `accounting` (how the crawl knows it is finished).
 //! 4. The actors, one file each under `actors/`: engine, scheduler (a
@@ -68,12 +71,14 @@
 //! 5. Assembly and API. `builder` ([`CrawlerBuilder`]: configuration and
 //!    its defaults), `launch` (starting a crawl: the actors wired in a few
 //!    named steps), `handle` ([`CrawlHandle`]: pause, resume, stop, stats,
-//!    events, join), [`control`] (feature `control`, on by default: the
-//!    HTTP control API a host application mounts).
+//!    events, join), `registry` ([`SpiderRegistry`]: spiders by name, each
+//!    a factory of a configured crawl), [`control`] (feature `control`, on
+//!    by default: the HTTP control API a host application mounts), `cli`
+//!    (feature `cli`: the `spinneret` command line).
 //!
 //! A spider or pipeline author needs only the names re-exported here; the
-//! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`] and
-//! [`control`] are public for what they hold.
+//! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`],
+//! [`control`] and `cli` (feature `cli`) are public for what they hold.
 
 #![deny(missing_docs)]
 
