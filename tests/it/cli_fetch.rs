@@ -2,7 +2,7 @@
 //! a site the test serves on 127.0.0.1.
 //!
 //! Routes: `/bytes` (binary body, `X-Probe: yes`), `/r/a` → 301 → `/r/b`
-//! → 302 → `/final`, `/missing` (404 with a body), `/ua` (answers the
+//! → 302 → `/final`, `/loop/a` ⇄ `/loop/b` (302s), `/missing` (404 with a body), `/ua` (answers the
 //! `User-Agent` and `X-Custom` headers it got), `/list` (an HTML list).
 //! Every hit is counted by path.
 
@@ -88,6 +88,8 @@ async fn answer(
         "/r/a" => redirect(301, "/r/b"),
         "/r/b" => redirect(302, "/final"),
         "/final" => HttpResponse::Ok().body("arrived"),
+        "/loop/a" => redirect(302, "/loop/b"),
+        "/loop/b" => redirect(302, "/loop/a"),
         "/ua" => {
             HttpResponse::Ok().body(format!("{}|{}", header("user-agent"), header("x-custom")))
         }
@@ -250,6 +252,24 @@ fn fetch_of_a_refused_connection_names_the_kind_and_exits_1() {
         "{err}"
     );
     assert!(err_lines[0].ends_with(&format!("(GET {url})")), "{err}");
+}
+
+#[test]
+fn fetch_of_a_redirect_loop_names_the_kind_and_exits_1() {
+    let site = serve();
+    let out = spinneret(&["fetch", &site.url("/loop/a")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.stdout, b"");
+    assert_eq!(
+        err,
+        format!(
+            "spinneret fetch: redirect_loop: redirect loop back to {} (GET {})\n",
+            site.url("/loop/a"),
+            site.url("/loop/b")
+        )
+    );
+    assert_eq!((site.hits("/loop/a"), site.hits("/loop/b")), (1, 1));
 }
 
 #[test]
