@@ -16,6 +16,7 @@
 mod crawl;
 mod css;
 mod fetch;
+mod one;
 mod spiders;
 
 use std::path::PathBuf;
