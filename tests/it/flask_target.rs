@@ -448,3 +448,33 @@ async fn against_real_flask_three_tasks_nine_items_three_feedbacks() {
     assert_eq!(body["data"]["items_persisted"], 9);
     assert_eq!(body["data"]["feedbacks"], 3);
 }
+
+#[actix::test]
+async fn against_real_flask_a_task_naming_an_unknown_spider_is_fed_back_as_failed() {
+    let Some(flask) = start_flask() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(flask.base.clone(), &dir.path().join("spill.jsonl"));
+    cfg.spider_name = "nope".into();
+    let summary = run(&cfg, &quiet()).await;
+    assert_eq!(
+        summary,
+        Summary {
+            tasks: 1,
+            tasks_failed: 1,
+            errors: 1,
+            fed_back: 1,
+            ..Summary::default()
+        }
+    );
+    let (status, body, _) = get_json(
+        &format!("{}/crawler/data/stats", flask.base),
+        awc::http::Method::GET,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["items_persisted"], 0);
+    assert_eq!(body["data"]["feedbacks"], 1);
+}
