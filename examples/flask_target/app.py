@@ -172,8 +172,11 @@ def task_feedback():
             raise ApiError("not_found", "no task %s was handed out" % tid)
         record["open_tasks"].discard(tid)
         record["feedbacks"].append({"tid": tid, "stats": stats})
-    log.info("feedback for task %s: %d responses, %d items", tid,
-             stats.get("downloader/response_count", 0), stats.get("item_scraped_count", 0))
+    if stats.get("finish_reason") == "failed":
+        log.warning("task %s failed: %s", tid, stats.get("error"))
+    else:
+        log.info("feedback for task %s: %d responses, %d items", tid,
+                 stats.get("downloader/response_count", 0), stats.get("item_scraped_count", 0))
     return ok({"tid": tid})
 
 

@@ -1,23 +1,29 @@
 //! The crawl job: prepare, parse, persist, feed back.
 //!
-//! For each task handed out by `GET /crawler/tasks`, crawl its `startUrl`
-//! (a list envelope of relative detail links), turn every detail into an
-//! item, persist the items in batches to `POST /crawler/data/persist` (with
-//! retries and a spill file), and once the task's crawl has finished and its
-//! items are persisted, `PUT /crawler/task/feedback` with the task's stats.
+//! For each task handed out by `GET /crawler/tasks`, the spider its
+//! `spiderName` names (see [`super::spiders`]) crawls its `startUrl`, the
+//! items go in batches to `POST /crawler/data/persist` (with retries and a
+//! spill file), and once the task's crawl has finished and its items are
+//! persisted, `PUT /crawler/task/feedback` sends the task's stats.
+//!
+//! A task the job cannot crawl (a spider name it does not know, no
+//! `startUrl`, one that is not a URL) fails on its own: the feedback API
+//! has no field for errors, only `tid` and `stats`, so its feedback says so
+//! in `stats` the way a crawl's stats say how it ended:
+//! `{"finish_reason": "failed", "error": "<why>"}`. It counts as an error
+//! and a failed task in the [`Summary`], is logged, and the job goes on
+//! with the next task.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use slog::{warn, Logger};
 use spinneret::pipelines::HttpPersist;
-use spinneret::Backoff;
-use spinneret::JsonSender;
 use spinneret::{
-    Crawler, Error, ErrorKind, Method, Output, Request, Response, Spider, Stage, StartRequests,
-    StatsSnapshot,
+    Backoff, Error, ErrorKind, JsonSender, Method, PreparedCrawl, Settings, SpiderArgs,
+    SpiderRegistry, Stage, StatsSnapshot,
 };
 
 /// What the job needs to know.
@@ -44,16 +50,19 @@ pub struct JobConfig {
 /// The job's result; serialised as the example's last line.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
-    /// Tasks crawled.
+    /// Tasks handed out and handled, failed ones included.
     pub tasks: u64,
+    /// Tasks that failed before crawling (an unknown spider, arguments
+    /// the spider refused); each also counts as an error.
+    pub tasks_failed: u64,
     /// Items that passed the pipelines.
     pub items_scraped: u64,
     /// Items the persist endpoint accepted.
     pub items_persisted: u64,
     /// Items written to the spill file instead.
     pub items_spilled: u64,
-    /// Counted errors (download, status, parse, item) plus failed
-    /// feedbacks.
+    /// Counted errors (download, status, parse, item), failed tasks and
+    /// failed feedbacks.
     pub errors: u64,
     /// Tasks whose feedback was accepted.
     #[serde(skip)]
@@ -61,28 +70,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Every task crawled and fed back, and nothing spilled.
+    /// Every task crawled and fed back, none failed, and nothing spilled.
     pub fn ok(&self) -> bool {
-        self.fed_back == self.tasks && self.items_spilled == 0
+        self.fed_back == self.tasks && self.tasks_failed == 0 && self.items_spilled == 0
     }
-}
-
-/// Which parse function a request wants.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub enum Page {
-    /// The list envelope: relative detail links.
-    #[default]
-    List,
-    /// A detail envelope: one item.
-    Detail,
-}
-
-/// One task's spider.
-pub struct TaskSpider {
-    /// The task id, copied into every item.
-    pub task_id: String,
-    /// The task's seed.
-    pub start_url: String,
 }
 
 /// `{"status": 1, "data": …, "message": …}`.
@@ -93,67 +84,95 @@ struct Envelope<T> {
     message: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Detail {
-    id: Value,
-    url: String,
-    title: String,
-    content: String,
-}
-
-impl Spider for TaskSpider {
-    type Callback = Page;
-
-    fn name(&self) -> &str {
-        "flask_target"
-    }
-
-    fn start_requests(&self) -> StartRequests<Page> {
-        Box::new(Request::get(&self.start_url).into_iter())
-    }
-
-    fn parse(&self, page: Page, response: &Response, out: &mut Output<Page>) -> Result<(), Error> {
-        match page {
-            Page::List => {
-                let links: Vec<String> = response.envelope()?;
-                for link in links {
-                    let url = response.urljoin(&link)?;
-                    out.request(Request::try_from_url(url)?.callback(Page::Detail));
-                }
-            }
-            Page::Detail => {
-                let d: Detail = response.envelope()?;
-                let id = match d.id {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                out.item(json!({
-                    "id": id,
-                    "url": response.urljoin(&d.url)?.as_str(),
-                    "title": d.title,
-                    "content": d.content,
-                    "task_id": self.task_id,
-                    "download_latency": response.meta.download_latency.as_secs_f64(),
-                    "depth": response.meta.depth,
-                }));
-            }
-        }
-        Ok(())
-    }
-}
-
+/// One task as the service hands it out.
 #[derive(Deserialize)]
 struct Task {
     id: String,
+    /// Which registered spider crawls it.
     #[serde(rename = "spiderName")]
     spider_name: Option<String>,
-    seed: Seed,
+    /// The spider's arguments (`startUrl`, …).
+    #[serde(default)]
+    seed: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
-struct Seed {
-    #[serde(rename = "startUrl")]
-    start_url: String,
+impl Task {
+    /// `id` and every field of the seed (text as is, other values as
+    /// JSON).
+    fn args(&self) -> SpiderArgs {
+        let mut args = SpiderArgs::new();
+        for (key, value) in &self.seed {
+            match value {
+                Value::String(s) => args.set(key, s),
+                other => args.set(key, other.to_string()),
+            };
+        }
+        args.set("id", &self.id);
+        args
+    }
+
+    /// Its spider's crawl, not started: a [`ErrorKind::Config`] error for
+    /// no or an unknown `spiderName`, or arguments the spider refused.
+    fn prepare(&self, spiders: &SpiderRegistry) -> Result<PreparedCrawl, Error> {
+        let Some(name) = self.spider_name.as_deref() else {
+            let message = format!("task {} names no spider (no spiderName)", self.id);
+            return Err(Error::new(Stage::Setup, ErrorKind::Config(message)));
+        };
+        spiders.prepare(name, &self.args())
+    }
+}
+
+/// How a task ended.
+enum Outcome {
+    /// Its spider crawled it: the crawl's stats.
+    Crawled(StatsSnapshot),
+    /// It could not be crawled: why.
+    Failed(Error),
+}
+
+impl Outcome {
+    /// The feedback body for task `tid`.
+    fn feedback(&self, tid: &str) -> Value {
+        match self {
+            Outcome::Crawled(stats) => json!({"tid": tid, "stats": stats}),
+            Outcome::Failed(e) => json!({
+                "tid": tid,
+                "stats": {"finish_reason": "failed", "error": e.to_string()},
+            }),
+        }
+    }
+
+    /// Adds it to `summary`.
+    fn count(&self, summary: &mut Summary) {
+        summary.tasks += 1;
+        match self {
+            Outcome::Crawled(stats) => {
+                summary.items_scraped += stats.get("item_scraped_count");
+                summary.items_persisted += stats.get("persist/items");
+                summary.items_spilled += stats.get("persist/spilled_items");
+                summary.errors += stats.error_count();
+            }
+            Outcome::Failed(_) => {
+                summary.tasks_failed += 1;
+                summary.errors += 1;
+            }
+        }
+    }
+
+    /// One progress line.
+    fn line(&self) -> String {
+        match self {
+            Outcome::Crawled(stats) => format!(
+                "{} responses, {} items, {} persisted, {} spilled, {} errors",
+                stats.get("downloader/response_count"),
+                stats.get("item_scraped_count"),
+                stats.get("persist/items"),
+                stats.get("persist/spilled_items"),
+                stats.error_count(),
+            ),
+            Outcome::Failed(e) => format!("FAILED: {e}"),
+        }
+    }
 }
 
 /// Asks the service for up to `count` tasks.
@@ -201,29 +220,52 @@ async fn fetch_tasks(cfg: &JobConfig, count: usize) -> Result<Vec<Task>, Error> 
     Ok(env.data.unwrap_or_default())
 }
 
-/// Crawls one task and returns its stats.
-async fn crawl_task(cfg: &JobConfig, task: &Task, log: &Logger) -> Result<StatsSnapshot, Error> {
+/// Crawls `crawl` with the job's settings and pipelines, and returns its
+/// stats.
+async fn crawl_task(
+    cfg: &JobConfig,
+    crawl: PreparedCrawl,
+    task: &Task,
+    log: &Logger,
+) -> Result<StatsSnapshot, Error> {
     let persist_url = format!("{}/crawler/data/persist", cfg.target.trim_end_matches('/'));
     let persist = HttpPersist::new(&persist_url, &cfg.spill)?
         .batch_size(cfg.batch_size)
         .backoff(cfg.backoff.clone());
-    let spider = TaskSpider {
-        task_id: task.id.clone(),
-        start_url: task.seed.start_url.clone(),
+    let settings = Settings {
+        concurrency: Some(cfg.concurrency),
+        ..Settings::default()
     };
-    let crawl = Crawler::builder(spider)
-        .concurrency(cfg.concurrency)
+    let crawl = crawl
+        .settings(&settings)
         .pipeline(persist)
         .logger(log.new(slog::o!("task" => task.id.clone())))
-        .build()?
-        .start()?;
+        .start()
+        .await?;
     crawl.stop_on_signals()?;
     crawl.join().await
+}
+
+/// Runs one task: its spider's crawl, or a failed task when it has none.
+async fn run_task(
+    cfg: &JobConfig,
+    spiders: &SpiderRegistry,
+    task: &Task,
+    log: &Logger,
+) -> Result<Outcome, Error> {
+    match task.prepare(spiders) {
+        Ok(crawl) => Ok(Outcome::Crawled(crawl_task(cfg, crawl, task, log).await?)),
+        Err(e) => {
+            warn!(log, "task failed"; "task" => &task.id, "error" => %e);
+            Ok(Outcome::Failed(e))
+        }
+    }
 }
 
 /// Runs up to `max_tasks` tasks, one after another, adding to `summary`
 /// as it goes (so a failure part-way still reports what was done).
 pub async fn run(cfg: &JobConfig, log: &Logger, summary: &mut Summary) -> Result<(), Error> {
+    let spiders = super::spiders::registry();
     let feedback_url = format!("{}/crawler/task/feedback", cfg.target.trim_end_matches('/'));
     let feedback = JsonSender::new(Method::PUT, &feedback_url)?.backoff(cfg.backoff.clone());
     while (summary.tasks as usize) < cfg.max_tasks {
@@ -238,21 +280,18 @@ pub async fn run(cfg: &JobConfig, log: &Logger, summary: &mut Summary) -> Result
         for task in tasks.iter().take(want) {
             if cfg.progress {
                 println!(
-                    "task {} ({}): crawling {}",
+                    "task {} (spider {}): {}",
                     task.id,
                     task.spider_name.as_deref().unwrap_or("?"),
-                    task.seed.start_url
+                    task.seed
+                        .get("startUrl")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
                 );
             }
-            let stats = crawl_task(cfg, task, log).await?;
-            summary.tasks += 1;
-            summary.items_scraped += stats.get("item_scraped_count");
-            summary.items_persisted += stats.get("persist/items");
-            summary.items_spilled += stats.get("persist/spilled_items");
-            summary.errors += stats.error_count();
-            let sent = feedback
-                .send(&json!({"tid": task.id, "stats": stats}))
-                .await;
+            let outcome = run_task(cfg, &spiders, task, log).await?;
+            outcome.count(summary);
+            let sent = feedback.send(&outcome.feedback(&task.id)).await;
             match &sent {
                 Ok(_) => summary.fed_back += 1,
                 Err(e) => {
@@ -262,13 +301,9 @@ pub async fn run(cfg: &JobConfig, log: &Logger, summary: &mut Summary) -> Result
             }
             if cfg.progress {
                 println!(
-                    "task {}: {} responses, {} items, {} persisted, {} spilled, {} errors, feedback {}",
+                    "task {}: {}, feedback {}",
                     task.id,
-                    stats.get("downloader/response_count"),
-                    stats.get("item_scraped_count"),
-                    stats.get("persist/items"),
-                    stats.get("persist/spilled_items"),
-                    stats.error_count(),
+                    outcome.line(),
                     if sent.is_ok() { "sent" } else { "FAILED" },
                 );
             }

@@ -8,14 +8,19 @@
 //! ```
 //!
 //! With no `--target` it starts its own target service (actix-web, the task
-//! service's API) on 127.0.0.1 and crawls it. For each task it crawls the list
-//! page, then the detail pages, persists the items in batches to the
-//! service, and feeds the task's stats back. It prints progress, and as its
-//! last line one JSON summary. It exits 0 when every task was crawled and
-//! fed back with nothing spilled, 1 otherwise.
+//! service's API) on 127.0.0.1 and crawls it. Each task names its spider
+//! (`spiderName`, one of those registered in `spiders.rs`: `test`, the
+//! list-then-details spider): it crawls the list page, then the detail
+//! pages, persists the items in batches to the service, and feeds the
+//! task's stats back. A task naming a spider the job does not know fails:
+//! its feedback says `"finish_reason": "failed"` with the error, and the
+//! job goes on. It prints progress, and as its last line one JSON summary.
+//! It exits 0 when every task was crawled and fed back with nothing spilled,
+//! 1 otherwise (a failed task included).
 
 mod job;
 mod service;
+mod spiders;
 
 use std::path::PathBuf;
 
@@ -30,7 +35,8 @@ struct Args {
     /// instead of the embedded one.
     #[arg(long)]
     target: Option<String>,
-    /// The spider name sent with task requests.
+    /// The spider name sent with task requests (the service names its
+    /// tasks after it; each task's name picks the spider that crawls it).
     #[arg(long, default_value = "test")]
     spider_name: String,
     /// Run at most this many tasks.

@@ -39,6 +39,9 @@ pub struct Faults {
     pub tasks_available: Option<usize>,
     /// The first N feedback calls answer 503.
     pub feedback_fail_first: usize,
+    /// The Nth task handed out names the Nth of these spiders instead of
+    /// the one asked for (tasks past the list name the one asked for).
+    pub task_spiders: Vec<String>,
 }
 
 /// What the service was sent.
@@ -261,7 +264,7 @@ async fn tasks(
         Some(limit) => count.min(limit.saturating_sub(handed.load(Ordering::SeqCst))),
         None => count,
     };
-    handed.fetch_add(count, Ordering::SeqCst);
+    let first = handed.fetch_add(count, Ordering::SeqCst);
     let info = req.connection_info();
     let base = format!("{}://{}", info.scheme(), info.host());
     let ids: Vec<String> = (0..count)
@@ -275,10 +278,12 @@ async fn tasks(
         .extend(ids.iter().cloned());
     let data: Vec<Value> = ids
         .into_iter()
-        .map(|id| {
+        .enumerate()
+        .map(|(i, id)| {
+            let named = state.faults.task_spiders.get(first + i);
             json!({
                 "id": id,
-                "spiderName": spider,
+                "spiderName": named.unwrap_or(&spider),
                 "seed": {"startUrl": format!("{base}/crawler/crawl_dst/list")},
             })
         })

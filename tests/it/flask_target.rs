@@ -7,6 +7,8 @@ mod job;
 #[allow(dead_code)]
 #[path = "../../examples/flask_target/service.rs"]
 mod service;
+#[path = "../../examples/flask_target/spiders.rs"]
+mod spiders;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -82,6 +84,7 @@ async fn one_task_three_items_persisted_and_one_feedback() {
         summary,
         Summary {
             tasks: 1,
+            tasks_failed: 0,
             items_scraped: 3,
             items_persisted: 3,
             items_spilled: 0,
@@ -134,6 +137,61 @@ async fn runs_tasks_until_the_service_hands_out_none() {
     assert_eq!(summary.items_persisted, 6);
     assert_eq!(svc.record.items.lock().unwrap().len(), 6);
     assert_eq!(svc.record.feedbacks.lock().unwrap().len(), 2);
+}
+
+#[actix::test]
+async fn a_task_naming_an_unknown_spider_fails_in_its_feedback_and_the_next_is_crawled() {
+    let faults = Faults {
+        task_spiders: vec!["nope".into(), spiders::LIST_DETAIL.into()],
+        tasks_available: Some(2),
+        ..Faults::default()
+    };
+    let svc = service::start(faults, quiet()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(svc.base_url(), &dir.path().join("spill.jsonl"));
+    cfg.max_tasks = 2;
+    let captured = Captured::default();
+    let summary = run(&cfg, &captured.logger()).await;
+    assert_eq!(
+        summary,
+        Summary {
+            tasks: 2,
+            tasks_failed: 1,
+            items_scraped: 3,
+            items_persisted: 3,
+            items_spilled: 0,
+            errors: 1,
+            fed_back: 2,
+        }
+    );
+    assert!(!summary.ok(), "the example must exit non-zero");
+    let feedbacks = svc.record.feedbacks.lock().unwrap().clone();
+    assert_eq!(feedbacks.len(), 2);
+    let failed = feedbacks[0]["tid"].as_str().unwrap();
+    assert_eq!(
+        feedbacks[0]["stats"],
+        serde_json::json!({
+            "finish_reason": "failed",
+            "error": "invalid configuration: unknown spider \"nope\"; registered: test (stage setup)",
+        })
+    );
+    let crawled = feedbacks[1]["tid"].as_str().unwrap();
+    let stats = &feedbacks[1]["stats"];
+    assert_eq!(stats["finish_reason"], "finished");
+    assert_eq!(stats["downloader/response_count"], 4, "1 list + 3 details");
+    assert_eq!(stats["item_scraped_count"], 3);
+    let items = svc.record.items.lock().unwrap().clone();
+    let mut ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "2", "3"]);
+    assert!(items.iter().all(|i| i["task_id"] == crawled));
+    let log = captured.text();
+    assert!(
+        log.lines().any(|l| l.contains("task failed")
+            && l.contains(failed)
+            && l.contains("unknown spider \"nope\"")),
+        "no log line for the failed task:\n{log}"
+    );
 }
 
 #[actix::test]
@@ -389,4 +447,34 @@ async fn against_real_flask_three_tasks_nine_items_three_feedbacks() {
     assert_eq!(status, 200);
     assert_eq!(body["data"]["items_persisted"], 9);
     assert_eq!(body["data"]["feedbacks"], 3);
+}
+
+#[actix::test]
+async fn against_real_flask_a_task_naming_an_unknown_spider_is_fed_back_as_failed() {
+    let Some(flask) = start_flask() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(flask.base.clone(), &dir.path().join("spill.jsonl"));
+    cfg.spider_name = "nope".into();
+    let summary = run(&cfg, &quiet()).await;
+    assert_eq!(
+        summary,
+        Summary {
+            tasks: 1,
+            tasks_failed: 1,
+            errors: 1,
+            fed_back: 1,
+            ..Summary::default()
+        }
+    );
+    let (status, body, _) = get_json(
+        &format!("{}/crawler/data/stats", flask.base),
+        awc::http::Method::GET,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["items_persisted"], 0);
+    assert_eq!(body["data"]["feedbacks"], 1);
 }
