@@ -171,6 +171,10 @@ pub(crate) struct Config {
     pub address_exceptions: Vec<String>,
     /// The address guard `build` makes when `block_private` is on.
     pub address_guard: Option<Arc<AddressGuard>>,
+    /// Why settings applied by [`CrawlerBuilder::settings`] cannot hold
+    /// (Redis options without a Redis URL): `build` fails with it, as a
+    /// setter cannot.
+    pub settings_error: Option<String>,
 }
 
 impl Default for Config {
@@ -214,6 +218,7 @@ impl Default for Config {
             block_private: false,
             address_exceptions: Vec::new(),
             address_guard: None,
+            settings_error: None,
         }
     }
 }
@@ -864,18 +869,17 @@ impl<S: Spider> CrawlerBuilder<S> {
     }
 
     /// Applies every setting `settings` holds a value for, as the setter
-    /// of that name would; the others keep their values.
-    pub fn settings(mut self, settings: &Settings) -> Self {
-        if let Some(n) = settings.concurrency {
-            self = self.concurrency(n);
-        }
-        if let Some(n) = settings.per_host_concurrency {
-            self = self.per_host_concurrency(n);
-        }
-        if let Some(ua) = &settings.user_agent {
-            self = self.user_agent(ua.clone());
-        }
-        self
+    /// of that name would; the others keep their values, and a value of a
+    /// policy (`retry_times`) changes only that value of the builder's
+    /// current policy. See [`Settings`] for the keys.
+    pub fn settings(self, settings: &Settings) -> Self {
+        settings.apply(self)
+    }
+
+    /// The plain settings, for [`Settings`] to change a policy's values in
+    /// place.
+    pub(crate) fn config(&mut self) -> &mut Config {
+        &mut self.settings
     }
 
     /// Where the crawl logs. The default forwards every line to the `log`
@@ -928,6 +932,9 @@ impl<S: Spider> CrawlerBuilder<S> {
 /// the queue or the dupe back-end.
 fn check(s: &Config, own_backends: bool) -> Result<(), Error> {
     let bad = |m: String| Err(Error::new(Stage::Setup, ErrorKind::Config(m)));
+    if let Some(m) = &s.settings_error {
+        return bad(m.clone());
+    }
     if s.scheduler.concurrency == 0 || s.scheduler.slots.concurrency == 0 {
         return bad("concurrency (global and per host) must be at least 1".into());
     }

@@ -69,7 +69,9 @@
 //!    folder: one file per job), cache_queue, pool, downloader, dupefilter,
 //!    parser, pipeline_stage, error_handler, job_store, coordinator.
 //! 5. Assembly and API. `builder` ([`CrawlerBuilder`]: configuration and
-//!    its defaults), `launch` (starting a crawl: the actors wired in a few
+//!    its defaults), `settings` ([`Settings`]: the builder's settings as
+//!    data, read from a TOML file, the environment and `KEY=VALUE` pairs),
+//!    `launch` (starting a crawl: the actors wired in a few
 //!    named steps), `handle` ([`CrawlHandle`]: pause, resume, stop, stats,
 //!    events, join), `registry` ([`SpiderRegistry`]: spiders by name, each
 //!    a factory of a configured crawl), [`control`] (feature `control`, on

@@ -1,0 +1,417 @@
+//! How each kind of setting is written: as a typed value (a TOML file,
+//! JSON) or as text (an environment variable, a `-s KEY=VALUE` pair), and
+//! how it is shown again (serialised, or printed by `Debug`).
+//!
+//! Durations are human strings (`"250ms"`, `"30s"`, `"1m 30s"`, read by
+//! `humantime`); byte sizes are whole numbers of bytes or strings with a
+//! unit (`"64MiB"`, `"500KB"`: `KB` is 1,000 bytes, `KiB` 1,024; read by
+//! `bytesize`); lists are arrays, or in text comma-separated
+//! (`a.example,b.example`) or a TOML array (`["a.example"]`); choices are
+//! lower-case names; switches are `true`/`false`, and in text also
+//! `on`/`off`, `yes`/`no`, `1`/`0`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Value;
+
+use crate::builder::ThreadLayout;
+use crate::dedupe::DupeMode;
+
+/// A value as given.
+#[derive(Clone, Copy)]
+pub(super) enum Given<'a> {
+    /// Typed: from a TOML file or deserialised data (JSON).
+    Typed(&'a Value),
+    /// Text: from an environment variable or a `KEY=VALUE` pair.
+    Text(&'a str),
+}
+
+/// How values of type `T` are written, for one kind of setting.
+pub(super) trait Format<T> {
+    /// What a value should look like, for the error a wrong one gets.
+    const EXPECTED: &'static str;
+
+    /// A typed value, if it is one of these.
+    fn typed(value: &Value) -> Option<T>;
+
+    /// Text, if it reads as one of these.
+    fn text(text: &str) -> Option<T>;
+
+    /// The value as a TOML file would hold it.
+    fn show(value: &T) -> Value;
+
+    /// `given`, if it is one of these.
+    fn read(given: Given<'_>) -> Option<T> {
+        match given {
+            Given::Typed(value) => Self::typed(value),
+            Given::Text(text) => Self::text(text),
+        }
+    }
+}
+
+/// A count: a non-negative whole number (`_` may group digits).
+pub(super) struct Whole;
+
+impl<T: TryFrom<u64> + TryInto<u64> + Copy> Format<T> for Whole {
+    const EXPECTED: &'static str = "a whole number";
+
+    fn typed(value: &Value) -> Option<T> {
+        let n = u64::try_from(value.as_integer()?).ok()?;
+        T::try_from(n).ok()
+    }
+
+    fn text(text: &str) -> Option<T> {
+        let n: u64 = text.trim().replace('_', "").parse().ok()?;
+        T::try_from(n).ok()
+    }
+
+    fn show(value: &T) -> Value {
+        let n: Option<u64> = (*value).try_into().ok();
+        Value::Integer(n.and_then(|n| i64::try_from(n).ok()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A whole number that may be negative.
+pub(super) struct Signed;
+
+impl Format<i32> for Signed {
+    const EXPECTED: &'static str = "a whole number (negative or not)";
+
+    fn typed(value: &Value) -> Option<i32> {
+        i32::try_from(value.as_integer()?).ok()
+    }
+
+    fn text(text: &str) -> Option<i32> {
+        text.trim().parse().ok()
+    }
+
+    fn show(value: &i32) -> Value {
+        Value::Integer(i64::from(*value))
+    }
+}
+
+/// A number, fractional or not (a rate, a probability).
+pub(super) struct Real;
+
+impl Format<f64> for Real {
+    const EXPECTED: &'static str = "a number";
+
+    fn typed(value: &Value) -> Option<f64> {
+        match value {
+            Value::Float(x) => Some(*x),
+            // Whole numbers of requests per second are written as such.
+            Value::Integer(n) => Some(*n as f64),
+            _ => None,
+        }
+    }
+
+    fn text(text: &str) -> Option<f64> {
+        text.trim().parse().ok()
+    }
+
+    fn show(value: &f64) -> Value {
+        Value::Float(*value)
+    }
+}
+
+/// A switch.
+pub(super) struct Flag;
+
+impl Format<bool> for Flag {
+    const EXPECTED: &'static str = "true or false";
+
+    fn typed(value: &Value) -> Option<bool> {
+        value.as_bool()
+    }
+
+    fn text(text: &str) -> Option<bool> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Some(true),
+            "false" | "off" | "no" | "0" => Some(false),
+            _ => None,
+        }
+    }
+
+    fn show(value: &bool) -> Value {
+        Value::Boolean(*value)
+    }
+}
+
+/// A duration, as a human string.
+pub(super) struct Human;
+
+impl Format<Duration> for Human {
+    const EXPECTED: &'static str = "a duration such as \"250ms\", \"30s\" or \"1m 30s\"";
+
+    fn typed(value: &Value) -> Option<Duration> {
+        Self::text(value.as_str()?)
+    }
+
+    fn text(text: &str) -> Option<Duration> {
+        humantime::parse_duration(text.trim()).ok()
+    }
+
+    fn show(value: &Duration) -> Value {
+        Value::String(humantime::format_duration(*value).to_string())
+    }
+}
+
+/// An interval that may be off (`"off"` or `false`), held as zero, which
+/// the setter it feeds takes for off.
+pub(super) struct Interval;
+
+impl Format<Duration> for Interval {
+    const EXPECTED: &'static str = "a duration such as \"60s\", or off";
+
+    fn typed(value: &Value) -> Option<Duration> {
+        match value {
+            Value::Boolean(false) => Some(Duration::ZERO),
+            Value::String(text) => Self::text(text),
+            _ => None,
+        }
+    }
+
+    fn text(text: &str) -> Option<Duration> {
+        match text.trim() {
+            "off" | "false" => Some(Duration::ZERO),
+            other => Human::text(other),
+        }
+    }
+
+    fn show(value: &Duration) -> Value {
+        if value.is_zero() {
+            Value::String("off".into())
+        } else {
+            Human::show(value)
+        }
+    }
+}
+
+/// A size in bytes: a whole number, or a string with a unit.
+pub(super) struct Bytes;
+
+impl<T: TryFrom<u64> + TryInto<u64> + Copy> Format<T> for Bytes {
+    const EXPECTED: &'static str = "a size such as 1048576, \"64MiB\" or \"500KB\"";
+
+    fn typed(value: &Value) -> Option<T> {
+        match value {
+            Value::String(text) => Self::text(text),
+            other => <Whole as Format<T>>::typed(other),
+        }
+    }
+
+    fn text(text: &str) -> Option<T> {
+        let size: bytesize::ByteSize = text.trim().parse().ok()?;
+        T::try_from(size.as_u64()).ok()
+    }
+
+    fn show(value: &T) -> Value {
+        <Whole as Format<T>>::show(value)
+    }
+}
+
+/// Text as given.
+pub(super) struct Text;
+
+impl Format<String> for Text {
+    const EXPECTED: &'static str = "text";
+
+    fn typed(value: &Value) -> Option<String> {
+        value.as_str().map(str::to_string)
+    }
+
+    fn text(text: &str) -> Option<String> {
+        Some(text.to_string())
+    }
+
+    fn show(value: &String) -> Value {
+        Value::String(value.clone())
+    }
+}
+
+/// A path; not empty.
+pub(super) struct Path;
+
+impl Format<PathBuf> for Path {
+    const EXPECTED: &'static str = "a path";
+
+    fn typed(value: &Value) -> Option<PathBuf> {
+        Self::text(value.as_str()?)
+    }
+
+    fn text(text: &str) -> Option<PathBuf> {
+        (!text.is_empty()).then(|| PathBuf::from(text))
+    }
+
+    fn show(value: &PathBuf) -> Value {
+        Value::String(value.to_string_lossy().into_owned())
+    }
+}
+
+/// The items of a list written as text: a TOML array when it starts with
+/// `[`, else comma-separated, each item trimmed, empty ones left out.
+fn items(text: &str) -> Option<Vec<Value>> {
+    let text = text.trim();
+    if text.starts_with('[') {
+        let mut table: toml::Table = toml::from_str(&format!("v = {text}")).ok()?;
+        return match table.remove("v")? {
+            Value::Array(items) => Some(items),
+            _ => None,
+        };
+    }
+    Some(
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Value::String(s.to_string()))
+            .collect(),
+    )
+}
+
+/// A list of text (domains, header names, addresses).
+pub(super) struct List;
+
+impl Format<Vec<String>> for List {
+    const EXPECTED: &'static str =
+        "a list such as [\"a.example\", \"b.example\"] (as text: a.example,b.example)";
+
+    fn typed(value: &Value) -> Option<Vec<String>> {
+        let items = value.as_array()?;
+        items.iter().map(Text::typed).collect()
+    }
+
+    fn text(text: &str) -> Option<Vec<String>> {
+        Self::typed(&Value::Array(items(text)?))
+    }
+
+    fn show(value: &Vec<String>) -> Value {
+        Value::Array(value.iter().map(Text::show).collect())
+    }
+}
+
+/// A list of paths.
+pub(super) struct Paths;
+
+impl Format<Vec<PathBuf>> for Paths {
+    const EXPECTED: &'static str =
+        "a list of paths such as [\"/data/a\", \"/data/b\"] (as text: /data/a,/data/b)";
+
+    fn typed(value: &Value) -> Option<Vec<PathBuf>> {
+        let items = value.as_array()?;
+        items.iter().map(Path::typed).collect()
+    }
+
+    fn text(text: &str) -> Option<Vec<PathBuf>> {
+        Self::typed(&Value::Array(items(text)?))
+    }
+
+    fn show(value: &Vec<PathBuf>) -> Value {
+        Value::Array(value.iter().map(Path::show).collect())
+    }
+}
+
+/// A list of HTTP status codes (100 to 999).
+pub(super) struct Codes;
+
+impl Format<Vec<u16>> for Codes {
+    const EXPECTED: &'static str =
+        "a list of HTTP status codes such as [503, 429] (as text: 503,429)";
+
+    fn typed(value: &Value) -> Option<Vec<u16>> {
+        let code = |v: &Value| {
+            let n = u16::try_from(v.as_integer()?).ok()?;
+            (100..=999).contains(&n).then_some(n)
+        };
+        value.as_array()?.iter().map(code).collect()
+    }
+
+    fn text(text: &str) -> Option<Vec<u16>> {
+        let numbers = items(text)?
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => s.parse().ok().map(Value::Integer),
+                other => Some(other),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Self::typed(&Value::Array(numbers))
+    }
+
+    fn show(value: &Vec<u16>) -> Value {
+        Value::Array(
+            value
+                .iter()
+                .map(|c| Value::Integer(i64::from(*c)))
+                .collect(),
+        )
+    }
+}
+
+/// One of a few named values, written in lower case (read in any case).
+fn choose<T: Copy>(text: &str, names: &[(&str, T)]) -> Option<T> {
+    let text = text.trim();
+    names
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text))
+        .map(|(_, v)| *v)
+}
+
+/// The name of `value` among `names`.
+fn name_of<T: PartialEq>(value: &T, names: &[(&'static str, T)]) -> Value {
+    let name = names
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or("", |(n, _)| n);
+    Value::String(name.to_string())
+}
+
+/// [`ThreadLayout`] by name.
+pub(super) struct Layout;
+
+/// The layouts' names.
+const LAYOUTS: &[(&str, ThreadLayout)] = &[
+    ("compact", ThreadLayout::Compact),
+    ("single", ThreadLayout::Single),
+    ("spread", ThreadLayout::Spread),
+];
+
+impl Format<ThreadLayout> for Layout {
+    const EXPECTED: &'static str = "one of compact, single, spread";
+
+    fn typed(value: &Value) -> Option<ThreadLayout> {
+        Self::text(value.as_str()?)
+    }
+
+    fn text(text: &str) -> Option<ThreadLayout> {
+        choose(text, LAYOUTS)
+    }
+
+    fn show(value: &ThreadLayout) -> Value {
+        name_of(value, LAYOUTS)
+    }
+}
+
+/// [`DupeMode`] by name.
+pub(super) struct Mode;
+
+/// The modes' names.
+const MODES: &[(&str, DupeMode)] = &[
+    ("exact", DupeMode::Exact),
+    ("probabilistic", DupeMode::Probabilistic),
+];
+
+impl Format<DupeMode> for Mode {
+    const EXPECTED: &'static str = "one of exact, probabilistic";
+
+    fn typed(value: &Value) -> Option<DupeMode> {
+        Self::text(value.as_str()?)
+    }
+
+    fn text(text: &str) -> Option<DupeMode> {
+        choose(text, MODES)
+    }
+
+    fn show(value: &DupeMode) -> Value {
+        name_of(value, MODES)
+    }
+}
