@@ -60,9 +60,7 @@
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),
-//!    [`distributed`] (the Redis queue, dupe filter and membership),
-//!    `settings` ([`Settings`]: the plain settings as data, read from a
-//!    TOML file, the environment and `KEY=VALUE` pairs).
+//!    [`distributed`] (the Redis queue, dupe filter and membership).
 //! 3. The protocol. `messages` (every message the actors exchange) and
 //!    `accounting` (how the crawl knows it is finished).
 //! 4. The actors, one file each under `actors/`: engine, scheduler (a

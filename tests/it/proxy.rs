@@ -1,8 +1,8 @@
 //! Crawls through a real HTTP proxy: tinyproxy, started by `.ci/run`.
 //!
-//! `.ci/run` exports `SPINNERET_TEST_PROXY` (an open tinyproxy),
-//! `SPINNERET_TEST_PROXY_LOG` (its log, which names every CONNECT) and
-//! `SPINNERET_TEST_PROXY_AUTH` (a tinyproxy with `BasicAuth user pass`, as
+//! `.ci/run` exports `CI_TEST_PROXY` (an open tinyproxy),
+//! `CI_TEST_PROXY_LOG` (its log, which names every CONNECT) and
+//! `CI_TEST_PROXY_AUTH` (a tinyproxy with `BasicAuth user pass`, as
 //! `http://user:pass@127.0.0.1:PORT`). When a variable is unset, a test that
 //! needs it fails under CI (`CI` set) and is skipped loudly otherwise. The
 //! target is a small actix-web server of this file's own that records every
@@ -150,13 +150,13 @@ fn closed_port() -> u16 {
 /// Whether the open proxy's log names a CONNECT to 127.0.0.1:`port`. Under
 /// CI the log must be there; elsewhere a missing log skips the check.
 fn proxy_logged_connect_to(port: u16) -> Option<bool> {
-    let path = match std::env::var("SPINNERET_TEST_PROXY_LOG") {
+    let path = match std::env::var("CI_TEST_PROXY_LOG") {
         Ok(p) => p,
         Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("SPINNERET_TEST_PROXY_LOG is unset under CI")
+            panic!("CI_TEST_PROXY_LOG is unset under CI")
         }
         Err(_) => {
-            eprintln!("*** SKIPPED the proxy-log check: SPINNERET_TEST_PROXY_LOG is unset ***");
+            eprintln!("*** SKIPPED the proxy-log check: CI_TEST_PROXY_LOG is unset ***");
             return None;
         }
     };
@@ -175,7 +175,7 @@ fn assert_fetched_once(s: &StatsSnapshot, items: usize, failures: &[String]) {
 
 #[actix::test]
 async fn an_http_page_is_fetched_through_the_proxy() {
-    let Some(proxy) = proxy_var("SPINNERET_TEST_PROXY") else {
+    let Some(proxy) = proxy_var("CI_TEST_PROXY") else {
         return;
     };
     let target = serve_target();
@@ -237,7 +237,7 @@ async fn a_malformed_proxy_url_fails_that_request_and_the_crawl_goes_on() {
 
 #[actix::test]
 async fn an_auth_proxy_lets_the_right_credentials_through() {
-    let Some(proxy) = proxy_var("SPINNERET_TEST_PROXY_AUTH") else {
+    let Some(proxy) = proxy_var("CI_TEST_PROXY_AUTH") else {
         return;
     };
     let target = serve_target();
@@ -249,7 +249,7 @@ async fn an_auth_proxy_lets_the_right_credentials_through() {
 
 #[actix::test]
 async fn an_auth_proxy_refuses_wrong_or_missing_credentials() {
-    let Some(proxy) = proxy_var("SPINNERET_TEST_PROXY_AUTH") else {
+    let Some(proxy) = proxy_var("CI_TEST_PROXY_AUTH") else {
         return;
     };
     let mut wrong = url::Url::parse(&proxy).unwrap();
@@ -290,7 +290,7 @@ async fn an_https_target_gets_a_tunnel_and_tls_runs_over_it() {
     // target is a raw listener: it records the first bytes that come out of
     // the tunnel (a TLS ClientHello starts with 0x16 0x03) and hangs up, so
     // the request fails at the handshake, after the proxy's 200.
-    let Some(proxy) = proxy_var("SPINNERET_TEST_PROXY") else {
+    let Some(proxy) = proxy_var("CI_TEST_PROXY") else {
         return;
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
