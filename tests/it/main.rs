@@ -3,6 +3,8 @@
 //! BurntSushi's crates.
 
 mod bodies;
+#[cfg(feature = "cli")]
+mod cli;
 #[cfg(feature = "control")]
 mod control;
 mod crawl;
