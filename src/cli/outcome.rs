@@ -78,8 +78,8 @@ impl Outcome {
     }
 }
 
-/// The human summary of a crawl with final `stats` whose items went to
-/// `items_to`.
+/// The human summary of a crawl with final `stats` whose items went
+/// where `items_to` says (`to FILE`, or that they were not saved).
 pub(super) fn summary(stats: &StatsSnapshot, forced: bool, items_to: &str) -> String {
     let pages = stats.counter(Counter::ResponseCount);
     let secs = stats.elapsed_time_seconds;
@@ -93,7 +93,7 @@ pub(super) fn summary(stats: &StatsSnapshot, forced: bool, items_to: &str) -> St
     let statuses = by_prefix(stats, "downloader/response_status_count/");
     let _ = writeln!(s, "  pages    {pages}{}", listed(&statuses));
     let items = stats.counter(Counter::ItemScraped);
-    let _ = writeln!(s, "  items    {items} to {items_to}");
+    let _ = writeln!(s, "  items    {items} {items_to}");
     let _ = writeln!(s, "  errors   {}", stats.error_count());
     let kinds = [
         (
@@ -225,7 +225,7 @@ mod tests {
                 ("item_error_count", 2),
             ],
         );
-        let text = summary(&s, false, "out.jsonl (JSON Lines)");
+        let text = summary(&s, false, "to out.jsonl (JSON Lines)");
         let first = "crawl FAILED: items lost (finish reason: finished)\n";
         assert!(text.starts_with(first), "{text}");
         assert!(text.contains("pages    10 (200: 9, 404: 1)"), "{text}");

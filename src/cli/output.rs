@@ -99,13 +99,13 @@ impl Feed {
         Some(Sink(boxed))
     }
 
-    /// Where the items went, for the summary.
+    /// Where the items went, for the summary: `to FILE (FORMAT)`.
     pub fn describe(&self) -> String {
         match self {
             Feed::Nowhere => "not saved (no -o)".into(),
-            Feed::Stdout => "stdout (JSON Lines)".into(),
-            Feed::JsonLines(p) => format!("{} (JSON Lines)", p.display()),
-            Feed::Csv(p) => format!("{} (CSV)", p.display()),
+            Feed::Stdout => "to stdout (JSON Lines)".into(),
+            Feed::JsonLines(p) => format!("to {} (JSON Lines)", p.display()),
+            Feed::Csv(p) => format!("to {} (CSV)", p.display()),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::handle::CrawlHandle;
+use crate::state::CrawlState;
 use crate::stats::Counter;
 
 /// The bar being drawn, if any: the logger reaches it here (the `log`
@@ -44,8 +45,7 @@ impl Progress {
             return Progress { bar: None };
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        let template = "{spinner} {elapsed_precise} {pos} pages ({per_sec}) {msg}";
-        if let Ok(style) = ProgressStyle::with_template(template) {
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
             bar.set_style(style);
         }
         *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
@@ -54,16 +54,7 @@ impl Progress {
             let mut tick = actix_rt::time::interval(Duration::from_millis(200));
             while !crawl.is_finished() && !ticking.is_finished() {
                 tick.tick().await;
-                let s = crawl.stats();
-                ticking.set_position(s.counter(Counter::ResponseCount));
-                ticking.set_message(format!(
-                    "· items {} · errors {} · in flight {} · queued {} · {}",
-                    s.counter(Counter::ItemScraped),
-                    s.error_count(),
-                    s.counter(Counter::InFlight),
-                    s.counter(Counter::Queued),
-                    crawl.state().name(),
-                ));
+                ticking.set_message(line(&crawl));
             }
         });
         Progress { bar: Some(bar) }
@@ -76,4 +67,24 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// What the bar says of `crawl` now: pages and their rate, items, errors,
+/// requests in flight and queued, and the state unless running.
+fn line(crawl: &CrawlHandle) -> String {
+    let s = crawl.stats();
+    let pages = s.counter(Counter::ResponseCount);
+    let secs = s.elapsed_time_seconds;
+    let rate = if secs > 0.0 { pages as f64 / secs } else { 0.0 };
+    let state = match crawl.state() {
+        CrawlState::Running => String::new(),
+        other => format!(" · {}", other.name()),
+    };
+    format!(
+        "{pages} pages ({rate:.1}/s) · {} items · {} errors · {} in flight · {} queued{state}",
+        s.counter(Counter::ItemScraped),
+        s.error_count(),
+        s.counter(Counter::InFlight),
+        s.counter(Counter::Queued),
+    )
 }
