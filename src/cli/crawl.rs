@@ -80,7 +80,10 @@ pub(super) struct CrawlArgs {
     #[arg(long, value_name = "DIR")]
     job_dir: Option<PathBuf>,
     /// Be one worker of a distributed crawl on this Redis
-    /// (redis://host:port/db); workers run the same command.
+    /// (redis://host:port/db); workers run the same command. The crawl is
+    /// named `crawl` there, and its keys stay once it has finished (a
+    /// worker started on a finished crawl finishes at once): one such
+    /// crawl per Redis database.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// Stop gracefully after about N pages.

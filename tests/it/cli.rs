@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::fixture::{serve, serve_on, spawn_app, Site};
+use super::proxy::{proxy_logged_connect_to, proxy_var};
 
 /// A guard against a hung process, not a wait for work.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -404,6 +405,34 @@ fn items_that_cannot_be_written_fail_the_crawl_with_exit_1() {
         "{}",
         done.stderr
     );
+}
+
+#[test]
+fn every_request_goes_through_the_proxy() {
+    // A proxy that is not there: every request fails, none goes direct.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let site = serve(7);
+    let start = site.url("/p/0");
+    let done = crawl(&["crawl", &start, "--proxy", &nowhere, "-o", "-"]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("crawl FAILED: every request failed"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!((done.stdout.as_str(), site.seen.total()), ("", 0));
+
+    let Some(proxy) = proxy_var("SPINNERET_TEST_PROXY") else {
+        return;
+    };
+    let done = crawl(&["crawl", &start, "--proxy", &proxy, "-o", "-"]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(urls(&json_lines(&done.stdout)), pages(&site, 0..7));
+    if let Some(logged) = proxy_logged_connect_to(site.addr.port()) {
+        assert!(logged, "the proxy's log has no CONNECT to {}", site.addr);
+    }
 }
 
 #[test]
