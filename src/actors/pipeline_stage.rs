@@ -10,7 +10,8 @@
 //! produced it, which is what frees that request's download slot: a slow
 //! pipeline slows the crawl instead of piling items up in memory. Pipelines
 //! are opened when the stage starts, flushed on a timer (`FlushPipelines`
-//! to itself), and closed once, on `ClosePipelines`.
+//! to itself), and closed once, on `ClosePipelines`; a hook that fails is
+//! reported and counted in `pipeline/{open,flush,checkpoint,close}_failures`.
 //!
 //! The closes share one deadline (the crawl's finish timeout), in order:
 //! each may take the time left divided by the number of closes still to
@@ -134,6 +135,19 @@ enum Hook {
     Close,
 }
 
+impl Hook {
+    /// The stat counting this hook's failures (a failed close may have
+    /// lost the pipeline's last items).
+    fn failures(self) -> &'static str {
+        match self {
+            Hook::Open => "pipeline/open_failures",
+            Hook::Flush => "pipeline/flush_failures",
+            Hook::Checkpoint => "pipeline/checkpoint_failures",
+            Hook::Close => "pipeline/close_failures",
+        }
+    }
+}
+
 impl PipelineStage {
     /// Runs `hook` on every pipeline in order (lending them to the future;
     /// run it atomically), reporting each failure to the ErrorHandler;
@@ -192,6 +206,7 @@ impl PipelineStage {
                 };
                 if let Err(e) = result {
                     failed += 1;
+                    stats.add_named(hook.failures(), 1);
                     error!(log, "pipeline hook failed"; "pipeline" => p.name(),
                         "hook" => ?hook, "error" => %e);
                     let error = e.at(crate::error::Stage::Pipeline);
@@ -690,6 +705,7 @@ mod tests {
             err.to_string().contains("1 pipeline close hook(s) failed"),
             "{err}"
         );
+        assert_eq!(r.stats.snapshot().get("pipeline/close_failures"), 1);
     }
 
     #[actix::test]
@@ -708,6 +724,7 @@ mod tests {
             id
         );
         assert_eq!(r.stats.get(Counter::ItemScraped), 1);
+        assert_eq!(r.stats.snapshot().get("pipeline/open_failures"), 1);
     }
 
     /// A guard against a hang, not a wait for work.
@@ -737,6 +754,7 @@ mod tests {
         let checkpoint = r.stage.send(CheckpointPipelines).await.unwrap();
         let err = checkpoint.unwrap_err().to_string();
         assert!(err.contains("2 pipeline close hook(s) failed"), "{err}");
+        assert_eq!(r.stats.snapshot().get("pipeline/close_failures"), 2);
     }
 
     /// Its `close` takes a little time (a quick round trip).

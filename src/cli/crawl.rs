@@ -1,17 +1,222 @@
-//! `spinneret crawl`.
+//! `spinneret crawl URL…`: the follow-links spider ([`FollowLinks`]) from
+//! the command line.
+//!
+//! Everything given is checked before the crawl starts (start URLs,
+//! patterns, selectors, the proxy, the output, the settings), each error
+//! naming what it refused, with exit status 2. The configuration is built
+//! in layers, each over the one before: the builder's defaults, then the
+//! settings (file, then `SPINNERET_*` variables, then `-s`), then this
+//! command's own flags.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::ArgGroup;
+
+use super::follow::{Field, FollowLinks};
+use super::output::{Feed, OutputArgs};
+use super::session::{run_to_end, usage_error};
 use super::Common;
+use crate::builder::{Crawler, CrawlerBuilder};
+use crate::error::Error;
+use crate::links::LinkExtractor;
+use crate::request::Request;
 
 /// `crawl`'s arguments.
 #[derive(clap::Args, Debug)]
-pub(super) struct CrawlArgs {}
+#[command(group(ArgGroup::new("domains").args(["same_domain", "allow_domain", "any_domain"])))]
+#[command(group(ArgGroup::new("close").args(["close_after_pages", "close_after_items", "close_after"])))]
+pub(super) struct CrawlArgs {
+    /// Where the crawl starts (http or https URLs).
+    #[arg(required = true, value_name = "URL")]
+    urls: Vec<String>,
+    /// Where the items go, and the stats as JSON.
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Follow only links to the host of the page they are on. Without a
+    /// domain option, only links to the start URLs' hosts (and their
+    /// subdomains) are followed, redirects included.
+    #[arg(long)]
+    same_domain: bool,
+    /// Follow only links to this domain and its subdomains, instead of the
+    /// start URLs' (repeatable; the start URLs are fetched all the same).
+    #[arg(long, value_name = "DOMAIN")]
+    allow_domain: Vec<String>,
+    /// Follow links to any domain.
+    #[arg(long)]
+    any_domain: bool,
+    /// Follow links at most N hops from a start URL (0: the start pages
+    /// only). Default: no limit.
+    #[arg(long, value_name = "N")]
+    depth: Option<u32>,
+    /// Follow only links matching one of these regular expressions
+    /// (repeatable).
+    #[arg(long, value_name = "RE")]
+    allow: Vec<String>,
+    /// Never follow links matching any of these regular expressions
+    /// (repeatable; wins over --allow).
+    #[arg(long, value_name = "RE")]
+    deny: Vec<String>,
+    /// Most requests in flight at once (default 16).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Most requests in flight at once per host (default 8).
+    #[arg(long, value_name = "N")]
+    per_host: Option<usize>,
+    /// Milliseconds between two requests to one host (default 0).
+    #[arg(long, value_name = "MS")]
+    delay: Option<u64>,
+    /// Obey each site's robots.txt.
+    #[arg(long)]
+    obey_robots: bool,
+    /// The User-Agent header (default spinneret/VERSION).
+    #[arg(long, value_name = "S")]
+    user_agent: Option<String>,
+    /// Send every request through this HTTP proxy (http://[user:pass@]host:port).
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Keep the crawl's state in DIR: run the same command again to resume.
+    #[arg(long, value_name = "DIR")]
+    job_dir: Option<PathBuf>,
+    /// Be one worker of a distributed crawl on this Redis
+    /// (redis://host:port/db); workers run the same command. The crawl is
+    /// named `crawl` there, and its keys stay once it has finished (a
+    /// worker started on a finished crawl finishes at once): one such
+    /// crawl per Redis database.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Stop gracefully after about N pages.
+    #[arg(long, value_name = "N")]
+    close_after_pages: Option<u64>,
+    /// Stop gracefully after about N items.
+    #[arg(long, value_name = "N")]
+    close_after_items: Option<u64>,
+    /// Stop gracefully after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    close_after: Option<u64>,
+    /// Add a field to every item: the text of the CSS selector's first
+    /// match (NAME=CSS@attr: its attribute), null when nothing matches
+    /// (repeatable).
+    #[arg(long, value_name = "NAME=CSS")]
+    field: Vec<String>,
+}
 
 /// Runs `crawl`.
 pub(super) async fn run(args: CrawlArgs, common: &Common) -> ExitCode {
     common.init_logging();
-    let _ = (args, common.load_settings());
-    eprintln!("spinneret crawl: not built yet");
-    ExitCode::FAILURE
+    let (builder, feed) = match configure(&args, common) {
+        Ok(configured) => configured,
+        Err(e) => return usage_error(&e),
+    };
+    let start = async move { builder.build()?.start_async().await };
+    run_to_end(start, &feed, args.output.stats_json).await
+}
+
+/// The crawl `args` describe, not started, and where its items go.
+fn configure(
+    args: &CrawlArgs,
+    common: &Common,
+) -> Result<(CrawlerBuilder<FollowLinks>, Feed), Error> {
+    let starts = args
+        .urls
+        .iter()
+        .map(|u| Request::get(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(proxy) = &args.proxy {
+        crate::http::proxy::ProxyTarget::parse(proxy)?;
+    }
+    let fields = args
+        .field
+        .iter()
+        .map(|f| Field::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(twice) =
+        (1..fields.len()).find(|&i| fields[..i].iter().any(|f| f.name() == fields[i].name()))
+    {
+        return Err(super::config(format!(
+            "--field {:?} is given twice",
+            fields[twice].name()
+        )));
+    }
+    let hosts: Vec<String> = starts
+        .iter()
+        .filter_map(|r| r.url.host_str().map(str::to_string))
+        .collect();
+    // Which links are followed; the crawl itself also admits the start
+    // URLs' hosts, so the start URLs are always fetched.
+    let domains: Vec<String> = match (&args.allow_domain[..], args.any_domain) {
+        (given, _) if !given.is_empty() => given.to_vec(),
+        (_, true) => Vec::new(),
+        _ if args.same_domain => Vec::new(),
+        _ => hosts.clone(),
+    };
+    let links = LinkExtractor::builder()
+        .allow(args.allow.iter().cloned())
+        .deny(args.deny.iter().cloned())
+        .allow_domains(domains.iter().cloned())
+        .same_domain(args.same_domain)
+        .build()?;
+    let settings = common.load_settings()?;
+    let feed = Feed::from_args(&args.output)?;
+    let spider = FollowLinks {
+        starts: starts
+            .into_iter()
+            .map(|r| match &args.proxy {
+                Some(p) => r.proxy(p.clone()),
+                None => r,
+            })
+            .collect(),
+        links,
+        fields,
+        proxy: args.proxy.clone(),
+    };
+    let columns = spider.columns();
+    let mut builder = Crawler::builder(spider).settings(&settings);
+    if !domains.is_empty() {
+        builder = builder.allowed_domains(domains.into_iter().chain(hosts));
+    }
+    builder = flags(builder, args);
+    if let Some(sink) = feed.pipeline(Some(&columns)) {
+        builder = builder.pipeline(sink);
+    }
+    Ok((builder, feed))
+}
+
+/// The command's own flags, over the settings.
+fn flags(mut b: CrawlerBuilder<FollowLinks>, args: &CrawlArgs) -> CrawlerBuilder<FollowLinks> {
+    if let Some(n) = args.depth {
+        b = b.depth_limit(n);
+    }
+    if let Some(n) = args.concurrency {
+        b = b.concurrency(n);
+    }
+    if let Some(n) = args.per_host {
+        b = b.per_host_concurrency(n);
+    }
+    if let Some(ms) = args.delay {
+        b = b.download_delay(Duration::from_millis(ms));
+    }
+    if args.obey_robots {
+        b = b.obey_robots_txt(true);
+    }
+    if let Some(ua) = &args.user_agent {
+        b = b.user_agent(ua.clone());
+    }
+    if let Some(dir) = &args.job_dir {
+        b = b.job_dir(dir.clone());
+    }
+    if let Some(url) = &args.redis {
+        b = b.redis(url.clone());
+    }
+    if let Some(n) = args.close_after_pages {
+        b = b.close_after_pages(n);
+    }
+    if let Some(n) = args.close_after_items {
+        b = b.close_after_items(n);
+    }
+    if let Some(secs) = args.close_after {
+        b = b.close_after_time(Duration::from_secs(secs));
+    }
+    b
 }

@@ -16,7 +16,12 @@
 mod crawl;
 mod css;
 mod fetch;
+mod follow;
 mod one;
+mod outcome;
+mod output;
+mod progress;
+mod session;
 mod spiders;
 
 use std::path::PathBuf;
@@ -24,13 +29,25 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind, Stage};
 use crate::registry::SpiderRegistry;
 use crate::settings::Settings;
 
+/// What `--help` says of the exit status.
+const EXIT_STATUS: &str = "\
+Exit status of crawl and run:
+  0  the crawl finished (its queue ran dry, a --close-after limit or one
+     Ctrl-C stopped it) and every item reached the output;
+  1  it failed or lost items: it could not start, a second Ctrl-C forced
+     it, a limit of errors or memory stopped it, every request failed, or
+     an item did not reach the output (a pipeline failed on it, the
+     output could not be written, an export spilled it);
+  2  usage or configuration error, before anything is crawled: a bad
+     option, setting, start URL, pattern, selector, spider name or output.";
+
 /// Crawl the web from the command line.
 #[derive(Parser, Debug)]
-#[command(name = "spinneret", version, about)]
+#[command(name = "spinneret", version, about, after_help = EXIT_STATUS)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -64,7 +81,8 @@ pub(crate) struct Common {
 
 impl Common {
     /// Prints log lines (the library's, through the `log` facade) to
-    /// stderr from `--log-level` up.
+    /// stderr from `--log-level` up, above the progress bar when one is
+    /// drawn.
     pub fn init_logging(&self) {
         static STDERR: Stderr = Stderr;
         if log::set_logger(&STDERR).is_ok() {
@@ -81,13 +99,16 @@ impl Common {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Crawl from URLs, following links, one item per page.
-    Crawl(crawl::CrawlArgs),
+    /// Crawl from URLs, following links, one item per page (url, status,
+    /// depth, title and each --field); a summary at the end.
+    #[command(after_help = EXIT_STATUS)]
+    Crawl(Box<crawl::CrawlArgs>),
     /// Download one URL and show the answer.
     Fetch(fetch::FetchArgs),
     /// Show what a CSS selector finds on a page.
     Css(css::CssArgs),
-    /// Run a registered spider by name.
+    /// Run a registered spider by name, with its -a arguments.
+    #[command(after_help = EXIT_STATUS)]
     Run(spiders::RunArgs),
     /// List the registered spiders.
     List,
@@ -100,7 +121,7 @@ pub fn main(registry: SpiderRegistry) -> ExitCode {
     let Cli { command, common } = Cli::parse();
     actix::System::new().block_on(async move {
         match command {
-            Command::Crawl(args) => crawl::run(args, &common).await,
+            Command::Crawl(args) => crawl::run(*args, &common).await,
             Command::Fetch(args) => fetch::run(args, &common).await,
             Command::Css(args) => css::run(args, &common).await,
             Command::Run(args) => spiders::run(args, &common, &registry).await,
@@ -119,9 +140,14 @@ impl log::Log for Stderr {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!("{:<5} {}", record.level(), record.args());
+            progress::print_line(&format!("{:<5} {}", record.level(), record.args()));
         }
     }
 
     fn flush(&self) {}
+}
+
+/// A configuration error with `message`.
+fn config(message: String) -> Error {
+    Error::new(Stage::Setup, ErrorKind::Config(message))
 }

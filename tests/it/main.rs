@@ -4,6 +4,8 @@
 
 mod bodies;
 #[cfg(feature = "cli")]
+mod cli;
+#[cfg(feature = "cli")]
 mod cli_fetch;
 #[cfg(feature = "control")]
 mod control;

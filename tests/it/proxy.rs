@@ -23,7 +23,7 @@ use crate::fixture::{spawn_app, Server};
 use crate::spiders::{Cb, Collect, LinkSpider, StartCrawl};
 
 /// A proxy URL from the environment, or `None` (test skipped) outside CI.
-fn proxy_var(name: &str) -> Option<String> {
+pub(crate) fn proxy_var(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var_os("CI").is_some() => {
@@ -149,7 +149,7 @@ fn closed_port() -> u16 {
 
 /// Whether the open proxy's log names a CONNECT to 127.0.0.1:`port`. Under
 /// CI the log must be there; elsewhere a missing log skips the check.
-fn proxy_logged_connect_to(port: u16) -> Option<bool> {
+pub(crate) fn proxy_logged_connect_to(port: u16) -> Option<bool> {
     let path = match std::env::var("CI_TEST_PROXY_LOG") {
         Ok(p) => p,
         Err(_) if std::env::var_os("CI").is_some() => {

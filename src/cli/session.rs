@@ -1,0 +1,105 @@
+//! A started crawl, run to its end for `crawl` and `run`: Ctrl-C stops it
+//! (the first gracefully, the second at once), a progress bar follows it
+//! on a terminal, and at the end the summary (or `--stats-json`'s JSON)
+//! is printed and the exit status chosen ([`Outcome`]).
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::{select, Either};
+
+use super::outcome::{summary, Outcome};
+use super::output::Feed;
+use super::progress::Progress;
+use crate::error::{Error, ErrorKind};
+use crate::handle::CrawlHandle;
+
+/// The exit status of a usage or configuration error.
+pub(super) const USAGE: u8 = 2;
+
+/// Prints `error` and returns the usage error's exit status.
+pub(super) fn usage_error(error: &Error) -> ExitCode {
+    eprintln!("spinneret: {error}");
+    ExitCode::from(USAGE)
+}
+
+/// Starts the crawl `start` makes and runs it to its end; the exit status
+/// as [`Outcome`] says (2 when the crawl's configuration was refused).
+pub(super) async fn run_to_end(
+    start: impl Future<Output = Result<CrawlHandle, Error>>,
+    feed: &Feed,
+    stats_json: bool,
+) -> ExitCode {
+    let handle = match start.await {
+        Ok(handle) => handle,
+        Err(e) if matches!(e.kind(), ErrorKind::Config(_)) => return usage_error(&e),
+        Err(e) => {
+            eprintln!("spinneret: the crawl could not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let forced = match stop_on_signals(&handle) {
+        Ok(forced) => forced,
+        Err(e) => {
+            log::warn!("Ctrl-C will not stop the crawl gracefully: {e}");
+            Arc::default()
+        }
+    };
+    let progress = Progress::follow(&handle);
+    let joined = handle.join().await;
+    progress.finish();
+    let stats = match joined {
+        Ok(stats) => stats,
+        Err(e) => {
+            eprintln!("spinneret: the crawl ended without its stats: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let forced = forced.load(Ordering::SeqCst);
+    if stats_json {
+        match serde_json::to_string_pretty(&stats) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("spinneret: the stats as JSON: {e}"),
+        }
+    } else {
+        eprintln!("{}", summary(&stats, forced, &feed.describe()));
+    }
+    Outcome::of(&stats, forced).exit_code()
+}
+
+/// Stops `crawl` on SIGINT or SIGTERM: the first gracefully (the requests
+/// in flight finish, their items are written), the second at once. The
+/// flag turns true on the second.
+fn stop_on_signals(crawl: &CrawlHandle) -> Result<Arc<AtomicBool>, Error> {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let setup = |e: std::io::Error| Error::custom(crate::error::Stage::Setup, e.to_string());
+    let mut term = signal(SignalKind::terminate()).map_err(setup)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
+    let forced = Arc::new(AtomicBool::new(false));
+    let (crawl, flag) = (crawl.clone(), forced.clone());
+    actix_rt::spawn(async move {
+        let mut first = true;
+        loop {
+            let got = select(Box::pin(term.recv()), Box::pin(int.recv())).await;
+            let (Either::Left((signal, _)) | Either::Right((signal, _))) = got;
+            if signal.is_none() || crawl.is_finished() {
+                return;
+            }
+            if first {
+                first = false;
+                log::warn!(
+                    "stopping: the requests in flight finish first (Ctrl-C again to stop at once)"
+                );
+                let _ = crawl.stop_gracefully().await;
+            } else {
+                flag.store(true, Ordering::SeqCst);
+                log::warn!("stopping at once: the requests in flight are abandoned");
+                let _ = crawl.stop_now().await;
+                return;
+            }
+        }
+    });
+    Ok(forced)
+}
