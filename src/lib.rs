@@ -67,7 +67,7 @@
 //!    parser, pipeline_stage, error_handler, job_store, coordinator.
 //! 5. Assembly and API. `builder` ([`CrawlerBuilder`]: configuration and
 //!    its defaults), `launch` (starting a crawl: the actors wired in a few
-//!    named steps), `handle` ([`CrawlHandle`]: pause, resume, stop, stats,
+//!    named steps), `arbiter` (starting one on another arbiter), `handle` ([`CrawlHandle`]: pause, resume, stop, stats,
 //!    events, join), [`control`] (feature `control`, on by default: the
 //!    HTTP control API a host application mounts).
 //!
@@ -80,6 +80,7 @@
 mod accounting;
 mod actors;
 mod admission;
+mod arbiter;
 mod backoff;
 mod builder;
 #[cfg(feature = "cli")]

@@ -5,6 +5,8 @@
 mod bodies;
 #[cfg(feature = "control")]
 mod control;
+#[cfg(feature = "control")]
+mod control_start;
 mod crawl;
 mod distributed;
 mod distributed_faults;
@@ -28,4 +30,5 @@ mod robots;
 mod scale;
 mod shutdown;
 mod spiders;
+mod start_on;
 mod trust;
