@@ -170,3 +170,59 @@ pub(super) async fn start(
         "data": summary(&r, &r.handle.stats())});
     Ok(HttpResponse::build(StatusCode::CREATED).json(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_with(r: Result<impl std::fmt::Debug, ApiError>) -> String {
+        match r {
+            Err(ApiError::BadParameter(m)) => m,
+            other => panic!("not a bad parameter: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn arguments_are_text_numbers_or_booleans() {
+        let given = args(json!({"url": "http://a/", "depth": 2, "deep": true})).unwrap();
+        let pairs: Vec<_> = given.iter().collect();
+        assert_eq!(
+            pairs,
+            [("deep", "true"), ("depth", "2"), ("url", "http://a/")]
+        );
+        let m = refused_with(args(json!({"url": null})));
+        assert_eq!(
+            m,
+            "argument \"url\" must be text, a number or a boolean, not null"
+        );
+        let m = refused_with(args(json!(["url"])));
+        assert_eq!(m, "args must be a JSON object, not [\"url\"]");
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        let s = settings(json!({"concurrency": 4})).unwrap();
+        assert_eq!(s.concurrency, Some(4));
+        let m = refused_with(settings(json!({"concurrency": 4, "speed": 9})));
+        assert!(
+            m.starts_with("setting \"speed\": unknown field `speed`"),
+            "{m}"
+        );
+        let m = refused_with(settings(json!({"concurrency": -1})));
+        assert!(
+            m.starts_with("setting \"concurrency\": invalid value"),
+            "{m}"
+        );
+        let m = refused_with(settings(json!("fast")));
+        assert_eq!(m, "settings must be a JSON object, not \"fast\"");
+    }
+
+    #[test]
+    fn start_errors_map_to_their_status() {
+        use crate::error::Stage;
+        let e = |k| Error::new(Stage::Setup, k);
+        assert_eq!(refused(e(ErrorKind::Config("x".into()))).row().2, 400);
+        assert_eq!(refused(e(ErrorKind::Backend("x".into()))).row().2, 503);
+        assert_eq!(refused(e(ErrorKind::IllegalState("x".into()))).row().2, 500);
+    }
+}
