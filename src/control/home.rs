@@ -62,9 +62,10 @@ impl Home {
     }
 
     /// Runs `then` here once `handle`'s crawl has finished (or has ended
-    /// without final stats).
+    /// without final stats). Only a prompt: once the thread is stopping
+    /// nothing runs, and every request applies the retention anyway.
     pub fn watch(&self, handle: CrawlHandle, then: impl FnOnce() + Send + 'static) {
-        self.arbiter.spawn(async move {
+        let _ = self.arbiter.spawn(async move {
             let _ = handle.join().await;
             then();
         });
