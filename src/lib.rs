@@ -69,9 +69,9 @@
 //! 5. Assembly and API. `builder` ([`CrawlerBuilder`]: configuration and
 //!    its defaults), `settings` ([`Settings`]: the builder's settings as
 //!    data, read from a TOML file, the environment and `KEY=VALUE` pairs),
-//!    `launch` (starting a crawl: the actors wired in a few
-//!    named steps), `handle` ([`CrawlHandle`]: pause, resume, stop, stats,
-//!    events, join), `registry` ([`SpiderRegistry`]: spiders by name, each
+//!    `launch` (starting a crawl: the actors wired in a few named steps),
+//!    `arbiter` (starting one on another arbiter), `handle`
+//!    ([`CrawlHandle`]: pause, resume, stop, stats, events, join), `registry` ([`SpiderRegistry`]: spiders by name, each
 //!    a factory of a configured crawl), [`control`] (feature `control`, on
 //!    by default: the HTTP control API a host application mounts), `cli`
 //!    (feature `cli`: the `spinneret` command line).
@@ -85,6 +85,7 @@
 mod accounting;
 mod actors;
 mod admission;
+mod arbiter;
 mod backoff;
 mod builder;
 #[cfg(feature = "cli")]

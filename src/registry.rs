@@ -36,6 +36,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use actix::ArbiterHandle;
 use slog::Logger;
 
 use crate::builder::CrawlerBuilder;
@@ -222,6 +223,8 @@ pub(crate) trait Configurable: Send {
     fn logger(self: Box<Self>, log: Logger) -> Box<dyn Configurable>;
     /// Builds and starts (connecting to Redis first when distributed).
     fn start(self: Box<Self>) -> Starting;
+    /// Builds here, then starts on `arbiter`.
+    fn start_on(self: Box<Self>, arbiter: ArbiterHandle) -> Starting;
 }
 
 impl<S: Spider> Configurable for CrawlerBuilder<S> {
@@ -239,6 +242,10 @@ impl<S: Spider> Configurable for CrawlerBuilder<S> {
 
     fn start(self: Box<Self>) -> Starting {
         Box::pin(async move { (*self).build()?.start_async().await })
+    }
+
+    fn start_on(self: Box<Self>, arbiter: ArbiterHandle) -> Starting {
+        Box::pin(async move { (*self).build()?.start_on(&arbiter).await })
     }
 }
 
@@ -271,6 +278,13 @@ impl PreparedCrawl {
     /// arbiter ([`Crawler::start_async`](crate::Crawler::start_async)).
     pub async fn start(self) -> Result<CrawlHandle, Error> {
         self.builder.start().await
+    }
+
+    /// Checks the configuration here and starts the crawl on `arbiter`
+    /// ([`Crawler::start_on`](crate::Crawler::start_on)), so that it
+    /// outlives the caller's arbiter.
+    pub async fn start_on(self, arbiter: &ArbiterHandle) -> Result<CrawlHandle, Error> {
+        self.builder.start_on(arbiter.clone()).await
     }
 }
 

@@ -273,6 +273,17 @@ pub(crate) fn render(crawls: &[CrawlMetrics]) -> String {
     f.render()
 }
 
+/// The metrics text of the API itself: how many finished crawls the
+/// retention has removed (`spinneret_control_removed_finished_total`).
+pub(crate) fn render_api(removed_finished: u64) -> String {
+    let name = format!("{PREFIX}control_removed_finished_total");
+    format!(
+        "# HELP {name} Finished crawls the control API's retention removed.\n\
+         # TYPE {name} counter\n\
+         {name} {removed_finished}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

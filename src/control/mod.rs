@@ -19,43 +19,65 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /` , `GET /ping` | health checks, open to all |
+//! | `GET /` , `GET /ping` | health checks, open to all (`/` lists the routes and `removed_finished`) |
 //! | `GET /crawls[?state=S]` | every registered crawl: id, name, state, times, pages, items |
+//! | `POST /crawls` | starts a registered spider ([`ControlApiBuilder::spiders`]): body `{"spider": NAME, "args": {...}, "settings": {...}, "id": ID}` (all but `spider` optional); 201 with the new crawl's summary, its `id` included |
 //! | `GET /crawls/{id}` | one crawl: the above, its stats snapshot and its per-host slots |
+//! | `DELETE /crawls/{id}` | removes a finished crawl; its last summary |
 //! | `POST /crawls/{id}/pause`, `/resume` | the crawl's new state |
 //! | `POST /crawls/{id}/stop[?force=true]` | stops, draining what is in flight (asking again changes nothing), or at once with `force` |
 //! | `GET /crawls/{id}/events` | Server-Sent Events: a `state` event, then every lifecycle event and a `stats` event every interval; it ends after `finished` |
-//! | `GET /metrics` | every crawl's stats and host slots in the Prometheus text format ([`metric_name`]) |
+//! | `GET /metrics` | every crawl's stats and host slots in the Prometheus text format ([`metric_name`]), and `spinneret_control_removed_finished_total` |
 //!
-//! Parameters (`state`, `force`) are read alike from the query string, a
-//! form body or a JSON object body; an unknown or malformed one is a 400.
-//! Every answer but `/metrics` and the event stream is the JSON envelope
-//! ([`ok`], [`ApiError`]), errors included: a missing or wrong bearer token
-//! is 401, an unknown crawl or route 404, a wrong method 405, pausing a
-//! finished crawl 409, a bad parameter or malformed JSON body 400, a body
-//! over the limit 413 (refused unread when its `Content-Length` says so,
-//! else as soon as the limit is passed), and any other error, such as a
-//! refused CORS preflight, keeps its status with the envelope as its body
-//! ([`ApiLayer`]). Every request gets a `request` line in the log (method,
-//! URL, status, milliseconds). CORS headers are sent only for the origins
-//! the builder allows. Nothing listens unless the host mounts the scope in
-//! a server of its own.
+//! Crawls started by `POST /crawls` run on the API's own thread (an actix
+//! system of its own), never on the HTTP worker that took the request:
+//! a server stopping or restarting its workers leaves them running. The
+//! arguments are the spider's (`-a KEY=VALUE` on the command line; text,
+//! numbers or booleans), the settings are [`Settings`](crate::Settings)
+//! as JSON, applied over the spider's own. Finished crawls stay listed
+//! until `DELETE`d, up to [`ControlApiBuilder::retain_finished`] of them
+//! (100 by default): beyond that, the one that finished first is removed.
+//! A crawl that has not finished is never removed.
+//!
+//! Parameters (`state`, `force`, and `POST /crawls`'s) are read alike from
+//! the query string, a form body or a JSON object body; an unknown or
+//! malformed one is a 400. Every answer but `/metrics` and the event
+//! stream is the JSON envelope ([`ok`], [`ApiError`]), errors included: a
+//! missing or wrong bearer token is 401, an unknown crawl, spider or route
+//! 404, a wrong method 405 (and `POST /crawls` on an API without spiders),
+//! pausing a finished crawl or deleting one that has not finished 409, a
+//! bad parameter, setting or spider argument or a malformed JSON body 400
+//! (the message names it), a dependency unreachable when a crawl starts
+//! (Redis) 503, a body over the limit 413 (refused unread when its
+//! `Content-Length` says so, else as soon as the limit is passed), and any
+//! other error, such as a refused CORS preflight, keeps its status with
+//! the envelope as its body ([`ApiLayer`]). Every request gets a `request`
+//! line in the log (method, URL, status, milliseconds); every crawl
+//! started a `crawl started` line, every crawl deleted or removed by the
+//! retention a `removed finished crawl` line. CORS headers are sent only
+//! for the origins the builder allows. Nothing listens unless the host
+//! mounts the scope in a server of its own.
 
+mod crawls;
 mod envelope;
+mod home;
 mod layer;
 mod metrics;
 mod routes;
 mod sse;
+mod start;
 mod token;
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use actix_web::dev::HttpServiceFactory;
-use slog::Logger;
+use slog::{info, Logger};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::handle::CrawlHandle;
+use crate::registry::SpiderRegistry;
+use crawls::{Crawls, Registered};
 
 pub use envelope::{ok, ApiError, SUCCESS};
 pub use layer::{json_resource, method_not_allowed, not_found, ApiLayer, ApiLayerService};
@@ -84,7 +106,14 @@ pub struct ControlApiBuilder {
     stats_every: Duration,
     /// Where request lines go.
     log: Logger,
+    /// The spiders `POST /crawls` may start; `None`: starting is off.
+    spiders: Option<SpiderRegistry>,
+    /// How many finished crawls stay registered.
+    retain_finished: usize,
 }
+
+/// The default of [`ControlApiBuilder::retain_finished`].
+pub const RETAIN_FINISHED: usize = 100;
 
 /// The token is a secret: `Debug` leaves it out.
 impl std::fmt::Debug for ControlApiBuilder {
@@ -94,6 +123,8 @@ impl std::fmt::Debug for ControlApiBuilder {
             .field("body_limit", &self.body_limit)
             .field("cors", &self.cors)
             .field("stats_every", &self.stats_every)
+            .field("spiders", &self.spiders)
+            .field("retain_finished", &self.retain_finished)
             .finish_non_exhaustive()
     }
 }
@@ -137,9 +168,28 @@ impl ControlApiBuilder {
         self
     }
 
+    /// The spiders `POST /crawls` may start, by name. Default: none, and
+    /// `POST /crawls` answers 405, saying that the API has no spiders.
+    pub fn spiders(mut self, spiders: SpiderRegistry) -> Self {
+        self.spiders = Some(spiders);
+        self
+    }
+
+    /// How many finished crawls stay registered (default
+    /// [`RETAIN_FINISHED`], 100): when one more finishes, the one that
+    /// finished first is removed, with a `removed finished crawl` log line
+    /// and the counter `spinneret_control_removed_finished_total` of
+    /// `/metrics` (`removed_finished` in `GET /`). A crawl that has not
+    /// finished is never removed; 0 removes each crawl as it finishes.
+    pub fn retain_finished(mut self, crawls: usize) -> Self {
+        self.retain_finished = crawls;
+        self
+    }
+
     /// The API, or a [`ErrorKind::Config`] error for a token shorter than
     /// 16 bytes (after trimming), a zero body limit, a zero stats interval
-    /// or an origin that is not one.
+    /// or an origin that is not one. Starts the API's own thread (see
+    /// [`ControlApi`]); an [`ErrorKind::Custom`] error if it cannot.
     pub fn build(self) -> Result<ControlApi, Error> {
         let bad = |m: &str| Err(Error::new(Stage::Setup, ErrorKind::Config(m.into())));
         let token = self.token.trim();
@@ -160,35 +210,31 @@ impl ControlApiBuilder {
         if self.stats_every.is_zero() {
             return bad("the control API's stats interval must be above 0");
         }
+        let home = home::Home::new().map_err(|e| {
+            Error::new(
+                Stage::Setup,
+                ErrorKind::Custom(format!("starting the control API's thread: {e}")),
+            )
+        })?;
         Ok(ControlApi {
             shared: Arc::new(Shared {
-                crawls: RwLock::new(Vec::new()),
+                crawls: RwLock::new(Crawls::new(self.retain_finished)),
                 token,
                 body_limit: self.body_limit,
                 cors: self.cors,
                 stats_every: self.stats_every,
                 log: self.log,
+                spiders: self.spiders,
+                home,
             }),
         })
     }
 }
 
-/// A crawl the API serves.
-#[derive(Clone)]
-pub(crate) struct Registered {
-    /// Its id in the routes.
-    id: String,
-    /// A name for people (the spider's, say).
-    name: String,
-    /// Its handle.
-    handle: CrawlHandle,
-}
-
 /// What every worker's copy of the scope shares.
 pub(crate) struct Shared {
-    /// The registered crawls, in registration order (a few at most: a
-    /// scan finds one).
-    crawls: RwLock<Vec<Registered>>,
+    /// The registered crawls and the retention of finished ones.
+    crawls: RwLock<Crawls>,
     /// Checks the bearer token every guarded route requires.
     token: token::TokenCheck,
     /// The largest body accepted.
@@ -197,12 +243,24 @@ pub(crate) struct Shared {
     cors: CorsPolicy,
     /// The event stream's stats interval.
     stats_every: Duration,
-    /// Timing lines.
+    /// Timing lines, and a line per crawl started, deleted or removed.
     log: Logger,
+    /// The spiders `POST /crawls` may start.
+    spiders: Option<SpiderRegistry>,
+    /// The API's own thread, where started crawls run and watchers wait.
+    home: home::Home,
 }
 
 /// The control API: a registry of crawls and the actix-web scope serving
 /// them. Cheap to clone; clones share the registry.
+///
+/// The API has a thread of its own (an actix system of its own, made by
+/// [`build`](ControlApiBuilder::build)): the crawls `POST /crawls` starts
+/// run there, never on the HTTP worker that took the request, so they
+/// outlive the server's workers; a watcher there applies the retention as
+/// each registered crawl finishes. The thread stops when the API is
+/// dropped (every clone, and every scope mounted from it), once the
+/// crawls it started have finished.
 #[derive(Clone)]
 pub struct ControlApi {
     /// The registry and settings every mounted scope serves.
@@ -218,15 +276,28 @@ impl ControlApi {
             cors: CorsPolicy::Off,
             stats_every: Duration::from_secs(1),
             log: crate::logging::default_logger(),
+            spiders: None,
+            retain_finished: RETAIN_FINISHED,
         }
     }
 
     /// Serves `handle` under a new id (a UUID), which it returns. A
-    /// finished crawl stays listed until [`remove`](Self::remove)d.
+    /// finished crawl stays listed until [`remove`](Self::remove)d or
+    /// `DELETE`d, or until the retention removes it
+    /// ([`ControlApiBuilder::retain_finished`]).
     pub fn register(&self, name: impl Into<String>, handle: CrawlHandle) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
-        self.insert(id.clone(), name.into(), handle);
-        id
+        let name = name.into();
+        loop {
+            // A UUID never repeats in practice; a repeat draws another.
+            let id = uuid::Uuid::new_v4().to_string();
+            if self
+                .shared
+                .insert(id.clone(), name.clone(), handle.clone())
+                .is_ok()
+            {
+                return id;
+            }
+        }
     }
 
     /// Serves `handle` under `id`, which must be new and made of ASCII
@@ -239,38 +310,14 @@ impl ControlApi {
         handle: CrawlHandle,
     ) -> Result<(), Error> {
         let id = id.into();
-        let bad = |m: String| Err(Error::new(Stage::Setup, ErrorKind::Config(m)));
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return bad(format!(
-                "crawl id {id:?}: use ASCII letters, digits, '-', '_', '.'"
-            ));
-        }
-        if self.get(&id).is_some() {
-            return bad(format!("crawl id {id:?} is already registered"));
-        }
-        self.insert(id, name.into(), handle);
-        Ok(())
-    }
-
-    fn insert(&self, id: String, name: String, handle: CrawlHandle) {
-        let entry = Registered { id, name, handle };
-        self.shared
-            .crawls
-            .write()
-            .expect("registry lock")
-            .push(entry);
+        check_id(&id).map_err(config)?;
+        self.shared.insert(id, name.into(), handle).map_err(config)
     }
 
     /// Stops serving a crawl (it goes on running); its handle, if it was
     /// registered.
     pub fn remove(&self, id: &str) -> Option<CrawlHandle> {
-        let mut crawls = self.shared.write();
-        let at = crawls.iter().position(|r| r.id == id)?;
-        Some(crawls.remove(at).handle)
+        self.shared.write().remove(id).map(|r| r.handle)
     }
 
     /// The handle registered under `id`.
@@ -288,24 +335,87 @@ impl ControlApi {
 
 impl Shared {
     /// The registry to read. A panic while it was held cannot have left
-    /// it half-changed (each change is one push or remove), so a poisoned
-    /// lock is used as is.
-    fn read(&self) -> RwLockReadGuard<'_, Vec<Registered>> {
+    /// it half-changed (each change is one push, stamp or remove), so a
+    /// poisoned lock is used as is.
+    fn read(&self) -> RwLockReadGuard<'_, Crawls> {
         self.crawls.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Vec<Registered>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Crawls> {
         self.crawls.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The crawl `id`, the retention applied first.
     fn get(&self, id: &str) -> Option<Registered> {
-        self.read().iter().find(|r| r.id == id).cloned()
+        self.sweep();
+        self.read().get(id).cloned()
     }
 
-    /// Every crawl in registration order.
+    /// Every crawl in registration order, the retention applied first.
     fn all(&self) -> Vec<Registered> {
-        self.read().clone()
+        self.sweep();
+        self.read().all().to_vec()
     }
+
+    /// How many finished crawls the retention has removed.
+    fn removed(&self) -> u64 {
+        self.sweep();
+        self.read().removed()
+    }
+
+    /// Applies the retention to the crawls finished by now, logging each
+    /// one it removes.
+    fn sweep(&self) {
+        let gone = self.write().sweep();
+        for r in gone {
+            info!(self.log, "removed finished crawl"; "crawl" => &r.id, "name" => &r.name,
+                "reason" => "retention");
+        }
+    }
+
+    /// Serves `handle` under `id` (a valid id); the message when `id` is
+    /// taken. A watcher applies the retention as soon as it finishes.
+    fn insert(
+        self: &Arc<Self>,
+        id: String,
+        name: String,
+        handle: CrawlHandle,
+    ) -> Result<(), String> {
+        {
+            let mut crawls = self.write();
+            if crawls.get(&id).is_some() {
+                return Err(format!("crawl id {id:?} is already registered"));
+            }
+            crawls.push(Registered::new(id, name, handle.clone()));
+        }
+        let shared: Weak<Shared> = Arc::downgrade(self);
+        self.home.watch(handle, move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.sweep();
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Whether `id` can be a crawl's id: ASCII letters, digits, `-`, `_` and
+/// `.` (it appears in URLs); the message if not.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "crawl id {id:?}: use ASCII letters, digits, '-', '_', '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// A setup error with `message`.
+fn config(message: String) -> Error {
+    Error::new(Stage::Setup, ErrorKind::Config(message))
 }
 
 /// Whether `origin` is an origin: a scheme, a host and an optional port.

@@ -19,12 +19,13 @@ use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde_json::{json, Map, Value};
-use slog::warn;
+use slog::{info, warn};
 
+use super::crawls::Registered;
 use super::envelope::{ok, ApiError};
 use super::layer::{json_resource, not_found, ApiLayer};
 use super::metrics::{self, CrawlMetrics};
-use super::{sse, CorsPolicy, Registered, Shared};
+use super::{sse, start, CorsPolicy, Shared};
 use crate::politeness::HostSlot;
 use crate::state::CrawlState;
 use crate::stats::{Counter, StatsSnapshot};
@@ -35,8 +36,8 @@ pub(super) fn scope(path: &str, shared: Arc<Shared>) -> impl HttpServiceFactory 
     let cors = cors(&shared.cors);
     let guarded = web::scope("")
         .wrap(from_fn(authorize))
-        .service(json_resource("/crawls", web::get().to(list)))
-        .service(json_resource("/crawls/{id}", web::get().to(show)))
+        .service(json_resource("/crawls", web::get().to(list)).route(web::post().to(start::start)))
+        .service(json_resource("/crawls/{id}", web::get().to(show)).route(web::delete().to(delete)))
         .service(json_resource("/crawls/{id}/pause", post(Action::Pause)))
         .service(json_resource("/crawls/{id}/resume", post(Action::Resume)))
         .service(json_resource("/crawls/{id}/stop", post(Action::Stop)))
@@ -57,7 +58,7 @@ pub(super) fn scope(path: &str, shared: Arc<Shared>) -> impl HttpServiceFactory 
 fn cors(policy: &CorsPolicy) -> Option<Cors> {
     let base = || {
         Cors::default()
-            .allowed_methods(["GET", "POST"])
+            .allowed_methods(["GET", "POST", "DELETE"])
             .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
             .max_age(3600)
     };
@@ -98,11 +99,11 @@ async fn authorize(
 
 /// Parameters read alike from the query string and the body (a JSON
 /// object, or a form), checked by name: an unknown one is a bad parameter.
-struct Params(Map<String, Value>);
+pub(super) struct Params(Map<String, Value>);
 
 impl Params {
     /// Reads the query string, then the body (at most `limit` bytes).
-    async fn read(
+    pub(super) async fn read(
         req: &HttpRequest,
         mut payload: web::Payload,
         limit: usize,
@@ -180,8 +181,13 @@ impl Params {
         }
     }
 
+    /// Takes the parameter `name`, whatever its type.
+    pub(super) fn value(&mut self, name: &str) -> Option<Value> {
+        self.0.remove(name)
+    }
+
     /// Takes the text parameter `name`.
-    fn text(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+    pub(super) fn text(&mut self, name: &str) -> Result<Option<String>, ApiError> {
         match self.0.remove(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -192,7 +198,7 @@ impl Params {
     }
 
     /// Fails on any parameter the route did not take.
-    fn done(self) -> Result<(), ApiError> {
+    pub(super) fn done(self) -> Result<(), ApiError> {
         match self.0.keys().next() {
             None => Ok(()),
             Some(k) => Err(ApiError::BadParameter(format!("unknown parameter {k:?}"))),
@@ -209,7 +215,7 @@ fn crawl(shared: &Shared, req: &HttpRequest) -> Result<Registered, ApiError> {
 }
 
 /// What the list shows of a crawl, from `stats`.
-fn summary(r: &Registered, stats: &StatsSnapshot) -> Value {
+pub(super) fn summary(r: &Registered, stats: &StatsSnapshot) -> Value {
     json!({
         "id": r.id,
         "name": r.name,
@@ -253,12 +259,14 @@ async fn hosts(shared: &Shared, r: &Registered) -> Option<Vec<HostSlot>> {
     }
 }
 
-async fn root() -> HttpResponse {
+async fn root(shared: web::Data<Shared>) -> HttpResponse {
     ok(json!({
         "service": "spinneret control API",
-        "routes": ["/ping", "/crawls", "/crawls/{id}", "/crawls/{id}/pause",
-                   "/crawls/{id}/resume", "/crawls/{id}/stop", "/crawls/{id}/events",
-                   "/metrics"],
+        "routes": ["GET /ping", "GET /crawls", "POST /crawls", "GET /crawls/{id}",
+                   "DELETE /crawls/{id}", "POST /crawls/{id}/pause",
+                   "POST /crawls/{id}/resume", "POST /crawls/{id}/stop",
+                   "GET /crawls/{id}/events", "GET /metrics"],
+        "removed_finished": shared.removed(),
     }))
 }
 
@@ -358,6 +366,37 @@ async fn act(
     Ok(ok(summary(&r, &r.handle.stats())))
 }
 
+/// Removes a finished crawl; answers its summary. A crawl that has not
+/// finished is an illegal state: stop it first.
+async fn delete(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = req.match_info().get("id").unwrap_or_default().to_string();
+    Params::read(&req, payload, shared.body_limit)
+        .await?
+        .done()?;
+    shared.sweep();
+    let removed = {
+        let mut crawls = shared.write();
+        let r = crawls
+            .get(&id)
+            .ok_or_else(|| ApiError::NotFound(format!("no crawl {id:?}")))?;
+        if !r.handle.is_finished() {
+            return Err(ApiError::IllegalState(format!(
+                "crawl {id:?} is {}: stop it first",
+                r.handle.state().name()
+            )));
+        }
+        crawls.remove(&id)
+    };
+    let r = removed.ok_or_else(|| ApiError::NotFound(format!("no crawl {id:?}")))?;
+    info!(shared.log, "removed finished crawl"; "crawl" => &r.id, "name" => &r.name,
+        "reason" => "deleted");
+    Ok(ok(summary(&r, &r.handle.stats())))
+}
+
 async fn events(
     shared: web::Data<Shared>,
     req: HttpRequest,
@@ -395,5 +434,5 @@ async fn metrics(
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics::render(&crawls)))
+        .body(metrics::render(&crawls) + &metrics::render_api(shared.removed())))
 }

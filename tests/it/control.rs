@@ -15,13 +15,13 @@ use crate::log::Records;
 use crate::spiders::{LinkSpider, StartCrawl};
 
 /// At least 16 bytes, as the API requires.
-const TOKEN: &str = "t0ken-0123456789";
+pub(crate) const TOKEN: &str = "t0ken-0123456789";
 
 /// The API mounted at `/api` on a server of its own.
-struct Api {
-    api: ControlApi,
-    server: Server,
-    client: awc::Client,
+pub(crate) struct Api {
+    pub(crate) api: ControlApi,
+    pub(crate) server: Server,
+    pub(crate) client: awc::Client,
 }
 
 impl Api {
@@ -29,7 +29,7 @@ impl Api {
         Api::with(ControlApi::builder(TOKEN))
     }
 
-    fn with(builder: ControlApiBuilder) -> Api {
+    pub(crate) fn with(builder: ControlApiBuilder) -> Api {
         let api = builder
             .stats_every(Duration::from_millis(50))
             .build()
@@ -54,7 +54,7 @@ impl Api {
 
     /// Sends `method path` with `token` (none: no header) and `body`; the
     /// status and the JSON answer.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -92,11 +92,11 @@ impl Api {
             .send()
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, Some(TOKEN), None).await
     }
 
-    async fn post(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str) -> (u16, Value) {
         self.call("POST", path, Some(TOKEN), None).await
     }
 }
@@ -112,7 +112,7 @@ async fn gated_crawl(api: &Api) -> (Site, CrawlHandle, String) {
 }
 
 /// The envelope's code for an error row.
-fn assert_error(answer: &(u16, Value), status: u16, code: i64, name: &str) {
+pub(crate) fn assert_error(answer: &(u16, Value), status: u16, code: i64, name: &str) {
     assert_eq!(answer.0, status, "{answer:?}");
     assert_eq!(answer.1["status"], code, "{answer:?}");
     assert_eq!(answer.1["data"], Value::Null, "{answer:?}");
@@ -398,7 +398,7 @@ async fn bad_requests_get_the_right_envelope_and_status() {
     );
     assert_error(&api.get(&pause).await, 405, 1003, "method_not_allowed");
     assert_error(
-        &api.call("DELETE", &format!("/crawls/{id}"), Some(TOKEN), None)
+        &api.call("PUT", &format!("/crawls/{id}"), Some(TOKEN), None)
             .await,
         405,
         1003,
@@ -414,7 +414,7 @@ async fn bad_requests_get_the_right_envelope_and_status() {
 }
 
 /// `/metrics`, parsed.
-async fn scrape(api: &Api) -> prometheus_parse::Scrape {
+pub(crate) async fn scrape(api: &Api) -> prometheus_parse::Scrape {
     let mut res = api.open("/metrics").await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert!(res

@@ -9,6 +9,8 @@ mod cli;
 mod cli_fetch;
 #[cfg(feature = "control")]
 mod control;
+#[cfg(feature = "control")]
+mod control_start;
 mod crawl;
 mod distributed;
 mod distributed_faults;
@@ -32,4 +34,5 @@ mod robots;
 mod scale;
 mod shutdown;
 mod spiders;
+mod start_on;
 mod trust;
