@@ -166,11 +166,11 @@ async fn refused_starts_say_why_and_register_nothing() {
         // An unknown setting and a mistyped one are named.
         (
             json!({"spider": "links", "args": {"url": url}, "settings": {"nope": 1}}),
-            "setting \"nope\": unknown field `nope`",
+            "settings: unknown setting \"nope\"",
         ),
         (
             json!({"spider": "links", "args": {"url": url}, "settings": {"concurrency": "x"}}),
-            "setting \"concurrency\": invalid type",
+            "settings: concurrency = \"x\": expected a whole number",
         ),
         (
             json!({"spider": "links", "args": {"url": url}, "settings": [1]}),
