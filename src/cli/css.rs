@@ -5,11 +5,11 @@
 
 use std::process::ExitCode;
 
-use scraper::{ElementRef, Selector};
+use scraper::ElementRef;
 
 use super::one::{self, write_stdout, Problem, RequestArgs};
 use super::Common;
-use crate::error::ErrorKind;
+use crate::response::{element_text, parse_selector};
 
 /// `css`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -54,14 +54,8 @@ pub(super) async fn run(args: CssArgs, common: &Common) -> ExitCode {
 /// Checks the selector and the request, downloads the page and prints
 /// the matches; returns how many were printed.
 async fn select(args: &CssArgs, common: &Common) -> Result<usize, Problem> {
-    let selector = Selector::parse(&args.selector).map_err(|e| {
-        let kind = ErrorKind::Selector {
-            selector: args.selector.clone(),
-            // The parser's message may span lines; one line is printed.
-            reason: e.to_string().lines().collect::<Vec<_>>().join(": "),
-        };
-        Problem::Usage(kind.to_string())
-    })?;
+    let selector =
+        parse_selector(&args.selector).map_err(|kind| Problem::Usage(kind.to_string()))?;
     let prepared = one::prepare(&args.request, common)?;
     let response = one::download(prepared).await?.response;
     if response.status >= 400 {
@@ -102,8 +96,7 @@ fn shown(args: &CssArgs, element: ElementRef<'_>) -> Option<String> {
     if args.html {
         return Some(element.html());
     }
-    let text: String = element.text().collect();
-    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    Some(element_text(element))
 }
 
 /// `3 matches`, `1 of 3 matches` (with `--first`), and how many matches

@@ -368,6 +368,24 @@ fn css_refuses_an_invalid_selector_before_any_request() {
 }
 
 #[test]
+fn css_names_what_is_wrong_with_a_selector_on_one_line() {
+    let site = serve();
+    for (selector, reason) in [
+        ("", "empty selector"),
+        ("::before", "unsupported pseudo-element ::before"),
+        ("li a[", "unexpected end of selector"),
+    ] {
+        let out = spinneret(&["css", &site.url("/list"), selector]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("spinneret css: invalid CSS selector {selector:?}: {reason}\n")
+        );
+    }
+    assert_eq!(site.total(), 0, "nothing was requested");
+}
+
+#[test]
 fn css_without_a_match_exits_1() {
     let site = serve();
     let out = spinneret(&["css", &site.url("/list"), "table td"]);
