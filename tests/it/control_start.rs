@@ -170,7 +170,7 @@ async fn refused_starts_say_why_and_register_nothing() {
         ),
         (
             json!({"spider": "links", "args": {"url": url}, "settings": {"concurrency": "x"}}),
-            "settings: concurrency = \"x\": expected a whole number",
+            "settings: concurrency = \"x\": expected a whole number, at least 1",
         ),
         (
             json!({"spider": "links", "args": {"url": url}, "settings": [1]}),
