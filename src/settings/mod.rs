@@ -22,7 +22,9 @@ use toml::Value;
 use crate::builder::CrawlerBuilder;
 use crate::builder::ThreadLayout;
 use crate::dedupe::DupeMode;
-use crate::error::{Error, ErrorKind, Stage};
+use crate::error::Error;
+#[cfg(doc)]
+use crate::error::ErrorKind;
 use format::{Format, Given};
 
 /// The prefix of the environment variables [`Settings::load`] reads.
@@ -371,7 +373,7 @@ impl Settings {
                 continue;
             }
             let Ok(value) = value.into_string() else {
-                return Err(config(format!(
+                return Err(Error::config(format!(
                     "environment variable {name}: not valid UTF-8"
                 )));
             };
@@ -390,8 +392,8 @@ impl Settings {
         let mut settings = match file {
             Some(path) => {
                 let source = format!("settings file {}", path.display());
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| config(format!("{source}: {e}")))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::config(format!("{source}: {e}")))?;
                 Settings::from_toml_str(&text, &source)?
             }
             None => Settings::default(),
@@ -405,7 +407,10 @@ impl Settings {
         }
         for pair in overrides {
             let Some((key, value)) = pair.split_once('=') else {
-                return Err(config(format!("-s {}: expected KEY=VALUE", masked(pair))));
+                return Err(Error::config(format!(
+                    "-s {}: expected KEY=VALUE",
+                    masked(pair)
+                )));
             };
             settings.set_from(key.trim(), Given::Text(value), Origin::Pair(pair))?;
         }
@@ -420,7 +425,7 @@ impl Settings {
                 format!("line {}: ", line_of(text, s.start))
             });
             let message = e.message().trim().replace('\n', "; ");
-            config(masked(&format!("{source}: {line}{message}")))
+            Error::config(masked(&format!("{source}: {line}{message}")))
         })?;
         let mut settings = Settings::default();
         for (key, value) in &table {
@@ -432,7 +437,7 @@ impl Settings {
     /// Sets `key` from `given`, or the error naming the key and `origin`.
     fn set_from(&mut self, key: &str, given: Given<'_>, origin: Origin<'_>) -> Result<(), Error> {
         self.set(key, given)
-            .map_err(|problem| config(message(key, given, origin, problem)))
+            .map_err(|problem| Error::config(message(key, given, origin, problem)))
     }
 }
 
@@ -550,9 +555,4 @@ impl<'de> Deserialize<'de> for Settings {
         }
         Ok(settings)
     }
-}
-
-/// A setup error with `message`.
-fn config(message: String) -> Error {
-    Error::new(Stage::Setup, ErrorKind::Config(message))
 }

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::error::ErrorKind;
 
 /// The message of a configuration error.
 fn config_message(e: Error) -> String {
