@@ -473,14 +473,23 @@ fn fetch_neither_resumes_nor_touches_a_crawls_job_directory() {
     assert_eq!(site.seen.total(), hits + 1, "only the URL asked for");
     assert_eq!(site.seen.hits("/p/30"), asked_before + 1);
 
-    let out = spinneret(&["fetch", &asked, "-s", &format!("job_dir={job}")]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out),
-        "spinneret fetch: setting job_dir (-s) does not apply to one request: fetch and \
-         css never resume, join or record a crawl; give it to crawl or run\n"
-    );
-    assert_eq!(out.stdout, b"");
+    let pairs = [
+        ("job_dir", format!("job_dir={job}")),
+        ("redis", "redis=redis://127.0.0.1:1/0".to_string()),
+        ("checkpoint_every", "checkpoint_every=5s".to_string()),
+    ];
+    for (key, pair) in &pairs {
+        let out = spinneret(&["fetch", &asked, "-s", pair]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "spinneret fetch: setting {key} (-s) does not apply to one request: fetch \
+                 and css never resume, join or record a crawl; give it to crawl or run\n"
+            )
+        );
+        assert_eq!(out.stdout, b"");
+    }
     assert_eq!(site.seen.total(), hits + 1, "nothing was requested");
 
     let out = crawl(&dir.path().join("rest.jsonl"), &[]);
