@@ -223,6 +223,12 @@ struct Inner {
 }
 
 impl Error {
+    /// A setup error ([`Stage::Setup`]) of kind [`ErrorKind::Config`]: a
+    /// setting, argument or option that cannot be used, as `message` says.
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::new(Stage::Setup, ErrorKind::Config(message.into()))
+    }
+
     /// An error of `kind` at `stage`, with no URL yet.
     pub fn new(stage: Stage, kind: ErrorKind) -> Self {
         Error(Box::new(Inner {
@@ -352,6 +358,17 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_is_a_setup_error_with_its_message() {
+        let e = Error::config(format!("-s {}: expected a whole number", "concurrency=x"));
+        assert_eq!(e.stage(), Stage::Setup);
+        assert_eq!(e.kind_name(), "config");
+        assert!(
+            matches!(e.kind(), ErrorKind::Config(m) if m == "-s concurrency=x: expected a whole number")
+        );
+        assert!(matches!(Error::config("plain").kind(), ErrorKind::Config(m) if m == "plain"));
+    }
 
     #[test]
     fn display_carries_context() {

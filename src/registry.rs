@@ -40,7 +40,9 @@ use actix::ArbiterHandle;
 use slog::Logger;
 
 use crate::builder::CrawlerBuilder;
-use crate::error::{Error, ErrorKind, Stage};
+use crate::error::Error;
+#[cfg(doc)]
+use crate::error::ErrorKind;
 use crate::handle::CrawlHandle;
 use crate::pipeline::Pipeline;
 use crate::settings::Settings;
@@ -68,7 +70,7 @@ impl SpiderArgs {
     pub fn parse_pair(&mut self, pair: &str) -> Result<&mut Self, Error> {
         match pair.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => Ok(self.set(k.trim(), v)),
-            _ => Err(config(format!(
+            _ => Err(Error::config(format!(
                 "spider argument {pair:?}: expected KEY=VALUE"
             ))),
         }
@@ -82,7 +84,7 @@ impl SpiderArgs {
     /// The value of `key`, or a [`ErrorKind::Config`] error naming it.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
         self.get(key)
-            .ok_or_else(|| config(format!("missing spider argument {key:?} (-a {key}=…)")))
+            .ok_or_else(|| Error::config(format!("missing spider argument {key:?} (-a {key}=…)")))
     }
 
     /// The value of `key` parsed as a `T`, `None` when not given, or a
@@ -95,7 +97,7 @@ impl SpiderArgs {
         self.get(key)
             .map(|v| {
                 v.parse()
-                    .map_err(|e| config(format!("spider argument {key}={v:?}: {e}")))
+                    .map_err(|e| Error::config(format!("spider argument {key}={v:?}: {e}")))
             })
             .transpose()
     }
@@ -180,7 +182,7 @@ impl SpiderRegistry {
     pub fn prepare(&self, name: &str, args: &SpiderArgs) -> Result<PreparedCrawl, Error> {
         let Some(entry) = self.spiders.get(name) else {
             let known: Vec<&str> = self.spiders.keys().map(String::as_str).collect();
-            return Err(config(if known.is_empty() {
+            return Err(Error::config(if known.is_empty() {
                 format!("unknown spider {name:?}: none is registered")
             } else {
                 format!("unknown spider {name:?}; registered: {}", known.join(", "))
@@ -286,9 +288,4 @@ impl PreparedCrawl {
     pub async fn start_on(self, arbiter: &ArbiterHandle) -> Result<CrawlHandle, Error> {
         self.builder.start_on(arbiter.clone()).await
     }
-}
-
-/// A setup error with `message`.
-fn config(message: String) -> Error {
-    Error::new(Stage::Setup, ErrorKind::Config(message))
 }

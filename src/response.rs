@@ -25,6 +25,9 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::redact;
 
+mod selector;
+pub(crate) use selector::{element_text, parse_selector};
+
 /// A downloaded answer.
 ///
 /// Its `Debug` keeps credentials out: URLs print with user and password as
@@ -196,16 +199,7 @@ impl Response {
 
     /// Parses a CSS selector, with this response as the error's context.
     fn selector(&self, selector: &str) -> Result<Selector, Error> {
-        Selector::parse(selector).map_err(|e| {
-            Error::new(
-                Stage::Parse,
-                ErrorKind::Selector {
-                    selector: selector.to_string(),
-                    reason: e.to_string(),
-                },
-            )
-            .with_url(&self.url)
-        })
+        parse_selector(selector).map_err(|kind| Error::new(Stage::Parse, kind).with_url(&self.url))
     }
 
     /// The body parsed as JSON into `T`.
@@ -627,6 +621,15 @@ mod tests {
             "{e}"
         );
         assert!(r.css_attr("<<", "href").is_err());
+    }
+
+    #[test]
+    fn an_unsupported_selector_is_named_on_one_line() {
+        let e = response("<p>x</p>").css("p::before").unwrap_err();
+        assert_eq!(
+            e.kind().to_string(),
+            "invalid CSS selector \"p::before\": unsupported pseudo-element ::before"
+        );
     }
 
     #[test]

@@ -5,11 +5,11 @@
 
 use std::process::ExitCode;
 
-use scraper::{ElementRef, Selector};
+use scraper::ElementRef;
 
 use super::one::{self, write_stdout, Problem, RequestArgs};
 use super::Common;
-use crate::error::ErrorKind;
+use crate::response::{element_text, parse_selector};
 
 /// `css`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -17,7 +17,12 @@ use crate::error::ErrorKind;
 Exit status: 0 when something matched; 1 when nothing did, the page \
 answered 400 or more, or the download failed (one line names the error \
 kind and the URL); 2 for bad input (selector, URL, header, setting), \
-found before anything is requested.")]
+found before anything is requested.\n\n\
+Settings come from --settings, the environment and -s, as for crawl; the \
+ones that keep or share a crawl (job_dir, frontier_dir, frontier_memory, \
+rerun_start_requests, checkpoint_*, redis, redis_*) never apply to one \
+request: refused with -s, left out (with an info line) when the file or \
+the environment sets them.")]
 pub(super) struct CssArgs {
     /// The request.
     #[command(flatten)]
@@ -49,14 +54,8 @@ pub(super) async fn run(args: CssArgs, common: &Common) -> ExitCode {
 /// Checks the selector and the request, downloads the page and prints
 /// the matches; returns how many were printed.
 async fn select(args: &CssArgs, common: &Common) -> Result<usize, Problem> {
-    let selector = Selector::parse(&args.selector).map_err(|e| {
-        let kind = ErrorKind::Selector {
-            selector: args.selector.clone(),
-            // The parser's message may span lines; one line is printed.
-            reason: e.to_string().lines().collect::<Vec<_>>().join(": "),
-        };
-        Problem::Usage(kind.to_string())
-    })?;
+    let selector =
+        parse_selector(&args.selector).map_err(|kind| Problem::Usage(kind.to_string()))?;
     let prepared = one::prepare(&args.request, common)?;
     let response = one::download(prepared).await?.response;
     if response.status >= 400 {
@@ -97,8 +96,7 @@ fn shown(args: &CssArgs, element: ElementRef<'_>) -> Option<String> {
     if args.html {
         return Some(element.html());
     }
-    let text: String = element.text().collect();
-    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    Some(element_text(element))
 }
 
 /// `3 matches`, `1 of 3 matches` (with `--first`), and how many matches

@@ -4,20 +4,21 @@
 //! An item is a page that answered with a status below 400 (a page the
 //! server refused, or one that failed to download, is counted in the
 //! stats' errors instead): `url` (after any redirect), `status`, `depth`
-//! (hops from a start URL), `title` (the text of the first `<title>`,
-//! trimmed), then one field per `--field NAME=CSS`: the text of the
-//! selector's first match (its text nodes joined, trimmed), or with
+//! (hops from a start URL), `title` (the text of the first `<title>`),
+//! then one field per `--field NAME=CSS`: the text of the selector's
+//! first match (its text nodes joined, each run of whitespace made one
+//! space, trimmed: the text `spinneret css` prints), or with
 //! `NAME=CSS@attr` that match's attribute. A title or field the page does
 //! not have is `null` (an empty CSV cell), so every item has the same
 //! fields in the same order.
 
-use scraper::{ElementRef, Html, Selector};
+use scraper::{Html, Selector};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::links::LinkExtractor;
 use crate::request::Request;
-use crate::response::Response;
+use crate::response::{element_text, parse_selector, Response};
 use crate::spider::{Output, Spider, StartRequests};
 
 /// The fields every item has, before the `--field` ones.
@@ -57,8 +58,7 @@ impl Field {
             Some((css, attr)) if is_attr_name(attr) => (css, Some(attr.to_string())),
             _ => (css, None),
         };
-        let selector = Selector::parse(css)
-            .map_err(|e| config(format!("--field {arg:?}: bad CSS selector {css:?}: {e}")))?;
+        let selector = parse_selector(css).map_err(|k| config(format!("--field {arg:?}: {k}")))?;
         Ok(Field {
             name: name.to_string(),
             selector,
@@ -81,7 +81,7 @@ impl Field {
                 .value()
                 .attr(attr)
                 .map_or(Value::Null, |v| Value::String(v.to_string())),
-            None => Value::String(text_of(el)),
+            None => Value::String(element_text(el)),
         }
     }
 }
@@ -91,11 +91,6 @@ fn is_attr_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
-}
-
-/// An element's text nodes joined, trimmed.
-fn text_of(el: ElementRef<'_>) -> String {
-    el.text().collect::<String>().trim().to_string()
 }
 
 /// A configuration error with `message`.
@@ -134,7 +129,7 @@ impl FollowLinks {
         item.insert("url".into(), response.url.as_str().into());
         item.insert("status".into(), response.status.into());
         item.insert("depth".into(), response.meta.depth.into());
-        let title = doc.select(&title).next().map(text_of);
+        let title = doc.select(&title).next().map(element_text);
         item.insert("title".into(), title.map_or(Value::Null, Value::String));
         for field in &self.fields {
             item.insert(field.name.clone(), field.value(&doc));
@@ -206,5 +201,25 @@ mod tests {
             assert!(matches!(err.kind(), ErrorKind::Config(_)), "{arg}");
             assert!(err.to_string().contains(arg), "{arg}: {err}");
         }
+    }
+
+    #[test]
+    fn a_fields_text_is_on_one_line_as_css_prints_it() {
+        let doc = Html::parse_document("<p class=x>\n  First\n\n  <b>bold</b>\titem </p>");
+        let field = Field::parse("p=p.x").unwrap();
+        assert_eq!(field.value(&doc), Value::from("First bold item"));
+    }
+
+    #[test]
+    fn a_bad_selector_in_a_field_is_named_on_one_line() {
+        let err = Field::parse("x=::before").unwrap_err();
+        let ErrorKind::Config(message) = err.kind() else {
+            panic!("{err}");
+        };
+        assert_eq!(
+            message,
+            "--field \"x=::before\": invalid CSS selector \"::before\": \
+             unsupported pseudo-element ::before"
+        );
     }
 }

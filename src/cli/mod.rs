@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Error, ErrorKind, Stage};
+use crate::error::Error;
 use crate::registry::SpiderRegistry;
 use crate::settings::Settings;
 
@@ -147,7 +147,7 @@ impl log::Log for Stderr {
     fn flush(&self) {}
 }
 
-/// A configuration error with `message`.
+/// A configuration error with `message` (what `crawl` calls).
 fn config(message: String) -> Error {
-    Error::new(Stage::Setup, ErrorKind::Config(message))
+    Error::config(message)
 }

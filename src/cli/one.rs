@@ -12,6 +12,19 @@
 //! finished with its stats, a failed request's warning) would bury or
 //! repeat what the command prints: below `--log-level debug` only its
 //! errors are printed.
+//!
+//! # Settings that belong to a crawl, not to one request
+//!
+//! The one request never resumes, joins or records a crawl: the keys that
+//! keep or share a crawl's frontier (`job_dir`,
+//! `frontier_dir`, `frontier_memory`, `rerun_start_requests`,
+//! `checkpoint_*`, `redis` and `redis_*`) are not applied. Given with
+//! `-s`, such a key is refused (exit status 2, naming it) before anything
+//! is requested; set by the settings file or the environment, which
+//! `crawl` shares, it is left out with one info line naming it, so a
+//! file made for crawls does not make `fetch` unusable. The other keys
+//! apply as in a crawl (`close_after_*` and `dedupe` are harmless: the
+//! one request is the crawl's only one and is never filtered).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -82,9 +95,25 @@ pub(super) struct Fetched {
 /// Loads the settings and checks the request's options: everything that
 /// can be wrong with the command line, found before anything is sent.
 pub(super) fn prepare(args: &RequestArgs, common: &Common) -> Result<Prepared, Problem> {
-    let settings = common
+    let mut settings = common
         .load_settings()
         .map_err(|e| Problem::Usage(e.kind().to_string()))?;
+    let mut given = Settings::load_from(None, Vec::new(), &common.set)
+        .map_err(|e| Problem::Usage(e.kind().to_string()))?;
+    if let Some(key) = take_job_keys(&mut given).first() {
+        return Err(Problem::Usage(format!(
+            "setting {key} (-s) does not apply to one request: fetch and css never \
+             resume, join or record a crawl; give it to crawl or run"
+        )));
+    }
+    let left_out = take_job_keys(&mut settings);
+    if !left_out.is_empty() {
+        log::info!(
+            "left out setting {} of the settings file or environment: one request \
+             never resumes, joins or records a crawl",
+            left_out.join(", ")
+        );
+    }
     let mut request =
         Request::<()>::get(&args.url).map_err(|e| Problem::Usage(e.kind().to_string()))?;
     request = request
@@ -101,6 +130,35 @@ pub(super) fn prepare(args: &RequestArgs, common: &Common) -> Result<Prepared, P
         settings,
         verbose: common.log_level >= log::LevelFilter::Debug,
     })
+}
+
+/// Clears the keys of a crawl's frontier kept or shared (a job directory,
+/// checkpoints, Redis) that `settings` holds, which one request never
+/// uses; their names, in the order of [`Settings`]' fields.
+fn take_job_keys(settings: &mut Settings) -> Vec<&'static str> {
+    let mut taken = Vec::new();
+    macro_rules! take {
+        ($($key:ident),*) => {
+            $( if settings.$key.take().is_some() { taken.push(stringify!($key)); } )*
+        };
+    }
+    take!(
+        job_dir,
+        frontier_dir,
+        frontier_memory,
+        rerun_start_requests,
+        checkpoint_every,
+        checkpoint_every_requests,
+        redis,
+        redis_crawl_id,
+        redis_worker_id,
+        redis_lease_ttl,
+        redis_poll,
+        redis_host_rate,
+        redis_op_timeout,
+        redis_ack_interval
+    );
+    taken
 }
 
 /// A checked request and the settings to download it with.
@@ -226,14 +284,22 @@ impl Spider for One {
         )
     }
 
+    // The first answer is the one request's: the spider emits nothing
+    // else, and the crawl resumes no job (the job keys are left out), so
+    // no other request can reach it; a later one never replaces it.
     fn parse(&self, _: (), response: &Response, _: &mut Output<()>) -> Result<(), Error> {
-        *self.answer.lock().expect("answer lock") = Some(Answer::Page(Box::new(response.clone())));
+        self.answer
+            .lock()
+            .expect("answer lock")
+            .get_or_insert_with(|| Answer::Page(Box::new(response.clone())));
         Ok(())
     }
 
     fn on_error(&self, failure: &Failure<()>) -> Vec<Request<()>> {
-        *self.answer.lock().expect("answer lock") =
-            Some(Answer::Failed(Failed::of(&failure.error, &failure.request)));
+        self.answer
+            .lock()
+            .expect("answer lock")
+            .get_or_insert_with(|| Answer::Failed(Failed::of(&failure.error, &failure.request)));
         Vec::new()
     }
 }

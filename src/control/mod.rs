@@ -310,8 +310,10 @@ impl ControlApi {
         handle: CrawlHandle,
     ) -> Result<(), Error> {
         let id = id.into();
-        check_id(&id).map_err(config)?;
-        self.shared.insert(id, name.into(), handle).map_err(config)
+        check_id(&id).map_err(Error::config)?;
+        self.shared
+            .insert(id, name.into(), handle)
+            .map_err(Error::config)
     }
 
     /// Stops serving a crawl (it goes on running); its handle, if it was
@@ -411,11 +413,6 @@ fn check_id(id: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// A setup error with `message`.
-fn config(message: String) -> Error {
-    Error::new(Stage::Setup, ErrorKind::Config(message))
 }
 
 /// Whether `origin` is an origin: a scheme, a host and an optional port.

@@ -204,7 +204,10 @@ mod tests {
             "settings: unknown setting \"concurency\" (did you mean \"concurrency\"?)"
         );
         let m = refused_with(settings(json!({"concurrency": -1})));
-        assert_eq!(m, "settings: concurrency = -1: expected a whole number");
+        assert_eq!(
+            m,
+            "settings: concurrency = -1: expected a whole number, at least 1"
+        );
         let m = refused_with(settings(json!("fast")));
         assert_eq!(m, "settings must be a JSON object, not \"fast\"");
     }

@@ -211,6 +211,131 @@ impl<T: TryFrom<u64> + TryInto<u64> + Copy> Format<T> for Bytes {
     }
 }
 
+/// A count that must be at least 1 (a concurrency, a limit).
+pub(super) struct Count;
+
+impl<T: TryFrom<u64> + TryInto<u64> + Copy> Format<T> for Count {
+    const EXPECTED: &'static str = "a whole number, at least 1";
+
+    fn typed(value: &Value) -> Option<T> {
+        at_least_one(<Whole as Format<T>>::typed(value)?)
+    }
+
+    fn text(text: &str) -> Option<T> {
+        at_least_one(<Whole as Format<T>>::text(text)?)
+    }
+
+    fn show(value: &T) -> Value {
+        <Whole as Format<T>>::show(value)
+    }
+}
+
+/// `n` when it is at least 1.
+fn at_least_one<T: TryInto<u64> + Copy>(n: T) -> Option<T> {
+    let whole: Option<u64> = n.try_into().ok();
+    whole.is_some_and(|w| w >= 1).then_some(n)
+}
+
+/// A size in bytes that must be positive (a memory threshold).
+pub(super) struct SomeBytes;
+
+impl Format<u64> for SomeBytes {
+    const EXPECTED: &'static str = "a positive size such as 1048576, \"64MiB\" or \"500KB\"";
+
+    fn typed(value: &Value) -> Option<u64> {
+        <Bytes as Format<u64>>::typed(value).filter(|n| *n > 0)
+    }
+
+    fn text(text: &str) -> Option<u64> {
+        <Bytes as Format<u64>>::text(text).filter(|n| *n > 0)
+    }
+
+    fn show(value: &u64) -> Value {
+        <Bytes as Format<u64>>::show(value)
+    }
+}
+
+/// A rate (per second, or a concurrency to aim at): a finite number
+/// above 0.
+pub(super) struct Rate;
+
+impl Format<f64> for Rate {
+    const EXPECTED: &'static str = "a positive number";
+
+    fn typed(value: &Value) -> Option<f64> {
+        Real::typed(value).filter(|x| x.is_finite() && *x > 0.0)
+    }
+
+    fn text(text: &str) -> Option<f64> {
+        Real::text(text).filter(|x| x.is_finite() && *x > 0.0)
+    }
+
+    fn show(value: &f64) -> Value {
+        Real::show(value)
+    }
+}
+
+/// A probability strictly between 0 and 1.
+pub(super) struct Fraction;
+
+impl Format<f64> for Fraction {
+    const EXPECTED: &'static str = "a number above 0 and below 1";
+
+    fn typed(value: &Value) -> Option<f64> {
+        Real::typed(value).filter(|x| *x > 0.0 && *x < 1.0)
+    }
+
+    fn text(text: &str) -> Option<f64> {
+        Real::text(text).filter(|x| *x > 0.0 && *x < 1.0)
+    }
+
+    fn show(value: &f64) -> Value {
+        Real::show(value)
+    }
+}
+
+/// A duration that must be positive (an interval, a timeout).
+pub(super) struct Positive;
+
+impl Format<Duration> for Positive {
+    const EXPECTED: &'static str = "a positive duration such as \"250ms\", \"30s\" or \"1m 30s\"";
+
+    fn typed(value: &Value) -> Option<Duration> {
+        Human::typed(value).filter(|d| !d.is_zero())
+    }
+
+    fn text(text: &str) -> Option<Duration> {
+        Human::text(text).filter(|d| !d.is_zero())
+    }
+
+    fn show(value: &Duration) -> Value {
+        Human::show(value)
+    }
+}
+
+/// The shortest lease a distributed crawl's worker may hold its requests
+/// for: shorter ones would expire between two renewals.
+const MIN_LEASE: Duration = Duration::from_millis(300);
+
+/// A Redis lease time: a duration of at least [`MIN_LEASE`].
+pub(super) struct Lease;
+
+impl Format<Duration> for Lease {
+    const EXPECTED: &'static str = "a duration of at least 300ms";
+
+    fn typed(value: &Value) -> Option<Duration> {
+        Human::typed(value).filter(|d| *d >= MIN_LEASE)
+    }
+
+    fn text(text: &str) -> Option<Duration> {
+        Human::text(text).filter(|d| *d >= MIN_LEASE)
+    }
+
+    fn show(value: &Duration) -> Value {
+        Human::show(value)
+    }
+}
+
 /// Text as given.
 pub(super) struct Text;
 

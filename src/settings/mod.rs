@@ -22,7 +22,9 @@ use toml::Value;
 use crate::builder::CrawlerBuilder;
 use crate::builder::ThreadLayout;
 use crate::dedupe::DupeMode;
-use crate::error::{Error, ErrorKind, Stage};
+use crate::error::Error;
+#[cfg(doc)]
+use crate::error::ErrorKind;
 use format::{Format, Given};
 
 /// The prefix of the environment variables [`Settings::load`] reads.
@@ -113,8 +115,17 @@ settings! {
     /// comma-separated (`SPINNERET_ALLOWED_DOMAINS=a.example,b.example`);
     /// choices in lower case (`thread_layout = "single"`); switches as
     /// `true`/`false` (as text also `on`/`off`, `yes`/`no`, `1`/`0`);
-    /// `log_stats` as an interval or `"off"`. Range checks (a concurrency of
-    /// 0, a zero timeout) are [`CrawlerBuilder::build`]'s, as for the setters.
+    /// `log_stats` as an interval or `"off"`.
+    ///
+    /// A value outside its key's range is refused as it is read, like a
+    /// value of the wrong kind: counts the builder needs at least 1 of
+    /// (`concurrency`, `downloaders`, `close_after_*`, `bloom_capacity`…),
+    /// positive intervals and timeouts (`timeout`, `flush_interval`,
+    /// `checkpoint_every`, `redis_poll`…), positive rates, a
+    /// `bloom_false_positive_rate` between 0 and 1 and a `redis_lease_ttl`
+    /// of at least 300ms (each field below says its range). What involves
+    /// several keys (a `cookie_limit_total` at least `cookie_limit_per_domain`)
+    /// is [`CrawlerBuilder::build`]'s to check, as for the setters.
     ///
     /// A key of a group (`retry_*`, `autothrottle_*`, `cookie_limit_*`,
     /// `bloom_*`, `checkpoint_*`, `redis_*`) changes that value of the
@@ -131,7 +142,9 @@ settings! {
     /// environment too: every `SPINNERET_*` variable must name a setting, so a
     /// misspelt one cannot go unnoticed. A value of the wrong kind names its
     /// key, its source and what was expected: `-s concurrency=many: expected
-    /// a whole number`.
+    /// a whole number, at least 1`; so does a value out of range: `-s
+    /// flush_interval=0s: expected a positive duration such as "250ms", "30s"
+    /// or "1m 30s"`.
     ///
     /// # Example
     /// ```
@@ -175,10 +188,10 @@ settings! {
     /// ```
     #[derive(Clone, Default, PartialEq)]
     pub struct Settings {
-        /// [`CrawlerBuilder::concurrency`]: a whole number.
-        concurrency: usize as Whole,
-        /// [`CrawlerBuilder::per_host_concurrency`]: a whole number.
-        per_host_concurrency: usize as Whole,
+        /// [`CrawlerBuilder::concurrency`]: a whole number, at least 1.
+        concurrency: usize as Count,
+        /// [`CrawlerBuilder::per_host_concurrency`]: a whole number, at least 1.
+        per_host_concurrency: usize as Count,
         /// [`CrawlerBuilder::download_delay`]: a duration.
         download_delay: Duration as Human,
         /// [`CrawlerBuilder::randomize_delay`]: a switch.
@@ -194,12 +207,12 @@ settings! {
         /// duration.
         autothrottle_max_delay: Duration as Human,
         /// [`AutoThrottle::target_concurrency`](crate::AutoThrottle::target_concurrency):
-        /// a number.
-        autothrottle_target_concurrency: f64 as Real,
-        /// [`CrawlerBuilder::host_rate_limit`]: requests per second, a number.
-        host_rate_limit: f64 as Real,
-        /// [`CrawlerBuilder::rate_limit`]: requests per second, a number.
-        rate_limit: f64 as Real,
+        /// a positive number.
+        autothrottle_target_concurrency: f64 as Rate,
+        /// [`CrawlerBuilder::host_rate_limit`]: requests per second, a positive number.
+        host_rate_limit: f64 as Rate,
+        /// [`CrawlerBuilder::rate_limit`]: requests per second, a positive number.
+        rate_limit: f64 as Rate,
         /// [`CrawlerBuilder::depth_limit`]: a whole number.
         depth_limit: u32 as Whole,
         /// [`CrawlerBuilder::depth_priority`]: a whole number, negative or not.
@@ -237,30 +250,30 @@ settings! {
         allow_addresses: Vec<String> as List,
         /// [`CrawlerBuilder::cookies`]: a switch.
         cookies: bool as Flag,
-        /// [`CrawlerBuilder::cookie_limits`]' `per_domain`: a whole number.
-        cookie_limit_per_domain: usize as Whole,
-        /// [`CrawlerBuilder::cookie_limits`]' `total`: a whole number.
-        cookie_limit_total: usize as Whole,
+        /// [`CrawlerBuilder::cookie_limits`]' `per_domain`: a whole number, at least 1.
+        cookie_limit_per_domain: usize as Count,
+        /// [`CrawlerBuilder::cookie_limits`]' `total`: a whole number, at least 1.
+        cookie_limit_total: usize as Count,
         /// [`CrawlerBuilder::drain_timeout`]: a duration.
         drain_timeout: Duration as Human,
-        /// [`CrawlerBuilder::finish_timeout`]: a duration.
-        finish_timeout: Duration as Human,
-        /// [`CrawlerBuilder::close_after_items`]: a whole number.
-        close_after_items: u64 as Whole,
-        /// [`CrawlerBuilder::close_after_pages`]: a whole number.
-        close_after_pages: u64 as Whole,
-        /// [`CrawlerBuilder::close_after_errors`]: a whole number.
-        close_after_errors: u64 as Whole,
-        /// [`CrawlerBuilder::close_after_time`]: a duration.
-        close_after_time: Duration as Human,
-        /// [`CrawlerBuilder::memory_warning`]: a byte size.
-        memory_warning: u64 as Bytes,
-        /// [`CrawlerBuilder::memory_limit`]: a byte size.
-        memory_limit: u64 as Bytes,
-        /// [`CrawlerBuilder::memory_check_interval`]: a duration.
-        memory_check_interval: Duration as Human,
-        /// [`CrawlerBuilder::downloaders`]: a whole number.
-        downloaders: usize as Whole,
+        /// [`CrawlerBuilder::finish_timeout`]: a positive duration.
+        finish_timeout: Duration as Positive,
+        /// [`CrawlerBuilder::close_after_items`]: a whole number, at least 1.
+        close_after_items: u64 as Count,
+        /// [`CrawlerBuilder::close_after_pages`]: a whole number, at least 1.
+        close_after_pages: u64 as Count,
+        /// [`CrawlerBuilder::close_after_errors`]: a whole number, at least 1.
+        close_after_errors: u64 as Count,
+        /// [`CrawlerBuilder::close_after_time`]: a positive duration.
+        close_after_time: Duration as Positive,
+        /// [`CrawlerBuilder::memory_warning`]: a positive byte size.
+        memory_warning: u64 as SomeBytes,
+        /// [`CrawlerBuilder::memory_limit`]: a positive byte size.
+        memory_limit: u64 as SomeBytes,
+        /// [`CrawlerBuilder::memory_check_interval`]: a positive duration.
+        memory_check_interval: Duration as Positive,
+        /// [`CrawlerBuilder::downloaders`]: a whole number, at least 1.
+        downloaders: usize as Count,
         /// [`CrawlerBuilder::log_stats`]: a duration, or `"off"` (also `false`
         /// in a file); held as zero when off.
         log_stats: Duration as Interval,
@@ -268,14 +281,14 @@ settings! {
         thread_layout: ThreadLayout as Layout,
         /// [`CrawlerBuilder::dedupe`]: a switch.
         dedupe: bool as Flag,
-        /// [`CrawlerBuilder::bloom`]'s capacity: a whole number.
-        bloom_capacity: usize as Whole,
-        /// [`CrawlerBuilder::bloom`]'s false-positive rate: a number.
-        bloom_false_positive_rate: f64 as Real,
+        /// [`CrawlerBuilder::bloom`]'s capacity: a whole number, at least 1.
+        bloom_capacity: usize as Count,
+        /// [`CrawlerBuilder::bloom`]'s false-positive rate: a number above 0 and below 1.
+        bloom_false_positive_rate: f64 as Fraction,
         /// [`CrawlerBuilder::dupe_mode`]: `exact` or `probabilistic`.
         dupe_mode: DupeMode as Mode,
-        /// [`CrawlerBuilder::timeout`]: a duration.
-        timeout: Duration as Human,
+        /// [`CrawlerBuilder::timeout`]: a positive duration.
+        timeout: Duration as Positive,
         /// [`CrawlerBuilder::max_body`]: a byte size.
         max_body: usize as Bytes,
         /// [`CrawlerBuilder::stream_dir`], once per directory: a list of paths,
@@ -287,8 +300,8 @@ settings! {
         user_agent: String as Text,
         /// [`CrawlerBuilder::max_crashes`]: a whole number.
         max_crashes: u32 as Whole,
-        /// [`CrawlerBuilder::flush_interval`]: a duration.
-        flush_interval: Duration as Human,
+        /// [`CrawlerBuilder::flush_interval`]: a positive duration.
+        flush_interval: Duration as Positive,
         /// [`CrawlerBuilder::proxy_from_env`]: a switch.
         proxy_from_env: bool as Flag,
         /// [`CrawlerBuilder::job_dir`]: a path.
@@ -297,9 +310,8 @@ settings! {
         frontier_memory: usize as Whole,
         /// [`CrawlerBuilder::frontier_dir`]: a path.
         frontier_dir: PathBuf as Path,
-        /// [`CheckpointPolicy::every`](crate::CheckpointPolicy::every): a
-        /// duration.
-        checkpoint_every: Duration as Human,
+        /// [`CheckpointPolicy::every`](crate::CheckpointPolicy::every): a positive duration.
+        checkpoint_every: Duration as Positive,
         /// [`CheckpointPolicy::every_requests`](crate::CheckpointPolicy::every_requests):
         /// a whole number.
         checkpoint_every_requests: usize as Whole,
@@ -312,20 +324,18 @@ settings! {
         redis_crawl_id: String as Text,
         /// [`RedisOptions::worker_id`](crate::RedisOptions::worker_id): text.
         redis_worker_id: String as Text,
-        /// [`RedisOptions::lease_ttl`](crate::RedisOptions::lease_ttl): a
-        /// duration.
-        redis_lease_ttl: Duration as Human,
-        /// [`RedisOptions::poll`](crate::RedisOptions::poll): a duration.
-        redis_poll: Duration as Human,
+        /// [`RedisOptions::lease_ttl`](crate::RedisOptions::lease_ttl): a duration of at least
+        /// 300ms.
+        redis_lease_ttl: Duration as Lease,
+        /// [`RedisOptions::poll`](crate::RedisOptions::poll): a positive duration.
+        redis_poll: Duration as Positive,
         /// [`RedisOptions::host_rate`](crate::RedisOptions::host_rate):
-        /// requests per second, a number.
-        redis_host_rate: f64 as Real,
-        /// [`RedisOptions::op_timeout`](crate::RedisOptions::op_timeout): a
-        /// duration.
-        redis_op_timeout: Duration as Human,
-        /// [`RedisOptions::ack_interval`](crate::RedisOptions::ack_interval): a
-        /// duration.
-        redis_ack_interval: Duration as Human,
+        /// requests per second, a positive number.
+        redis_host_rate: f64 as Rate,
+        /// [`RedisOptions::op_timeout`](crate::RedisOptions::op_timeout): a positive duration.
+        redis_op_timeout: Duration as Positive,
+        /// [`RedisOptions::ack_interval`](crate::RedisOptions::ack_interval): a positive duration.
+        redis_ack_interval: Duration as Positive,
     }
 }
 
@@ -363,7 +373,7 @@ impl Settings {
                 continue;
             }
             let Ok(value) = value.into_string() else {
-                return Err(config(format!(
+                return Err(Error::config(format!(
                     "environment variable {name}: not valid UTF-8"
                 )));
             };
@@ -382,8 +392,8 @@ impl Settings {
         let mut settings = match file {
             Some(path) => {
                 let source = format!("settings file {}", path.display());
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| config(format!("{source}: {e}")))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::config(format!("{source}: {e}")))?;
                 Settings::from_toml_str(&text, &source)?
             }
             None => Settings::default(),
@@ -397,7 +407,10 @@ impl Settings {
         }
         for pair in overrides {
             let Some((key, value)) = pair.split_once('=') else {
-                return Err(config(format!("-s {}: expected KEY=VALUE", masked(pair))));
+                return Err(Error::config(format!(
+                    "-s {}: expected KEY=VALUE",
+                    masked(pair)
+                )));
             };
             settings.set_from(key.trim(), Given::Text(value), Origin::Pair(pair))?;
         }
@@ -412,7 +425,7 @@ impl Settings {
                 format!("line {}: ", line_of(text, s.start))
             });
             let message = e.message().trim().replace('\n', "; ");
-            config(masked(&format!("{source}: {line}{message}")))
+            Error::config(masked(&format!("{source}: {line}{message}")))
         })?;
         let mut settings = Settings::default();
         for (key, value) in &table {
@@ -424,7 +437,7 @@ impl Settings {
     /// Sets `key` from `given`, or the error naming the key and `origin`.
     fn set_from(&mut self, key: &str, given: Given<'_>, origin: Origin<'_>) -> Result<(), Error> {
         self.set(key, given)
-            .map_err(|problem| config(message(key, given, origin, problem)))
+            .map_err(|problem| Error::config(message(key, given, origin, problem)))
     }
 }
 
@@ -542,9 +555,4 @@ impl<'de> Deserialize<'de> for Settings {
         }
         Ok(settings)
     }
-}
-
-/// A setup error with `message`.
-fn config(message: String) -> Error {
-    Error::new(Stage::Setup, ErrorKind::Config(message))
 }

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::error::ErrorKind;
 
 /// The message of a configuration error.
 fn config_message(e: Error) -> String {
@@ -89,11 +90,11 @@ fn a_wrong_value_names_its_key_its_source_and_what_was_expected() {
     let e = |pairs: &[&str]| config_message(load(&[], pairs).unwrap_err());
     assert_eq!(
         e(&["concurrency=many"]),
-        "-s concurrency=many: expected a whole number"
+        "-s concurrency=many: expected a whole number, at least 1"
     );
     assert_eq!(
         e(&["concurrency=-1"]),
-        "-s concurrency=-1: expected a whole number"
+        "-s concurrency=-1: expected a whole number, at least 1"
     );
     assert_eq!(e(&["concurrency"]), "-s concurrency: expected KEY=VALUE");
     assert_eq!(
@@ -123,11 +124,12 @@ fn a_wrong_value_names_its_key_its_source_and_what_was_expected() {
         |text: &str| config_message(Settings::from_toml_str(text, "crawl.toml").unwrap_err());
     assert_eq!(
         file("concurrency = \"8\""),
-        "crawl.toml: concurrency = \"8\": expected a whole number"
+        "crawl.toml: concurrency = \"8\": expected a whole number, at least 1"
     );
     assert_eq!(
         file("timeout = 30"),
-        "crawl.toml: timeout = 30: expected a duration such as \"250ms\", \"30s\" or \"1m 30s\""
+        "crawl.toml: timeout = 30: expected a positive duration such as \"250ms\", \"30s\" or \
+         \"1m 30s\""
     );
     assert_eq!(
         file("allowed_domains = \"a.example\""),
@@ -275,4 +277,67 @@ fn debug_and_errors_keep_url_credentials_out() {
         "t: redis = [\"redis://***:***@h/0\"]: expected text"
     );
     assert_eq!(format!("{:?}", Settings::default()), "Settings");
+}
+
+#[test]
+fn a_value_out_of_its_keys_range_names_the_key_and_its_source() {
+    let e = |pairs: &[&str]| config_message(load(&[], pairs).unwrap_err());
+    assert_eq!(
+        e(&["flush_interval=0s"]),
+        "-s flush_interval=0s: expected a positive duration such as \"250ms\", \"30s\" or \
+         \"1m 30s\""
+    );
+    assert_eq!(
+        e(&["bloom_false_positive_rate=2"]),
+        "-s bloom_false_positive_rate=2: expected a number above 0 and below 1"
+    );
+    assert_eq!(
+        e(&["bloom_false_positive_rate=0"]),
+        "-s bloom_false_positive_rate=0: expected a number above 0 and below 1"
+    );
+    // Named as out of range before any Redis URL is asked for.
+    assert_eq!(
+        e(&["redis_lease_ttl=0s"]),
+        "-s redis_lease_ttl=0s: expected a duration of at least 300ms"
+    );
+    assert_eq!(
+        e(&["rate_limit=0"]),
+        "-s rate_limit=0: expected a positive number"
+    );
+    assert_eq!(
+        e(&["host_rate_limit=inf"]),
+        "-s host_rate_limit=inf: expected a positive number"
+    );
+    assert_eq!(
+        e(&["close_after_pages=0"]),
+        "-s close_after_pages=0: expected a whole number, at least 1"
+    );
+    assert_eq!(
+        e(&["memory_limit=0"]),
+        "-s memory_limit=0: expected a positive size such as 1048576, \"64MiB\" or \"500KB\""
+    );
+    let env = load(&[("SPINNERET_CONCURRENCY", "0")], &[]).unwrap_err();
+    assert_eq!(
+        config_message(env),
+        "environment variable SPINNERET_CONCURRENCY=0: expected a whole number, at least 1"
+    );
+    let file = Settings::from_toml_str("timeout = \"0s\"", "crawl.toml").unwrap_err();
+    assert_eq!(
+        config_message(file),
+        "crawl.toml: timeout = \"0s\": expected a positive duration such as \"250ms\", \
+         \"30s\" or \"1m 30s\""
+    );
+    // The bounds themselves are in range.
+    let ok = load(
+        &[],
+        &[
+            "redis_lease_ttl=300ms",
+            "bloom_false_positive_rate=0.5",
+            "concurrency=1",
+        ],
+    )
+    .unwrap();
+    assert_eq!(ok.redis_lease_ttl, Some(Duration::from_millis(300)));
+    assert_eq!(ok.bloom_false_positive_rate, Some(0.5));
+    assert_eq!(ok.concurrency, Some(1));
 }

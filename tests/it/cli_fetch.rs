@@ -8,12 +8,14 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::fixture::{spawn_app, Server};
+use crate::cli_support::clean_command;
+use crate::fixture::{self, spawn_app, Server};
 
 /// A body that is not UTF-8 and holds a NUL and line breaks: stdout must
 /// carry it byte for byte.
@@ -101,14 +103,13 @@ async fn answer(
 /// Runs the binary with `args`, without the environment's `SPINNERET_*`
 /// settings and proxies (they would change what is tested), to its exit.
 fn spinneret(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_spinneret"));
-    command.args(args);
-    for (name, _) in std::env::vars() {
-        let proxy = name.to_ascii_lowercase().ends_with("_proxy");
-        if name.starts_with("SPINNERET_") || proxy {
-            command.env_remove(name);
-        }
-    }
+    spinneret_with(args, &[])
+}
+
+/// As [`spinneret`], with the environment variables `env` set.
+fn spinneret_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = clean_command(Path::new(env!("CARGO_BIN_EXE_spinneret")));
+    command.args(args).envs(env.iter().copied());
     command.output().expect("run the spinneret binary")
 }
 
@@ -367,6 +368,24 @@ fn css_refuses_an_invalid_selector_before_any_request() {
 }
 
 #[test]
+fn css_names_what_is_wrong_with_a_selector_on_one_line() {
+    let site = serve();
+    for (selector, reason) in [
+        ("", "empty selector"),
+        ("::before", "unsupported pseudo-element ::before"),
+        ("li a[", "unexpected end of selector"),
+    ] {
+        let out = spinneret(&["css", &site.url("/list"), selector]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("spinneret css: invalid CSS selector {selector:?}: {reason}\n")
+        );
+    }
+    assert_eq!(site.total(), 0, "nothing was requested");
+}
+
+#[test]
 fn css_without_a_match_exits_1() {
     let site = serve();
     let out = spinneret(&["css", &site.url("/list"), "table td"]);
@@ -401,4 +420,79 @@ fn fetch_with_an_unknown_setting_exits_2_before_any_request() {
     assert!(err.starts_with("spinneret fetch: "), "{err}");
     assert!(err.contains("no_such_key"), "{err}");
     assert_eq!(site.total(), 0, "nothing was requested");
+}
+
+/// A job directory left by `crawl --close-after-pages`, holding requests
+/// still to crawl, is neither resumed nor touched by `fetch`: with
+/// `job_dir` from the environment (as a settings file shared with `crawl`
+/// would give it) the setting is left out with a notice and only the URL
+/// asked for is fetched; with `-s job_dir=` it is refused before any
+/// request. A later `crawl` on the directory still crawls the rest.
+#[test]
+fn fetch_neither_resumes_nor_touches_a_crawls_job_directory() {
+    let site = fixture::serve(31);
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job");
+    let job = job.to_str().unwrap();
+    let start = site.url("/p/0");
+    let first_items = dir.path().join("first.jsonl");
+    let crawl = |items: &Path, more: &[&str]| {
+        let mut args = vec!["crawl", &start, "--job-dir", job, "--concurrency", "1"];
+        args.extend(["-o", items.to_str().unwrap()]);
+        args.extend(more);
+        spinneret(&args)
+    };
+    let out = crawl(&first_items, &["--close-after-pages", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let crawled = |site: &fixture::Site| {
+        (0..31)
+            .filter(|n| site.seen.hits(&format!("/p/{n}")) > 0)
+            .count()
+    };
+    let before = crawled(&site);
+    assert!(before < 31, "the first run left pages to crawl: {before}");
+    let hits = site.seen.total();
+
+    let asked_before = site.seen.hits("/p/30");
+    let asked = site.url("/p/30");
+    let out = spinneret_with(&["fetch", &asked], &[("SPINNERET_JOB_DIR", job)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        stdout(&out).contains("<title>page 30</title>"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        err.starts_with(
+            "INFO  left out setting job_dir of the settings file or environment: \
+             one request never resumes, joins or records a crawl\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(site.seen.total(), hits + 1, "only the URL asked for");
+    assert_eq!(site.seen.hits("/p/30"), asked_before + 1);
+
+    let pairs = [
+        ("job_dir", format!("job_dir={job}")),
+        ("redis", "redis=redis://127.0.0.1:1/0".to_string()),
+        ("checkpoint_every", "checkpoint_every=5s".to_string()),
+    ];
+    for (key, pair) in &pairs {
+        let out = spinneret(&["fetch", &asked, "-s", pair]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "spinneret fetch: setting {key} (-s) does not apply to one request: fetch \
+                 and css never resume, join or record a crawl; give it to crawl or run\n"
+            )
+        );
+        assert_eq!(out.stdout, b"");
+    }
+    assert_eq!(site.seen.total(), hits + 1, "nothing was requested");
+
+    let out = crawl(&dir.path().join("rest.jsonl"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(crawled(&site), 31, "the resumed crawl crawled the rest");
 }

@@ -170,7 +170,7 @@ async fn refused_starts_say_why_and_register_nothing() {
         ),
         (
             json!({"spider": "links", "args": {"url": url}, "settings": {"concurrency": "x"}}),
-            "settings: concurrency = \"x\": expected a whole number",
+            "settings: concurrency = \"x\": expected a whole number, at least 1",
         ),
         (
             json!({"spider": "links", "args": {"url": url}, "settings": [1]}),
@@ -187,7 +187,7 @@ async fn refused_starts_say_why_and_register_nothing() {
         ),
         (
             json!({"spider": "links", "args": {"url": url}, "settings": {"concurrency": 0}}),
-            "concurrency (global and per host) must be at least 1",
+            "settings: concurrency = 0: expected a whole number, at least 1",
         ),
         (
             json!({"spider": "links", "args": {"url": url, "depth": [1]}}),

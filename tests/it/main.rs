@@ -7,6 +7,8 @@ mod bodies;
 mod cli;
 #[cfg(feature = "cli")]
 mod cli_fetch;
+#[cfg(feature = "cli")]
+mod cli_support;
 #[cfg(feature = "control")]
 mod control;
 #[cfg(feature = "control")]
