@@ -756,3 +756,32 @@ fn a_closed_stdout_stops_the_crawl_with_one_line() {
         "{hits} pages fetched after the reader went away"
     );
 }
+
+#[test]
+fn usage_errors_show_what_is_required_and_errors_name_the_binary() {
+    let done = crawl(&["crawl"]);
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("Usage: spinneret crawl <URL>..."),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("--log-level"), "{}", done.stderr);
+    let help = crawl(&["crawl", "--help"]);
+    assert_eq!(help.code, Some(0), "{}", help.stderr);
+    let global = help.stdout.find("Global options:").expect("the heading");
+    for option in ["--settings <FILE>", "--set <KEY=VALUE>", "--log-level"] {
+        let at = help.stdout.find(option).expect(option);
+        assert!(at > global, "{option} is not under Global options");
+    }
+    // A project's binary names itself.
+    let mut command = project();
+    command.args(["run", "nope"]);
+    let unknown = run(command);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.starts_with("project: "),
+        "{}",
+        unknown.stderr
+    );
+}
