@@ -89,9 +89,9 @@ pub(super) struct CrawlArgs {
     /// Be one worker of a distributed crawl on this Redis
     /// (redis://host:port/db); workers run the same command. The crawl is
     /// named `crawl` there (the `redis_crawl_id` setting names it
-    /// otherwise; the other `redis_*` settings apply too), and its keys stay once it has finished (a
-    /// worker started on a finished crawl finishes at once): one such
-    /// crawl per Redis database.
+    /// otherwise; the other `redis_*` settings apply too), and its keys
+    /// stay once it has finished (a worker started on a finished crawl
+    /// finishes at once): one such crawl per Redis database.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// Stop gracefully after about N pages (the --close-after limits
