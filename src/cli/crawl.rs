@@ -6,7 +6,10 @@
 //! naming what it refused, with exit status 2. The configuration is built
 //! in layers, each over the one before: the builder's defaults, then the
 //! settings (file, then `SPINNERET_*` variables, then `-s`), then this
-//! command's own flags.
+//! command's own flags. The flags that have a setting (`--concurrency` is
+//! `concurrency`, `--redis` is `redis`, and so on) are folded into the
+//! settings, which are then applied once: so `--redis URL -s
+//! redis_crawl_id=ID` is one Redis configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,11 +25,11 @@ use crate::builder::{Crawler, CrawlerBuilder};
 use crate::error::Error;
 use crate::links::LinkExtractor;
 use crate::request::Request;
+use crate::settings::Settings;
 
 /// `crawl`'s arguments.
 #[derive(clap::Args, Debug)]
 #[command(group(ArgGroup::new("domains").args(["same_domain", "allow_domain", "any_domain"])))]
-#[command(group(ArgGroup::new("close").args(["close_after_pages", "close_after_items", "close_after"])))]
 pub(super) struct CrawlArgs {
     /// Where the crawl starts (http or https URLs).
     #[arg(required = true, value_name = "URL")]
@@ -35,15 +38,19 @@ pub(super) struct CrawlArgs {
     #[command(flatten)]
     output: OutputArgs,
     /// Follow only links to the host of the page they are on. Without a
-    /// domain option, only links to the start URLs' hosts (and their
-    /// subdomains) are followed, redirects included.
+    /// domain option, only links to the `allowed_domains` setting's
+    /// domains, else to the start URLs' hosts (and their subdomains), are
+    /// followed, redirects included.
     #[arg(long)]
     same_domain: bool,
-    /// Follow only links to this domain and its subdomains, instead of the
-    /// start URLs' (repeatable; the start URLs are fetched all the same).
+    /// Follow only links to this domain (a host name, without scheme,
+    /// port or path) and its subdomains, instead of the start URLs' or the
+    /// `allowed_domains` setting's (repeatable; the start URLs are fetched
+    /// all the same).
     #[arg(long, value_name = "DOMAIN")]
     allow_domain: Vec<String>,
-    /// Follow links to any domain.
+    /// Follow links to any domain (also over an `allowed_domains`
+    /// setting).
     #[arg(long)]
     any_domain: bool,
     /// Follow links at most N hops from a start URL (0: the start pages
@@ -81,12 +88,14 @@ pub(super) struct CrawlArgs {
     job_dir: Option<PathBuf>,
     /// Be one worker of a distributed crawl on this Redis
     /// (redis://host:port/db); workers run the same command. The crawl is
-    /// named `crawl` there, and its keys stay once it has finished (a
-    /// worker started on a finished crawl finishes at once): one such
-    /// crawl per Redis database.
+    /// named `crawl` there (the `redis_crawl_id` setting names it
+    /// otherwise; the other `redis_*` settings apply too), and its keys
+    /// stay once it has finished (a worker started on a finished crawl
+    /// finishes at once): one such crawl per Redis database.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// Stop gracefully after about N pages.
+    /// Stop gracefully after about N pages (the --close-after limits
+    /// combine: the first reached stops the crawl).
     #[arg(long, value_name = "N")]
     close_after_pages: Option<u64>,
     /// Stop gracefully after about N items.
@@ -134,7 +143,7 @@ fn configure(
     if let Some(twice) =
         (1..fields.len()).find(|&i| fields[..i].iter().any(|f| f.name() == fields[i].name()))
     {
-        return Err(super::config(format!(
+        return Err(Error::config(format!(
             "--field {:?} is given twice",
             fields[twice].name()
         )));
@@ -143,21 +152,20 @@ fn configure(
         .iter()
         .filter_map(|r| r.url.host_str().map(str::to_string))
         .collect();
-    // Which links are followed; the crawl itself also admits the start
-    // URLs' hosts, so the start URLs are always fetched.
-    let domains: Vec<String> = match (&args.allow_domain[..], args.any_domain) {
-        (given, _) if !given.is_empty() => given.to_vec(),
-        (_, true) => Vec::new(),
-        _ if args.same_domain => Vec::new(),
-        _ => hosts.clone(),
-    };
+    let mut settings = common.load_settings()?;
+    let domains = followed_domains(args, settings.allowed_domains.take(), &hosts)?;
     let links = LinkExtractor::builder()
         .allow(args.allow.iter().cloned())
         .deny(args.deny.iter().cloned())
         .allow_domains(domains.iter().cloned())
         .same_domain(args.same_domain)
         .build()?;
-    let settings = common.load_settings()?;
+    // The crawl itself also admits the start URLs' hosts, so the start
+    // URLs are always fetched.
+    if !domains.is_empty() {
+        settings.allowed_domains = Some(domains.into_iter().chain(hosts).collect());
+    }
+    flags(&mut settings, args);
     let feed = Feed::from_args(&args.output)?;
     let spider = FollowLinks {
         starts: starts
@@ -173,50 +181,87 @@ fn configure(
     };
     let columns = spider.columns();
     let mut builder = Crawler::builder(spider).settings(&settings);
-    if !domains.is_empty() {
-        builder = builder.allowed_domains(domains.into_iter().chain(hosts));
-    }
-    builder = flags(builder, args);
     if let Some(sink) = feed.pipeline(Some(&columns)) {
         builder = builder.pipeline(sink);
     }
     Ok((builder, feed))
 }
 
-/// The command's own flags, over the settings.
-fn flags(mut b: CrawlerBuilder<FollowLinks>, args: &CrawlArgs) -> CrawlerBuilder<FollowLinks> {
-    if let Some(n) = args.depth {
-        b = b.depth_limit(n);
+/// The domains whose links are followed (none: any, or the page's own
+/// with --same-domain): --allow-domain's, else none with --any-domain or
+/// --same-domain, else the `allowed_domains` setting's (`setting`), else
+/// the start URLs' `hosts`. Each given domain is checked.
+fn followed_domains(
+    args: &CrawlArgs,
+    setting: Option<Vec<String>>,
+    hosts: &[String],
+) -> Result<Vec<String>, Error> {
+    if !args.allow_domain.is_empty() {
+        return args
+            .allow_domain
+            .iter()
+            .map(|d| domain(d, "--allow-domain"))
+            .collect();
     }
-    if let Some(n) = args.concurrency {
-        b = b.concurrency(n);
+    if args.any_domain || args.same_domain {
+        return Ok(Vec::new());
     }
-    if let Some(n) = args.per_host {
-        b = b.per_host_concurrency(n);
+    match setting {
+        Some(given) if !given.is_empty() => given
+            .iter()
+            .map(|d| domain(d, "setting allowed_domains:"))
+            .collect(),
+        _ => Ok(hosts.to_vec()),
+    }
+}
+
+/// `value` when it is a domain or an IP address (`example.com`,
+/// `127.0.0.1`); else an error naming it and `source`: a URL, a
+/// `host:port`, a path or nothing would match no link.
+fn domain(value: &str, source: &str) -> Result<String, Error> {
+    if !value.is_empty() && url::Host::parse(value).is_ok() {
+        return Ok(value.to_string());
+    }
+    Err(Error::config(format!(
+        "{source} {value:?} is not a domain: give a host name such as \
+         example.com, without scheme, port or path"
+    )))
+}
+
+/// The command's own flags, laid over `settings` (the flags win).
+fn flags(settings: &mut Settings, args: &CrawlArgs) {
+    let s = settings;
+    if args.depth.is_some() {
+        s.depth_limit = args.depth;
+    }
+    if args.concurrency.is_some() {
+        s.concurrency = args.concurrency;
+    }
+    if args.per_host.is_some() {
+        s.per_host_concurrency = args.per_host;
     }
     if let Some(ms) = args.delay {
-        b = b.download_delay(Duration::from_millis(ms));
+        s.download_delay = Some(Duration::from_millis(ms));
     }
     if args.obey_robots {
-        b = b.obey_robots_txt(true);
+        s.obey_robots_txt = Some(true);
     }
-    if let Some(ua) = &args.user_agent {
-        b = b.user_agent(ua.clone());
+    if args.user_agent.is_some() {
+        s.user_agent.clone_from(&args.user_agent);
     }
-    if let Some(dir) = &args.job_dir {
-        b = b.job_dir(dir.clone());
+    if args.job_dir.is_some() {
+        s.job_dir.clone_from(&args.job_dir);
     }
-    if let Some(url) = &args.redis {
-        b = b.redis(url.clone());
+    if args.redis.is_some() {
+        s.redis.clone_from(&args.redis);
     }
-    if let Some(n) = args.close_after_pages {
-        b = b.close_after_pages(n);
+    if args.close_after_pages.is_some() {
+        s.close_after_pages = args.close_after_pages;
     }
-    if let Some(n) = args.close_after_items {
-        b = b.close_after_items(n);
+    if args.close_after_items.is_some() {
+        s.close_after_items = args.close_after_items;
     }
     if let Some(secs) = args.close_after {
-        b = b.close_after_time(Duration::from_secs(secs));
+        s.close_after_time = Some(Duration::from_secs(secs));
     }
-    b
 }

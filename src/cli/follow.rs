@@ -15,7 +15,7 @@
 use scraper::{Html, Selector};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, ErrorKind, Stage};
+use crate::error::Error;
 use crate::links::LinkExtractor;
 use crate::request::Request;
 use crate::response::{element_text, parse_selector, Response};
@@ -43,14 +43,14 @@ impl Field {
     /// a built-in name, or a selector that does not parse.
     pub fn parse(arg: &str) -> Result<Field, Error> {
         let Some((name, css)) = arg.split_once('=') else {
-            return Err(config(format!("--field {arg:?}: expected NAME=CSS")));
+            return Err(Error::config(format!("--field {arg:?}: expected NAME=CSS")));
         };
         let name = name.trim();
         if name.is_empty() {
-            return Err(config(format!("--field {arg:?}: the name is empty")));
+            return Err(Error::config(format!("--field {arg:?}: the name is empty")));
         }
         if BUILT_IN.contains(&name) {
-            return Err(config(format!(
+            return Err(Error::config(format!(
                 "--field {arg:?}: {name:?} is a built-in field (url, status, depth, title)"
             )));
         }
@@ -58,7 +58,8 @@ impl Field {
             Some((css, attr)) if is_attr_name(attr) => (css, Some(attr.to_string())),
             _ => (css, None),
         };
-        let selector = parse_selector(css).map_err(|k| config(format!("--field {arg:?}: {k}")))?;
+        let selector =
+            parse_selector(css).map_err(|k| Error::config(format!("--field {arg:?}: {k}")))?;
         Ok(Field {
             name: name.to_string(),
             selector,
@@ -91,11 +92,6 @@ fn is_attr_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
-}
-
-/// A configuration error with `message`.
-fn config(message: String) -> Error {
-    Error::new(Stage::Setup, ErrorKind::Config(message))
 }
 
 /// The follow-links spider; see the module docs.
@@ -164,6 +160,7 @@ impl Spider for FollowLinks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn doc() -> Html {
         Html::parse_document(

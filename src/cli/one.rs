@@ -128,7 +128,7 @@ pub(super) fn prepare(args: &RequestArgs, common: &Common) -> Result<Prepared, P
     Ok(Prepared {
         request,
         settings,
-        verbose: common.log_level >= log::LevelFilter::Debug,
+        verbose: common.log_level() >= log::LevelFilter::Debug,
     })
 }
 

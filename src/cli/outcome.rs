@@ -5,8 +5,9 @@
 //! limit of pages, items or time stopped it, or one Ctrl-C stopped it
 //! gracefully) and lost nothing. 1: it failed or lost items (see
 //! [`LOSSES`]): it was forced (a second Ctrl-C), a limit of errors or
-//! memory stopped it, every request failed and not a page arrived, or an
-//! item did not reach the output. 2 (usage, decided before any crawl):
+//! memory stopped it, every request failed and not a page succeeded (no
+//! 2xx answer: a start URL answering 404 or 500 fails), or an item did
+//! not reach the output. 2 (usage, decided before any crawl):
 //! the command line, a setting, a start URL, a pattern, a selector or the
 //! output was wrong.
 
@@ -58,9 +59,7 @@ impl Outcome {
             Outcome::Failed("forced to stop")
         } else if FAILED_REASONS.contains(&reason) {
             Outcome::Failed("stopped by a limit of errors or memory")
-        } else if stats.counter(Counter::ResponseCount) == 0
-            && stats.counter(Counter::RequestFailures) > 0
-        {
+        } else if successes(stats) == 0 && stats.counter(Counter::RequestFailures) > 0 {
             Outcome::Failed("every request failed")
         } else if LOSSES.iter().any(|(name, _)| stats.get(name) > 0) {
             Outcome::Failed("items lost")
@@ -78,6 +77,18 @@ impl Outcome {
     }
 }
 
+/// The pages that succeeded: answers with a status below 300.
+fn successes(stats: &StatsSnapshot) -> u64 {
+    by_prefix(stats, STATUS_PREFIX)
+        .iter()
+        .filter(|(status, _)| status.parse::<u16>().is_ok_and(|s| s < 300))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The prefix of the counters of answers by status.
+const STATUS_PREFIX: &str = "downloader/response_status_count/";
+
 /// The human summary of a crawl with final `stats` whose items went
 /// where `items_to` says (`to FILE`, or that they were not saved).
 pub(super) fn summary(stats: &StatsSnapshot, forced: bool, items_to: &str) -> String {
@@ -90,7 +101,7 @@ pub(super) fn summary(stats: &StatsSnapshot, forced: bool, items_to: &str) -> St
         Outcome::Done => writeln!(s, "crawl done (finish reason: {reason})"),
         Outcome::Failed(why) => writeln!(s, "crawl FAILED: {why} (finish reason: {reason})"),
     };
-    let statuses = by_prefix(stats, "downloader/response_status_count/");
+    let statuses = by_prefix(stats, STATUS_PREFIX);
     let _ = writeln!(s, "  pages    {pages}{}", listed(&statuses));
     let items = stats.counter(Counter::ItemScraped);
     let _ = writeln!(s, "  items    {items} {items_to}");
@@ -131,8 +142,10 @@ pub(super) fn summary(stats: &StatsSnapshot, forced: bool, items_to: &str) -> St
             let _ = writeln!(s, "  LOST     {n} {what} ({name})");
         }
     }
+    // A finished crawl left nothing; the counter may still hold what an
+    // earlier run of a resumed job directory left.
     let unprocessed = stats.counter(Counter::Unprocessed);
-    if unprocessed > 0 {
+    if unprocessed > 0 && reason != "finished" {
         let _ = writeln!(s, "  left     {unprocessed} requests not crawled (stopped)");
     }
     let _ = write!(s, "  elapsed  {secs:.1} s, {rate:.1} pages/s");
@@ -173,6 +186,7 @@ mod tests {
     }
 
     const PAGES: (&str, u64) = ("downloader/response_count", 10);
+    const OK: (&str, u64) = ("downloader/response_status_count/200", 10);
 
     #[test]
     fn a_finished_crawl_or_one_stopped_by_a_limit_succeeds() {
@@ -183,7 +197,7 @@ mod tests {
             "closespider_timeout",
             "shutdown",
         ] {
-            let s = stats(reason, &[PAGES, ("request_failure_count", 3)]);
+            let s = stats(reason, &[PAGES, OK, ("request_failure_count", 3)]);
             assert_eq!(Outcome::of(&s, false), Outcome::Done, "{reason}");
         }
     }
@@ -209,6 +223,43 @@ mod tests {
         assert_eq!(Outcome::of(&nothing, false), failed);
         let empty = stats("finished", &[]);
         assert_eq!(Outcome::of(&empty, false), Outcome::Done);
+    }
+
+    #[test]
+    fn a_crawl_whose_every_answer_is_an_http_error_fails() {
+        let failed = Outcome::Failed("every request failed");
+        for status in ["404", "500", "301"] {
+            let key = format!("downloader/response_status_count/{status}");
+            let counters = [
+                ("downloader/response_count", 1),
+                (key.as_str(), 1),
+                ("request_failure_count", 1),
+            ];
+            assert_eq!(Outcome::of(&stats("finished", &counters), false), failed);
+        }
+        // One page that succeeded is enough.
+        let counters = [
+            ("downloader/response_count", 2),
+            ("downloader/response_status_count/200", 1),
+            ("downloader/response_status_count/404", 1),
+            ("request_failure_count", 1),
+        ];
+        assert_eq!(
+            Outcome::of(&stats("finished", &counters), false),
+            Outcome::Done
+        );
+    }
+
+    #[test]
+    fn requests_left_are_named_only_when_the_crawl_did_not_finish() {
+        let left = [PAGES, OK, ("scheduler/unprocessed", 227)];
+        let text = summary(&stats("finished", &left), false, "not saved");
+        assert!(!text.contains("left"), "{text}");
+        let text = summary(&stats("closespider_pagecount", &left), false, "not saved");
+        assert!(
+            text.contains("left     227 requests not crawled (stopped)"),
+            "{text}"
+        );
     }
 
     #[test]

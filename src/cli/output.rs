@@ -11,6 +11,8 @@
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -25,8 +27,11 @@ use crate::pipelines::{CsvFile, JsonLinesFile};
 pub(super) struct OutputArgs {
     /// Write the items to FILE: JSON Lines for `.jsonl` (`.ndjson`,
     /// `.jl`), CSV for `.csv`, JSON Lines on stdout for `-`. An existing
-    /// file is replaced (continued when the crawl resumes a --job-dir or
-    /// is distributed). Without it the items are counted, not kept.
+    /// file is replaced (continued when the crawl resumes earlier runs'
+    /// work: a job directory, or a distributed crawl). Without it the
+    /// items are counted, not kept. When the reader of stdout goes away
+    /// (`-o - | head`), the crawl stops (the requests in flight finish)
+    /// and exits 0.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Print the final stats as one JSON object on stdout instead of the
@@ -59,8 +64,8 @@ impl Feed {
         };
         if path.as_os_str() == "-" {
             if args.stats_json {
-                return Err(config(
-                    "-o - and --stats-json both write to stdout: choose one".into(),
+                return Err(Error::config(
+                    "-o - and --stats-json both write to stdout: choose one",
                 ));
             }
             return Ok(Feed::Stdout);
@@ -73,7 +78,7 @@ impl Feed {
             Some("jsonl" | "ndjson" | "jl") => Feed::JsonLines(path.clone()),
             Some("csv") => Feed::Csv(path.clone()),
             _ => {
-                return Err(config(format!(
+                return Err(Error::config(format!(
                 "output {}: unknown format; name it .jsonl or .csv (or - for JSON Lines on stdout)",
                 path.display()
             )))
@@ -90,6 +95,7 @@ impl Feed {
             (Feed::Nowhere, _) => return None,
             (Feed::Stdout, _) => Box::new(StdoutLines {
                 fields: fields.map(<[String]>::to_vec),
+                closed: false,
             }),
             (Feed::JsonLines(p), Some(f)) => Box::new(JsonLinesFile::new(p).fields(f.to_vec())),
             (Feed::JsonLines(p), None) => Box::new(JsonLinesFile::new(p)),
@@ -115,19 +121,17 @@ impl Feed {
 /// replace or continue.
 fn writable(path: &Path) -> Result<(), Error> {
     if path.is_dir() {
-        return Err(config(format!("output {}: is a directory", path.display())));
+        return Err(Error::config(format!(
+            "output {}: is a directory",
+            path.display()
+        )));
     }
     OpenOptions::new()
         .append(true)
         .create(true)
         .open(path)
         .map(drop)
-        .map_err(|e| config(format!("output {}: cannot write: {e}", path.display())))
-}
-
-/// A configuration error with `message`.
-fn config(message: String) -> Error {
-    Error::new(Stage::Setup, ErrorKind::Config(message))
+        .map_err(|e| Error::config(format!("output {}: cannot write: {e}", path.display())))
 }
 
 /// The chosen export, its type erased, so one type serves every feed and
@@ -170,12 +174,36 @@ impl Pipeline for Sink {
     }
 }
 
+/// Set once stdout's reader has gone away (a broken pipe).
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Woken once stdout's reader has gone away.
+fn stdout_gone_signal() -> &'static tokio::sync::Notify {
+    static SIGNAL: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    SIGNAL.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Resolves when the reader of stdout has gone away: an item written
+/// there met a broken pipe (`-o - | head`). Only the first call is woken.
+pub(super) async fn stdout_gone() {
+    stdout_gone_signal().notified().await;
+}
+
+/// Whether the reader of stdout has gone away.
+pub(super) fn stdout_is_gone() -> bool {
+    STDOUT_GONE.load(Ordering::SeqCst)
+}
+
 /// Every item as one JSON line on stdout, written and flushed as it
 /// comes (a reader at the other end of a pipe sees each page's item at
-/// once).
+/// once). When the reader goes away (a broken pipe), [`stdout_gone`]
+/// wakes and every later item is dropped without a word: nobody reads
+/// them.
 struct StdoutLines {
     /// The fields written, in order (the whole item when `None`).
     fields: Option<Vec<String>>,
+    /// The reader has gone away.
+    closed: bool,
 }
 
 #[async_trait(?Send)]
@@ -185,6 +213,9 @@ impl Pipeline for StdoutLines {
     }
 
     async fn process_item(&mut self, item: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+        if self.closed {
+            return Ok(Verdict::Drop("stdout closed".into()));
+        }
         let json = item.to_json()?;
         let mut line = match (&self.fields, json) {
             (Some(fields), Value::Object(mut object)) => {
@@ -209,10 +240,19 @@ impl Pipeline for StdoutLines {
         };
         line.push('\n');
         let mut out = std::io::stdout().lock();
-        out.write_all(line.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| Error::new(Stage::Pipeline, ErrorKind::Custom(format!("stdout: {e}"))))?;
-        Ok(Verdict::Keep)
+        match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => Ok(Verdict::Keep),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                STDOUT_GONE.store(true, Ordering::SeqCst);
+                stdout_gone_signal().notify_one();
+                Ok(Verdict::Drop("stdout closed".into()))
+            }
+            Err(e) => Err(Error::new(
+                Stage::Pipeline,
+                ErrorKind::Custom(format!("stdout: {e}")),
+            )),
+        }
     }
 }
 

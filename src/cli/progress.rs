@@ -48,6 +48,7 @@ impl Progress {
         if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
             bar.set_style(style);
         }
+        bar.enable_steady_tick(Duration::from_millis(100));
         *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
         let (ticking, crawl) = (bar.clone(), crawl.clone());
         actix_rt::spawn(async move {

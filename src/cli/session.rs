@@ -1,7 +1,10 @@
 //! A started crawl, run to its end for `crawl` and `run`: Ctrl-C stops it
 //! (the first gracefully, the second at once), a progress bar follows it
 //! on a terminal, and at the end the summary (or `--stats-json`'s JSON)
-//! is printed and the exit status chosen ([`Outcome`]).
+//! is printed and the exit status chosen ([`Outcome`]). When the reader of
+//! `-o -` goes away, the crawl stops (the requests in flight finish, no
+//! other starts), one line says so, and the exit status is 0 with no
+//! summary, as for `fetch`.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use futures_util::future::{select, Either};
 
 use super::outcome::{summary, Outcome};
-use super::output::Feed;
+use super::output::{stdout_gone, stdout_is_gone, Feed};
 use super::progress::Progress;
 use crate::error::{Error, ErrorKind};
 use crate::handle::CrawlHandle;
@@ -21,8 +24,19 @@ pub(super) const USAGE: u8 = 2;
 
 /// Prints `error` and returns the usage error's exit status.
 pub(super) fn usage_error(error: &Error) -> ExitCode {
-    eprintln!("spinneret: {error}");
+    eprintln!("{}: {error}", program());
     ExitCode::from(USAGE)
+}
+
+/// The name of the running binary, which starts its error lines
+/// (`spinneret`, or a project's own binary's name).
+pub(super) fn program() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .map_or_else(|| "spinneret".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Starts the crawl `start` makes and runs it to its end; the exit status
@@ -36,7 +50,7 @@ pub(super) async fn run_to_end(
         Ok(handle) => handle,
         Err(e) if matches!(e.kind(), ErrorKind::Config(_)) => return usage_error(&e),
         Err(e) => {
-            eprintln!("spinneret: the crawl could not start: {e}");
+            eprintln!("{}: the crawl could not start: {e}", program());
             return ExitCode::FAILURE;
         }
     };
@@ -47,13 +61,19 @@ pub(super) async fn run_to_end(
             Arc::default()
         }
     };
+    stop_when_stdout_is_gone(&handle);
     let progress = Progress::follow(&handle);
     let joined = handle.join().await;
     progress.finish();
+    if stdout_is_gone() {
+        // As a Unix tool whose reader stopped reading: no summary, and
+        // success (the reader took what it wanted).
+        return ExitCode::SUCCESS;
+    }
     let stats = match joined {
         Ok(stats) => stats,
         Err(e) => {
-            eprintln!("spinneret: the crawl ended without its stats: {e}");
+            eprintln!("{}: the crawl ended without its stats: {e}", program());
             return ExitCode::FAILURE;
         }
     };
@@ -61,12 +81,29 @@ pub(super) async fn run_to_end(
     if stats_json {
         match serde_json::to_string_pretty(&stats) {
             Ok(json) => println!("{json}"),
-            Err(e) => eprintln!("spinneret: the stats as JSON: {e}"),
+            Err(e) => eprintln!("{}: the stats as JSON: {e}", program()),
         }
     } else {
         eprintln!("{}", summary(&stats, forced, &feed.describe()));
     }
     Outcome::of(&stats, forced).exit_code()
+}
+
+/// Stops `crawl` when the reader of its items on stdout goes away (`-o -
+/// | head`), saying so in one line: no new request starts, the ones in
+/// flight finish and their items are dropped quietly. (Stopping at once
+/// would have the items of the requests in flight refused by the closed
+/// pipelines, an error line each.)
+fn stop_when_stdout_is_gone(crawl: &CrawlHandle) {
+    let crawl = crawl.clone();
+    actix_rt::spawn(async move {
+        stdout_gone().await;
+        if crawl.is_finished() {
+            return;
+        }
+        log::warn!("stdout was closed: stopping the crawl");
+        let _ = crawl.stop_gracefully().await;
+    });
 }
 
 /// Stops `crawl` on SIGINT or SIGTERM: the first gracefully (the requests

@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
+use super::cli_support::clean_command;
 use super::fixture::{serve, serve_on, spawn_app, Site};
 use super::proxy::{proxy_logged_connect_to, proxy_var};
 
@@ -27,7 +28,7 @@ struct Run {
 
 /// The `spinneret` binary.
 fn spinneret() -> Command {
-    command(Path::new(env!("CARGO_BIN_EXE_spinneret")))
+    clean_command(Path::new(env!("CARGO_BIN_EXE_spinneret")))
 }
 
 /// The project example's binary, which `cargo test` builds beside the
@@ -42,19 +43,7 @@ fn project() -> Command {
          (or `cargo build --all-features --example project`)",
         path.display()
     );
-    command(&path)
-}
-
-/// A command for `path` without the test's `SPINNERET_*` variables.
-fn command(path: &Path) -> Command {
-    let mut command = Command::new(path);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SPINNERET_") {
-            command.env_remove(name);
-        }
-    }
-    command.stdin(Stdio::null());
-    command
+    clean_command(&path)
 }
 
 /// Runs `command` to its exit (killed and failed after [`PATIENCE`]).
@@ -275,6 +264,16 @@ fn links_stay_on_the_start_urls_hosts_unless_told_otherwise() {
     assert_eq!(crawl_from(&["--same-domain"]), (3, 0, 4));
     assert_eq!(crawl_from(&["--any-domain"]), (3, 3, 7));
     assert_eq!(crawl_from(&["--allow-domain", "127.0.0.2"]), (0, 3, 4));
+    // The allowed_domains setting is the default list; the flags win.
+    let setting = ["-s", "allowed_domains=127.0.0.2"];
+    assert_eq!(crawl_from(&setting), (0, 3, 4));
+    let over = |flags: &[&'static str]| [&setting[..], flags].concat();
+    assert_eq!(crawl_from(&over(&["--any-domain"])), (3, 3, 7));
+    assert_eq!(crawl_from(&over(&["--same-domain"])), (3, 0, 4));
+    assert_eq!(
+        crawl_from(&over(&["--allow-domain", "127.0.0.1"])),
+        (3, 0, 4)
+    );
 }
 
 #[test]
@@ -363,7 +362,24 @@ fn bad_input_exits_2_naming_it_before_anything_is_fetched() {
     let start = site.url("/p/0");
     let (dir, json) = temp("items.json");
     let nowhere = dir.path().join("no/such/dir/items.jsonl");
-    let cases: [(Vec<&str>, &str); 6] = [
+    let cases: [(Vec<&str>, &str); 11] = [
+        (vec!["crawl", &start, "--allow-domain", &start], &start),
+        (
+            vec!["crawl", &start, "--allow-domain", "127.0.0.1:8080"],
+            "127.0.0.1:8080",
+        ),
+        (
+            vec!["crawl", &start, "--allow-domain", "a.example/x"],
+            "a.example/x",
+        ),
+        (
+            vec!["crawl", &start, "--allow-domain", ""],
+            "--allow-domain \"\"",
+        ),
+        (
+            vec!["crawl", &start, "-s", "allowed_domains=127.0.0.1:80"],
+            "127.0.0.1:80",
+        ),
         (vec!["crawl", "not-a-url"], "not-a-url"),
         (vec!["crawl", &start, "ht!tp://x"], "ht!tp://x"),
         (vec!["crawl", &start, "--deny", "(unclosed"], "(unclosed"),
@@ -527,4 +543,234 @@ fn a_project_runs_its_spiders_by_name_with_their_arguments() {
     command.arg("list");
     let none = run(command);
     assert_eq!((none.code, none.stdout.as_str()), (Some(0), ""));
+}
+
+#[test]
+fn s_before_and_after_the_command_name_both_reach_the_crawl() {
+    let server = spawn_app("127.0.0.1", 1, |cfg| {
+        cfg.route("/", web::get().to(user_agent_page));
+    });
+    let url = format!("http://{}/", server.addr);
+    let args = [
+        "-s",
+        "user_agent=before",
+        "crawl",
+        &url,
+        "-o",
+        "-",
+        "-s",
+        "timeout=30s",
+    ];
+    let done = crawl(&args);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let items = json_lines(&done.stdout);
+    assert_eq!(items.len(), 1, "{}", done.stdout);
+    assert_eq!(items[0]["title"], "before");
+    // Both lists apply, in order: the later pair wins.
+    let args = [
+        "-s",
+        "user_agent=before",
+        "crawl",
+        &url,
+        "-o",
+        "-",
+        "-s",
+        "user_agent=after",
+    ];
+    let done = crawl(&args);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(json_lines(&done.stdout)[0]["title"], "after");
+    // A refused value before the name is not lost to one after it.
+    let done = crawl(&["-s", "concurrency=0", "crawl", &url, "-s", "user_agent=x"]);
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(done.stderr.contains("concurrency"), "{}", done.stderr);
+    // Two settings files are refused, naming both.
+    let (dir, first) = temp("a.toml");
+    let second = dir.path().join("b.toml");
+    std::fs::write(&first, "user_agent = \"a\"\n").unwrap();
+    std::fs::write(&second, "user_agent = \"b\"\n").unwrap();
+    let args = ["--settings", arg(&first), "crawl", &url];
+    let done = crawl(&[&args[..], &["--settings", arg(&second)]].concat());
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(done.stderr.contains("a.toml and"), "{}", done.stderr);
+    assert!(done.stderr.contains("b.toml"), "{}", done.stderr);
+}
+
+#[test]
+fn the_redis_flag_keeps_the_redis_settings() {
+    let Some(redis) = super::redis_server::RedisServer::start() else {
+        return;
+    };
+    let site = serve(3);
+    let start = site.url("/p/0");
+    let args = [
+        "crawl",
+        &start,
+        "--redis",
+        &redis.url(),
+        "-s",
+        "redis_crawl_id=mine",
+        "-s",
+        "redis_worker_id=w1",
+        "-o",
+        "-",
+    ];
+    let done = crawl(&args);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(urls(&json_lines(&done.stdout)), pages(&site, 0..3));
+    let keys = redis.cmd(&["KEYS", "spinneret:{mine}:*"]);
+    assert!(!keys.is_empty(), "no key of the crawl named mine");
+    assert_eq!(redis.cmd(&["KEYS", "spinneret:{crawl}:*"]), "");
+}
+
+#[test]
+fn a_crawl_whose_only_page_is_an_http_error_fails() {
+    let site = serve(3);
+    for path in ["/status/404", "/status/500"] {
+        let done = crawl(&["crawl", &site.url(path)]);
+        assert_eq!(done.code, Some(1), "{path}: {}", done.stderr);
+        assert!(
+            done.stderr.contains("crawl FAILED: every request failed"),
+            "{path}: {}",
+            done.stderr
+        );
+    }
+    let mut command = project();
+    let url = format!("url={}", site.url("/status/404"));
+    command.args(["run", "status", "-a", &url]);
+    let done = run(command);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("every request failed"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn the_close_after_limits_combine_the_first_reached_stops() {
+    let site = serve(255);
+    let start = site.url("/p/0");
+    let args = [
+        "crawl",
+        &start,
+        "--concurrency",
+        "1",
+        "--close-after-pages",
+        "5",
+        "--close-after-items",
+        "1000",
+        "--close-after",
+        "3600",
+        "--stats-json",
+    ];
+    let done = crawl(&args);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let stats: Value = serde_json::from_str(&done.stdout).expect("the stats as JSON");
+    assert_eq!(stats["finish_reason"], "closespider_pagecount");
+}
+
+/// Pages of a chain: page N links to page N+1, up to [`CHAIN`]; from
+/// page 2 on they answer once the gate is open; every request counted.
+#[derive(Clone)]
+struct Chain {
+    gate: tokio::sync::watch::Receiver<bool>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The length of the chain.
+const CHAIN: usize = 1000;
+
+async fn chain_page(chain: web::Data<Chain>, n: web::Path<usize>) -> HttpResponse {
+    chain.hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let n = n.into_inner();
+    if n >= 2 {
+        let _ = chain.gate.clone().wait_for(|open| *open).await;
+    }
+    let next = if n + 1 < CHAIN {
+        format!("<a href=\"/c/{}\">next</a>", n + 1)
+    } else {
+        String::new()
+    };
+    HttpResponse::Ok().content_type("text/html").body(format!(
+        "<html><head><title>{n}</title></head><body>{next}</body></html>"
+    ))
+}
+
+#[test]
+fn a_closed_stdout_stops_the_crawl_with_one_line() {
+    use std::io::BufRead as _;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let chain = Chain {
+        gate,
+        hits: Default::default(),
+    };
+    let hits = chain.hits.clone();
+    let server = spawn_app("127.0.0.1", 1, move |cfg| {
+        cfg.app_data(web::Data::new(chain.clone()))
+            .route("/c/{n}", web::get().to(chain_page));
+    });
+    let start = format!("http://{}/c/0", server.addr);
+    let mut command = spinneret();
+    command.args(["crawl", &start, "-o", "-"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("the binary starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = lines.next().expect("an item").expect("a line");
+        serde_json::from_str::<Value>(&line).expect("a JSON line");
+    }
+    // As `| head -2` does: the reader goes away; then the pages come.
+    drop(lines);
+    open.send_replace(true);
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(PATIENCE) {
+        Ok(out) => out.expect("the binary's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("the crawl still runs {PATIENCE:?} after its reader went away");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("stdout was closed").count(), 1, "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    let hits = hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        hits < CHAIN,
+        "{hits} pages fetched after the reader went away"
+    );
+}
+
+#[test]
+fn usage_errors_show_what_is_required_and_errors_name_the_binary() {
+    let done = crawl(&["crawl"]);
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("Usage: spinneret crawl <URL>..."),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("--log-level"), "{}", done.stderr);
+    let help = crawl(&["crawl", "--help"]);
+    assert_eq!(help.code, Some(0), "{}", help.stderr);
+    let global = help.stdout.find("Global options:").expect("the heading");
+    for option in ["--settings <FILE>", "--set <KEY=VALUE>", "--log-level"] {
+        let at = help.stdout.find(option).expect(option);
+        assert!(at > global, "{option} is not under Global options");
+    }
+    // A project's binary names itself.
+    let mut command = project();
+    command.args(["run", "nope"]);
+    let unknown = run(command);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.starts_with("project: "),
+        "{}",
+        unknown.stderr
+    );
 }
