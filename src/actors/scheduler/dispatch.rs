@@ -82,7 +82,7 @@ impl<C: Callback> Scheduler<C> {
             .pop
             .send(pop)
             .into_actor(self)
-            .map(|res, act, ctx| {
+            .map(move |res, act, ctx| {
                 act.popping = false;
                 match res {
                     Ok(Ok(popped)) => {
@@ -90,8 +90,11 @@ impl<C: Callback> Scheduler<C> {
                         if popped.batch.is_empty() && !act.changed {
                             // Every host with work must wait: sleep until
                             // the first is ready (or a release wakes us).
+                            // Ready counted from when the allowance was
+                            // made: a host whose rest ended while the pop
+                            // was out is due now, not forgotten.
                             act.stalled = true;
-                            let next = act.slots.next_ready(Instant::now());
+                            let next = act.slots.next_ready(now);
                             act.wake_at(next, ctx);
                         }
                         act.dispatch(popped.batch, ctx);

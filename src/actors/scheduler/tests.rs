@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures_util::future::ready;
 use tokio::sync::mpsc;
@@ -827,4 +828,71 @@ async fn a_release_during_an_outstanding_pop_is_not_lost() {
     });
     let second = r.next_dispatch().await;
     assert_eq!(path(&second), "/p1");
+}
+
+/// A queue whose pops take `slow` to answer (a remote queue far away).
+struct SlowQueue {
+    inner: MemoryQueue<Cb>,
+    slow: Duration,
+}
+
+impl QueueBackend<Cb> for SlowQueue {
+    fn push(&mut self, batch: Vec<Context<Cb>>) -> BackendFuture<()> {
+        self.inner.push(batch)
+    }
+    fn pop(&mut self, max: usize, allowance: &SlotAllowance) -> BackendFuture<Vec<Context<Cb>>> {
+        let popped = self.inner.pop(max, allowance);
+        let slow = self.slow;
+        Box::pin(async move {
+            tokio::time::sleep(slow).await;
+            popped.await
+        })
+    }
+    fn drain(&mut self) -> BackendFuture<usize> {
+        self.inner.drain()
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+#[actix::test]
+async fn a_host_that_became_ready_while_a_pop_was_out_is_not_forgotten() {
+    // One host, 50 ms between starts, and a queue slower than that. The
+    // first page's links arrive while the host rests: the pop asked then
+    // answers empty after the rest is over. With nothing in flight, no
+    // release or completion will come: the Scheduler must pop again by
+    // itself, not stall for ever.
+    let mut config = SchedulerConfig::with_concurrency(4);
+    config.slots.concurrency = 1;
+    config.slots.delay = Duration::from_millis(50);
+    let backend = Box::new(SlowQueue {
+        inner: MemoryQueue::default(),
+        slow: Duration::from_millis(200),
+    });
+    let mut r = rig_with_config(pages(1), config, None, backend);
+    let release = || Released {
+        report: SlotReport {
+            slot: "h".into(),
+            ..SlotReport::default()
+        },
+    };
+    let first = r.next_dispatch().await;
+    // As a downloader and the parser do: the slot is released when the
+    // download ends; the page's links are opened before it completes.
+    r.sched.do_send(release());
+    r.accounting.open(2);
+    r.complete(&first).await;
+    let batch = ["http://h/a", "http://h/b"]
+        .iter()
+        .map(|u| Context::new(req(u), Some(first.id)))
+        .collect();
+    r.sched.send(Enqueue { batch }).await.unwrap();
+    for want in ["/a", "/b"] {
+        let c = r.next_dispatch().await;
+        assert_eq!(path(&c), want);
+        r.sched.do_send(release());
+        r.complete(&c).await;
+    }
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
 }
