@@ -230,38 +230,18 @@ fn domain(value: &str, source: &str) -> Result<String, Error> {
 
 /// The command's own flags, laid over `settings` (the flags win).
 fn flags(settings: &mut Settings, args: &CrawlArgs) {
-    let s = settings;
-    if args.depth.is_some() {
-        s.depth_limit = args.depth;
-    }
-    if args.concurrency.is_some() {
-        s.concurrency = args.concurrency;
-    }
-    if args.per_host.is_some() {
-        s.per_host_concurrency = args.per_host;
-    }
-    if let Some(ms) = args.delay {
-        s.download_delay = Some(Duration::from_millis(ms));
-    }
-    if args.obey_robots {
-        s.obey_robots_txt = Some(true);
-    }
-    if args.user_agent.is_some() {
-        s.user_agent.clone_from(&args.user_agent);
-    }
-    if args.job_dir.is_some() {
-        s.job_dir.clone_from(&args.job_dir);
-    }
-    if args.redis.is_some() {
-        s.redis.clone_from(&args.redis);
-    }
-    if args.close_after_pages.is_some() {
-        s.close_after_pages = args.close_after_pages;
-    }
-    if args.close_after_items.is_some() {
-        s.close_after_items = args.close_after_items;
-    }
-    if let Some(secs) = args.close_after {
-        s.close_after_time = Some(Duration::from_secs(secs));
-    }
+    settings.merge(&Settings {
+        depth_limit: args.depth,
+        concurrency: args.concurrency,
+        per_host_concurrency: args.per_host,
+        download_delay: args.delay.map(Duration::from_millis),
+        obey_robots_txt: args.obey_robots.then_some(true),
+        user_agent: args.user_agent.clone(),
+        job_dir: args.job_dir.clone(),
+        redis: args.redis.clone(),
+        close_after_pages: args.close_after_pages,
+        close_after_items: args.close_after_items,
+        close_after_time: args.close_after.map(Duration::from_secs),
+        ..Settings::default()
+    });
 }

@@ -13,16 +13,13 @@ use crate::response::{element_text, parse_selector};
 
 /// `css`'s arguments.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Exit status: 0 when something matched; 1 when nothing did, the page \
 answered 400 or more, or the download failed (one line names the error \
 kind and the URL); 2 for bad input (selector, URL, header, setting), \
 found before anything is requested.\n\n\
-Settings come from --settings, the environment and -s, as for crawl; the \
-ones that keep or share a crawl (job_dir, frontier_dir, frontier_memory, \
-rerun_start_requests, checkpoint_*, redis, redis_*) never apply to one \
-request: refused with -s, left out (with an info line) when the file or \
-the environment sets them.")]
+",
+    one::one_request_settings!()))]
 pub(super) struct CssArgs {
     /// The request.
     #[command(flatten)]

@@ -15,16 +15,13 @@ use crate::response::Response;
 
 /// `fetch`'s arguments.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Exit status: 0 when the server answered with a status below 400; 1 when it \
 answered 400 or more (the answer is still shown), or gave no answer (one \
 line names the error kind and the URL); 2 for bad input (URL, header, \
 setting).\n\n\
-Settings come from --settings, the environment and -s, as for crawl; the \
-ones that keep or share a crawl (job_dir, frontier_dir, frontier_memory, \
-rerun_start_requests, checkpoint_*, redis, redis_*) never apply to one \
-request: refused with -s, left out (with an info line) when the file or \
-the environment sets them.")]
+",
+    one::one_request_settings!()))]
 pub(super) struct FetchArgs {
     /// The request.
     #[command(flatten)]

@@ -44,6 +44,19 @@ use crate::response::Response;
 use crate::settings::Settings;
 use crate::spider::{Failure, Output, Spider, StartRequests};
 
+/// The end of `fetch`'s and `css`'s help: which settings one request
+/// leaves out.
+macro_rules! one_request_settings {
+    () => {
+        "Settings come from --settings, the environment and -s, as for crawl; \
+the ones that keep or share a crawl (job_dir, frontier_dir, frontier_memory, \
+rerun_start_requests, checkpoint_*, redis, redis_*) never apply to one \
+request: refused with -s, left out (with an info line) when the file or \
+the environment sets them."
+    };
+}
+pub(super) use one_request_settings;
+
 /// How to make the request: the options `fetch` and `css` share.
 #[derive(clap::Args, Debug)]
 pub(super) struct RequestArgs {
