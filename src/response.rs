@@ -245,20 +245,6 @@ impl Response {
     pub fn content_length(&self) -> usize {
         self.body.len()
     }
-
-    /// Resolves `link` (relative or absolute) against this response's URL.
-    pub fn urljoin(&self, link: &str) -> Result<Url, Error> {
-        self.url.join(link).map_err(|e| {
-            Error::new(
-                Stage::Parse,
-                ErrorKind::InvalidUrl {
-                    input: crate::redact::text(link),
-                    reason: e.to_string(),
-                },
-            )
-            .with_url(&self.url)
-        })
-    }
 }
 
 /// How far into the body the `<meta>` prescan looks, as browsers do.
@@ -661,14 +647,5 @@ mod tests {
             response("{oops").envelope::<Value>().unwrap_err().kind(),
             ErrorKind::Json(_)
         ));
-    }
-
-    #[test]
-    fn urljoin_resolves_relative_links() {
-        let r = response("");
-        assert_eq!(
-            r.urljoin("./detail?id=1").unwrap().as_str(),
-            "http://h/a/detail?id=1"
-        );
     }
 }
