@@ -205,11 +205,10 @@ impl Response {
     /// The body parsed as JSON into `T`.
     ///
     /// Fails with [`ErrorKind::Json`] (stage `parse`, this response's URL)
-    /// when the body is not valid JSON of that shape.
+    /// when the body is not valid JSON of that shape; the `serde_json`
+    /// error, with its line and column, is the error's `source`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            Error::new(Stage::Parse, ErrorKind::Json(e.to_string())).with_url(&self.url)
-        })
+        serde_json::from_slice(&self.body).map_err(|e| Error::from(e).with_url(&self.url))
     }
 
     /// The `data` of a JSON envelope `{"status", "message", "data"}` whose
