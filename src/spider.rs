@@ -64,6 +64,13 @@ where
 /// `Send + Sync`.
 pub trait Spider: Send + Sync + 'static {
     /// Which parse callback a request wants; see the module docs.
+    ///
+    /// It must implement `Default`: a request made from a URL alone
+    /// (a start URL, [`Response::follow`], [`Request::get`]) gets the
+    /// default callback until [`Request::callback`] sets another. For an
+    /// enum, derive `Default` and mark the start pages' variant
+    /// `#[default]` (see [`Callback`] for an example); `()` suits a spider
+    /// with one parse function.
     type Callback: Callback;
 
     /// The spider's name, used in logs, stats and item metadata.
