@@ -230,7 +230,7 @@ impl Default for Config {
 ///
 /// ```
 /// use std::time::Duration;
-/// use spinneret::{Crawler, Error, Output, Request, Response, Spider, StartRequests};
+/// use spinneret::{start_urls, Crawler, Error, Output, Response, Spider, StartRequests};
 ///
 /// struct Docs;
 ///
@@ -238,7 +238,7 @@ impl Default for Config {
 ///     type Callback = ();
 ///     fn name(&self) -> &str { "docs" }
 ///     fn start_requests(&self) -> StartRequests<()> {
-///         Box::new(Request::get("https://docs.example/").into_iter())
+///         start_urls(["https://docs.example/"]).expect("valid start URLs")
 ///     }
 ///     fn parse(&self, _: (), _: &Response, _: &mut Output<()>) -> Result<(), Error> {
 ///         Ok(())

@@ -48,7 +48,7 @@ impl fmt::Display for Stage {
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A URL could not be parsed or has a scheme the crawler cannot fetch.
-    #[error("invalid URL {:?}: {reason}", crate::redact::text(input))]
+    #[error("invalid URL{}: {reason}", quoted_input(input))]
     InvalidUrl {
         /// The text that was given, user name and password masked.
         input: String,
@@ -105,9 +105,17 @@ pub enum ErrorKind {
     /// The server answered with a status the request does not allow.
     #[error("HTTP status {0} is not allowed for this request")]
     HttpStatus(u16),
-    /// A body was not the JSON the caller expected.
+    /// A body was not the JSON the caller expected. Made by `?` from a
+    /// `serde_json::Error`, it holds the kind of failure (`syntax error`,
+    /// `data of the wrong shape`, ...) and the error itself is the
+    /// [`source`](std::error::Error::source), with the line and column.
     #[error("invalid JSON: {0}")]
     Json(String),
+    /// Reading or writing a file (or another I/O resource) failed in user
+    /// code: what `?` makes of a [`std::io::Error`], which stays the
+    /// error's [`source`](std::error::Error::source).
+    #[error("I/O failed: {0}")]
+    Io(std::io::ErrorKind),
     /// A CSS selector given to a response helper could not be parsed.
     #[error("invalid CSS selector {selector:?}: {reason}")]
     Selector {
@@ -208,6 +216,12 @@ pub enum ErrorKind {
 
 /// The crate's error: a kind plus where it happened.
 ///
+/// `Display` shows the kind and the context; an error made from a
+/// lower-level one (`?` on a `serde_json`, `url` or `std::io` error) keeps
+/// it as its [`source`](std::error::Error::source), typed, for
+/// `downcast_ref`. The alternate form (`{:#}`) adds each source's text, as
+/// `anyhow` does; the crawl's log lines use it.
+///
 /// Boxed so that `Result<T, Error>` stays one word wide on the hot path.
 pub struct Error(Box<Inner>);
 
@@ -220,6 +234,9 @@ struct Inner {
     stage: Stage,
     /// Which attempt of the request failed (1 for the first), 0 if unknown.
     attempt: u32,
+    /// The lower-level error this one wraps, kept typed so it can be
+    /// downcast; its text is not part of this error's `Display`.
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -236,7 +253,20 @@ impl Error {
             url: None,
             stage,
             attempt: 0,
+            source: None,
         }))
+    }
+
+    /// An error of `kind` at `stage` caused by `source`, kept as this
+    /// error's [`source`](std::error::Error::source).
+    fn caused(
+        stage: Stage,
+        kind: ErrorKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let mut e = Self::new(stage, kind);
+        e.0.source = Some(Box::new(source));
+        e
     }
 
     /// A free-form failure reported by user code (spider, middleware,
@@ -297,6 +327,7 @@ impl Error {
             ErrorKind::ContentEncoding { .. } => "content_encoding",
             ErrorKind::HttpStatus(_) => "http_status",
             ErrorKind::Json(_) => "json",
+            ErrorKind::Io(_) => "io",
             ErrorKind::Selector { .. } => "selector",
             ErrorKind::Custom(_) => "custom",
             ErrorKind::Panic(_) => "panic",
@@ -323,7 +354,15 @@ impl fmt::Display for Error {
         if self.0.attempt > 0 {
             write!(f, ", attempt {}", self.0.attempt)?;
         }
-        f.write_str(")")
+        f.write_str(")")?;
+        if f.alternate() {
+            let mut source = std::error::Error::source(self);
+            while let Some(cause) = source {
+                write!(f, ": {cause}")?;
+                source = cause.source();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -338,9 +377,62 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The wrapped error, if any: never the [`ErrorKind`], whose text
+/// `Display` already shows (`anyhow` and `eyre` print each source after the
+/// error, so nothing is printed twice).
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0.kind)
+        match &self.0.source {
+            Some(source) => Some(&**source),
+            None => std::error::Error::source(&self.0.kind),
+        }
+    }
+}
+
+/// `?` on a `serde_json` error in a callback: [`ErrorKind::Json`] at
+/// [`Stage::Parse`], the JSON error as the source. Change the stage with
+/// [`Error::at`] where it happened elsewhere (a pipeline's).
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let what = match e.classify() {
+            Category::Syntax => "syntax error",
+            Category::Data => "data of the wrong shape",
+            Category::Eof => "unexpected end of input",
+            Category::Io => "reading failed",
+        };
+        Error::caused(Stage::Parse, ErrorKind::Json(what.into()), e)
+    }
+}
+
+/// `?` on a `url` parse error in a callback: [`ErrorKind::InvalidUrl`] at
+/// [`Stage::Parse`] (its `input` empty: the parser does not say which text
+/// it refused), the parse error as the source.
+impl From<url::ParseError> for Error {
+    fn from(e: url::ParseError) -> Self {
+        let kind = ErrorKind::InvalidUrl {
+            input: String::new(),
+            reason: "not a URL".into(),
+        };
+        Error::caused(Stage::Parse, kind, e)
+    }
+}
+
+/// `?` on an I/O error in a callback: [`ErrorKind::Io`] at [`Stage::Parse`],
+/// the I/O error as the source.
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::caused(Stage::Parse, ErrorKind::Io(e.kind()), e)
+    }
+}
+
+/// ` "input"` for an [`ErrorKind::InvalidUrl`]'s message, credentials
+/// masked; nothing when the input is not known.
+fn quoted_input(input: &str) -> String {
+    if input.is_empty() {
+        String::new()
+    } else {
+        format!(" {:?}", crate::redact::text(input))
     }
 }
 
@@ -382,5 +474,83 @@ mod tests {
         );
         assert_eq!(e.kind_name(), "http_status");
         assert_eq!(e.stage(), Stage::Download);
+    }
+
+    /// The error's text followed by each source's, as `anyhow` prints a
+    /// chain; fails if a source's text was already printed.
+    fn chain_without_repeats(e: &Error) -> String {
+        let mut printed = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            assert!(!printed.contains(&text), "{text:?} repeats {printed:?}");
+            printed = format!("{printed}: {text}");
+            source = cause.source();
+        }
+        printed
+    }
+
+    #[test]
+    fn a_plain_error_has_no_source_repeating_its_kind() {
+        let e = Error::new(Stage::Download, ErrorKind::HttpStatus(429));
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(
+            chain_without_repeats(&e),
+            "HTTP status 429 is not allowed for this request (stage download)"
+        );
+    }
+
+    #[test]
+    fn question_mark_keeps_a_json_error_typed_as_the_source() {
+        let cause = serde_json::from_str::<serde_json::Value>("{oops").unwrap_err();
+        let e = Error::from(cause);
+        assert_eq!((e.stage(), e.kind_name()), (Stage::Parse, "json"));
+        assert!(matches!(e.kind(), ErrorKind::Json(m) if m == "syntax error"));
+        let source = std::error::Error::source(&e).unwrap();
+        assert_eq!(
+            source.downcast_ref::<serde_json::Error>().unwrap().line(),
+            1
+        );
+        assert_eq!(
+            chain_without_repeats(&e),
+            "invalid JSON: syntax error (stage parse): key must be a string at line 1 column 2"
+        );
+        assert_eq!(format!("{e:#}"), chain_without_repeats(&e));
+    }
+
+    #[test]
+    fn question_mark_keeps_a_url_error_typed_as_the_source() {
+        let e = Error::from(Url::parse("/relative").unwrap_err());
+        assert_eq!((e.stage(), e.kind_name()), (Stage::Parse, "invalid_url"));
+        let source = std::error::Error::source(&e).unwrap();
+        assert_eq!(
+            source.downcast_ref::<url::ParseError>(),
+            Some(&url::ParseError::RelativeUrlWithoutBase)
+        );
+        assert_eq!(
+            chain_without_repeats(&e),
+            "invalid URL: not a URL (stage parse): relative URL without a base"
+        );
+    }
+
+    #[test]
+    fn question_mark_keeps_an_io_error_typed_as_the_source() {
+        let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "no file /x/y");
+        let e = Error::from(cause);
+        assert_eq!((e.stage(), e.kind_name()), (Stage::Parse, "io"));
+        assert!(matches!(
+            e.kind(),
+            ErrorKind::Io(std::io::ErrorKind::NotFound)
+        ));
+        let source = std::error::Error::source(&e).unwrap();
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().unwrap().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            format!("{e:#}"),
+            "I/O failed: entity not found (stage parse): no file /x/y"
+        );
+        chain_without_repeats(&e);
     }
 }

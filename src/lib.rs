@@ -9,7 +9,7 @@
 //! restart, pause, stop and finish.
 //!
 //! ```no_run
-//! use spinneret::{Crawler, Error, Output, Request, Response, Spider, StartRequests};
+//! use spinneret::{start_urls, Crawler, Error, Output, Response, Spider, StartRequests};
 //!
 //! struct Quotes;
 //!
@@ -17,10 +17,13 @@
 //!     type Callback = ();
 //!     fn name(&self) -> &str { "quotes" }
 //!     fn start_requests(&self) -> StartRequests<()> {
-//!         Box::new(Request::get("http://127.0.0.1:8080/").into_iter())
+//!         start_urls(["http://127.0.0.1:8080/"]).expect("valid start URLs")
 //!     }
 //!     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
 //!         out.item(serde_json::json!({"url": response.url.as_str(), "bytes": response.body.len()}));
+//!         for href in response.css_attr("a[rel=next]", "href")? {
+//!             out.request(response.follow(&href)?);
+//!         }
 //!         Ok(())
 //!     }
 //! }
@@ -154,7 +157,7 @@ pub use request::{Callback, Request};
 pub use response::{Response, ResponseMeta};
 pub use retry::RetryPolicy;
 pub use settings::Settings;
-pub use spider::{Failure, Output, Spider, StartRequests};
+pub use spider::{start_urls, Failure, Output, Spider, StartRequests};
 pub use state::CrawlState;
 pub use stats::{Counter, Stats, StatsSnapshot};
 

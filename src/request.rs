@@ -26,6 +26,36 @@ use crate::redact;
 ///
 /// Implemented for every type that qualifies; `()` is the callback type of a
 /// spider with a single parse function.
+///
+/// # Why `Default`
+///
+/// Every constructor that is given only a URL ([`Request::get`],
+/// [`Request::post`], [`Request::try_from_url`],
+/// [`Response::follow`](crate::Response::follow) and `follow_all`,
+/// [`start_urls`](crate::start_urls),
+/// [`LinkExtractor::requests`](crate::LinkExtractor::requests)) gives its
+/// request the callback type's default; [`Request::callback`] then picks
+/// another. So the type must have one: for an enum, derive `Default` and
+/// mark the variant that start requests and unnamed links go to with
+/// `#[default]`:
+///
+/// ```
+/// use spinneret::{Error, Request};
+///
+/// #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+/// enum Cb {
+///     /// Where a request that names no callback goes (start pages).
+///     #[default]
+///     List,
+///     Detail { id: u32 },
+/// }
+///
+/// let start: Request<Cb> = Request::get("https://shop.example/list")?;
+/// assert!(matches!(start.callback, Cb::List));
+/// let detail = Request::get("https://shop.example/item/7")?.callback(Cb::Detail { id: 7 });
+/// assert!(matches!(detail.callback, Cb::Detail { id: 7 }));
+/// # Ok::<(), Error>(())
+/// ```
 pub trait Callback:
     Serialize + DeserializeOwned + Clone + Default + fmt::Debug + Send + Sync + Unpin + 'static
 {

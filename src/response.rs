@@ -205,11 +205,10 @@ impl Response {
     /// The body parsed as JSON into `T`.
     ///
     /// Fails with [`ErrorKind::Json`] (stage `parse`, this response's URL)
-    /// when the body is not valid JSON of that shape.
+    /// when the body is not valid JSON of that shape; the `serde_json`
+    /// error, with its line and column, is the error's `source`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            Error::new(Stage::Parse, ErrorKind::Json(e.to_string())).with_url(&self.url)
-        })
+        serde_json::from_slice(&self.body).map_err(|e| Error::from(e).with_url(&self.url))
     }
 
     /// The `data` of a JSON envelope `{"status", "message", "data"}` whose
@@ -244,20 +243,6 @@ impl Response {
     /// The body length in bytes.
     pub fn content_length(&self) -> usize {
         self.body.len()
-    }
-
-    /// Resolves `link` (relative or absolute) against this response's URL.
-    pub fn urljoin(&self, link: &str) -> Result<Url, Error> {
-        self.url.join(link).map_err(|e| {
-            Error::new(
-                Stage::Parse,
-                ErrorKind::InvalidUrl {
-                    input: crate::redact::text(link),
-                    reason: e.to_string(),
-                },
-            )
-            .with_url(&self.url)
-        })
     }
 }
 
@@ -661,14 +646,5 @@ mod tests {
             response("{oops").envelope::<Value>().unwrap_err().kind(),
             ErrorKind::Json(_)
         ));
-    }
-
-    #[test]
-    fn urljoin_resolves_relative_links() {
-        let r = response("");
-        assert_eq!(
-            r.urljoin("./detail?id=1").unwrap().as_str(),
-            "http://h/a/detail?id=1"
-        );
     }
 }

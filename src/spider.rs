@@ -16,6 +16,47 @@ use crate::response::Response;
 /// The start requests of a crawl, pulled lazily as the queue has room.
 pub type StartRequests<C> = Box<dyn Iterator<Item = Request<C>> + Send>;
 
+/// Start requests for `urls`, GET each with the default callback, in order;
+/// or the first malformed URL as an error.
+///
+/// Every URL is checked before any request is made, so a typo is an
+/// [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl) (stage `setup`)
+/// that names it, never a crawl that silently starts from fewer pages (as
+/// `Box::new(Request::get(url).into_iter())` would). A URL must be `http` or
+/// `https` with a host.
+///
+/// In [`Spider::start_requests`], which cannot return an error, `expect` it:
+/// a panic there fails the crawl's start with the message (a
+/// [`ErrorKind::Panic`](crate::ErrorKind::Panic) naming the URL), before
+/// anything is fetched. Check the URLs earlier, where an error can be
+/// returned (a spider's constructor, a [`SpiderRegistry`](crate::SpiderRegistry)
+/// factory), when they come from the user.
+///
+/// ```
+/// use spinneret::{start_urls, Error, ErrorKind, StartRequests};
+///
+/// let starts: StartRequests<()> = start_urls(["https://a.example/", "https://b.example/x"])?;
+/// let urls: Vec<String> = starts.map(|r| r.url.to_string()).collect();
+/// assert_eq!(urls, ["https://a.example/", "https://b.example/x"]);
+///
+/// let typo = start_urls::<(), _, _>(["https://a.example/", "htps//b.example/"]);
+/// let Err(e) = typo else { panic!("a malformed URL was accepted") };
+/// assert!(matches!(e.kind(), ErrorKind::InvalidUrl { input, .. } if input == "htps//b.example/"));
+/// # Ok::<(), Error>(())
+/// ```
+pub fn start_urls<C, I, S>(urls: I) -> Result<StartRequests<C>, Error>
+where
+    C: Callback,
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let requests = urls
+        .into_iter()
+        .map(|url| Request::get(url.as_ref()))
+        .collect::<Result<Vec<Request<C>>, Error>>()?;
+    Ok(Box::new(requests.into_iter()))
+}
+
 /// A crawl's user code.
 ///
 /// Called from several actors (the scheduler pulls start requests, the
@@ -23,6 +64,13 @@ pub type StartRequests<C> = Box<dyn Iterator<Item = Request<C>> + Send>;
 /// `Send + Sync`.
 pub trait Spider: Send + Sync + 'static {
     /// Which parse callback a request wants; see the module docs.
+    ///
+    /// It must implement `Default`: a request made from a URL alone
+    /// (a start URL, [`Response::follow`], [`Request::get`]) gets the
+    /// default callback until [`Request::callback`] sets another. For an
+    /// enum, derive `Default` and mark the start pages' variant
+    /// `#[default]` (see [`Callback`] for an example); `()` suits a spider
+    /// with one parse function.
     type Callback: Callback;
 
     /// The spider's name, used in logs, stats and item metadata.
@@ -107,4 +155,31 @@ pub struct Failure<C> {
     pub error: Error,
     /// Which attempt failed (1 for the first).
     pub attempt: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, Stage};
+
+    #[test]
+    fn start_urls_makes_every_request_or_names_the_bad_url() {
+        let starts: Vec<Request<()>> = start_urls(vec![
+            String::from("http://a/"),
+            String::from("https://b/x?q=1"),
+        ])
+        .unwrap()
+        .collect();
+        let urls: Vec<&str> = starts.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(urls, ["http://a/", "https://b/x?q=1"]);
+        for bad in ["not a url", "ftp://a/", "http://"] {
+            let e = start_urls::<(), _, _>(["http://a/", bad]).err().unwrap();
+            assert_eq!(e.stage(), Stage::Setup, "{bad}");
+            assert!(
+                matches!(e.kind(), ErrorKind::InvalidUrl { input, .. } if input.contains(bad.trim_end_matches('/'))),
+                "{bad}: {e}"
+            );
+            assert!(e.to_string().contains(bad.trim_end_matches('/')), "{e}");
+        }
+    }
 }

@@ -94,7 +94,7 @@ impl<S: Spider> Handler<RequestFailed<S::Callback>> for ErrorHandler<S> {
             .add_named(&format!("request_failure_count/{}", error.kind_name()), 1);
         warn!(self.log, "request failed";
             "request_id" => %ctx.id, "url" => %crate::redact::Redacted(&ctx.request.url), "stage" => %error.stage(),
-            "attempt" => ctx.attempt, "error" => %error);
+            "attempt" => ctx.attempt, "error" => format!("{error:#}"));
         self.publish(&error);
         let id = ctx.id;
         let failure = Failure {
@@ -137,10 +137,10 @@ impl<S: Spider> Handler<Report> for ErrorHandler<S> {
             .unwrap_or_default();
         match msg.item {
             Some(item) => error!(self.log, "item failed";
-                "stage" => %msg.error.stage(), "url" => url, "error" => %msg.error,
+                "stage" => %msg.error.stage(), "url" => url, "error" => format!("{:#}", msg.error),
                 "item" => %item),
             None => error!(self.log, "failure";
-                "stage" => %msg.error.stage(), "url" => url, "error" => %msg.error),
+                "stage" => %msg.error.stage(), "url" => url, "error" => format!("{:#}", msg.error)),
         }
     }
 }

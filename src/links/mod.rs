@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod follow;
 mod scanner;
 
 use std::borrow::Cow;
@@ -277,12 +278,7 @@ impl LinkExtractor {
     /// Like [`LinkExtractor::extract`], over an already parsed document
     /// fetched from `page_url`.
     pub fn extract_from(&self, doc: &Html, page_url: &Url) -> Vec<Url> {
-        let selector = Selector::parse("base[href]").expect("a valid selector");
-        let base = doc
-            .select(&selector)
-            .next()
-            .and_then(|b| b.value().attr("href"));
-        let base = resolve_base(base, page_url);
+        let base = resolve_base(doc_base(doc), page_url);
         let hrefs = doc
             .root_element()
             .descendent_elements()
@@ -362,6 +358,14 @@ impl LinkExtractor {
         (self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(text)))
             && !self.deny.iter().any(|r| r.is_match(text))
     }
+}
+
+/// The `href` of a parsed page's first `<base href>`.
+fn doc_base(doc: &Html) -> Option<&str> {
+    let selector = Selector::parse("base[href]").expect("a valid selector");
+    doc.select(&selector)
+        .next()
+        .and_then(|b| b.value().attr("href"))
 }
 
 /// The URL relative links resolve against: the first `<base href>`

@@ -35,6 +35,7 @@ mod resume;
 mod robots;
 mod scale;
 mod shutdown;
+mod spider_api;
 mod spiders;
 mod start_on;
 mod trust;
