@@ -26,7 +26,7 @@ LAYERS = {
     # 4. the actors
     "actors": 4,
     # 5. assembly and API
-    "builder": 5, "launch": 5, "arbiter": 5, "handle": 5, "control": 5, "cli": 5, "registry": 5, "settings": 5, "": 5,
+    "builder": 5, "launch": 5, "arbiter": 5, "handle": 5, "control": 5, "cli": 5, "registry": 5, "settings": 5, "assertions": 5, "": 5,
 }
 
 

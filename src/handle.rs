@@ -186,31 +186,17 @@ impl CrawlHandle {
             .await
     }
 
-    /// Stops the crawl on SIGINT or SIGTERM: the first signal stops it
-    /// gracefully (in-flight requests drain), the second forces it. Call it
-    /// inside the actix system running the crawl; the library never
-    /// installs signal handlers unless asked.
+    /// Stops the crawl on SIGINT or SIGTERM (on Windows, Ctrl-C): the
+    /// first signal stops it gracefully (in-flight requests drain), the
+    /// second forces it. Call it inside the actix system running the
+    /// crawl; the library never installs signal handlers unless asked.
     pub fn stop_on_signals(&self) -> Result<(), Error> {
-        use actix_rt::signal::unix::{signal, SignalKind};
-        let setup = |e: std::io::Error| {
-            Error::new(
-                Stage::Setup,
-                ErrorKind::Custom(format!("signal handler: {e}")),
-            )
-        };
-        let mut term = signal(SignalKind::terminate()).map_err(setup)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
+        let mut signals = StopSignals::new()?;
         let handle = self.clone();
         actix_rt::spawn(async move {
-            loop {
-                let got =
-                    futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
-                let closed = match got {
-                    futures_util::future::Either::Left((s, _))
-                    | futures_util::future::Either::Right((s, _)) => s.is_none(),
-                };
-                if closed || handle.stop().await.is_err() {
-                    // Finished, or no more signals to wait for.
+            while signals.next().await {
+                if handle.stop().await.is_err() {
+                    // Finished: no more signals to wait for.
                     return;
                 }
             }
@@ -248,4 +234,57 @@ impl CrawlHandle {
 
 fn finished_error(message: &str) -> Error {
     Error::new(Stage::Control, ErrorKind::IllegalState(message.to_string()))
+}
+
+/// The signals that ask a process to stop: SIGTERM and SIGINT on Unix,
+/// Ctrl-C (and Ctrl-Break) elsewhere.
+pub(crate) struct StopSignals {
+    #[cfg(unix)]
+    term: actix_rt::signal::unix::Signal,
+    #[cfg(unix)]
+    int: actix_rt::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (inside a Tokio runtime).
+    pub(crate) fn new() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use actix_rt::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).map_err(signal_setup)?,
+                int: signal(SignalKind::interrupt()).map_err(signal_setup)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Waits for the next signal: true when one came, false when no more
+    /// can come.
+    pub(crate) async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            use futures_util::future::{select, Either};
+            let got = select(Box::pin(self.term.recv()), Box::pin(self.int.recv())).await;
+            let (Either::Left((signal, _)) | Either::Right((signal, _))) = got;
+            signal.is_some()
+        }
+        #[cfg(not(unix))]
+        match actix_rt::signal::ctrl_c().await {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("cannot wait for Ctrl-C: {e}");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn signal_setup(e: std::io::Error) -> Error {
+    Error::new(
+        Stage::Setup,
+        ErrorKind::Custom(format!("signal handler: {e}")),
+    )
 }

@@ -77,7 +77,9 @@
 //!    ([`CrawlHandle`]: pause, resume, stop, stats, events, join), `registry` ([`SpiderRegistry`]: spiders by name, each
 //!    a factory of a configured crawl), [`control`] (feature `control`, on
 //!    by default: the HTTP control API a host application mounts), `cli`
-//!    (feature `cli`: the `spinneret` command line).
+//!    (feature `cli`: the `spinneret` command line), `assertions`
+//!    (compile-time checks that the handle, settings, registry, control
+//!    API, builder and crawler are thread-safe).
 //!
 //! A spider or pipeline author needs only the names re-exported here; the
 //! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`],
@@ -89,6 +91,7 @@ mod accounting;
 mod actors;
 mod admission;
 mod arbiter;
+mod assertions;
 mod backoff;
 mod builder;
 #[cfg(feature = "cli")]

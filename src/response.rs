@@ -26,6 +26,8 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::redact;
 
 mod selector;
+// element_text serves the command line only.
+#[cfg_attr(not(feature = "cli"), allow(unused_imports))]
 pub(crate) use selector::{element_text, parse_selector};
 
 /// A downloaded answer.

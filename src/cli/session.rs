@@ -11,8 +11,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use futures_util::future::{select, Either};
-
 use super::outcome::{summary, Outcome};
 use super::output::{stdout_gone, stdout_is_gone, Feed};
 use super::progress::Progress;
@@ -106,22 +104,17 @@ fn stop_when_stdout_is_gone(crawl: &CrawlHandle) {
     });
 }
 
-/// Stops `crawl` on SIGINT or SIGTERM: the first gracefully (the requests
+/// Stops `crawl` on SIGINT or SIGTERM (on Windows, Ctrl-C): the first gracefully (the requests
 /// in flight finish, their items are written), the second at once. The
 /// flag turns true on the second.
 fn stop_on_signals(crawl: &CrawlHandle) -> Result<Arc<AtomicBool>, Error> {
-    use actix_rt::signal::unix::{signal, SignalKind};
-    let setup = |e: std::io::Error| Error::custom(crate::error::Stage::Setup, e.to_string());
-    let mut term = signal(SignalKind::terminate()).map_err(setup)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
+    let mut signals = crate::handle::StopSignals::new()?;
     let forced = Arc::new(AtomicBool::new(false));
     let (crawl, flag) = (crawl.clone(), forced.clone());
     actix_rt::spawn(async move {
         let mut first = true;
         loop {
-            let got = select(Box::pin(term.recv()), Box::pin(int.recv())).await;
-            let (Either::Left((signal, _)) | Either::Right((signal, _))) = got;
-            if signal.is_none() || crawl.is_finished() {
+            if !signals.next().await || crawl.is_finished() {
                 return;
             }
             if first {

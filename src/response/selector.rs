@@ -23,6 +23,7 @@ pub(crate) fn parse_selector(selector: &str) -> Result<Selector, ErrorKind> {
 /// An element's text: its descendant text nodes joined, each run of
 /// whitespace (line breaks included) made one space, trimmed; what a
 /// reader sees of it on one line.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn element_text(element: ElementRef<'_>) -> String {
     let text: String = element.text().collect();
     text.split_whitespace().collect::<Vec<_>>().join(" ")
