@@ -803,6 +803,43 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// filtered, the stats continue, and the start requests already
     /// consumed are skipped. One crawl at a time per directory. The default
     /// is none (nothing persisted).
+    ///
+    /// A crawl that survives being stopped: the first Ctrl-C stops it
+    /// gracefully (what is in flight finishes and is checkpointed), and
+    /// running the same program again carries on where it stopped. Once
+    /// it has finished, a run finds nothing left to do; remove the
+    /// directory to crawl afresh.
+    ///
+    /// ```no_run
+    /// use spinneret::{Crawler, Error};
+    /// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
+    /// # struct Archive;
+    /// # impl Spider for Archive {
+    /// #     type Callback = ();
+    /// #     fn name(&self) -> &str { "archive" }
+    /// #     fn start_requests(&self) -> StartRequests<()> {
+    /// #         start_urls(["https://archive.example/"]).expect("valid start URLs")
+    /// #     }
+    /// #     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+    /// #         out.item(serde_json::json!({ "url": response.url.as_str() }));
+    /// #         for href in response.css_attr("a", "href")? {
+    /// #             out.request(response.follow(&href)?);
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// #[actix::main]
+    /// async fn main() -> Result<(), Error> {
+    ///     let dir = std::env::temp_dir().join("archive-job");
+    ///     let crawl = Crawler::builder(Archive).job_dir(&dir).build()?.start()?;
+    ///     crawl.stop_on_signals()?;
+    ///     let stats = crawl.join().await?;
+    ///     // The counters continue across runs: this counts every run's pages.
+    ///     println!("{} pages", stats.get("downloader/response_count"));
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn job_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.settings.job_dir = Some(dir.into());
         self
@@ -857,6 +894,44 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// [`Crawler::start_async`]. Not with a job directory (Redis is the
     /// crawl's durable state) nor another queue or dupe back-end. The
     /// default is none (a crawl of this process alone).
+    ///
+    /// A worker: run the same program on as many machines as the crawl
+    /// needs; each takes requests from the shared queue until the whole
+    /// crawl is done, and a worker that dies leaves its requests to the
+    /// others.
+    ///
+    /// ```no_run
+    /// use spinneret::{Crawler, Error};
+    /// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
+    /// # struct Archive;
+    /// # impl Spider for Archive {
+    /// #     type Callback = ();
+    /// #     fn name(&self) -> &str { "archive" }
+    /// #     fn start_requests(&self) -> StartRequests<()> {
+    /// #         start_urls(["https://archive.example/"]).expect("valid start URLs")
+    /// #     }
+    /// #     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+    /// #         out.item(serde_json::json!({ "url": response.url.as_str() }));
+    /// #         for href in response.css_attr("a", "href")? {
+    /// #             out.request(response.follow(&href)?);
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// #[actix::main]
+    /// async fn main() -> Result<(), Error> {
+    ///     let crawl = Crawler::builder(Archive)
+    ///         .redis("redis://redis.internal:6379/0")
+    ///         .build()?
+    ///         .start_async()
+    ///         .await?;
+    ///     crawl.stop_on_signals()?;
+    ///     let mine = crawl.join().await?;
+    ///     println!("this worker fetched {} pages", mine.get("downloader/response_count"));
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn redis(self, url: impl Into<String>) -> Self {
         self.redis_options(RedisOptions::new(url))
     }

@@ -34,6 +34,61 @@ pub enum ResponseAction {
 }
 
 /// A download middleware.
+///
+/// One middleware that adds a header to every request, and one that asks
+/// again (three times at most) when a site answers 503 for maintenance:
+/// [`ResponseAction`] has no retry of its own, so it emits a copy of the
+/// request and drops the response, which is then never parsed.
+///
+/// ```
+/// use spinneret::{Crawler, DownloadMiddleware, Error, Request, RequestAction, Response, ResponseAction};
+/// # use spinneret::{start_urls, Output, Spider, StartRequests};
+/// # struct Api;
+/// # impl Spider for Api {
+/// #     type Callback = ();
+/// #     fn name(&self) -> &str { "api" }
+/// #     fn start_requests(&self) -> StartRequests<()> {
+/// #         start_urls(["https://api.example/items"]).expect("valid start URLs")
+/// #     }
+/// #     fn parse(&self, _: (), _: &Response, _: &mut Output<()>) -> Result<(), Error> { Ok(()) }
+/// # }
+///
+/// struct ApiKey(String);
+///
+/// impl DownloadMiddleware<()> for ApiKey {
+///     fn process_request(&self, request: &mut Request<()>, _: &mut Vec<Request<()>>) -> Result<RequestAction, Error> {
+///         request.headers.push(("x-api-key".into(), self.0.clone()));
+///         Ok(RequestAction::Continue)
+///     }
+/// }
+///
+/// struct Maintenance;
+///
+/// impl DownloadMiddleware<()> for Maintenance {
+///     fn process_response(
+///         &self,
+///         request: &Request<()>,
+///         response: &mut Response,
+///         emit: &mut Vec<Request<()>>,
+///     ) -> Result<ResponseAction, Error> {
+///         if response.status != 503 {
+///             return Ok(ResponseAction::Continue);
+///         }
+///         let tries = request.meta.get("maintenance_tries").and_then(|t| t.as_u64()).unwrap_or(0);
+///         if tries < 3 {
+///             emit.push(request.clone().meta("maintenance_tries", tries + 1).dont_filter());
+///         }
+///         Ok(ResponseAction::Drop(format!("503 (try {})", tries + 1)))
+///     }
+/// }
+///
+/// let crawler = Crawler::builder(Api)
+///     .middleware(ApiKey("secret".into()))
+///     .middleware(Maintenance)
+///     .build()?;
+/// # drop(crawler);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait DownloadMiddleware<C: Callback>: Send + Sync + 'static {
     /// A name for logs.
     fn name(&self) -> &str {

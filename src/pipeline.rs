@@ -52,6 +52,57 @@ pub enum Verdict {
 ///
 /// Futures need not be `Send`: the stage runs on one arbiter, so a pipeline
 /// may hold an `awc::Client` (create it in `open`).
+///
+/// A pipeline that drops products without a price and adds how many it
+/// dropped to the crawl's stats when it closes:
+///
+/// ```
+/// use std::sync::Arc;
+/// use spinneret::{async_trait, Crawler, Error, Item, ItemMeta, Pipeline, PipelineContext, Stats, Verdict};
+/// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
+/// # struct Shop;
+/// # impl Spider for Shop {
+/// #     type Callback = ();
+/// #     fn name(&self) -> &str { "shop" }
+/// #     fn start_requests(&self) -> StartRequests<()> {
+/// #         start_urls(["https://shop.example/"]).expect("valid start URLs")
+/// #     }
+/// #     fn parse(&self, _: (), _: &Response, _: &mut Output<()>) -> Result<(), Error> { Ok(()) }
+/// # }
+///
+/// #[derive(Default)]
+/// struct RequirePrice {
+///     stats: Option<Arc<Stats>>,
+///     dropped: u64,
+/// }
+///
+/// #[async_trait(?Send)]
+/// impl Pipeline for RequirePrice {
+///     async fn open(&mut self, ctx: &PipelineContext) -> Result<(), Error> {
+///         self.stats = Some(ctx.stats.clone());
+///         Ok(())
+///     }
+///
+///     async fn process_item(&mut self, item: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+///         if item.to_json()?.get("price").is_some_and(|p| !p.is_null()) {
+///             return Ok(Verdict::Keep);
+///         }
+///         self.dropped += 1;
+///         Ok(Verdict::Drop("no price".into()))
+///     }
+///
+///     async fn close(&mut self) -> Result<(), Error> {
+///         if let Some(stats) = &self.stats {
+///             stats.add_named("require_price/dropped", self.dropped);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let crawler = Crawler::builder(Shop).pipeline(RequirePrice::default()).build()?;
+/// # drop(crawler);
+/// # Ok::<(), Error>(())
+/// ```
 #[async_trait(?Send)]
 pub trait Pipeline: Send + 'static {
     /// A name for logs and stats.
