@@ -54,20 +54,41 @@ pub enum Verdict {
 /// may hold an `awc::Client` (create it in `open`).
 ///
 /// A pipeline that drops products without a price and adds how many it
-/// dropped to the crawl's stats when it closes:
+/// dropped to the crawl's stats when it closes (run here on a shop of one
+/// page listing two products, one without a price):
 ///
 /// ```
 /// use std::sync::Arc;
 /// use spinneret::{async_trait, Crawler, Error, Item, ItemMeta, Pipeline, PipelineContext, Stats, Verdict};
 /// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
-/// # struct Shop;
+/// # use std::io::{Read, Write};
+/// # struct Shop(String);
+/// # impl Shop {
+/// #     // A one-page shop on 127.0.0.1, listing one product without a price.
+/// #     fn serving_one_page() -> Shop {
+/// #         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// #         let url = format!("http://{}/", listener.local_addr().unwrap());
+/// #         std::thread::spawn(move || {
+/// #             for mut stream in listener.incoming().flatten() {
+/// #                 let mut buf = [0u8; 4096];
+/// #                 let _ = stream.read(&mut buf);
+/// #                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+/// #             }
+/// #         });
+/// #         Shop(url)
+/// #     }
+/// # }
 /// # impl Spider for Shop {
 /// #     type Callback = ();
 /// #     fn name(&self) -> &str { "shop" }
 /// #     fn start_requests(&self) -> StartRequests<()> {
-/// #         start_urls(["https://shop.example/"]).expect("valid start URLs")
+/// #         start_urls([self.0.as_str()]).expect("valid start URLs")
 /// #     }
-/// #     fn parse(&self, _: (), _: &Response, _: &mut Output<()>) -> Result<(), Error> { Ok(()) }
+/// #     fn parse(&self, _: (), _: &Response, out: &mut Output<()>) -> Result<(), Error> {
+/// #         out.item(serde_json::json!({ "name": "kettle", "price": 25 }));
+/// #         out.item(serde_json::json!({ "name": "teapot" }));
+/// #         Ok(())
+/// #     }
 /// # }
 ///
 /// #[derive(Default)]
@@ -99,9 +120,15 @@ pub enum Verdict {
 ///     }
 /// }
 ///
-/// let crawler = Crawler::builder(Shop).pipeline(RequirePrice::default()).build()?;
-/// # drop(crawler);
-/// # Ok::<(), Error>(())
+/// # #[actix::main]
+/// # async fn main() -> Result<(), Error> {
+/// # let shop = Shop::serving_one_page();
+/// let crawl = Crawler::builder(shop).pipeline(RequirePrice::default()).build()?.start()?;
+/// let stats = crawl.join().await?;
+/// assert_eq!(stats.get("item_scraped_count"), 1);
+/// assert_eq!(stats.get("require_price/dropped"), 1);
+/// # Ok(())
+/// # }
 /// ```
 #[async_trait(?Send)]
 pub trait Pipeline: Send + 'static {
