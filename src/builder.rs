@@ -803,6 +803,76 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// filtered, the stats continue, and the start requests already
     /// consumed are skipped. One crawl at a time per directory. The default
     /// is none (nothing persisted).
+    ///
+    /// A crawl that survives being stopped: run again, the same program
+    /// carries on where it stopped (run here on a local site of 201 pages,
+    /// each linking to the next). Once it has finished, a run finds
+    /// nothing left to do; remove the directory to crawl afresh.
+    ///
+    /// ```
+    /// use spinneret::{Crawler, Error};
+    /// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
+    /// # use std::io::{Read, Write};
+    /// # use std::sync::{atomic::{AtomicUsize, Ordering}, Arc};
+    /// # #[derive(Clone)]
+    /// # struct Archive(String);
+    /// # impl Archive {
+    /// #     // Pages /0 to /200 on 127.0.0.1, each linking to the next.
+    /// #     fn serving() -> (Archive, Arc<AtomicUsize>) {
+    /// #         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// #         let url = format!("http://{}/0", listener.local_addr().unwrap());
+    /// #         let hits = Arc::new(AtomicUsize::new(0));
+    /// #         let counted = hits.clone();
+    /// #         std::thread::spawn(move || {
+    /// #             for mut stream in listener.incoming().flatten() {
+    /// #                 counted.fetch_add(1, Ordering::SeqCst);
+    /// #                 let mut buf = [0u8; 4096];
+    /// #                 let len = stream.read(&mut buf).unwrap_or(0);
+    /// #                 let head = String::from_utf8_lossy(&buf[..len]).into_owned();
+    /// #                 let n: u32 = head.split(' ').nth(1).unwrap_or("/0")[1..].parse().unwrap_or(0);
+    /// #                 let body = if n < 200 { format!("<a href=\"/{}\">next</a>", n + 1) } else { String::new() };
+    /// #                 let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+    /// #                 let _ = stream.write_all(answer.as_bytes());
+    /// #             }
+    /// #         });
+    /// #         (Archive(url), hits)
+    /// #     }
+    /// # }
+    /// # impl Spider for Archive {
+    /// #     type Callback = ();
+    /// #     fn name(&self) -> &str { "archive" }
+    /// #     fn start_requests(&self) -> StartRequests<()> {
+    /// #         start_urls([self.0.as_str()]).expect("valid start URLs")
+    /// #     }
+    /// #     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+    /// #         for href in response.css_attr("a", "href")? {
+    /// #             out.request(response.follow(&href)?);
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # #[actix::main]
+    /// # async fn main() -> Result<(), Error> {
+    /// # let (archive, hits) = Archive::serving();
+    /// let dir = std::env::temp_dir().join("archive-job");
+    /// # let dir = std::env::temp_dir().join(format!("archive-job-{}", std::process::id()));
+    /// // The first run stops early (as a Ctrl-C, or `stop_on_signals`, would stop it)...
+    /// let first = Crawler::builder(archive.clone())
+    ///     .job_dir(&dir)
+    ///     .close_after_pages(3)
+    ///     .build()?
+    ///     .start()?
+    ///     .join()
+    ///     .await?;
+    /// assert!(first.get("downloader/response_count") < 201);
+    /// // ...the next run fetches only what is left; the counters continue.
+    /// let second = Crawler::builder(archive).job_dir(&dir).build()?.start()?.join().await?;
+    /// assert_eq!(second.get("downloader/response_count"), 201);
+    /// # assert_eq!(hits.load(Ordering::SeqCst), 201, "no page fetched twice");
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn job_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.settings.job_dir = Some(dir.into());
         self
@@ -857,6 +927,44 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// [`Crawler::start_async`]. Not with a job directory (Redis is the
     /// crawl's durable state) nor another queue or dupe back-end. The
     /// default is none (a crawl of this process alone).
+    ///
+    /// A worker: run the same program on as many machines as the crawl
+    /// needs; each takes requests from the shared queue until the whole
+    /// crawl is done, and a worker that dies leaves its requests to the
+    /// others.
+    ///
+    /// ```no_run
+    /// use spinneret::{Crawler, Error};
+    /// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
+    /// # struct Archive;
+    /// # impl Spider for Archive {
+    /// #     type Callback = ();
+    /// #     fn name(&self) -> &str { "archive" }
+    /// #     fn start_requests(&self) -> StartRequests<()> {
+    /// #         start_urls(["https://archive.example/"]).expect("valid start URLs")
+    /// #     }
+    /// #     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+    /// #         out.item(serde_json::json!({ "url": response.url.as_str() }));
+    /// #         for href in response.css_attr("a", "href")? {
+    /// #             out.request(response.follow(&href)?);
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// #[actix::main]
+    /// async fn main() -> Result<(), Error> {
+    ///     let crawl = Crawler::builder(Archive)
+    ///         .redis("redis://redis.internal:6379/0")
+    ///         .build()?
+    ///         .start_async()
+    ///         .await?;
+    ///     crawl.stop_on_signals()?;
+    ///     let mine = crawl.join().await?;
+    ///     println!("this worker fetched {} pages", mine.get("downloader/response_count"));
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn redis(self, url: impl Into<String>) -> Self {
         self.redis_options(RedisOptions::new(url))
     }

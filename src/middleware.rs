@@ -34,6 +34,97 @@ pub enum ResponseAction {
 }
 
 /// A download middleware.
+///
+/// One middleware that adds a header to every request, and one that asks
+/// again (three times at most) when a site answers 503 for maintenance:
+/// [`ResponseAction`] has no retry of its own, so it emits a copy of the
+/// request and drops the response, which is then never parsed. Run here
+/// on an API that wants the key and answers 503 twice:
+///
+/// ```
+/// use spinneret::{Crawler, DownloadMiddleware, Error, Request, RequestAction, Response, ResponseAction};
+/// # use spinneret::{start_urls, Output, Spider, StartRequests};
+/// # use std::io::{Read, Write};
+/// # struct Api(String);
+/// # impl Api {
+/// #     // An API on 127.0.0.1 that answers 401 without the key, and 503
+/// #     // to its first two requests.
+/// #     fn serving() -> Api {
+/// #         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// #         let url = format!("http://{}/items", listener.local_addr().unwrap());
+/// #         std::thread::spawn(move || {
+/// #             for (n, mut stream) in listener.incoming().flatten().enumerate() {
+/// #                 let mut buf = [0u8; 4096];
+/// #                 let len = stream.read(&mut buf).unwrap_or(0);
+/// #                 let head = String::from_utf8_lossy(&buf[..len]).to_lowercase();
+/// #                 let status = match () {
+/// #                     _ if !head.contains("x-api-key: secret") => "401 Unauthorized",
+/// #                     _ if n < 2 => "503 Service Unavailable",
+/// #                     _ => "200 OK",
+/// #                 };
+/// #                 let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+/// #                 let _ = stream.write_all(answer.as_bytes());
+/// #             }
+/// #         });
+/// #         Api(url)
+/// #     }
+/// # }
+/// # impl Spider for Api {
+/// #     type Callback = ();
+/// #     fn name(&self) -> &str { "api" }
+/// #     fn start_requests(&self) -> StartRequests<()> {
+/// #         start_urls([self.0.as_str()]).expect("valid start URLs")
+/// #     }
+/// #     fn parse(&self, _: (), response: &Response, out: &mut Output<()>) -> Result<(), Error> {
+/// #         out.item(serde_json::json!({ "status": response.status }));
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// struct ApiKey(String);
+///
+/// impl DownloadMiddleware<()> for ApiKey {
+///     fn process_request(&self, request: &mut Request<()>, _: &mut Vec<Request<()>>) -> Result<RequestAction, Error> {
+///         request.headers.push(("x-api-key".into(), self.0.clone()));
+///         Ok(RequestAction::Continue)
+///     }
+/// }
+///
+/// struct Maintenance;
+///
+/// impl DownloadMiddleware<()> for Maintenance {
+///     fn process_response(
+///         &self,
+///         request: &Request<()>,
+///         response: &mut Response,
+///         emit: &mut Vec<Request<()>>,
+///     ) -> Result<ResponseAction, Error> {
+///         if response.status != 503 {
+///             return Ok(ResponseAction::Continue);
+///         }
+///         let tries = request.meta.get("maintenance_tries").and_then(|t| t.as_u64()).unwrap_or(0);
+///         if tries < 3 {
+///             emit.push(request.clone().meta("maintenance_tries", tries + 1).dont_filter());
+///         }
+///         Ok(ResponseAction::Drop(format!("503 (try {})", tries + 1)))
+///     }
+/// }
+///
+/// # #[actix::main]
+/// # async fn main() -> Result<(), Error> {
+/// # let api = Api::serving();
+/// let crawl = Crawler::builder(api)
+///     .middleware(ApiKey("secret".into()))
+///     .middleware(Maintenance)
+///     .build()?
+///     .start()?;
+/// let stats = crawl.join().await?;
+/// // Two 503s dropped, then the page parsed.
+/// assert_eq!(stats.get("downloader/dropped"), 2);
+/// assert_eq!(stats.get("item_scraped_count"), 1);
+/// # Ok(())
+/// # }
+/// ```
 pub trait DownloadMiddleware<C: Callback>: Send + Sync + 'static {
     /// A name for logs.
     fn name(&self) -> &str {

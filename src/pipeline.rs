@@ -52,6 +52,84 @@ pub enum Verdict {
 ///
 /// Futures need not be `Send`: the stage runs on one arbiter, so a pipeline
 /// may hold an `awc::Client` (create it in `open`).
+///
+/// A pipeline that drops products without a price and adds how many it
+/// dropped to the crawl's stats when it closes (run here on a shop of one
+/// page listing two products, one without a price):
+///
+/// ```
+/// use std::sync::Arc;
+/// use spinneret::{async_trait, Crawler, Error, Item, ItemMeta, Pipeline, PipelineContext, Stats, Verdict};
+/// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
+/// # use std::io::{Read, Write};
+/// # struct Shop(String);
+/// # impl Shop {
+/// #     // A one-page shop on 127.0.0.1, listing one product without a price.
+/// #     fn serving_one_page() -> Shop {
+/// #         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// #         let url = format!("http://{}/", listener.local_addr().unwrap());
+/// #         std::thread::spawn(move || {
+/// #             for mut stream in listener.incoming().flatten() {
+/// #                 let mut buf = [0u8; 4096];
+/// #                 let _ = stream.read(&mut buf);
+/// #                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+/// #             }
+/// #         });
+/// #         Shop(url)
+/// #     }
+/// # }
+/// # impl Spider for Shop {
+/// #     type Callback = ();
+/// #     fn name(&self) -> &str { "shop" }
+/// #     fn start_requests(&self) -> StartRequests<()> {
+/// #         start_urls([self.0.as_str()]).expect("valid start URLs")
+/// #     }
+/// #     fn parse(&self, _: (), _: &Response, out: &mut Output<()>) -> Result<(), Error> {
+/// #         out.item(serde_json::json!({ "name": "kettle", "price": 25 }));
+/// #         out.item(serde_json::json!({ "name": "teapot" }));
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// #[derive(Default)]
+/// struct RequirePrice {
+///     stats: Option<Arc<Stats>>,
+///     dropped: u64,
+/// }
+///
+/// #[async_trait(?Send)]
+/// impl Pipeline for RequirePrice {
+///     async fn open(&mut self, ctx: &PipelineContext) -> Result<(), Error> {
+///         self.stats = Some(ctx.stats.clone());
+///         Ok(())
+///     }
+///
+///     async fn process_item(&mut self, item: &mut Item, _: &ItemMeta) -> Result<Verdict, Error> {
+///         if item.to_json()?.get("price").is_some_and(|p| !p.is_null()) {
+///             return Ok(Verdict::Keep);
+///         }
+///         self.dropped += 1;
+///         Ok(Verdict::Drop("no price".into()))
+///     }
+///
+///     async fn close(&mut self) -> Result<(), Error> {
+///         if let Some(stats) = &self.stats {
+///             stats.add_named("require_price/dropped", self.dropped);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # #[actix::main]
+/// # async fn main() -> Result<(), Error> {
+/// # let shop = Shop::serving_one_page();
+/// let crawl = Crawler::builder(shop).pipeline(RequirePrice::default()).build()?.start()?;
+/// let stats = crawl.join().await?;
+/// assert_eq!(stats.get("item_scraped_count"), 1);
+/// assert_eq!(stats.get("require_price/dropped"), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[async_trait(?Send)]
 pub trait Pipeline: Send + 'static {
     /// A name for logs and stats.

@@ -1,6 +1,7 @@
 //! Distributed crawls: many processes, one crawl, on Redis.
 //!
-//! Selected with [`CrawlerBuilder::redis`](crate::CrawlerBuilder::redis):
+//! Selected with [`CrawlerBuilder::redis`](crate::CrawlerBuilder::redis)
+//! (whose documentation shows a worker's program):
 //! the crawl's queue becomes a `RedisQueue` (a reliable queue: a worker
 //! takes requests under a lease and acknowledges them once their response
 //! is parsed, their children pushed and their items made durable by the
