@@ -9,6 +9,10 @@
 //! `--delay-ms N` every page is answered N milliseconds late (an async timer
 //! in the handler: the server's workers serve other requests meanwhile),
 //! which makes the crawl latency-bound, as on a real site, not CPU-bound.
+//! With `--shape real` the pages are shaped like a real documentation
+//! site's instead (same link graph; 16 KB to 1 MB, median about 21 KB, most
+//! bytes in inline script and style, 60 to 150 links, and markup that only
+//! looks like links, under `/trap/`, which the crawl must not follow).
 //!
 //! ```text
 //! # Serve the site in-process (127.0.0.1, ephemeral port, own thread and
@@ -23,6 +27,9 @@
 //! # its latency) until killed:
 //! cargo run --release --example bench -- --serve-only --port 18080 --pages 2000
 //! cargo run --release --example bench -- --serve-only --port 18080 --pages 2000 --delay-ms 20
+//!
+//! # Pages shaped like a real site's:
+//! cargo run --release --example bench -- --serve-only --port 18083 --pages 20000 --shape real
 //!
 //! # Crawl a site that is already running (same host only, every link):
 //! cargo run --release --example bench -- --url http://127.0.0.1:18080/
@@ -114,7 +121,7 @@ use spinneret::dedupe::DupeMode;
 use spinneret::{Counter, Crawler, Error, StatsSnapshot};
 use url::Url;
 
-use bench_site::{start_server, Site};
+use bench_site::{start_server, Shape, Site};
 use bench_spider::{peak_rss_mb, round, BenchSpider, CountItems, Mark, MARK_HEADER};
 
 /// Crawl a generated site (or a running one) and print one JSON line of
@@ -135,6 +142,11 @@ struct Args {
     /// (an async timer: it does not block the server's workers).
     #[arg(long, default_value_t = 0, conflicts_with = "url")]
     delay_ms: u64,
+    /// What the generated site's pages look like: `synthetic` (about 2 KB,
+    /// 10 links) or `real` (16 KB to 1 MB, mostly inline script and style,
+    /// 60 to 150 links, and markup that only looks like links).
+    #[arg(long, value_enum, default_value_t = Shape::Synthetic, conflicts_with = "url")]
+    shape: Shape,
     /// Crawl this already running site instead of serving one.
     #[arg(long)]
     url: Option<String>,
@@ -483,7 +495,7 @@ fn hrefs(html: &str) -> impl Iterator<Item = &str> {
 
 /// Crawls from `start` with no framework: one awc client, `concurrency`
 /// requests at once, a HashSet of seen URLs, a FIFO of URLs to fetch and an
-/// href scan of each body; same host only.
+/// href scan of each body; same host only, fragments dropped.
 async fn bare(start: Url, concurrency: usize) -> Bare {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -518,7 +530,10 @@ async fn bare(start: Url, concurrency: usize) -> Bare {
         };
         pages += 1;
         for href in hrefs(&String::from_utf8_lossy(&body)) {
-            let Ok(next) = url.join(href) else { continue };
+            let Ok(mut next) = url.join(href) else {
+                continue;
+            };
+            next.set_fragment(None);
             if next.host_str() == host.as_deref() && seen.insert(next.to_string()) {
                 todo.push_back(next);
             }
@@ -590,7 +605,9 @@ async fn main() -> ExitCode {
         return run(start, &args, None).await;
     }
 
-    let site = Arc::new(Site::new(args.pages, Duration::from_millis(args.delay_ms)));
+    let site = Arc::new(
+        Site::new(args.pages, Duration::from_millis(args.delay_ms)).with_shape(args.shape),
+    );
     let server = match start_server(site.clone(), args.port) {
         Ok(s) => s,
         Err(e) => return fail("cannot start the server", e),
@@ -598,8 +615,8 @@ async fn main() -> ExitCode {
 
     if args.serve_only {
         eprintln!(
-            "bench: serving {} pages at {}, each {} ms late",
-            args.pages, server.url, args.delay_ms
+            "bench: serving {} {:?} pages at {}, each {} ms late",
+            args.pages, args.shape, server.url, args.delay_ms
         );
         return match server.thread.join() {
             Ok(Ok(())) => ExitCode::SUCCESS,

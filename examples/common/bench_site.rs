@@ -17,6 +17,20 @@ use url::Url;
 
 use crate::bench_spider::MARK_HEADER;
 
+#[path = "real_page.rs"]
+pub mod real_page;
+
+/// What the generated pages look like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// About 2 KB of plain HTML with 10 links.
+    #[default]
+    Synthetic,
+    /// Shaped like a real documentation site's (`real_page`): 16 KB to
+    /// 1 MB, mostly inline script and style, 60 to 150 links.
+    Real,
+}
+
 /// Target size of a generated page, in bytes.
 const PAGE_BYTES: usize = 2048;
 /// Links on every generated page.
@@ -134,6 +148,8 @@ pub fn render_page(n: u64, pages: u64) -> String {
 /// What the server saw: which pages were fetched, and anything unexpected.
 pub struct Site {
     pub pages: u64,
+    /// What the pages look like.
+    pub shape: Shape,
     /// How late every page is answered.
     pub delay: Duration,
     /// One bit per page: fetched at least once.
@@ -152,6 +168,7 @@ impl Site {
     pub fn new(pages: u64, delay: Duration) -> Self {
         Site {
             pages,
+            shape: Shape::Synthetic,
             delay,
             seen: (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             repeats: AtomicU64::new(0),
@@ -159,6 +176,12 @@ impl Site {
             misses: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
         }
+    }
+
+    /// The same site with pages of this shape.
+    pub fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
     }
 
     fn record(&self, n: u64) {
@@ -243,7 +266,10 @@ async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(render_page(n, site.pages))
+        .body(match site.shape {
+            Shape::Synthetic => render_page(n, site.pages),
+            Shape::Real => real_page::render_real(n, site.pages),
+        })
 }
 
 /// A server running on its own thread with its own actix system.

@@ -255,7 +255,8 @@ impl LinkExtractor {
     /// Scans the body with `lol_html`'s streaming tokenizer, which looks
     /// only at the chosen tags, builds no tree, and reads the text of
     /// `script`, `style`, `title`, `textarea` and the like as text, as a
-    /// browser does, so markup inside them is not taken for links. Links
+    /// browser does, so markup inside them is not taken for links; nor is
+    /// anything inside a `<template>` (inert content). Links
     /// inside `<noscript>` are kept (its content is scanned as markup: a
     /// crawler runs no scripts). Attribute values are decoded as the HTML
     /// standard says (`&amp;` is `&`, `&copy=` stays). On a 2 KB page it
@@ -282,6 +283,7 @@ impl LinkExtractor {
         let hrefs = doc
             .root_element()
             .descendent_elements()
+            .filter(|el| !in_template(el))
             .map(|el| el.value())
             .filter(|el| self.tags.iter().any(|t| t == el.name()))
             .flat_map(|el| self.attrs.iter().filter_map(|attr| el.attr(attr)));
@@ -360,12 +362,21 @@ impl LinkExtractor {
     }
 }
 
-/// The `href` of a parsed page's first `<base href>`.
+/// The `href` of a parsed page's first `<base href>` outside templates.
 fn doc_base(doc: &Html) -> Option<&str> {
     let selector = Selector::parse("base[href]").expect("a valid selector");
     doc.select(&selector)
-        .next()
+        .find(|b| !in_template(b))
         .and_then(|b| b.value().attr("href"))
+}
+
+/// Whether `el` is inside a `<template>`, whose content is inert: a
+/// browser follows none of its links (the tree parser puts that content
+/// under the template element).
+fn in_template(el: &scraper::ElementRef<'_>) -> bool {
+    el.ancestors()
+        .filter_map(|node| node.value().as_element())
+        .any(|parent| parent.name() == "template")
 }
 
 /// The URL relative links resolve against: the first `<base href>`

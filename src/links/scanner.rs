@@ -3,15 +3,19 @@
 //!
 //! It runs `lol_html`'s streaming tokenizer over the text once, with a
 //! handler on the chosen tags that notes where each wanted attribute's
-//! value stands, one on the first `<base href>`, and one that scans the
-//! text of each `<noscript>` in turn as markup (a crawler runs no scripts).
+//! value stands, one on the first `<base href>`, one that scans the
+//! text of each `<noscript>` in turn as markup (a crawler runs no scripts),
+//! and one that counts the `<template>` elements open: a template's content
+//! is inert (a browser puts it in no document, follows none of its links
+//! and takes no `<base>` from it), so nothing inside one is kept.
 //! It builds no tree, copies no value of the page, and decodes character
 //! references only when a value is read ([`Found::hrefs`]). What the values
 //! mean (resolving, filtering, de-duplicating) is the parent module's job.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
+use std::rc::Rc;
 use std::sync::LazyLock;
 
 use lol_html::errors::RewritingError;
@@ -87,6 +91,8 @@ fn scan_into(
     found: &RefCell<Found>,
     page: bool,
 ) -> Result<(), RewritingError> {
+    // How many `<template>` elements are open where the scan stands.
+    let templates = Rc::new(Cell::new(0u32));
     // The page is written in one go, so the parsing buffer only ever
     // holds what is left unfinished at its end: no need to reserve the
     // default kilobyte for each page.
@@ -97,6 +103,9 @@ fn scan_into(
         settings = settings.append_element_content_handler((
             Cow::Borrowed(tags),
             ElementContentHandlers::default().element(|el: &mut Element| {
+                if templates.get() > 0 {
+                    return Ok(());
+                }
                 let mut found = found.borrow_mut();
                 for attr in attrs {
                     let Some(span) = attribute_span(el, html, attr) else {
@@ -116,20 +125,26 @@ fn scan_into(
     }
     // Selectors cost the scanner even where nothing matches (each is
     // compiled for every page, and checked at every tag), so those for
-    // `<base>` and `<noscript>` are left out of pages that cannot hold
-    // one: a start tag is `<` then its name, in any case, in the text
-    // as decoded, so a page without `<base` or `<noscript` has none.
-    let (base, noscript) = if page {
-        base_and_noscript(html)
-    } else {
-        (false, false)
-    };
-    if base {
+    // `<base>`, `<noscript>` and `<template>` are left out of pages that
+    // cannot hold one: a start tag is `<` then its name, in any case, in
+    // the text as decoded, so a page without `<base` has no `<base>`.
+    let Needed {
+        base,
+        noscript,
+        template,
+    } = needed(html);
+    if template {
+        settings = settings.append_element_content_handler((
+            Cow::Borrowed(&*TEMPLATE),
+            count_templates(templates.clone()),
+        ));
+    }
+    if base && page {
         settings = settings.append_element_content_handler((
             Cow::Borrowed(&*BASE),
             ElementContentHandlers::default().element(|el: &mut Element| {
                 let mut found = found.borrow_mut();
-                if found.base.is_none() {
+                if found.base.is_none() && templates.get() == 0 {
                     found.base = attribute_span(el, html, "href")
                         .map(|span| decode(&html[span]).into_owned());
                 }
@@ -137,10 +152,13 @@ fn scan_into(
             }),
         ));
     }
-    if noscript {
+    if noscript && page {
         settings = settings.append_element_content_handler((
             Cow::Borrowed(&*NOSCRIPT),
             ElementContentHandlers::default().text(|chunk: &mut TextChunk| {
+                if templates.get() > 0 {
+                    return Ok(());
+                }
                 found.borrow_mut().noscript.push_str(chunk.as_str());
                 if chunk.last_in_text_node() {
                     let inner = std::mem::take(&mut found.borrow_mut().noscript);
@@ -155,45 +173,75 @@ fn scan_into(
     rewriter.end()
 }
 
+/// Counts in `open` the `<template>` elements open where the scan stands.
+fn count_templates<'h>(open: Rc<Cell<u32>>) -> ElementContentHandlers<'h> {
+    ElementContentHandlers::default().element(move |el: &mut Element| {
+        open.set(open.get() + 1);
+        let closed = open.clone();
+        // A template's end tag closes it; one never closed holds the rest
+        // of the page, as the parser reads it.
+        el.on_end_tag(Box::new(move |_| {
+            closed.set(closed.get().saturating_sub(1));
+            Ok(())
+        }))
+    })
+}
+
 static BASE: LazyLock<Selector> = LazyLock::new(|| "base[href]".parse().expect("a valid selector"));
 static NOSCRIPT: LazyLock<Selector> =
     LazyLock::new(|| "noscript".parse().expect("a valid selector"));
+static TEMPLATE: LazyLock<Selector> =
+    LazyLock::new(|| "template".parse().expect("a valid selector"));
 
-/// Whether `html` may hold a `<base>` start tag, and a `<noscript>` one:
-/// whether it holds `<` followed by the name in any case (the tokenizer
-/// decodes nothing in tag names). Setting bit 5 of every byte lowercases
-/// the letters and leaves `<` as it is, so every real match survives (a
-/// few other bytes turn into `<` or letters: false positives only, which
-/// merely keep a selector).
-fn base_and_noscript(html: &str) -> (bool, bool) {
+/// Which of the optional handlers a text needs: those whose start tag it
+/// may hold.
+#[derive(Debug, PartialEq, Eq)]
+struct Needed {
+    base: bool,
+    noscript: bool,
+    template: bool,
+}
+
+/// Which of `<base`, `<noscript` and `<template` `html` holds, in any
+/// case (the tokenizer decodes nothing in tag names). Setting bit 5 of
+/// every byte lowercases the letters and leaves `<` as it is, so every real
+/// match survives (a few other bytes turn into `<` or letters: false
+/// positives only, which merely keep a selector).
+fn needed(html: &str) -> Needed {
     /// Bytes folded at a time, on the stack.
     const CHUNK: usize = 1024;
     /// Bytes a chunk repeats from the one before, so that a name cut in
-    /// two is still found: all of `<noscript` but one.
+    /// two is still found: all of the longest, `<template`, but one.
     const OVERLAP: usize = 8;
-    static FINDERS: LazyLock<[memmem::Finder<'static>; 2]> = LazyLock::new(|| {
+    static FINDERS: LazyLock<[memmem::Finder<'static>; 3]> = LazyLock::new(|| {
         [
             memmem::Finder::new(b"<base"),
             memmem::Finder::new(b"<noscript"),
+            memmem::Finder::new(b"<template"),
         ]
     });
-    let [base_finder, noscript_finder] = &*FINDERS;
     let bytes = html.as_bytes();
     let mut folded = [0u8; CHUNK + OVERLAP];
-    let (mut base, mut noscript) = (false, false);
+    let mut found = [false; 3];
     let mut start = 0;
-    while start < bytes.len() && !(base && noscript) {
+    while start < bytes.len() && !found.iter().all(|&f| f) {
         let end = (start + CHUNK).min(bytes.len());
         let chunk = &bytes[start.saturating_sub(OVERLAP)..end];
         for (to, from) in folded.iter_mut().zip(chunk) {
             *to = from | 0x20;
         }
         let folded = &folded[..chunk.len()];
-        base = base || base_finder.find(folded).is_some();
-        noscript = noscript || noscript_finder.find(folded).is_some();
+        for (found, finder) in found.iter_mut().zip(FINDERS.iter()) {
+            *found = *found || finder.find(folded).is_some();
+        }
         start = end;
     }
-    (base, noscript)
+    let [base, noscript, template] = found;
+    Needed {
+        base,
+        noscript,
+        template,
+    }
 }
 
 /// Where the value of `el`'s first attribute named `name` (ASCII, lower
@@ -229,21 +277,31 @@ fn decode(value: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
+    const ALL: Needed = Needed {
+        base: true,
+        noscript: true,
+        template: true,
+    };
+    const NONE: Needed = Needed {
+        base: false,
+        noscript: false,
+        template: false,
+    };
+
     #[test]
-    fn base_and_noscript_are_found_in_any_case_across_chunks() {
-        assert_eq!(base_and_noscript("<BASE href=x><noSCRIPT>"), (true, true));
-        assert_eq!(
-            base_and_noscript("<a href=base>noscript</a>"),
-            (false, false)
-        );
+    fn needed_tags_are_found_in_any_case_across_chunks() {
+        assert_eq!(needed("<BASE href=x><noSCRIPT><TempLate>"), ALL);
+        assert_eq!(needed("<a href=base>noscript template</a>"), NONE);
         // Across the chunks the page is folded in.
         for at in 1000..1040 {
             let mut html = " ".repeat(at);
             html.push_str("<NoScript>");
             html.push_str(&" ".repeat(1500));
             html.push_str("<bAsE>");
-            assert_eq!(base_and_noscript(&html), (true, true), "at {at}");
-            assert_eq!(base_and_noscript(&html[..at + 8]), (false, false));
+            html.push_str(&" ".repeat(at));
+            html.push_str("<TEMPLATE>");
+            assert_eq!(needed(&html), ALL, "at {at}");
+            assert_eq!(needed(&html[..at + 8]), NONE);
         }
     }
 }

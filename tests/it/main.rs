@@ -23,6 +23,7 @@ mod flask_target;
 mod html;
 mod limits;
 mod limits_close;
+mod links_real;
 mod log;
 mod many_hosts;
 mod pipelines;
@@ -39,3 +40,12 @@ mod spider_api;
 mod spiders;
 mod start_on;
 mod trust;
+
+// The `bench` example's generated site, whose real-shaped pages the link
+// extractor's tests read.
+#[path = "../../examples/common/bench_site.rs"]
+#[allow(dead_code)]
+mod bench_site;
+#[path = "../../examples/common/bench_spider.rs"]
+#[allow(dead_code)]
+mod bench_spider;
