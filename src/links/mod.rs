@@ -31,10 +31,14 @@
 //! ```
 
 mod follow;
+mod joins;
 mod scanner;
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::hash::BuildHasher;
+
+use hashbrown::hash_table::{Entry, HashTable};
+use hashbrown::DefaultHashBuilder;
 
 use lol_html::Selector as Scan;
 use regex::Regex;
@@ -298,14 +302,15 @@ impl LinkExtractor {
         base: &Url,
         page_url: &Url,
     ) -> Vec<Url> {
-        // Pages have tens of links: a scan of those kept is cheaper than
-        // hashing, until there are many.
-        let mut seen: HashSet<Url> = HashSet::new();
+        // Indexes into `links`, hashed by URL text: a page's links are
+        // de-duplicated without copying any of them.
+        let state = DefaultHashBuilder::default();
+        let mut seen: HashTable<usize> = HashTable::with_capacity(hrefs.size_hint().0);
         let mut links: Vec<Url> = Vec::with_capacity(hrefs.size_hint().0);
         for href in hrefs {
             // Unparseable hrefs are skipped: a page's typo must not fail
             // the whole callback.
-            let Ok(mut url) = base.join(href.as_ref()) else {
+            let Ok(mut url) = joins::join(base, href.as_ref()) else {
                 continue;
             };
             // This also drops javascript:, mailto:, tel:, data: and the
@@ -317,18 +322,16 @@ impl LinkExtractor {
             if !self.keeps(&url, page_url) {
                 continue;
             }
-            if links.len() < 64 {
-                if links.contains(&url) {
-                    continue;
-                }
-            } else {
-                if seen.is_empty() {
-                    seen.extend(links.iter().cloned());
-                }
-                if !seen.insert(url.clone()) {
-                    continue;
-                }
-            }
+            let hash = state.hash_one(url.as_str());
+            let entry = seen.entry(
+                hash,
+                |&i| links[i] == url,
+                |&i| state.hash_one(links[i].as_str()),
+            );
+            let Entry::Vacant(vacant) = entry else {
+                continue;
+            };
+            vacant.insert(links.len());
             links.push(url);
         }
         links

@@ -352,3 +352,26 @@ fn the_scan_finds_what_the_tree_parser_finds_on_tricky_pages() {
         }
     }
 }
+
+#[test]
+fn a_page_with_hundreds_of_links_keeps_each_once_in_order() {
+    let mut body = String::new();
+    for round in 0..3 {
+        for i in 0..150 {
+            // The same URL written three ways: relative, absolute and with
+            // a fragment.
+            let href = match round {
+                0 => format!("p{i}"),
+                1 => format!("http://h.test/dir/p{i}"),
+                _ => format!("/dir/p{i}#part"),
+            };
+            body.push_str(&format!("<a href=\"{href}\">{i}</a>\n"));
+        }
+    }
+    let r = page("http://h.test/dir/index", &body);
+    let links = strings(LinkExtractor::default().extract(&r));
+    let want: Vec<String> = (0..150)
+        .map(|i| format!("http://h.test/dir/p{i}"))
+        .collect();
+    assert_eq!(links, want);
+}
