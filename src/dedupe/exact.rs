@@ -52,6 +52,7 @@ impl ExactSet {
     }
 
     /// Whether `fp` is in the set.
+    #[cfg(test)]
     pub(crate) fn contains(&self, fp: Fingerprint) -> bool {
         self.shards[self.shard(fp)].binary_search(&fp).is_ok()
     }
