@@ -35,7 +35,8 @@
 //!   every request recorded with `bloom`; a base's store replaces it.
 //! - A record that cannot be read fails the whole replay, naming its
 //!   place (a dupe store that cannot be read fails it with its own
-//!   [`ErrorKind::DupeStoreCorrupt`] or [`ErrorKind::DupeStoreVersion`]):
+//!   [`DupeStoreCorrupt`](crate::ErrorKind::DupeStoreCorrupt) or
+//!   [`DupeStoreVersion`](crate::ErrorKind::DupeStoreVersion)):
 //!   skipping it would lose accepted requests or bring back completed
 //!   ones, and starting afresh would lose the whole job. (A torn last record never gets here: the journal cuts
 //!   it off on open.)
@@ -50,8 +51,6 @@ use super::{journal_error, BloomSizing, StartsState};
 use crate::context::Context;
 use crate::dedupe::MemoryDupe;
 use crate::error::Error;
-#[cfg(doc)]
-use crate::error::ErrorKind;
 use crate::events::ResumeInfo;
 use crate::fingerprint::fingerprint;
 use crate::request::Callback;
