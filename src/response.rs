@@ -174,8 +174,9 @@ impl Response {
     /// document order: all descendant text joined, untrimmed (the DOM's
     /// `textContent`).
     ///
-    /// Fails with [`ErrorKind::Selector`] (stage `parse`, this response's
-    /// URL) when `selector` is not valid CSS.
+    /// Fails with [`ErrorKind::Selector`](crate::ErrorKind::Selector)
+    /// (stage `parse`, this response's URL) when `selector` is not valid
+    /// CSS.
     pub fn css(&self, selector: &str) -> Result<Vec<String>, Error> {
         let selector = self.selector(selector)?;
         let doc = self.html();
@@ -206,9 +207,10 @@ impl Response {
 
     /// The body parsed as JSON into `T`.
     ///
-    /// Fails with [`ErrorKind::Json`] (stage `parse`, this response's URL)
-    /// when the body is not valid JSON of that shape; the `serde_json`
-    /// error, with its line and column, is the error's `source`.
+    /// Fails with [`ErrorKind::Json`](crate::ErrorKind::Json) (stage
+    /// `parse`, this response's URL) when the body is not valid JSON of that
+    /// shape; the `serde_json` error, with its line and column, is the
+    /// error's `source`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body).map_err(|e| Error::from(e).with_url(&self.url))
     }
