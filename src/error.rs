@@ -198,6 +198,40 @@ pub enum ErrorKind {
         /// The finish timeout.
         after: Duration,
     },
+    /// A job directory's saved dupe store (the Bloom filter and exact
+    /// fingerprint set its compacted checkpoint holds) is in a format
+    /// version this build does not read. The crawl does not start, and
+    /// nothing in the directory is changed.
+    #[error(
+        "saved dupe store{} is in format version {found}; this build reads versions 1 to \
+         {expected}. Resume the job with the release that wrote it, or start a fresh job \
+         directory",
+        in_file(path)
+    )]
+    DupeStoreVersion {
+        /// The job directory's journal it was read from (`None` when read
+        /// from bytes alone, `MemoryDupe::from_bytes`).
+        path: Option<std::path::PathBuf>,
+        /// The version the store's header names.
+        found: u32,
+        /// The newest version this build reads, the one it writes.
+        expected: u32,
+    },
+    /// A saved dupe store is cut short or inconsistent (what its format
+    /// checks: lengths, the filter's parameters, the exact set's order).
+    /// The crawl does not start, and nothing in the directory is changed.
+    #[error(
+        "saved dupe store{} cannot be read: {reason}. The job cannot resume from it; move \
+         the job directory aside to start a fresh one",
+        in_file(path)
+    )]
+    DupeStoreCorrupt {
+        /// The job directory's journal it was read from (`None` when read
+        /// from bytes alone).
+        path: Option<std::path::PathBuf>,
+        /// What was wrong, and where.
+        reason: String,
+    },
     /// Another crawl (in this process or another one) holds the job
     /// directory's lock: two crawls writing one directory would corrupt it.
     #[error(
@@ -339,6 +373,8 @@ impl Error {
             ErrorKind::BlockedAddress { .. } => "blocked_address",
             ErrorKind::JournalCorrupt { .. } => "journal_corrupt",
             ErrorKind::JobDirLocked { .. } => "job_dir_locked",
+            ErrorKind::DupeStoreVersion { .. } => "dupe_store_version",
+            ErrorKind::DupeStoreCorrupt { .. } => "dupe_store_corrupt",
             ErrorKind::PipelineCloseTimeout { .. } => "pipeline_close_timeout",
             ErrorKind::StreamToRefused { .. } => "stream_to_refused",
         }
@@ -434,6 +470,12 @@ fn quoted_input(input: &str) -> String {
     } else {
         format!(" {:?}", crate::redact::text(input))
     }
+}
+
+/// ` in FILE` for an error about something read from a file, when known.
+fn in_file(path: &Option<std::path::PathBuf>) -> String {
+    path.as_ref()
+        .map_or_else(String::new, |p| format!(" in {}", p.display()))
 }
 
 /// Turns a caught panic payload into a message.

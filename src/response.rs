@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::error::{Error, ErrorKind, Stage};
+use crate::error::{Error, Stage};
 use crate::redact;
 
 mod selector;
@@ -174,8 +174,9 @@ impl Response {
     /// document order: all descendant text joined, untrimmed (the DOM's
     /// `textContent`).
     ///
-    /// Fails with [`ErrorKind::Selector`] (stage `parse`, this response's
-    /// URL) when `selector` is not valid CSS.
+    /// Fails with [`ErrorKind::Selector`](crate::ErrorKind::Selector)
+    /// (stage `parse`, this response's URL) when `selector` is not valid
+    /// CSS.
     pub fn css(&self, selector: &str) -> Result<Vec<String>, Error> {
         let selector = self.selector(selector)?;
         let doc = self.html();
@@ -206,35 +207,12 @@ impl Response {
 
     /// The body parsed as JSON into `T`.
     ///
-    /// Fails with [`ErrorKind::Json`] (stage `parse`, this response's URL)
-    /// when the body is not valid JSON of that shape; the `serde_json`
-    /// error, with its line and column, is the error's `source`.
+    /// Fails with [`ErrorKind::Json`](crate::ErrorKind::Json) (stage
+    /// `parse`, this response's URL) when the body is not valid JSON of that
+    /// shape; the `serde_json` error, with its line and column, is the
+    /// error's `source`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body).map_err(|e| Error::from(e).with_url(&self.url))
-    }
-
-    /// The `data` of a JSON envelope `{"status", "message", "data"}` whose
-    /// `status` is 1 (the convention of this project's HTTP APIs).
-    ///
-    /// Malformed JSON, another status (its message quoted) or a missing
-    /// `data` is an error naming this response's URL.
-    pub fn envelope<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        #[derive(serde::Deserialize)]
-        struct Envelope<T> {
-            status: i64,
-            message: Option<String>,
-            data: Option<T>,
-        }
-        let env: Envelope<T> = self.json()?;
-        let fail = |m: String| Error::new(Stage::Parse, ErrorKind::Custom(m)).with_url(&self.url);
-        if env.status != 1 {
-            return Err(fail(format!(
-                "envelope status {} ({})",
-                env.status,
-                env.message.unwrap_or_default()
-            )));
-        }
-        env.data.ok_or_else(|| fail("envelope without data".into()))
     }
 
     /// A header's value as text, if present and printable.
@@ -430,6 +408,7 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn response(body: &'static str) -> Response {
         Response {
@@ -624,29 +603,5 @@ mod tests {
         let e = response("{not json").json::<Value>().unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::Json(_)));
         assert_eq!(e.url().unwrap().as_str(), "http://h/a/list");
-    }
-
-    #[test]
-    fn envelopes_give_their_data_or_a_clear_error() {
-        let ok = response(r#"{"status": 1, "message": "success", "data": [1, 2]}"#);
-        assert_eq!(ok.envelope::<Vec<u8>>().unwrap(), [1, 2]);
-        let refused = response(r#"{"status": 1005, "message": "bad_parameter: count"}"#);
-        let e = refused.envelope::<Value>().unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("envelope status 1005 (bad_parameter: count)"),
-            "{e}"
-        );
-        assert_eq!(e.url().unwrap().as_str(), "http://h/a/list");
-        let empty = response(r#"{"status": 1}"#);
-        assert!(empty
-            .envelope::<Value>()
-            .unwrap_err()
-            .to_string()
-            .contains("without data"));
-        assert!(matches!(
-            response("{oops").envelope::<Value>().unwrap_err().kind(),
-            ErrorKind::Json(_)
-        ));
     }
 }

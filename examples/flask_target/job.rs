@@ -26,6 +26,8 @@ use spinneret::{
     SpiderRegistry, Stage, StatsSnapshot,
 };
 
+use super::envelope;
+
 /// What the job needs to know.
 #[derive(Clone, Debug)]
 pub struct JobConfig {
@@ -74,14 +76,6 @@ impl Summary {
     pub fn ok(&self) -> bool {
         self.fed_back == self.tasks && self.tasks_failed == 0 && self.items_spilled == 0
     }
-}
-
-/// `{"status": 1, "data": …, "message": …}`.
-#[derive(Deserialize)]
-struct Envelope<T> {
-    status: i64,
-    data: Option<T>,
-    message: Option<String>,
 }
 
 /// One task as the service hands it out.
@@ -204,20 +198,7 @@ async fn fetch_tasks(cfg: &JobConfig, count: usize) -> Result<Vec<Task>, Error> 
         .body()
         .await
         .map_err(|e| Error::new(Stage::Setup, ErrorKind::Body(e.to_string())).with_url(&url))?;
-    let env: Envelope<Vec<Task>> = serde_json::from_slice(&body)
-        .map_err(|e| Error::new(Stage::Setup, ErrorKind::Json(e.to_string())).with_url(&url))?;
-    if env.status != 1 {
-        return Err(Error::custom(
-            Stage::Setup,
-            format!(
-                "tasks envelope status {} ({})",
-                env.status,
-                env.message.unwrap_or_default()
-            ),
-        )
-        .with_url(&url));
-    }
-    Ok(env.data.unwrap_or_default())
+    envelope::open(&body, Stage::Setup).map_err(|e| e.with_url(&url))
 }
 
 /// Crawls `crawl` with the job's settings and pipelines, and returns its

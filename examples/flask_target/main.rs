@@ -18,6 +18,7 @@
 //! It exits 0 when every task was crawled and fed back with nothing spilled,
 //! 1 otherwise (a failed task included).
 
+mod envelope;
 mod job;
 mod service;
 mod spiders;

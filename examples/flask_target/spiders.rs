@@ -13,6 +13,8 @@ use spinneret::{
     Crawler, Error, Output, Request, Response, Spider, SpiderArgs, SpiderRegistry, StartRequests,
 };
 
+use super::envelope;
+
 /// The list-then-details spider's name (the service's default
 /// `spiderName`).
 pub const LIST_DETAIL: &str = "test";
@@ -84,14 +86,14 @@ impl Spider for TaskSpider {
     fn parse(&self, page: Page, response: &Response, out: &mut Output<Page>) -> Result<(), Error> {
         match page {
             Page::List => {
-                let links: Vec<String> = response.envelope()?;
+                let links: Vec<String> = envelope::data(response)?;
                 for link in links {
                     let url = response.urljoin(&link)?;
                     out.request(Request::try_from_url(url)?.callback(Page::Detail));
                 }
             }
             Page::Detail => {
-                let d: Detail = response.envelope()?;
+                let d: Detail = envelope::data(response)?;
                 let id = match d.id {
                     Value::String(s) => s,
                     other => other.to_string(),

@@ -10,15 +10,13 @@
 //! growth room, plus 24 bytes per shard (a fifth of a byte per
 //! fingerprint).
 
-use serde::{Deserialize, Serialize};
-
 use crate::fingerprint::Fingerprint;
 
 /// Fingerprints per shard, on average, before every shard splits.
 pub(crate) const PER_SHARD: usize = 128;
 
 /// A set of fingerprints with exact answers (see the module docs).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub(crate) struct ExactSet {
     /// `1 << bits` shards, each sorted; shard `i` holds the fingerprints
     /// whose top `bits` bits are `i`.
@@ -29,7 +27,6 @@ pub(crate) struct ExactSet {
     len: usize,
     /// Fingerprints the shards have room for (kept as they grow, so the
     /// memory report is not a walk over every shard).
-    #[serde(skip)]
     room: usize,
 }
 
@@ -117,9 +114,28 @@ impl ExactSet {
         shard.swap(0, 1);
     }
 
-    /// Checks what deserialising cannot: the shard count matches `bits`,
-    /// each fingerprint is in its shard and in order, and `len` is right.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// The shards in order (their concatenation is sorted) and how many
+    /// top bits choose one: what a saved set holds.
+    pub(crate) fn shards(&self) -> (&[Vec<Fingerprint>], u32) {
+        (&self.shards, self.bits)
+    }
+
+    /// A set from saved shards, checked as [`validate`](Self::validate)
+    /// does: a damaged set is an error, never a set that answers wrongly.
+    pub(crate) fn from_shards(shards: Vec<Vec<Fingerprint>>, bits: u32) -> Result<Self, String> {
+        let set = ExactSet {
+            len: shards.iter().map(Vec::len).sum(),
+            room: shards.iter().map(Vec::capacity).sum(),
+            shards,
+            bits,
+        };
+        set.validate()?;
+        Ok(set)
+    }
+
+    /// Checks the set's invariants: the shard count matches `bits`, each
+    /// fingerprint is in its shard and in order, and `len` is right.
+    fn validate(&self) -> Result<(), String> {
         if self.bits > 40 || self.shards.len() != 1usize << self.bits {
             return Err(format!(
                 "{} shards for {} bits",
@@ -141,12 +157,6 @@ impl ExactSet {
             return Err(format!("{total} fingerprints, {} recorded", self.len));
         }
         Ok(())
-    }
-
-    /// Recounts the shards' room (after deserialising, which leaves it
-    /// out).
-    pub(crate) fn recount(&mut self) {
-        self.room = self.shards.iter().map(Vec::capacity).sum();
     }
 }
 

@@ -22,19 +22,26 @@
 //! its false positives drop new URLs, and the stats count the duplicates it
 //! answered unconfirmed and how many of them were likely new.
 //!
+//! A job directory saves the store ([`MemoryDupe::to_bytes`]) in a
+//! versioned format of this crate's (`format`): the filter's parameters
+//! and bits, and the exact set, with every length checked on read.
+//!
 //! A networked back-end (`RedisDupe`, see
 //! [`distributed`](crate::distributed)) plugs in behind the same trait.
 
 mod exact;
+mod format;
+
+use std::path::Path;
 
 use futures_util::future::ready;
 use probabilistic_collections::bloom::BloomFilter;
 use probabilistic_collections::SipHasherBuilder;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::queue::BackendFuture;
 use exact::ExactSet;
+use format::Refusal;
 
 // What a back-end stores, and how a request becomes one.
 pub use crate::fingerprint::{canonical_url, fingerprint, Fingerprint};
@@ -86,8 +93,11 @@ pub enum DupeMode {
     Probabilistic,
 }
 
+/// The SipHash seeds of every filter's two hashers: fixed, so a filter
+/// saved by one run answers the same in the next.
+const SEEDS: [(u64, u64); 2] = [(0x5eed_0001, 0x5eed_0002), (0x5eed_0003, 0x5eed_0004)];
+
 /// One Bloom filter stage.
-#[derive(Serialize, Deserialize)]
 struct BloomStage {
     filter: BloomFilter<Fingerprint>,
     /// Fingerprints it was sized for.
@@ -98,10 +108,7 @@ struct BloomStage {
 
 impl BloomStage {
     fn new(capacity: usize, rate: f64) -> Self {
-        let hashers = [
-            SipHasherBuilder::from_seed(0x5eed_0001, 0x5eed_0002),
-            SipHasherBuilder::from_seed(0x5eed_0003, 0x5eed_0004),
-        ];
+        let hashers = SEEDS.map(|(k0, k1)| SipHasherBuilder::from_seed(k0, k1));
         BloomStage {
             filter: BloomFilter::with_hashers(capacity, rate, hashers),
             capacity,
@@ -119,7 +126,6 @@ impl BloomStage {
 
 /// The in-memory store: a Bloom filter in stages, and in
 /// [`DupeMode::Exact`] an exact set behind it (see the module docs).
-#[derive(Serialize, Deserialize)]
 pub struct MemoryDupe {
     /// Oldest first; new fingerprints go to the last.
     stages: Vec<BloomStage>,
@@ -128,10 +134,8 @@ pub struct MemoryDupe {
     /// The exact set (none in probabilistic mode).
     exact: Option<ExactSet>,
     /// Counted since the last report.
-    #[serde(skip)]
     pending: DupeReport,
     /// `maybe_lost` not yet reported as a whole URL.
-    #[serde(skip)]
     lost_carry: f64,
 }
 
@@ -230,33 +234,61 @@ impl MemoryDupe {
         filters + self.exact.as_ref().map_or(0, ExactSet::heap_bytes)
     }
 
-    /// The store serialised (bincode), as a job directory stores it.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, bincode::Error> {
-        bincode::serialize(self)
+    /// A store of saved parts (nothing counted yet).
+    fn from_parts(stages: Vec<BloomStage>, rate: f64, exact: Option<ExactSet>) -> Self {
+        MemoryDupe {
+            stages,
+            rate,
+            exact,
+            pending: DupeReport::default(),
+            lost_carry: 0.0,
+        }
     }
 
-    /// A store from [`to_bytes`](Self::to_bytes), checked: an exact set
-    /// out of order or a stage count of zero is an error, not a filter
-    /// that answers wrongly.
+    /// The store saved, as a job directory's checkpoint holds it: a
+    /// versioned format of this crate's (its header, the filter's
+    /// parameters, its bits, the exact set), stable across releases.
+    ///
+    /// Fails with [`ErrorKind::Backend`] only if the Bloom filter's bits
+    /// cannot be read out of it.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        format::encode(self).map_err(|reason| {
+            Error::new(
+                Stage::Control,
+                ErrorKind::Backend(format!("the dupe store cannot be saved: {reason}")),
+            )
+        })
+    }
+
+    /// A store from [`to_bytes`](Self::to_bytes), or from the format of
+    /// earlier releases (version 1), checked: bytes that are cut short or
+    /// inconsistent (an exact set out of order, no filter stage) are
+    /// [`ErrorKind::DupeStoreCorrupt`], never a filter that answers
+    /// wrongly, and a format version this build does not read is
+    /// [`ErrorKind::DupeStoreVersion`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let mut store: MemoryDupe =
-            bincode::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
-        if store.stages.is_empty() {
-            return Err(corrupt("no Bloom filter stage".into()));
-        }
-        if let Some(exact) = store.exact.as_mut() {
-            exact.validate().map_err(corrupt)?;
-            exact.recount();
-        }
-        Ok(store)
+        format::decode(bytes).map_err(|r| refused(r, None))
+    }
+
+    /// As [`from_bytes`](Self::from_bytes), the error naming `file`, where
+    /// the bytes were read.
+    pub(crate) fn from_saved(bytes: &[u8], file: &Path) -> Result<Self, Error> {
+        format::decode(bytes).map_err(|r| refused(r, Some(file)))
     }
 }
 
-fn corrupt(reason: String) -> Error {
-    Error::new(
-        Stage::Setup,
-        ErrorKind::Config(format!("saved dupe store cannot be read: {reason}")),
-    )
+/// The error for saved bytes that cannot become a store.
+fn refused(refusal: Refusal, file: Option<&Path>) -> Error {
+    let path = file.map(Path::to_path_buf);
+    let kind = match refusal {
+        Refusal::Version(found) => ErrorKind::DupeStoreVersion {
+            path,
+            found,
+            expected: format::VERSION,
+        },
+        Refusal::Damaged(reason) => ErrorKind::DupeStoreCorrupt { path, reason },
+    };
+    Error::new(Stage::Setup, kind)
 }
 
 impl DupeBackend for MemoryDupe {
@@ -373,7 +405,13 @@ mod tests {
             b.insert_new(fp(i));
         }
         let bytes = b.to_bytes().unwrap();
-        assert!(MemoryDupe::from_bytes(&bytes[..bytes.len() / 2]).is_err());
+        let cut = MemoryDupe::from_bytes(&bytes[..bytes.len() / 2])
+            .err()
+            .unwrap();
+        assert!(
+            matches!(cut.kind(), ErrorKind::DupeStoreCorrupt { path: None, reason } if reason == "shard 3: 125, more than the 583 bytes left can hold"),
+            "{cut}"
+        );
         // Two fingerprints of the exact set swapped: out of order, caught.
         b.exact.as_mut().unwrap().swap_first_two();
         let err = MemoryDupe::from_bytes(&b.to_bytes().unwrap())

@@ -40,7 +40,7 @@
 //!   start requests were consumed, and the stats;
 //! - now and then a **base** record (compaction) that replaces the log: the
 //!   requests still pending, the dupe store (its Bloom filter stages and
-//!   exact fingerprint set, bincode), the start-request
+//!   exact fingerprint set, in the store's own versioned format), the start-request
 //!   position, the stats and how many requests completed in all.
 //!
 //! Replaying gives the pending requests (accepted, not completed: queued,
@@ -53,8 +53,12 @@
 //! after a crash, at most the requests in flight or completed after the
 //! last checkpoint are fetched again.
 //!
-//! Records are JSON (the contexts) plus bincode for the dupe store, one
-//! checksummed journal record each.
+//! Records are JSON (the contexts) plus the dupe store's versioned bytes
+//! ([`MemoryDupe::to_bytes`](crate::dedupe::MemoryDupe::to_bytes)), one
+//! checksummed journal record each. A job directory whose dupe store is in
+//! a format this build does not read, or damaged, fails to open with
+//! [`ErrorKind::DupeStoreVersion`] or [`ErrorKind::DupeStoreCorrupt`]: the
+//! crawl never starts afresh over an old job's state.
 
 mod lock;
 mod record;
@@ -436,6 +440,106 @@ mod tests {
         assert_eq!(urls(&r), ["http://h/a"]);
         assert_eq!((r.info.records, r.info.completed), (1, 0));
         assert!(r.info.dropped_bytes > 0);
+    }
+
+    /// A job directory as earlier releases left it, its dupe store in
+    /// format version 1: 30 requests (`http://h/0` to `/29`) accepted into
+    /// a store sized for 16 at 1 %, the first 20 completed, the start
+    /// requests exhausted, then compacted into one base record.
+    const V1_JOURNAL: &[u8] = include_bytes!("../../tests/fixtures/jobdir_v1/checkpoints.log");
+
+    fn v1_sizing() -> Option<BloomSizing> {
+        Some(BloomSizing {
+            capacity: 16,
+            rate: 0.01,
+            mode: DupeMode::Exact,
+        })
+    }
+
+    #[test]
+    fn a_job_directory_of_an_earlier_release_resumes_and_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("checkpoints.log"), V1_JOURNAL).unwrap();
+        let all: Vec<_> = (0..31).map(|i| ctx(&format!("http://h/{i}"))).collect();
+        let want: Vec<String> = (20..30).map(|i| format!("http://h/{i}")).collect();
+        {
+            let (mut store, restored) = JobDir::<Cb>::open(dir.path(), v1_sizing(), log()).unwrap();
+            let mut r = restored.unwrap();
+            assert_eq!(urls(&r), want);
+            assert_eq!((r.info.completed, r.info.starts_pulled), (20, 30));
+            assert!(r.info.starts_exhausted);
+            let bloom = r.bloom.as_mut().unwrap();
+            assert_eq!(bloom.added(), 30);
+            assert!(all[..30]
+                .iter()
+                .all(|c| !bloom.insert_new(fingerprint(&c.request))));
+            assert!(bloom.insert_new(fingerprint(&all[30].request)));
+            store
+                .write(delta(vec![(all[30].clone(), true)], Vec::new(), 30))
+                .unwrap();
+            // Compaction writes the store in today's format.
+            assert!(store.compact());
+        }
+        let journal = std::fs::read(dir.path().join("checkpoints.log")).unwrap();
+        assert!(journal.windows(4).any(|w| w == b"SPDS"), "version 2 now");
+        let (_, restored) = JobDir::<Cb>::open(dir.path(), v1_sizing(), log()).unwrap();
+        let mut r = restored.unwrap();
+        assert_eq!(r.info.pending, 11);
+        let bloom = r.bloom.as_mut().unwrap();
+        assert_eq!(bloom.added(), 31);
+        assert!(all
+            .iter()
+            .all(|c| !bloom.insert_new(fingerprint(&c.request))));
+    }
+
+    #[test]
+    fn a_dupe_store_of_an_unknown_version_refuses_the_start_and_keeps_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("checkpoints.log");
+        {
+            let (mut store, _) = JobDir::<Cb>::open(dir.path(), v1_sizing(), log()).unwrap();
+            store.compact_min = 1;
+            let added = vec![(ctx("http://h/a"), true)];
+            assert!(store.write(delta(added, Vec::new(), 1)).unwrap().compacted);
+        }
+        // The store follows the base record's JSON; its version field
+        // follows the "SPDS" magic. The journal's checksum is redone so
+        // the record itself is sound.
+        let (mut j, records) = Journal::open(dir.path()).unwrap();
+        let mut base = records[0].clone();
+        let at = base.windows(4).position(|w| w == b"SPDS").unwrap() + 4;
+        base[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
+        j.replace(&base).unwrap();
+        drop(j);
+        let before = std::fs::read(&journal).unwrap();
+        let err = JobDir::<Cb>::open(dir.path(), v1_sizing(), log())
+            .err()
+            .expect("an unknown store version must fail the open");
+        match err.kind() {
+            ErrorKind::DupeStoreVersion {
+                path,
+                found,
+                expected,
+            } => {
+                assert_eq!(path.as_deref(), Some(journal.as_path()));
+                assert_eq!((*found, *expected), (9, 2));
+            }
+            other => panic!("{other}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "saved dupe store in {} is in format version 9; this build reads versions 1 to 2",
+                journal.display()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("start a fresh job directory"), "{text}");
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            before,
+            "nothing discarded"
+        );
     }
 
     #[test]

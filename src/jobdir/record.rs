@@ -12,11 +12,13 @@
 //!
 //! ```text
 //! delta: b'D' [JSON {added: [{ctx, bloom?}], done: [id], starts, stats}]
-//! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats}] [dupe store, bincode]
+//! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats}] [dupe store]
 //! ```
 //!
-//! `bloom` is left out when false; the dupe store's bytes are empty when
-//! the crawl does not use the built-in one. The JSON field names are part
+//! `bloom` is left out when false. The dupe store's bytes are
+//! [`MemoryDupe::to_bytes`]' versioned format (a base written by an earlier
+//! release, in its version 1, still reads), or empty when the crawl does
+//! not use the built-in store. The JSON field names are part
 //! of the format: renaming one makes earlier job directories unreadable.
 //!
 //! # Replay rules
@@ -32,8 +34,11 @@
 //! - The dupe store (Bloom filter and exact set) gets the fingerprint of
 //!   every request recorded with `bloom`; a base's store replaces it.
 //! - A record that cannot be read fails the whole replay, naming its
-//!   place: skipping it would lose accepted requests or bring back
-//!   completed ones. (A torn last record never gets here: the journal cuts
+//!   place (a dupe store that cannot be read fails it with its own
+//!   [`DupeStoreCorrupt`](crate::ErrorKind::DupeStoreCorrupt) or
+//!   [`DupeStoreVersion`](crate::ErrorKind::DupeStoreVersion)):
+//!   skipping it would lose accepted requests or bring back completed
+//!   ones, and starting afresh would lose the whole job. (A torn last record never gets here: the journal cuts
 //!   it off on open.)
 
 use std::collections::HashMap;
@@ -144,6 +149,15 @@ struct BaseRecord<C> {
     stats: Option<StatsSnapshot>,
 }
 
+/// Why a record cannot be applied.
+enum Unreadable {
+    /// The record itself (its tag, length or JSON), as said: replay names
+    /// its place.
+    Record(String),
+    /// The dupe store a base record holds: its own error, naming the file.
+    Store(Error),
+}
+
 /// A journal replayed: the crawl's state at its last checkpoint.
 pub(super) struct Replayed<C> {
     /// Pending requests by id, with their first arrival order.
@@ -185,12 +199,12 @@ impl<C: Callback> Replayed<C> {
         }
     }
 
-    /// Applies one record.
-    fn apply(&mut self, payload: &[u8]) -> Result<(), String> {
+    /// Applies one record read from the journal `path`.
+    fn apply(&mut self, payload: &[u8], path: &Path) -> Result<(), Unreadable> {
         match payload.split_first() {
             Some((&DELTA, json)) => {
-                let delta: DeltaRecord<C> =
-                    serde_json::from_slice(json).map_err(|e| format!("delta record: {e}"))?;
+                let delta: DeltaRecord<C> = serde_json::from_slice(json)
+                    .map_err(|e| Unreadable::Record(format!("delta record: {e}")))?;
                 for a in delta.added {
                     if a.bloom {
                         if let Some(bloom) = self.bloom.as_mut() {
@@ -211,14 +225,14 @@ impl<C: Callback> Replayed<C> {
             Some((&BASE, rest)) => {
                 let (len, rest) = rest
                     .split_first_chunk::<8>()
-                    .ok_or("base record cut short")?;
+                    .ok_or(Unreadable::Record("base record cut short".into()))?;
                 let len = usize::try_from(u64::from_le_bytes(*len))
                     .ok()
                     .filter(|&n| n <= rest.len())
-                    .ok_or("base record length out of range")?;
+                    .ok_or(Unreadable::Record("base record length out of range".into()))?;
                 let (json, bloom) = rest.split_at(len);
-                let base: BaseRecord<C> =
-                    serde_json::from_slice(json).map_err(|e| format!("base record: {e}"))?;
+                let base: BaseRecord<C> = serde_json::from_slice(json)
+                    .map_err(|e| Unreadable::Record(format!("base record: {e}")))?;
                 self.pending.clear();
                 self.arrival = 0;
                 for ctx in base.pending {
@@ -228,11 +242,12 @@ impl<C: Callback> Replayed<C> {
                 self.starts = base.starts;
                 self.stats = base.stats;
                 if self.bloom.is_some() && !bloom.is_empty() {
-                    self.bloom = Some(MemoryDupe::from_bytes(bloom).map_err(|e| e.to_string())?);
+                    let store = MemoryDupe::from_saved(bloom, path).map_err(Unreadable::Store)?;
+                    self.bloom = Some(store);
                 }
                 Ok(())
             }
-            _ => Err("unknown record type".into()),
+            _ => Err(Unreadable::Record("unknown record type".into())),
         }
     }
 
@@ -262,7 +277,7 @@ impl<C: Callback> Replayed<C> {
         })
         .map_err(|e| e.to_string())?;
         let bloom = match &self.bloom {
-            Some(b) => b.to_bytes().map_err(|e| e.to_string())?,
+            Some(b) => b.to_bytes().map_err(|e| e.kind().to_string())?,
             None => Vec::new(),
         };
         let mut out = Vec::with_capacity(9 + json.len() + bloom.len());
@@ -281,17 +296,20 @@ impl<C: Callback> Replayed<C> {
     ) -> Result<Self, Error> {
         let mut state = Replayed::new(sizing)?;
         for (i, r) in records.iter().enumerate() {
-            state.apply(r).map_err(|reason| {
-                journal_error(
-                    path,
-                    format!(
-                        "record {} of {} cannot be read ({reason}); was the job directory \
+            state
+                .apply(r, path)
+                .map_err(|unreadable| match unreadable {
+                    Unreadable::Record(reason) => journal_error(
+                        path,
+                        format!(
+                            "record {} of {} cannot be read ({reason}); was the job directory \
                          written by another spider or version?",
-                        i + 1,
-                        records.len()
+                            i + 1,
+                            records.len()
+                        ),
                     ),
-                )
-            })?;
+                    Unreadable::Store(e) => e,
+                })?;
         }
         Ok(state)
     }

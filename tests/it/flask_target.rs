@@ -1,6 +1,8 @@
 //! The flask_target example's job against its embedded service (with
 //! injected faults) and against the real Flask app.
 
+#[path = "../../examples/flask_target/envelope.rs"]
+mod envelope;
 #[allow(dead_code)]
 #[path = "../../examples/flask_target/job.rs"]
 mod job;
