@@ -137,7 +137,9 @@ pub use async_trait::async_trait;
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
 pub use encoding_rs;
-pub use scraper;
+// The parsed page `Response::html` returns and what selecting on it needs;
+// only these, so that the rest of scraper stays out of our API.
+pub use scraper::{ElementRef, Html, Selector};
 
 pub use backoff::Backoff;
 pub use builder::{Crawler, CrawlerBuilder, ThreadLayout};
