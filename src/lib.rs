@@ -63,7 +63,8 @@
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),
-//!    [`distributed`] (the Redis queue, dupe filter and membership).
+//!    [`distributed`] (feature `distributed`: the Redis queue, dupe filter
+//!    and membership).
 //! 3. The protocol. `messages` (every message the actors exchange) and
 //!    `accounting` (how the crawl knows it is finished).
 //! 4. The actors, one file each under `actors/`: engine, scheduler (a
@@ -82,10 +83,13 @@
 //!    API, builder and crawler are thread-safe).
 //!
 //! A spider or pipeline author needs only the names re-exported here; the
-//! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`],
-//! [`control`] and `cli` (feature `cli`) are public for what they hold.
+//! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`] (feature
+//! `distributed`), [`control`] and `cli` (feature `cli`) are public for
+//! what they hold.
 
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`) marks what each feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accounting;
 mod actors;
@@ -95,11 +99,15 @@ mod assertions;
 mod backoff;
 mod builder;
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod context;
 #[cfg(feature = "control")]
+#[cfg_attr(docsrs, doc(cfg(feature = "control")))]
 pub mod control;
 pub mod dedupe;
+#[cfg(feature = "distributed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub mod distributed;
 mod error;
 mod events;
@@ -144,6 +152,8 @@ pub use scraper::{ElementRef, Html, Selector};
 pub use backoff::Backoff;
 pub use builder::{Crawler, CrawlerBuilder, ThreadLayout};
 pub use context::Context;
+#[cfg(feature = "distributed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub use distributed::RedisOptions;
 pub use error::{Error, ErrorKind, Stage};
 pub use events::{CheckpointInfo, CrawlEvent, ResumeInfo};
