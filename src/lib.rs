@@ -69,7 +69,8 @@
 //!    `accounting` (how the crawl knows it is finished).
 //! 4. The actors, one file each under `actors/`: engine, scheduler (a
 //!    folder: one file per job), cache_queue, pool, downloader, dupefilter,
-//!    parser, pipeline_stage, error_handler, job_store, coordinator.
+//!    parser, pipeline_stage, error_handler, job_store, coordinator (feature
+//!    `distributed`).
 //! 5. Assembly and API. `builder` ([`CrawlerBuilder`]: configuration and
 //!    its defaults), `settings` ([`Settings`]: the builder's settings as
 //!    data, read from a TOML file, the environment and `KEY=VALUE` pairs),
