@@ -7,11 +7,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use scraper::Html;
 use spinneret::dedupe::{canonical_url, fingerprint};
 use spinneret::dedupe::{DupeMode, MemoryDupe};
 use spinneret::queue::{MemoryQueue, SlotAllowance};
-use spinneret::{Context, LinkExtractor, Request, Response, ResponseMeta};
+use spinneret::{Context, Html, LinkExtractor, Request, Response, ResponseMeta};
 use url::Url;
 
 /// A page like the bench site's: about 2 KB, ten links.

@@ -10,7 +10,7 @@
 //! # A site to crawl (the bench's generated site, 20 ms per page):
 //! cargo run --release --example bench -- --serve-only --port 18080 --pages 10000 --delay-ms 20
 //! # Three workers (in three shells, or on three machines):
-//! cargo run --release --example distributed -- --redis redis://127.0.0.1:6379/ --url http://127.0.0.1:18080/
+//! cargo run --release --features distributed --example distributed -- --redis redis://127.0.0.1:6379/ --url http://127.0.0.1:18080/
 //! {"pages":3342,"seconds":3.912,"pages_per_sec":854.3,"peak_rss_mb":21.7,"crawl_pages":10000,"crawl_pages_per_sec":2556.2,"finish_reason":"finished"}
 //! ```
 //!

@@ -39,12 +39,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use clap::Parser;
-use scraper::{Html, Selector};
 use serde_json::{json, Value};
 use slog::{o, Drain, Logger};
 use spinneret::control::ControlApi;
 use spinneret::{
-    Crawler, Error, Output, Request, Response, Spider, SpiderArgs, SpiderRegistry, StartRequests,
+    Crawler, Error, Html, Output, Request, Response, Selector, Spider, SpiderArgs, SpiderRegistry,
+    StartRequests,
 };
 
 /// A crawl service driven over HTTP.

@@ -22,6 +22,7 @@ use slog::Logger;
 use crate::actors::engine::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FINISH_TIMEOUT};
 use crate::actors::scheduler::SchedulerConfig;
 use crate::dedupe::{DupeBackend, DupeMode, MemoryDupe};
+#[cfg(feature = "distributed")]
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::http::cookies::CookieLimits;
@@ -159,6 +160,7 @@ pub(crate) struct Config {
     /// Whether a resumed job pulls its start requests again from the first.
     pub rerun_start_requests: bool,
     /// The Redis of a distributed crawl; `None`: this process alone.
+    #[cfg(feature = "distributed")]
     pub redis: Option<RedisOptions>,
     /// When the crawl stops early (items, pages, errors, time, memory);
     /// handed to the Engine whole (its own `Default` holds those defaults).
@@ -209,6 +211,7 @@ impl Default for Config {
             frontier_dir: None,
             checkpoints: CheckpointPolicy::default(),
             rerun_start_requests: false,
+            #[cfg(feature = "distributed")]
             redis: None,
             limits: Limits::default(),
             cross_origin_headers: crate::redirect::DEFAULT_CROSS_ORIGIN_HEADERS
@@ -220,6 +223,16 @@ impl Default for Config {
             address_guard: None,
             settings_error: None,
         }
+    }
+}
+
+impl Config {
+    /// Whether this process is one worker of a crawl shared through Redis.
+    pub(crate) fn is_distributed(&self) -> bool {
+        #[cfg(feature = "distributed")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "distributed"))]
+        false
     }
 }
 
@@ -965,12 +978,16 @@ impl<S: Spider> CrawlerBuilder<S> {
     ///     Ok(())
     /// }
     /// ```
+    #[cfg(feature = "distributed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
     pub fn redis(self, url: impl Into<String>) -> Self {
         self.redis_options(RedisOptions::new(url))
     }
 
     /// As [`redis`](Self::redis), with every option: crawl id, worker id,
     /// lease time, poll interval, shared per-host rate. The default is none.
+    #[cfg(feature = "distributed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
     pub fn redis_options(mut self, options: RedisOptions) -> Self {
         self.settings.redis = Some(options);
         self
@@ -1008,7 +1025,7 @@ impl<S: Spider> CrawlerBuilder<S> {
         let guard = AddressGuard::new(&s.address_exceptions)?;
         s.address_guard = s.block_private.then(|| Arc::new(guard));
         s.stream_dirs = crate::http::stream_dir::resolve(&s.stream_dirs)?;
-        let builtin_bloom = s.dedupe && self.dupe.is_none() && s.redis.is_none();
+        let builtin_bloom = s.dedupe && self.dupe.is_none() && !s.is_distributed();
         let dupe = if builtin_bloom {
             Some(Box::new(MemoryDupe::new(
                 s.bloom_capacity,
@@ -1082,28 +1099,38 @@ fn check(s: &Config, own_backends: bool) -> Result<(), Error> {
     {
         return bad(format!("{h:?} is no header name (cross-origin headers)"));
     }
+    #[cfg(feature = "distributed")]
+    check_redis(s, own_backends).or_else(bad)?;
+    #[cfg(not(feature = "distributed"))]
+    let _ = own_backends;
+    Ok(())
+}
+
+/// The checks of a distributed crawl's options, when it has them.
+#[cfg(feature = "distributed")]
+fn check_redis(s: &Config, own_backends: bool) -> Result<(), String> {
     let Some(r) = &s.redis else {
         return Ok(());
     };
     if s.job_dir.is_some() {
-        return bad("a distributed crawl keeps its state in Redis: no job directory".into());
+        return Err("a distributed crawl keeps its state in Redis: no job directory".into());
     }
     if own_backends {
-        return bad("a distributed crawl uses the Redis queue and dupe filter".into());
+        return Err("a distributed crawl uses the Redis queue and dupe filter".into());
     }
     if r.lease_ttl < Duration::from_millis(300) || r.poll.is_zero() {
-        return bad(
+        return Err(
             "Redis lease time must be at least 300 ms and the poll interval positive".into(),
         );
     }
     if r.op_timeout.is_zero() || r.ack_interval.is_zero() {
-        return bad("Redis operation timeout and acknowledgement interval must be positive".into());
+        return Err("Redis operation timeout and acknowledgement interval must be positive".into());
     }
     if r.host_rate.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
-        return bad("rate limits must be positive".into());
+        return Err("rate limits must be positive".into());
     }
     if let Err(e) = redis::Client::open(r.url.as_str()) {
-        return bad(format!(
+        return Err(format!(
             "bad Redis URL {:?}: {e}",
             crate::redact::text(&r.url)
         ));

@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::accounting::Accounting;
 use crate::actors::cache_queue::CacheQueue;
+#[cfg(feature = "distributed")]
 use crate::actors::coordinator::Coordinator;
 use crate::actors::downloader::{Downloader, DownloaderOutbox};
 use crate::actors::dupefilter::DupeFilter;
@@ -38,8 +39,10 @@ use crate::actors::scheduler::{Scheduler, SchedulerOutbox, SharedQueue};
 use crate::builder::{Config, Crawler, ThreadLayout};
 use crate::context::Context;
 use crate::dedupe::{DupeBackend, MemoryDupe};
-use crate::distributed::membership::{enter, leave};
-use crate::distributed::{BloomShape, RedisDupe, RedisOptions, RedisQueue, Shared};
+#[cfg(feature = "distributed")]
+use crate::distributed::membership::{leave, Connected};
+#[cfg(feature = "distributed")]
+use crate::distributed::{RedisDupe, RedisQueue, Shared};
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::{CrawlEvent, ResumeInfo};
 use crate::handle::CrawlHandle;
@@ -63,19 +66,19 @@ impl<S: Spider> Crawler<S> {
     /// `Backend` error naming the URL. Otherwise the same as
     /// [`start`](Self::start).
     pub async fn start_async(self) -> Result<CrawlHandle, Error> {
-        let connected = match self.settings.redis.clone() {
-            Some(opts) => {
-                let name = self.spider.name().to_string();
-                Some(connect(opts, name, &self.settings).await?)
+        #[cfg(feature = "distributed")]
+        if let Some(opts) = self.settings.redis.clone() {
+            let (s, name) = (&self.settings, self.spider.name());
+            let bloom = (s.bloom_capacity, s.bloom_rate);
+            let connected = Connected::open(opts, name, &s.log, bloom).await?;
+            let shared = connected.shared.clone();
+            let started = self.launch(Some(connected));
+            if started.is_err() {
+                leave(&shared).await;
             }
-            None => None,
-        };
-        let shared = connected.as_ref().map(|c| c.shared.clone());
-        let started = self.launch(connected);
-        if let (Err(_), Some(shared)) = (&started, shared) {
-            leave(&shared).await;
+            return started;
         }
-        started
+        self.launch(None)
     }
 
     /// Starts the crawl on the current actix system.
@@ -89,7 +92,7 @@ impl<S: Spider> Crawler<S> {
 
     /// Every step, in order; `connected`: the distributed crawl's Redis.
     fn launch(self, connected: Option<Connected>) -> Result<CrawlHandle, Error> {
-        can_start(self.settings.redis.is_some(), connected.is_some())?;
+        can_start(self.settings.is_distributed(), connected.is_some())?;
         let Crawler {
             spider,
             settings: s,
@@ -101,10 +104,7 @@ impl<S: Spider> Crawler<S> {
             env_proxy,
         } = self;
         let log = s.log.new(o!("spider" => spider.name().to_string()));
-        let stats = connected
-            .as_ref()
-            .map(|c| c.stats.clone())
-            .unwrap_or_default();
+        let stats = connected.as_ref().map(Connected::stats).unwrap_or_default();
         // A job directory is read before anything starts: a bad one fails
         // the start with nothing running.
         let mut job = Replay::open(&s, builtin_bloom, &stats, &log)?;
@@ -176,31 +176,17 @@ impl<S: Spider> Crawler<S> {
     }
 }
 
-/// A distributed crawl's connection, made by `start_async` before any
-/// actor starts.
-struct Connected {
-    /// The connection to Redis, with the crawl's key prefix.
-    shared: Shared,
-    /// The shared Bloom filter's shape, as the workers agreed on it.
-    shape: BloomShape,
-    /// The crawl's stats, made with the connection so that its retries
-    /// count in them.
-    stats: Arc<Stats>,
-}
+/// Without the `distributed` feature there is no connection to make: no
+/// value of this type exists, so every crawl runs on its own.
+#[cfg(not(feature = "distributed"))]
+enum Connected {}
 
-/// Connects to Redis, agrees on the shared Bloom filter's shape and
-/// registers this worker.
-async fn connect(opts: RedisOptions, name: String, s: &Config) -> Result<Connected, Error> {
-    let crawl_id = opts.crawl_id.clone().unwrap_or_else(|| name.clone());
-    let log = s.log.new(o!("spider" => name, "actor" => "redis"));
-    let stats = Arc::new(Stats::default());
-    let shared = Shared::connect(opts, &crawl_id, stats.clone(), log).await?;
-    let shape = enter(&shared, BloomShape::sized(s.bloom_capacity, s.bloom_rate)).await?;
-    Ok(Connected {
-        shared,
-        shape,
-        stats,
-    })
+#[cfg(not(feature = "distributed"))]
+impl Connected {
+    /// The crawl's stats, made with the connection.
+    fn stats(&self) -> Arc<Stats> {
+        match *self {}
+    }
 }
 
 /// Fails outside a running actix system, and for a distributed crawl that
@@ -302,6 +288,7 @@ fn start_requests<S: Spider>(
 /// The queue and dupe back-ends: Redis ones for a distributed crawl, else
 /// the configured queue (in memory by default) and `dupe`, for which a
 /// resumed job's `saved` Bloom filter stands in.
+#[cfg_attr(not(feature = "distributed"), allow(unused_variables))]
 fn backends<C: Callback>(
     queue: Option<Box<dyn QueueBackend<C>>>,
     dupe: Option<Box<dyn DupeBackend>>,
@@ -310,10 +297,10 @@ fn backends<C: Callback>(
     dedupe: bool,
     frontier: (usize, SpillDir),
 ) -> (Box<dyn QueueBackend<C>>, Option<Box<dyn DupeBackend>>) {
+    #[cfg(feature = "distributed")]
     if let Some(c) = connected {
-        let queue = RedisQueue::new(c.shared.clone(), dedupe.then_some(c.shape));
         return (
-            Box::new(queue),
+            Box::new(RedisQueue::new(c.shared.clone(), dedupe.then_some(c.shape))),
             Some(Box::new(RedisDupe::new(c.shared.clone(), c.shape))),
         );
     }
@@ -606,6 +593,7 @@ impl<S: Spider> Wiring<S> {
     /// For a distributed crawl, starts the Coordinator (stopped with the
     /// rest) and returns whom the Engine tells to leave, in order, and the
     /// Scheduler's side of the shared queue.
+    #[cfg_attr(not(feature = "distributed"), allow(unused_variables, clippy::ptr_arg))]
     fn start_coordinator(
         &self,
         connected: Option<Connected>,
@@ -616,20 +604,26 @@ impl<S: Spider> Wiring<S> {
         let Some(connected) = connected else {
             return (Vec::new(), None);
         };
-        let log = self.log.new(o!("actor" => "coordinator"));
-        let shared = Shared {
-            log,
-            ..connected.shared.clone()
-        };
-        let coordinator =
-            Coordinator::new(shared, self.sched.clone().recipient(), self.stats.clone()).start();
-        shutdown.push(coordinator.clone().recipient());
-        // The Coordinator stops heartbeating first, so that it cannot
-        // register this worker again once the queue has left.
-        let leave = vec![coordinator.recipient(), queue.clone().recipient()];
-        let shared = SharedQueue::new(queue.clone().recipient(), queue.clone().recipient())
-            .with_pipelines(stage.clone().recipient(), connected.shared);
-        (leave, Some(shared))
+        #[cfg(not(feature = "distributed"))]
+        match connected {}
+        #[cfg(feature = "distributed")]
+        {
+            let log = self.log.new(o!("actor" => "coordinator"));
+            let shared = Shared {
+                log,
+                ..connected.shared.clone()
+            };
+            let coordinator =
+                Coordinator::new(shared, self.sched.clone().recipient(), self.stats.clone())
+                    .start();
+            shutdown.push(coordinator.clone().recipient());
+            // The Coordinator stops heartbeating first, so that it cannot
+            // register this worker again once the queue has left.
+            let leave = vec![coordinator.recipient(), queue.clone().recipient()];
+            let shared = SharedQueue::new(queue.clone().recipient(), queue.clone().recipient())
+                .with_pipelines(stage.clone().recipient(), connected.shared);
+            (leave, Some(shared))
+        }
     }
 
     /// The Scheduler, wired to the queue, the dupe filter and the Pool; the

@@ -63,12 +63,14 @@
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),
-//!    [`distributed`] (the Redis queue, dupe filter and membership).
+//!    [`distributed`] (feature `distributed`: the Redis queue, dupe filter
+//!    and membership).
 //! 3. The protocol. `messages` (every message the actors exchange) and
 //!    `accounting` (how the crawl knows it is finished).
 //! 4. The actors, one file each under `actors/`: engine, scheduler (a
 //!    folder: one file per job), cache_queue, pool, downloader, dupefilter,
-//!    parser, pipeline_stage, error_handler, job_store, coordinator.
+//!    parser, pipeline_stage, error_handler, job_store, coordinator (feature
+//!    `distributed`).
 //! 5. Assembly and API. `builder` ([`CrawlerBuilder`]: configuration and
 //!    its defaults), `settings` ([`Settings`]: the builder's settings as
 //!    data, read from a TOML file, the environment and `KEY=VALUE` pairs),
@@ -82,10 +84,13 @@
 //!    API, builder and crawler are thread-safe).
 //!
 //! A spider or pipeline author needs only the names re-exported here; the
-//! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`],
-//! [`control`] and `cli` (feature `cli`) are public for what they hold.
+//! modules [`pipelines`], [`queue`], [`dedupe`], [`distributed`] (feature
+//! `distributed`), [`control`] and `cli` (feature `cli`) are public for
+//! what they hold.
 
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`) marks what each feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accounting;
 mod actors;
@@ -95,11 +100,15 @@ mod assertions;
 mod backoff;
 mod builder;
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod context;
 #[cfg(feature = "control")]
+#[cfg_attr(docsrs, doc(cfg(feature = "control")))]
 pub mod control;
 pub mod dedupe;
+#[cfg(feature = "distributed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub mod distributed;
 mod error;
 mod events;
@@ -137,11 +146,15 @@ pub use async_trait::async_trait;
 pub use awc::http::header::HeaderMap;
 pub use awc::http::Method;
 pub use encoding_rs;
-pub use scraper;
+// The parsed page `Response::html` returns and what selecting on it needs;
+// only these, so that the rest of scraper stays out of our API.
+pub use scraper::{ElementRef, Html, Selector};
 
 pub use backoff::Backoff;
 pub use builder::{Crawler, CrawlerBuilder, ThreadLayout};
 pub use context::Context;
+#[cfg(feature = "distributed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub use distributed::RedisOptions;
 pub use error::{Error, ErrorKind, Stage};
 pub use events::{CheckpointInfo, CrawlEvent, ResumeInfo};

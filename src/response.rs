@@ -165,7 +165,27 @@ impl Response {
     /// The body parsed as an HTML document (from [`Response::text`]).
     ///
     /// Parse once and select many times when a callback needs several
-    /// selectors; [`Response::css`] parses on every call.
+    /// selectors; [`Response::css`] parses on every call. The document,
+    /// its selectors and the elements they find are scraper's types,
+    /// re-exported as [`Html`], [`Selector`] and [`ElementRef`](crate::ElementRef):
+    ///
+    /// ```
+    /// use spinneret::{ElementRef, Html, Response, Selector};
+    /// # let response = Response {
+    /// #     url: "http://127.0.0.1/".parse().unwrap(),
+    /// #     status: 200,
+    /// #     headers: Default::default(),
+    /// #     body: "<h1>Shop</h1><ul><li>tea</li><li>cups</li></ul>".into(),
+    /// #     meta: Default::default(),
+    /// # };
+    ///
+    /// let page: Html = response.html();
+    /// let text = |element: ElementRef<'_>| element.text().collect::<String>();
+    /// let items = Selector::parse("li").expect("a valid selector");
+    /// let title = Selector::parse("h1").expect("a valid selector");
+    /// assert_eq!(page.select(&items).map(text).collect::<Vec<_>>(), ["tea", "cups"]);
+    /// assert_eq!(page.select(&title).map(text).next().as_deref(), Some("Shop"));
+    /// ```
     pub fn html(&self) -> Html {
         Html::parse_document(&self.text())
     }

@@ -6,6 +6,7 @@
 //! data flow.
 
 pub(crate) mod cache_queue;
+#[cfg(feature = "distributed")]
 pub(crate) mod coordinator;
 pub(crate) mod downloader;
 pub(crate) mod dupefilter;

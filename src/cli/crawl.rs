@@ -92,6 +92,7 @@ pub(super) struct CrawlArgs {
     /// otherwise; the other `redis_*` settings apply too), and its keys
     /// stay once it has finished (a worker started on a finished crawl
     /// finishes at once): one such crawl per Redis database.
+    #[cfg(feature = "distributed")]
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// Stop gracefully after about N pages (the --close-after limits
@@ -238,6 +239,7 @@ fn flags(settings: &mut Settings, args: &CrawlArgs) {
         obey_robots_txt: args.obey_robots.then_some(true),
         user_agent: args.user_agent.clone(),
         job_dir: args.job_dir.clone(),
+        #[cfg(feature = "distributed")]
         redis: args.redis.clone(),
         close_after_pages: args.close_after_pages,
         close_after_items: args.close_after_items,

@@ -2,12 +2,53 @@
 //! that renews its leases and reaps dead workers, and adding its counters to
 //! the crawl's totals. The Coordinator actor runs these on its timers.
 
-use slog::warn;
+use std::sync::Arc;
+
+use slog::{o, warn, Logger};
 
 use super::dupe::BloomShape;
-use super::{invoke, Shared};
+use super::{invoke, RedisOptions, Shared};
 use crate::error::Error;
 use crate::stats::{Counter, Stats};
+
+/// A distributed crawl's connection, made before any actor starts.
+pub(crate) struct Connected {
+    /// The connection to Redis, with the crawl's key prefix.
+    pub(crate) shared: Shared,
+    /// The shared Bloom filter's shape, as the workers agreed on it.
+    pub(crate) shape: BloomShape,
+    /// The crawl's stats, made with the connection so that its retries
+    /// count in them.
+    stats: Arc<Stats>,
+}
+
+impl Connected {
+    /// Connects to Redis, agrees on the shared Bloom filter's shape (this
+    /// worker proposes `bloom`: capacity and false-positive rate) and
+    /// registers this worker. The crawl id defaults to the spider's `name`.
+    pub(crate) async fn open(
+        opts: RedisOptions,
+        name: &str,
+        log: &Logger,
+        bloom: (usize, f64),
+    ) -> Result<Connected, Error> {
+        let crawl_id = opts.crawl_id.clone().unwrap_or_else(|| name.to_string());
+        let log = log.new(o!("spider" => name.to_string(), "actor" => "redis"));
+        let stats = Arc::new(Stats::default());
+        let shared = Shared::connect(opts, &crawl_id, stats.clone(), log).await?;
+        let shape = enter(&shared, BloomShape::sized(bloom.0, bloom.1)).await?;
+        Ok(Connected {
+            shared,
+            shape,
+            stats,
+        })
+    }
+
+    /// The crawl's stats, made with the connection.
+    pub(crate) fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+}
 
 /// Joins the crawl: gives back whatever an earlier process with this
 /// worker id left behind (its leases and reservations; its stats baseline,

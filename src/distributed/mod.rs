@@ -45,7 +45,8 @@ use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Stage};
 use crate::stats::Stats;
-pub(crate) use dupe::BloomShape;
+#[cfg(test)]
+use dupe::BloomShape;
 pub(crate) use dupe::RedisDupe;
 pub(crate) use queue::RedisQueue;
 use scripts::Scripts;

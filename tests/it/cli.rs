@@ -596,6 +596,7 @@ fn s_before_and_after_the_command_name_both_reach_the_crawl() {
     assert!(done.stderr.contains("b.toml"), "{}", done.stderr);
 }
 
+#[cfg(feature = "distributed")]
 #[test]
 fn the_redis_flag_keeps_the_redis_settings() {
     let Some(redis) = super::redis_server::RedisServer::start() else {

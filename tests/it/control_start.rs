@@ -17,8 +17,9 @@ use crate::fixture::{serve, spawn_app, Site};
 use crate::log::Records;
 use crate::spiders::LinkSpider;
 
-/// The spiders the API may start: `links` (from `-a url=URL`) and
-/// `distributed` (the same, on a Redis given by `-a redis=URL`).
+/// The spiders the API may start: `links` (from `-a url=URL`) and, with
+/// the `distributed` feature, `distributed` (the same, on a Redis given by
+/// `-a redis=URL`).
 fn spiders() -> SpiderRegistry {
     let mut spiders = SpiderRegistry::new();
     spiders.register(
@@ -29,6 +30,7 @@ fn spiders() -> SpiderRegistry {
             Ok(Crawler::builder(LinkSpider::new(vec![start])))
         },
     );
+    #[cfg(feature = "distributed")]
     spiders.register(
         "distributed",
         "links, on the Redis at redis",
@@ -158,8 +160,15 @@ async fn refused_starts_say_why_and_register_nothing() {
     let unknown = refused(json!({"spider": "nope", "args": {"url": url}})).await;
     assert_error(&unknown, 404, 1002, "not_found");
     let message = unknown.1["message"].as_str().unwrap();
+    let registered = if cfg!(feature = "distributed") {
+        "distributed, links"
+    } else {
+        "links"
+    };
     assert!(
-        message.contains("unknown spider \"nope\"; registered: distributed, links"),
+        message.contains(&format!(
+            "unknown spider \"nope\"; registered: {registered}"
+        )),
         "{message}"
     );
     for (body, named) in [
@@ -208,21 +217,8 @@ async fn refused_starts_say_why_and_register_nothing() {
         let message = answer.1["message"].as_str().unwrap();
         assert!(message.contains(named), "{body}: {message}");
     }
-    // Redis unreachable at the start: the dependency is unavailable.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = format!("redis://127.0.0.1:{port}/");
-    let answer =
-        refused(json!({"spider": "distributed", "args": {"url": url, "redis": redis}})).await;
-    assert_error(&answer, 503, 1006, "unavailable");
-    let message = answer.1["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("Redis unreachable at {redis}")),
-        "{message}"
-    );
+    #[cfg(feature = "distributed")]
+    refused_when_redis_is_unreachable(&api, &url).await;
     assert_eq!(listed(&api).await, Vec::<String>::new());
     assert_eq!(site.seen.total(), 0);
 
@@ -241,6 +237,29 @@ async fn refused_starts_say_why_and_register_nothing() {
     assert_error(&answer, 405, 1003, "method_not_allowed");
     let message = answer.1["message"].as_str().unwrap();
     assert!(message.contains("ControlApiBuilder::spiders"), "{message}");
+}
+
+/// A spider on a Redis nobody listens on is refused as unavailable.
+#[cfg(feature = "distributed")]
+async fn refused_when_redis_is_unreachable(api: &Api, url: &str) {
+    // Redis unreachable at the start: the dependency is unavailable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let answer = start(
+        api,
+        &json!({"spider": "distributed", "args": {"url": url, "redis": redis}}),
+    )
+    .await;
+    assert_error(&answer, 503, 1006, "unavailable");
+    let message = answer.1["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("Redis unreachable at {redis}")),
+        "{message}"
+    );
 }
 
 /// A gated crawl started over HTTP as `id` (its first page has arrived

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use scraper::{Html, Selector};
 use serde::{Deserialize, Serialize};
 use spinneret::distributed::{key_prefix, totals, RedisOptions};
-use spinneret::{CrawlHandle, Crawler, Error, Output, Request, Response, Spider, StartRequests};
+use spinneret::{
+    CrawlHandle, Crawler, Error, Html, Output, Request, Response, Selector, Spider, StartRequests,
+};
 
 use crate::fixture::{serve, Site};
 use crate::redis_server::RedisServer;

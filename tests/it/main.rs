@@ -14,7 +14,9 @@ mod control;
 #[cfg(feature = "control")]
 mod control_start;
 mod crawl;
+#[cfg(feature = "distributed")]
 mod distributed;
+#[cfg(feature = "distributed")]
 mod distributed_faults;
 mod durable;
 mod fixture;
@@ -31,6 +33,7 @@ mod politeness;
 mod proxy;
 mod redirect_safety;
 mod redirects;
+#[cfg(feature = "distributed")]
 mod redis_server;
 mod resume;
 mod robots;

@@ -4,13 +4,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use scraper::{Html, Selector};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use spinneret::{
-    async_trait, CrawlHandle, CrawlerBuilder, DownloadMiddleware, Error, Failure, Item, ItemMeta,
-    Output, Pipeline, Request, RequestAction, Response, ResponseAction, Spider, StartRequests,
-    StatsSnapshot, Verdict,
+    async_trait, CrawlHandle, CrawlerBuilder, DownloadMiddleware, Error, Failure, Html, Item,
+    ItemMeta, Output, Pipeline, Request, RequestAction, Response, ResponseAction, Selector, Spider,
+    StartRequests, StatsSnapshot, Verdict,
 };
 
 /// Which parse function a request wants.

@@ -398,6 +398,7 @@ fn cookie_limits_and_stream_directories_are_checked_at_build() {
     assert!(root.path().join("new/dir").is_dir(), "made by build");
 }
 
+#[cfg(feature = "distributed")]
 #[actix::test]
 async fn a_redis_password_stays_out_of_setup_errors() {
     let spider = || Crawler::builder(LinkSpider::new(Vec::new()));

@@ -27,6 +27,7 @@ use actix::prelude::*;
 use slog::{error, warn};
 use uuid::Uuid;
 
+#[cfg(feature = "distributed")]
 use crate::distributed::Shared;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::messages::{Ack, CheckpointPipelines, StartsQueued};
@@ -86,12 +87,15 @@ pub(crate) struct SharedQueue {
     failed_rounds: u32,
     /// The worker's Redis: a forced stop starts its leave's deadline, so
     /// no operation waiting for an unreachable Redis holds the stop.
+    #[cfg(feature = "distributed")]
     redis: Option<Shared>,
 }
 
 impl SharedQueue {
     /// A member of the crawl that does not pull the start requests until
     /// the Coordinator says it owns them.
+    // Made only for a distributed crawl (and by the tests).
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub(crate) fn new(ack: Recipient<Ack>, starts_queued: Recipient<StartsQueued>) -> Self {
         SharedQueue {
             ack,
@@ -109,6 +113,7 @@ impl SharedQueue {
             last_batch: None,
             timer: false,
             failed_rounds: 0,
+            #[cfg(feature = "distributed")]
             redis: None,
         }
     }
@@ -117,6 +122,7 @@ impl SharedQueue {
     /// acknowledgements, sending at most one batch per `redis`'s
     /// acknowledgement interval; a forced stop starts `redis`'s leave
     /// deadline.
+    #[cfg(feature = "distributed")]
     pub(crate) fn with_pipelines(
         self,
         checkpoint: Recipient<CheckpointPipelines>,
@@ -130,6 +136,8 @@ impl SharedQueue {
 
     /// Checkpoints the pipelines through `checkpoint` before each batch of
     /// acknowledgements, sending at most one batch per `interval`.
+    // Made only for a distributed crawl (and by the tests).
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     pub(crate) fn with_checkpoint(
         mut self,
         checkpoint: Recipient<CheckpointPipelines>,
@@ -355,6 +363,7 @@ impl<C: Callback> Scheduler<C> {
     pub(super) fn stop_waiting_for_acks(&mut self) {
         if let Some(s) = self.shared.as_mut() {
             s.forced = true;
+            #[cfg(feature = "distributed")]
             if let Some(redis) = &s.redis {
                 redis.begin_closing();
             }

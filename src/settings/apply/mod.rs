@@ -4,6 +4,7 @@
 //! policy, so that a value left out keeps what the builder had.
 
 use crate::builder::CrawlerBuilder;
+#[cfg(feature = "distributed")]
 use crate::distributed::RedisOptions;
 use crate::politeness::AutoThrottle;
 use crate::retry::RetryPolicy;
@@ -182,7 +183,11 @@ impl Settings {
         if let Some(n) = self.checkpoint_every_requests {
             c.checkpoints.every_requests = n;
         }
-        if let Err(message) = self.apply_redis(&mut c.redis) {
+        #[cfg(feature = "distributed")]
+        let redis = self.apply_redis(&mut c.redis);
+        #[cfg(not(feature = "distributed"))]
+        let redis = self.refuse_redis();
+        if let Err(message) = redis {
             c.settings_error = Some(message);
         }
         b
@@ -257,6 +262,7 @@ impl Settings {
 
     /// `redis`, then the `redis_*` values into the current options; the
     /// message `build` fails with when there is no Redis URL for them.
+    #[cfg(feature = "distributed")]
     fn apply_redis(&self, current: &mut Option<RedisOptions>) -> Result<(), String> {
         if let Some(url) = &self.redis {
             match current {
@@ -264,18 +270,9 @@ impl Settings {
                 None => *current = Some(RedisOptions::new(url.clone())),
             }
         }
-        let given = [
-            ("redis_crawl_id", self.redis_crawl_id.is_some()),
-            ("redis_worker_id", self.redis_worker_id.is_some()),
-            ("redis_lease_ttl", self.redis_lease_ttl.is_some()),
-            ("redis_poll", self.redis_poll.is_some()),
-            ("redis_host_rate", self.redis_host_rate.is_some()),
-            ("redis_op_timeout", self.redis_op_timeout.is_some()),
-            ("redis_ack_interval", self.redis_ack_interval.is_some()),
-        ];
         let Some(o) = current else {
-            return match given.iter().find(|(_, set)| *set) {
-                Some((key, _)) => Err(format!(
+            return match self.redis_option_given() {
+                Some(key) => Err(format!(
                     "setting {key} needs a Redis URL (the redis setting)"
                 )),
                 None => Ok(()),
@@ -303,6 +300,37 @@ impl Settings {
             o.ack_interval = d;
         }
         Ok(())
+    }
+
+    /// Without the `distributed` feature, the message `build` fails with
+    /// when a `redis` setting is given: such a crawl cannot run here, and
+    /// running it alone would fetch what the other workers fetch.
+    #[cfg(not(feature = "distributed"))]
+    fn refuse_redis(&self) -> Result<(), String> {
+        let key = match &self.redis {
+            Some(_) => Some("redis"),
+            None => self.redis_option_given(),
+        };
+        match key {
+            Some(key) => Err(format!(
+                "setting {key} needs spinneret's `distributed` feature (a crawl shared through Redis)"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The first `redis_*` option given, by its key.
+    fn redis_option_given(&self) -> Option<&'static str> {
+        let given = [
+            ("redis_crawl_id", self.redis_crawl_id.is_some()),
+            ("redis_worker_id", self.redis_worker_id.is_some()),
+            ("redis_lease_ttl", self.redis_lease_ttl.is_some()),
+            ("redis_poll", self.redis_poll.is_some()),
+            ("redis_host_rate", self.redis_host_rate.is_some()),
+            ("redis_op_timeout", self.redis_op_timeout.is_some()),
+            ("redis_ack_interval", self.redis_ack_interval.is_some()),
+        ];
+        given.iter().find(|(_, set)| *set).map(|(key, _)| *key)
     }
 }
 

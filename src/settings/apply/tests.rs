@@ -5,6 +5,7 @@ use toml::Value;
 use crate::actors::test_support::TestSpider;
 use crate::builder::{Config, Crawler, CrawlerBuilder, ThreadLayout};
 use crate::dedupe::DupeMode;
+#[cfg(feature = "distributed")]
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind};
 use crate::politeness::AutoThrottle;
@@ -57,6 +58,7 @@ fn row(key: &'static str, value: &str, check: fn(&Config) -> bool) -> Row {
 
 impl Row {
     /// The row with `lines` written before the key.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     fn with(mut self, lines: &'static str) -> Row {
         self.with = lines;
         self
@@ -64,9 +66,11 @@ impl Row {
 }
 
 /// The Redis URL the Redis options' rows need.
+#[cfg(feature = "distributed")]
 const REDIS: &str = "redis = \"redis://127.0.0.1:1/0\"";
 
 /// The Redis options of `c`, with every default if there are none.
+#[cfg(feature = "distributed")]
 fn redis_of(c: &Config) -> RedisOptions {
     c.redis.clone().unwrap_or_else(|| RedisOptions::new(""))
 }
@@ -78,7 +82,7 @@ fn path_value(p: &std::path::Path) -> String {
 
 /// A row for every key; `dir` is a directory the path keys may use.
 fn rows(dir: &std::path::Path) -> Vec<Row> {
-    vec![
+    let rows = vec![
         row("concurrency", "7", |c| c.scheduler.concurrency == 7),
         row("per_host_concurrency", "3", |c| {
             c.scheduler.slots.concurrency == 3
@@ -239,6 +243,26 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             c.checkpoints.every_requests == 50
         }),
         row("rerun_start_requests", "true", |c| c.rerun_start_requests),
+    ];
+    #[cfg(feature = "distributed")]
+    let rows = rows.into_iter().chain(redis_rows()).collect();
+    rows
+}
+
+/// The keys a build has: the `redis*` ones only with the `distributed`
+/// feature.
+fn built_keys() -> Vec<&'static str> {
+    let distributed = cfg!(feature = "distributed");
+    KEYS.iter()
+        .copied()
+        .filter(|k| distributed || !k.starts_with("redis"))
+        .collect()
+}
+
+/// One row per Redis option.
+#[cfg(feature = "distributed")]
+fn redis_rows() -> Vec<Row> {
+    vec![
         row("redis", "\"redis://127.0.0.1:1/0\"", |c| {
             c.redis
                 .as_ref()
@@ -280,7 +304,11 @@ fn every_key_reaches_the_built_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let rows = rows(dir.path());
     let keys: Vec<&str> = rows.iter().map(|r| r.key).collect();
-    assert_eq!(keys, KEYS, "one row per key, in the order of the fields");
+    assert_eq!(
+        keys,
+        built_keys(),
+        "one row per key, in the order of the fields"
+    );
     let defaults = built(builder());
     for r in &rows {
         assert!(
@@ -308,7 +336,7 @@ fn every_key_at_once_round_trips_through_json_and_toml() {
         text.push_str(&format!("{} = {}\n", r.key, r.value));
     }
     let settings = Settings::from_toml_str(&text, "test").unwrap();
-    assert_eq!(settings.entries().len(), KEYS.len());
+    assert_eq!(settings.entries().len(), built_keys().len());
     let json = serde_json::to_string(&settings).unwrap();
     assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), settings);
     let toml_text = toml::to_string(&settings).unwrap();
@@ -434,6 +462,13 @@ fn a_groups_values_change_the_builders_policy_and_keep_the_rest() {
     );
     assert_eq!((c.bloom_capacity, c.bloom_rate), (6000, 0.05));
 
+    #[cfg(feature = "distributed")]
+    a_redis_setting_changes_the_builders_options();
+}
+
+/// The Redis options' part of the test above.
+#[cfg(feature = "distributed")]
+fn a_redis_setting_changes_the_builders_options() {
     let options = RedisOptions {
         crawl_id: Some("mine".into()),
         ..RedisOptions::new("redis://127.0.0.1:1/0")
@@ -441,7 +476,7 @@ fn a_groups_values_change_the_builders_policy_and_keep_the_rest() {
     let c = built(
         builder()
             .redis_options(options)
-            .settings(&s(&["redis=redis://127.0.0.1:2/3"])),
+            .settings(&pairs(&["redis=redis://127.0.0.1:2/3"])),
     );
     let r = c.redis.unwrap();
     assert_eq!(
@@ -450,6 +485,7 @@ fn a_groups_values_change_the_builders_policy_and_keep_the_rest() {
     );
 }
 
+#[cfg(feature = "distributed")]
 #[test]
 fn redis_options_without_a_redis_url_fail_the_build() {
     let settings = pairs(&["redis_lease_ttl=5s"]);
@@ -460,4 +496,31 @@ fn redis_options_without_a_redis_url_fail_the_build() {
     );
     let c = built(builder().redis("redis://127.0.0.1:1/0").settings(&settings));
     assert_eq!(c.redis.unwrap().lease_ttl, Duration::from_secs(5));
+}
+
+#[cfg(not(feature = "distributed"))]
+#[test]
+fn without_the_distributed_feature_a_redis_setting_fails_the_build_by_name() {
+    let redis_keys: Vec<&str> = KEYS
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("redis"))
+        .collect();
+    assert_eq!(redis_keys.len(), 8);
+    for key in redis_keys {
+        let value = match key {
+            "redis_host_rate" => "2.5",
+            "redis_lease_ttl" | "redis_poll" | "redis_op_timeout" | "redis_ack_interval" => "5s",
+            _ => "redis://127.0.0.1:1/0",
+        };
+        let settings = pairs(&[&format!("{key}={value}")]);
+        let e = builder().settings(&settings).build().err().unwrap();
+        assert_eq!(
+            config_message(e),
+            format!("setting {key} needs spinneret's `distributed` feature (a crawl shared through Redis)"),
+            "{key}"
+        );
+    }
+    // With no Redis setting, the same build goes through.
+    built(builder().settings(&pairs(&["concurrency=3"])));
 }
