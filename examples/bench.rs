@@ -10,8 +10,8 @@
 //! in the handler: the server's workers serve other requests meanwhile),
 //! which makes the crawl latency-bound, as on a real site, not CPU-bound.
 //! With `--shape real` the pages are shaped like a real documentation
-//! site's instead (same link graph; 16 KB to 1 MB, median about 21 KB, most
-//! bytes in inline script and style, 60 to 150 links, and markup that only
+//! site's instead (same link graph; 14 KB to 1 MB, median about 23 KB, most
+//! bytes in inline script and style, 70 to 135 anchors, and markup that only
 //! looks like links, under `/trap/`, which the crawl must not follow).
 //!
 //! ```text
@@ -143,8 +143,8 @@ struct Args {
     #[arg(long, default_value_t = 0, conflicts_with = "url")]
     delay_ms: u64,
     /// What the generated site's pages look like: `synthetic` (about 2 KB,
-    /// 10 links) or `real` (16 KB to 1 MB, mostly inline script and style,
-    /// 60 to 150 links, and markup that only looks like links).
+    /// 10 links) or `real` (14 KB to 1 MB, mostly inline script and style,
+    /// 70 to 135 anchors, and markup that only looks like links).
     #[arg(long, value_enum, default_value_t = Shape::Synthetic, conflicts_with = "url")]
     shape: Shape,
     /// Crawl this already running site instead of serving one.

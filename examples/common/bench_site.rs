@@ -26,8 +26,8 @@ pub enum Shape {
     /// About 2 KB of plain HTML with 10 links.
     #[default]
     Synthetic,
-    /// Shaped like a real documentation site's (`real_page`): 16 KB to
-    /// 1 MB, mostly inline script and style, 60 to 150 links.
+    /// Shaped like a real documentation site's (`real_page`): 14 KB to
+    /// 1 MB, mostly inline script and style, 70 to 135 anchors.
     Real,
 }
 

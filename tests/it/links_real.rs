@@ -1,6 +1,6 @@
 //! The link extractor on pages shaped like real ones (the `bench`
-//! example's `--shape real` pages: 16 KB to 1 MB, mostly inline script and
-//! style, 60 to 150 links, and markup that only looks like links): its scan
+//! example's `--shape real` pages: 14 KB to 1 MB, mostly inline script and
+//! style, 70 to 135 anchors, and markup that only looks like links): its scan
 //! finds exactly the links the tree parser finds, every page's children
 //! among them, and none of the look-alikes.
 
