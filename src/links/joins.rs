@@ -8,8 +8,8 @@
 //! most the base's scheme, user information, host and port (a
 //! path-absolute `/docs/`, or a scheme-relative `//host/`), and an
 //! absolute `http://` or `https://` URL takes nothing from the base. Those
-//! are kept per thread, keyed by the base's origin and the value as
-//! written, so a repeated one costs a hash and a copy. Every other value (relative paths, queries, fragments, other
+//! are kept per thread and origin, keyed by the value as written, so a
+//! repeated one costs a hash and a copy. Every other value (relative paths, queries, fragments, other
 //! schemes) is joined each time, as the page's base decides.
 
 use std::cell::RefCell;
@@ -17,16 +17,17 @@ use std::cell::RefCell;
 use hashbrown::HashMap;
 use url::{Position, Url};
 
-/// Joins remembered per thread before the table starts again: about 200
+/// Joins remembered per origin before its table starts again: about 200
 /// bytes each.
-const CAPACITY: usize = 1024;
+const PER_ORIGIN: usize = 256;
+/// Origins remembered per thread; the oldest goes first.
+const ORIGINS: usize = 8;
 
-/// The remembered joins of one thread, and a buffer for the key.
+/// The remembered joins of one thread: per origin (the base's text up to
+/// its path), the values as written and what they joined to.
 #[derive(Default)]
 struct Joins {
-    /// `origin`, a NUL (which no URL holds) and the value → the joined URL.
-    urls: HashMap<Box<str>, Url>,
-    key: String,
+    origins: Vec<(String, HashMap<Box<str>, Url>)>,
 }
 
 thread_local! {
@@ -39,23 +40,30 @@ pub(super) fn join(base: &Url, href: &str) -> Result<Url, url::ParseError> {
     if !depends_on_origin_only(href) {
         return base.join(href);
     }
+    let origin = &base[..Position::BeforePath];
     JOINS.with(|joins| {
-        let mut joins = joins.borrow_mut();
-        let Joins { urls, key } = &mut *joins;
-        key.clear();
-        key.push_str(&base[..Position::BeforePath]);
-        key.push('\0');
-        key.push_str(href);
-        if let Some(url) = urls.get(key.as_str()) {
+        let origins = &mut joins.borrow_mut().origins;
+        let at = match origins.iter().position(|(o, _)| o == origin) {
+            Some(at) => at,
+            None => {
+                if origins.len() == ORIGINS {
+                    origins.remove(0);
+                }
+                origins.push((origin.to_owned(), HashMap::new()));
+                origins.len() - 1
+            }
+        };
+        let urls = &mut origins[at].1;
+        if let Some(url) = urls.get(href) {
             return Ok(url.clone());
         }
         let url = base.join(href)?;
-        if urls.len() >= CAPACITY {
+        if urls.len() == PER_ORIGIN {
             // Starting again is cheaper than tracking use, and a site's
-            // repeated links come back on the next page.
+            // repeated links come back on its next page.
             urls.clear();
         }
-        urls.insert(key.as_str().into(), url.clone());
+        urls.insert(href.into(), url.clone());
         Ok(url)
     })
 }
@@ -141,12 +149,22 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_starts_again() {
-        let base = Url::parse("http://h.test/").unwrap();
-        for i in 0..CAPACITY + 10 {
-            let href = format!("/p{i}");
-            assert_eq!(join(&base, &href).unwrap().path(), href);
+    fn full_tables_start_again_and_the_oldest_origin_goes_first() {
+        // The tables are the thread's: start from none.
+        JOINS.with(|j| j.borrow_mut().origins.clear());
+        for host in 0..ORIGINS + 3 {
+            let base = Url::parse(&format!("http://h{host}.test/")).unwrap();
+            for i in 0..PER_ORIGIN + 10 {
+                let href = format!("/p{i}");
+                let url = join(&base, &href).unwrap();
+                assert_eq!((url.host_str(), url.path()), (base.host_str(), &*href));
+            }
         }
-        JOINS.with(|j| assert!(j.borrow().urls.len() <= CAPACITY));
+        JOINS.with(|j| {
+            let origins = &j.borrow().origins;
+            assert_eq!(origins.len(), ORIGINS);
+            assert_eq!(origins[0].0, "http://h3.test");
+            assert!(origins.iter().all(|(_, urls)| urls.len() <= PER_ORIGIN));
+        });
     }
 }

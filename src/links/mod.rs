@@ -270,7 +270,7 @@ impl LinkExtractor {
     /// instead.
     pub fn extract(&self, response: &Response) -> Vec<Url> {
         let text = response.text();
-        let Ok(found) = scanner::scan(&text, self.tag_selector.as_ref(), &self.attrs) else {
+        let Ok(found) = scanner::scan(&text, self.scan_tags(), &self.attrs) else {
             // The scanner fails only past its memory limit (none is set)
             // or when a handler fails (ours do not); the tree parser
             // stands behind it all the same.
@@ -292,6 +292,14 @@ impl LinkExtractor {
             .filter(|el| self.tags.iter().any(|t| t == el.name()))
             .flat_map(|el| self.attrs.iter().filter_map(|attr| el.attr(attr)));
         self.resolve(hrefs, &base, page_url)
+    }
+
+    /// The chosen tags, as the scanner reads them.
+    fn scan_tags(&self) -> Option<scanner::Tags<'_>> {
+        self.tag_selector.as_ref().map(|selector| scanner::Tags {
+            selector,
+            names: &self.tags,
+        })
     }
 
     /// The links among `hrefs` that pass the filters, resolved against
