@@ -340,8 +340,8 @@ mod tests {
             }
         );
         // At the very end of the text, and cut short.
-        assert_eq!(needed("text <noscript").noscript, true);
-        assert_eq!(needed("text <noscrip").noscript, false);
+        assert!(needed("text <noscript").noscript);
+        assert!(!needed("text <noscrip").noscript);
     }
 
     #[test]
