@@ -8,13 +8,15 @@
 //! most the base's scheme, user information, host and port (a
 //! path-absolute `/docs/`, or a scheme-relative `//host/`), and an
 //! absolute `http://` or `https://` URL takes nothing from the base. Those
-//! are kept per thread and origin, keyed by the value as written, so a
-//! repeated one costs a hash and a copy. Every other value (relative paths, queries, fragments, other
+//! are kept per thread and origin from their second sighting, keyed by
+//! the value as written, so a repeated one costs a hash and a copy (and
+//! one seen once, a hash). Every other value (relative paths, queries, fragments, other
 //! schemes) is joined each time, as the page's base decides.
 
 use std::cell::RefCell;
+use std::hash::BuildHasher;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 use url::{Position, Url};
 
 /// Joins remembered per origin before its table starts again: about 200
@@ -23,11 +25,55 @@ const PER_ORIGIN: usize = 256;
 /// Origins remembered per thread; the oldest goes first.
 const ORIGINS: usize = 8;
 
-/// The remembered joins of one thread: per origin (the base's text up to
-/// its path), the values as written and what they joined to.
+/// Values met once remembered per origin (as hashes) before that set
+/// starts again.
+const ONCE: usize = 4096;
+
+/// The remembered joins of one thread, per origin.
 #[derive(Default)]
 struct Joins {
-    origins: Vec<(String, HashMap<Box<str>, Url>)>,
+    origins: Vec<Origin>,
+}
+
+/// The joins remembered for one origin.
+struct Origin {
+    /// The base's text up to its path.
+    origin: String,
+    /// Values met more than once, and what they joined to.
+    urls: HashMap<Box<str>, Url>,
+    /// Hashes of values met once: a value is remembered at its second
+    /// sighting, so a link seen on one page only costs a hash, not copies.
+    once: HashSet<u64>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Origin {
+    fn new(origin: &str) -> Self {
+        Origin {
+            origin: origin.to_owned(),
+            urls: HashMap::new(),
+            once: HashSet::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    /// Notes that `href` joined to `url`: remembered if met before.
+    fn note(&mut self, href: &str, url: &Url) {
+        let hash = self.hasher.hash_one(href);
+        if !self.once.remove(&hash) {
+            if self.once.len() == ONCE {
+                self.once.clear();
+            }
+            self.once.insert(hash);
+            return;
+        }
+        if self.urls.len() == PER_ORIGIN {
+            // Starting again is cheaper than tracking use, and a site's
+            // repeated links come back on its next pages.
+            self.urls.clear();
+        }
+        self.urls.insert(href.into(), url.clone());
+    }
 }
 
 thread_local! {
@@ -43,27 +89,22 @@ pub(super) fn join(base: &Url, href: &str) -> Result<Url, url::ParseError> {
     let origin = &base[..Position::BeforePath];
     JOINS.with(|joins| {
         let origins = &mut joins.borrow_mut().origins;
-        let at = match origins.iter().position(|(o, _)| o == origin) {
+        let at = match origins.iter().position(|o| o.origin == origin) {
             Some(at) => at,
             None => {
                 if origins.len() == ORIGINS {
                     origins.remove(0);
                 }
-                origins.push((origin.to_owned(), HashMap::new()));
+                origins.push(Origin::new(origin));
                 origins.len() - 1
             }
         };
-        let urls = &mut origins[at].1;
-        if let Some(url) = urls.get(href) {
+        let known = &mut origins[at];
+        if let Some(url) = known.urls.get(href) {
             return Ok(url.clone());
         }
         let url = base.join(href)?;
-        if urls.len() == PER_ORIGIN {
-            // Starting again is cheaper than tracking use, and a site's
-            // repeated links come back on its next page.
-            urls.clear();
-        }
-        urls.insert(href.into(), url.clone());
+        known.note(href, &url);
         Ok(url)
     })
 }
@@ -154,17 +195,34 @@ mod tests {
         JOINS.with(|j| j.borrow_mut().origins.clear());
         for host in 0..ORIGINS + 3 {
             let base = Url::parse(&format!("http://h{host}.test/")).unwrap();
+            // Each value twice: remembered at the second sighting.
             for i in 0..PER_ORIGIN + 10 {
                 let href = format!("/p{i}");
-                let url = join(&base, &href).unwrap();
-                assert_eq!((url.host_str(), url.path()), (base.host_str(), &*href));
+                for _ in 0..2 {
+                    let url = join(&base, &href).unwrap();
+                    assert_eq!((url.host_str(), url.path()), (base.host_str(), &*href));
+                }
             }
         }
         JOINS.with(|j| {
             let origins = &j.borrow().origins;
             assert_eq!(origins.len(), ORIGINS);
-            assert_eq!(origins[0].0, "http://h3.test");
-            assert!(origins.iter().all(|(_, urls)| urls.len() <= PER_ORIGIN));
+            assert_eq!(origins[0].origin, "http://h3.test");
+            // The table started again at PER_ORIGIN: the last 10 are in it.
+            assert!(origins.iter().all(|o| o.urls.len() == 10));
         });
+    }
+
+    #[test]
+    fn a_value_is_remembered_at_its_second_sighting() {
+        JOINS.with(|j| j.borrow_mut().origins.clear());
+        let base = Url::parse("http://h.test/a/b").unwrap();
+        let remembered = || JOINS.with(|j| j.borrow().origins[0].urls.len());
+        join(&base, "/x").unwrap();
+        assert_eq!(remembered(), 0);
+        join(&base, "/x").unwrap();
+        assert_eq!(remembered(), 1);
+        assert_eq!(join(&base, "/x").unwrap().as_str(), "http://h.test/x");
+        assert_eq!(remembered(), 1);
     }
 }
