@@ -127,13 +127,15 @@ impl<C: Callback> Handler<Download<C>> for Downloader<C> {
             .get_or_insert_with(|| Clients::new(&self.config));
         let client = clients.for_request(&msg.ctx.request, &self.config);
         let id = msg.ctx.id;
-        let job = download(
+        // Boxed once here: the wrappers below then move a pointer, not the
+        // exchange's whole state.
+        let job = Box::pin(download(
             client,
             self.middlewares.clone(),
             self.config.clone(),
             self.stats.clone(),
             msg.ctx,
-        );
+        ));
         AssertUnwindSafe(job)
             .catch_unwind()
             .into_actor(self)

@@ -14,7 +14,6 @@
 //! crashes its downloader cannot loop. Reports for requests no longer in the
 //! table (from the dead incarnation) are ignored.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -64,8 +63,9 @@ pub(crate) struct Pool<C: Callback> {
     /// Each downloader's incarnation as the pool knows it.
     epochs: Vec<u64>,
     /// Every request in flight, as dispatched, with its downloader: what a
-    /// crash re-queues.
-    in_flight: HashMap<Uuid, (usize, Context<C>)>,
+    /// crash re-queues. Touched twice per page, so hashed with foldhash
+    /// (hashbrown's default), not SipHash: the ids are random anyway.
+    in_flight: hashbrown::HashMap<Uuid, (usize, Context<C>)>,
     /// A request may crash its downloader this many times before it fails.
     max_crashes: u32,
     /// Which failures are re-queued for another try; `None` turns retries
@@ -94,7 +94,7 @@ impl<C: Callback> Pool<C> {
             outbox,
             load: vec![0; n],
             epochs: vec![0; n],
-            in_flight: HashMap::new(),
+            in_flight: hashbrown::HashMap::new(),
             max_crashes,
             retry,
             accounting,

@@ -136,7 +136,7 @@ where
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(payload_error)?;
         let Some(decoder) = decoder.as_mut() else {
-            if !sink.put(&chunk).await? {
+            if !sink.put_chunk(chunk).await? {
                 return Ok(());
             }
             continue;
@@ -185,7 +185,15 @@ struct Sink<'a> {
 }
 
 enum Out<'a> {
-    Memory(BytesMut),
+    /// In memory. The first chunk is kept as it came (`held`, no copy)
+    /// while it is the whole body; a second chunk copies both into `buf`,
+    /// allocated then with room for `capacity` bytes (the declared
+    /// length), so each byte is copied once at most.
+    Memory {
+        held: Bytes,
+        buf: BytesMut,
+        capacity: usize,
+    },
     File {
         file: tokio::fs::File,
         path: &'a Path,
@@ -196,11 +204,12 @@ enum Out<'a> {
 
 impl<'a> Sink<'a> {
     fn memory(limit: usize, capacity: usize, overflow: Overflow) -> Self {
-        Sink::new(
-            limit,
-            overflow,
-            Out::Memory(BytesMut::with_capacity(capacity)),
-        )
+        let out = Out::Memory {
+            held: Bytes::new(),
+            buf: BytesMut::new(),
+            capacity,
+        };
+        Sink::new(limit, overflow, out)
     }
 
     async fn file(limit: usize, path: &'a Path, dirs: &StreamDirs) -> Result<Sink<'a>, ErrorKind> {
@@ -232,6 +241,21 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// [`Sink::put`] for a chunk the sink may keep as it is: the first
+    /// chunk of a body held in memory, when it is within the limit.
+    async fn put_chunk(&mut self, chunk: Bytes) -> Result<bool, ErrorKind> {
+        let room = (self.limit as u64).saturating_sub(self.len);
+        if let Out::Memory { held, buf, .. } = &mut self.out {
+            if held.is_empty() && buf.is_empty() && chunk.len() as u64 <= room {
+                self.offered += chunk.len() as u64;
+                self.len += chunk.len() as u64;
+                *held = chunk;
+                return Ok(true);
+            }
+        }
+        self.put(&chunk).await
+    }
+
     /// Keeps `bytes`, or refuses them over the limit; false once nothing
     /// more is wanted (truncated at the limit).
     async fn put(&mut self, bytes: &[u8]) -> Result<bool, ErrorKind> {
@@ -247,7 +271,19 @@ impl<'a> Sink<'a> {
         };
         self.len += keep.len() as u64;
         match &mut self.out {
-            Out::Memory(buf) => buf.extend_from_slice(keep),
+            Out::Memory {
+                held,
+                buf,
+                capacity,
+            } => {
+                if buf.capacity() == 0 {
+                    buf.reserve((*capacity).max(held.len() + keep.len()));
+                }
+                if !held.is_empty() {
+                    buf.extend_from_slice(&std::mem::take(held));
+                }
+                buf.extend_from_slice(keep);
+            }
             Out::File { file, path, .. } => file
                 .write_all(keep)
                 .await
@@ -259,11 +295,14 @@ impl<'a> Sink<'a> {
     /// The body, once read to its end.
     async fn finish(self) -> Result<Body, ErrorKind> {
         match self.out {
-            Out::Memory(buf) => Ok(Body {
-                len: buf.len() as u64,
-                bytes: buf.freeze(),
-                path: None,
-            }),
+            Out::Memory { held, buf, .. } => {
+                let bytes = if buf.is_empty() { held } else { buf.freeze() };
+                Ok(Body {
+                    len: bytes.len() as u64,
+                    bytes,
+                    path: None,
+                })
+            }
             Out::File {
                 mut file,
                 path,
@@ -349,6 +388,36 @@ mod tests {
             "{err}"
         );
         assert_eq!(polled.load(Ordering::SeqCst), 4);
+    }
+
+    #[actix_rt::test]
+    async fn a_body_in_one_chunk_is_kept_without_a_copy_and_more_chunks_are_joined() {
+        let chunk = Bytes::from(vec![7u8; 100]);
+        let one = stream::iter([Ok(chunk.clone())]);
+        let body = read(one, &with_length(100), false, 100, None)
+            .await
+            .unwrap();
+        assert_eq!((body.len, &body.bytes[..]), (100, &chunk[..]));
+        assert_eq!(body.bytes.as_ptr(), chunk.as_ptr(), "the chunk was copied");
+
+        // The first chunk, then two more: one body, in order.
+        let parts = [&b"ab"[..], b"cde", b"f"].map(|p| Ok(Bytes::from_static(p)));
+        let body = read(stream::iter(parts), &HeaderMap::new(), false, 6, None)
+            .await
+            .unwrap();
+        assert_eq!((body.len, &body.bytes[..]), (6, &b"abcdef"[..]));
+
+        // A held first chunk still counts against the limit.
+        let parts = [&b"abc"[..], b"def"].map(|p| Ok(Bytes::from_static(p)));
+        let err = read(stream::iter(parts), &HeaderMap::new(), false, 5, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ErrorKind::BodyTooLarge { limit: 5 }), "{err}");
+        let parts = [&b"abc"[..], b"def"].map(|p| Ok(Bytes::from_static(p)));
+        let (bytes, truncated) = read_prefix(stream::iter(parts), &HeaderMap::new(), 5)
+            .await
+            .unwrap();
+        assert_eq!((&bytes[..], truncated), (&b"abcde"[..], true));
     }
 
     #[actix_rt::test]

@@ -346,12 +346,18 @@ async fn send<C>(
     } else {
         out.send_body(req.body.clone()).await
     };
-    let mut resp = sent.map_err(|e| match e {
+    let resp = sent.map_err(|e| match e {
         SendRequestError::Timeout => ErrorKind::Connect("timed out connecting".into()),
         other => guard::refusal(&other).unwrap_or_else(|| ErrorKind::Connect(other.to_string())),
     })?;
     let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
+    // The headers move out of awc's response (the response keeps only its
+    // body stream): no copy of the map per page.
+    let mut headers = header::HeaderMap::new();
+    let mut resp = resp.map_body(|head, payload| {
+        headers = std::mem::take(&mut head.headers);
+        payload
+    });
     if let Some(jar) = jar {
         let set = headers.get_all(header::SET_COOKIE);
         jar.store(set.filter_map(|v| v.to_str().ok()), &req.url);
@@ -367,8 +373,10 @@ async fn send<C>(
 /// sends goes through this (awc would inflate a whole network chunk before
 /// a limit could see it).
 pub(crate) fn decoded_here(out: awc::ClientRequest) -> awc::ClientRequest {
-    out.no_decompress()
-        .insert_header((header::ACCEPT_ENCODING, decode::ACCEPT_ENCODING))
+    out.no_decompress().insert_header((
+        header::ACCEPT_ENCODING,
+        header::HeaderValue::from_static(decode::ACCEPT_ENCODING),
+    ))
 }
 
 /// The `Cookie` header for `req`: the jar's cookies for its URL, then the

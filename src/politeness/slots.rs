@@ -20,9 +20,11 @@
 //! capped, or idle with a learned delay that changes it); every slot is
 //! listed or idle, or both.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use hashbrown::{HashMap, HashSet};
 
 use crate::queue::SlotAllowance;
 
@@ -176,7 +178,8 @@ pub(crate) struct Slots {
     cfg: SlotConfig,
     /// By host: the busy slots and the idle ones still kept. The key is
     /// shared with `listed` and `idle`, so moving a host between them
-    /// copies no name.
+    /// copies no name. Looked up twice per request (its start and its
+    /// end), so hashed with hashbrown's default (foldhash), not SipHash.
     slots: HashMap<Arc<str>, Slot>,
     /// The hosts whose allowance may differ from a fresh host's: the only
     /// ones a pop looks at.
@@ -234,16 +237,15 @@ impl Slots {
             self.slots.insert(Arc::from(host), Slot::fresh(initial));
             self.peak = self.peak.max(self.slots.len());
         }
-        let slot = self.slots.get_mut(host).expect("inserted");
+        let (key, slot) = self.slots.get_key_value_mut(host).expect("inserted");
         if slot.idle_since.take().is_some() {
             self.idle_count -= 1;
         }
         if !slot.listed {
             slot.listed = true;
-            let (key, _) = self.slots.get_key_value(host).expect("held");
             self.listed.insert(key.clone());
         }
-        self.slots.get_mut(host).expect("held")
+        slot
     }
 
     /// The allowance of a host with no slot.

@@ -38,7 +38,7 @@ mod shared;
 mod starts;
 mod watermark;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,7 +100,9 @@ pub(crate) struct Scheduler<C: Callback> {
     log: Logger,
     /// Dispatched and not yet `Completed` (or re-queued): their ids, so a
     /// forced stop can abandon them once and ignore their late completion.
-    in_flight: HashSet<Uuid>,
+    /// Hashed with foldhash (hashbrown's default): random ids, two
+    /// lookups per page.
+    in_flight: hashbrown::HashSet<Uuid>,
     /// Pushed and not yet popped (this scheduler is the queue's only user);
     /// re-synced from the queue's own count on every pop.
     queued: usize,
@@ -186,7 +188,7 @@ impl<C: Callback> Scheduler<C> {
             accounting,
             stats,
             log,
-            in_flight: HashSet::new(),
+            in_flight: hashbrown::HashSet::new(),
             queued: 0,
             pushed_since_pop: 0,
             held: Vec::new(),
