@@ -39,18 +39,18 @@ impl Dropped {
 pub(crate) fn admissible<C: Callback>(
     depth_limit: Option<u32>,
     allowed_domains: &[String],
-    batch: Vec<Context<C>>,
+    mut batch: Vec<Context<C>>,
     log: &Logger,
 ) -> (Vec<Context<C>>, Dropped) {
     let mut dropped = Dropped::default();
     if depth_limit.is_none() && allowed_domains.is_empty() {
         return (batch, dropped);
     }
-    let mut kept = Vec::with_capacity(batch.len());
-    for c in batch {
+    // In place: a request is large, and those kept need not move.
+    batch.retain(|c| {
         if depth_limit.is_some_and(|max| c.request.depth > max) {
             dropped.too_deep += 1;
-            continue;
+            return false;
         }
         let redirect = crate::redirect::is_redirect_hop(&c.request.meta);
         if (redirect || !c.request.dont_filter) && !on_site(allowed_domains, &c.request.url) {
@@ -64,11 +64,11 @@ pub(crate) fn admissible<C: Callback>(
             } else {
                 debug!(log, "offsite request dropped"; "url" => %crate::redact::Redacted(&c.request.url));
             }
-            continue;
+            return false;
         }
-        kept.push(c);
-    }
-    (kept, dropped)
+        true
+    });
+    (batch, dropped)
 }
 
 /// Whether `url`'s host is one of `domains` (normalised) or a subdomain of

@@ -108,8 +108,30 @@ pub struct Completed {
 /// (step 2).
 #[derive(Debug)]
 pub struct Check<C> {
-    /// Requests to test.
-    pub batch: Vec<Context<C>>,
+    /// Requests to test, in the batches they arrived in (in order): a
+    /// backlog is never copied into one vector, since most of it is
+    /// duplicates, dropped where they lie.
+    pub batches: Vec<Vec<Context<C>>>,
+}
+impl<C> Check<C> {
+    /// A check of one batch.
+    #[cfg(test)]
+    pub fn one(batch: Vec<Context<C>>) -> Self {
+        Check {
+            batches: vec![batch],
+        }
+    }
+
+    /// Every request, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Context<C>> {
+        self.batches.iter().flatten()
+    }
+
+    /// Every request, in order, in one vector.
+    #[cfg(test)]
+    pub fn into_flat(self) -> Vec<Context<C>> {
+        self.batches.into_iter().flatten().collect()
+    }
 }
 impl<C: Send + 'static> Message for Check<C> {
     type Result = Checked<C>;

@@ -7,7 +7,9 @@
 //! with the request, so a queued request can be persisted or shared.
 
 use serde::Serialize;
+use uuid::Uuid;
 
+use crate::context::Context;
 use crate::error::Error;
 use crate::item::Item;
 use crate::request::{Callback, Request};
@@ -104,10 +106,39 @@ pub trait Spider: Send + Sync + 'static {
 /// Collects what a parse callback emits.
 #[derive(Debug)]
 pub struct Output<C> {
-    /// New requests, scheduled after the callback returns (depth + 1).
-    pub(crate) requests: Vec<Request<C>>,
+    /// New requests, already in the context they are scheduled with after
+    /// the callback returns: made as they are emitted, so a request is
+    /// moved once more only, not copied again into a batch afterwards.
+    pub(crate) requests: Vec<Context<C>>,
     /// Items, sent to the pipelines after the callback returns.
     pub(crate) items: Vec<Item>,
+    /// Where the requests come from: what each is stamped with.
+    pub(crate) origin: Origin,
+}
+
+/// What a request emitted from a response is stamped with: the response's
+/// context as its parent, one level deeper, its priority lowered per level
+/// of depth by the crawl's depth priority.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Origin {
+    /// The context id of the response's request.
+    pub(crate) parent: Option<Uuid>,
+    /// The new requests' depth (the response's + 1).
+    pub(crate) depth: u32,
+    /// How much a request's priority drops per level of depth.
+    pub(crate) depth_priority: i32,
+}
+
+impl Origin {
+    /// `request`, emitted from here, in the context it is scheduled with.
+    fn stamp<C>(self, mut request: Request<C>) -> Context<C> {
+        request.depth = self.depth;
+        let level = i32::try_from(self.depth).unwrap_or(i32::MAX);
+        request.priority = request
+            .priority
+            .saturating_sub(level.saturating_mul(self.depth_priority));
+        Context::new(request, self.parent)
+    }
 }
 
 impl<C> Default for Output<C> {
@@ -115,6 +146,7 @@ impl<C> Default for Output<C> {
         Output {
             requests: Vec::new(),
             items: Vec::new(),
+            origin: Origin::default(),
         }
     }
 }
@@ -122,7 +154,7 @@ impl<C> Default for Output<C> {
 impl<C: Callback> Output<C> {
     /// Emits a new request.
     pub fn request(&mut self, request: Request<C>) {
-        self.requests.push(request);
+        self.requests.push(self.origin.stamp(request));
     }
 
     /// Emits an item: any serialisable value.
@@ -161,6 +193,40 @@ pub struct Failure<C> {
 mod tests {
     use super::*;
     use crate::error::{ErrorKind, Stage};
+
+    #[test]
+    fn emitted_requests_are_stamped_with_their_origin() {
+        let parent = Uuid::new_v4();
+        let mut out = Output::<()> {
+            origin: Origin {
+                parent: Some(parent),
+                depth: 3,
+                depth_priority: 2,
+            },
+            ..Output::default()
+        };
+        out.request(Request::get("http://h/a").unwrap());
+        let mut low = Request::get("http://h/b").unwrap();
+        low.priority = i32::MIN + 1;
+        low.depth = 40;
+        out.request(low);
+        out.request(Request::get("http://h/c").unwrap().priority(10));
+        assert_eq!(out.request_count(), 3);
+        let got: Vec<_> = out
+            .requests
+            .iter()
+            .map(|c| (c.request.url.path(), c.request.depth, c.request.priority))
+            .collect();
+        // One level deeper than the response; priority down 2 per level
+        // (saturating).
+        assert_eq!(got, [("/a", 3, -6), ("/b", 3, i32::MIN), ("/c", 3, 4)]);
+        for c in &out.requests {
+            assert_eq!(c.parent, Some(parent));
+            assert_ne!(c.id, parent);
+            assert_eq!((c.attempt, c.retries, c.crashes), (0, 0, 0));
+        }
+        assert_ne!(out.requests[0].id, out.requests[1].id);
+    }
 
     #[test]
     fn start_urls_makes_every_request_or_names_the_bad_url() {

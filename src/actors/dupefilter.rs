@@ -16,6 +16,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use slog::{error, warn, Logger};
 
+use crate::context::Context;
 use crate::dedupe::{DupeBackend, DupeReport};
 use crate::error::{Error, ErrorKind, Stage};
 use crate::fingerprint::fingerprint;
@@ -54,36 +55,50 @@ impl<C: Callback> Handler<Check<C>> for DupeFilter<C> {
     type Result = AtomicResponse<Self, Checked<C>>;
 
     fn handle(&mut self, msg: Check<C>, _: &mut Self::Context) -> Self::Result {
-        let fps = msg.batch.iter().map(|c| fingerprint(&c.request)).collect();
+        let fps = msg.iter().map(|c| fingerprint(&c.request)).collect();
         let fut = self.backend.check_and_add(fps);
-        let mut batch = msg.batch;
+        let batches = msg.batches;
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
             let report = act.backend.take_report();
             act.record(report);
-            match res.and_then(|fresh| complete_answer(fresh, batch.len())) {
+            let total = batches.iter().map(Vec::len).sum();
+            match res.and_then(|fresh| complete_answer(fresh, total)) {
                 Ok(fresh) => {
-                    let total = batch.len();
-                    // In place: the duplicates (most of a batch) are
-                    // dropped where they lie, only those kept move.
-                    let mut fresh = fresh.into_iter();
-                    batch.retain(|_| fresh.next().unwrap_or(false));
+                    let accepted = keep_fresh(batches, fresh);
                     Checked {
-                        duplicates: total - batch.len(),
-                        accepted: batch,
+                        duplicates: total - accepted.len(),
+                        accepted,
                     }
                 }
                 Err(e) => {
                     error!(act.log, "dupe filter failed; letting the batch through";
-                        "count" => batch.len(), "error" => %e);
+                        "count" => total, "error" => %e);
                     act.stats.add_named("dupefilter/errors", 1);
                     Checked {
-                        accepted: batch,
+                        accepted: batches.into_iter().flatten().collect(),
                         duplicates: 0,
                     }
                 }
             }
         })))
     }
+}
+
+/// The requests `fresh` marks new, in order, in one vector. In place: the
+/// duplicates (most of a batch) are dropped where they lie, and only those
+/// kept from a second batch on move.
+fn keep_fresh<C>(batches: Vec<Vec<Context<C>>>, fresh: Vec<bool>) -> Vec<Context<C>> {
+    let mut fresh = fresh.into_iter();
+    let mut accepted = Vec::new();
+    for mut batch in batches {
+        batch.retain(|_| fresh.next().unwrap_or(false));
+        if accepted.is_empty() {
+            accepted = batch;
+        } else {
+            accepted.append(&mut batch);
+        }
+    }
+    accepted
 }
 
 impl<C: Callback> DupeFilter<C> {
@@ -144,7 +159,6 @@ impl<C: Callback> Handler<Shutdown> for DupeFilter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::Context;
     use crate::dedupe::{DupeMode, MemoryDupe};
     use crate::request::Request;
 
@@ -158,20 +172,34 @@ mod tests {
         .start();
         let ctx = |u: &str| Context::new(Request::get(u).unwrap(), None);
         let first = f
-            .send(Check {
-                batch: vec![ctx("http://h/a"), ctx("http://h/b"), ctx("http://h/a#x")],
-            })
+            .send(Check::one(vec![
+                ctx("http://h/a"),
+                ctx("http://h/b"),
+                ctx("http://h/a#x"),
+            ]))
             .await
             .unwrap();
         assert_eq!(first.accepted.len(), 2);
         assert_eq!(first.duplicates, 1);
+        // Several batches in one check: one answer, in their order, with
+        // repeats across the batches dropped too.
         let second = f
             .send(Check {
-                batch: vec![ctx("http://h/b"), ctx("http://h/c")],
+                batches: vec![
+                    vec![ctx("http://h/b")],
+                    vec![ctx("http://h/c"), ctx("http://h/d")],
+                    vec![],
+                    vec![ctx("http://h/c#x"), ctx("http://h/e")],
+                ],
             })
             .await
             .unwrap();
-        assert_eq!(second.duplicates, 1);
-        assert_eq!(second.accepted[0].request.url.path(), "/c");
+        assert_eq!(second.duplicates, 2);
+        let paths: Vec<_> = second
+            .accepted
+            .iter()
+            .map(|c| c.request.url.path())
+            .collect();
+        assert_eq!(paths, ["/c", "/d", "/e"]);
     }
 }

@@ -16,13 +16,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::accounting::Accounting;
-use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::item::ItemMeta;
 use crate::messages::{deliver, Completed, Enqueue, Parse, ProcessItems, Report, Shutdown};
 use crate::request::Callback;
-use crate::request::Request;
-use crate::spider::{Output, Spider};
+use crate::spider::{Origin, Output, Spider};
 use crate::stats::{Counter, Stats};
 
 /// Where the parser sends things.
@@ -52,12 +50,14 @@ pub(crate) struct Parser<S: Spider> {
     depth_priority: i32,
     /// Counters.
     stats: Arc<Stats>,
-    /// The buffer each callback's requests are collected in, kept (empty)
-    /// from one response to the next so it does not grow again every time.
-    requests: Vec<Request<S::Callback>>,
+    /// The most requests a callback emitted so far (up to
+    /// [`KEPT_REQUESTS`]): the next one's buffer starts with room for that
+    /// many, so it rarely grows (and copies what it holds) on the way. That
+    /// buffer goes on as the `Enqueue` batch.
+    requests_hint: usize,
 }
 
-/// The most requests [`Parser::requests`] keeps room for between responses.
+/// The most requests [`Parser::requests_hint`] makes room for up front.
 const KEPT_REQUESTS: usize = 256;
 
 impl<S: Spider> Parser<S> {
@@ -75,7 +75,7 @@ impl<S: Spider> Parser<S> {
             accounting,
             depth_priority: 0,
             stats,
-            requests: Vec::new(),
+            requests_hint: 0,
         }
     }
 }
@@ -98,8 +98,13 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
     fn handle(&mut self, msg: Parse<S::Callback>, _: &mut Self::Context) {
         let Parse { ctx, response } = msg;
         let mut out = Output {
-            requests: std::mem::take(&mut self.requests),
+            requests: Vec::with_capacity(self.requests_hint),
             items: Vec::new(),
+            origin: Origin {
+                parent: Some(ctx.id),
+                depth: ctx.request.depth + 1,
+                depth_priority: self.depth_priority,
+            },
         };
         let callback = ctx.request.callback.clone();
         let spider = &self.spider;
@@ -107,27 +112,14 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
             spider.parse(callback, &response, &mut out)
         }));
         let Output {
-            mut requests,
+            requests: batch,
             items,
+            ..
         } = out;
-        if !requests.is_empty() {
-            let depth = ctx.request.depth + 1;
-            let batch: Vec<Context<S::Callback>> = requests
-                .drain(..)
-                .map(|mut r| {
-                    r.depth = depth;
-                    let level = i32::try_from(depth).unwrap_or(i32::MAX);
-                    r.priority = r
-                        .priority
-                        .saturating_sub(level.saturating_mul(self.depth_priority));
-                    Context::new(r, Some(ctx.id))
-                })
-                .collect();
+        self.requests_hint = self.requests_hint.max(batch.len()).min(KEPT_REQUESTS);
+        if !batch.is_empty() {
             self.accounting.open(batch.len());
             deliver(&self.outbox.enqueue, Enqueue { batch }, &self.stats);
-        }
-        if requests.capacity() <= KEPT_REQUESTS {
-            self.requests = requests;
         }
         let failure = match result {
             Ok(Ok(())) => None,
@@ -185,6 +177,7 @@ mod tests {
     use crate::actors::test_support::{
         ctx, expect_event, kinds, response, Cb, Event, Events, Ping, Recorder, TestSpider,
     };
+    use crate::context::Context;
 
     /// A parser for a [`TestSpider`]; one recorder stands in for the
     /// scheduler, the pipeline stage and the error handler.

@@ -54,7 +54,7 @@ impl<C: Callback> Scheduler<C> {
         self.send_checks(ctx);
     }
 
-    /// Sends every request waiting for the dupe filter as one `Check`,
+    /// Sends every batch waiting for the dupe filter in one `Check`,
     /// unless one is already out: what arrives meanwhile goes together
     /// next, so a slow dupe filter (Redis) answers a backlog in one call.
     fn send_checks(&mut self, ctx: &mut actix::Context<Self>) {
@@ -65,22 +65,12 @@ impl<C: Callback> Scheduler<C> {
             return;
         }
         self.check_in_flight = true;
-        let waiting = std::mem::take(&mut self.to_check);
-        let total: usize = waiting.iter().map(|(requests, _)| requests.len()).sum();
-        let mut seqs = Vec::with_capacity(waiting.len());
-        let mut batch = Vec::new();
-        for (requests, seq) in waiting {
-            if batch.is_empty() {
-                // Most often the only one: the batch itself, not a copy.
-                batch = requests;
-                batch.reserve_exact(total - batch.len());
-            } else {
-                batch.extend(requests);
-            }
-            seqs.push(seq);
-        }
-        let n = batch.len();
-        dupe.send(Check { batch })
+        // The batches go as they are: concatenating them would copy every
+        // request, and most are duplicates the dupe filter drops in place.
+        let (batches, seqs): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.to_check).into_iter().unzip();
+        let n = batches.iter().map(Vec::len).sum::<usize>();
+        dupe.send(Check { batches })
             .into_actor(self)
             .map(move |res, act, ctx| {
                 act.check_in_flight = false;

@@ -36,12 +36,12 @@ impl Handler<Check<Cb>> for FakeDupe {
     type Result = MessageResult<Check<Cb>>;
 
     fn handle(&mut self, msg: Check<Cb>, _: &mut Self::Context) -> Self::Result {
-        if !msg.batch.is_empty() {
-            let urls = msg.batch.iter().map(|c| c.request.url.to_string());
+        if msg.iter().next().is_some() {
+            let urls = msg.iter().map(|c| c.request.url.to_string());
             let _ = self.asked.send(urls.collect());
         }
         let (dupes, accepted): (Vec<_>, Vec<_>) = msg
-            .batch
+            .into_flat()
             .into_iter()
             .partition(|c| self.dupes.contains(c.request.url.as_str()));
         MessageResult(Checked {
@@ -195,7 +195,7 @@ impl Rig {
                 .await
                 .unwrap();
             if let Some(dupe) = &self.dupe {
-                dupe.send(Check { batch: Vec::new() }).await.unwrap();
+                dupe.send(Check::one(Vec::new())).await.unwrap();
             }
             let pop = Pop {
                 max: 0,
@@ -301,13 +301,13 @@ impl Handler<Check<Cb>> for GatedDupe {
     type Result = ResponseFuture<Checked<Cb>>;
 
     fn handle(&mut self, msg: Check<Cb>, _: &mut Self::Context) -> Self::Result {
-        let urls = msg.batch.iter().map(|c| c.request.url.to_string());
+        let urls = msg.iter().map(|c| c.request.url.to_string());
         let _ = self.asked.send(urls.collect());
         let gate = self.gate.clone();
         Box::pin(async move {
             gate.acquire().await.unwrap().forget();
             Checked {
-                accepted: msg.batch,
+                accepted: msg.into_flat(),
                 duplicates: 0,
             }
         })
