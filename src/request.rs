@@ -401,7 +401,7 @@ fn invalid(url: &Url, reason: &str) -> Error {
 
 /// Serde for `http::Method` as its upper-case name.
 /// Redirects followed per request unless set otherwise.
-const DEFAULT_MAX_REDIRECTS: u32 = 20;
+pub(crate) const DEFAULT_MAX_REDIRECTS: u32 = 20;
 
 fn yes() -> bool {
     true

@@ -33,6 +33,7 @@
 //! (`RedisQueue`, see [`distributed`](crate::distributed)) plugs in behind the same
 //! trait; the memory one does its work at once and returns a ready future.
 
+mod compact;
 mod spill;
 
 use std::cmp::Ordering;
@@ -45,6 +46,7 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::error::Error;
 use crate::request::{slot_of, Callback};
+use compact::Queued;
 use spill::Spill;
 
 pub(crate) use spill::remove_segments;
@@ -191,9 +193,10 @@ impl<C> Default for MemoryQueue<C> {
 struct Entry<C> {
     priority: i32,
     seq: u64,
-    /// Boxed: the heap moves its entries up and down at every push and pop
-    /// (a `Context` is some 400 bytes).
-    ctx: Box<Context<C>>,
+    /// Boxed (the heap moves its entries up and down at every push and
+    /// pop), and a plain GET in its compact form (`compact`): a large
+    /// frontier is mostly those.
+    ctx: Queued<C>,
 }
 
 /// A slot's best request, for the heap of heads.
@@ -317,9 +320,9 @@ impl<C: Callback> MemoryQueue<C> {
         let entry = Entry {
             priority: ctx.request.priority,
             seq: self.seq,
-            ctx: Box::new(ctx),
+            ctx: Queued::new(ctx),
         };
-        let slot = slot_of(&entry.ctx.request.url);
+        let slot = slot_of(entry.ctx.url());
         // Look up by `&str`; a host's key is copied once, when it first
         // has work.
         if !self.slots.contains_key(slot) {
@@ -403,7 +406,7 @@ impl<C: Callback> MemoryQueue<C> {
             }
             let entry = heap.pop().expect("peeked");
             self.len -= 1;
-            out.push(*entry.ctx);
+            out.push(entry.ctx.into_context());
             match taken.get_mut(head.slot.as_str()) {
                 Some(n) => *n += 1,
                 None => {
