@@ -38,8 +38,8 @@
 //!
 //! ```text
 //! stages u64; each: bytes u64 + the bits as above; bit count u64;
-//!   ones u64; two hashers of 11 u64 (the seed pair, then SipHash's state:
-//!   the seed pair again, length, v0, v2, v1, v3, tail, ntail);
+//!   ones u64; two hashers of 11 u64 (the key pair k0, k1, then SipHash's state:
+//!   the keys again, length, v0, v2, v1, v3, tail, ntail);
 //!   hash count u64; capacity u64; added u64
 //! rate f64
 //! exact u8 (0 none, 1 some); if 1: shards u64; each: count u64, then

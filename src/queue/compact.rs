@@ -8,13 +8,13 @@
 //! alone (about 150 bytes, [`Plain`]) and rebuilt when it leaves the
 //! queue; any other is kept boxed as it came.
 //!
-//! The split is exhaustive: both functions name every field of `Context`
-//! and `Request`, so a field added to either does not compile here until it
-//! is kept, or checked to be at its default.
+//! The split is exhaustive: the check and the split name every field of
+//! `Context` and `Request`, so a field added to either does not compile
+//! here until it is kept, or checked to be at the default `Request::from_url`
+//! gives it (the form a plain request is rebuilt from).
 
 use awc::http::Method;
 use bytes::Bytes;
-use serde_json::Map;
 use url::Url;
 use uuid::Uuid;
 
@@ -106,28 +106,16 @@ impl<C: Callback> Queued<C> {
             Queued::Full(ctx) => return *ctx,
             Queued::Plain(p) => *p,
         };
+        // A default request with the kept fields set again: what `new`
+        // left out was at these defaults (`is_plain`).
+        let mut request = Request::from_url(p.url);
+        request.callback = p.callback;
+        request.dont_filter = p.dont_filter;
+        request.priority = p.priority;
+        request.depth = p.depth;
         Context {
             id: p.id,
-            request: Request {
-                url: p.url,
-                method: Method::GET,
-                headers: Vec::new(),
-                body: Bytes::new(),
-                proxy: None,
-                cookies: Vec::new(),
-                meta: Map::new(),
-                allow_redirects: true,
-                max_redirects: DEFAULT_MAX_REDIRECTS,
-                callback: p.callback,
-                max_conns_per_host: None,
-                allowed_status: Vec::new(),
-                timeout: None,
-                max_body: None,
-                stream_to: None,
-                dont_filter: p.dont_filter,
-                priority: p.priority,
-                depth: p.depth,
-            },
+            request,
             parent: p.parent,
             attempt: p.attempt,
             retries: p.retries,
