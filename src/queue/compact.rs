@@ -14,7 +14,6 @@
 //! gives it (the form a plain request is rebuilt from).
 
 use awc::http::Method;
-use bytes::Bytes;
 use url::Url;
 use uuid::Uuid;
 
@@ -175,6 +174,8 @@ fn is_plain<C>(ctx: &Context<C>) -> bool {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
 
     use super::*;
 
