@@ -99,6 +99,8 @@ pub struct SitemapRules<C> {
     rules: Vec<(Regex, C)>,
     /// How many levels of nested indexes are followed.
     max_depth: u32,
+    /// Whether a page's alternate-language versions are requested too.
+    alternates: bool,
     /// What one sitemap may hold.
     limits: Limits,
 }
@@ -124,6 +126,7 @@ impl<C: Callback> SitemapRules<C> {
             starts,
             rules: Vec::new(),
             max_depth: DEFAULT_MAX_DEPTH,
+            alternates: false,
             limits: Limits::default(),
         })
     }
@@ -145,6 +148,16 @@ impl<C: Callback> SitemapRules<C> {
     /// an error naming the index.
     pub fn max_depth(mut self, depth: u32) -> Self {
         self.max_depth = depth;
+        self
+    }
+
+    /// Whether the alternate-language versions a sitemap lists for a page
+    /// (`<xhtml:link rel="alternate" href="…"/>` in its `<url>`) are
+    /// requested too, each as a page of its own: by the first rule its URL
+    /// matches, with the page's priority and no lastmod (default `false`,
+    /// as Scrapy's `sitemap_alternate_links`).
+    pub fn alternate_links(mut self, on: bool) -> Self {
+        self.alternates = on;
         self
     }
 
@@ -188,14 +201,21 @@ impl<C: Callback> SitemapRules<C> {
                 loc,
                 lastmod,
                 priority,
-            } => match absolute(&loc) {
-                Some(url) => {
-                    if let Some(r) = self.page_request(url, lastmod, priority) {
-                        out.request(r);
+                alternates,
+            } => {
+                let alternates = alternates.into_iter().filter(|_| self.alternates);
+                let pages = std::iter::once((loc, lastmod)).chain(alternates.map(|a| (a, None)));
+                for (loc, lastmod) in pages {
+                    match absolute(&loc) {
+                        Some(url) => {
+                            if let Some(r) = self.page_request(url, lastmod, priority) {
+                                out.request(r);
+                            }
+                        }
+                        None => skipped.bad(loc),
                     }
                 }
-                None => skipped.bad(loc),
-            },
+            }
         });
         let reason = read.err().or_else(|| skipped.reason(self.max_depth));
         match reason {

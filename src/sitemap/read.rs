@@ -7,8 +7,9 @@
 //! - XML (the first byte past a byte-order mark and white space is `<`):
 //!   a `<urlset>` of `<url>` entries (`<loc>`, `<lastmod>`, `<priority>`)
 //!   or a `<sitemapindex>` of `<sitemap>` entries (`<loc>`), read as a
-//!   stream of events by quick-xml; other elements (images, alternates,
-//!   news) are skipped;
+//!   stream of events by quick-xml; a `<url>`'s alternate-language pages
+//!   (`<xhtml:link rel="alternate" href="…">`) are kept with it, other
+//!   elements (images, news) skipped;
 //! - plain text otherwise: one URL a line, blank lines skipped.
 //!
 //! Limits: at most `max_bytes` decoded bytes are read (a gzip bomb costs
@@ -18,8 +19,8 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
 
 use crate::http::decode::{Decoder, PIECE};
 
@@ -40,6 +41,8 @@ pub(crate) enum Entry {
         lastmod: Option<String>,
         /// Its `<priority>`, if it is a number; clamped to 0.0–1.0.
         priority: Option<f64>,
+        /// The `href`s of its alternate-language versions, trimmed.
+        alternates: Vec<String>,
     },
     /// Another sitemap (`<sitemap>` of a `<sitemapindex>`).
     Sitemap {
@@ -218,6 +221,7 @@ fn read_text<F: FnMut(Entry)>(
                 loc: text.to_string(),
                 lastmod: None,
                 priority: None,
+                alternates: Vec::new(),
             })?;
         }
     }
@@ -237,6 +241,7 @@ struct Record {
     loc: String,
     lastmod: Option<String>,
     priority: Option<String>,
+    alternates: Vec<String>,
     /// The field (`loc`, `lastmod`, `priority`) now open, if any.
     field: Option<&'static str>,
 }
@@ -269,6 +274,7 @@ impl Record {
                     .and_then(|p| p.trim().parse::<f64>().ok())
                     .filter(|p| p.is_finite())
                     .map(|p| p.clamp(0.0, 1.0)),
+                alternates: self.alternates,
             },
         })
     }
@@ -302,12 +308,18 @@ fn read_xml<F: FnMut(Entry)>(
                     3 => {
                         if let Some(r) = &mut record {
                             r.field = field_of(name.as_ref());
+                            r.alternates.extend(alternate_of(&e)?);
                         }
                     }
                     _ => {}
                 }
             }
             Event::Empty(e) if depth == 0 => root_of(e.local_name().as_ref()).map(|_| ())?,
+            Event::Empty(e) if depth == 2 => {
+                if let Some(r) = &mut record {
+                    r.alternates.extend(alternate_of(&e)?);
+                }
+            }
             Event::End(_) => {
                 match depth {
                     2 => {
@@ -361,6 +373,28 @@ fn root_of(name: &str) -> Result<Root, String> {
             "the root element <{other}> is neither <urlset> nor <sitemapindex>"
         )),
     }
+}
+
+/// The `href` of an alternate-language link (`<xhtml:link
+/// rel="alternate" hreflang="…" href="…"/>`), if `e` is one.
+fn alternate_of(e: &BytesStart<'_>) -> Result<Option<String>, String> {
+    if e.local_name().as_ref() != "link" {
+        return Ok(None);
+    }
+    let attr = |name: &str| -> Result<Option<String>, String> {
+        let malformed = |err: &dyn std::fmt::Display| format!("malformed XML: {err}");
+        let Some(a) = e.try_get_attribute(name).map_err(|err| malformed(&err))? else {
+            return Ok(None);
+        };
+        let value = a
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|err| malformed(&err))?;
+        Ok(Some(value.trim().to_string()))
+    };
+    if attr("rel")?.as_deref() != Some("alternate") {
+        return Ok(None);
+    }
+    Ok(attr("href")?.filter(|h| !h.is_empty()))
 }
 
 fn field_of(name: &str) -> Option<&'static str> {

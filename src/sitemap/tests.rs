@@ -29,17 +29,22 @@ fn page(loc: &str, lastmod: Option<&str>, priority: Option<f64>) -> Entry {
         loc: loc.into(),
         lastmod: lastmod.map(str::to_string),
         priority,
+        alternates: Vec::new(),
     }
 }
 
 const URLSET: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"
-        xmlns:image="http://www.google.com/schemas/sitemap-image/1.1">
+        xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"
+        xmlns:xhtml="http://www.w3.org/1999/xhtml">
   <url>
     <loc>http://h.test/a?x=1&amp;y=2</loc>
     <lastmod>2024-05-01</lastmod>
     <priority>0.8</priority>
     <image:image><image:loc>http://h.test/img.png</image:loc></image:image>
+    <xhtml:link rel="alternate" hreflang="de" href="http://h.test/de/a?x=1&amp;y=2"/>
+    <xhtml:link rel="alternate" hreflang="fr" href=" http://h.test/fr/a "></xhtml:link>
+    <xhtml:link rel="canonical" href="http://h.test/not-alternate"/>
   </url>
   <url><loc><![CDATA[http://h.test/b]]></loc><priority>7</priority></url>
   <url><loc> http://h.test/c </loc><lastmod>2024-05-02T10:00:00+00:00</lastmod><priority>high</priority></url>
@@ -53,7 +58,15 @@ fn a_urlset_gives_each_loc_with_its_lastmod_and_priority() {
     assert_eq!(
         got,
         [
-            page("http://h.test/a?x=1&y=2", Some("2024-05-01"), Some(0.8)),
+            Entry::Page {
+                loc: "http://h.test/a?x=1&y=2".into(),
+                lastmod: Some("2024-05-01".into()),
+                priority: Some(0.8),
+                alternates: vec![
+                    "http://h.test/de/a?x=1&y=2".into(),
+                    "http://h.test/fr/a".into()
+                ],
+            },
             // Out of range: clamped; not a number: absent.
             page("http://h.test/b", None, Some(1.0)),
             page("http://h.test/c", Some("2024-05-02T10:00:00+00:00"), None),
@@ -312,6 +325,31 @@ fn pages_get_the_first_matching_rule_a_priority_and_their_lastmod() {
                 0,
                 lastmod("2024-05-02T10:00:00+00:00"),
                 None
+            ),
+        ]
+    );
+    // With alternate links: each alternate as a page of its own.
+    let mut out = Output::default();
+    rules()
+        .alternate_links(true)
+        .parse(
+            &response("http://h.test/sitemap.xml", URLSET, Some(0)),
+            &mut out,
+        )
+        .unwrap();
+    let urls: Vec<(String, i32, Option<Value>)> =
+        made(&out).into_iter().map(|m| (m.0, m.2, m.3)).collect();
+    assert_eq!(
+        urls,
+        [
+            ("http://h.test/a?x=1&y=2".into(), 3, lastmod("2024-05-01")),
+            ("http://h.test/de/a?x=1&y=2".into(), 3, None),
+            ("http://h.test/fr/a".into(), 3, None),
+            ("http://h.test/b".into(), 5, None),
+            (
+                "http://h.test/c".into(),
+                0,
+                lastmod("2024-05-02T10:00:00+00:00")
             ),
         ]
     );
