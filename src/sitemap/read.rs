@@ -299,20 +299,7 @@ fn read_xml<F: FnMut(Entry)>(
         match event {
             Event::Start(e) => {
                 depth += 1;
-                let name = e.local_name();
-                match depth {
-                    1 => root = Some(root_of(name.as_ref())?),
-                    2 if matches!(name.as_ref(), "url" | "sitemap") => {
-                        record = Some(Record::default())
-                    }
-                    3 => {
-                        if let Some(r) = &mut record {
-                            r.field = field_of(name.as_ref());
-                            r.alternates.extend(alternate_of(&e)?);
-                        }
-                    }
-                    _ => {}
-                }
+                start(&e, depth, &mut root, &mut record)?;
             }
             Event::Empty(e) if depth == 0 => root_of(e.local_name().as_ref()).map(|_| ())?,
             Event::Empty(e) if depth == 2 => {
@@ -363,6 +350,28 @@ fn read_xml<F: FnMut(Entry)>(
             _ => {}
         }
     }
+}
+
+/// An element opens at `depth` (1 for the root).
+fn start(
+    e: &BytesStart<'_>,
+    depth: usize,
+    root: &mut Option<Root>,
+    record: &mut Option<Record>,
+) -> Result<(), String> {
+    let name = e.local_name();
+    match depth {
+        1 => *root = Some(root_of(name.as_ref())?),
+        2 if matches!(name.as_ref(), "url" | "sitemap") => *record = Some(Record::default()),
+        3 => {
+            if let Some(r) = record {
+                r.field = field_of(name.as_ref());
+                r.alternates.extend(alternate_of(e)?);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn root_of(name: &str) -> Result<Root, String> {
