@@ -301,7 +301,7 @@ fn read_xml<F: FnMut(Entry)>(
                 depth += 1;
                 start(&e, depth, &mut root, &mut record)?;
             }
-            Event::Empty(e) if depth == 0 => root_of(e.local_name().as_ref()).map(|_| ())?,
+            Event::Empty(e) if depth == 0 => root = Some(root_of(e.local_name().as_ref())?),
             Event::Empty(e) if depth == 2 => {
                 if let Some(r) = &mut record {
                     r.alternates.extend(alternate_of(&e)?);
@@ -340,7 +340,8 @@ fn read_xml<F: FnMut(Entry)>(
                     rec.text(&text);
                 }
             }
-            Event::Eof if depth > 0 || root.is_none() => {
+            Event::Eof if root.is_none() => return Err("malformed XML: no root element".into()),
+            Event::Eof if depth > 0 => {
                 return Err(format!(
                     "malformed XML: the document ends at byte {} inside an open element",
                     reader.buffer_position()

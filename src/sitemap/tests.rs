@@ -92,6 +92,18 @@ fn an_index_gives_its_sitemaps() {
             sitemap("http://h.test/s2.xml.gz")
         ]
     );
+    // Empty sitemaps are empty, not malformed.
+    for empty in [
+        "<sitemapindex/>",
+        "<?xml version=\"1.0\"?>\n<urlset></urlset>\n",
+    ] {
+        assert_eq!(
+            entries(empty.as_bytes(), Limits::default()),
+            (vec![], None),
+            "{empty}"
+        );
+    }
+    assert_eq!(entries(b"", Limits::default()), (vec![], None));
 }
 
 #[test]
@@ -134,6 +146,12 @@ fn malformed_xml_is_an_error_after_the_entries_read_before() {
     assert_eq!(got, [page("http://h.test/ok", None, None)]);
     let err = err.unwrap();
     assert!(err.contains("inside an open element"), "{err}");
+
+    let (got, err) = entries(b"<?xml version=\"1.0\"?>\n<!-- none -->", Limits::default());
+    assert_eq!(
+        (got, err.as_deref()),
+        (vec![], Some("malformed XML: no root element"))
+    );
 
     let (got, err) = entries(
         b"<html><body>not a sitemap</body></html>",
