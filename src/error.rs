@@ -102,6 +102,16 @@ pub enum ErrorKind {
         /// Why it was refused.
         reason: String,
     },
+    /// A sitemap (or a robots.txt read for its `Sitemap:` lines) could not
+    /// be read to its end, or held more than its limits allow; the entries
+    /// read before are kept.
+    #[error("sitemap {sitemap}: {reason}")]
+    Sitemap {
+        /// The sitemap's URL.
+        sitemap: String,
+        /// What was wrong, and what was refused.
+        reason: String,
+    },
     /// The server answered with a status the request does not allow.
     #[error("HTTP status {0} is not allowed for this request")]
     HttpStatus(u16),
@@ -377,6 +387,7 @@ impl Error {
             ErrorKind::DupeStoreCorrupt { .. } => "dupe_store_corrupt",
             ErrorKind::PipelineCloseTimeout { .. } => "pipeline_close_timeout",
             ErrorKind::StreamToRefused { .. } => "stream_to_refused",
+            ErrorKind::Sitemap { .. } => "sitemap",
         }
     }
 }

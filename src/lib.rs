@@ -55,7 +55,9 @@
 //!    `admission` (depth and offsite), `limits` (when an unattended crawl
 //!    stops early: items, pages, errors, time, memory), [`queue`] and
 //!    [`dedupe`] (back-end traits and the in-memory back-ends), `links` (the
-//!    [`LinkExtractor`]: its configuration, and the page scanner), `http`
+//!    [`LinkExtractor`]: its configuration, and the page scanner), `sitemap`
+//!    ([`SitemapRules`]: sitemaps, indexes and robots.txt `Sitemap:` lines
+//!    read as a stream into requests), `http`
 //!    (one exchange under the crawler's limits; bodies under a size limit,
 //!    decoded in bounded pieces, proxy URLs, CONNECT tunnels, the
 //!    environment's proxies, the address guard refusing private
@@ -137,6 +139,7 @@ mod request;
 mod response;
 mod retry;
 mod settings;
+mod sitemap;
 mod spider;
 mod state;
 mod stats;
@@ -173,6 +176,7 @@ pub use request::{Callback, Request};
 pub use response::{Response, ResponseMeta};
 pub use retry::RetryPolicy;
 pub use settings::Settings;
+pub use sitemap::{SitemapRules, SITEMAP_LASTMOD};
 pub use spider::{start_urls, Failure, Output, Spider, StartRequests};
 pub use state::CrawlState;
 pub use stats::{Counter, Stats, StatsSnapshot};

@@ -159,6 +159,15 @@ impl Decoder {
         Ok(Some(Decoder { stages, eof: false }))
     }
 
+    /// A decoder of one gzip stream (a body whose bytes are gzip whatever
+    /// its headers say: a `.xml.gz` sitemap served as a file).
+    pub(crate) fn gzip() -> Decoder {
+        Decoder {
+            stages: vec![Stage::new(Coding::Gzip)],
+            eof: false,
+        }
+    }
+
     /// Hands over the next wire chunk, once [`read`](Self::read) has
     /// returned 0 (what it left unread is kept: a few bytes a codec waits
     /// to see whole).

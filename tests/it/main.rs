@@ -39,6 +39,7 @@ mod resume;
 mod robots;
 mod scale;
 mod shutdown;
+mod sitemaps;
 mod spider_api;
 mod spiders;
 mod start_on;

@@ -1,0 +1,432 @@
+//! Reading one sitemap body as a stream of entries, under its limits.
+//!
+//! The forms, told apart by the bytes themselves:
+//! - gzip (the magic bytes `1f 8b`, whatever the URL or headers say): the
+//!   body is inflated a bounded piece at a time and read as one of the
+//!   forms below;
+//! - XML (the first byte past a byte-order mark and white space is `<`):
+//!   a `<urlset>` of `<url>` entries (`<loc>`, `<lastmod>`, `<priority>`)
+//!   or a `<sitemapindex>` of `<sitemap>` entries (`<loc>`), read as a
+//!   stream of events by quick-xml; a `<url>`'s alternate-language pages
+//!   (`<xhtml:link rel="alternate" href="…">`) are kept with it, other
+//!   elements (images, news) skipped;
+//! - plain text otherwise: one URL a line, blank lines skipped.
+//!
+//! Limits: at most `max_bytes` decoded bytes are read (a gzip bomb costs
+//! that much and no more) and at most `max_urls` entries handed on; past
+//! either, reading stops with an error naming the limit. Every entry read
+//! before an error has been handed on already: nothing accepted is lost.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
+
+use crate::http::decode::{Decoder, PIECE};
+
+/// The protocol's cap on the entries of one sitemap.
+pub(crate) const MAX_URLS: usize = 50_000;
+
+/// The protocol's cap on one sitemap's (uncompressed) size: 50 MiB.
+pub(crate) const MAX_BYTES: usize = 50 << 20;
+
+/// One entry of a sitemap.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Entry {
+    /// A page (`<url>` of a `<urlset>`, or a line of a text sitemap).
+    Page {
+        /// Its `<loc>`, trimmed.
+        loc: String,
+        /// Its `<lastmod>` as written (a W3C date-time), trimmed.
+        lastmod: Option<String>,
+        /// Its `<priority>`, if it is a number; clamped to 0.0–1.0.
+        priority: Option<f64>,
+        /// The `href`s of its alternate-language versions, trimmed.
+        alternates: Vec<String>,
+    },
+    /// Another sitemap (`<sitemap>` of a `<sitemapindex>`).
+    Sitemap {
+        /// Its `<loc>`, trimmed.
+        loc: String,
+    },
+}
+
+/// How much one sitemap may hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Entries handed on at most.
+    pub max_urls: usize,
+    /// Decoded bytes read at most.
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_urls: MAX_URLS,
+            max_bytes: MAX_BYTES,
+        }
+    }
+}
+
+/// Reads `body`, handing each entry to `each` as it is read; an error is
+/// the reason reading stopped early (what `each` got before is kept).
+pub(crate) fn read(body: &[u8], limits: Limits, each: impl FnMut(Entry)) -> Result<(), String> {
+    let source = if body.starts_with(&[0x1f, 0x8b]) {
+        let mut gzip = Decoder::gzip();
+        gzip.feed(body);
+        gzip.end();
+        Source::Gzip(gzip)
+    } else {
+        Source::Plain(body)
+    };
+    let mut input = BufReader::with_capacity(
+        PIECE,
+        Limited {
+            source,
+            left: limits.max_bytes,
+            limit: limits.max_bytes,
+            stop: None,
+        },
+    );
+    let mut counted = Counted {
+        each,
+        n: 0,
+        max: limits.max_urls,
+    };
+    let xml = match peek_form(&mut input) {
+        Ok(xml) => xml,
+        Err(e) => return Err(stop_reason(input.get_ref(), e.to_string())),
+    };
+    let read = if xml {
+        read_xml(&mut input, &mut counted)
+    } else {
+        read_text(&mut input, &mut counted)
+    };
+    read.map_err(|reason| stop_reason(input.get_ref(), reason))
+}
+
+/// The reason to report: the limit or coding failure the input met, if
+/// that is what stopped the reader, else the reader's own.
+fn stop_reason(input: &Limited<'_>, reason: String) -> String {
+    input.stop.clone().unwrap_or(reason)
+}
+
+/// Hands entries on, refusing those past the limit.
+struct Counted<F> {
+    each: F,
+    /// Entries handed on so far.
+    n: usize,
+    /// The most that may be.
+    max: usize,
+}
+
+impl<F: FnMut(Entry)> Counted<F> {
+    fn put(&mut self, entry: Entry) -> Result<(), String> {
+        if self.n == self.max {
+            return Err(format!(
+                "more than {} URLs (the limit of one sitemap); the rest are refused",
+                self.max
+            ));
+        }
+        self.n += 1;
+        (self.each)(entry);
+        Ok(())
+    }
+}
+
+/// Where the decoded bytes come from.
+enum Source<'a> {
+    Plain(&'a [u8]),
+    Gzip(Decoder),
+}
+
+/// The decoded bytes, refused past the limit.
+struct Limited<'a> {
+    source: Source<'a>,
+    /// Bytes that may still be read.
+    left: usize,
+    /// The limit, for the message.
+    limit: usize,
+    /// Why reading stopped, when the input (not the reader) stopped it.
+    stop: Option<String>,
+}
+
+impl Limited<'_> {
+    fn pull(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match &mut self.source {
+            Source::Plain(rest) => rest.read(out),
+            Source::Gzip(gzip) => gzip.read(out).map_err(|e| {
+                self.stop = Some(e.to_string());
+                io::Error::other(e.to_string())
+            }),
+        }
+    }
+}
+
+impl Read for Limited<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // One more byte says whether there was more than the limit.
+            let mut probe = [0u8; 1];
+            if self.pull(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            let reason = format!(
+                "more than {} bytes (decoded; the limit of one sitemap); the rest is refused",
+                self.limit
+            );
+            self.stop = Some(reason.clone());
+            return Err(io::Error::other(reason));
+        }
+        let want = out.len().min(self.left).min(PIECE);
+        let n = self.pull(&mut out[..want])?;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// Whether the input is XML (its first byte past a byte-order mark and
+/// white space is `<`); consumes neither.
+fn peek_form(input: &mut BufReader<Limited<'_>>) -> io::Result<bool> {
+    let head = input.fill_buf()?;
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    Ok(head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<'))
+}
+
+/// One URL a line.
+fn read_text<F: FnMut(Entry)>(
+    input: &mut BufReader<Limited<'_>>,
+    out: &mut Counted<F>,
+) -> Result<(), String> {
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        if input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            return Ok(());
+        }
+        let text = std::str::from_utf8(&line)
+            .map_err(|_| format!("line {number} is not UTF-8"))?
+            .trim_start_matches('\u{feff}')
+            .trim();
+        if !text.is_empty() {
+            out.put(Entry::Page {
+                loc: text.to_string(),
+                lastmod: None,
+                priority: None,
+                alternates: Vec::new(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Which kind of XML sitemap the root element says.
+#[derive(Clone, Copy, PartialEq)]
+enum Root {
+    Urlset,
+    Index,
+}
+
+/// The entry being read, and the field its text goes to.
+#[derive(Default)]
+struct Record {
+    loc: String,
+    lastmod: Option<String>,
+    priority: Option<String>,
+    alternates: Vec<String>,
+    /// The field (`loc`, `lastmod`, `priority`) now open, if any.
+    field: Option<&'static str>,
+}
+
+impl Record {
+    fn text(&mut self, text: &str) {
+        match self.field {
+            Some("loc") => self.loc.push_str(text),
+            Some("lastmod") => self.lastmod.get_or_insert_default().push_str(text),
+            Some("priority") => self.priority.get_or_insert_default().push_str(text),
+            _ => {}
+        }
+    }
+
+    fn into_entry(self, root: Root) -> Option<Entry> {
+        let loc = self.loc.trim().to_string();
+        if loc.is_empty() {
+            return None;
+        }
+        Some(match root {
+            Root::Index => Entry::Sitemap { loc },
+            Root::Urlset => Entry::Page {
+                loc,
+                lastmod: self
+                    .lastmod
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty()),
+                priority: self
+                    .priority
+                    .and_then(|p| p.trim().parse::<f64>().ok())
+                    .filter(|p| p.is_finite())
+                    .map(|p| p.clamp(0.0, 1.0)),
+                alternates: self.alternates,
+            },
+        })
+    }
+}
+
+/// A `<urlset>` or `<sitemapindex>`, as a stream of events.
+fn read_xml<F: FnMut(Entry)>(
+    input: &mut BufReader<Limited<'_>>,
+    out: &mut Counted<F>,
+) -> Result<(), String> {
+    let mut reader = Reader::from_reader(input);
+    let mut buf = Vec::new();
+    let mut root = None;
+    let mut record: Option<Record> = None;
+    // Open elements: 1 inside the root, 2 inside an entry, 3 in a field.
+    let mut depth = 0usize;
+    loop {
+        buf.clear();
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| format!("malformed XML at byte {}: {e}", reader.error_position()))?;
+        match event {
+            Event::Start(e) => {
+                depth += 1;
+                start(&e, depth, &mut root, &mut record)?;
+            }
+            Event::Empty(e) if depth == 0 => root = Some(root_of(e.local_name().as_ref())?),
+            Event::Empty(e) if depth == 2 => {
+                if let Some(r) = &mut record {
+                    r.alternates.extend(alternate_of(&e)?);
+                }
+            }
+            Event::End(_) => {
+                match depth {
+                    2 => {
+                        let done = record.take().zip(root);
+                        if let Some(entry) = done.and_then(|(r, root)| r.into_entry(root)) {
+                            out.put(entry)?;
+                        }
+                    }
+                    3 => {
+                        if let Some(r) = &mut record {
+                            r.field = None;
+                        }
+                    }
+                    _ => {}
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Event::Text(t) if depth == 3 => {
+                if let Some(r) = &mut record {
+                    r.text(&t.xml10_content());
+                }
+            }
+            Event::CData(t) if depth == 3 => {
+                if let Some(r) = &mut record {
+                    r.text(&t.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) if depth == 3 => {
+                let text = resolve(&r)?;
+                if let Some(rec) = &mut record {
+                    rec.text(&text);
+                }
+            }
+            Event::Eof if root.is_none() => return Err("malformed XML: no root element".into()),
+            Event::Eof if depth > 0 => {
+                return Err(format!(
+                    "malformed XML: the document ends at byte {} inside an open element",
+                    reader.buffer_position()
+                ));
+            }
+            Event::Eof => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+/// An element opens at `depth` (1 for the root).
+fn start(
+    e: &BytesStart<'_>,
+    depth: usize,
+    root: &mut Option<Root>,
+    record: &mut Option<Record>,
+) -> Result<(), String> {
+    let name = e.local_name();
+    match depth {
+        1 => *root = Some(root_of(name.as_ref())?),
+        2 if matches!(name.as_ref(), "url" | "sitemap") => *record = Some(Record::default()),
+        3 => {
+            if let Some(r) = record {
+                r.field = field_of(name.as_ref());
+                r.alternates.extend(alternate_of(e)?);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn root_of(name: &str) -> Result<Root, String> {
+    match name {
+        "urlset" => Ok(Root::Urlset),
+        "sitemapindex" => Ok(Root::Index),
+        other => Err(format!(
+            "the root element <{other}> is neither <urlset> nor <sitemapindex>"
+        )),
+    }
+}
+
+/// The `href` of an alternate-language link (`<xhtml:link
+/// rel="alternate" hreflang="…" href="…"/>`), if `e` is one.
+fn alternate_of(e: &BytesStart<'_>) -> Result<Option<String>, String> {
+    if e.local_name().as_ref() != "link" {
+        return Ok(None);
+    }
+    let attr = |name: &str| -> Result<Option<String>, String> {
+        let malformed = |err: &dyn std::fmt::Display| format!("malformed XML: {err}");
+        let Some(a) = e.try_get_attribute(name).map_err(|err| malformed(&err))? else {
+            return Ok(None);
+        };
+        let value = a
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|err| malformed(&err))?;
+        Ok(Some(value.trim().to_string()))
+    };
+    if attr("rel")?.as_deref() != Some("alternate") {
+        return Ok(None);
+    }
+    Ok(attr("href")?.filter(|h| !h.is_empty()))
+}
+
+fn field_of(name: &str) -> Option<&'static str> {
+    match name {
+        "loc" => Some("loc"),
+        "lastmod" => Some("lastmod"),
+        "priority" => Some("priority"),
+        _ => None,
+    }
+}
+
+/// The text of a character or predefined entity reference (`&amp;`,
+/// `&#38;`); any other is an error (a sitemap declares no entities).
+fn resolve(r: &quick_xml::events::BytesRef<'_>) -> Result<String, String> {
+    if let Some(c) = r
+        .resolve_char_ref()
+        .map_err(|e| format!("malformed XML: {e}"))?
+    {
+        return Ok(c.to_string());
+    }
+    let name = r.xml10_content();
+    quick_xml::escape::resolve_predefined_entity(&name)
+        .map(str::to_string)
+        .ok_or_else(|| format!("malformed XML: unknown entity &{name};"))
+}
