@@ -121,6 +121,7 @@ use spinneret::dedupe::DupeMode;
 use spinneret::{Counter, Crawler, Error, StatsSnapshot};
 use url::Url;
 
+use bench_site::editions::Step;
 use bench_site::{start_server, Shape, Site};
 use bench_spider::{peak_rss_mb, round, BenchSpider, CountItems, Mark, MARK_HEADER};
 
@@ -198,6 +199,26 @@ struct Args {
     /// Obey robots.txt (`CrawlerBuilder::obey_robots_txt`; default off).
     #[arg(long)]
     obey_robots: bool,
+    /// Re-crawl the finished job in `--job-dir` (`CrawlerBuilder::recrawl`):
+    /// revisit its pages conditionally, parse only what changed or is new.
+    /// Without `--url`: crawl the generated site into the (new) job
+    /// directory, move the site to its next edition, re-crawl, and print
+    /// a third line with the re-crawl's share of the first crawl's time
+    /// and bytes.
+    #[arg(long, requires = "job_dir")]
+    recrawl: bool,
+    /// Serve a generated site that changes (a site to re-crawl): each of
+    /// its editions changes this percentage of the pages (each then links
+    /// to a new page) and removes a fifth as many leaves (410). Pages have
+    /// validators and conditional requests get 304. `--recrawl` without
+    /// `--url` uses 5 by default.
+    #[arg(long, conflicts_with = "url")]
+    change_percent: Option<f64>,
+    /// The edition of the changing site served (0 to 4; 0: as first
+    /// crawled).
+    #[arg(long, default_value_t = 0, requires = "change_percent",
+          value_parser = clap::value_parser!(u64).range(0..=4))]
+    edition: u64,
 }
 
 /// `--threads`: `spinneret::ThreadLayout`'s variants.
@@ -248,6 +269,19 @@ impl Outcome {
     fn errors(&self) -> u64 {
         self.stats.error_count() - self.before.error_count()
     }
+
+    /// Answers this run: 200s, and a re-crawl's 304s and 410s.
+    fn answered(&self) -> u64 {
+        [200, 304, 410]
+            .iter()
+            .map(|&s| self.stats.status_count(s) - self.before.status_count(s))
+            .sum()
+    }
+
+    /// Whether this run re-crawled a finished job.
+    fn recrawling(&self) -> bool {
+        self.stats.get("recrawl/known") > 0
+    }
 }
 
 async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
@@ -276,6 +310,7 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     if let Some(n) = args.max_body {
         builder = builder.max_body(n);
     }
+    builder = builder.recrawl(args.recrawl);
     builder = builder.obey_robots_txt(args.obey_robots);
     let crawler = builder.build()?;
     let started = Instant::now();
@@ -326,11 +361,11 @@ fn crawl_problems(out: &Outcome, problems: &mut Vec<String>) {
     if s.finish_reason.as_deref() != Some("finished") {
         problems.push(format!("finish_reason is {:?}", s.finish_reason));
     }
-    let ok = out.ok();
+    let (ok, answered) = (out.ok(), out.answered());
     for c in [Counter::RequestCount, Counter::ResponseCount] {
-        if out.this_run(c) != ok {
+        if out.this_run(c) != answered {
             problems.push(format!(
-                "{} grew by {} but {ok} responses had status 200",
+                "{} grew by {} but {answered} responses had status 200, 304 or 410",
                 c.name(),
                 out.this_run(c)
             ));
@@ -386,6 +421,81 @@ fn site_problems(site: &Site, ok: u64, marked: bool, problems: &mut Vec<String>)
     }
 }
 
+/// What a changing site says of the crawl it answered: the last step's
+/// changes, its answers without and with a body, and its coverage.
+#[derive(serde::Deserialize)]
+struct SiteView {
+    step: Step,
+    not_modified: u64,
+    bodies: u64,
+    fetched: u64,
+    repeats: u64,
+}
+
+impl SiteView {
+    fn of(site: &Site) -> Option<Self> {
+        Some(SiteView {
+            step: site.changes.as_ref()?.step(),
+            not_modified: site.not_modified.load(Ordering::Relaxed),
+            bodies: site.bodies.load(Ordering::Relaxed),
+            fetched: site.coverage().0,
+            repeats: site.repeats.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Asks a site served by `bench --serve-only --edition E`.
+    async fn fetch(start: &Url) -> Option<Self> {
+        let url = start.join("/_bench/coverage").ok()?;
+        let mut answer = awc::Client::default().get(url.as_str()).send().await.ok()?;
+        answer.json::<SiteView>().await.ok()
+    }
+}
+
+/// Problems of a re-crawl, against what the site changed.
+fn recrawl_problems(out: &Outcome, site: Option<&SiteView>, problems: &mut Vec<String>) {
+    let get = |name: &str| out.stats.get(name) - out.before.get(name);
+    let (known, unchanged) = (out.stats.get("recrawl/known"), get("recrawl/unchanged"));
+    let (changed, new, gone) = (
+        get("recrawl/changed"),
+        get("recrawl/new"),
+        get("recrawl/gone"),
+    );
+    if unchanged + changed + gone != known {
+        problems.push(format!(
+            "{known} known pages, but {unchanged} unchanged + {changed} changed + {gone} gone"
+        ));
+    }
+    if out.items != changed + new {
+        problems.push(format!(
+            "{} items for {changed} changed and {new} new pages",
+            out.items
+        ));
+    }
+    let Some(site) = site else {
+        eprintln!("bench: the site does not say what changed (not a `bench --edition` site): its counts are not checked");
+        return;
+    };
+    let s = site.step;
+    if (changed, new, gone) != (s.changed, s.new, s.gone) {
+        problems.push(format!(
+            "re-crawl found {changed} changed, {new} new, {gone} gone; the site changed {}, added {}, removed {}",
+            s.changed, s.new, s.gone
+        ));
+    }
+    if site.not_modified != unchanged || site.bodies != changed + new {
+        problems.push(format!(
+            "the site sent {} bodies and {} 304s for {changed} changed, {new} new and {unchanged} unchanged pages",
+            site.bodies, site.not_modified
+        ));
+    }
+    if site.repeats != 0 || site.fetched != s.live + s.gone {
+        problems.push(format!(
+            "the site answered {} pages ({} repeats) of {} live and {} gone",
+            site.fetched, site.repeats, s.live, s.gone
+        ));
+    }
+}
+
 /// The line printed on stdout for a crawl.
 #[derive(Serialize)]
 struct Line {
@@ -406,6 +516,12 @@ struct Line {
     frontier_spilled: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     frontier_disk_mb_max: Option<f64>,
+    /// Body bytes received this run (framework only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_bytes: Option<u64>,
+    /// A re-crawl's counts: known, unchanged, changed, new, gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recrawl: Option<[u64; 5]>,
     /// Fingerprints in the dupe store at the end, and its size.
     #[serde(skip_serializing_if = "Option::is_none")]
     dupe_fingerprints: Option<u64>,
@@ -426,6 +542,8 @@ impl Line {
             latency_ms_p99: None,
             frontier_spilled: None,
             frontier_disk_mb_max: None,
+            body_bytes: None,
+            recrawl: None,
             dupe_fingerprints: None,
             dupe_store_mb: None,
             resumed: false,
@@ -456,6 +574,17 @@ fn report(out: &Outcome, problems: &[String]) -> ExitCode {
     line.frontier_disk_mb_max = Some(mb("scheduler/frontier_disk_bytes_max"));
     line.dupe_fingerprints = Some(out.stats.get("dupefilter/fingerprints"));
     line.dupe_store_mb = Some(mb("dupefilter/store_bytes"));
+    line.body_bytes = Some(out.this_run(Counter::ResponseBytes));
+    if out.recrawling() {
+        let get = |name: &str| out.stats.get(name) - out.before.get(name);
+        line.recrawl = Some([
+            out.stats.get("recrawl/known"),
+            get("recrawl/unchanged"),
+            get("recrawl/changed"),
+            get("recrawl/new"),
+            get("recrawl/gone"),
+        ]);
+    }
     line.print();
     if problems.is_empty() {
         return ExitCode::SUCCESS;
@@ -574,13 +703,23 @@ async fn run(start: Url, args: &Args, site: Option<&Site>) -> ExitCode {
         }
         bare_rate = Some(line.pages_per_sec);
     }
-    let out = match crawl(start, args).await {
+    if let (true, Some(site)) = (args.recrawl, site) {
+        return crawl_and_recrawl(start, args, site).await;
+    }
+    let out = match crawl(start.clone(), args).await {
         Ok(out) => out,
         Err(e) => return fail("crawl failed", e),
     };
     let mut problems = Vec::new();
     crawl_problems(&out, &mut problems);
     match site {
+        _ if out.recrawling() => {
+            let view = match site {
+                Some(site) => SiteView::of(site),
+                None => SiteView::fetch(&start).await,
+            };
+            recrawl_problems(&out, view.as_ref(), &mut problems);
+        }
         Some(_) if out.resumed => eprintln!("bench: resumed run: the site's coverage is not checked (earlier runs fetched from another server)"),
         Some(site) => site_problems(site, out.ok(), true, &mut problems),
         None => {}
@@ -591,6 +730,43 @@ async fn run(start: Url, args: &Args, site: Option<&Site>) -> ExitCode {
         print_json(&serde_json::json!({ "ratio": round(framework / bare, 3) }));
     }
     code
+}
+
+/// Crawls the generated site's edition 0 into the job directory, moves the
+/// site to edition 1 and re-crawls; prints both lines and the re-crawl's
+/// share of the first crawl's time and body bytes.
+async fn crawl_and_recrawl(start: Url, args: &Args, site: &Site) -> ExitCode {
+    let mut lines = Vec::new();
+    for edition in [0, 1] {
+        if let Some(changes) = &site.changes {
+            changes.set_edition(edition);
+        }
+        site.reset();
+        let out = match crawl(start.clone(), args).await {
+            Ok(out) => out,
+            Err(e) => return fail("crawl failed", e),
+        };
+        let mut problems = Vec::new();
+        crawl_problems(&out, &mut problems);
+        if edition == 0 && out.recrawling() {
+            problems.push("the job directory already held a finished crawl: give a new one".into());
+        }
+        if edition == 0 {
+            site_problems(site, out.ok(), true, &mut problems);
+        } else {
+            recrawl_problems(&out, SiteView::of(site).as_ref(), &mut problems);
+        }
+        if report(&out, &problems) != ExitCode::SUCCESS {
+            return ExitCode::FAILURE;
+        }
+        lines.push((out.seconds, out.this_run(Counter::ResponseBytes)));
+    }
+    let (first, again) = (lines[0], lines[1]);
+    print_json(&serde_json::json!({
+        "recrawl_time_share": round(again.0 / first.0, 3),
+        "recrawl_bytes_share": round(again.1 as f64 / first.1.max(1) as f64, 3),
+    }));
+    ExitCode::SUCCESS
 }
 
 #[actix::main]
@@ -605,9 +781,22 @@ async fn main() -> ExitCode {
         return run(start, &args, None).await;
     }
 
-    let site = Arc::new(
-        Site::new(args.pages, Duration::from_millis(args.delay_ms)).with_shape(args.shape),
-    );
+    let mut site =
+        Site::new(args.pages, Duration::from_millis(args.delay_ms)).with_shape(args.shape);
+    // A site that changes: served at `--edition`, or at 0 then 1 for an
+    // in-process re-crawl.
+    let percent = match (args.change_percent, args.recrawl) {
+        (Some(p), _) => Some(p),
+        (None, true) => Some(5.0),
+        (None, false) => None,
+    };
+    if let Some(percent) = percent {
+        site = site.with_changes(percent);
+        if let Some(changes) = &site.changes {
+            changes.set_edition(args.edition);
+        }
+    }
+    let site = Arc::new(site);
     let server = match start_server(site.clone(), args.port) {
         Ok(s) => s,
         Err(e) => return fail("cannot start the server", e),

@@ -159,6 +159,10 @@ pub(crate) struct Config {
     pub checkpoints: CheckpointPolicy,
     /// Whether a resumed job pulls its start requests again from the first.
     pub rerun_start_requests: bool,
+    /// Whether a finished job is re-crawled.
+    pub recrawl: bool,
+    /// Whether a re-crawl parses unchanged pages too.
+    pub recrawl_unchanged_items: bool,
     /// The Redis of a distributed crawl; `None`: this process alone.
     #[cfg(feature = "distributed")]
     pub redis: Option<RedisOptions>,
@@ -211,6 +215,8 @@ impl Default for Config {
             frontier_dir: None,
             checkpoints: CheckpointPolicy::default(),
             rerun_start_requests: false,
+            recrawl: false,
+            recrawl_unchanged_items: false,
             #[cfg(feature = "distributed")]
             redis: None,
             limits: Limits::default(),
@@ -932,6 +938,39 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// Re-crawls a finished job: started on the job directory of a crawl
+    /// that finished, the crawl revisits every page that crawl fetched,
+    /// asking the server whether it changed (`If-None-Match` with its
+    /// `ETag`, `If-Modified-Since` with its `Last-Modified`), before pulling
+    /// the spider's start requests again. Only pages that changed or are
+    /// new are parsed, so only they yield items and links; an unchanged
+    /// page (`304`, or the same body from a server without validators) and
+    /// a gone one (`404`/`410`, then left out of the next re-crawl) end
+    /// there. Counted in `recrawl/known` (pages set out to revisit),
+    /// `recrawl/unchanged`, `recrawl/changed`, `recrawl/new` and
+    /// `recrawl/gone`.
+    ///
+    /// Every crawl with a job directory keeps the index of the pages it
+    /// fetched (GET requests without a body, answered 2xx, not streamed
+    /// to a file), so any finished job can be re-crawled, and a re-crawl
+    /// can be re-crawled in turn. A re-crawl stopped halfway resumes as
+    /// any job does, with or without this switch; on a job that has not
+    /// finished, the switch does nothing until it has. The stats start
+    /// from zero. Needs [`job_dir`](Self::job_dir). The default is off.
+    pub fn recrawl(mut self, on: bool) -> Self {
+        self.settings.recrawl = on;
+        self
+    }
+
+    /// During a re-crawl, parses unchanged pages too, for a spider that
+    /// wants every page's items on every run: the revisits are then sent
+    /// without validators (every body is fetched), and a page is judged
+    /// unchanged by its body alone. The default is off.
+    pub fn recrawl_unchanged_items(mut self, on: bool) -> Self {
+        self.settings.recrawl_unchanged_items = on;
+        self
+    }
+
     /// Makes this process one worker of a distributed crawl on the Redis
     /// at `url` (`redis://host:port/db`), with the default
     /// [`RedisOptions`]: the queue and the dupe filter live in Redis and are
@@ -1074,6 +1113,12 @@ fn check(s: &Config, own_backends: bool) -> Result<(), Error> {
     }
     if s.downloaders == 0 {
         return bad("at least one downloader is needed".into());
+    }
+    if (s.recrawl || s.recrawl_unchanged_items) && s.job_dir.is_none() {
+        return bad(
+            "re-crawling needs a job directory (job_dir): the pages it revisits are kept there"
+                .into(),
+        );
     }
     if s.timeout.is_zero() {
         return bad("timeout must be positive".into());

@@ -64,7 +64,8 @@
 //!    destinations),
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
-//!    job directory), `jobdir` (its record format and replay),
+//!    job directory), `jobdir` (its record format and replay), `recrawl`
+//!    (the page index and how a re-crawl judges each answer),
 //!    [`distributed`] (feature `distributed`: the Redis queue, dupe filter
 //!    and membership).
 //! 3. The protocol. `messages` (every message the actors exchange) and
@@ -132,6 +133,7 @@ mod pipeline;
 pub mod pipelines;
 mod politeness;
 pub mod queue;
+mod recrawl;
 mod redact;
 mod redirect;
 mod registry;

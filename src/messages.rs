@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::item::{Item, ItemMeta};
 use crate::jobdir::Delta;
 use crate::politeness::SlotReport;
+use crate::recrawl::PageUpdate;
 use crate::request::Request;
 use crate::response::Response;
 use crate::stats::{Counter, Stats};
@@ -269,6 +270,17 @@ pub struct Downloaded<C> {
     pub emitted: Vec<Request<C>>,
     /// What the exchange tells the host's download slot.
     pub report: SlotReport,
+}
+
+/// Pool → Scheduler (crawls with a job directory): what a page's answer
+/// changes in the page index, recorded once the request completes.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PageFetched<C> {
+    /// The request's context id.
+    pub id: Uuid,
+    /// The change.
+    pub update: PageUpdate<C>,
 }
 
 /// Pool → Scheduler: a download ended and its host slot is free (with what

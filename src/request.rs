@@ -165,6 +165,30 @@ pub struct Request<C> {
     /// Hops from a start request (start requests have depth 0).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub depth: u32,
+    /// Set on a re-crawl's revisit of a page an earlier crawl of the job
+    /// directory fetched: what that crawl saw, to ask whether it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) known: Option<Box<KnownPage>>,
+}
+
+/// What an earlier crawl saw of a page: its validators and a digest of its
+/// body. A re-crawl asks the server with the validators (`If-None-Match`,
+/// `If-Modified-Since`) and compares the digest when it answers with the
+/// whole body anyway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KnownPage {
+    /// The `ETag` the page was answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Its `Last-Modified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// SipHash-1-3 of its body, with fixed keys.
+    pub digest: u64,
+    /// Whether the revisit is sent with the validators (off when the
+    /// spider wants every page's items, which needs every body).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conditional: bool,
 }
 
 impl<C: Callback> Request<C> {
@@ -211,6 +235,7 @@ impl<C: Callback> Request<C> {
             dont_filter: false,
             priority: 0,
             depth: 0,
+            known: None,
         }
     }
 
@@ -355,6 +380,7 @@ impl<C: fmt::Debug> fmt::Debug for Request<C> {
             .field("dont_filter", &self.dont_filter)
             .field("priority", &self.priority)
             .field("depth", &self.depth)
+            .field("known", &self.known)
             .finish()
     }
 }

@@ -20,6 +20,9 @@ use crate::bench_spider::MARK_HEADER;
 #[path = "real_page.rs"]
 pub mod real_page;
 
+#[path = "editions.rs"]
+pub mod editions;
+
 /// What the generated pages look like.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
@@ -117,13 +120,18 @@ const WORDS: &[&str] = &[
 
 /// The HTML of page `n` of a `pages`-page site: the same bytes every time.
 pub fn render_page(n: u64, pages: u64) -> String {
+    render_page_without(n, pages, &|_| false)
+}
+
+/// `render_page`, leaving out the links to the pages `skip` names.
+pub fn render_page_without(n: u64, pages: u64, skip: &dyn Fn(u64) -> bool) -> String {
     const TAIL: &str = "</p>\n</body>\n</html>\n";
     let mut html = String::with_capacity(PAGE_BYTES);
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html>\n<head><title>page {n}</title></head>\n<body>\n<h1>page {n}</h1>\n<ul>\n"
     );
-    for (k, target) in page_links(n, pages).enumerate() {
+    for (k, target) in page_links(n, pages).filter(|&t| !skip(t)).enumerate() {
         let _ = writeln!(
             html,
             "<li><a href=\"{}\">link {k}: page {target}</a></li>",
@@ -162,6 +170,11 @@ pub struct Site {
     pub misses: AtomicU64,
     /// Requests without the middleware's header.
     pub unmarked: AtomicU64,
+    /// The editions of a site that changes between runs (`editions`).
+    pub changes: Option<editions::Changes>,
+    /// Answers `304 Not Modified`, and answers with a page's body.
+    pub not_modified: AtomicU64,
+    pub bodies: AtomicU64,
 }
 
 impl Site {
@@ -175,7 +188,21 @@ impl Site {
             repeated: Mutex::new(Vec::new()),
             misses: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
+            changes: None,
+            not_modified: AtomicU64::new(0),
+            bodies: AtomicU64::new(0),
         }
+    }
+
+    /// The same site, changing `percent` % of its pages in each of its
+    /// editions (`editions`); it serves edition 0 first.
+    pub fn with_changes(mut self, percent: f64) -> Self {
+        let changes = editions::Changes::new(self.pages, percent);
+        self.seen = (0..changes.capacity().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        self.changes = Some(changes);
+        self
     }
 
     /// The same site with pages of this shape.
@@ -205,6 +232,8 @@ impl Site {
         self.repeated.lock().expect("repeated lock").clear();
         self.misses.store(0, Ordering::Relaxed);
         self.unmarked.store(0, Ordering::Relaxed);
+        self.not_modified.store(0, Ordering::Relaxed);
+        self.bodies.store(0, Ordering::Relaxed);
     }
 
     /// Pages fetched at least once, and the first few never fetched.
@@ -233,6 +262,14 @@ struct Coverage {
     repeats: u64,
     never_fetched: Vec<u64>,
     not_pages: u64,
+    /// A changing site's edition, what its last step changed, and the
+    /// answers without and with a body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edition: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<editions::Step>,
+    not_modified: u64,
+    bodies: u64,
 }
 
 async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
@@ -244,7 +281,14 @@ async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
             repeats: site.repeats.load(Ordering::Relaxed),
             never_fetched,
             not_pages: site.misses.load(Ordering::Relaxed),
+            edition: site.changes.as_ref().map(|c| c.edition()),
+            step: site.changes.as_ref().map(|c| c.step()),
+            not_modified: site.not_modified.load(Ordering::Relaxed),
+            bodies: site.bodies.load(Ordering::Relaxed),
         });
+    }
+    if let Some(changes) = &site.changes {
+        return serve_edition(&site, changes, &req).await;
     }
     let n = match req.path() {
         "/" => Some(0),
@@ -264,12 +308,96 @@ async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
     if !site.delay.is_zero() {
         actix_web::rt::time::sleep(site.delay).await;
     }
+    site.bodies.fetch_add(1, Ordering::Relaxed);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(match site.shape {
-            Shape::Synthetic => render_page(n, site.pages),
-            Shape::Real => real_page::render_real(n, site.pages),
-        })
+        .body(site.render(n))
+}
+
+impl Site {
+    /// The HTML of page `n`, in the site's shape.
+    fn render(&self, n: u64) -> String {
+        match self.shape {
+            Shape::Synthetic => render_page(n, self.pages),
+            Shape::Real => real_page::render_real(n, self.pages),
+        }
+    }
+
+    /// The same, leaving out the links to the pages `skip` names.
+    fn render_without(&self, n: u64, skip: &dyn Fn(u64) -> bool) -> String {
+        match self.shape {
+            Shape::Synthetic => render_page_without(n, self.pages, skip),
+            Shape::Real => real_page::render_real_without(n, self.pages, skip),
+        }
+    }
+}
+
+/// A page of a changing site's current edition, answering conditional
+/// requests.
+async fn serve_edition(
+    site: &Site,
+    changes: &editions::Changes,
+    req: &HttpRequest,
+) -> HttpResponse {
+    let n = match req.path() {
+        "/" => Some(0),
+        path => path
+            .strip_prefix("/page/")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&n| n > 0),
+    };
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let answer = n.map(|n| {
+        let render = |n, skip: &dyn Fn(u64) -> bool| site.render_without(n, skip);
+        (
+            n,
+            changes.answer(
+                n,
+                header("if-none-match"),
+                header("if-modified-since"),
+                render,
+            ),
+        )
+    });
+    let (n, answer) = match answer {
+        Some((_, editions::Answer::Missing)) | None => {
+            site.misses.fetch_add(1, Ordering::Relaxed);
+            return HttpResponse::NotFound().body("no such page");
+        }
+        Some(found) => found,
+    };
+    if !req.headers().contains_key(MARK_HEADER) {
+        site.unmarked.fetch_add(1, Ordering::Relaxed);
+    }
+    site.record(n);
+    if !site.delay.is_zero() {
+        actix_web::rt::time::sleep(site.delay).await;
+    }
+    let editions::Answer::Page {
+        etag,
+        last_modified,
+        body,
+    } = answer
+    else {
+        return HttpResponse::Gone().body("gone");
+    };
+    let mut response = match &body {
+        Some(_) => HttpResponse::Ok(),
+        None => HttpResponse::NotModified(),
+    };
+    response
+        .insert_header(("etag", etag))
+        .insert_header(("last-modified", last_modified));
+    match body {
+        Some(body) => {
+            site.bodies.fetch_add(1, Ordering::Relaxed);
+            response.content_type("text/html; charset=utf-8").body(body)
+        }
+        None => {
+            site.not_modified.fetch_add(1, Ordering::Relaxed);
+            response.finish()
+        }
+    }
 }
 
 /// A server running on its own thread with its own actix system.

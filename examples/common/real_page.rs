@@ -155,6 +155,11 @@ static STYLE: LazyLock<Blob> = LazyLock::new(|| {
 /// The HTML of page `n` of a `pages`-page site: the same bytes every time,
 /// about [`page_bytes`] of them.
 pub fn render_real(n: u64, pages: u64) -> String {
+    render_real_without(n, pages, &|_| false)
+}
+
+/// `render_real`, leaving out the links to the pages `skip` names.
+pub fn render_real_without(n: u64, pages: u64, skip: &dyn Fn(u64) -> bool) -> String {
     let target = page_bytes(n);
     let mut html = String::with_capacity(target + 8192);
     let word = |k: u64| super::WORDS[(mix(n, k) % super::WORDS.len() as u64) as usize];
@@ -213,6 +218,7 @@ pub fn render_real(n: u64, pages: u64) -> String {
     let others = 5 + mix(n, 6) % 56;
     let links: Vec<u64> = page_links(n, pages)
         .chain((0..others).map(|k| mix(n, 10_000 + k) % pages))
+        .filter(|&t| !skip(t))
         .collect();
     for (p, chunk) in links.chunks(4).enumerate() {
         let _ = write!(

@@ -221,6 +221,9 @@ async fn fetch<C: Callback>(
     emitted: &mut Vec<Request<C>>,
     report: &mut SlotReport,
 ) -> Result<Response, Halt<C>> {
+    // A re-crawl's revisit asks whether the page changed; the middlewares
+    // see the question.
+    crate::recrawl::add_validators(&mut ctx.request);
     process_request(middlewares, ctx, emitted)?;
     let exchanged = match client {
         Ok(client) => exchange(&client, &ctx.request, config, stats).await,

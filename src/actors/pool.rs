@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use slog::{debug, error, Logger};
+use slog::{debug, error, info, Logger};
 use uuid::Uuid;
 
 use crate::accounting::Accounting;
@@ -25,12 +25,14 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::messages::Released;
 use crate::messages::{
-    deliver, Completed, Dispatch, Download, Downloaded, Enqueue, Outcome, Parse, RequestFailed,
-    Requeue, Shutdown, WorkerCrashed,
+    deliver, Completed, Dispatch, Download, Downloaded, Enqueue, Outcome, PageFetched, Parse,
+    RequestFailed, Requeue, Shutdown, WorkerCrashed,
 };
 use crate::politeness::SlotReport;
+use crate::recrawl::{self, PageUpdate, Verdict};
 use crate::request::slot_of;
 use crate::request::Callback;
+use crate::response::Response;
 use crate::retry::RetryPolicy;
 use crate::stats::{Counter, Stats};
 
@@ -77,6 +79,20 @@ pub(crate) struct Pool<C: Callback> {
     stats: Arc<Stats>,
     /// Structured log.
     log: Logger,
+    /// The page index, with a job directory.
+    pages: Option<PageIndexing<C>>,
+}
+
+/// How the Pool feeds the page index of a crawl with a job directory.
+pub(crate) struct PageIndexing<C: Callback> {
+    /// The Scheduler, which records each change with its request's
+    /// completion.
+    pub to: Recipient<PageFetched<C>>,
+    /// A re-crawl is under way: answers are counted by verdict, and
+    /// unchanged pages are not parsed...
+    pub recrawl: bool,
+    /// ...unless the spider wants every page's items.
+    pub parse_unchanged: bool,
 }
 
 impl<C: Callback> Pool<C> {
@@ -100,7 +116,14 @@ impl<C: Callback> Pool<C> {
             accounting,
             stats,
             log,
+            pages: None,
         }
+    }
+
+    /// Feeds the page index.
+    pub(crate) fn with_pages(mut self, pages: PageIndexing<C>) -> Self {
+        self.pages = Some(pages);
+        self
     }
 }
 
@@ -129,7 +152,7 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
     type Result = ();
 
     fn handle(&mut self, msg: Downloaded<C>, _: &mut Self::Context) {
-        let Some((worker, _)) = self.in_flight.remove(&msg.id) else {
+        let Some((worker, dispatched)) = self.in_flight.remove(&msg.id) else {
             debug!(self.log, "ignoring a report from a crashed downloader"; "request_id" => %msg.id);
             return;
         };
@@ -150,9 +173,25 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
         }
         match msg.outcome {
             Outcome::Response(ctx, response) => {
-                deliver(&self.outbox.parser, Parse { ctx, response }, &self.stats);
+                if self.index_page(&dispatched, &response) {
+                    let id = ctx.id;
+                    deliver(&self.outbox.completed, Completed { id }, &self.stats);
+                } else {
+                    deliver(&self.outbox.parser, Parse { ctx, response }, &self.stats);
+                }
             }
-            Outcome::Failed(ctx, error) => self.failed(ctx, error),
+            Outcome::Failed(ctx, error) => {
+                let status = match error.kind() {
+                    ErrorKind::HttpStatus(status) => Some(*status),
+                    _ => None,
+                };
+                if status.is_some_and(|s| self.index_gone(&dispatched, s)) {
+                    let id = ctx.id;
+                    deliver(&self.outbox.completed, Completed { id }, &self.stats);
+                } else {
+                    self.failed(ctx, error);
+                }
+            }
             Outcome::Redirected(ctx, next) => {
                 let batch = vec![Context::new(*next, Some(ctx.id))];
                 self.accounting.open(1);
@@ -178,6 +217,56 @@ impl<C: Callback> Handler<Downloaded<C>> for Pool<C> {
 }
 
 impl<C: Callback> Pool<C> {
+    /// Records what a page's answer changes in the page index (with a job
+    /// directory) and, during a re-crawl, counts its verdict. `ctx` is the
+    /// request as dispatched, before the middlewares changed it: what a
+    /// revisit sends again. True when the response is not to be parsed: an
+    /// unchanged page of a re-crawl.
+    fn index_page(&self, ctx: &Context<C>, response: &Response) -> bool {
+        let Some(pages) = &self.pages else {
+            return false;
+        };
+        if self.index_gone(ctx, response.status) {
+            // A status the request allows: parsed all the same.
+            return false;
+        }
+        let Some((verdict, record)) = recrawl::judge(&ctx.request, response) else {
+            return false;
+        };
+        let update = PageUpdate::Seen(Box::new(record));
+        let fetched = PageFetched { id: ctx.id, update };
+        deliver(&pages.to, fetched, &self.stats);
+        if !pages.recrawl {
+            return false;
+        }
+        self.stats.add_named(verdict.counter(), 1);
+        let skip = verdict == Verdict::Unchanged && !pages.parse_unchanged;
+        if skip {
+            debug!(self.log, "unchanged since the last crawl: not parsed";
+                "request_id" => %ctx.id, "url" => %crate::redact::Redacted(&ctx.request.url), "status" => response.status);
+        }
+        skip
+    }
+
+    /// Whether `status` says an indexed page is gone; if so, it leaves the
+    /// page index (`recrawl/gone`): an expected end of a re-crawl's
+    /// revisit, not a failure.
+    fn index_gone(&self, ctx: &Context<C>, status: u16) -> bool {
+        let Some(pages) = &self.pages else {
+            return false;
+        };
+        if !recrawl::is_gone(&ctx.request, status) {
+            return false;
+        }
+        self.stats.add_named(recrawl::GONE, 1);
+        info!(self.log, "page gone since the last crawl";
+            "url" => %crate::redact::Redacted(&ctx.request.url), "status" => status);
+        let update = PageUpdate::Gone(ctx.request.url.clone());
+        let fetched = PageFetched { id: ctx.id, update };
+        deliver(&pages.to, fetched, &self.stats);
+        true
+    }
+
     /// Retries a retryable failure after a backoff, or hands it to the
     /// error handler.
     fn failed(&mut self, mut ctx: Context<C>, error: Error) {

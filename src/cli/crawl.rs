@@ -86,6 +86,11 @@ pub(super) struct CrawlArgs {
     /// Keep the crawl's state in DIR: run the same command again to resume.
     #[arg(long, value_name = "DIR")]
     job_dir: Option<PathBuf>,
+    /// With --job-dir of a crawl that finished: revisit the pages it
+    /// fetched, asking the site whether each changed, and parse only
+    /// what changed or is new (the `recrawl/*` stats count them).
+    #[arg(long)]
+    recrawl: bool,
     /// Be one worker of a distributed crawl on this Redis
     /// (redis://host:port/db); workers run the same command. The crawl is
     /// named `crawl` there (the `redis_crawl_id` setting names it
@@ -239,6 +244,7 @@ fn flags(settings: &mut Settings, args: &CrawlArgs) {
         obey_robots_txt: args.obey_robots.then_some(true),
         user_agent: args.user_agent.clone(),
         job_dir: args.job_dir.clone(),
+        recrawl: args.recrawl.then_some(true),
         #[cfg(feature = "distributed")]
         redis: args.redis.clone(),
         close_after_pages: args.close_after_pages,

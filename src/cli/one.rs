@@ -17,7 +17,7 @@
 //!
 //! The one request never resumes, joins or records a crawl: the keys that
 //! keep or share a crawl's frontier (`job_dir`,
-//! `frontier_dir`, `frontier_memory`, `rerun_start_requests`,
+//! `frontier_dir`, `frontier_memory`, `rerun_start_requests`, `recrawl*`,
 //! `checkpoint_*`, `redis` and `redis_*`) are not applied. Given with
 //! `-s`, such a key is refused (exit status 2, naming it) before anything
 //! is requested; set by the settings file or the environment, which
@@ -50,7 +50,7 @@ macro_rules! one_request_settings {
     () => {
         "Settings come from --settings, the environment and -s, as for crawl; \
 the ones that keep or share a crawl (job_dir, frontier_dir, frontier_memory, \
-rerun_start_requests, checkpoint_*, redis, redis_*) never apply to one \
+rerun_start_requests, recrawl*, checkpoint_*, redis, redis_*) never apply to one \
 request: refused with -s, left out (with an info line) when the file or \
 the environment sets them."
     };
@@ -160,6 +160,8 @@ fn take_job_keys(settings: &mut Settings) -> Vec<&'static str> {
         frontier_dir,
         frontier_memory,
         rerun_start_requests,
+        recrawl,
+        recrawl_unchanged_items,
         checkpoint_every,
         checkpoint_every_requests,
         redis,

@@ -61,6 +61,7 @@
 //! crawl never starts afresh over an old job's state.
 
 mod lock;
+mod pages;
 mod record;
 
 use std::collections::{HashSet, VecDeque};
@@ -76,9 +77,11 @@ use crate::dedupe::DupeMode;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CheckpointInfo;
 use crate::journal::Journal;
+use crate::recrawl::PageRecord;
 use crate::request::Callback;
 
 use lock::JobLock;
+pub(crate) use pages::KnownPages;
 pub(crate) use record::Delta;
 use record::{Replayed, Restored};
 
@@ -254,6 +257,30 @@ impl<C: Callback> JobDir<C> {
         })
     }
 
+    /// Begins re-crawl `generation` over the page index `pages` (a finished
+    /// crawl's): writes the list of pages to revisit, then replaces the log
+    /// by a base record of a new crawl (nothing pending, a fresh dupe store
+    /// and start position, no stats) that keeps the index. A crash before
+    /// the replace leaves the finished crawl as it was.
+    pub(crate) fn begin_recrawl(
+        &mut self,
+        pages: Vec<PageRecord<C>>,
+        generation: u32,
+    ) -> Result<(), Error> {
+        pages::write_list(&self.dir, generation, &pages)?;
+        let path = self.journal.path().to_path_buf();
+        let state = Replayed::fresh(self.sizing, pages, generation)?;
+        let base = state
+            .encode_base()
+            .map_err(|e| journal_error(&path, format!("encoding: {e}")))?;
+        self.journal.replace(&base)?;
+        self.base_len = self.journal.len_bytes();
+        self.pending.clear();
+        self.completed = 0;
+        info!(self.log, "job directory: re-crawl begun"; "generation" => generation);
+        Ok(())
+    }
+
     /// Replaces the log by one base record of its replayed state. A failure
     /// leaves the log as it was (and is only logged).
     fn compact(&mut self) -> bool {
@@ -321,6 +348,7 @@ mod tests {
         Delta {
             added,
             done,
+            pages: Vec::new(),
             starts: StartsState {
                 pulled,
                 exhausted: false,

@@ -11,11 +11,14 @@
 //! Each payload starts with a one-byte tag:
 //!
 //! ```text
-//! delta: b'D' [JSON {added: [{ctx, bloom?}], done: [id], starts, stats}]
-//! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats}] [dupe store]
+//! delta: b'D' [JSON {added: [{ctx, bloom?}], done: [id], pages?: [update], starts, stats}]
+//! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats, pages?: [page], generation?}] [dupe store]
 //! ```
 //!
-//! `bloom` is left out when false. The dupe store's bytes are
+//! `bloom` is left out when false; `pages` (the page index: a delta's
+//! changes to it, a base's whole of it) when empty, and `generation` (how
+//! many re-crawls began) when 0: directories written before they existed
+//! read as having none. The dupe store's bytes are
 //! [`MemoryDupe::to_bytes`]' versioned format (a base written by an earlier
 //! release, in its version 1, still reads), or empty when the crawl does
 //! not use the built-in store. The JSON field names are part
@@ -33,6 +36,8 @@
 //!   completion recorded twice is counted once.
 //! - The dupe store (Bloom filter and exact set) gets the fingerprint of
 //!   every request recorded with `bloom`; a base's store replaces it.
+//! - The page index is keyed by URL: a page seen replaces its record, a
+//!   page gone removes it; a base's index replaces it.
 //! - A record that cannot be read fails the whole replay, naming its
 //!   place (a dupe store that cannot be read fails it with its own
 //!   [`DupeStoreCorrupt`](crate::ErrorKind::DupeStoreCorrupt) or
@@ -53,6 +58,7 @@ use crate::dedupe::MemoryDupe;
 use crate::error::Error;
 use crate::events::ResumeInfo;
 use crate::fingerprint::fingerprint;
+use crate::recrawl::{PageRecord, PageUpdate};
 use crate::request::Callback;
 use crate::stats::StatsSnapshot;
 
@@ -69,6 +75,8 @@ pub(crate) struct Delta<C> {
     pub added: Vec<(Context<C>, bool)>,
     /// Requests completed.
     pub done: Vec<Uuid>,
+    /// The page index's changes of the requests completed.
+    pub pages: Vec<PageUpdate<C>>,
     /// Start-request position.
     pub starts: StartsState,
     /// The stats when the checkpoint was taken.
@@ -80,6 +88,7 @@ impl<C> Default for Delta<C> {
         Delta {
             added: Vec::new(),
             done: Vec::new(),
+            pages: Vec::new(),
             starts: StartsState::default(),
             stats: StatsSnapshot::default(),
         }
@@ -97,6 +106,7 @@ impl<C: Callback> Delta<C> {
                 .map(|(ctx, bloom)| Added { ctx, bloom })
                 .collect(),
             done: self.done,
+            pages: self.pages,
             starts: self.starts,
             stats: self.stats,
         };
@@ -127,6 +137,9 @@ struct DeltaRecord<C> {
     added: Vec<Added<C>>,
     /// Ids of requests completed since.
     done: Vec<Uuid>,
+    /// The page index's changes since, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pages: Vec<PageUpdate<C>>,
     /// The start-request position, replacing the previous one.
     starts: StartsState,
     /// The stats, replacing the previous ones.
@@ -147,6 +160,16 @@ struct BaseRecord<C> {
     /// The stats of the last checkpoint folded in; `None` when there was
     /// none.
     stats: Option<StatsSnapshot>,
+    /// The page index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pages: Vec<PageRecord<C>>,
+    /// Re-crawls begun in this directory.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a record cannot be applied.
@@ -173,9 +196,40 @@ pub(super) struct Replayed<C> {
     starts: StartsState,
     /// Requests completed over all runs.
     completed: u64,
+    /// The page index, by URL.
+    pages: HashMap<String, PageRecord<C>>,
+    /// Re-crawls begun.
+    generation: u32,
 }
 
 impl<C: Callback> Replayed<C> {
+    /// The state a re-crawl starts from: nothing pending, a fresh dupe
+    /// store and start position, no stats, and the page index of `pages`.
+    pub(super) fn fresh(
+        sizing: Option<BloomSizing>,
+        pages: Vec<PageRecord<C>>,
+        generation: u32,
+    ) -> Result<Self, Error> {
+        let mut state = Replayed::new(sizing)?;
+        state.pages = pages
+            .into_iter()
+            .map(|p| (p.request.url.to_string(), p))
+            .collect();
+        state.generation = generation;
+        Ok(state)
+    }
+
+    fn update_page(&mut self, update: PageUpdate<C>) {
+        match update {
+            PageUpdate::Seen(record) => {
+                self.pages.insert(record.request.url.to_string(), *record);
+            }
+            PageUpdate::Gone(url) => {
+                self.pages.remove(url.as_str());
+            }
+        }
+    }
+
     fn new(sizing: Option<BloomSizing>) -> Result<Self, Error> {
         Ok(Replayed {
             pending: HashMap::new(),
@@ -186,6 +240,8 @@ impl<C: Callback> Replayed<C> {
             stats: None,
             starts: StartsState::default(),
             completed: 0,
+            pages: HashMap::new(),
+            generation: 0,
         })
     }
 
@@ -218,6 +274,9 @@ impl<C: Callback> Replayed<C> {
                         self.completed += 1;
                     }
                 }
+                for update in delta.pages {
+                    self.update_page(update);
+                }
                 self.starts = delta.starts;
                 self.stats = Some(delta.stats);
                 Ok(())
@@ -241,6 +300,12 @@ impl<C: Callback> Replayed<C> {
                 self.completed = base.completed;
                 self.starts = base.starts;
                 self.stats = base.stats;
+                self.pages = base
+                    .pages
+                    .into_iter()
+                    .map(|p| (p.request.url.to_string(), p))
+                    .collect();
+                self.generation = base.generation;
                 if self.bloom.is_some() && !bloom.is_empty() {
                     let store = MemoryDupe::from_saved(bloom, path).map_err(Unreadable::Store)?;
                     self.bloom = Some(store);
@@ -268,12 +333,22 @@ impl<C: Callback> Replayed<C> {
             starts: StartsState,
             /// As `BaseRecord::stats`.
             stats: &'a Option<StatsSnapshot>,
+            /// As `BaseRecord::pages`, in URL order (a stable file).
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            pages: Vec<&'a PageRecord<C>>,
+            /// As `BaseRecord::generation`.
+            #[serde(skip_serializing_if = "is_zero")]
+            generation: u32,
         }
+        let mut pages: Vec<_> = self.pages.iter().collect();
+        pages.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let json = serde_json::to_vec(&BaseRef {
             pending: pending.into_iter().map(|(_, c)| c).collect(),
             completed: self.completed,
             starts: self.starts,
             stats: &self.stats,
+            pages: pages.into_iter().map(|(_, p)| p).collect(),
+            generation: self.generation,
         })
         .map_err(|e| e.to_string())?;
         let bloom = match &self.bloom {
@@ -328,11 +403,15 @@ impl<C: Callback> Replayed<C> {
             records,
             dropped_bytes,
         };
+        let mut pages: Vec<_> = self.pages.into_iter().collect();
+        pages.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Restored {
             pending: pending.into_iter().map(|(_, c)| c).collect(),
             bloom: self.bloom,
             stats: self.stats,
             info,
+            pages: pages.into_iter().map(|(_, p)| p).collect(),
+            generation: self.generation,
         }
     }
 }
@@ -347,4 +426,8 @@ pub(crate) struct Restored<C> {
     pub stats: Option<StatsSnapshot>,
     /// What was found.
     pub info: ResumeInfo,
+    /// The page index, in URL order.
+    pub pages: Vec<PageRecord<C>>,
+    /// Re-crawls begun (0: none).
+    pub generation: u32,
 }

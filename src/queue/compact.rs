@@ -76,6 +76,7 @@ impl<C: Callback> Queued<C> {
             timeout: _,
             max_body: _,
             stream_to: _,
+            known: _,
         } = request;
         Queued::Plain(Box::new(Plain {
             url,
@@ -154,8 +155,10 @@ fn is_plain<C>(ctx: &Context<C>) -> bool {
         timeout,
         max_body,
         stream_to,
+        known,
     } = request;
     dispatched_at.is_none()
+        && known.is_none()
         && *method == Method::GET
         && headers.is_empty()
         && body.is_empty()
@@ -247,6 +250,16 @@ mod tests {
             ),
             (false, ctx(|c| c.request.max_body = Some(10))),
             (false, ctx(|c| c.request.stream_to = Some("/tmp/x".into()))),
+            (
+                false,
+                ctx(|c| {
+                    c.request.known = Some(Box::new(crate::request::KnownPage {
+                        etag: Some("\"v1\"".into()),
+                        digest: 7,
+                        ..Default::default()
+                    }))
+                }),
+            ),
             (false, ctx(|c| c.dispatched_at = Some(Instant::now()))),
         ];
         for (i, (plain, original)) in variants.into_iter().enumerate() {

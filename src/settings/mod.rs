@@ -317,6 +317,10 @@ settings! {
         checkpoint_every_requests: usize as Whole,
         /// [`CrawlerBuilder::rerun_start_requests`]: a switch.
         rerun_start_requests: bool as Flag,
+        /// [`CrawlerBuilder::recrawl`]: a switch.
+        recrawl: bool as Flag,
+        /// [`CrawlerBuilder::recrawl_unchanged_items`]: a switch.
+        recrawl_unchanged_items: bool as Flag,
         /// [`CrawlerBuilder::redis`]: a Redis URL (`redis://host:port/db`); the
         /// builder's other Redis options stay. `Debug` masks its password.
         redis: String as Text,

@@ -31,6 +31,7 @@ mod many_hosts;
 mod pipelines;
 mod politeness;
 mod proxy;
+mod recrawl;
 mod redirect_safety;
 mod redirects;
 #[cfg(feature = "distributed")]

@@ -12,6 +12,8 @@
 //! are flushed first, then the JobStore appends the delta. One write at a
 //! time; a delta that could not be written goes out with the next one.
 
+use std::collections::HashMap;
+
 use actix::prelude::*;
 use slog::{debug, error};
 use tokio::sync::{broadcast, oneshot};
@@ -24,6 +26,7 @@ use crate::events::CrawlEvent;
 use crate::jobdir::{CheckpointPolicy, Delta, StartsState};
 use crate::messages::CheckpointPipelines;
 use crate::messages::WriteCheckpoint;
+use crate::recrawl::PageUpdate;
 use crate::request::Callback;
 use crate::stats::StatsSnapshot;
 
@@ -54,6 +57,11 @@ pub(crate) struct Checkpoints<C: Callback> {
     added: Vec<(Context<C>, bool)>,
     /// Completed since the last checkpoint (released by the watermark).
     done: Vec<Uuid>,
+    /// Page index changes of requests not completed yet: each is recorded
+    /// with its request's completion, never before.
+    pages_waiting: HashMap<Uuid, PageUpdate<C>>,
+    /// Page index changes of requests completed since the last checkpoint.
+    pages: Vec<PageUpdate<C>>,
     /// Start-request position, as far as it is safe to record.
     starts: StartsState,
     /// Whether `starts` changed since the last checkpoint.
@@ -85,6 +93,8 @@ impl<C: Callback> Checkpoints<C> {
             policy,
             added: Vec::new(),
             done: Vec::new(),
+            pages_waiting: HashMap::new(),
+            pages: Vec::new(),
             starts,
             starts_changed: false,
             watermark: Watermark::default(),
@@ -114,9 +124,18 @@ impl<C: Callback> Checkpoints<C> {
         }
     }
 
+    /// What a page's answer changes in the page index, kept until its
+    /// request completes.
+    pub(crate) fn page(&mut self, id: Uuid, update: PageUpdate<C>) {
+        self.pages_waiting.insert(id, update);
+    }
+
     fn apply(&mut self, change: Waiting) {
         match change {
-            Waiting::Done(id) => self.done.push(id),
+            Waiting::Done(id) => {
+                self.done.push(id);
+                self.pages.extend(self.pages_waiting.remove(&id));
+            }
             Waiting::Starts(s) => {
                 self.starts = s;
                 self.starts_changed = true;
@@ -150,6 +169,9 @@ impl<C: Callback> Checkpoints<C> {
         let mut done = delta.done;
         done.append(&mut self.done);
         self.done = done;
+        let mut pages = delta.pages;
+        pages.append(&mut self.pages);
+        self.pages = pages;
         self.starts_changed = true;
         self.last_stats = None;
     }
@@ -178,6 +200,7 @@ impl<C: Callback> Checkpoints<C> {
         Some(Delta {
             added: std::mem::take(&mut self.added),
             done: std::mem::take(&mut self.done),
+            pages: std::mem::take(&mut self.pages),
             starts: self.starts,
             stats,
         })

@@ -53,8 +53,8 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::events::{CheckpointInfo, CrawlEvent};
 use crate::jobdir::CheckpointPolicy;
 use crate::messages::{
-    Checkpoint, CheckpointPipelines, Completed, Drain, Enqueue, ForceStop, HostSlots, Pause,
-    Released, Requeue, Resume, SharedStatus, Shutdown, Stop, WriteCheckpoint,
+    Checkpoint, CheckpointPipelines, Completed, Drain, Enqueue, ForceStop, HostSlots, PageFetched,
+    Pause, Released, Requeue, Resume, SharedStatus, Shutdown, Stop, WriteCheckpoint,
 };
 use crate::politeness::robots::RobotsCache;
 use crate::politeness::slots::Slots;
@@ -153,6 +153,9 @@ pub(crate) struct Scheduler<C: Callback> {
     /// a job directory records and a shared queue is told once they are
     /// all queued.
     starts_pulled: u64,
+    /// Start requests before this position are a re-crawl's revisits
+    /// (`with_revisits`).
+    revisits_until: u64,
     /// Requests restored from the job directory, queued when the actor
     /// starts: already recorded and through the dupe filter, they skip
     /// admission.
@@ -204,6 +207,7 @@ impl<C: Callback> Scheduler<C> {
             state: CrawlState::Running,
             checkpoints: None,
             starts_pulled: 0,
+            revisits_until: 0,
             restored: Vec::new(),
             shared: None,
         }
@@ -244,6 +248,16 @@ impl<C: Callback> Scheduler<C> {
     /// connection with the defaults.
     pub(crate) fn with_robots_download(mut self, download: crate::http::DownloadConfig) -> Self {
         self.robots_fetches = robots::RobotsFetches::new(download);
+        self
+    }
+
+    /// The first `until` start requests are a re-crawl's revisits of known
+    /// pages: they are pulled whatever the queue holds, and nothing is
+    /// dispatched before they all are, so each passes the dupe filter
+    /// before any link to its page can (a page is then fetched once, as a
+    /// revisit).
+    pub(crate) fn with_revisits(mut self, until: u64) -> Self {
+        self.revisits_until = until;
         self
     }
 
@@ -314,6 +328,17 @@ impl<C: Callback> Handler<Requeue<C>> for Scheduler<C> {
             self.push(msg.batch);
         }
         self.pump(ctx);
+    }
+}
+
+impl<C: Callback> Handler<PageFetched<C>> for Scheduler<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: PageFetched<C>, _: &mut Self::Context) {
+        // Sent before the request's `Completed`, which records it.
+        if let Some(checkpoints) = self.checkpoints.as_mut() {
+            checkpoints.page(msg.id, msg.update);
+        }
     }
 }
 

@@ -27,6 +27,12 @@ use super::Scheduler;
 pub(super) const START_BATCH: usize = 256;
 
 impl<C: Callback> Scheduler<C> {
+    /// Whether a re-crawl's revisits are still being pulled: nothing is
+    /// dispatched until they are.
+    pub(super) fn revisiting(&self) -> bool {
+        self.starts.is_some() && self.starts_pulled < self.revisits_until
+    }
+
     /// Pulls start requests while the queue is short of work.
     pub(super) fn pull_starts(&mut self, ctx: &mut actix::Context<Self>) {
         // A batch the admission policies drop whole (all offsite, say)
@@ -46,8 +52,9 @@ impl<C: Callback> Scheduler<C> {
     /// Pulls one batch of start requests if the queue is short of work;
     /// `false` when there was nothing to pull.
     fn pull_start_batch(&mut self, ctx: &mut actix::Context<Self>) -> bool {
+        let revisiting = self.starts_pulled < self.revisits_until;
         if self.state != CrawlState::Running
-            || self.queued + self.checking >= 2 * self.config.concurrency
+            || (self.queued + self.checking >= 2 * self.config.concurrency && !revisiting)
             || self.shared.as_ref().is_some_and(|s| !s.owns_starts)
         {
             return false;

@@ -156,6 +156,12 @@ impl Settings {
         if let Some(on) = self.rerun_start_requests {
             b = b.rerun_start_requests(on);
         }
+        if let Some(on) = self.recrawl {
+            b = b.recrawl(on);
+        }
+        if let Some(on) = self.recrawl_unchanged_items {
+            b = b.recrawl_unchanged_items(on);
+        }
         b
     }
 

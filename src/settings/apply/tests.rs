@@ -243,6 +243,13 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             c.checkpoints.every_requests == 50
         }),
         row("rerun_start_requests", "true", |c| c.rerun_start_requests),
+        // Re-crawls keep their pages in a job directory (never opened by
+        // a build).
+        row("recrawl", "true", |c| c.recrawl).with("job_dir = \"job\""),
+        row("recrawl_unchanged_items", "true", |c| {
+            c.recrawl_unchanged_items
+        })
+        .with("job_dir = \"job\""),
     ];
     #[cfg(feature = "distributed")]
     let rows = rows.into_iter().chain(redis_rows()).collect();

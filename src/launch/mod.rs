@@ -16,12 +16,15 @@
 //! the arbiters, the cookie jar) belongs to the running crawl; the
 //! [`Crawler`] it came from holds configuration only.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use slog::{o, Logger};
 use tokio::sync::{broadcast, watch};
+
+mod replay;
+
+use replay::{start_requests, Replay};
 
 use crate::accounting::Accounting;
 use crate::actors::cache_queue::CacheQueue;
@@ -34,22 +37,20 @@ use crate::actors::error_handler::{ErrorHandler, ErrorOutbox};
 use crate::actors::job_store::JobStore;
 use crate::actors::parser::{Parser, ParserOutbox};
 use crate::actors::pipeline_stage::{PipelineStage, StageOutbox};
-use crate::actors::pool::{Pool, PoolOutbox};
+use crate::actors::pool::{PageIndexing, Pool, PoolOutbox};
 use crate::actors::scheduler::{Scheduler, SchedulerOutbox, SharedQueue};
 use crate::builder::{Config, Crawler, ThreadLayout};
-use crate::context::Context;
 use crate::dedupe::{DupeBackend, MemoryDupe};
 #[cfg(feature = "distributed")]
 use crate::distributed::membership::{leave, Connected};
 #[cfg(feature = "distributed")]
 use crate::distributed::{RedisDupe, RedisQueue, Shared};
-use crate::error::{panic_message, Error, ErrorKind, Stage};
+use crate::error::{Error, ErrorKind, Stage};
 use crate::events::{CrawlEvent, ResumeInfo};
 use crate::handle::CrawlHandle;
 use crate::http::cookies::CookieJar;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::DownloadConfig;
-use crate::jobdir::{BloomSizing, JobDir};
 use crate::messages::{Leave, Shutdown};
 use crate::middleware::Middlewares;
 use crate::pipeline::Pipeline;
@@ -111,7 +112,7 @@ impl<S: Spider> Crawler<S> {
         let middlewares = Arc::new(Middlewares::new(middlewares));
         open_middlewares(&middlewares)?;
         let (events, _) = broadcast::channel(crate::events::CAPACITY);
-        let starts = start_requests(&*spider, &job)?;
+        let starts = start_requests(&*spider, &mut job)?;
         let (contexts, w) = Wiring::new(spider, stats, events, log);
         let errors = w.start_error_handler();
         let saved = job.bloom.take();
@@ -143,7 +144,8 @@ impl<S: Spider> Crawler<S> {
         ];
         shutdown.extend(dupe.clone().map(Addr::recipient));
         let store = JobStore::start_on_own_arbiter(job.store.take(), &mut arbiters, &mut shutdown);
-        w.run_pool(contexts.pool, downloaders, parser, &errors, &s);
+        let indexing = store.is_some().then_some(job.generation);
+        w.run_pool(contexts.pool, downloaders, parser, &errors, &s, indexing);
         let (leave, shared) = w.start_coordinator(connected, &queue, &stage, &mut shutdown);
         let scheduler = w.scheduler(queue, dupe, starts, s.scheduler.clone());
         // robots.txt goes the way the pages do (proxies, User-Agent, guard).
@@ -157,6 +159,7 @@ impl<S: Spider> Crawler<S> {
                     s.checkpoints,
                     job.starts_pulled,
                 )
+                .with_revisits(job.revisits)
                 .with_restored(std::mem::take(&mut job.pending));
         }
         if let Some(shared) = shared {
@@ -207,82 +210,6 @@ fn can_start(distributed: bool, connected: bool) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-/// What the job directory gives the start: the store to write to, and what
-/// earlier runs left. Empty without a job directory or on a new job.
-struct Replay<C> {
-    /// The open job directory, for the JobStore.
-    store: Option<JobDir<C>>,
-    /// Requests accepted and not completed: crawled first.
-    pending: Vec<Context<C>>,
-    /// The saved Bloom filter, replacing the empty built-in one.
-    bloom: Option<MemoryDupe>,
-    /// Start requests earlier runs consumed, skipped now (0 when they are
-    /// pulled again from the first).
-    starts_pulled: u64,
-    /// Earlier runs exhausted the start requests: none are pulled.
-    skip_starts: bool,
-    /// What was found, for the handle; `None` on a new job.
-    resumed: Option<ResumeInfo>,
-}
-
-impl<C: Callback> Replay<C> {
-    /// Opens and replays the job directory, if any; a resumed job's stats
-    /// continue in `stats`.
-    fn open(s: &Config, builtin_bloom: bool, stats: &Stats, log: &Logger) -> Result<Self, Error> {
-        let mut replay = Replay {
-            store: None,
-            pending: Vec::new(),
-            bloom: None,
-            starts_pulled: 0,
-            skip_starts: false,
-            resumed: None,
-        };
-        let Some(dir) = &s.job_dir else {
-            return Ok(replay);
-        };
-        let sizing = builtin_bloom.then_some(BloomSizing {
-            capacity: s.bloom_capacity,
-            rate: s.bloom_rate,
-            mode: s.dupe_mode,
-        });
-        let log = log.new(o!("actor" => "job_store"));
-        let (store, restored) = JobDir::<C>::open(dir, sizing, log)?;
-        replay.store = Some(store);
-        let Some(r) = restored else {
-            return Ok(replay);
-        };
-        if let Some(saved) = &r.stats {
-            stats.restore(saved);
-        }
-        stats.add_named("jobdir/resumed", 1);
-        replay.bloom = r.bloom.filter(|_| builtin_bloom);
-        if !s.rerun_start_requests {
-            replay.starts_pulled = r.info.starts_pulled;
-            replay.skip_starts = r.info.starts_exhausted;
-        }
-        replay.pending = r.pending;
-        replay.resumed = Some(r.info);
-        Ok(replay)
-    }
-}
-
-/// The spider's start requests, less those earlier runs consumed; a panic
-/// in `start_requests` fails the start.
-fn start_requests<S: Spider>(
-    spider: &S,
-    job: &Replay<S::Callback>,
-) -> Result<StartRequests<S::Callback>, Error> {
-    let starts = std::panic::catch_unwind(AssertUnwindSafe(|| spider.start_requests()))
-        .map_err(|p| Error::new(Stage::Setup, ErrorKind::Panic(panic_message(&*p))))?;
-    Ok(if job.skip_starts {
-        Box::new(std::iter::empty())
-    } else if job.starts_pulled > 0 {
-        Box::new(starts.skip(usize::try_from(job.starts_pulled).unwrap_or(usize::MAX)))
-    } else {
-        starts
-    })
 }
 
 /// The queue and dupe back-ends: Redis ones for a distributed crawl, else
@@ -569,9 +496,10 @@ impl<S: Spider> Wiring<S> {
         parser: Addr<Parser<S>>,
         errors: &Addr<ErrorHandler<S>>,
         s: &Config,
+        indexing: Option<u32>,
     ) {
         let sched = &self.sched;
-        ctx.run(Pool::new(
+        let pool = Pool::new(
             PoolOutbox {
                 workers: downloaders.workers,
                 worker_shutdown: downloaders.shutdown,
@@ -587,7 +515,16 @@ impl<S: Spider> Wiring<S> {
             self.accounting.clone(),
             self.stats.clone(),
             self.log.new(o!("actor" => "pool")),
-        ));
+        );
+        // With a job directory, the page index (a re-crawl once one began).
+        ctx.run(match indexing {
+            Some(generation) => pool.with_pages(PageIndexing {
+                to: sched.clone().recipient(),
+                recrawl: generation > 0,
+                parse_unchanged: s.recrawl_unchanged_items,
+            }),
+            None => pool,
+        });
     }
 
     /// For a distributed crawl, starts the Coordinator (stopped with the

@@ -1,0 +1,283 @@
+//! A re-crawl's list of the pages to revisit.
+//!
+//! When a re-crawl begins, the page index as it is then is written to
+//! `recrawl-<generation>.jsonl` in the job directory (a first line
+//! `{"pages": N}`, then one JSON page record a line; a temporary file,
+//! synced, then renamed), before the journal
+//! says the re-crawl began. The re-crawl reads it lazily, a line at a
+//! time, as its first start requests: the list never sits whole in memory,
+//! and it does not change while the index does, so a re-crawl stopped
+//! halfway resumes at the same place in it (the start-request position
+//! counts its lines first).
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Lines, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use slog::{error, Logger};
+
+use super::journal_error;
+use crate::error::Error;
+use crate::recrawl::{revisit, PageRecord};
+use crate::request::{Callback, Request};
+use crate::stats::Stats;
+
+/// Lines of the list that could not be read (the file was damaged).
+const UNREADABLE: &str = "recrawl/list_unreadable";
+
+/// The list of re-crawl `generation` in `dir`.
+pub(super) fn list_path(dir: &Path, generation: u32) -> PathBuf {
+    dir.join(format!("recrawl-{generation}.jsonl"))
+}
+
+/// Writes the list of re-crawl `generation`, durably, and removes the
+/// lists of earlier ones.
+pub(super) fn write_list<C: Callback>(
+    dir: &Path,
+    generation: u32,
+    pages: &[PageRecord<C>],
+) -> Result<PathBuf, Error> {
+    let path = list_path(dir, generation);
+    let tmp = dir.join(format!("recrawl-{generation}.jsonl.tmp"));
+    let io = |e: std::io::Error| journal_error(&path, format!("writing the re-crawl list: {e}"));
+    let mut out = BufWriter::new(File::create(&tmp).map_err(io)?);
+    writeln!(out, "{{\"pages\": {}}}", pages.len()).map_err(io)?;
+    for page in pages {
+        serde_json::to_writer(&mut out, page)
+            .map_err(|e| journal_error(&path, format!("encoding a page: {e}")))?;
+        out.write_all(b"\n").map_err(io)?;
+    }
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, &path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    for earlier in 1..generation {
+        let _ = fs::remove_file(list_path(dir, earlier));
+    }
+    Ok(path)
+}
+
+/// The revisits of a re-crawl's list, read a line at a time.
+pub(crate) struct KnownPages<C> {
+    /// The list's lines.
+    lines: Lines<BufReader<File>>,
+    /// Where it is, for the log.
+    path: PathBuf,
+    /// Whether revisits carry the validators.
+    conditional: bool,
+    /// Counts lines that cannot be read.
+    stats: Arc<Stats>,
+    /// Says which.
+    log: Logger,
+    /// Pages the list holds.
+    len: u64,
+    _callback: PhantomData<fn() -> C>,
+}
+
+/// The list's first line.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    pages: u64,
+}
+
+impl<C: Callback> KnownPages<C> {
+    /// Opens the list of re-crawl `generation` in `dir`: fails, naming the
+    /// file, when it is missing (the job directory lost it).
+    pub(crate) fn open(
+        dir: &Path,
+        generation: u32,
+        conditional: bool,
+        stats: Arc<Stats>,
+        log: Logger,
+    ) -> Result<Self, Error> {
+        let path = list_path(dir, generation);
+        let unreadable = |e: String| {
+            journal_error(
+                &path,
+                format!("the re-crawl's list of pages cannot be read: {e}"),
+            )
+        };
+        let file = File::open(&path).map_err(|e| unreadable(e.to_string()))?;
+        let mut lines = BufReader::new(file).lines();
+        let first = lines.next().unwrap_or(Ok(String::new()));
+        let header: Header = first
+            .map_err(|e| e.to_string())
+            .and_then(|line| serde_json::from_str(&line).map_err(|e| e.to_string()))
+            .map_err(|e| unreadable(format!("its first line: {e}")))?;
+        Ok(KnownPages {
+            lines,
+            path,
+            conditional,
+            stats,
+            log,
+            len: header.pages,
+            _callback: PhantomData,
+        })
+    }
+
+    /// Pages the list holds.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl<C: Callback> Iterator for KnownPages<C> {
+    type Item = Request<C>;
+
+    fn next(&mut self) -> Option<Request<C>> {
+        loop {
+            let line = match self.lines.next()? {
+                Ok(line) => line,
+                Err(e) => {
+                    // Nothing after a read error can be trusted.
+                    self.stats.add_named(UNREADABLE, 1);
+                    error!(self.log, "re-crawl list: read failed; its remaining pages are not revisited";
+                        "path" => %self.path.display(), "error" => %e);
+                    return None;
+                }
+            };
+            match serde_json::from_str::<PageRecord<C>>(&line) {
+                Ok(page) => return Some(revisit(page, self.conditional)),
+                Err(e) => {
+                    self.stats.add_named(UNREADABLE, 1);
+                    error!(self.log, "re-crawl list: a line cannot be read; that page is not revisited";
+                        "path" => %self.path.display(), "error" => %e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::super::{BloomSizing, Delta, JobDir, StartsState};
+    use super::*;
+    use crate::actors::test_support::{log, req, Cb};
+    use crate::context::Context;
+    use crate::dedupe::DupeMode;
+    use crate::fingerprint::fingerprint;
+    use crate::recrawl::PageUpdate;
+    use crate::request::KnownPage;
+    use crate::stats::StatsSnapshot;
+
+    fn page(url: &str, etag: Option<&str>, digest: u64) -> PageRecord<Cb> {
+        PageRecord {
+            request: req(url),
+            seen: KnownPage {
+                etag: etag.map(str::to_string),
+                digest,
+                ..KnownPage::default()
+            },
+        }
+    }
+
+    fn sizing() -> Option<BloomSizing> {
+        Some(BloomSizing {
+            capacity: 1000,
+            rate: 0.001,
+            mode: DupeMode::Exact,
+        })
+    }
+
+    fn delta(
+        added: Vec<Context<Cb>>,
+        done: Vec<Uuid>,
+        pages: Vec<PageUpdate<Cb>>,
+        exhausted: bool,
+    ) -> Delta<Cb> {
+        Delta {
+            added: added.into_iter().map(|c| (c, true)).collect(),
+            done,
+            pages,
+            starts: StartsState {
+                pulled: 3,
+                exhausted,
+            },
+            stats: StatsSnapshot::default(),
+        }
+    }
+
+    #[test]
+    fn the_page_index_survives_compaction_and_a_recrawl_begins_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctxs: Vec<_> = ["http://h/a", "http://h/b", "http://h/c"]
+            .iter()
+            .map(|u| Context::new(req(u), None))
+            .collect();
+        {
+            let (mut store, _) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+            let seen = [("a", 1), ("b", 2), ("c", 3)]
+                .iter()
+                .map(|(p, d)| {
+                    PageUpdate::Seen(Box::new(page(&format!("http://h/{p}"), Some("\"1\""), *d)))
+                })
+                .collect();
+            let done = ctxs.iter().map(|c| c.id).collect();
+            store.write(delta(ctxs.clone(), done, seen, false)).unwrap();
+            // b is gone, a changed; then the log is compacted.
+            store.compact_min = 1;
+            let later = vec![
+                PageUpdate::Gone(req("http://h/b").url),
+                PageUpdate::Seen(Box::new(page("http://h/a", Some("\"2\""), 10))),
+            ];
+            let info = store
+                .write(delta(Vec::new(), Vec::new(), later, true))
+                .unwrap();
+            assert!(info.compacted);
+        }
+        let (mut store, restored) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+        let r = restored.unwrap();
+        let want = vec![
+            page("http://h/a", Some("\"2\""), 10),
+            page("http://h/c", Some("\"1\""), 3),
+        ];
+        assert_eq!(r.pages, want);
+        assert_eq!(r.generation, 0);
+        assert!(r.info.pending == 0 && r.info.starts_exhausted, "finished");
+
+        store.begin_recrawl(r.pages, 1).unwrap();
+        drop(store);
+        let (_, restored) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
+        let mut r = restored.unwrap();
+        assert_eq!(r.generation, 1);
+        assert_eq!(r.pages, want, "the index stays for the re-crawl to update");
+        assert_eq!(
+            (r.info.pending, r.info.completed, r.info.starts_pulled),
+            (0, 0, 0)
+        );
+        assert!(!r.info.starts_exhausted, "a new crawl's start requests");
+        assert!(
+            r.bloom
+                .as_mut()
+                .unwrap()
+                .insert_new(fingerprint(&ctxs[0].request)),
+            "the dupe store starts empty"
+        );
+
+        let stats = Arc::new(Stats::default());
+        let open = |conditional| {
+            KnownPages::<Cb>::open(dir.path(), 1, conditional, stats.clone(), log()).unwrap()
+        };
+        assert_eq!(open(true).len(), 2);
+        let revisits: Vec<_> = open(true).collect();
+        let urls: Vec<_> = revisits.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(urls, ["http://h/a", "http://h/c"]);
+        let known = revisits[0].known.as_deref().unwrap();
+        assert_eq!((known.etag.as_deref(), known.digest), (Some("\"2\""), 10));
+        assert!(known.conditional);
+        assert!(open(false).all(|r| !r.known.unwrap().conditional));
+
+        // A damaged line is counted and skipped; the rest are revisited.
+        let path = list_path(dir.path(), 1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (header, rest) = text.split_once('\n').unwrap();
+        assert_eq!(header, "{\"pages\": 2}");
+        std::fs::write(&path, format!("{header}\n{{\"request\": 1}}\n{rest}")).unwrap();
+        assert_eq!(open(true).count(), 2);
+        assert_eq!(stats.snapshot().get(UNREADABLE), 1);
+    }
+}

@@ -1,0 +1,297 @@
+//! Re-crawls: fetching again only what changed since the last crawl.
+//!
+//! A crawl with a job directory keeps a *page index* there: for every page
+//! it fetched (a GET without a body, answered 2xx), the request that
+//! fetched it, the answer's validators (`ETag`, `Last-Modified`) and a
+//! digest of its body. A crawl started on the directory of a finished
+//! crawl with re-crawling on revisits every page of the index first, each
+//! with the validators it was answered with (`If-None-Match`,
+//! `If-Modified-Since`), then pulls the spider's start requests as any
+//! crawl does. Each answer to a revisit is judged:
+//!
+//! - `304 Not Modified`, or the same body (a server without validators):
+//!   **unchanged**, not parsed, so it yields no items and no links;
+//! - another body: **changed**, parsed as any page;
+//! - `404`/`410`: **gone**, dropped from the index (not a failure);
+//!
+//! and any page fetched that the index did not hold is **new**. Links are
+//! followed from changed and new pages only; the revisits go through the
+//! dupe filter first, so a link to a known page never fetches it twice.
+//!
+//! This module holds the page index's records and the rules above; the
+//! Pool applies them to each answer, the job directory stores the index.
+
+use serde::{Deserialize, Serialize};
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
+use url::Url;
+
+use crate::request::{Callback, KnownPage, Request};
+use crate::response::Response;
+use awc::http::Method;
+
+/// Revisits answered `304` or with the body they had.
+pub(crate) const UNCHANGED: &str = "recrawl/unchanged";
+/// Revisits answered with another body.
+pub(crate) const CHANGED: &str = "recrawl/changed";
+/// Pages fetched during a re-crawl that the index did not hold.
+pub(crate) const NEW: &str = "recrawl/new";
+/// Revisits answered `404` or `410`.
+pub(crate) const GONE: &str = "recrawl/gone";
+/// Pages of the index a re-crawl set out to revisit.
+pub(crate) const KNOWN: &str = "recrawl/known";
+
+/// Fixed keys: digests must compare across processes and runs.
+const KEYS: (u64, u64) = (0x7370_696e_6e65_7265, 0x7420_7061_6765_7321);
+
+/// The request headers that carry validators: never stored with a page,
+/// added afresh to each revisit.
+const VALIDATORS: [&str; 2] = ["if-none-match", "if-modified-since"];
+
+/// One page of the index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "C: Callback")]
+pub(crate) struct PageRecord<C> {
+    /// The request that fetched it, as the spider made it (no validators).
+    pub request: Request<C>,
+    /// What the answer was.
+    pub seen: KnownPage,
+}
+
+/// A change to the index, recorded once its request completed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "C: Callback", rename_all = "snake_case")]
+pub(crate) enum PageUpdate<C> {
+    /// The page was fetched (or confirmed unchanged): this is its record now.
+    Seen(Box<PageRecord<C>>),
+    /// The page is gone.
+    Gone(Url),
+}
+
+/// What an answer says of its page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Not in the index.
+    New,
+    /// In the index, with another body now.
+    Changed,
+    /// In the index, and the same.
+    Unchanged,
+}
+
+impl Verdict {
+    /// Its counter.
+    pub(crate) fn counter(self) -> &'static str {
+        match self {
+            Verdict::New => NEW,
+            Verdict::Changed => CHANGED,
+            Verdict::Unchanged => UNCHANGED,
+        }
+    }
+}
+
+/// SipHash-1-3 of a body, with fixed keys.
+pub(crate) fn digest(body: &[u8]) -> u64 {
+    let mut h = SipHasher13::new_with_keys(KEYS.0, KEYS.1);
+    h.write(body);
+    h.finish()
+}
+
+/// The revisit of an indexed page: its request, carrying what was seen,
+/// sent with the validators unless `conditional` is off (the spider wants
+/// every page's items, so every body).
+pub(crate) fn revisit<C>(page: PageRecord<C>, conditional: bool) -> Request<C> {
+    let PageRecord { mut request, seen } = page;
+    let conditional = conditional && (seen.etag.is_some() || seen.last_modified.is_some());
+    request.known = Some(Box::new(KnownPage {
+        conditional,
+        ..seen
+    }));
+    request
+}
+
+/// Adds a revisit's validators to its headers, once (a retry already has
+/// them). Nothing for any other request.
+pub(crate) fn add_validators<C>(request: &mut Request<C>) {
+    let Some(known) = request.known.as_deref().filter(|k| k.conditional) else {
+        return;
+    };
+    if request.headers.iter().any(|(n, _)| is_validator(n)) {
+        return;
+    }
+    if let Some(etag) = &known.etag {
+        request
+            .headers
+            .push(("If-None-Match".to_string(), etag.clone()));
+    }
+    if let Some(date) = &known.last_modified {
+        request
+            .headers
+            .push(("If-Modified-Since".to_string(), date.clone()));
+    }
+}
+
+fn is_validator(name: &str) -> bool {
+    VALIDATORS.iter().any(|v| name.eq_ignore_ascii_case(v))
+}
+
+/// Whether the index keeps pages fetched by `request`: a GET without a
+/// body whose answer is held in memory.
+fn indexed<C>(request: &Request<C>) -> bool {
+    request.method == Method::GET && request.body.is_empty() && request.stream_to.is_none()
+}
+
+/// What `response` says of the page `request` fetched, and its record
+/// for the index; `None` for what the index does not keep (another
+/// method, a streamed body, a status other than 2xx or a revisit's 304).
+pub(crate) fn judge<C: Callback>(
+    request: &Request<C>,
+    response: &Response,
+) -> Option<(Verdict, PageRecord<C>)> {
+    if !indexed(request) {
+        return None;
+    }
+    let known = request.known.as_deref();
+    let (verdict, seen) = match (response.status, known) {
+        (304, Some(k)) => {
+            // A 304 may update the validators (RFC 9110, 15.4.5).
+            let mut seen = KnownPage {
+                conditional: false,
+                ..k.clone()
+            };
+            if let Some(etag) = response.header("etag") {
+                seen.etag = Some(etag.to_string());
+            }
+            (Verdict::Unchanged, seen)
+        }
+        (200..=299, _) => {
+            let seen = KnownPage {
+                etag: response.header("etag").map(str::to_string),
+                last_modified: response.header("last-modified").map(str::to_string),
+                digest: digest(&response.body),
+                conditional: false,
+            };
+            let verdict = match known {
+                None => Verdict::New,
+                Some(k) if k.digest == seen.digest => Verdict::Unchanged,
+                Some(_) => Verdict::Changed,
+            };
+            (verdict, seen)
+        }
+        _ => return None,
+    };
+    let mut request = request.clone();
+    request.known = None;
+    request.headers.retain(|(n, _)| !is_validator(n));
+    Some((verdict, PageRecord { request, seen }))
+}
+
+/// Whether a failed status means an indexed page is gone.
+pub(crate) fn is_gone<C>(request: &Request<C>, status: u16) -> bool {
+    request.known.is_some() && matches!(status, 404 | 410)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::test_support::{req, response, Cb};
+
+    fn answer(status: u16, body: &str, headers: &[(&str, &str)]) -> Response {
+        let mut r = *response("http://h/a");
+        r.status = status;
+        r.body = bytes::Bytes::copy_from_slice(body.as_bytes());
+        for (name, value) in headers {
+            r.headers.insert(
+                awc::http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                awc::http::header::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        r
+    }
+
+    fn first_fetch(body: &str, headers: &[(&str, &str)]) -> PageRecord<Cb> {
+        let (verdict, record) = judge(&req("http://h/a"), &answer(200, body, headers)).unwrap();
+        assert_eq!(verdict, Verdict::New);
+        record
+    }
+
+    #[test]
+    fn a_revisit_carries_the_validators_once_and_they_are_never_stored() {
+        let record = first_fetch(
+            "v1",
+            &[
+                ("etag", "\"a1\""),
+                ("last-modified", "Tue, 01 Dec 2026 10:00:00 GMT"),
+            ],
+        );
+        assert_eq!(record.seen.etag.as_deref(), Some("\"a1\""));
+        assert!(record.request.headers.is_empty());
+        let mut again = revisit(record.clone(), true);
+        add_validators(&mut again);
+        add_validators(&mut again);
+        assert_eq!(
+            again.headers,
+            [
+                ("If-None-Match".to_string(), "\"a1\"".to_string()),
+                (
+                    "If-Modified-Since".to_string(),
+                    "Tue, 01 Dec 2026 10:00:00 GMT".to_string()
+                ),
+            ]
+        );
+        // The answer's record drops them again.
+        let (verdict, stored) = judge(&again, &answer(304, "", &[])).unwrap();
+        assert_eq!(verdict, Verdict::Unchanged);
+        assert_eq!(stored, record);
+        // Without `conditional`, or without validators, none are sent.
+        let mut plain = revisit(record.clone(), false);
+        add_validators(&mut plain);
+        assert!(plain.headers.is_empty());
+        let mut bare = revisit(first_fetch("v1", &[]), true);
+        add_validators(&mut bare);
+        assert!(bare.headers.is_empty());
+    }
+
+    #[test]
+    fn answers_are_judged_by_status_validators_and_body() {
+        let record = first_fetch("v1", &[("etag", "\"a1\"")]);
+        let known = revisit(record, true);
+        let judged = |status, body, headers: &[(&str, &str)]| {
+            judge(&known, &answer(status, body, headers)).map(|(v, r)| (v, r.seen.etag))
+        };
+        assert_eq!(
+            judged(304, "", &[("etag", "\"a2\"")]),
+            Some((Verdict::Unchanged, Some("\"a2\"".into()))),
+            "a 304 keeps the page and takes its new validator"
+        );
+        assert_eq!(
+            judged(200, "v1", &[]),
+            Some((Verdict::Unchanged, None)),
+            "the same body is unchanged, whatever the validators"
+        );
+        assert_eq!(
+            judged(200, "v2", &[("etag", "\"b\"")]),
+            Some((Verdict::Changed, Some("\"b\"".into())))
+        );
+        assert_eq!(judged(500, "", &[]), None);
+        assert_eq!(
+            judge(&req("http://h/a"), &answer(304, "", &[])).map(|(v, _)| v),
+            None,
+            "a 304 to a request that was no revisit says nothing"
+        );
+        assert!(is_gone(&known, 404) && is_gone(&known, 410) && !is_gone(&known, 500));
+        assert!(
+            !is_gone(&req("http://h/a"), 404),
+            "only an indexed page can be gone"
+        );
+        let post = req("http://h/a").method(Method::POST);
+        assert_eq!(judge(&post, &answer(200, "x", &[])).map(|(v, _)| v), None);
+    }
+
+    #[test]
+    fn digests_are_fixed_across_runs() {
+        // Stored in job directories: a new release must compute the same.
+        assert_eq!(digest(b""), 0x8a46_7cab_feb5_37c7);
+        assert_ne!(digest(b"a"), digest(b"b"));
+    }
+}
