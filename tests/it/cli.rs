@@ -775,3 +775,61 @@ fn usage_errors_show_what_is_required_and_errors_name_the_binary() {
         unknown.stderr
     );
 }
+
+#[test]
+fn crawl_recrawl_parses_only_what_changed_since_the_job_finished() {
+    use crate::bench_site::{start_server, Site as ChangingSite};
+    use std::sync::atomic::Ordering;
+    let site = std::sync::Arc::new(ChangingSite::new(150, Duration::ZERO).with_changes(10.0));
+    let server = start_server(site.clone(), 0).expect("the site starts");
+    let (_dir, job) = temp("job");
+    let (_out_dir, out) = temp("items.jsonl");
+    let start = server.url.to_string();
+    let args = |recrawl: bool| {
+        let mut args = vec![
+            "crawl",
+            &start,
+            "--job-dir",
+            arg(&job),
+            "-o",
+            arg(&out),
+            "--stats-json",
+        ];
+        if recrawl {
+            args.push("--recrawl");
+        }
+        let done = crawl(&args);
+        assert_eq!(done.code, Some(0), "{}", done.stderr);
+        let stats: Value = serde_json::from_str(&done.stdout).expect("the stats as JSON");
+        stats
+    };
+    let first = args(false);
+    assert_eq!(first["downloader/response_status_count/200"], 150);
+
+    let changes = site.changes.as_ref().unwrap();
+    changes.set_edition(1);
+    site.reset();
+    let step = changes.step();
+    let stats = args(true);
+    let got = |k: &str| stats[format!("recrawl/{k}")].as_u64().unwrap_or(0);
+    assert_eq!(
+        [
+            got("known"),
+            got("unchanged"),
+            got("changed"),
+            got("new"),
+            got("gone")
+        ],
+        [
+            150,
+            150 - step.changed - step.gone,
+            step.changed,
+            step.new,
+            step.gone
+        ]
+    );
+    // The feed holds this run's items: the changed and new pages.
+    let items = json_lines(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(items.len() as u64, step.changed + step.new);
+    assert_eq!(site.bodies.load(Ordering::SeqCst), step.changed + step.new);
+}
