@@ -98,6 +98,12 @@ impl<C: Callback> Scheduler<C> {
                     }
                 }
                 act.send_checks(ctx);
+                // Requests accepted with no completion in sight (a
+                // re-crawl's revisits, pulled before anything runs) are
+                // written out as they pile up, not held until the first.
+                if act.checkpoints.as_ref().is_some_and(Checkpoints::due) {
+                    act.checkpoint(ctx, None, false);
+                }
                 act.pump(ctx);
             })
             .spawn(ctx);
