@@ -115,7 +115,10 @@ pub struct HttpCacheOptions {
     /// The most bytes the entries take together; the oldest are removed
     /// to stay within it (`httpcache/evicted`). Default 1 GiB.
     pub max_bytes: u64,
-    /// Answers with these statuses are not stored. Default none.
+    /// Answers with these statuses are not stored. Default none: with the
+    /// dummy policy, a `503` is stored and then answers the retries too;
+    /// list the statuses the retry policy retries to have them fetched
+    /// again.
     pub ignore_statuses: Vec<u16>,
 }
 
@@ -218,6 +221,10 @@ impl HttpCache {
             return skip;
         }
         let fp = fingerprint(request);
+        if !self.store.contains(fp) {
+            // Most misses of a first crawl: no file to read.
+            return self.miss(fp);
+        }
         let store = self.store.clone();
         let loaded = tokio::task::spawn_blocking(move || store.load(fp)).await;
         let entry = match loaded {
@@ -433,5 +440,77 @@ pub(crate) fn answer<C>(entry: Entry, request: &Request<C>, timeout: Duration) -
             body_len,
             body_path: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(policy: CachePolicy, dir: &Path, expiration: Duration) -> HttpCache {
+        let options = HttpCacheOptions {
+            policy,
+            dir: Some(dir.to_path_buf()),
+            expiration,
+            ..HttpCacheOptions::default()
+        };
+        let log = Logger::root(slog::Discard, slog::o!());
+        HttpCache::open(&options, None, Arc::default(), log).unwrap()
+    }
+
+    fn get(url: &str) -> Request<()> {
+        Request::get(url).unwrap()
+    }
+
+    #[actix::test]
+    async fn requests_the_cache_does_not_keep_are_counted_and_never_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let rfc = cache(CachePolicy::Rfc9111, dir.path(), Duration::ZERO);
+        let url = "http://a.example/";
+        let refused = [
+            Request::post(url, "x").unwrap(),
+            get(url).stream_to(dir.path().join("body")),
+            get(url).header("If-None-Match", "\"v1\""),
+            get(url).header("range", "bytes=0-9"),
+            get(url).header("cache-control", "no-store"),
+        ];
+        for request in &refused {
+            let lookup = rfc.lookup(request).await;
+            assert!(
+                matches!(lookup, Lookup::Uncacheable),
+                "{request:?}: {lookup:?}"
+            );
+        }
+        let skipped = get(url).meta(DONT_CACHE, true);
+        assert!(matches!(rfc.lookup(&skipped).await, Lookup::Bypass));
+        assert_eq!(rfc.stats.snapshot().get("httpcache/uncacheable"), 5);
+        assert_eq!(rfc.stats.snapshot().get("httpcache/miss"), 0);
+        // The dummy policy reads no request header but the conditions.
+        let dummy = cache(CachePolicy::Dummy, dir.path(), Duration::ZERO);
+        let no_store = get(url).header("cache-control", "no-store");
+        assert!(matches!(dummy.lookup(&no_store).await, Lookup::Miss(_)));
+    }
+
+    #[actix::test]
+    async fn an_entry_older_than_the_expiration_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = get("http://a.example/page");
+        let received = SystemTime::now() - Duration::from_secs(10);
+        let entry = Entry {
+            status: 200,
+            url: request.url.clone(),
+            headers: HeaderMap::new(),
+            body: "old".into(),
+            requested: received,
+            received,
+        };
+        let week = cache(CachePolicy::Dummy, dir.path(), Duration::from_secs(604_800));
+        week.store.save(fingerprint(&request), &entry).unwrap();
+        assert!(matches!(week.lookup(&request).await, Lookup::Hit(_)));
+        let never = cache(CachePolicy::Dummy, dir.path(), Duration::ZERO);
+        assert!(matches!(never.lookup(&request).await, Lookup::Hit(_)));
+        let five = cache(CachePolicy::Dummy, dir.path(), Duration::from_secs(5));
+        assert!(matches!(five.lookup(&request).await, Lookup::Miss(_)));
+        assert_eq!(five.stats.snapshot().get("httpcache/miss"), 1);
     }
 }

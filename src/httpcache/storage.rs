@@ -291,6 +291,16 @@ impl Store {
         self.dir.join(&hex[..2]).join(hex)
     }
 
+    /// Whether the directory holds entry `fp`, as far as this process
+    /// knows (from the index: no file is read).
+    pub(crate) fn contains(&self, fp: Fingerprint) -> bool {
+        self.index
+            .lock()
+            .expect("index lock")
+            .entries
+            .contains_key(&fp)
+    }
+
     /// The entry `fp`; a damaged one is removed and reported.
     pub(crate) fn load(&self, fp: Fingerprint) -> io::Result<Loaded> {
         let path = self.path_of(fp);
