@@ -234,24 +234,48 @@ async fn fetch<C: Callback>(
     let mut response = match lookup {
         Lookup::Hit(entry) => httpcache::answer(*entry, &ctx.request, config.timeout),
         lookup => {
-            let conditional = HttpCache::conditional(&ctx.request, &lookup);
-            let sent = conditional.as_ref().unwrap_or(&ctx.request);
-            let exchanged = match client {
-                Ok(client) => exchange(&client, sent, config, stats).await,
-                Err(e) => Err(e),
-            };
-            let response = exchanged.map_err(|e| Halt::Failed(e.with_attempt(ctx.attempt)))?;
-            tell_slot(report, &response);
-            match middlewares.cache() {
-                Some(cache) => cache.settle(lookup, &ctx.request, response).await,
-                None => response,
-            }
+            let cache = middlewares.cache();
+            send(client, cache, lookup, config, stats, ctx, report).await?
         }
     };
     response.meta.attempt = ctx.attempt;
     process_response(middlewares, ctx, &mut response, emitted)?;
     check_answer(config, stats, ctx, &response)?;
     Ok(response)
+}
+
+/// Step 6: the exchange (conditional when the HTTP cache holds a stale
+/// entry), what it tells the host's slot (`report`), then the cache's
+/// store or revalidation. A failed exchange is answered with the stale
+/// entry when the cache allows it.
+async fn send<C: Callback>(
+    client: Result<awc::Client, Error>,
+    cache: Option<&HttpCache>,
+    lookup: Lookup,
+    config: &DownloadConfig,
+    stats: &Stats,
+    ctx: &Context<C>,
+    report: &mut SlotReport,
+) -> Result<Response, Halt<C>> {
+    let conditional = HttpCache::conditional(&ctx.request, &lookup);
+    let sent = conditional.as_ref().unwrap_or(&ctx.request);
+    let exchanged = match client {
+        Ok(client) => exchange(&client, sent, config, stats).await,
+        Err(e) => Err(e),
+    };
+    let response = match (exchanged, cache) {
+        (Ok(response), _) => response,
+        (Err(e), Some(cache)) => match cache.recover(&lookup, &ctx.request, &e, config.timeout) {
+            Some(stale) => return Ok(stale),
+            None => return Err(Halt::Failed(e.with_attempt(ctx.attempt))),
+        },
+        (Err(e), None) => return Err(Halt::Failed(e.with_attempt(ctx.attempt))),
+    };
+    tell_slot(report, &response);
+    Ok(match cache {
+        Some(cache) => cache.settle(lookup, &ctx.request, response).await,
+        None => response,
+    })
 }
 
 /// What an exchange's answer tells its host's slot: latency, status, and

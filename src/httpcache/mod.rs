@@ -14,7 +14,9 @@
 //! Stats: `httpcache/hit` (answered from the cache, nothing sent),
 //! `httpcache/miss` (no usable entry), `httpcache/revalidate` (a stale
 //! entry confirmed by a `304`), `httpcache/invalidate` (a stale entry
-//! replaced by a new answer), `httpcache/store`, `httpcache/uncacheable`
+//! replaced by a new answer), `httpcache/errorrecovery` (a stale entry
+//! answering for a download that failed on the network),
+//! `httpcache/store`, `httpcache/uncacheable`
 //! (a request or answer the cache does not keep), `httpcache/evicted`
 //! (entries removed to stay within the size bound), `httpcache/corrupt`
 //! (a damaged entry, read as a miss and removed) and `httpcache/errors`
@@ -32,7 +34,7 @@ use awc::http::header::{HeaderMap, HeaderName, HeaderValue};
 use awc::http::Method;
 use slog::{info, warn, Logger};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::fingerprint::{fingerprint, Fingerprint};
 use crate::redact::Redacted;
 use crate::request::{Callback, Request};
@@ -315,6 +317,34 @@ impl HttpCache {
                 self.keep(fp, request, response).await
             }
         }
+    }
+
+    /// The stale entry, as the answer to `request`, in place of a download
+    /// that failed on the way (`error`: no connection, a timeout, a body
+    /// cut short), as RFC 9111 §4.2.4 allows when the entry did not say
+    /// `must-revalidate` or `no-cache`; counted `httpcache/errorrecovery`.
+    pub(crate) fn recover<C: Callback>(
+        &self,
+        lookup: &Lookup,
+        request: &Request<C>,
+        error: &Error,
+        timeout: Duration,
+    ) -> Option<Response> {
+        let Lookup::Stale(_, entry) = lookup else {
+            return None;
+        };
+        let network = matches!(
+            error.kind(),
+            ErrorKind::Connect(_) | ErrorKind::Timeout(_) | ErrorKind::Body(_)
+        );
+        let cc = directives(&entry.headers);
+        if !network || cc.must_revalidate || cc.no_cache {
+            return None;
+        }
+        self.stats.add_named("httpcache/errorrecovery", 1);
+        warn!(self.log, "download failed: answered with the stale HTTP cache entry";
+            "url" => %Redacted(&request.url), "error" => %error);
+        Some(answer((**entry).clone(), request, timeout))
     }
 
     /// Stores `response` as `fp` when the policy keeps it, else counts it

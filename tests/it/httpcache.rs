@@ -86,6 +86,7 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
 ///   `304` carrying a new `x-seen`;
 /// - `/lastmod`: `max-age=0` with a `Last-Modified`; any
 ///   `If-Modified-Since` gets a `304`;
+/// - `/stale`: `max-age=0` with an ETag, never answered with a `304`;
 /// - `/nostore`: `no-store`;
 /// - `/changing`: ETag `"v<version>"`, `max-age=0`, `304` when it matches.
 async fn origin_page(origin: web::Data<Arc<Origin>>, req: HttpRequest) -> HttpResponse {
@@ -116,6 +117,10 @@ async fn origin_page(origin: web::Data<Arc<Origin>>, req: HttpRequest) -> HttpRe
             .insert_header(("last-modified", "Wed, 01 Jan 2020 00:00:00 GMT"))
             .insert_header(("cache-control", "max-age=0"))
             .body("lastmod body"),
+        "/stale" => HttpResponse::Ok()
+            .insert_header(("etag", "\"s1\""))
+            .insert_header(("cache-control", "max-age=0"))
+            .body("stale body"),
         "/nostore" => HttpResponse::Ok()
             .insert_header(("cache-control", "no-store"))
             .insert_header(("etag", "\"n1\""))
@@ -162,6 +167,7 @@ fn cache_stats(s: &StatsSnapshot) -> Vec<(&'static str, u64)> {
         "evicted",
         "corrupt",
         "errors",
+        "errorrecovery",
     ];
     let full = |n: &str| format!("httpcache/{n}");
     names
@@ -396,4 +402,56 @@ async fn the_oldest_entries_are_evicted_at_the_size_bound() {
     let (second, _) = crawl(Record(pages[3..].to_vec()), &options).await;
     assert_eq!(cache_stats(&second), [("hit", 2)]);
     assert_eq!(site.seen.total(), asked);
+}
+
+#[actix::test]
+async fn rfc9111_a_stale_entry_answers_when_the_site_is_down_unless_it_forbids_it() {
+    let origin = Arc::new(Origin::default());
+    let data = web::Data::new(origin.clone());
+    let server = fixture::spawn_app("127.0.0.1", 1, move |cfg| {
+        cfg.app_data(data.clone())
+            .default_service(web::to(origin_page));
+    });
+    let addr = server.addr;
+    let urls = vec![
+        format!("http://{addr}/etag"),
+        format!("http://{addr}/stale"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let options = in_dir(dir.path(), CachePolicy::Rfc9111);
+    let once = |urls: Vec<String>| {
+        let collect = Collect::default();
+        let builder = Crawler::builder(Record(urls))
+            .no_retry()
+            .http_cache(options.clone())
+            .pipeline(collect.clone());
+        async move {
+            let stats = run(builder).await;
+            let items = collect.items.lock().unwrap().clone();
+            (stats, items)
+        }
+    };
+    let (first, _) = once(urls.clone()).await;
+    assert_eq!(first.get("httpcache/store"), 2);
+    // The site goes away: wait (bounded) until its port refuses.
+    drop(server);
+    let mut refused = false;
+    for _ in 0..1000 {
+        if std::net::TcpStream::connect(addr).is_err() {
+            refused = true;
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(refused, "the server did not stop");
+    let (second, items) = once(urls).await;
+    // /stale is answered from the cache; /etag said no-cache: it fails.
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["path"], "/stale");
+    assert_eq!(
+        (items[0]["status"].as_u64(), items[0]["body"].as_str()),
+        (Some(200), Some("stale body"))
+    );
+    assert_eq!(cache_stats(&second), [("errorrecovery", 1)]);
+    assert_eq!(second.error_count(), 1);
 }
