@@ -238,8 +238,14 @@ impl HttpCache {
                     "path" => %path.display(), "problem" => why, "url" => %Redacted(&request.url));
                 return self.miss(fp);
             }
-            Ok(Err(e)) => return self.failed(fp, "read", &e.to_string()),
-            Err(e) => return self.failed(fp, "read", &e.to_string()),
+            Ok(Err(e)) => {
+                self.trouble(fp, "read", &e.to_string());
+                return self.miss(fp);
+            }
+            Err(e) => {
+                self.trouble(fp, "read", &e.to_string());
+                return self.miss(fp);
+            }
         };
         let now = SystemTime::now();
         let age = now.duration_since(entry.received).unwrap_or(Duration::ZERO);
@@ -264,13 +270,14 @@ impl HttpCache {
         Lookup::Miss(fp)
     }
 
-    /// The cache directory failed: logged, counted, and the request goes
-    /// on as a miss.
-    fn failed(&self, fp: Fingerprint, doing: &str, e: &str) -> Lookup {
+    /// The cache directory failed `doing` something to entry `fp`:
+    /// logged and counted, and the crawl goes on without the entry
+    /// (`false`: nothing stored).
+    fn trouble(&self, fp: Fingerprint, doing: &str, e: &str) -> bool {
         self.stats.add_named("httpcache/errors", 1);
         warn!(self.log, "HTTP cache entry unusable"; "doing" => doing,
             "path" => %self.store.path_of(fp).display(), "error" => e);
-        self.miss(fp)
+        false
     }
 
     /// The request to send for `request` after `lookup`: with the stored
@@ -301,7 +308,7 @@ impl HttpCache {
     ) -> Response {
         match lookup {
             Lookup::Bypass | Lookup::Uncacheable | Lookup::Hit(_) => response,
-            Lookup::Miss(fp) => self.keep(fp, request, response).await,
+            Lookup::Miss(fp) => self.keep(fp, request, response).await.0,
             Lookup::Stale(fp, mut entry) if response.status == 304 => {
                 self.stats.add_named("httpcache/revalidate", 1);
                 policy::update_headers(&mut entry.headers, &response.headers);
@@ -314,7 +321,17 @@ impl HttpCache {
             }
             Lookup::Stale(fp, _) => {
                 self.stats.add_named("httpcache/invalidate", 1);
-                self.keep(fp, request, response).await
+                let (response, stored) = self.keep(fp, request, response).await;
+                if !stored {
+                    // The new answer is not kept: nor is the outdated one.
+                    let store = self.store.clone();
+                    match tokio::task::spawn_blocking(move || store.remove(fp)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => _ = self.trouble(fp, "remove", &e.to_string()),
+                        Err(e) => _ = self.trouble(fp, "remove", &e.to_string()),
+                    }
+                }
+                response
             }
         }
     }
@@ -348,13 +365,13 @@ impl HttpCache {
     }
 
     /// Stores `response` as `fp` when the policy keeps it, else counts it
-    /// `httpcache/uncacheable`.
+    /// `httpcache/uncacheable`; whether it was stored.
     async fn keep<C: Callback>(
         &self,
         fp: Fingerprint,
         request: &Request<C>,
         response: Response,
-    ) -> Response {
+    ) -> (Response, bool) {
         let ignored = self.ignore_statuses.contains(&response.status);
         let keeps = match self.policy {
             CachePolicy::Dummy => true,
@@ -365,7 +382,7 @@ impl HttpCache {
         };
         if ignored || !keeps || response.meta.body_path.is_some() {
             self.stats.add_named("httpcache/uncacheable", 1);
-            return response;
+            return (response, false);
         }
         let received = SystemTime::now();
         let entry = Entry {
@@ -376,31 +393,30 @@ impl HttpCache {
             requested: received - response.meta.download_latency,
             received,
         };
-        self.save(fp, &entry, true).await;
-        response
+        let stored = self.save(fp, &entry, true).await;
+        (response, stored)
     }
 
     /// Writes `entry` as `fp` on the blocking pool; counts it
-    /// `httpcache/store` when `count`, and what it evicted.
-    async fn save(&self, fp: Fingerprint, entry: &Entry, count: bool) {
+    /// `httpcache/store` when `count`, and what it evicted; whether it was
+    /// stored.
+    async fn save(&self, fp: Fingerprint, entry: &Entry, count: bool) -> bool {
         let (store, owned) = (self.store.clone(), entry.clone());
         let saved = tokio::task::spawn_blocking(move || store.save(fp, &owned)).await;
-        match saved {
+        match saved.map_err(|e| e.to_string()) {
             Ok(Ok(Some(evicted))) => {
                 if count {
                     self.stats.add_named("httpcache/store", 1);
                 }
                 self.count_evicted(evicted);
+                true
             }
             Ok(Ok(None)) => {
                 self.stats.add_named("httpcache/uncacheable", 1);
+                false
             }
-            Ok(Err(e)) => {
-                self.failed(fp, "write", &e.to_string());
-            }
-            Err(e) => {
-                self.failed(fp, "write", &e.to_string());
-            }
+            Ok(Err(e)) => self.trouble(fp, "write", &e.to_string()),
+            Err(e) => self.trouble(fp, "write", &e),
         }
     }
 
@@ -519,6 +535,62 @@ mod tests {
         let dummy = cache(CachePolicy::Dummy, dir.path(), Duration::ZERO);
         let no_store = get(url).header("cache-control", "no-store");
         assert!(matches!(dummy.lookup(&no_store).await, Lookup::Miss(_)));
+    }
+
+    #[actix::test]
+    async fn a_changed_answer_that_is_not_stored_removes_the_outdated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let rfc = cache(CachePolicy::Rfc9111, dir.path(), Duration::ZERO);
+        let request = get("http://a.example/p");
+        let fp = fingerprint(&request);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("etag"),
+            HeaderValue::from_static("\"v1\""),
+        );
+        headers.insert(
+            HeaderName::from_static("cache-control"),
+            HeaderValue::from_static("max-age=0"),
+        );
+        let now = SystemTime::now();
+        let entry = Entry {
+            status: 200,
+            url: request.url.clone(),
+            headers,
+            body: "old".into(),
+            requested: now,
+            received: now,
+        };
+        rfc.store.save(fp, &entry).unwrap();
+        let lookup = rfc.lookup(&request).await;
+        assert!(matches!(lookup, Lookup::Stale(..)), "{lookup:?}");
+        let conditional = HttpCache::conditional(&request, &lookup).unwrap();
+        assert_eq!(
+            conditional.headers,
+            [("if-none-match".to_string(), "\"v1\"".to_string())]
+        );
+        let mut private = HeaderMap::new();
+        private.insert(
+            HeaderName::from_static("cache-control"),
+            HeaderValue::from_static("no-store"),
+        );
+        let changed = Response {
+            url: request.url.clone(),
+            status: 200,
+            headers: private,
+            body: "new".into(),
+            meta: ResponseMeta::default(),
+        };
+        let got = rfc.settle(lookup, &request, changed).await;
+        assert_eq!(&got.body[..], b"new");
+        assert!(!rfc.store.path_of(fp).exists(), "the outdated entry stayed");
+        assert!(matches!(rfc.lookup(&request).await, Lookup::Miss(_)));
+        let stats = rfc.stats.snapshot();
+        let count = |n: &str| stats.get(&format!("httpcache/{n}"));
+        assert_eq!(
+            (count("invalidate"), count("uncacheable"), count("store")),
+            (1, 1, 0)
+        );
     }
 
     #[actix::test]

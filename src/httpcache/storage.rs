@@ -322,10 +322,12 @@ impl Store {
 
     /// Stores `entry` as `fp`, replacing any entry there, and evicts the
     /// oldest entries while the total is over the bound. An entry larger
-    /// than the bound on its own is not stored: `Ok(None)`.
+    /// than the bound on its own is not stored, and the entry it would
+    /// have replaced is removed: `Ok(None)`.
     pub(crate) fn save(&self, fp: Fingerprint, entry: &Entry) -> io::Result<Option<Evicted>> {
         let data = encode(entry);
         if data.len() as u64 > self.max_bytes {
+            self.remove(fp)?;
             return Ok(None);
         }
         let path = self.path_of(fp);
@@ -343,6 +345,16 @@ impl Store {
         }
         index.insert(fp, data.len() as u64);
         Ok(Some(self.evict(&mut index)))
+    }
+
+    /// Removes entry `fp`, if there is one.
+    pub(crate) fn remove(&self, fp: Fingerprint) -> io::Result<()> {
+        let mut index = self.index.lock().expect("index lock");
+        index.remove(fp);
+        match fs::remove_file(self.path_of(fp)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Removes the oldest entries until the total is within the bound.
@@ -462,10 +474,14 @@ mod tests {
             assert!(matches!(store.load(fp).unwrap(), Loaded::Found(_)), "{fp}");
         }
         assert_eq!(store.total_bytes(), 3 * size);
-        // Larger than the bound on its own: not stored.
+        // Larger than the bound on its own: not stored, and the entry it
+        // would replace is gone.
         let big = "x".repeat(4 * size as usize);
         assert_eq!(store.save(5, &entry(&big)).unwrap(), None);
         assert!(matches!(store.load(5).unwrap(), Loaded::Missing));
+        assert_eq!(store.save(4, &entry(&big)).unwrap(), None);
+        assert!(matches!(store.load(4).unwrap(), Loaded::Missing));
+        assert_eq!(store.total_bytes(), 2 * size);
     }
 
     #[test]
