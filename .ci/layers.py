@@ -20,7 +20,7 @@ LAYERS = {
     "politeness": 2, "admission": 2, "queue": 2, "dedupe": 2, "links": 2,
     "http": 2, "middleware": 2, "pipeline": 2, "pipelines": 2,
     "journal": 2, "jobdir": 2, "json_sender": 2, "distributed": 2,
-    "limits": 2, "sitemap": 2, "recrawl": 2,
+    "limits": 2, "sitemap": 2, "recrawl": 2, "httpcache": 2,
     # 3. the protocol
     "messages": 3, "accounting": 3,
     # 4. the actors

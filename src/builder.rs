@@ -32,6 +32,7 @@ use crate::http::{
     DEFAULT_FOLLOW_REDIRECTS, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
     DEFAULT_WARN_BODY,
 };
+use crate::httpcache::HttpCacheOptions;
 use crate::jobdir::CheckpointPolicy;
 use crate::limits::Limits;
 use crate::middleware::DownloadMiddleware;
@@ -177,6 +178,8 @@ pub(crate) struct Config {
     pub address_exceptions: Vec<String>,
     /// The address guard `build` makes when `block_private` is on.
     pub address_guard: Option<Arc<AddressGuard>>,
+    /// The HTTP cache; `None`: off.
+    pub http_cache: Option<HttpCacheOptions>,
     /// Why settings applied by [`CrawlerBuilder::settings`] cannot hold
     /// (Redis options without a Redis URL): `build` fails with it, as a
     /// setter cannot.
@@ -227,6 +230,7 @@ impl Default for Config {
             block_private: false,
             address_exceptions: Vec::new(),
             address_guard: None,
+            http_cache: None,
             settings_error: None,
         }
     }
@@ -648,6 +652,52 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// [`retry`](Self::retry)).
     pub fn no_retry(mut self) -> Self {
         self.settings.retry = None;
+        self
+    }
+
+    /// Turns the HTTP cache on: answers kept in a directory (by default
+    /// `httpcache` in the job directory), used instead of a download as
+    /// `options.policy` says; see [`HttpCacheOptions`]. It runs in each
+    /// downloader after every middleware's `process_request` and before
+    /// the exchange, and its answers go through every `process_response`.
+    /// `build` fails without a directory (neither `options.dir` nor a job
+    /// directory) or with a `max_bytes` of 0. The default is off.
+    ///
+    /// ```no_run
+    /// # use spinneret::{start_urls, Output, Response, Spider, StartRequests};
+    /// use spinneret::{CachePolicy, Crawler, Error, HttpCacheOptions};
+    /// # struct Blog;
+    /// # impl Spider for Blog {
+    /// #     type Callback = ();
+    /// #     fn name(&self) -> &str { "blog" }
+    /// #     fn start_requests(&self) -> StartRequests<()> { start_urls(["http://127.0.0.1:8080/"]).unwrap() }
+    /// #     fn parse(&self, _: (), _: &Response, _: &mut Output<()>) -> Result<(), Error> { Ok(()) }
+    /// # }
+    /// # #[actix::main]
+    /// # async fn main() -> Result<(), Error> {
+    /// // A second run answers every page from `dev-cache/`, sending nothing.
+    /// let stats = Crawler::builder(Blog)
+    ///     .http_cache(HttpCacheOptions {
+    ///         dir: Some("dev-cache".into()),
+    ///         ..HttpCacheOptions::default()
+    ///     })
+    ///     .build()?
+    ///     .start()?
+    ///     .join()
+    ///     .await?;
+    /// println!("{} pages from the cache", stats.get("httpcache/hit"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn http_cache(mut self, options: HttpCacheOptions) -> Self {
+        self.settings.http_cache = Some(options);
+        self
+    }
+
+    /// Turns the HTTP cache off (the default; see
+    /// [`http_cache`](Self::http_cache)).
+    pub fn no_http_cache(mut self) -> Self {
+        self.settings.http_cache = None;
         self
     }
 
@@ -1137,6 +1187,16 @@ fn check(s: &Config, own_backends: bool) -> Result<(), Error> {
         return bad("checkpoint interval must be positive".into());
     }
     s.limits.check().or_else(bad)?;
+    if let Some(cache) = &s.http_cache {
+        if cache.dir.is_none() && s.job_dir.is_none() {
+            return bad(crate::httpcache::NO_DIR.into());
+        }
+        if cache.max_bytes == 0 {
+            return bad(
+                "the HTTP cache's size bound (http_cache_max_bytes) must be positive".into(),
+            );
+        }
+    }
     if let Some(h) = s
         .cross_origin_headers
         .iter()

@@ -61,7 +61,8 @@
 //!    (one exchange under the crawler's limits; bodies under a size limit,
 //!    decoded in bounded pieces, proxy URLs, CONNECT tunnels, the
 //!    environment's proxies, the address guard refusing private
-//!    destinations),
+//!    destinations), `httpcache` (the HTTP cache: its policies and its
+//!    checksummed, size-bounded directory),
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay), `recrawl`
@@ -119,6 +120,7 @@ mod fingerprint;
 mod handle;
 mod host;
 mod http;
+mod httpcache;
 mod item;
 mod jobdir;
 mod journal;
@@ -165,6 +167,7 @@ pub use error::{Error, ErrorKind, Stage};
 pub use events::{CheckpointInfo, CrawlEvent, ResumeInfo};
 pub use handle::CrawlHandle;
 pub use http::DEFAULT_USER_AGENT;
+pub use httpcache::{CachePolicy, HttpCacheOptions};
 pub use item::{Item, ItemMeta};
 pub use jobdir::CheckpointPolicy;
 pub use json_sender::{JsonSender, Sent};

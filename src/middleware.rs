@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::httpcache::HttpCache;
 use crate::request::Callback;
 use crate::request::Request;
 use crate::response::Response;
@@ -173,17 +174,35 @@ pub trait DownloadMiddleware<C: Callback>: Send + Sync + 'static {
     }
 }
 
-/// The crawl's middlewares, sorted once by priority at build time.
+/// The crawl's middlewares, sorted once by priority at build time, and
+/// the HTTP cache that runs between them and the exchange.
 pub(crate) struct Middlewares<C> {
     /// Ascending priority; `process_response` walks it backwards.
     sorted: Vec<Arc<dyn DownloadMiddleware<C>>>,
+    /// The HTTP cache, after every `process_request` and before every
+    /// `process_response`; `None` when it is off.
+    cache: Option<Arc<HttpCache>>,
 }
 
 impl<C: Callback> Middlewares<C> {
     pub(crate) fn new(mut list: Vec<Arc<dyn DownloadMiddleware<C>>>) -> Self {
         // Stable: equal priorities keep their registration order.
         list.sort_by_key(|m| m.priority());
-        Middlewares { sorted: list }
+        Middlewares {
+            sorted: list,
+            cache: None,
+        }
+    }
+
+    /// With `cache` between the middlewares and the exchange.
+    pub(crate) fn with_cache(mut self, cache: Option<Arc<HttpCache>>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The HTTP cache, when it is on.
+    pub(crate) fn cache(&self) -> Option<&HttpCache> {
+        self.cache.as_deref()
     }
 
     /// In `process_request` order.

@@ -5,7 +5,9 @@
 //! own), each under an actix `Supervisor`. A downloader runs many
 //! exchanges at once: every `Download` becomes a future on the actor's
 //! context that runs the middlewares' `process_request` (priority order),
-//! the exchange, the middlewares' `process_response` (reverse order), checks
+//! the HTTP cache's lookup when it is on, the exchange (unless the cache
+//! answered), the cache's store or revalidation, the middlewares'
+//! `process_response` (reverse order), checks
 //! the status against the request, and reports a `Downloaded` to the pool.
 //!
 //! A panic in any of that (user middleware code, most likely) is caught: the
@@ -27,6 +29,7 @@ use slog::{debug, error, Logger};
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::http::{exchange, Clients, DownloadConfig};
+use crate::httpcache::{self, HttpCache, Lookup};
 use crate::messages::{deliver, Download, Downloaded, Outcome, Shutdown, WorkerCrashed};
 use crate::middleware::{Middlewares, RequestAction, ResponseAction};
 use crate::politeness::SlotReport;
@@ -208,9 +211,11 @@ enum Halt<C> {
     Redirected(Box<Request<C>>),
 }
 
-/// The middlewares' `process_request`, the exchange, what it tells the
-/// host's slot (`report`), the middlewares' `process_response`, then the
-/// redirect and status checks. Requests the middlewares emit go to
+/// The middlewares' `process_request`, the HTTP cache (when on: a fresh
+/// entry answers instead of the exchange, a stale one makes the exchange
+/// conditional), the exchange, what it tells the host's slot (`report`),
+/// the middlewares' `process_response`, then the redirect and status
+/// checks. Requests the middlewares emit go to
 /// `emitted`.
 async fn fetch<C: Callback>(
     client: Result<awc::Client, Error>,
@@ -225,11 +230,61 @@ async fn fetch<C: Callback>(
     // see the question.
     crate::recrawl::add_validators(&mut ctx.request);
     process_request(middlewares, ctx, emitted)?;
+    let lookup = match middlewares.cache() {
+        Some(cache) => cache.lookup(&ctx.request).await,
+        None => Lookup::Bypass,
+    };
+    let mut response = match lookup {
+        Lookup::Hit(entry) => httpcache::answer(*entry, &ctx.request, config.timeout),
+        lookup => {
+            let cache = middlewares.cache();
+            send(client, cache, lookup, config, stats, ctx, report).await?
+        }
+    };
+    response.meta.attempt = ctx.attempt;
+    process_response(middlewares, ctx, &mut response, emitted)?;
+    check_answer(config, stats, ctx, &response)?;
+    Ok(response)
+}
+
+/// Step 6: the exchange (conditional when the HTTP cache holds a stale
+/// entry), what it tells the host's slot (`report`), then the cache's
+/// store or revalidation. A failed exchange is answered with the stale
+/// entry when the cache allows it.
+async fn send<C: Callback>(
+    client: Result<awc::Client, Error>,
+    cache: Option<&HttpCache>,
+    lookup: Lookup,
+    config: &DownloadConfig,
+    stats: &Stats,
+    ctx: &Context<C>,
+    report: &mut SlotReport,
+) -> Result<Response, Halt<C>> {
+    let conditional = HttpCache::conditional(&ctx.request, &lookup);
+    let sent = conditional.as_ref().unwrap_or(&ctx.request);
     let exchanged = match client {
-        Ok(client) => exchange(&client, &ctx.request, config, stats).await,
+        Ok(client) => exchange(&client, sent, config, stats).await,
         Err(e) => Err(e),
     };
-    let mut response = exchanged.map_err(|e| Halt::Failed(e.with_attempt(ctx.attempt)))?;
+    let response = match (exchanged, cache) {
+        (Ok(response), _) => response,
+        (Err(e), Some(cache)) => match cache.recover(&lookup, &ctx.request, &e, config.timeout) {
+            Some(stale) => return Ok(stale),
+            None => return Err(Halt::Failed(e.with_attempt(ctx.attempt))),
+        },
+        (Err(e), None) => return Err(Halt::Failed(e.with_attempt(ctx.attempt))),
+    };
+    tell_slot(report, &response);
+    Ok(match cache {
+        Some(cache) => cache.settle(lookup, &ctx.request, response).await,
+        None => response,
+    })
+}
+
+/// What an exchange's answer tells its host's slot: latency, status, and
+/// the wait a `429` or `503` asks for. An answer from the HTTP cache tells
+/// it nothing.
+fn tell_slot(report: &mut SlotReport, response: &Response) {
     report.latency = Some(response.meta.download_latency);
     report.status = Some(response.status);
     if matches!(response.status, 429 | 503) {
@@ -237,10 +292,6 @@ async fn fetch<C: Callback>(
             .header("retry-after")
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
     }
-    response.meta.attempt = ctx.attempt;
-    process_response(middlewares, ctx, &mut response, emitted)?;
-    check_answer(config, stats, ctx, &response)?;
-    Ok(response)
 }
 
 /// `e`, as failing `ctx`'s request at `stage`.

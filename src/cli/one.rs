@@ -18,7 +18,9 @@
 //! The one request never resumes, joins or records a crawl: the keys that
 //! keep or share a crawl's frontier (`job_dir`,
 //! `frontier_dir`, `frontier_memory`, `rerun_start_requests`, `recrawl*`,
-//! `checkpoint_*`, `redis` and `redis_*`) are not applied. Given with
+//! `checkpoint_*`, `redis` and `redis_*`) and its HTTP cache (`http_cache`
+//! and `http_cache_*`: the command shows what the server answers now)
+//! are not applied. Given with
 //! `-s`, such a key is refused (exit status 2, naming it) before anything
 //! is requested; set by the settings file or the environment, which
 //! `crawl` shares, it is left out with one info line naming it, so a
@@ -50,8 +52,8 @@ macro_rules! one_request_settings {
     () => {
         "Settings come from --settings, the environment and -s, as for crawl; \
 the ones that keep or share a crawl (job_dir, frontier_dir, frontier_memory, \
-rerun_start_requests, recrawl*, checkpoint_*, redis, redis_*) never apply to one \
-request: refused with -s, left out (with an info line) when the file or \
+rerun_start_requests, recrawl*, checkpoint_*, redis, redis_*, http_cache, http_cache_*) \
+never apply to one request: refused with -s, left out (with an info line) when the file or \
 the environment sets them."
     };
 }
@@ -146,7 +148,7 @@ pub(super) fn prepare(args: &RequestArgs, common: &Common) -> Result<Prepared, P
 }
 
 /// Clears the keys of a crawl's frontier kept or shared (a job directory,
-/// checkpoints, Redis) that `settings` holds, which one request never
+/// checkpoints, Redis) and of its HTTP cache that `settings` holds, which one request never
 /// uses; their names, in the order of [`Settings`]' fields.
 fn take_job_keys(settings: &mut Settings) -> Vec<&'static str> {
     let mut taken = Vec::new();
@@ -164,6 +166,12 @@ fn take_job_keys(settings: &mut Settings) -> Vec<&'static str> {
         recrawl_unchanged_items,
         checkpoint_every,
         checkpoint_every_requests,
+        http_cache,
+        http_cache_policy,
+        http_cache_dir,
+        http_cache_expiration,
+        http_cache_max_bytes,
+        http_cache_ignore_statuses,
         redis,
         redis_crawl_id,
         redis_worker_id,

@@ -109,7 +109,8 @@ impl<S: Spider> Crawler<S> {
         // A job directory is read before anything starts: a bad one fails
         // the start with nothing running.
         let mut job = Replay::open(&s, builtin_bloom, &stats, &log)?;
-        let middlewares = Arc::new(Middlewares::new(middlewares));
+        let cache = crate::httpcache::open(&s.http_cache, &s.job_dir, &stats, &log)?;
+        let middlewares = Arc::new(Middlewares::new(middlewares).with_cache(cache));
         open_middlewares(&middlewares)?;
         let (events, _) = broadcast::channel(crate::events::CAPACITY);
         let starts = start_requests(&*spider, &mut job)?;

@@ -17,6 +17,7 @@ use toml::Value;
 
 use crate::builder::ThreadLayout;
 use crate::dedupe::DupeMode;
+use crate::httpcache::CachePolicy;
 
 /// A value as given.
 #[derive(Clone, Copy)]
@@ -538,5 +539,30 @@ impl Format<DupeMode> for Mode {
 
     fn show(value: &DupeMode) -> Value {
         name_of(value, MODES)
+    }
+}
+
+/// [`CachePolicy`] by name.
+pub(super) struct Policy;
+
+/// The policies' names.
+const POLICIES: &[(&str, CachePolicy)] = &[
+    ("dummy", CachePolicy::Dummy),
+    ("rfc9111", CachePolicy::Rfc9111),
+];
+
+impl Format<CachePolicy> for Policy {
+    const EXPECTED: &'static str = "one of dummy, rfc9111";
+
+    fn typed(value: &Value) -> Option<CachePolicy> {
+        Self::text(value.as_str()?)
+    }
+
+    fn text(text: &str) -> Option<CachePolicy> {
+        choose(text, POLICIES)
+    }
+
+    fn show(value: &CachePolicy) -> Value {
+        name_of(value, POLICIES)
     }
 }

@@ -25,6 +25,7 @@ use crate::dedupe::DupeMode;
 use crate::error::Error;
 #[cfg(doc)]
 use crate::error::ErrorKind;
+use crate::httpcache::CachePolicy;
 use format::{Format, Given};
 
 /// The prefix of the environment variables [`Settings::load`] reads.
@@ -127,11 +128,12 @@ settings! {
     /// several keys (a `cookie_limit_total` at least `cookie_limit_per_domain`)
     /// is [`CrawlerBuilder::build`]'s to check, as for the setters.
     ///
-    /// A key of a group (`retry_*`, `autothrottle_*`, `cookie_limit_*`,
-    /// `bloom_*`, `checkpoint_*`, `redis_*`) changes that value of the
-    /// builder's current policy and keeps its others. `retry_*` and
-    /// `autothrottle_*` turn retries and AutoThrottle on unless `retry` or
-    /// `autothrottle` is `false`; `redis_*` need a Redis URL (the `redis` key
+    /// A key of a group (`retry_*`, `autothrottle_*`, `http_cache_*`,
+    /// `cookie_limit_*`, `bloom_*`, `checkpoint_*`, `redis_*`) changes that
+    /// value of the builder's current policy and keeps its others.
+    /// `retry_*`, `autothrottle_*` and `http_cache_*` turn retries,
+    /// AutoThrottle and the HTTP cache on unless `retry`, `autothrottle` or
+    /// `http_cache` is `false`; `redis_*` need a Redis URL (the `redis` key
     /// or [`CrawlerBuilder::redis`]), else `build` fails.
     ///
     /// # Errors
@@ -321,6 +323,24 @@ settings! {
         recrawl: bool as Flag,
         /// [`CrawlerBuilder::recrawl_unchanged_items`]: a switch.
         recrawl_unchanged_items: bool as Flag,
+        /// [`CrawlerBuilder::http_cache`] and [`CrawlerBuilder::no_http_cache`]:
+        /// a switch; `false` turns the HTTP cache off, `true` on (with the
+        /// builder's options, else the defaults).
+        http_cache: bool as Flag,
+        /// [`HttpCacheOptions::policy`](crate::HttpCacheOptions::policy):
+        /// `dummy` or `rfc9111`.
+        http_cache_policy: CachePolicy as Policy,
+        /// [`HttpCacheOptions::dir`](crate::HttpCacheOptions::dir): a path.
+        http_cache_dir: PathBuf as Path,
+        /// [`HttpCacheOptions::expiration`](crate::HttpCacheOptions::expiration):
+        /// a duration, `"0s"` for none.
+        http_cache_expiration: Duration as Human,
+        /// [`HttpCacheOptions::max_bytes`](crate::HttpCacheOptions::max_bytes):
+        /// a positive byte size.
+        http_cache_max_bytes: u64 as SomeBytes,
+        /// [`HttpCacheOptions::ignore_statuses`](crate::HttpCacheOptions::ignore_statuses):
+        /// a list of status codes.
+        http_cache_ignore_statuses: Vec<u16> as Codes,
         /// [`CrawlerBuilder::redis`]: a Redis URL (`redis://host:port/db`); the
         /// builder's other Redis options stay. `Debug` masks its password.
         redis: String as Text,

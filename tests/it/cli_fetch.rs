@@ -455,7 +455,10 @@ fn fetch_neither_resumes_nor_touches_a_crawls_job_directory() {
 
     let asked_before = site.seen.hits("/p/30");
     let asked = site.url("/p/30");
-    let out = spinneret_with(&["fetch", &asked], &[("SPINNERET_JOB_DIR", job)]);
+    // The crawl's HTTP cache (in its job directory) is left out too: the
+    // command shows what the server answers now.
+    let env = [("SPINNERET_JOB_DIR", job), ("SPINNERET_HTTP_CACHE", "true")];
+    let out = spinneret_with(&["fetch", &asked], &env);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
@@ -465,11 +468,12 @@ fn fetch_neither_resumes_nor_touches_a_crawls_job_directory() {
     );
     assert!(
         err.starts_with(
-            "INFO  left out setting job_dir of the settings file or environment: \
-             one request never resumes, joins or records a crawl\n"
+            "INFO  left out setting job_dir, http_cache of the settings file or \
+             environment: one request never resumes, joins or records a crawl\n"
         ),
         "{err}"
     );
+    assert!(!Path::new(job).join("httpcache").exists());
     assert_eq!(site.seen.total(), hits + 1, "only the URL asked for");
     assert_eq!(site.seen.hits("/p/30"), asked_before + 1);
 
@@ -477,6 +481,7 @@ fn fetch_neither_resumes_nor_touches_a_crawls_job_directory() {
         ("job_dir", format!("job_dir={job}")),
         ("redis", "redis=redis://127.0.0.1:1/0".to_string()),
         ("checkpoint_every", "checkpoint_every=5s".to_string()),
+        ("http_cache_policy", "http_cache_policy=dummy".to_string()),
     ];
     for (key, pair) in &pairs {
         let out = spinneret(&["fetch", &asked, "-s", pair]);

@@ -23,6 +23,7 @@ mod fixture;
 #[cfg(feature = "control")]
 mod flask_target;
 mod html;
+mod httpcache;
 mod limits;
 mod limits_close;
 mod links_real;

@@ -1,11 +1,12 @@
 //! Applying [`Settings`] to a [`CrawlerBuilder`]: each value through the
 //! setter of its name, and a group's values (retry, AutoThrottle, cookie
-//! limits, Bloom sizing, checkpoints, Redis) into the builder's current
+//! limits, Bloom sizing, checkpoints, Redis, the HTTP cache) into the builder's current
 //! policy, so that a value left out keeps what the builder had.
 
 use crate::builder::CrawlerBuilder;
 #[cfg(feature = "distributed")]
 use crate::distributed::RedisOptions;
+use crate::httpcache::HttpCacheOptions;
 use crate::politeness::AutoThrottle;
 use crate::retry::RetryPolicy;
 use crate::spider::Spider;
@@ -171,6 +172,7 @@ impl Settings {
         let c = b.config();
         self.apply_retry(&mut c.retry);
         self.apply_autothrottle(&mut c.scheduler.slots.autothrottle);
+        self.apply_http_cache(&mut c.http_cache);
         if let Some(n) = self.cookie_limit_per_domain {
             c.cookie_limits.per_domain = n;
         }
@@ -233,6 +235,44 @@ impl Settings {
         }
         if let Some(on) = self.retry_jitter {
             p.jitter = on;
+        }
+    }
+
+    /// `http_cache`, then the `http_cache_*` values into the current
+    /// options.
+    fn apply_http_cache(&self, current: &mut Option<HttpCacheOptions>) {
+        let values = self.http_cache_policy.is_some()
+            || self.http_cache_dir.is_some()
+            || self.http_cache_expiration.is_some()
+            || self.http_cache_max_bytes.is_some()
+            || self.http_cache_ignore_statuses.is_some();
+        match self.http_cache {
+            Some(false) => *current = None,
+            Some(true) => {
+                current.get_or_insert_with(HttpCacheOptions::default);
+            }
+            None if values => {
+                current.get_or_insert_with(HttpCacheOptions::default);
+            }
+            None => {}
+        }
+        let Some(o) = current else {
+            return;
+        };
+        if let Some(p) = self.http_cache_policy {
+            o.policy = p;
+        }
+        if let Some(dir) = &self.http_cache_dir {
+            o.dir = Some(dir.clone());
+        }
+        if let Some(d) = self.http_cache_expiration {
+            o.expiration = d;
+        }
+        if let Some(n) = self.http_cache_max_bytes {
+            o.max_bytes = n;
+        }
+        if let Some(codes) = &self.http_cache_ignore_statuses {
+            o.ignore_statuses.clone_from(codes);
         }
     }
 

@@ -8,6 +8,7 @@ use crate::dedupe::DupeMode;
 #[cfg(feature = "distributed")]
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind};
+use crate::httpcache::{CachePolicy, HttpCacheOptions};
 use crate::politeness::AutoThrottle;
 use crate::retry::RetryPolicy;
 use crate::settings::{Settings, KEYS};
@@ -58,7 +59,6 @@ fn row(key: &'static str, value: &str, check: fn(&Config) -> bool) -> Row {
 
 impl Row {
     /// The row with `lines` written before the key.
-    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
     fn with(mut self, lines: &'static str) -> Row {
         self.with = lines;
         self
@@ -73,6 +73,15 @@ const REDIS: &str = "redis = \"redis://127.0.0.1:1/0\"";
 #[cfg(feature = "distributed")]
 fn redis_of(c: &Config) -> RedisOptions {
     c.redis.clone().unwrap_or_else(|| RedisOptions::new(""))
+}
+
+/// The directory the HTTP cache's rows need (a crawl without a job
+/// directory must name one).
+const CACHE_DIR: &str = "http_cache_dir = \"cache\"";
+
+/// The HTTP cache's options of `c`, with every default if it is off.
+fn cache_of(c: &Config) -> HttpCacheOptions {
+    c.http_cache.clone().unwrap_or_default()
 }
 
 /// TOML text of a path.
@@ -250,6 +259,30 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             c.recrawl_unchanged_items
         })
         .with("job_dir = \"job\""),
+        // In the job directory: the key alone turns the cache on.
+        row("http_cache", "true", |c| {
+            c.http_cache == Some(HttpCacheOptions::default())
+        })
+        .with("job_dir = \"job\""),
+        row("http_cache_policy", "\"rfc9111\"", |c| {
+            cache_of(c).policy == CachePolicy::Rfc9111
+        })
+        .with(CACHE_DIR),
+        row("http_cache_dir", "\"cache\"", |c| {
+            cache_of(c).dir == Some("cache".into())
+        }),
+        row("http_cache_expiration", "\"1h\"", |c| {
+            cache_of(c).expiration == Duration::from_secs(3600)
+        })
+        .with(CACHE_DIR),
+        row("http_cache_max_bytes", "\"10MiB\"", |c| {
+            cache_of(c).max_bytes == 10 << 20
+        })
+        .with(CACHE_DIR),
+        row("http_cache_ignore_statuses", "[500, 503]", |c| {
+            cache_of(c).ignore_statuses == [500, 503]
+        })
+        .with(CACHE_DIR),
     ];
     #[cfg(feature = "distributed")]
     let rows = rows.into_iter().chain(redis_rows()).collect();
@@ -530,4 +563,65 @@ fn without_the_distributed_feature_a_redis_setting_fails_the_build_by_name() {
     }
     // With no Redis setting, the same build goes through.
     built(builder().settings(&pairs(&["concurrency=3"])));
+}
+
+#[test]
+fn the_http_cache_settings_keep_the_builders_options_and_refuse_what_cannot_work() {
+    let options = HttpCacheOptions {
+        dir: Some("mine".into()),
+        ignore_statuses: vec![404],
+        ..HttpCacheOptions::default()
+    };
+    let c = built(
+        builder()
+            .http_cache(options.clone())
+            .settings(&pairs(&["http_cache_policy=RFC9111"])),
+    );
+    let expected = HttpCacheOptions {
+        policy: CachePolicy::Rfc9111,
+        ..options
+    };
+    assert_eq!(c.http_cache, Some(expected));
+    let off = built(
+        builder()
+            .http_cache(HttpCacheOptions::default())
+            .settings(&pairs(&["http_cache=false", "http_cache_policy=rfc9111"])),
+    );
+    assert_eq!(off.http_cache, None);
+    let load = |pair: &str| Settings::load_from(None, Vec::new(), &[pair.to_string()]);
+    assert_eq!(
+        config_message(load("http_cache_policy=rfc2616").unwrap_err()),
+        "-s http_cache_policy=rfc2616: expected one of dummy, rfc9111"
+    );
+    let file = Settings::from_toml_str("http_cache_policy = \"lru\"", "crawl.toml").unwrap_err();
+    assert_eq!(
+        config_message(file),
+        "crawl.toml: http_cache_policy = \"lru\": expected one of dummy, rfc9111"
+    );
+    assert_eq!(
+        config_message(load("http_cache_max_bytes=0").unwrap_err()),
+        "-s http_cache_max_bytes=0: expected a positive size such as 1048576, \"64MiB\" or \"500KB\""
+    );
+    // Neither a cache directory nor a job directory.
+    let e = builder()
+        .settings(&pairs(&["http_cache=true"]))
+        .build()
+        .err()
+        .unwrap();
+    assert_eq!(
+        config_message(e),
+        "the HTTP cache needs a directory: give one (http_cache_dir) or a job directory"
+    );
+    let with_job = pairs(&["http_cache=true", "job_dir=job"]);
+    assert!(built(builder().settings(&with_job)).http_cache.is_some());
+    let zero = HttpCacheOptions {
+        dir: Some("c".into()),
+        max_bytes: 0,
+        ..HttpCacheOptions::default()
+    };
+    let e = builder().http_cache(zero).build().err().unwrap();
+    assert_eq!(
+        config_message(e),
+        "the HTTP cache's size bound (http_cache_max_bytes) must be positive"
+    );
 }
