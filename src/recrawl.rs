@@ -26,6 +26,7 @@ use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 use url::Url;
 
+use crate::redirect::{REDIRECT_REASONS, REDIRECT_URLS};
 use crate::request::{Callback, KnownPage, Request};
 use crate::response::Response;
 use awc::http::Method;
@@ -183,6 +184,10 @@ pub(crate) fn judge<C: Callback>(
     let mut request = request.clone();
     request.known = None;
     request.headers.retain(|(n, _)| !is_validator(n));
+    // A revisit starts afresh: a redirect chain that led here once must not
+    // count against (or loop with) the redirects of the next visit.
+    request.meta.remove(REDIRECT_URLS);
+    request.meta.remove(REDIRECT_REASONS);
     Some((verdict, PageRecord { request, seen }))
 }
 
@@ -283,6 +288,15 @@ mod tests {
         assert!(
             !is_gone(&req("http://h/a"), 404),
             "only an indexed page can be gone"
+        );
+        let mut redirected = req("http://h/a").meta("spider_key", 1);
+        redirected.meta.insert(REDIRECT_URLS.into(), serde_json::json!(["http://h/old"]));
+        redirected.meta.insert(REDIRECT_REASONS.into(), serde_json::json!([301]));
+        let (_, stored) = judge(&redirected, &answer(200, "x", &[])).unwrap();
+        assert_eq!(
+            stored.request.meta.keys().collect::<Vec<_>>(),
+            ["spider_key"],
+            "the spider's meta is kept, a redirect chain is not"
         );
         let post = req("http://h/a").method(Method::POST);
         assert_eq!(judge(&post, &answer(200, "x", &[])).map(|(v, _)| v), None);
