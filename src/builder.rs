@@ -13,7 +13,7 @@
 //! ([`Crawler::start`], [`Crawler::start_async`]) and owns everything made
 //! at start (the Redis connection, the stats, the arbiters, the cookie jar).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::http::cookies::CookieLimits;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::guard::AddressGuard;
+use crate::http::tls::{Pem, Tls, TlsRoots, TlsSettings, TlsVersion};
 use crate::http::{
     DEFAULT_FOLLOW_REDIRECTS, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
     DEFAULT_WARN_BODY,
@@ -173,6 +174,10 @@ pub(crate) struct Config {
     pub address_exceptions: Vec<String>,
     /// The address guard `build` makes when `block_private` is on.
     pub address_guard: Option<Arc<AddressGuard>>,
+    /// TLS as configured: roots, client certificate, versions, ALPN.
+    pub tls: TlsSettings,
+    /// `tls` read and checked by `build` (its files read once).
+    pub tls_ready: Option<Arc<Tls>>,
     /// Why settings applied by [`CrawlerBuilder::settings`] cannot hold
     /// (Redis options without a Redis URL): `build` fails with it, as a
     /// setter cannot.
@@ -221,6 +226,8 @@ impl Default for Config {
             block_private: false,
             address_exceptions: Vec::new(),
             address_guard: None,
+            tls: TlsSettings::default(),
+            tls_ready: None,
             settings_error: None,
         }
     }
@@ -479,6 +486,79 @@ impl<S: Spider> CrawlerBuilder<S> {
         A: Into<String>,
     {
         self.settings.address_exceptions = addresses.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Trusts the root certificates of a PEM file besides those of
+    /// [`tls_roots`](Self::tls_roots): an internal authority's, or a
+    /// self-signed server's own certificate. Once per file; read by
+    /// [`build`](Self::build), which fails naming a file it cannot read or
+    /// that holds no certificate. The default is none.
+    pub fn tls_root_file(mut self, path: impl AsRef<Path>) -> Self {
+        let pem = Pem::File(path.as_ref().to_path_buf());
+        self.settings.tls.extra_roots.push(pem);
+        self
+    }
+
+    /// As [`tls_root_file`](Self::tls_root_file), with the PEM text itself.
+    pub fn tls_root_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.tls.extra_roots.push(Pem::Bytes(pem.into()));
+        self
+    }
+
+    /// Which roots are trusted besides the extra ones: the built-in web
+    /// authorities, the operating system's, both, or only the extra ones.
+    /// The default is [`TlsRoots::Builtin`].
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.settings.tls.roots = roots;
+        self
+    }
+
+    /// The client certificate (a PEM file with the certificate and its
+    /// chain) and its private key (a PEM file), shown to servers that ask
+    /// for one (mutual TLS). Read by [`build`](Self::build), which fails
+    /// when the key does not fit. The default is none.
+    pub fn tls_client_cert_file(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        let (cert, key) = (cert.as_ref().to_path_buf(), key.as_ref().to_path_buf());
+        self.settings.tls.identity = Some((Pem::File(cert), Pem::File(key)));
+        self
+    }
+
+    /// As [`tls_client_cert_file`](Self::tls_client_cert_file), with the
+    /// PEM texts themselves.
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.settings.tls.identity = Some((Pem::Bytes(cert.into()), Pem::Bytes(key.into())));
+        self
+    }
+
+    /// The oldest TLS version accepted. The default is
+    /// [`TlsVersion::Tls12`].
+    pub fn tls_min_version(mut self, version: TlsVersion) -> Self {
+        self.settings.tls.min_version = version;
+        self
+    }
+
+    /// Accepts any server certificate, even one that is self-signed,
+    /// expired or for another host: the connection is then open to
+    /// interception. For staging sites and tests only. Logged as a
+    /// warning when the crawl starts; each certificate accepted that
+    /// would have been refused counts `tls/invalid_cert_accepted/<host>`.
+    /// The default is off.
+    pub fn danger_accept_invalid_certs(mut self, on: bool) -> Self {
+        self.settings.tls.danger_accept_invalid_certs = on;
+        self
+    }
+
+    /// Speaks HTTP/1.1 only: TLS offers (ALPN) `http/1.1` alone instead of
+    /// `h2` then `http/1.1`, for servers whose HTTP/2 misbehaves. Each
+    /// response counts `downloader/response_http_version/<1.1|2>`. The
+    /// default is off.
+    pub fn http1_only(mut self, on: bool) -> Self {
+        self.settings.tls.http1_only = on;
         self
     }
 
@@ -1024,6 +1104,7 @@ impl<S: Spider> CrawlerBuilder<S> {
         check(s, self.queue.is_some() || self.dupe.is_some())?;
         let guard = AddressGuard::new(&s.address_exceptions)?;
         s.address_guard = s.block_private.then(|| Arc::new(guard));
+        s.tls_ready = Some(Arc::new(Tls::load(&s.tls)?));
         s.stream_dirs = crate::http::stream_dir::resolve(&s.stream_dirs)?;
         let builtin_bloom = s.dedupe && self.dupe.is_none() && !s.is_distributed();
         let dupe = if builtin_bloom {

@@ -159,9 +159,10 @@ pub use context::Context;
 #[cfg(feature = "distributed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub use distributed::RedisOptions;
-pub use error::{Error, ErrorKind, Stage};
+pub use error::{ConnectCause, Error, ErrorKind, Stage};
 pub use events::{CheckpointInfo, CrawlEvent, ResumeInfo};
 pub use handle::CrawlHandle;
+pub use http::tls::{TlsRoots, TlsVersion};
 pub use http::DEFAULT_USER_AGENT;
 pub use item::{Item, ItemMeta};
 pub use jobdir::CheckpointPolicy;

@@ -10,18 +10,20 @@
 //! bounded pieces (awc's own is off on every request, `decoded_here`).
 
 pub(crate) mod body;
+pub(crate) mod cause;
 pub(crate) mod cookies;
 pub(crate) mod decode;
 pub(crate) mod env_proxy;
 pub(crate) mod guard;
 pub(crate) mod proxy;
 pub(crate) mod stream_dir;
+pub(crate) mod tls;
 pub(crate) mod tunnel;
+pub(crate) mod verifier;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use awc::error::SendRequestError;
 use awc::http::{header, Method};
 
 use crate::error::{Error, ErrorKind, Stage};
@@ -81,6 +83,10 @@ pub(crate) struct DownloadConfig {
     /// Refuses connections to private and special addresses; `None` when
     /// the guard is off.
     pub guard: Option<Arc<guard::AddressGuard>>,
+    /// The TLS configuration every client of the crawl shares (roots,
+    /// client certificate, versions, ALPN): made once, as `ClientConfig`s
+    /// are `Send` and awc clients are not.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl DownloadConfig {
@@ -102,6 +108,7 @@ impl DownloadConfig {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             guard: None,
+            tls: tls::default_config(),
         }
     }
 }
@@ -181,7 +188,12 @@ pub(crate) fn build_client(cfg: &DownloadConfig) -> awc::Client {
 }
 
 /// A client with the crawler's settings (redirects off, no awc timeout, the
-/// configured User-Agent, no connection limit) over `connector`.
+/// configured User-Agent, no connection limit, the crawl's TLS) over
+/// `connector`.
+///
+/// Response headers are bounded whatever the version: awc's HTTP/1.1
+/// decoder refuses a head over 128 KiB or with more than 96 fields, and
+/// HTTP/2's header list is bounded by the h2 library's 16 MiB default.
 pub(crate) fn client_with<S, Io>(cfg: &DownloadConfig, connector: awc::Connector<S>) -> awc::Client
 where
     S: actix_service::Service<
@@ -202,6 +214,7 @@ where
             // whatever the crawl's timeout: bound them by it instead (the
             // whole exchange still runs under that one deadline).
             connector
+                .rustls_0_23(cfg.tls.clone())
                 .limit(0)
                 .timeout(cfg.timeout)
                 .handshake_timeout(cfg.timeout),
@@ -223,7 +236,7 @@ pub(crate) async fn exchange<C>(
     let max_body = req.max_body.unwrap_or(cfg.max_body);
     let result = tokio::time::timeout(timeout, send(client, req, max_body, cfg)).await;
     let latency = started.elapsed();
-    let (status, headers, body) = match result {
+    let (status, version, headers, body) = match result {
         Ok(Ok(parts)) => parts,
         Ok(Err(kind)) => {
             if let ErrorKind::BlockedAddress { host, addr, range } = &kind {
@@ -242,6 +255,7 @@ pub(crate) async fn exchange<C>(
     };
     stats.inc(Counter::ResponseCount);
     stats.inc_status(status);
+    stats.add_named(&format!("downloader/response_http_version/{version}"), 1);
     stats.add(Counter::ResponseBytes, body.len);
     warn_size(cfg, stats, req, &body);
     let redirect_urls = crate::redirect::chain_of(&req.meta);
@@ -323,7 +337,7 @@ async fn send<C>(
     req: &Request<C>,
     max_body: usize,
     cfg: &DownloadConfig,
-) -> Result<(u16, header::HeaderMap, Body), ErrorKind> {
+) -> Result<(u16, &'static str, header::HeaderMap, Body), ErrorKind> {
     let jar = cfg.cookies.as_deref();
     let mut out = client.request(req.method.clone(), req.url.as_str());
     for (name, value) in &req.headers {
@@ -346,11 +360,9 @@ async fn send<C>(
     } else {
         out.send_body(req.body.clone()).await
     };
-    let resp = sent.map_err(|e| match e {
-        SendRequestError::Timeout => ErrorKind::Connect("timed out connecting".into()),
-        other => guard::refusal(&other).unwrap_or_else(|| ErrorKind::Connect(other.to_string())),
-    })?;
+    let resp = sent.map_err(|e| guard::refusal(&e).unwrap_or_else(|| cause::connect_error(&e)))?;
     let status = resp.status().as_u16();
+    let version = version_name(resp.version());
     // The headers move out of awc's response (the response keeps only its
     // body stream): no copy of the map per page.
     let mut headers = header::HeaderMap::new();
@@ -365,7 +377,17 @@ async fn send<C>(
     let bodyless = req.method == Method::HEAD || matches!(status, 100..=199 | 204 | 304);
     let to = req.stream_to.as_deref().map(|p| (p, &cfg.stream_dirs));
     let body = crate::http::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
-    Ok((status, headers, body))
+    Ok((status, version, headers, body))
+}
+
+/// How `downloader/response_http_version/` names a response's version.
+fn version_name(version: awc::http::Version) -> &'static str {
+    match version {
+        awc::http::Version::HTTP_2 => "2",
+        awc::http::Version::HTTP_10 => "1.0",
+        awc::http::Version::HTTP_09 => "0.9",
+        _ => "1.1",
+    }
 }
 
 /// `out` with awc's decompression off and asking for the codings
