@@ -535,6 +535,38 @@ impl<S: Spider> CrawlerBuilder<S> {
         self
     }
 
+    /// A client certificate for one host (`partner.example`, matched
+    /// exactly, any port), shown instead of
+    /// [`tls_client_cert_file`](Self::tls_client_cert_file)'s on its HTTPS
+    /// connections, direct or through a proxy. Once per host; read by
+    /// [`build`](Self::build). The default is none.
+    pub fn tls_client_cert_file_for(
+        mut self,
+        host: impl Into<String>,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Self {
+        let (cert, key) = (cert.as_ref().to_path_buf(), key.as_ref().to_path_buf());
+        let host = host.into().trim().to_ascii_lowercase();
+        let identities = &mut self.settings.tls.host_identities;
+        identities.push((host, Pem::File(cert), Pem::File(key)));
+        self
+    }
+
+    /// As [`tls_client_cert_file_for`](Self::tls_client_cert_file_for),
+    /// with the PEM texts themselves.
+    pub fn tls_client_cert_pem_for(
+        mut self,
+        host: impl Into<String>,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        let host = host.into().trim().to_ascii_lowercase();
+        let identities = &mut self.settings.tls.host_identities;
+        identities.push((host, Pem::Bytes(cert.into()), Pem::Bytes(key.into())));
+        self
+    }
+
     /// The oldest TLS version accepted. The default is
     /// [`TlsVersion::Tls12`].
     pub fn tls_min_version(mut self, version: TlsVersion) -> Self {

@@ -83,10 +83,10 @@ pub(crate) struct DownloadConfig {
     /// Refuses connections to private and special addresses; `None` when
     /// the guard is off.
     pub guard: Option<Arc<guard::AddressGuard>>,
-    /// The TLS configuration every client of the crawl shares (roots,
-    /// client certificate, versions, ALPN): made once, as `ClientConfig`s
+    /// The TLS configurations every client of the crawl shares (roots,
+    /// client certificates, versions, ALPN): made once, as `ClientConfig`s
     /// are `Send` and awc clients are not.
-    pub tls: Arc<rustls::ClientConfig>,
+    pub tls: tls::TlsConfigs,
 }
 
 impl DownloadConfig {
@@ -108,7 +108,7 @@ impl DownloadConfig {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             guard: None,
-            tls: tls::default_config(),
+            tls: tls::default_configs(),
         }
     }
 }
@@ -123,26 +123,31 @@ impl Default for DownloadConfig {
     }
 }
 
-/// The clients of one downloader: a direct one, and one per proxy it has
-/// been asked to use (built on first use, kept for keep-alive).
+/// The clients of one downloader: a direct one, one per proxy it has
+/// been asked to use, and one per host with a TLS configuration of its own
+/// (and proxy), each built on first use and kept for keep-alive.
 pub(crate) struct Clients {
     /// For requests without a proxy.
     direct: awc::Client,
     /// Per proxy URL.
     proxied: std::collections::HashMap<String, awc::Client>,
+    /// Per host with a client certificate of its own, and proxy URL.
+    by_host: std::collections::HashMap<(String, Option<String>), awc::Client>,
 }
 
 impl Clients {
     /// Clients for one downloader's arbiter (awc clients are `!Send`).
     pub(crate) fn new(cfg: &DownloadConfig) -> Self {
         Clients {
-            direct: build_client(cfg),
+            direct: build_client(cfg, &cfg.tls.default),
             proxied: std::collections::HashMap::new(),
+            by_host: std::collections::HashMap::new(),
         }
     }
 
     /// The client `req` must go through: its own proxy, else the
-    /// environment's for its scheme (when enabled), else the direct one. A
+    /// environment's for its scheme (when enabled), else the direct one;
+    /// with its host's own TLS configuration when it has one. A
     /// malformed proxy URL fails this request with
     /// [`ErrorKind::InvalidUrl`]; it never falls back to a direct connection.
     ///
@@ -158,30 +163,47 @@ impl Clients {
     ) -> Result<awc::Client, Error> {
         let env = || cfg.env_proxy.as_ref()?.for_url(&req.url);
         let own = req.proxy.as_deref();
-        let Some(proxy) = own.or_else(env) else {
-            return Ok(self.direct.clone());
+        let proxy = own.or_else(env);
+        let host_tls = cfg.tls.for_url(&req.url);
+        let key = host_tls.map(|(host, _)| (host.to_string(), proxy.map(str::to_string)));
+        let cached = match (&key, proxy) {
+            (Some(key), _) => self.by_host.get(key),
+            (None, Some(proxy)) => self.proxied.get(proxy),
+            (None, None) => Some(&self.direct),
         };
-        if let Some(client) = self.proxied.get(proxy) {
+        if let Some(client) = cached {
             return Ok(client.clone());
         }
-        let target =
-            ProxyTarget::parse(proxy).map_err(|e| e.at(Stage::Download).with_url(&req.url))?;
-        let configured = cfg.env_proxy.as_ref().is_some_and(|e| e.names(proxy));
-        // Whether it is checked depends on the URL alone (the environment's
-        // never are), so one client per URL serves every request naming it.
-        let client = proxied_client(&target, cfg, own.is_some() && !configured);
-        self.proxied.insert(proxy.to_string(), client.clone());
+        let tls = host_tls.map_or(&cfg.tls.default, |(_, tls)| tls);
+        let client = match proxy {
+            None => build_client(cfg, tls),
+            Some(proxy) => {
+                let target = ProxyTarget::parse(proxy)
+                    .map_err(|e| e.at(Stage::Download).with_url(&req.url))?;
+                let configured = cfg.env_proxy.as_ref().is_some_and(|e| e.names(proxy));
+                // Whether it is checked depends on the URL alone (the
+                // environment's never are), so one client per URL serves
+                // every request naming it.
+                proxied_client(&target, cfg, own.is_some() && !configured, tls)
+            }
+        };
+        if let Some(key) = key {
+            self.by_host.insert(key, client.clone());
+        } else if let Some(proxy) = proxy {
+            self.proxied.insert(proxy.to_string(), client.clone());
+        }
         Ok(client)
     }
 }
 
 /// A direct client for one downloader's arbiter; its connections go
 /// through the address guard when it is on.
-pub(crate) fn build_client(cfg: &DownloadConfig) -> awc::Client {
+pub(crate) fn build_client(cfg: &DownloadConfig, tls: &Arc<rustls::ClientConfig>) -> awc::Client {
     match &cfg.guard {
-        None => client_with(cfg, awc::Connector::new()),
+        None => client_with(cfg, tls, awc::Connector::new()),
         Some(guard) => client_with(
             cfg,
+            tls,
             awc::Connector::new().connector(guard::Guarded::new(guard.clone())),
         ),
     }
@@ -194,7 +216,11 @@ pub(crate) fn build_client(cfg: &DownloadConfig) -> awc::Client {
 /// Response headers are bounded whatever the version: awc's HTTP/1.1
 /// decoder refuses a head over 128 KiB or with more than 96 fields, and
 /// HTTP/2's header list is bounded by the h2 library's 16 MiB default.
-pub(crate) fn client_with<S, Io>(cfg: &DownloadConfig, connector: awc::Connector<S>) -> awc::Client
+pub(crate) fn client_with<S, Io>(
+    cfg: &DownloadConfig,
+    tls: &Arc<rustls::ClientConfig>,
+    connector: awc::Connector<S>,
+) -> awc::Client
 where
     S: actix_service::Service<
             actix_tls::connect::ConnectInfo<awc::http::Uri>,
@@ -214,7 +240,7 @@ where
             // whatever the crawl's timeout: bound them by it instead (the
             // whole exchange still runs under that one deadline).
             connector
-                .rustls_0_23(cfg.tls.clone())
+                .rustls_0_23(tls.clone())
                 .limit(0)
                 .timeout(cfg.timeout)
                 .handshake_timeout(cfg.timeout),

@@ -21,6 +21,7 @@
 //! is forced. The server picks; the response's version is counted in
 //! `downloader/response_http_version/<version>`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::http::verifier::Verifier;
 use crate::stats::Stats;
 
@@ -122,12 +123,40 @@ pub(crate) struct TlsSettings {
     pub roots: TlsRoots,
     /// The client certificate (chain) and its key, for servers that ask.
     pub identity: Option<(Pem, Pem)>,
+    /// A client certificate and key for one host (lower case), instead of
+    /// `identity`.
+    pub host_identities: Vec<(String, Pem, Pem)>,
     /// The oldest version accepted.
     pub min_version: TlsVersion,
     /// Accept any certificate (counted per host); off unless asked.
     pub danger_accept_invalid_certs: bool,
     /// Offer only HTTP/1.1.
     pub http1_only: bool,
+}
+
+/// A client certificate chain and its private key.
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The TLS configurations of a crawl's clients: one for every host but
+/// those with a client certificate of their own, which have theirs.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsConfigs {
+    /// For every other host.
+    pub default: Arc<ClientConfig>,
+    /// Per host (lower case); shared by every downloader.
+    pub hosts: Arc<HashMap<String, Arc<ClientConfig>>>,
+}
+
+impl TlsConfigs {
+    /// The host of `url` and its own configuration, when it has one (an
+    /// `https` URL only: a plain one never speaks TLS).
+    pub(crate) fn for_url<'a>(
+        &'a self,
+        url: &'a url::Url,
+    ) -> Option<(&'a str, &'a Arc<ClientConfig>)> {
+        let host = url.host_str().filter(|_| url.scheme() == "https")?;
+        self.hosts.get(host).map(|config| (host, config))
+    }
 }
 
 /// [`TlsSettings`] read and checked: what a `ClientConfig` is made of.
@@ -139,7 +168,9 @@ pub(crate) struct Tls {
     /// (a self-signed one).
     pinned: Arc<[CertificateDer<'static>]>,
     /// The client certificate chain and its key.
-    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    identity: Option<Identity>,
+    /// Per host (lower case), its own client certificate chain and key.
+    host_identities: Vec<(String, Identity)>,
     /// The settings, for what needs no reading.
     settings: TlsSettings,
 }
@@ -182,13 +213,25 @@ impl Tls {
             None => None,
             Some((cert, key)) => Some((cert.certificates()?, key.key()?)),
         };
+        let mut host_identities = Vec::new();
+        for (host, cert, key) in &s.host_identities {
+            host_identities.push((host.clone(), (cert.certificates()?, key.key()?)));
+        }
         let tls = Tls {
             roots: Arc::new(roots),
             pinned: pinned.into(),
             identity,
+            host_identities,
             settings: s.clone(),
         };
-        tls.try_config(None)?;
+        tls.try_config(None, tls.identity.as_ref())?;
+        for (host, identity) in &tls.host_identities {
+            tls.try_config(None, Some(identity))
+                .map_err(|e| match e.kind() {
+                    ErrorKind::Config(m) => Error::config(format!("{m} (for host {host})")),
+                    _ => e,
+                })?;
+        }
         Ok(tls)
     }
 
@@ -197,15 +240,31 @@ impl Tls {
         self.settings.danger_accept_invalid_certs
     }
 
-    /// The configuration every client of a crawl shares; certificates
-    /// accepted although invalid are counted in `stats`.
-    pub(crate) fn client_config(&self, stats: &Arc<Stats>) -> Arc<ClientConfig> {
-        Arc::new(self.try_config(Some(stats)).expect("checked by Tls::load"))
+    /// The configurations a crawl's clients share; certificates accepted
+    /// although invalid are counted in `stats`.
+    pub(crate) fn configs(&self, stats: &Arc<Stats>) -> TlsConfigs {
+        let config = |identity| {
+            Arc::new(
+                self.try_config(Some(stats), identity)
+                    .expect("checked by Tls::load"),
+            )
+        };
+        let hosts = (self.host_identities.iter())
+            .map(|(host, identity)| (host.clone(), config(Some(identity))))
+            .collect();
+        TlsConfigs {
+            default: config(self.identity.as_ref()),
+            hosts: Arc::new(hosts),
+        }
     }
 
-    /// The configuration, or why it cannot be made (a key that does not
-    /// fit its certificate).
-    fn try_config(&self, stats: Option<&Arc<Stats>>) -> Result<ClientConfig, Error> {
+    /// The configuration showing `identity`, or why it cannot be made (a
+    /// key that does not fit its certificate).
+    fn try_config(
+        &self,
+        stats: Option<&Arc<Stats>>,
+        identity: Option<&Identity>,
+    ) -> Result<ClientConfig, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions: &[&rustls::SupportedProtocolVersion] = match self.settings.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -224,7 +283,7 @@ impl Tls {
         let builder = builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
-        let mut config = match &self.identity {
+        let mut config = match identity {
             None => builder.with_no_client_auth(),
             Some((certs, key)) => builder
                 .with_client_auth_cert(certs.clone(), key.clone_key())
@@ -246,16 +305,12 @@ impl Tls {
     }
 }
 
-/// The configuration a crawl's clients share: `tls`'s (the default's when
-/// the crawl was not built through the builder's checks), with a warning
-/// logged when certificates are not checked.
-pub(crate) fn shared(
-    tls: Option<&Tls>,
-    stats: &Arc<Stats>,
-    log: &slog::Logger,
-) -> Arc<ClientConfig> {
+/// The configurations a crawl's clients share: `tls`'s (the default's
+/// when the crawl was not built through the builder's checks), with a
+/// warning logged when certificates are not checked.
+pub(crate) fn shared(tls: Option<&Tls>, stats: &Arc<Stats>, log: &slog::Logger) -> TlsConfigs {
     let Some(tls) = tls else {
-        return default_config();
+        return default_configs();
     };
     if tls.accepts_invalid_certs() {
         slog::warn!(
@@ -265,14 +320,14 @@ pub(crate) fn shared(
             tls/invalid_cert_accepted/<host>"
         );
     }
-    tls.client_config(stats)
+    tls.configs(stats)
 }
 
-/// The configuration of a crawl without TLS settings of its own (the
+/// The configurations of a crawl without TLS settings of its own (the
 /// built-in roots, HTTP/2 offered).
-pub(crate) fn default_config() -> Arc<ClientConfig> {
+pub(crate) fn default_configs() -> TlsConfigs {
     let tls = Tls::load(&TlsSettings::default()).expect("the built-in roots");
-    tls.client_config(&Arc::default())
+    tls.configs(&Arc::default())
 }
 
 /// The compiled-in roots awc uses by default.
@@ -328,7 +383,7 @@ mod tests {
                 http1_only,
                 ..TlsSettings::default()
             };
-            Tls::load(&s).unwrap().client_config(&Arc::default())
+            Tls::load(&s).unwrap().configs(&Arc::default()).default
         };
         assert_eq!(
             config(false).alpn_protocols,

@@ -146,7 +146,12 @@ impl<'a> ServerTls<'a> {
 /// 127.0.0.1:0 (HTTP/2 when the client offers it, else HTTP/1.1); stops
 /// with the test's system.
 async fn serve(tls: ServerTls<'_>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on("127.0.0.1", tls).await
+}
+
+/// As [`serve`], on `host`:0.
+async fn serve_on(host: &str, tls: ServerTls<'_>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.config()));
     let page = fn_service(|_: HttpRequest| async {
@@ -344,6 +349,31 @@ async fn a_server_requiring_a_client_certificate_lets_in_only_the_crawl_that_has
     // Over HTTP/1.1 the server's alert reaches the client another way.
     let without = crawl(url(addr), |b| b.tls_root_pem(ca.pem()).http1_only(true)).await;
     assert_failed_for(&without, ConnectCause::TlsClientCertRequired);
+}
+
+#[actix::test]
+async fn a_client_certificate_for_one_host_is_shown_to_that_host_only() {
+    let ca = Ca::new("server CA");
+    let leaf = ca.sign(&["127.0.0.1", "127.0.0.2"], false);
+    let clients = Ca::new("client CA");
+    let client = clients.sign(&["crawler.example"], false);
+    let partner = |host| {
+        let mut tls = ServerTls::new(&leaf);
+        tls.client_ca = Some(clients.der());
+        serve_on(host, tls)
+    };
+    let (one, two) = (partner("127.0.0.1").await, partner("127.0.0.2").await);
+    let c = crawl([url(one), url(two)].concat(), |b| {
+        let (cert, key) = (client.cert_pem.clone(), client.key_pem.clone());
+        b.tls_root_pem(ca.pem())
+            .tls_client_cert_pem_for("127.0.0.1", cert, key)
+    })
+    .await;
+    assert_eq!(c.stats.status_count(200), 1, "{:?}", c.failures);
+    assert_eq!(c.failures.len(), 1);
+    let (cause, text) = &c.failures[0];
+    assert_eq!(*cause, Some(ConnectCause::TlsClientCertRequired), "{text}");
+    assert!(text.contains(&format!("url https://{two}/")), "{text}");
 }
 
 #[actix::test]
