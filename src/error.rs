@@ -337,8 +337,9 @@ impl ConnectCause {
             ConnectCause::Timeout => "connecting timed out",
             ConnectCause::Reset => "the connection was reset or closed",
             ConnectCause::TlsUnknownIssuer => {
-                "the server's certificate is issued by an authority the crawl does not \
-                 trust (add its root certificate to the crawl's TLS roots)"
+                "no root the crawl trusts vouches for the server's certificate (trust \
+                 its authority's certificate, or a self-signed server's own, with \
+                 tls_root_file)"
             }
             ConnectCause::TlsExpired => "the server's certificate has expired or is not yet valid",
             ConnectCause::TlsHostnameMismatch => {

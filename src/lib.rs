@@ -61,7 +61,8 @@
 //!    (one exchange under the crawler's limits; bodies under a size limit,
 //!    decoded in bounded pieces, proxy URLs, CONNECT tunnels, the
 //!    environment's proxies, the address guard refusing private
-//!    destinations),
+//!    destinations, TLS settings and certificate checks, why a
+//!    connection failed),
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
 //!    job directory), `jobdir` (its record format and replay),
