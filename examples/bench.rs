@@ -51,6 +51,12 @@
 //! # it), and robots.txt obeyed:
 //! cargo run --release --example bench -- --url http://127.0.0.1:18080/ --max-body 1048576 --obey-robots
 //!
+//! # An HTTPS site whose certificate the built-in roots do not vouch for:
+//! # trust its authority (or its self-signed certificate), or accept any
+//! # certificate (counted per host in tls/invalid_cert_accepted/<host>):
+//! cargo run --release --example bench -- --url https://127.0.0.1:8443/ --ca-file ca.pem
+//! cargo run --release --example bench -- --url https://127.0.0.1:8443/ --accept-invalid-certs
+//!
 //! # A durable crawl: state checkpointed in DIR. Kill it (even with
 //! # SIGKILL) and run the same command again: it resumes from DIR.
 //! cargo run --release --example bench -- --url http://127.0.0.1:18080/ --job-dir /tmp/job
@@ -219,6 +225,15 @@ struct Args {
     #[arg(long, default_value_t = 0, requires = "change_percent",
           value_parser = clap::value_parser!(u64).range(0..=4))]
     edition: u64,
+    /// Trust the root certificates of this PEM file too
+    /// (`CrawlerBuilder::tls_root_file`), for an HTTPS site whose
+    /// certificate an internal or self-made authority signed.
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+    /// Accept any certificate, even self-signed or expired
+    /// (`CrawlerBuilder::danger_accept_invalid_certs`; default off).
+    #[arg(long)]
+    accept_invalid_certs: bool,
 }
 
 /// `--threads`: `spinneret::ThreadLayout`'s variants.
@@ -312,6 +327,10 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     }
     builder = builder.recrawl(args.recrawl);
     builder = builder.obey_robots_txt(args.obey_robots);
+    if let Some(file) = &args.ca_file {
+        builder = builder.tls_root_file(file);
+    }
+    builder = builder.danger_accept_invalid_certs(args.accept_invalid_certs);
     let crawler = builder.build()?;
     let started = Instant::now();
     let crawl = crawler.start()?;

@@ -61,9 +61,15 @@ pub enum ErrorKind {
     /// The whole exchange (headers and body) took longer than allowed.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// Connecting or sending failed.
-    #[error("connection failed: {0}")]
-    Connect(String),
+    /// Connecting or sending failed, for the reason `cause` names (a
+    /// refused connection, a certificate the crawl does not trust...).
+    #[error("connection failed: {} [{}]: {message}", cause.describe(), cause.name())]
+    Connect {
+        /// Why, as a kind to match on.
+        cause: ConnectCause,
+        /// The lower-level error's text.
+        message: String,
+    },
     /// Reading the body failed.
     #[error("reading the body failed: {0}")]
     Body(String),
@@ -258,6 +264,97 @@ pub enum ErrorKind {
     },
 }
 
+/// Why a connection failed ([`ErrorKind::Connect`]), read from the
+/// lower-level error's types: the operating system's error kind for the
+/// network, the TLS library's certificate error for a certificate.
+/// [`name`](Self::name) is the suffix of its stats
+/// (`downloader/exception_type_count/tls_unknown_issuer`).
+///
+/// The `Tls*` causes come from the server's certificate or from what the
+/// two sides support: trying again gives the same answer, so they are not
+/// retried ([`is_retryable`](Self::is_retryable)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectCause {
+    /// The host name could not be resolved (`dns`).
+    Dns,
+    /// The server (or the proxy) refused the connection (`refused`).
+    Refused,
+    /// Connecting or the TLS handshake took longer than allowed (`timeout`).
+    Timeout,
+    /// The connection was reset or closed early (`reset`).
+    Reset,
+    /// The server's certificate is not signed by a trusted authority,
+    /// such as a self-signed one (`tls_unknown_issuer`).
+    TlsUnknownIssuer,
+    /// The server's certificate has expired or is not valid yet
+    /// (`tls_expired`).
+    TlsExpired,
+    /// The server's certificate is not valid for the URL's host name
+    /// (`tls_hostname_mismatch`).
+    TlsHostnameMismatch,
+    /// The server's certificate is refused for another reason: revoked,
+    /// malformed, a bad signature (`tls_certificate`).
+    TlsCertificate,
+    /// The server asks for a client certificate and none was sent, or it
+    /// refused the one sent (`tls_client_cert_required`).
+    TlsClientCertRequired,
+    /// The TLS handshake failed otherwise: no protocol version or cipher
+    /// in common, an alert from the server (`tls_handshake`).
+    TlsHandshake,
+    /// Anything else (`connect`).
+    Other,
+}
+
+impl ConnectCause {
+    /// Its stable snake_case name, the suffix of its stats keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectCause::Dns => "dns",
+            ConnectCause::Refused => "refused",
+            ConnectCause::Timeout => "timeout",
+            ConnectCause::Reset => "reset",
+            ConnectCause::TlsUnknownIssuer => "tls_unknown_issuer",
+            ConnectCause::TlsExpired => "tls_expired",
+            ConnectCause::TlsHostnameMismatch => "tls_hostname_mismatch",
+            ConnectCause::TlsCertificate => "tls_certificate",
+            ConnectCause::TlsClientCertRequired => "tls_client_cert_required",
+            ConnectCause::TlsHandshake => "tls_handshake",
+            ConnectCause::Other => "connect",
+        }
+    }
+
+    /// Whether another attempt may succeed: not for the TLS causes.
+    pub fn is_retryable(self) -> bool {
+        !self.name().starts_with("tls_")
+    }
+
+    /// What it means, for the error's message.
+    fn describe(self) -> &'static str {
+        match self {
+            ConnectCause::Dns => "the host name could not be resolved",
+            ConnectCause::Refused => "the connection was refused",
+            ConnectCause::Timeout => "connecting timed out",
+            ConnectCause::Reset => "the connection was reset or closed",
+            ConnectCause::TlsUnknownIssuer => {
+                "no root the crawl trusts vouches for the server's certificate (trust \
+                 its authority's certificate, or a self-signed server's own, with \
+                 tls_root_file)"
+            }
+            ConnectCause::TlsExpired => "the server's certificate has expired or is not yet valid",
+            ConnectCause::TlsHostnameMismatch => {
+                "the server's certificate is not valid for this host name"
+            }
+            ConnectCause::TlsCertificate => "the server's certificate is refused",
+            ConnectCause::TlsClientCertRequired => {
+                "the server requires a client certificate (none was sent, or it was refused)"
+            }
+            ConnectCause::TlsHandshake => "the TLS handshake failed",
+            ConnectCause::Other => "connecting or sending failed",
+        }
+    }
+}
+
 /// The crate's error: a kind plus where it happened.
 ///
 /// `Display` shows the kind and the context; an error made from a
@@ -358,13 +455,14 @@ impl Error {
         self.0.attempt
     }
 
-    /// A short stable name for the kind, used as a stats key suffix.
+    /// A short stable name for the kind, used as a stats key suffix. A
+    /// connection error's is its cause's ([`ConnectCause::name`]).
     pub fn kind_name(&self) -> &'static str {
         match self.0.kind {
             ErrorKind::InvalidUrl { .. } => "invalid_url",
             ErrorKind::Config(_) => "config",
             ErrorKind::Timeout(_) => "timeout",
-            ErrorKind::Connect(_) => "connect",
+            ErrorKind::Connect { cause, .. } => cause.name(),
             ErrorKind::Body(_) => "body",
             ErrorKind::BodyTooLarge { .. } => "body_too_large",
             ErrorKind::BodyWrite { .. } => "body_write",

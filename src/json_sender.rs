@@ -125,7 +125,7 @@ impl JsonSender {
             let mut resp = request
                 .send_body(body)
                 .await
-                .map_err(|e| ErrorKind::Connect(e.to_string()))?;
+                .map_err(|e| crate::http::cause::connect_error(&e))?;
             let retry_after = resp
                 .headers()
                 .get(header::RETRY_AFTER)

@@ -61,7 +61,8 @@
 //!    (one exchange under the crawler's limits; bodies under a size limit,
 //!    decoded in bounded pieces, proxy URLs, CONNECT tunnels, the
 //!    environment's proxies, the address guard refusing private
-//!    destinations), `httpcache` (the HTTP cache: its policies and its
+//!    destinations, TLS settings and certificate checks, why a
+//!    connection failed), `httpcache` (the HTTP cache: its policies and its
 //!    checksummed, size-bounded directory),
 //!    `middleware`, `pipeline`, [`pipelines`] (JSON Lines, CSV, batched
 //!    HTTP persistence), `json_sender`, `journal` (the checksummed log of a
@@ -163,9 +164,10 @@ pub use context::Context;
 #[cfg(feature = "distributed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub use distributed::RedisOptions;
-pub use error::{Error, ErrorKind, Stage};
+pub use error::{ConnectCause, Error, ErrorKind, Stage};
 pub use events::{CheckpointInfo, CrawlEvent, ResumeInfo};
 pub use handle::CrawlHandle;
+pub use http::tls::{TlsRoots, TlsVersion};
 pub use http::DEFAULT_USER_AGENT;
 pub use httpcache::{CachePolicy, HttpCacheOptions};
 pub use item::{Item, ItemMeta};

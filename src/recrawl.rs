@@ -290,8 +290,12 @@ mod tests {
             "only an indexed page can be gone"
         );
         let mut redirected = req("http://h/a").meta("spider_key", 1);
-        redirected.meta.insert(REDIRECT_URLS.into(), serde_json::json!(["http://h/old"]));
-        redirected.meta.insert(REDIRECT_REASONS.into(), serde_json::json!([301]));
+        redirected
+            .meta
+            .insert(REDIRECT_URLS.into(), serde_json::json!(["http://h/old"]));
+        redirected
+            .meta
+            .insert(REDIRECT_REASONS.into(), serde_json::json!([301]));
         let (_, stored) = judge(&redirected, &answer(200, "x", &[])).unwrap();
         assert_eq!(
             stored.request.meta.keys().collect::<Vec<_>>(),

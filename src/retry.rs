@@ -5,7 +5,12 @@
 //! connection error, a timeout or a body cut short is re-queued up to
 //! [`RetryPolicy::max_retries`] times (2), each after an exponential backoff
 //! with jitter measured on a timer — the download slot is freed meanwhile,
-//! so no downloader waits. Stats: `retry/count`,
+//! so no downloader waits. A connection error is retried when its cause
+//! may change ([`ConnectCause::is_retryable`](crate::ConnectCause::is_retryable):
+//! DNS, refused, reset, timeout and the others), never for a TLS cause
+//! (an untrusted, expired or misnamed certificate, a handshake the two
+//! sides cannot agree on): those give the same answer every time. Its
+//! reason is the cause's name (`retry/reason_count/refused`). Stats: `retry/count`,
 //! `retry/reason_count/<reason>`, and `retry/max_reached` for a request that
 //! still failed after its last retry (it then goes to the error handler).
 
@@ -50,7 +55,7 @@ impl RetryPolicy {
                 Some(format!("http_{code}"))
             }
             ErrorKind::Timeout(_) => Some("timeout".into()),
-            ErrorKind::Connect(_) => Some("connect".into()),
+            ErrorKind::Connect { cause, .. } if cause.is_retryable() => Some(cause.name().into()),
             ErrorKind::Body(_) => Some("body".into()),
             _ => None,
         }
@@ -74,7 +79,7 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Stage;
+    use crate::error::{ConnectCause, Stage};
 
     #[test]
     fn retryable_failures() {
@@ -94,11 +99,36 @@ mod tests {
                 .as_deref(),
             Some("timeout")
         );
+        let connect = |cause| ErrorKind::Connect {
+            cause,
+            message: "x".into(),
+        };
         assert_eq!(
-            p.reason(&e(ErrorKind::Connect("refused".into())))
-                .as_deref(),
+            p.reason(&e(connect(ConnectCause::Refused))).as_deref(),
+            Some("refused")
+        );
+        for cause in [
+            ConnectCause::Dns,
+            ConnectCause::Reset,
+            ConnectCause::Timeout,
+        ] {
+            assert_eq!(p.reason(&e(connect(cause))).as_deref(), Some(cause.name()));
+        }
+        assert_eq!(
+            p.reason(&e(connect(ConnectCause::Other))).as_deref(),
             Some("connect")
         );
+        // A certificate or handshake gives the same answer every time.
+        for cause in [
+            ConnectCause::TlsUnknownIssuer,
+            ConnectCause::TlsExpired,
+            ConnectCause::TlsHostnameMismatch,
+            ConnectCause::TlsCertificate,
+            ConnectCause::TlsClientCertRequired,
+            ConnectCause::TlsHandshake,
+        ] {
+            assert_eq!(p.reason(&e(connect(cause))), None, "{cause:?}");
+        }
         assert_eq!(p.reason(&e(ErrorKind::BodyTooLarge { limit: 1 })), None);
     }
 }

@@ -193,7 +193,16 @@ async fn fetch_tasks(cfg: &JobConfig, count: usize) -> Result<Vec<Task>, Error> 
         .timeout(Duration::from_secs(30))
         .send()
         .await
-        .map_err(|e| Error::new(Stage::Setup, ErrorKind::Connect(e.to_string())).with_url(&url))?;
+        .map_err(|e| {
+            Error::new(
+                Stage::Setup,
+                ErrorKind::Connect {
+                    cause: spinneret::ConnectCause::Other,
+                    message: e.to_string(),
+                },
+            )
+            .with_url(&url)
+        })?;
     let body = resp
         .body()
         .await

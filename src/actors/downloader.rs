@@ -642,7 +642,7 @@ mod tests {
                 panic!("expected a failure, got {:?}", done.outcome);
             };
             if proxy.starts_with("http:") {
-                assert!(matches!(e.kind(), ErrorKind::Connect(_)), "{e}");
+                assert!(matches!(e.kind(), ErrorKind::Connect { .. }), "{e}");
                 assert!(
                     e.to_string()
                         .contains("cannot connect to proxy 127.0.0.1:1"),

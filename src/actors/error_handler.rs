@@ -317,7 +317,10 @@ mod tests {
         let mut r = rig();
         let timeout = ErrorKind::Timeout(Duration::from_secs(1));
         let (a, out_a) = r.fail("http://h/a", Cb::Index, 1, timeout).await;
-        let refused = ErrorKind::Connect("refused".into());
+        let refused = ErrorKind::Connect {
+            cause: crate::error::ConnectCause::Other,
+            message: "refused".into(),
+        };
         let (b, out_b) = r.fail("http://h/b", Cb::Index, 1, refused).await;
         let timeout = ErrorKind::Timeout(Duration::from_secs(1));
         let (c, out_c) = r.fail("http://h/c", Cb::Index, 3, timeout).await;
@@ -337,7 +340,10 @@ mod tests {
     #[actix::test]
     async fn a_panicking_on_error_counts_an_exception_and_still_completes() {
         let mut r = rig();
-        let refused = ErrorKind::Connect("refused".into());
+        let refused = ErrorKind::Connect {
+            cause: crate::error::ConnectCause::Other,
+            message: "refused".into(),
+        };
         let (c, out) = r.fail("http://h/a", Cb::ErrorPanics, 1, refused).await;
         assert_eq!(kinds(&out), ["Completed"]);
         let id = expect_event!(out.into_iter().next().unwrap(), Event::Completed(id) => id);
@@ -348,7 +354,10 @@ mod tests {
         assert_eq!(r.accounting.count(), 0);
 
         // The handler survives the panic.
-        let refused = ErrorKind::Connect("refused".into());
+        let refused = ErrorKind::Connect {
+            cause: crate::error::ConnectCause::Other,
+            message: "refused".into(),
+        };
         let (_, out) = r.fail("http://h/b", Cb::Index, 1, refused).await;
         assert_eq!(kinds(&out), ["Completed"]);
     }

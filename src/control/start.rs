@@ -109,7 +109,7 @@ fn refused(e: Error) -> ApiError {
         ErrorKind::Config(_) | ErrorKind::InvalidUrl { .. } | ErrorKind::Selector { .. } => {
             ApiError::BadParameter(e.to_string())
         }
-        ErrorKind::Backend(_) | ErrorKind::Connect(_) | ErrorKind::Timeout(_) => {
+        ErrorKind::Backend(_) | ErrorKind::Connect { .. } | ErrorKind::Timeout(_) => {
             ApiError::Unavailable(e.to_string())
         }
         _ => ApiError::Unknown(e.to_string()),

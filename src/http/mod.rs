@@ -10,18 +10,20 @@
 //! bounded pieces (awc's own is off on every request, `decoded_here`).
 
 pub(crate) mod body;
+pub(crate) mod cause;
 pub(crate) mod cookies;
 pub(crate) mod decode;
 pub(crate) mod env_proxy;
 pub(crate) mod guard;
 pub(crate) mod proxy;
 pub(crate) mod stream_dir;
+pub(crate) mod tls;
 pub(crate) mod tunnel;
+pub(crate) mod verifier;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use awc::error::SendRequestError;
 use awc::http::{header, Method};
 
 use crate::error::{Error, ErrorKind, Stage};
@@ -81,6 +83,10 @@ pub(crate) struct DownloadConfig {
     /// Refuses connections to private and special addresses; `None` when
     /// the guard is off.
     pub guard: Option<Arc<guard::AddressGuard>>,
+    /// The TLS configurations every client of the crawl shares (roots,
+    /// client certificates, versions, ALPN): made once, as `ClientConfig`s
+    /// are `Send` and awc clients are not.
+    pub tls: tls::TlsConfigs,
 }
 
 impl DownloadConfig {
@@ -102,6 +108,7 @@ impl DownloadConfig {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             guard: None,
+            tls: tls::default_configs(),
         }
     }
 }
@@ -116,26 +123,31 @@ impl Default for DownloadConfig {
     }
 }
 
-/// The clients of one downloader: a direct one, and one per proxy it has
-/// been asked to use (built on first use, kept for keep-alive).
+/// The clients of one downloader: a direct one, one per proxy it has
+/// been asked to use, and one per host with a TLS configuration of its own
+/// (and proxy), each built on first use and kept for keep-alive.
 pub(crate) struct Clients {
     /// For requests without a proxy.
     direct: awc::Client,
     /// Per proxy URL.
     proxied: std::collections::HashMap<String, awc::Client>,
+    /// Per host with a client certificate of its own, and proxy URL.
+    by_host: std::collections::HashMap<(String, Option<String>), awc::Client>,
 }
 
 impl Clients {
     /// Clients for one downloader's arbiter (awc clients are `!Send`).
     pub(crate) fn new(cfg: &DownloadConfig) -> Self {
         Clients {
-            direct: build_client(cfg),
+            direct: build_client(cfg, &cfg.tls.default),
             proxied: std::collections::HashMap::new(),
+            by_host: std::collections::HashMap::new(),
         }
     }
 
     /// The client `req` must go through: its own proxy, else the
-    /// environment's for its scheme (when enabled), else the direct one. A
+    /// environment's for its scheme (when enabled), else the direct one;
+    /// with its host's own TLS configuration when it has one. A
     /// malformed proxy URL fails this request with
     /// [`ErrorKind::InvalidUrl`]; it never falls back to a direct connection.
     ///
@@ -151,38 +163,64 @@ impl Clients {
     ) -> Result<awc::Client, Error> {
         let env = || cfg.env_proxy.as_ref()?.for_url(&req.url);
         let own = req.proxy.as_deref();
-        let Some(proxy) = own.or_else(env) else {
-            return Ok(self.direct.clone());
+        let proxy = own.or_else(env);
+        let host_tls = cfg.tls.for_url(&req.url);
+        let key = host_tls.map(|(host, _)| (host.to_string(), proxy.map(str::to_string)));
+        let cached = match (&key, proxy) {
+            (Some(key), _) => self.by_host.get(key),
+            (None, Some(proxy)) => self.proxied.get(proxy),
+            (None, None) => Some(&self.direct),
         };
-        if let Some(client) = self.proxied.get(proxy) {
+        if let Some(client) = cached {
             return Ok(client.clone());
         }
-        let target =
-            ProxyTarget::parse(proxy).map_err(|e| e.at(Stage::Download).with_url(&req.url))?;
-        let configured = cfg.env_proxy.as_ref().is_some_and(|e| e.names(proxy));
-        // Whether it is checked depends on the URL alone (the environment's
-        // never are), so one client per URL serves every request naming it.
-        let client = proxied_client(&target, cfg, own.is_some() && !configured);
-        self.proxied.insert(proxy.to_string(), client.clone());
+        let tls = host_tls.map_or(&cfg.tls.default, |(_, tls)| tls);
+        let client = match proxy {
+            None => build_client(cfg, tls),
+            Some(proxy) => {
+                let target = ProxyTarget::parse(proxy)
+                    .map_err(|e| e.at(Stage::Download).with_url(&req.url))?;
+                let configured = cfg.env_proxy.as_ref().is_some_and(|e| e.names(proxy));
+                // Whether it is checked depends on the URL alone (the
+                // environment's never are), so one client per URL serves
+                // every request naming it.
+                proxied_client(&target, cfg, own.is_some() && !configured, tls)
+            }
+        };
+        if let Some(key) = key {
+            self.by_host.insert(key, client.clone());
+        } else if let Some(proxy) = proxy {
+            self.proxied.insert(proxy.to_string(), client.clone());
+        }
         Ok(client)
     }
 }
 
 /// A direct client for one downloader's arbiter; its connections go
 /// through the address guard when it is on.
-pub(crate) fn build_client(cfg: &DownloadConfig) -> awc::Client {
+pub(crate) fn build_client(cfg: &DownloadConfig, tls: &Arc<rustls::ClientConfig>) -> awc::Client {
     match &cfg.guard {
-        None => client_with(cfg, awc::Connector::new()),
+        None => client_with(cfg, tls, awc::Connector::new()),
         Some(guard) => client_with(
             cfg,
+            tls,
             awc::Connector::new().connector(guard::Guarded::new(guard.clone())),
         ),
     }
 }
 
 /// A client with the crawler's settings (redirects off, no awc timeout, the
-/// configured User-Agent, no connection limit) over `connector`.
-pub(crate) fn client_with<S, Io>(cfg: &DownloadConfig, connector: awc::Connector<S>) -> awc::Client
+/// configured User-Agent, no connection limit, the crawl's TLS) over
+/// `connector`.
+///
+/// Response headers are bounded whatever the version: awc's HTTP/1.1
+/// decoder refuses a head over 128 KiB or with more than 96 fields, and
+/// HTTP/2's header list is bounded by the h2 library's 16 MiB default.
+pub(crate) fn client_with<S, Io>(
+    cfg: &DownloadConfig,
+    tls: &Arc<rustls::ClientConfig>,
+    connector: awc::Connector<S>,
+) -> awc::Client
 where
     S: actix_service::Service<
             actix_tls::connect::ConnectInfo<awc::http::Uri>,
@@ -202,6 +240,7 @@ where
             // whatever the crawl's timeout: bound them by it instead (the
             // whole exchange still runs under that one deadline).
             connector
+                .rustls_0_23(tls.clone())
                 .limit(0)
                 .timeout(cfg.timeout)
                 .handshake_timeout(cfg.timeout),
@@ -223,7 +262,7 @@ pub(crate) async fn exchange<C>(
     let max_body = req.max_body.unwrap_or(cfg.max_body);
     let result = tokio::time::timeout(timeout, send(client, req, max_body, cfg)).await;
     let latency = started.elapsed();
-    let (status, headers, body) = match result {
+    let (status, version, headers, body) = match result {
         Ok(Ok(parts)) => parts,
         Ok(Err(kind)) => {
             if let ErrorKind::BlockedAddress { host, addr, range } = &kind {
@@ -242,6 +281,7 @@ pub(crate) async fn exchange<C>(
     };
     stats.inc(Counter::ResponseCount);
     stats.inc_status(status);
+    stats.add_named(&format!("downloader/response_http_version/{version}"), 1);
     stats.add(Counter::ResponseBytes, body.len);
     warn_size(cfg, stats, req, &body);
     let redirect_urls = crate::redirect::chain_of(&req.meta);
@@ -323,7 +363,7 @@ async fn send<C>(
     req: &Request<C>,
     max_body: usize,
     cfg: &DownloadConfig,
-) -> Result<(u16, header::HeaderMap, Body), ErrorKind> {
+) -> Result<(u16, &'static str, header::HeaderMap, Body), ErrorKind> {
     let jar = cfg.cookies.as_deref();
     let mut out = client.request(req.method.clone(), req.url.as_str());
     for (name, value) in &req.headers {
@@ -346,11 +386,9 @@ async fn send<C>(
     } else {
         out.send_body(req.body.clone()).await
     };
-    let resp = sent.map_err(|e| match e {
-        SendRequestError::Timeout => ErrorKind::Connect("timed out connecting".into()),
-        other => guard::refusal(&other).unwrap_or_else(|| ErrorKind::Connect(other.to_string())),
-    })?;
+    let resp = sent.map_err(|e| guard::refusal(&e).unwrap_or_else(|| cause::connect_error(&e)))?;
     let status = resp.status().as_u16();
+    let version = version_name(resp.version());
     // The headers move out of awc's response (the response keeps only its
     // body stream): no copy of the map per page.
     let mut headers = header::HeaderMap::new();
@@ -365,7 +403,17 @@ async fn send<C>(
     let bodyless = req.method == Method::HEAD || matches!(status, 100..=199 | 204 | 304);
     let to = req.stream_to.as_deref().map(|p| (p, &cfg.stream_dirs));
     let body = crate::http::body::read(&mut resp, &headers, bodyless, max_body, to).await?;
-    Ok((status, headers, body))
+    Ok((status, version, headers, body))
+}
+
+/// How `downloader/response_http_version/` names a response's version.
+fn version_name(version: awc::http::Version) -> &'static str {
+    match version {
+        awc::http::Version::HTTP_2 => "2",
+        awc::http::Version::HTTP_10 => "1.0",
+        awc::http::Version::HTTP_09 => "0.9",
+        _ => "1.1",
+    }
 }
 
 /// `out` with awc's decompression off and asking for the codings

@@ -48,13 +48,14 @@ use crate::http::{client_with, DownloadConfig};
 const MAX_ANSWER: usize = 16 * 1024;
 
 /// An awc client whose every connection is a CONNECT tunnel through `proxy`;
-/// otherwise configured like the direct client.
-/// With `check_proxy`, the guard (when on) checks the proxy's own address
-/// too.
+/// otherwise configured like the direct client, speaking TLS over the
+/// tunnel with `tls`. With `check_proxy`, the guard (when on) checks the
+/// proxy's own address too.
 pub(crate) fn proxied_client(
     proxy: &ProxyTarget,
     cfg: &DownloadConfig,
     check_proxy: bool,
+    tls: &Arc<rustls::ClientConfig>,
 ) -> awc::Client {
     let tunnel = Tunnel {
         check_proxy,
@@ -64,7 +65,7 @@ pub(crate) fn proxied_client(
             .map(|_| cfg.user_agent.clone()),
         guard: cfg.guard.clone(),
     };
-    client_with(cfg, awc::Connector::new().connector(tunnel))
+    client_with(cfg, tls, awc::Connector::new().connector(tunnel))
 }
 
 /// The TCP stage of a proxied client's connector: a connection to the proxy

@@ -352,7 +352,7 @@ impl HttpCache {
         };
         let network = matches!(
             error.kind(),
-            ErrorKind::Connect(_) | ErrorKind::Timeout(_) | ErrorKind::Body(_)
+            ErrorKind::Connect { .. } | ErrorKind::Timeout(_) | ErrorKind::Body(_)
         );
         let cc = directives(&entry.headers);
         if !network || cc.must_revalidate || cc.no_cache {

@@ -326,6 +326,7 @@ impl<S: Spider> Wiring<S> {
             cookies: s.cookies.then(jar),
             cross_origin_headers: s.cross_origin_headers.clone(),
             guard: s.address_guard.clone(),
+            tls: crate::http::tls::shared(s.tls_ready.as_deref(), &self.stats, &log),
             log,
         }
     }

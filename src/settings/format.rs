@@ -17,6 +17,7 @@ use toml::Value;
 
 use crate::builder::ThreadLayout;
 use crate::dedupe::DupeMode;
+use crate::http::tls::{TlsRoots, TlsVersion};
 use crate::httpcache::CachePolicy;
 
 /// A value as given.
@@ -564,5 +565,55 @@ impl Format<CachePolicy> for Policy {
 
     fn show(value: &CachePolicy) -> Value {
         name_of(value, POLICIES)
+    }
+}
+
+/// [`TlsRoots`] by name.
+pub(super) struct Roots;
+
+/// The root sets' names.
+const ROOTS: &[(&str, TlsRoots)] = &[
+    ("builtin", TlsRoots::Builtin),
+    ("system", TlsRoots::System),
+    ("both", TlsRoots::Both),
+    ("extra", TlsRoots::Extra),
+];
+
+impl Format<TlsRoots> for Roots {
+    const EXPECTED: &'static str = "one of builtin, system, both, extra";
+
+    fn typed(value: &Value) -> Option<TlsRoots> {
+        Self::text(value.as_str()?)
+    }
+
+    fn text(text: &str) -> Option<TlsRoots> {
+        choose(text, ROOTS)
+    }
+
+    fn show(value: &TlsRoots) -> Value {
+        name_of(value, ROOTS)
+    }
+}
+
+/// [`TlsVersion`] by its number.
+pub(super) struct MinTls;
+
+/// The versions' numbers.
+const TLS_VERSIONS: &[(&str, TlsVersion)] =
+    &[("1.2", TlsVersion::Tls12), ("1.3", TlsVersion::Tls13)];
+
+impl Format<TlsVersion> for MinTls {
+    const EXPECTED: &'static str = "\"1.2\" or \"1.3\"";
+
+    fn typed(value: &Value) -> Option<TlsVersion> {
+        Self::text(value.as_str()?)
+    }
+
+    fn text(text: &str) -> Option<TlsVersion> {
+        choose(text, TLS_VERSIONS)
+    }
+
+    fn show(value: &TlsVersion) -> Value {
+        name_of(value, TLS_VERSIONS)
     }
 }

@@ -25,6 +25,7 @@ use crate::dedupe::DupeMode;
 use crate::error::Error;
 #[cfg(doc)]
 use crate::error::ErrorKind;
+use crate::http::tls::{TlsRoots, TlsVersion};
 use crate::httpcache::CachePolicy;
 use format::{Format, Given};
 
@@ -250,6 +251,23 @@ settings! {
         /// [`CrawlerBuilder::allow_addresses`]: a list of addresses and CIDR
         /// ranges.
         allow_addresses: Vec<String> as List,
+        /// [`CrawlerBuilder::tls_root_file`], once per file: a list of PEM
+        /// paths, added to the builder's.
+        tls_root_files: Vec<PathBuf> as Paths,
+        /// [`CrawlerBuilder::tls_roots`]: `builtin`, `system`, `both` or `extra`.
+        tls_roots: TlsRoots as Roots,
+        /// [`CrawlerBuilder::tls_client_cert_file`]'s certificate: a path;
+        /// `tls_client_key` must be given with it.
+        tls_client_cert: PathBuf as Path,
+        /// [`CrawlerBuilder::tls_client_cert_file`]'s key: a path;
+        /// `tls_client_cert` must be given with it.
+        tls_client_key: PathBuf as Path,
+        /// [`CrawlerBuilder::tls_min_version`]: `1.2` or `1.3`.
+        tls_min_version: TlsVersion as MinTls,
+        /// [`CrawlerBuilder::danger_accept_invalid_certs`]: a switch.
+        danger_accept_invalid_certs: bool as Flag,
+        /// [`CrawlerBuilder::http1_only`]: a switch.
+        http1_only: bool as Flag,
         /// [`CrawlerBuilder::cookies`]: a switch.
         cookies: bool as Flag,
         /// [`CrawlerBuilder::cookie_limits`]' `per_domain`: a whole number, at least 1.

@@ -341,3 +341,38 @@ fn a_value_out_of_its_keys_range_names_the_key_and_its_source() {
     assert_eq!(ok.bloom_false_positive_rate, Some(0.5));
     assert_eq!(ok.concurrency, Some(1));
 }
+
+#[test]
+fn tls_keys_as_people_write_them() {
+    let text = "tls_root_files = [\"/etc/ca.pem\", \"own.pem\"]\ntls_roots = \"both\"\n\
+                tls_min_version = \"1.3\"\ndanger_accept_invalid_certs = true\nhttp1_only = true\n\
+                tls_client_cert = \"me.pem\"\ntls_client_key = \"me.key\"";
+    let s = Settings::from_toml_str(text, "t").unwrap();
+    let files = ["/etc/ca.pem", "own.pem"].map(PathBuf::from).to_vec();
+    assert_eq!(s.tls_root_files, Some(files));
+    assert_eq!(s.tls_roots, Some(TlsRoots::Both));
+    assert_eq!(s.tls_min_version, Some(TlsVersion::Tls13));
+    assert_eq!(
+        (s.danger_accept_invalid_certs, s.http1_only),
+        (Some(true), Some(true))
+    );
+    assert_eq!(s.tls_client_cert, Some(PathBuf::from("me.pem")));
+    assert_eq!(s.tls_client_key, Some(PathBuf::from("me.key")));
+    let env = load(
+        &[("SPINNERET_TLS_ROOTS", "extra")],
+        &["tls_min_version=1.2"],
+    )
+    .unwrap();
+    assert_eq!(env.tls_roots, Some(TlsRoots::Extra));
+    assert_eq!(env.tls_min_version, Some(TlsVersion::Tls12));
+    let e = load(&[], &["tls_min_version=1.1"]).unwrap_err();
+    assert_eq!(
+        config_message(e),
+        "-s tls_min_version=1.1: expected \"1.2\" or \"1.3\""
+    );
+    let e = load(&[], &["tls_roots=mine"]).unwrap_err();
+    assert!(
+        config_message(e).ends_with("expected one of builtin, system, both, extra"),
+        "roots"
+    );
+}

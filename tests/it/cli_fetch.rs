@@ -249,7 +249,9 @@ fn fetch_of_a_refused_connection_names_the_kind_and_exits_1() {
     let err_lines = lines(&err);
     assert_eq!(err_lines.len(), 1, "one line: {err}");
     assert!(
-        err_lines[0].starts_with("spinneret fetch: connect: connection failed"),
+        err_lines[0].starts_with(
+            "spinneret fetch: refused: connection failed: the connection was refused [refused]"
+        ),
         "{err}"
     );
     assert!(err_lines[0].ends_with(&format!("(GET {url})")), "{err}");

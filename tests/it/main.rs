@@ -45,6 +45,7 @@ mod sitemaps;
 mod spider_api;
 mod spiders;
 mod start_on;
+mod tls;
 mod trust;
 
 // The `bench` example's generated site, whose real-shaped pages the link

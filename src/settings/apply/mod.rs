@@ -77,6 +77,24 @@ impl Settings {
         if let Some(addresses) = &self.allow_addresses {
             b = b.allow_addresses(addresses.iter().cloned());
         }
+        for file in self.tls_root_files.iter().flatten() {
+            b = b.tls_root_file(file);
+        }
+        if let Some(roots) = self.tls_roots {
+            b = b.tls_roots(roots);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_client_cert, &self.tls_client_key) {
+            b = b.tls_client_cert_file(cert, key);
+        }
+        if let Some(version) = self.tls_min_version {
+            b = b.tls_min_version(version);
+        }
+        if let Some(on) = self.danger_accept_invalid_certs {
+            b = b.danger_accept_invalid_certs(on);
+        }
+        if let Some(on) = self.http1_only {
+            b = b.http1_only(on);
+        }
         if let Some(on) = self.cookies {
             b = b.cookies(on);
         }
@@ -190,6 +208,10 @@ impl Settings {
         }
         if let Some(n) = self.checkpoint_every_requests {
             c.checkpoints.every_requests = n;
+        }
+        if self.tls_client_cert.is_some() != self.tls_client_key.is_some() {
+            c.settings_error =
+                Some("tls_client_cert and tls_client_key go together: give both or neither".into());
         }
         #[cfg(feature = "distributed")]
         let redis = self.apply_redis(&mut c.redis);

@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Value;
@@ -8,6 +9,7 @@ use crate::dedupe::DupeMode;
 #[cfg(feature = "distributed")]
 use crate::distributed::RedisOptions;
 use crate::error::{Error, ErrorKind};
+use crate::http::tls::{Pem, TlsRoots, TlsVersion};
 use crate::httpcache::{CachePolicy, HttpCacheOptions};
 use crate::politeness::AutoThrottle;
 use crate::retry::RetryPolicy;
@@ -44,7 +46,7 @@ struct Row {
     /// The value as written in a TOML file.
     value: String,
     /// Other lines the key needs (a Redis URL for the Redis options).
-    with: &'static str,
+    with: String,
     check: fn(&Config) -> bool,
 }
 
@@ -52,15 +54,15 @@ fn row(key: &'static str, value: &str, check: fn(&Config) -> bool) -> Row {
     Row {
         key,
         value: value.to_string(),
-        with: "",
+        with: String::new(),
         check,
     }
 }
 
 impl Row {
     /// The row with `lines` written before the key.
-    fn with(mut self, lines: &'static str) -> Row {
-        self.with = lines;
+    fn with(mut self, lines: impl Into<String>) -> Row {
+        self.with = lines.into();
         self
     }
 }
@@ -89,8 +91,24 @@ fn path_value(p: &std::path::Path) -> String {
     Value::String(p.to_string_lossy().into_owned()).to_string()
 }
 
+/// A root certificate, a client certificate and its key, as PEM files in
+/// `dir` (`ca.pem`, `me.pem`, `me.key`).
+fn tls_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["me.example".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("me.pem"), dir.join("me.key"));
+    std::fs::write(&paths.0, cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
 /// A row for every key; `dir` is a directory the path keys may use.
 fn rows(dir: &std::path::Path) -> Vec<Row> {
+    let (ca, cert, key) = tls_files(dir);
     let rows = vec![
         row("concurrency", "7", |c| c.scheduler.concurrency == 7),
         row("per_host_concurrency", "3", |c| {
@@ -170,6 +188,27 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         row("allow_addresses", "[\"10.0.0.7\", \"10.1.0.0/16\"]", |c| {
             c.address_exceptions == ["10.0.0.7", "10.1.0.0/16"]
         }),
+        row("tls_root_files", &format!("[{}]", path_value(&ca)), |c| {
+            matches!(&c.tls.extra_roots[..], [Pem::File(p)] if p.ends_with("ca.pem"))
+                && c.tls_ready.is_some()
+        }),
+        row("tls_roots", "\"extra\"", |c| c.tls.roots == TlsRoots::Extra)
+            .with(format!("tls_root_files = [{}]", path_value(&ca))),
+        row("tls_client_cert", &path_value(&cert), |c| {
+            matches!(&c.tls.identity, Some((Pem::File(c), Pem::File(k))) if c.ends_with("me.pem") && k.ends_with("me.key"))
+        })
+        .with(format!("tls_client_key = {}", path_value(&key))),
+        row("tls_client_key", &path_value(&key), |c| {
+            matches!(&c.tls.identity, Some((_, Pem::File(k))) if k.ends_with("me.key"))
+        })
+        .with(format!("tls_client_cert = {}", path_value(&cert))),
+        row("tls_min_version", "\"1.3\"", |c| {
+            c.tls.min_version == TlsVersion::Tls13
+        }),
+        row("danger_accept_invalid_certs", "true", |c| {
+            c.tls.danger_accept_invalid_certs
+        }),
+        row("http1_only", "true", |c| c.tls.http1_only),
         row("cookies", "false", |c| !c.cookies),
         row("cookie_limit_per_domain", "20", |c| {
             c.cookie_limits.per_domain == 20 && c.cookie_limits.total == 3000
@@ -218,7 +257,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             key: "stream_dir",
             value: format!("[{}]", path_value(&dir.join("streams"))),
-            with: "",
+            with: String::new(),
             check: |c| c.stream_dirs.len() == 1 && c.stream_dirs[0].ends_with("streams"),
         },
         row("warn_body", "1000", |c| c.warn_body == 1000),
@@ -231,14 +270,14 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             key: "job_dir",
             value: path_value(&dir.join("job")),
-            with: "",
+            with: String::new(),
             check: |c| c.job_dir.as_ref().is_some_and(|d| d.ends_with("job")),
         },
         row("frontier_memory", "10", |c| c.frontier_memory == 10),
         Row {
             key: "frontier_dir",
             value: path_value(&dir.join("frontier")),
-            with: "",
+            with: String::new(),
             check: |c| {
                 c.frontier_dir
                     .as_ref()

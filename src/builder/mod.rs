@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use slog::Logger;
 
+mod tls;
+
 use crate::actors::engine::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FINISH_TIMEOUT};
 use crate::actors::scheduler::SchedulerConfig;
 use crate::dedupe::{DupeBackend, DupeMode, MemoryDupe};
@@ -28,6 +30,7 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::http::cookies::CookieLimits;
 use crate::http::env_proxy::EnvProxies;
 use crate::http::guard::AddressGuard;
+use crate::http::tls::{Tls, TlsSettings};
 use crate::http::{
     DEFAULT_FOLLOW_REDIRECTS, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
     DEFAULT_WARN_BODY,
@@ -180,6 +183,10 @@ pub(crate) struct Config {
     pub address_guard: Option<Arc<AddressGuard>>,
     /// The HTTP cache; `None`: off.
     pub http_cache: Option<HttpCacheOptions>,
+    /// TLS as configured: roots, client certificate, versions, ALPN.
+    pub tls: TlsSettings,
+    /// `tls` read and checked by `build` (its files read once).
+    pub tls_ready: Option<Arc<Tls>>,
     /// Why settings applied by [`CrawlerBuilder::settings`] cannot hold
     /// (Redis options without a Redis URL): `build` fails with it, as a
     /// setter cannot.
@@ -231,6 +238,8 @@ impl Default for Config {
             address_exceptions: Vec::new(),
             address_guard: None,
             http_cache: None,
+            tls: TlsSettings::default(),
+            tls_ready: None,
             settings_error: None,
         }
     }
@@ -1113,6 +1122,7 @@ impl<S: Spider> CrawlerBuilder<S> {
         check(s, self.queue.is_some() || self.dupe.is_some())?;
         let guard = AddressGuard::new(&s.address_exceptions)?;
         s.address_guard = s.block_private.then(|| Arc::new(guard));
+        s.tls_ready = Some(Arc::new(Tls::load(&s.tls)?));
         s.stream_dirs = crate::http::stream_dir::resolve(&s.stream_dirs)?;
         let builtin_bloom = s.dedupe && self.dupe.is_none() && !s.is_distributed();
         let dupe = if builtin_bloom {
