@@ -114,6 +114,9 @@ pub struct Output<C> {
     pub(crate) items: Vec<Item>,
     /// Where the requests come from: what each is stamped with.
     pub(crate) origin: Origin,
+    /// Counters to add to the crawl's stats, by name, after the callback
+    /// returns (see [`Output::count`]).
+    pub(crate) counts: Vec<(String, u64)>,
 }
 
 /// What a request emitted from a response is stamped with: the response's
@@ -147,6 +150,7 @@ impl<C> Default for Output<C> {
             requests: Vec::new(),
             items: Vec::new(),
             origin: Origin::default(),
+            counts: Vec::new(),
         }
     }
 }
@@ -165,6 +169,37 @@ impl<C: Callback> Output<C> {
     /// Emits an already wrapped item.
     pub fn push_item(&mut self, item: Item) {
         self.items.push(item);
+    }
+
+    /// Adds `n` to the crawl's counter `name` (a counter named at run
+    /// time, in the stats snapshot beside the fixed ones), once the
+    /// callback returns, whether it succeeded or not. Counting 0 does
+    /// nothing. `SitemapRules` counts its `sitemap/…` counters this way.
+    ///
+    /// ```
+    /// use spinneret::Output;
+    ///
+    /// let mut out = Output::<()>::default();
+    /// out.count("myspider/products", 2);
+    /// out.count("myspider/products", 1);
+    /// assert_eq!(out.counted("myspider/products"), 3);
+    /// ```
+    pub fn count(&mut self, name: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.counts.iter_mut().find(|(c, _)| c == name) {
+            Some((_, total)) => *total += n,
+            None => self.counts.push((name.to_string(), n)),
+        }
+    }
+
+    /// How much was counted under `name` so far (see [`Output::count`]).
+    pub fn counted(&self, name: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(c, _)| c == name)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// How many requests were emitted so far.

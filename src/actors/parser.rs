@@ -8,7 +8,8 @@
 //! items to the PipelineStage, which completes the request once they are
 //! through. A response with no items completes here. A failed callback is
 //! counted in `spider_exceptions` and reported with its URL; what it emitted
-//! before failing is still processed.
+//! before failing is still processed, and what it counted
+//! (`Output::count`) is added to the stats.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -105,6 +106,7 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
                 depth: ctx.request.depth + 1,
                 depth_priority: self.depth_priority,
             },
+            counts: Vec::new(),
         };
         let callback = ctx.request.callback.clone();
         let spider = &self.spider;
@@ -114,8 +116,12 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
         let Output {
             requests: batch,
             items,
+            counts,
             ..
         } = out;
+        for (name, n) in counts {
+            self.stats.add_named(&name, n);
+        }
         self.requests_hint = self.requests_hint.max(batch.len()).min(KEPT_REQUESTS);
         if !batch.is_empty() {
             self.accounting.open(batch.len());
@@ -284,6 +290,10 @@ mod tests {
 
         // The two new requests were opened; nothing was closed here.
         assert_eq!(r.accounting.count(), 2);
+        // What the callback counted is in the stats, once per response.
+        assert_eq!(r.stats.snapshot().get("test/indexes"), 1);
+        r.parse("http://h/list2", Cb::Index, 0).await;
+        assert_eq!(r.stats.snapshot().get("test/indexes"), 2);
         assert_eq!(r.stats.get(Counter::SpiderExceptions), 0);
     }
 
@@ -319,6 +329,8 @@ mod tests {
         assert_eq!(e.url().map(|u| u.as_str()), Some("http://h/bad"));
         assert_eq!(e.attempt(), 1);
         assert!(report.item.is_none());
+        // What it counted before failing is counted.
+        assert_eq!(r.stats.snapshot().get("test/before_the_error"), 2);
 
         let batch = expect_event!(take(&mut out, "Enqueue"), Event::Enqueue(b) => b);
         assert_eq!(batch.len(), 1);

@@ -118,6 +118,7 @@ impl Spider for TestSpider {
                 for n in 1..=3 {
                     out.item(json!({ "n": n }));
                 }
+                out.count("test/indexes", 1);
             }
             Cb::Detail(id) => out.item(json!({ "detail": id })),
             Cb::Links => out.request(req("http://h/next")),
@@ -125,6 +126,7 @@ impl Spider for TestSpider {
             Cb::Fails => {
                 out.request(req("http://h/before-the-error"));
                 out.item(json!({ "partial": true }));
+                out.count("test/before_the_error", 2);
                 return Err(Error::custom(Stage::Parse, "bad page"));
             }
             Cb::Panics => {
