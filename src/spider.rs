@@ -117,6 +117,38 @@ pub struct Output<C> {
     /// Counters to add to the crawl's stats, by name, after the callback
     /// returns (see [`Output::count`]).
     pub(crate) counts: Vec<(String, u64)>,
+    /// Where requests go while the callback runs, once enough are held:
+    /// a callback emitting tens of thousands (a sitemap) never holds them
+    /// all at once. `None` (a bare `Output`) holds them all.
+    pub(crate) flush: Option<Flush<C>>,
+    /// Requests handed to `flush` so far.
+    pub(crate) flushed: usize,
+}
+
+/// Hands a parse callback's requests on in batches while it runs.
+pub(crate) struct Flush<C> {
+    /// How many requests are held before they go.
+    pub(crate) at: usize,
+    /// Where they go: shared, so giving it to each callback's output
+    /// costs no allocation.
+    pub(crate) send: std::sync::Arc<dyn Fn(Vec<Context<C>>) + Send + Sync>,
+}
+
+impl<C> Clone for Flush<C> {
+    fn clone(&self) -> Self {
+        Flush {
+            at: self.at,
+            send: self.send.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Flush<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flush")
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a request emitted from a response is stamped with: the response's
@@ -151,14 +183,25 @@ impl<C> Default for Output<C> {
             items: Vec::new(),
             origin: Origin::default(),
             counts: Vec::new(),
+            flush: None,
+            flushed: 0,
         }
     }
 }
 
 impl<C: Callback> Output<C> {
-    /// Emits a new request.
+    /// Emits a new request. In a crawl, requests are handed on to the
+    /// scheduler in batches while the callback runs, so one that emits
+    /// many holds only a batch at a time.
     pub fn request(&mut self, request: Request<C>) {
         self.requests.push(self.origin.stamp(request));
+        if let Some(flush) = &mut self.flush {
+            if self.requests.len() >= flush.at {
+                let batch = std::mem::take(&mut self.requests);
+                self.flushed += batch.len();
+                (flush.send)(batch);
+            }
+        }
     }
 
     /// Emits an item: any serialisable value.
@@ -204,7 +247,7 @@ impl<C: Callback> Output<C> {
 
     /// How many requests were emitted so far.
     pub fn request_count(&self) -> usize {
-        self.requests.len()
+        self.flushed + self.requests.len()
     }
 
     /// How many items were emitted so far.

@@ -30,7 +30,8 @@
 //! are kept.
 //!
 //! `parse` counts what it did in the crawl's stats
-//! ([`Output::count`]): `sitemap/read` (sitemaps read), `sitemap/failed`
+//! ([`Output::count`]): `sitemap/read` (sitemaps read),
+//! `sitemap/robots_txt` (robots.txt files read), `sitemap/failed`
 //! (sitemaps and robots.txt files refused in whole or part),
 //! `sitemap/too_large` (refused at the byte limit), `sitemap/urls` (page
 //! requests made), `sitemap/sitemaps` (sitemap requests made),
@@ -65,6 +66,8 @@ mod stat {
     /// Sitemaps read (robots.txt files are not counted), whatever came of
     /// them.
     pub(super) const READ: &str = "sitemap/read";
+    /// robots.txt files read for their `Sitemap:` lines.
+    pub(super) const ROBOTS_TXT: &str = "sitemap/robots_txt";
     /// Sitemaps and robots.txt files whose `parse` returned an error.
     pub(super) const FAILED: &str = "sitemap/failed";
     /// Sitemaps refused at the byte limit (50 MiB or the body limit).
@@ -253,6 +256,7 @@ impl<C: Callback> SitemapRules<C> {
             .and_then(|d| d.as_u64())
             .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX));
         let result = if response.url.path() == "/robots.txt" {
+            out.count(stat::ROBOTS_TXT, 1);
             self.parse_robots(response, depth, out)
         } else {
             out.count(stat::READ, 1);
