@@ -1,8 +1,9 @@
 //! The generated site the `bench` and `control` examples crawl: page 0 is
 //! `/`, page n > 0 is `/page/{n}`, each rendered on request from its number
 //! as about 2 KB of HTML with 10 links (its children 10n+1..=10n+10 below
-//! the site's size, then pseudo-random pages), optionally answered late. The
-//! server records which pages were fetched (`GET /_bench/coverage`).
+//! the site's size, then pseudo-random pages), optionally answered late,
+//! optionally listed in gzip sitemaps (`sitemaps`). The server records
+//! which pages were fetched (`GET /_bench/coverage`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,9 @@ use crate::bench_spider::MARK_HEADER;
 
 #[path = "real_page.rs"]
 pub mod real_page;
+
+#[path = "bench_sitemaps.rs"]
+pub mod sitemaps;
 
 /// What the generated pages look like.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -162,6 +166,8 @@ pub struct Site {
     pub misses: AtomicU64,
     /// Requests without the middleware's header.
     pub unmarked: AtomicU64,
+    /// Sitemaps served (`sitemaps` module); 0: none, and no robots.txt.
+    pub sitemaps: u64,
 }
 
 impl Site {
@@ -175,7 +181,15 @@ impl Site {
             repeated: Mutex::new(Vec::new()),
             misses: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
+            sitemaps: 0,
         }
+    }
+
+    /// The same site, serving `n` gzip sitemaps of its pages, their index,
+    /// and a robots.txt naming it (`sitemaps` module).
+    pub fn with_sitemaps(mut self, n: u64) -> Self {
+        self.sitemaps = n;
+        self
     }
 
     /// The same site with pages of this shape.
@@ -245,6 +259,12 @@ async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
             never_fetched,
             not_pages: site.misses.load(Ordering::Relaxed),
         });
+    }
+    if site.sitemaps > 0 {
+        let host = req.connection_info().host().to_string();
+        if let Some((kind, body)) = sitemaps::answer(req.path(), &host, site.pages, site.sitemaps) {
+            return HttpResponse::Ok().content_type(kind).body(body);
+        }
     }
     let n = match req.path() {
         "/" => Some(0),
