@@ -105,10 +105,10 @@ pub(crate) struct Reading {
 /// Reads `body`, handing each entry to `each` as it is read.
 pub(crate) fn read(body: &[u8], limits: Limits, each: impl FnMut(Entry)) -> Reading {
     let source = if body.starts_with(&[0x1f, 0x8b]) {
-        let mut gzip = Decoder::gzip();
-        gzip.feed(body);
-        gzip.end();
-        Source::Gzip(gzip)
+        Source::Gzip {
+            decoder: Decoder::gzip(),
+            rest: body,
+        }
     } else {
         Source::Plain(body)
     };
@@ -168,7 +168,13 @@ impl<F: FnMut(Entry)> Counted<F> {
 /// Where the decoded bytes come from.
 enum Source<'a> {
     Plain(&'a [u8]),
-    Gzip(Decoder),
+    /// Gzip, fed to the decoder a [`PIECE`] at a time as it asks: the
+    /// body is never copied whole.
+    Gzip {
+        decoder: Decoder,
+        /// The body not fed yet.
+        rest: &'a [u8],
+    },
 }
 
 /// The decoded bytes, refused past the limit.
@@ -188,10 +194,22 @@ impl Limited<'_> {
     fn pull(&mut self, out: &mut [u8]) -> io::Result<usize> {
         match &mut self.source {
             Source::Plain(rest) => rest.read(out),
-            Source::Gzip(gzip) => gzip.read(out).map_err(|e| {
-                self.stop = Some(e.to_string());
-                io::Error::other(e.to_string())
-            }),
+            Source::Gzip { decoder, rest } => loop {
+                let n = decoder.read(out).map_err(|e| {
+                    self.stop = Some(e.to_string());
+                    io::Error::other(e.to_string())
+                })?;
+                // 0: what was fed is used up (or, once ended, all is read).
+                if n > 0 || rest.is_empty() {
+                    return Ok(n);
+                }
+                let (piece, after) = rest.split_at(rest.len().min(PIECE));
+                decoder.feed(piece);
+                *rest = after;
+                if rest.is_empty() {
+                    decoder.end();
+                }
+            },
         }
     }
 }

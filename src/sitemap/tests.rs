@@ -120,6 +120,36 @@ fn a_gzip_body_is_read_as_the_sitemap_it_holds() {
 }
 
 #[test]
+fn a_gzip_body_of_many_pieces_is_read_whole() {
+    // Paths that do not repeat, so the gzip body spans many pieces.
+    let urls: String = (0..20_000u64)
+        .map(|i| {
+            format!(
+                "<url><loc>http://h.test/{}</loc></url>\n",
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            )
+        })
+        .collect();
+    let body = gzip(format!("<urlset>{urls}</urlset>").as_bytes());
+    assert!(
+        body.len() > 4 * crate::http::decode::PIECE,
+        "{}",
+        body.len()
+    );
+    let (got, err) = entries(&body, Limits::default());
+    assert_eq!((got.len(), err), (20_000, None));
+    let last = 19_999u64.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    assert_eq!(
+        got[19_999],
+        page(&format!("http://h.test/{last}"), None, None)
+    );
+    // Cut short past the first piece: an error after what was read.
+    let (got, err) = entries(&body[..body.len() - 10], Limits::default());
+    assert!(got.len() > 19_000, "{}", got.len());
+    assert!(err.unwrap().contains("gzip"));
+}
+
+#[test]
 fn a_text_sitemap_gives_one_url_a_line() {
     let body = "\u{feff}http://h.test/1\r\n\n  http://h.test/2  \nhttp://h.test/3";
     let (got, err) = entries(body.as_bytes(), Limits::default());
