@@ -56,6 +56,11 @@
 //! # certificate (counted per host in tls/invalid_cert_accepted/<host>):
 //! cargo run --release --example bench -- --url https://127.0.0.1:8443/ --ca-file ca.pem
 //! cargo run --release --example bench -- --url https://127.0.0.1:8443/ --accept-invalid-certs
+//! # The site's pages also in 10 gzip sitemaps (an index, named by
+//! # robots.txt), crawled from the index instead of from `/` (every page
+//! # the sitemaps list, no link followed; the same checks):
+//! cargo run --release --example bench -- --pages 500000 --sitemaps 10 --sitemap /sitemap_index.xml
+//! cargo run --release --example bench -- --url http://127.0.0.1:18080/ --sitemap /robots.txt
 //!
 //! # A durable crawl: state checkpointed in DIR. Kill it (even with
 //! # SIGKILL) and run the same command again: it resumes from DIR.
@@ -105,6 +110,8 @@
 
 #[path = "common/bench_site.rs"]
 mod bench_site;
+#[path = "common/bench_sitemap_spider.rs"]
+mod bench_sitemap_spider;
 #[path = "common/bench_spider.rs"]
 mod bench_spider;
 // `logger` is for examples that log; this one does not.
@@ -129,7 +136,8 @@ use url::Url;
 
 use bench_site::editions::Step;
 use bench_site::{start_server, Shape, Site};
-use bench_spider::{peak_rss_mb, round, BenchSpider, CountItems, Mark, MARK_HEADER};
+use bench_sitemap_spider::AnyBenchSpider;
+use bench_spider::{peak_rss_mb, round, CountItems, Mark, MARK_HEADER};
 
 /// Crawl a generated site (or a running one) and print one JSON line of
 /// throughput and peak memory.
@@ -234,6 +242,17 @@ struct Args {
     /// (`CrawlerBuilder::danger_accept_invalid_certs`; default off).
     #[arg(long)]
     accept_invalid_certs: bool,
+    /// The generated site also serves this many gzip sitemaps of its pages
+    /// (`/sitemaps/K.xml.gz`, at most 50,000 pages each), their index
+    /// (`/sitemap_index.xml`) and a robots.txt naming it.
+    #[arg(long, default_value_t = 0, conflicts_with = "url")]
+    sitemaps: u64,
+    /// Start the crawl from this sitemap or robots.txt (a path such as
+    /// `/sitemap_index.xml`, or a URL) through `SitemapRules`, fetching
+    /// every page it lists and following no link, instead of from the
+    /// root page.
+    #[arg(long, value_name = "PATH_OR_URL", conflicts_with_all = ["bare", "compare"])]
+    sitemap: Option<String>,
 }
 
 /// `--threads`: `spinneret::ThreadLayout`'s variants.
@@ -275,9 +294,13 @@ impl Outcome {
         self.stats.counter(c) - self.before.counter(c)
     }
 
-    /// Responses with status 200 this run.
+    /// Responses with status 200 this run: pages, not the sitemaps and
+    /// robots.txt a crawl from a sitemap read.
     fn ok(&self) -> u64 {
-        self.stats.status_count(200) - self.before.status_count(200)
+        let pages = |s: &StatsSnapshot| {
+            s.status_count(200) - s.get("sitemap/read") - s.get("sitemap/robots_txt")
+        };
+        pages(&self.stats) - pages(&self.before)
     }
 
     /// Errors counted this run.
@@ -301,7 +324,7 @@ impl Outcome {
 
 async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     let items = CountItems::default();
-    let spider = BenchSpider::new(start)?;
+    let spider = AnyBenchSpider::new(start, args.sitemap.as_deref())?;
     let mut builder = Crawler::builder(spider)
         .concurrency(args.concurrency)
         .per_host_concurrency(args.per_host.unwrap_or(args.concurrency))
@@ -800,8 +823,19 @@ async fn main() -> ExitCode {
         return run(start, &args, None).await;
     }
 
-    let mut site =
-        Site::new(args.pages, Duration::from_millis(args.delay_ms)).with_shape(args.shape);
+    if args.sitemaps > 0 && bench_site::sitemaps::per_sitemap(args.pages, args.sitemaps).is_none() {
+        let at_least = args.pages.div_ceil(bench_site::sitemaps::MAX_URLS);
+        return fail(
+            "--sitemaps",
+            format!(
+                "{} pages need at least {at_least} sitemaps of 50,000",
+                args.pages
+            ),
+        );
+    }
+    let mut site = Site::new(args.pages, Duration::from_millis(args.delay_ms))
+        .with_shape(args.shape)
+        .with_sitemaps(args.sitemaps);
     // A site that changes: served at `--edition`, or at 0 then 1 for an
     // in-process re-crawl.
     let percent = match (args.change_percent, args.recrawl) {

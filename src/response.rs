@@ -76,6 +76,11 @@ pub struct ResponseMeta {
     /// The file the body was streamed to when the request asked for it
     /// (`Request::stream_to`); `Response::body` is then empty.
     pub body_path: Option<PathBuf>,
+    /// The most body bytes the exchange accepted, decoded: the request's
+    /// `max_body`, else the crawl's. A callback that decodes the body
+    /// further (a gzip sitemap, `SitemapRules`) holds what it decodes to
+    /// the same limit. `None` for a response not downloaded (made by hand).
+    pub body_limit: Option<usize>,
 }
 
 impl fmt::Debug for Response {
@@ -119,6 +124,7 @@ impl fmt::Debug for ResponseMeta {
             .field("request_meta", &crate::redact::Meta(&self.request_meta))
             .field("body_len", &self.body_len)
             .field("body_path", &self.body_path)
+            .field("body_limit", &self.body_limit)
             .finish_non_exhaustive()
     }
 }

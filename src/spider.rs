@@ -114,6 +114,41 @@ pub struct Output<C> {
     pub(crate) items: Vec<Item>,
     /// Where the requests come from: what each is stamped with.
     pub(crate) origin: Origin,
+    /// Counters to add to the crawl's stats, by name, after the callback
+    /// returns (see [`Output::count`]).
+    pub(crate) counts: Vec<(String, u64)>,
+    /// Where requests go while the callback runs, once enough are held:
+    /// a callback emitting tens of thousands (a sitemap) never holds them
+    /// all at once. `None` (a bare `Output`) holds them all.
+    pub(crate) flush: Option<Flush<C>>,
+    /// Requests handed to `flush` so far.
+    pub(crate) flushed: usize,
+}
+
+/// Hands a parse callback's requests on in batches while it runs.
+pub(crate) struct Flush<C> {
+    /// How many requests are held before they go.
+    pub(crate) at: usize,
+    /// Where they go: shared, so giving it to each callback's output
+    /// costs no allocation.
+    pub(crate) send: std::sync::Arc<dyn Fn(Vec<Context<C>>) + Send + Sync>,
+}
+
+impl<C> Clone for Flush<C> {
+    fn clone(&self) -> Self {
+        Flush {
+            at: self.at,
+            send: self.send.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Flush<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flush")
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a request emitted from a response is stamped with: the response's
@@ -147,14 +182,26 @@ impl<C> Default for Output<C> {
             requests: Vec::new(),
             items: Vec::new(),
             origin: Origin::default(),
+            counts: Vec::new(),
+            flush: None,
+            flushed: 0,
         }
     }
 }
 
 impl<C: Callback> Output<C> {
-    /// Emits a new request.
+    /// Emits a new request. In a crawl, requests are handed on to the
+    /// scheduler in batches while the callback runs, so one that emits
+    /// many holds only a batch at a time.
     pub fn request(&mut self, request: Request<C>) {
         self.requests.push(self.origin.stamp(request));
+        if let Some(flush) = &mut self.flush {
+            if self.requests.len() >= flush.at {
+                let batch = std::mem::take(&mut self.requests);
+                self.flushed += batch.len();
+                (flush.send)(batch);
+            }
+        }
     }
 
     /// Emits an item: any serialisable value.
@@ -167,9 +214,40 @@ impl<C: Callback> Output<C> {
         self.items.push(item);
     }
 
+    /// Adds `n` to the crawl's counter `name` (a counter named at run
+    /// time, in the stats snapshot beside the fixed ones), once the
+    /// callback returns, whether it succeeded or not. Counting 0 does
+    /// nothing. `SitemapRules` counts its `sitemap/…` counters this way.
+    ///
+    /// ```
+    /// use spinneret::Output;
+    ///
+    /// let mut out = Output::<()>::default();
+    /// out.count("myspider/products", 2);
+    /// out.count("myspider/products", 1);
+    /// assert_eq!(out.counted("myspider/products"), 3);
+    /// ```
+    pub fn count(&mut self, name: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.counts.iter_mut().find(|(c, _)| c == name) {
+            Some((_, total)) => *total += n,
+            None => self.counts.push((name.to_string(), n)),
+        }
+    }
+
+    /// How much was counted under `name` so far (see [`Output::count`]).
+    pub fn counted(&self, name: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(c, _)| c == name)
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// How many requests were emitted so far.
     pub fn request_count(&self) -> usize {
-        self.requests.len()
+        self.flushed + self.requests.len()
     }
 
     /// How many items were emitted so far.

@@ -1,8 +1,9 @@
 //! The generated site the `bench` and `control` examples crawl: page 0 is
 //! `/`, page n > 0 is `/page/{n}`, each rendered on request from its number
 //! as about 2 KB of HTML with 10 links (its children 10n+1..=10n+10 below
-//! the site's size, then pseudo-random pages), optionally answered late. The
-//! server records which pages were fetched (`GET /_bench/coverage`).
+//! the site's size, then pseudo-random pages), optionally answered late,
+//! optionally listed in gzip sitemaps (`sitemaps`). The server records
+//! which pages were fetched (`GET /_bench/coverage`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,8 @@ pub mod real_page;
 
 #[path = "editions.rs"]
 pub mod editions;
+#[path = "bench_sitemaps.rs"]
+pub mod sitemaps;
 
 /// What the generated pages look like.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -175,6 +178,8 @@ pub struct Site {
     /// Answers `304 Not Modified`, and answers with a page's body.
     pub not_modified: AtomicU64,
     pub bodies: AtomicU64,
+    /// Sitemaps served (`sitemaps` module); 0: none, and no robots.txt.
+    pub sitemaps: u64,
 }
 
 impl Site {
@@ -191,7 +196,15 @@ impl Site {
             changes: None,
             not_modified: AtomicU64::new(0),
             bodies: AtomicU64::new(0),
+            sitemaps: 0,
         }
+    }
+
+    /// The same site, serving `n` gzip sitemaps of its pages, their index,
+    /// and a robots.txt naming it (`sitemaps` module).
+    pub fn with_sitemaps(mut self, n: u64) -> Self {
+        self.sitemaps = n;
+        self
     }
 
     /// The same site, changing `percent` % of its pages in each of its
@@ -286,6 +299,12 @@ async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
             not_modified: site.not_modified.load(Ordering::Relaxed),
             bodies: site.bodies.load(Ordering::Relaxed),
         });
+    }
+    if site.sitemaps > 0 {
+        let host = req.connection_info().host().to_string();
+        if let Some((kind, body)) = sitemaps::answer(req.path(), &host, site.pages, site.sitemaps) {
+            return HttpResponse::Ok().content_type(kind).body(body);
+        }
     }
     if let Some(changes) = &site.changes {
         return serve_edition(&site, changes, &req).await;

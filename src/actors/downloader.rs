@@ -235,7 +235,9 @@ async fn fetch<C: Callback>(
         None => Lookup::Bypass,
     };
     let mut response = match lookup {
-        Lookup::Hit(entry) => httpcache::answer(*entry, &ctx.request, config.timeout),
+        Lookup::Hit(entry) => {
+            httpcache::answer(*entry, &ctx.request, config.timeout, Some(config.max_body))
+        }
         lookup => {
             let cache = middlewares.cache();
             send(client, cache, lookup, config, stats, ctx, report).await?
@@ -268,10 +270,12 @@ async fn send<C: Callback>(
     };
     let response = match (exchanged, cache) {
         (Ok(response), _) => response,
-        (Err(e), Some(cache)) => match cache.recover(&lookup, &ctx.request, &e, config.timeout) {
-            Some(stale) => return Ok(stale),
-            None => return Err(Halt::Failed(e.with_attempt(ctx.attempt))),
-        },
+        (Err(e), Some(cache)) => {
+            match cache.recover(&lookup, &ctx.request, &e, (config.timeout, config.max_body)) {
+                Some(stale) => return Ok(stale),
+                None => return Err(Halt::Failed(e.with_attempt(ctx.attempt))),
+            }
+        }
         (Err(e), None) => return Err(Halt::Failed(e.with_attempt(ctx.attempt))),
     };
     tell_slot(report, &response);

@@ -4,11 +4,13 @@
 //! arbiter (with the PipelineStage, or alone with `Spread`) so that
 //! CPU-bound parsing never delays scheduling. For each `Parse` it calls `Spider::parse` with the callback
 //! the request named (a panic is caught), then sends what the callback
-//! emitted: new requests (depth + 1, counted open first) to the Scheduler,
+//! emitted: new requests (depth + 1, counted open first) to the Scheduler
+//! (in batches of [`FLUSH_AT`] while the callback runs, if it emits more),
 //! items to the PipelineStage, which completes the request once they are
 //! through. A response with no items completes here. A failed callback is
 //! counted in `spider_exceptions` and reported with its URL; what it emitted
-//! before failing is still processed.
+//! before failing is still processed, and what it counted
+//! (`Output::count`) is added to the stats.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::item::ItemMeta;
 use crate::messages::{deliver, Completed, Enqueue, Parse, ProcessItems, Report, Shutdown};
 use crate::request::Callback;
-use crate::spider::{Origin, Output, Spider};
+use crate::spider::{Flush, Origin, Output, Spider};
 use crate::stats::{Counter, Stats};
 
 /// Where the parser sends things.
@@ -55,10 +57,18 @@ pub(crate) struct Parser<S: Spider> {
     /// many, so it rarely grows (and copies what it holds) on the way. That
     /// buffer goes on as the `Enqueue` batch.
     requests_hint: usize,
+    /// Where a callback's requests go while it runs, past [`FLUSH_AT`].
+    flush: Flush<S::Callback>,
 }
 
 /// The most requests [`Parser::requests_hint`] makes room for up front.
 const KEPT_REQUESTS: usize = 256;
+
+/// How many requests a callback holds before they go to the scheduler
+/// while it runs: a sitemap's 50,000 pages go in batches of this many, so
+/// the scheduler queues (and spills) them as they come instead of all of
+/// them sitting in one batch first.
+const FLUSH_AT: usize = 1024;
 
 impl<S: Spider> Parser<S> {
     /// A parser for `spider`.
@@ -69,6 +79,7 @@ impl<S: Spider> Parser<S> {
         stats: Arc<Stats>,
     ) -> Self {
         Parser {
+            flush: flush(&outbox, &accounting, &stats),
             spider_name: spider.name().into(),
             spider,
             outbox,
@@ -85,6 +96,25 @@ impl<S: Spider> Parser<S> {
     pub(crate) fn with_depth_priority(mut self, per_level: i32) -> Self {
         self.depth_priority = per_level;
         self
+    }
+}
+
+/// Hands a batch of a callback's requests to the scheduler while the
+/// callback runs (opened first, as the batch after it returns).
+fn flush<C: Callback>(
+    outbox: &ParserOutbox<C>,
+    accounting: &Arc<Accounting>,
+    stats: &Arc<Stats>,
+) -> Flush<C> {
+    let enqueue = outbox.enqueue.clone();
+    let accounting = accounting.clone();
+    let stats = stats.clone();
+    Flush {
+        at: FLUSH_AT,
+        send: Arc::new(move |batch| {
+            accounting.open(batch.len());
+            deliver(&enqueue, Enqueue { batch }, &stats);
+        }),
     }
 }
 
@@ -105,6 +135,9 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
                 depth: ctx.request.depth + 1,
                 depth_priority: self.depth_priority,
             },
+            counts: Vec::new(),
+            flush: Some(self.flush.clone()),
+            flushed: 0,
         };
         let callback = ctx.request.callback.clone();
         let spider = &self.spider;
@@ -114,8 +147,12 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
         let Output {
             requests: batch,
             items,
+            counts,
             ..
         } = out;
+        for (name, n) in counts {
+            self.stats.add_named(&name, n);
+        }
         self.requests_hint = self.requests_hint.max(batch.len()).min(KEPT_REQUESTS);
         if !batch.is_empty() {
             self.accounting.open(batch.len());
@@ -284,7 +321,39 @@ mod tests {
 
         // The two new requests were opened; nothing was closed here.
         assert_eq!(r.accounting.count(), 2);
+        // What the callback counted is in the stats, once per response.
+        assert_eq!(r.stats.snapshot().get("test/indexes"), 1);
+        r.parse("http://h/list2", Cb::Index, 0).await;
+        assert_eq!(r.stats.snapshot().get("test/indexes"), 2);
         assert_eq!(r.stats.get(Counter::SpiderExceptions), 0);
+    }
+
+    #[actix::test]
+    async fn a_callback_emitting_many_requests_hands_them_on_in_batches() {
+        let mut r = rig();
+        let n = FLUSH_AT * 2 + 1;
+        let (_, out) = r.parse("http://h/sitemap", Cb::Many(n as u32), 0).await;
+        // Two full batches while the callback ran, the rest after it.
+        let sizes: Vec<usize> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Enqueue(b) => Some(b.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes, [FLUSH_AT, FLUSH_AT, 1]);
+        assert_eq!(kinds(&out).last(), Some(&"Completed"));
+        let urls: Vec<String> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Enqueue(b) => Some(b.iter().map(|n| n.request.url.to_string())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let want: Vec<String> = (0..n).map(|i| format!("http://h/many/{i}")).collect();
+        assert_eq!(urls, want);
+        assert_eq!(r.accounting.count(), n);
     }
 
     #[actix::test]
@@ -319,6 +388,8 @@ mod tests {
         assert_eq!(e.url().map(|u| u.as_str()), Some("http://h/bad"));
         assert_eq!(e.attempt(), 1);
         assert!(report.item.is_none());
+        // What it counted before failing is counted.
+        assert_eq!(r.stats.snapshot().get("test/before_the_error"), 2);
 
         let batch = expect_event!(take(&mut out, "Enqueue"), Event::Enqueue(b) => b);
         assert_eq!(batch.len(), 1);

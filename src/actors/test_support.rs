@@ -50,6 +50,8 @@ pub(crate) enum Cb {
     Links,
     /// parse: nothing.
     Empty,
+    /// parse: this many requests (`http://h/many/{i}`), no item.
+    Many(u32),
     /// parse: one request and one item, then an `Err`.
     Fails,
     /// parse: one request and one item, then a panic.
@@ -118,13 +120,21 @@ impl Spider for TestSpider {
                 for n in 1..=3 {
                     out.item(json!({ "n": n }));
                 }
+                out.count("test/indexes", 1);
             }
             Cb::Detail(id) => out.item(json!({ "detail": id })),
             Cb::Links => out.request(req("http://h/next")),
+            Cb::Many(n) => {
+                for i in 0..n {
+                    out.request(req(&format!("http://h/many/{i}")));
+                }
+                assert_eq!(out.request_count(), n as usize);
+            }
             Cb::Empty | Cb::Retry | Cb::ErrorPanics => {}
             Cb::Fails => {
                 out.request(req("http://h/before-the-error"));
                 out.item(json!({ "partial": true }));
+                out.count("test/before_the_error", 2);
                 return Err(Error::custom(Stage::Parse, "bad page"));
             }
             Cb::Panics => {

@@ -301,6 +301,7 @@ pub(crate) async fn exchange<C>(
             request_meta: req.meta.clone(),
             body_len: body.len,
             body_path: body.path,
+            body_limit: Some(max_body),
         },
     })
 }

@@ -315,7 +315,8 @@ impl HttpCache {
                 entry.received = SystemTime::now();
                 entry.requested = entry.received - response.meta.download_latency;
                 self.save(fp, &entry, false).await;
-                let mut answer = answer(*entry, request, response.meta.download_timeout);
+                let limit = response.meta.body_limit;
+                let mut answer = answer(*entry, request, response.meta.download_timeout, limit);
                 answer.meta.download_latency = response.meta.download_latency;
                 answer
             }
@@ -340,12 +341,13 @@ impl HttpCache {
     /// that failed on the way (`error`: no connection, a timeout, a body
     /// cut short), as RFC 9111 §4.2.4 allows when the entry did not say
     /// `must-revalidate` or `no-cache`; counted `httpcache/errorrecovery`.
+    /// The crawl's timeout and body limit go into its meta.
     pub(crate) fn recover<C: Callback>(
         &self,
         lookup: &Lookup,
         request: &Request<C>,
         error: &Error,
-        timeout: Duration,
+        (timeout, max_body): (Duration, usize),
     ) -> Option<Response> {
         let Lookup::Stale(_, entry) = lookup else {
             return None;
@@ -361,7 +363,7 @@ impl HttpCache {
         self.stats.add_named("httpcache/errorrecovery", 1);
         warn!(self.log, "download failed: answered with the stale HTTP cache entry";
             "url" => %Redacted(&request.url), "error" => %error);
-        Some(answer((**entry).clone(), request, timeout))
+        Some(answer((**entry).clone(), request, timeout, Some(max_body)))
     }
 
     /// Stores `response` as `fp` when the policy keeps it, else counts it
@@ -465,8 +467,14 @@ fn request_directives<C>(request: &Request<C>) -> Directives {
 }
 
 /// `entry` as the answer to `request`, with the crawl facts a download
-/// would carry (no latency: nothing was sent).
-pub(crate) fn answer<C>(entry: Entry, request: &Request<C>, timeout: Duration) -> Response {
+/// would carry (no latency: nothing was sent; the body limit the request
+/// would have been fetched under: its own, else `body_limit`).
+pub(crate) fn answer<C>(
+    entry: Entry,
+    request: &Request<C>,
+    timeout: Duration,
+    body_limit: Option<usize>,
+) -> Response {
     let redirect_urls = crate::redirect::chain_of(&request.meta);
     let body_len = entry.body.len() as u64;
     Response {
@@ -485,6 +493,7 @@ pub(crate) fn answer<C>(entry: Entry, request: &Request<C>, timeout: Duration) -
             request_meta: request.meta.clone(),
             body_len,
             body_path: None,
+            body_limit: request.max_body.or(body_limit),
         },
     }
 }

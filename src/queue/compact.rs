@@ -8,12 +8,20 @@
 //! alone (about 150 bytes, [`Plain`]) and rebuilt when it leaves the
 //! queue; any other is kept boxed as it came.
 //!
+//! A plain GET may carry a small `meta` too (a sitemap page's lastmod):
+//! a map of one entry costs some 600 bytes as a map, 40 as its JSON text,
+//! so a meta of at most [`META_TEXT_MAX`] bytes of JSON that reads back
+//! exactly (no floating-point numbers, which JSON text may not give back
+//! bit for bit) is kept as its text and parsed again when the request
+//! leaves the queue.
+//!
 //! The split is exhaustive: the check and the split name every field of
 //! `Context` and `Request`, so a field added to either does not compile
 //! here until it is kept, or checked to be at the default `Request::from_url`
 //! gives it (the form a plain request is rebuilt from).
 
 use awc::http::Method;
+use serde_json::{Map, Value};
 use url::Url;
 use uuid::Uuid;
 
@@ -28,9 +36,14 @@ pub(super) enum Queued<C> {
     Full(Box<Context<C>>),
 }
 
+/// The longest `meta`, as JSON text, a plain request keeps.
+pub(super) const META_TEXT_MAX: usize = 256;
+
 /// What a plain GET keeps: every field a default request does not fix.
 pub(super) struct Plain<C> {
     url: Url,
+    /// The request's `meta` as JSON text, when it has one.
+    meta: Option<Box<str>>,
     callback: C,
     id: Uuid,
     parent: Option<Uuid>,
@@ -48,6 +61,9 @@ impl<C: Callback> Queued<C> {
         if !is_plain(&ctx) {
             return Queued::Full(Box::new(ctx));
         }
+        let Some(meta) = meta_text(&ctx.request.meta) else {
+            return Queued::Full(Box::new(ctx));
+        };
         let Context {
             id,
             request,
@@ -80,6 +96,7 @@ impl<C: Callback> Queued<C> {
         } = request;
         Queued::Plain(Box::new(Plain {
             url,
+            meta,
             callback,
             id,
             parent,
@@ -113,6 +130,11 @@ impl<C: Callback> Queued<C> {
         request.dont_filter = p.dont_filter;
         request.priority = p.priority;
         request.depth = p.depth;
+        if let Some(text) = p.meta {
+            // Written by `meta_text` from a map: it reads back.
+            request.meta =
+                serde_json::from_str(&text).expect("a queued meta's JSON text reads back");
+        }
         Context {
             id: p.id,
             request,
@@ -147,7 +169,8 @@ fn is_plain<C>(ctx: &Context<C>) -> bool {
         body,
         proxy,
         cookies,
-        meta,
+        // Kept by `meta_text`, or the request is kept whole.
+        meta: _,
         allow_redirects,
         max_redirects,
         max_conns_per_host,
@@ -164,7 +187,6 @@ fn is_plain<C>(ctx: &Context<C>) -> bool {
         && body.is_empty()
         && proxy.is_none()
         && cookies.is_empty()
-        && meta.is_empty()
         && *allow_redirects
         && *max_redirects == DEFAULT_MAX_REDIRECTS
         && max_conns_per_host.is_none()
@@ -172,6 +194,31 @@ fn is_plain<C>(ctx: &Context<C>) -> bool {
         && timeout.is_none()
         && max_body.is_none()
         && stream_to.is_none()
+}
+
+/// How a plain request keeps `meta`: `Some(None)` when empty,
+/// `Some(Some(text))` when its JSON text is short and reads back exactly,
+/// `None` when it must stay a map (the request is kept whole).
+fn meta_text(meta: &Map<String, Value>) -> Option<Option<Box<str>>> {
+    if meta.is_empty() {
+        return Some(None);
+    }
+    // More entries than a few cannot be short: not worth writing out.
+    if meta.len() > 4 || !meta.values().all(exact) {
+        return None;
+    }
+    let text = serde_json::to_string(meta).ok()?;
+    (text.len() <= META_TEXT_MAX).then(|| Some(text.into_boxed_str()))
+}
+
+/// Whether `value` reads back from its JSON text exactly as it is.
+fn exact(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => !n.is_f64(),
+        Value::Array(a) => a.iter().all(exact),
+        Value::Object(o) => o.values().all(exact),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
 }
 
 #[cfg(test)]
@@ -235,9 +282,38 @@ mod tests {
                 ctx(|c| c.request.cookies.push(("k".into(), "v".into()))),
             ),
             (
-                false,
+                true,
                 ctx(|c| {
                     c.request.meta.insert("k".into(), 1.into());
+                    c.request.meta.insert("lastmod".into(), "2024-05-01".into());
+                    c.request.meta.insert(
+                        "n".into(),
+                        serde_json::json!([u64::MAX, -1, null, {"b": true}]),
+                    );
+                }),
+            ),
+            // A float may not read back bit for bit; a long meta is not
+            // worth its text.
+            (
+                false,
+                ctx(|c| {
+                    c.request.meta.insert("f".into(), 0.1.into());
+                }),
+            ),
+            (
+                false,
+                ctx(|c| {
+                    c.request
+                        .meta
+                        .insert("k".into(), "x".repeat(META_TEXT_MAX).into());
+                }),
+            ),
+            (
+                false,
+                ctx(|c| {
+                    for k in 0..5 {
+                        c.request.meta.insert(k.to_string(), k.into());
+                    }
                 }),
             ),
             (false, ctx(|c| c.request.allow_redirects = false)),

@@ -16,10 +16,28 @@
 //!   [`SITEMAP_LASTMOD`], where the page's callback reads it from
 //!   [`ResponseMeta::request_meta`](crate::ResponseMeta::request_meta).
 //!
-//! A sitemap over the protocol's limits (50,000 URLs, 50 MiB decoded),
-//! malformed, or an index nested deeper than allowed, makes `parse` return
-//! a [`ErrorKind::Sitemap`] error naming the sitemap and what was refused;
-//! the requests made from what was read before it are kept.
+//! The body is read as a stream, gzip inflated a piece at a time into the
+//! XML reader, so a sitemap's text is never whole in memory. Its decoded
+//! size is held to the protocol's 50 MiB and to the body limit the response
+//! was fetched under ([`ResponseMeta::body_limit`](crate::ResponseMeta::body_limit):
+//! the request's `max_body`, else the crawl's), whichever is lower: a gzip
+//! bomb costs that much and no more. Of a sitemap listing more than the
+//! protocol's 50,000 URLs, the first 50,000 are requested and the rest
+//! counted. A sitemap past a limit, malformed, or an index nested deeper
+//! than allowed, makes `parse` return a [`ErrorKind::Sitemap`] error naming
+//! the sitemap and what was refused (the crawl logs it once and counts it
+//! in `spider_exceptions`); the requests made from what was read before it
+//! are kept.
+//!
+//! `parse` counts what it did in the crawl's stats
+//! ([`Output::count`]): `sitemap/read` (sitemaps read),
+//! `sitemap/robots_txt` (robots.txt files read), `sitemap/failed`
+//! (sitemaps and robots.txt files refused in whole or part),
+//! `sitemap/too_large` (refused at the byte limit), `sitemap/urls` (page
+//! requests made), `sitemap/sitemaps` (sitemap requests made),
+//! `sitemap/urls_over_limit` (entries past the first 50,000), and the
+//! entries skipped: `sitemap/skipped/bad_url`, `sitemap/skipped/too_deep`,
+//! `sitemap/skipped/no_rule`, `sitemap/skipped/not_followed`.
 
 mod read;
 
@@ -41,6 +59,34 @@ pub const SITEMAP_LASTMOD: &str = "sitemap_lastmod";
 /// The `meta` key of a sitemap request that holds how deep in nested
 /// indexes it is (0 for a start request).
 const SITEMAP_DEPTH: &str = "sitemap_depth";
+
+/// The names of the counters [`SitemapRules::parse`] adds to the crawl's
+/// stats.
+mod stat {
+    /// Sitemaps read (robots.txt files are not counted), whatever came of
+    /// them.
+    pub(super) const READ: &str = "sitemap/read";
+    /// robots.txt files read for their `Sitemap:` lines.
+    pub(super) const ROBOTS_TXT: &str = "sitemap/robots_txt";
+    /// Sitemaps and robots.txt files whose `parse` returned an error.
+    pub(super) const FAILED: &str = "sitemap/failed";
+    /// Sitemaps refused at the byte limit (50 MiB or the body limit).
+    pub(super) const TOO_LARGE: &str = "sitemap/too_large";
+    /// Page requests made.
+    pub(super) const URLS: &str = "sitemap/urls";
+    /// Sitemap requests made (index entries, robots.txt lines).
+    pub(super) const SITEMAPS: &str = "sitemap/sitemaps";
+    /// Entries past the first 50,000 of a sitemap.
+    pub(super) const URLS_OVER_LIMIT: &str = "sitemap/urls_over_limit";
+    /// Entries whose `<loc>` is not an `http(s)` URL.
+    pub(super) const SKIPPED_BAD_URL: &str = "sitemap/skipped/bad_url";
+    /// Sitemaps listed past the depth limit.
+    pub(super) const SKIPPED_TOO_DEEP: &str = "sitemap/skipped/too_deep";
+    /// Pages no rule matched.
+    pub(super) const SKIPPED_NO_RULE: &str = "sitemap/skipped/no_rule";
+    /// Sitemaps of an index no `follow` pattern matched.
+    pub(super) const SKIPPED_NOT_FOLLOWED: &str = "sitemap/skipped/not_followed";
+}
 
 /// How many levels of sitemap indexes are followed by default: an index of
 /// indexes of indexes.
@@ -97,6 +143,9 @@ pub struct SitemapRules<C> {
     starts: Vec<Url>,
     /// Page URL patterns and their callbacks, the first match winning.
     rules: Vec<(Regex, C)>,
+    /// Which sitemaps of an index are followed: those matching any; all
+    /// when empty.
+    follow: Vec<Regex>,
     /// How many levels of nested indexes are followed.
     max_depth: u32,
     /// Whether a page's alternate-language versions are requested too.
@@ -125,6 +174,7 @@ impl<C: Callback> SitemapRules<C> {
             callback,
             starts,
             rules: Vec::new(),
+            follow: Vec::new(),
             max_depth: DEFAULT_MAX_DEPTH,
             alternates: false,
             limits: Limits::default(),
@@ -140,6 +190,20 @@ impl<C: Callback> SitemapRules<C> {
         let regex = Regex::new(pattern)
             .map_err(|e| Error::config(format!("sitemap rule {pattern:?}: {e}")))?;
         self.rules.push((regex, callback));
+        Ok(self)
+    }
+
+    /// Follows only the sitemaps of an index whose URL matches `pattern`
+    /// (a regular expression, searched anywhere in the URL) or the pattern
+    /// of another `follow` call, as Scrapy's `sitemap_follow`; the default
+    /// (no call) follows all. Sitemaps named by robots.txt or given to
+    /// [`new`](Self::new) are always read. An index entry left out is
+    /// counted (`sitemap/skipped/not_followed`), not an error. A bad
+    /// pattern is an [`ErrorKind::Config`] naming it.
+    pub fn follow(mut self, pattern: &str) -> Result<Self, Error> {
+        let regex = Regex::new(pattern)
+            .map_err(|e| Error::config(format!("sitemap follow pattern {pattern:?}: {e}")))?;
+        self.follow.push(regex);
         Ok(self)
     }
 
@@ -172,14 +236,18 @@ impl<C: Callback> SitemapRules<C> {
     }
 
     /// Turns a sitemap or robots.txt response into requests: for the other
-    /// sitemaps it lists (robots.txt `Sitemap:` lines, index entries) and
-    /// for the pages a rule matches.
+    /// sitemaps it lists (robots.txt `Sitemap:` lines, index entries that
+    /// [`follow`](Self::follow) allows) and for the pages a rule matches.
+    /// What it did is counted in the crawl's `sitemap/…` stats (see the
+    /// module docs).
     ///
     /// An [`ErrorKind::Sitemap`] error names the sitemap and says what was
-    /// refused: malformed XML or gzip, more than 50,000 URLs or 50 MiB, an
-    /// index nested deeper than [`max_depth`](Self::max_depth), entries
-    /// whose `<loc>` is not an `http(s)` URL. The requests made before are
-    /// in `out` all the same.
+    /// refused: malformed XML or gzip, more than 50 MiB decoded or more
+    /// than the response's body limit (the crawl's `max_body`, or the
+    /// request's), more than 50,000 URLs (the first 50,000 are requested,
+    /// the rest counted), an index nested deeper than
+    /// [`max_depth`](Self::max_depth), entries whose `<loc>` is not an
+    /// `http(s)` URL. The requests made before are in `out` all the same.
     pub fn parse(&self, response: &Response, out: &mut Output<C>) -> Result<(), Error> {
         let depth = response
             .meta
@@ -187,15 +255,37 @@ impl<C: Callback> SitemapRules<C> {
             .get(SITEMAP_DEPTH)
             .and_then(|d| d.as_u64())
             .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX));
-        if response.url.path() == "/robots.txt" {
-            return self.parse_robots(response, depth, out);
+        let result = if response.url.path() == "/robots.txt" {
+            out.count(stat::ROBOTS_TXT, 1);
+            self.parse_robots(response, depth, out)
+        } else {
+            out.count(stat::READ, 1);
+            self.parse_sitemap(response, depth, out)
+        };
+        if result.is_err() {
+            out.count(stat::FAILED, 1);
         }
-        let mut skipped = Skipped::default();
-        let read = read::read(&response.body, self.limits, |entry| match entry {
-            Entry::Sitemap { loc } if depth >= self.max_depth => skipped.deep(loc),
+        result
+    }
+
+    /// The sitemaps and pages a sitemap lists.
+    fn parse_sitemap(
+        &self,
+        response: &Response,
+        depth: u32,
+        out: &mut Output<C>,
+    ) -> Result<(), Error> {
+        let mut tally = Tally::default();
+        let limits = self.limits.within(response.meta.body_limit);
+        let read = read::read(&response.body, limits, |entry| match entry {
             Entry::Sitemap { loc } => match absolute(&loc) {
-                Some(url) => out.request(self.sitemap_request(url, depth + 1)),
-                None => skipped.bad(loc),
+                None => tally.bad(loc),
+                Some(url) if !self.follows(&url) => tally.not_followed += 1,
+                Some(_) if depth >= self.max_depth => tally.deep(loc),
+                Some(url) => {
+                    tally.sitemaps += 1;
+                    out.request(self.sitemap_request(url, depth + 1));
+                }
             },
             Entry::Page {
                 loc,
@@ -206,22 +296,30 @@ impl<C: Callback> SitemapRules<C> {
                 let alternates = alternates.into_iter().filter(|_| self.alternates);
                 let pages = std::iter::once((loc, lastmod)).chain(alternates.map(|a| (a, None)));
                 for (loc, lastmod) in pages {
-                    match absolute(&loc) {
-                        Some(url) => {
-                            if let Some(r) = self.page_request(url, lastmod, priority) {
-                                out.request(r);
-                            }
+                    let Some(url) = absolute(&loc) else {
+                        tally.bad(loc);
+                        continue;
+                    };
+                    match self.page_request(url, lastmod, priority) {
+                        Some(r) => {
+                            tally.urls += 1;
+                            out.request(r);
                         }
-                        None => skipped.bad(loc),
+                        None => tally.no_rule += 1,
                     }
                 }
             }
         });
-        let reason = read.err().or_else(|| skipped.reason(self.max_depth));
-        match reason {
-            Some(reason) => Err(sitemap_error(&response.url, reason)),
-            None => Ok(()),
+        tally.over_limit = read.over_limit;
+        if read.too_large {
+            out.count(stat::TOO_LARGE, 1);
         }
+        tally.count(out);
+        let reasons = read.stopped.into_iter();
+        outcome(
+            &response.url,
+            reasons.chain(tally.reasons(self.max_depth, limits.max_urls)),
+        )
     }
 
     /// The sitemaps a robots.txt names.
@@ -233,17 +331,26 @@ impl<C: Callback> SitemapRules<C> {
     ) -> Result<(), Error> {
         let robot = texting_robots::Robot::new("*", &response.body)
             .map_err(|e| sitemap_error(&response.url, format!("unreadable robots.txt: {e}")))?;
-        let mut skipped = Skipped::default();
+        let mut tally = Tally::default();
         for loc in robot.sitemaps {
             match absolute(&loc) {
-                Some(url) => out.request(self.sitemap_request(url, depth)),
-                None => skipped.bad(loc),
+                Some(url) => {
+                    tally.sitemaps += 1;
+                    out.request(self.sitemap_request(url, depth));
+                }
+                None => tally.bad(loc),
             }
         }
-        match skipped.reason(self.max_depth) {
-            Some(reason) => Err(sitemap_error(&response.url, reason)),
-            None => Ok(()),
-        }
+        tally.count(out);
+        outcome(
+            &response.url,
+            tally.reasons(self.max_depth, self.limits.max_urls),
+        )
+    }
+
+    /// Whether a sitemap an index lists is followed.
+    fn follows(&self, url: &Url) -> bool {
+        self.follow.is_empty() || self.follow.iter().any(|re| re.is_match(url.as_str()))
     }
 
     fn sitemap_request(&self, url: Url, depth: u32) -> Request<C> {
@@ -285,6 +392,15 @@ fn absolute(loc: &str) -> Option<Url> {
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
 
+/// Ok, or the error of `url` giving every reason.
+fn outcome(url: &Url, reasons: impl Iterator<Item = String>) -> Result<(), Error> {
+    let reasons: Vec<String> = reasons.collect();
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(sitemap_error(url, reasons.join("; ")))
+}
+
 fn sitemap_error(url: &Url, reason: String) -> Error {
     let kind = ErrorKind::Sitemap {
         sitemap: crate::redact::Redacted(url).to_string(),
@@ -293,16 +409,27 @@ fn sitemap_error(url: &Url, reason: String) -> Error {
     Error::new(Stage::Parse, kind).with_url(url)
 }
 
-/// Entries not followed, reported once the sitemap is read.
+/// What one sitemap (or robots.txt) gave, counted in the crawl's stats
+/// and reported once it is read.
 #[derive(Default)]
-struct Skipped {
+struct Tally {
+    /// Page requests made.
+    urls: u64,
+    /// Sitemap requests made.
+    sitemaps: u64,
+    /// Pages no rule matched.
+    no_rule: u64,
+    /// Sitemaps of an index that `follow` left out.
+    not_followed: u64,
+    /// Entries past the URL limit.
+    over_limit: usize,
     /// How many `<loc>`s were not `http(s)` URLs, and the first.
     bad: (usize, Option<String>),
     /// How many sitemaps were listed past the depth limit, and the first.
     deep: (usize, Option<String>),
 }
 
-impl Skipped {
+impl Tally {
     fn bad(&mut self, loc: String) {
         self.bad.0 += 1;
         self.bad.1.get_or_insert(loc);
@@ -313,19 +440,38 @@ impl Skipped {
         self.deep.1.get_or_insert(loc);
     }
 
-    fn reason(self, max_depth: u32) -> Option<String> {
-        let mut parts = Vec::new();
-        if let (n, Some(first)) = self.bad {
-            parts.push(format!(
-                "{n} entries whose <loc> is not an http(s) URL skipped (the first: {first:?})"
-            ));
-        }
-        if let (n, Some(first)) = self.deep {
-            parts.push(format!(
-                "{n} sitemaps nested deeper than {max_depth} indexes refused (the first: {first})"
-            ));
-        }
-        (!parts.is_empty()).then(|| parts.join("; "))
+    /// Adds the counts to the crawl's stats.
+    fn count<C: Callback>(&self, out: &mut Output<C>) {
+        out.count(stat::URLS, self.urls);
+        out.count(stat::SITEMAPS, self.sitemaps);
+        out.count(stat::SKIPPED_NO_RULE, self.no_rule);
+        out.count(stat::SKIPPED_NOT_FOLLOWED, self.not_followed);
+        out.count(stat::URLS_OVER_LIMIT, self.over_limit as u64);
+        out.count(stat::SKIPPED_BAD_URL, self.bad.0 as u64);
+        out.count(stat::SKIPPED_TOO_DEEP, self.deep.0 as u64);
+    }
+
+    /// What was refused, for the error.
+    fn reasons(self, max_depth: u32, max_urls: usize) -> impl Iterator<Item = String> {
+        let over = (self.over_limit > 0).then(|| {
+            format!(
+                "{} URLs past the first {max_urls} (the limit of one sitemap) skipped",
+                self.over_limit
+            )
+        });
+        let bad = self.bad.1.map(|first| {
+            format!(
+                "{} entries whose <loc> is not an http(s) URL skipped (the first: {first:?})",
+                self.bad.0
+            )
+        });
+        let deep = self.deep.1.map(|first| {
+            format!(
+                "{} sitemaps nested deeper than {max_depth} indexes refused (the first: {first})",
+                self.deep.0
+            )
+        });
+        over.into_iter().chain(bad).chain(deep)
     }
 }
 

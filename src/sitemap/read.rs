@@ -13,9 +13,12 @@
 //! - plain text otherwise: one URL a line, blank lines skipped.
 //!
 //! Limits: at most `max_bytes` decoded bytes are read (a gzip bomb costs
-//! that much and no more) and at most `max_urls` entries handed on; past
-//! either, reading stops with an error naming the limit. Every entry read
-//! before an error has been handed on already: nothing accepted is lost.
+//! that much and no more: the text is never whole in memory, only the
+//! reader's buffer of [`PIECE`] bytes and the entry being read); past it,
+//! reading stops with an error naming the limit. At most `max_urls`
+//! entries are handed on; those past it are read and counted
+//! ([`Reading::over_limit`]), not handed on. Every entry read before an error
+//! has been handed on already: nothing accepted is lost.
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -58,6 +61,8 @@ pub(crate) struct Limits {
     pub max_urls: usize,
     /// Decoded bytes read at most.
     pub max_bytes: usize,
+    /// Which limit `max_bytes` is, for the message.
+    pub bytes_limit: &'static str,
 }
 
 impl Default for Limits {
@@ -65,18 +70,45 @@ impl Default for Limits {
         Limits {
             max_urls: MAX_URLS,
             max_bytes: MAX_BYTES,
+            bytes_limit: "the limit of one sitemap",
         }
     }
 }
 
-/// Reads `body`, handing each entry to `each` as it is read; an error is
-/// the reason reading stopped early (what `each` got before is kept).
-pub(crate) fn read(body: &[u8], limits: Limits, each: impl FnMut(Entry)) -> Result<(), String> {
+impl Limits {
+    /// These limits, with the bytes held to `body_limit` too when that is
+    /// lower (the body limit of the exchange the sitemap came with).
+    pub(crate) fn within(self, body_limit: Option<usize>) -> Self {
+        match body_limit {
+            Some(max) if max < self.max_bytes => Limits {
+                max_bytes: max,
+                bytes_limit: "the crawl's body limit",
+                ..self
+            },
+            _ => self,
+        }
+    }
+}
+
+/// How the reading of one sitemap went.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Reading {
+    /// Entries read past `max_urls`, not handed on.
+    pub over_limit: usize,
+    /// Why reading stopped early, if it did: what was handed on before is
+    /// kept.
+    pub stopped: Option<String>,
+    /// Whether `stopped` is the byte limit.
+    pub too_large: bool,
+}
+
+/// Reads `body`, handing each entry to `each` as it is read.
+pub(crate) fn read(body: &[u8], limits: Limits, each: impl FnMut(Entry)) -> Reading {
     let source = if body.starts_with(&[0x1f, 0x8b]) {
-        let mut gzip = Decoder::gzip();
-        gzip.feed(body);
-        gzip.end();
-        Source::Gzip(gzip)
+        Source::Gzip {
+            decoder: Decoder::gzip(),
+            rest: body,
+        }
     } else {
         Source::Plain(body)
     };
@@ -85,60 +117,64 @@ pub(crate) fn read(body: &[u8], limits: Limits, each: impl FnMut(Entry)) -> Resu
         Limited {
             source,
             left: limits.max_bytes,
-            limit: limits.max_bytes,
+            limits,
             stop: None,
+            too_large: false,
         },
     );
     let mut counted = Counted {
         each,
         n: 0,
         max: limits.max_urls,
+        over: 0,
     };
-    let xml = match peek_form(&mut input) {
-        Ok(xml) => xml,
-        Err(e) => return Err(stop_reason(input.get_ref(), e.to_string())),
+    let result = match peek_form(&mut input) {
+        Err(e) => Err(e.to_string()),
+        Ok(true) => read_xml(&mut input, &mut counted),
+        Ok(false) => read_text(&mut input, &mut counted),
     };
-    let read = if xml {
-        read_xml(&mut input, &mut counted)
-    } else {
-        read_text(&mut input, &mut counted)
-    };
-    read.map_err(|reason| stop_reason(input.get_ref(), reason))
+    let input = input.get_ref();
+    Reading {
+        over_limit: counted.over,
+        stopped: result
+            .err()
+            .map(|reason| input.stop.clone().unwrap_or(reason)),
+        too_large: input.too_large,
+    }
 }
 
-/// The reason to report: the limit or coding failure the input met, if
-/// that is what stopped the reader, else the reader's own.
-fn stop_reason(input: &Limited<'_>, reason: String) -> String {
-    input.stop.clone().unwrap_or(reason)
-}
-
-/// Hands entries on, refusing those past the limit.
+/// Hands entries on, counting those past the limit instead.
 struct Counted<F> {
     each: F,
     /// Entries handed on so far.
     n: usize,
     /// The most that may be.
     max: usize,
+    /// Entries read past the limit.
+    over: usize,
 }
 
 impl<F: FnMut(Entry)> Counted<F> {
-    fn put(&mut self, entry: Entry) -> Result<(), String> {
+    fn put(&mut self, entry: Entry) {
         if self.n == self.max {
-            return Err(format!(
-                "more than {} URLs (the limit of one sitemap); the rest are refused",
-                self.max
-            ));
+            self.over += 1;
+        } else {
+            self.n += 1;
+            (self.each)(entry);
         }
-        self.n += 1;
-        (self.each)(entry);
-        Ok(())
     }
 }
 
 /// Where the decoded bytes come from.
 enum Source<'a> {
     Plain(&'a [u8]),
-    Gzip(Decoder),
+    /// Gzip, fed to the decoder a [`PIECE`] at a time as it asks: the
+    /// body is never copied whole.
+    Gzip {
+        decoder: Decoder,
+        /// The body not fed yet.
+        rest: &'a [u8],
+    },
 }
 
 /// The decoded bytes, refused past the limit.
@@ -146,20 +182,34 @@ struct Limited<'a> {
     source: Source<'a>,
     /// Bytes that may still be read.
     left: usize,
-    /// The limit, for the message.
-    limit: usize,
+    /// The limits, for the message.
+    limits: Limits,
     /// Why reading stopped, when the input (not the reader) stopped it.
     stop: Option<String>,
+    /// Whether the byte limit stopped it.
+    too_large: bool,
 }
 
 impl Limited<'_> {
     fn pull(&mut self, out: &mut [u8]) -> io::Result<usize> {
         match &mut self.source {
             Source::Plain(rest) => rest.read(out),
-            Source::Gzip(gzip) => gzip.read(out).map_err(|e| {
-                self.stop = Some(e.to_string());
-                io::Error::other(e.to_string())
-            }),
+            Source::Gzip { decoder, rest } => loop {
+                let n = decoder.read(out).map_err(|e| {
+                    self.stop = Some(e.to_string());
+                    io::Error::other(e.to_string())
+                })?;
+                // 0: what was fed is used up (or, once ended, all is read).
+                if n > 0 || rest.is_empty() {
+                    return Ok(n);
+                }
+                let (piece, after) = rest.split_at(rest.len().min(PIECE));
+                decoder.feed(piece);
+                *rest = after;
+                if rest.is_empty() {
+                    decoder.end();
+                }
+            },
         }
     }
 }
@@ -176,10 +226,11 @@ impl Read for Limited<'_> {
                 return Ok(0);
             }
             let reason = format!(
-                "more than {} bytes (decoded; the limit of one sitemap); the rest is refused",
-                self.limit
+                "more than {} bytes (decoded; {}); the rest is refused",
+                self.limits.max_bytes, self.limits.bytes_limit
             );
             self.stop = Some(reason.clone());
+            self.too_large = true;
             return Err(io::Error::other(reason));
         }
         let want = out.len().min(self.left).min(PIECE);
@@ -222,7 +273,7 @@ fn read_text<F: FnMut(Entry)>(
                 lastmod: None,
                 priority: None,
                 alternates: Vec::new(),
-            })?;
+            });
         }
     }
     Ok(())
@@ -312,7 +363,7 @@ fn read_xml<F: FnMut(Entry)>(
                     2 => {
                         let done = record.take().zip(root);
                         if let Some(entry) = done.and_then(|(r, root)| r.into_entry(root)) {
-                            out.put(entry)?;
+                            out.put(entry);
                         }
                     }
                     3 => {

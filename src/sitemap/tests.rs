@@ -20,8 +20,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// Every entry of `body`, and the error that stopped the reading.
 fn entries(body: &[u8], limits: Limits) -> (Vec<Entry>, Option<String>) {
     let mut got = Vec::new();
-    let result = read(body, limits, |e| got.push(e));
-    (got, result.err())
+    let read = read(body, limits, |e| got.push(e));
+    (got, read.stopped)
 }
 
 fn page(loc: &str, lastmod: Option<&str>, priority: Option<f64>) -> Entry {
@@ -120,6 +120,36 @@ fn a_gzip_body_is_read_as_the_sitemap_it_holds() {
 }
 
 #[test]
+fn a_gzip_body_of_many_pieces_is_read_whole() {
+    // Paths that do not repeat, so the gzip body spans many pieces.
+    let urls: String = (0..20_000u64)
+        .map(|i| {
+            format!(
+                "<url><loc>http://h.test/{}</loc></url>\n",
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            )
+        })
+        .collect();
+    let body = gzip(format!("<urlset>{urls}</urlset>").as_bytes());
+    assert!(
+        body.len() > 4 * crate::http::decode::PIECE,
+        "{}",
+        body.len()
+    );
+    let (got, err) = entries(&body, Limits::default());
+    assert_eq!((got.len(), err), (20_000, None));
+    let last = 19_999u64.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    assert_eq!(
+        got[19_999],
+        page(&format!("http://h.test/{last}"), None, None)
+    );
+    // Cut short past the first piece: an error after what was read.
+    let (got, err) = entries(&body[..body.len() - 10], Limits::default());
+    assert!(got.len() > 19_000, "{}", got.len());
+    assert!(err.unwrap().contains("gzip"));
+}
+
+#[test]
 fn a_text_sitemap_gives_one_url_a_line() {
     let body = "\u{feff}http://h.test/1\r\n\n  http://h.test/2  \nhttp://h.test/3";
     let (got, err) = entries(body.as_bytes(), Limits::default());
@@ -165,7 +195,7 @@ fn malformed_xml_is_an_error_after_the_entries_read_before() {
 }
 
 #[test]
-fn more_urls_than_the_limit_are_refused_after_the_limit() {
+fn entries_past_the_url_limit_are_counted_not_handed_on() {
     let limits = Limits {
         max_urls: 3,
         ..Limits::default()
@@ -174,23 +204,39 @@ fn more_urls_than_the_limit_are_refused_after_the_limit() {
         .map(|i| format!("<url><loc>http://h.test/{i}</loc></url>"))
         .collect();
     let body = format!("<urlset>{urls}</urlset>");
-    let (got, err) = entries(body.as_bytes(), limits);
+    let mut got = Vec::new();
+    let r = read(body.as_bytes(), limits, |e| got.push(e));
     assert_eq!(got.len(), 3);
     assert_eq!(got[2], page("http://h.test/2", None, None));
     assert_eq!(
-        err.unwrap(),
-        "more than 3 URLs (the limit of one sitemap); the rest are refused"
+        r,
+        super::read::Reading {
+            over_limit: 2,
+            stopped: None,
+            too_large: false
+        }
     );
     // Exactly the limit is accepted.
-    let (got, err) = entries(
+    let r = read(
         b"http://h.test/0\nhttp://h.test/1\nhttp://h.test/2\n",
         limits,
+        |_| {},
     );
-    assert_eq!((got.len(), err), (3, None));
-    // The protocol's limits by default.
+    assert_eq!(r, super::read::Reading::default());
+    // The protocol's limits by default; a lower body limit takes over.
     assert_eq!(
         (Limits::default().max_urls, Limits::default().max_bytes),
         (50_000, 50 << 20)
+    );
+    let within = Limits::default().within(Some(1000));
+    assert_eq!(
+        (within.max_bytes, within.bytes_limit),
+        (1000, "the crawl's body limit")
+    );
+    let within = Limits::default().within(Some(64 << 20));
+    assert_eq!(
+        (within.max_bytes, within.bytes_limit),
+        (50 << 20, "the limit of one sitemap")
     );
 }
 
@@ -213,6 +259,8 @@ fn a_gzip_bomb_stops_at_the_byte_limit() {
         err.unwrap(),
         "more than 1048576 bytes (decoded; the limit of one sitemap); the rest is refused"
     );
+    let r = read(&bomb, limits, |_| {});
+    assert!(r.too_large);
     // The same limit on a plain body; exactly the limit is accepted.
     let (got, err) = entries(&xml[..(1 << 20) + 1], limits);
     assert_eq!(got.len(), 1);
@@ -467,6 +515,9 @@ fn a_sitemap_error_names_the_sitemap_and_keeps_the_requests_before() {
     assert_eq!(e.kind_name(), "sitemap");
     assert_eq!(
         e.kind().to_string(),
-        "sitemap http://h.test/big.xml: more than 2 URLs (the limit of one sitemap); the rest are refused"
+        "sitemap http://h.test/big.xml: 1 URLs past the first 2 (the limit of one sitemap) skipped"
     );
+    assert_eq!(out.counted("sitemap/urls"), 2);
+    assert_eq!(out.counted("sitemap/urls_over_limit"), 1);
+    assert_eq!(out.counted("sitemap/failed"), 1);
 }

@@ -53,6 +53,9 @@ mod trust;
 #[path = "../../examples/common/bench_site.rs"]
 #[allow(dead_code)]
 mod bench_site;
+#[path = "../../examples/common/bench_sitemap_spider.rs"]
+#[allow(dead_code)]
+mod bench_sitemap_spider;
 #[path = "../../examples/common/bench_spider.rs"]
 #[allow(dead_code)]
 mod bench_spider;
