@@ -60,6 +60,7 @@
 //! [`ErrorKind::DupeStoreVersion`] or [`ErrorKind::DupeStoreCorrupt`]: the
 //! crawl never starts afresh over an old job's state.
 
+mod index;
 mod lock;
 mod pages;
 mod record;
@@ -77,7 +78,6 @@ use crate::dedupe::DupeMode;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CheckpointInfo;
 use crate::journal::Journal;
-use crate::recrawl::PageRecord;
 use crate::request::Callback;
 
 use lock::JobLock;
@@ -130,6 +130,22 @@ pub(crate) struct BloomSizing {
     pub mode: DupeMode,
 }
 
+/// What opening a job directory found.
+pub(crate) enum Opened<C> {
+    /// Nothing: a new job.
+    New,
+    /// A job to resume.
+    Resumed(Box<Restored<C>>),
+    /// A finished job, whose re-crawl began: its `generation`, over
+    /// `pages` pages.
+    Recrawl {
+        /// The re-crawl's generation.
+        generation: u32,
+        /// Pages its list holds.
+        pages: u64,
+    },
+}
+
 /// A job directory open for writing: replays it on open, then appends each
 /// checkpoint's delta (appends end with `fsync`) and compacts the journal
 /// when it grows. The JobStore actor owns one.
@@ -172,11 +188,28 @@ impl<C: Callback> JobDir<C> {
     /// [`ErrorKind::JobDirLocked`] when another crawl holds it and with
     /// [`ErrorKind::JournalCorrupt`] when its journal is damaged before
     /// its end.
+    #[cfg(test)]
     pub(crate) fn open(
         dir: &Path,
         sizing: Option<BloomSizing>,
         log: Logger,
     ) -> Result<(Self, Option<Restored<C>>), Error> {
+        let (store, opened) = Self::open_with(dir, sizing, log, false)?;
+        match opened {
+            Opened::Resumed(restored) => Ok((store, Some(*restored))),
+            _ => Ok((store, None)),
+        }
+    }
+
+    /// `open`; with `recrawl`, a journal whose crawl finished begins a
+    /// re-crawl instead ([`begin_recrawl`](Self::begin_recrawl)), read for
+    /// its page index alone.
+    pub(crate) fn open_with(
+        dir: &Path,
+        sizing: Option<BloomSizing>,
+        log: Logger,
+        recrawl: bool,
+    ) -> Result<(Self, Opened<C>), Error> {
         // Before anything in the directory is read: a second crawl must not
         // see (or cut) what the first is writing.
         let lock = JobLock::acquire(dir)?;
@@ -202,7 +235,15 @@ impl<C: Callback> JobDir<C> {
             _lock: lock,
         };
         if records.is_empty() {
-            return Ok((store, None));
+            return Ok((store, Opened::New));
+        }
+        if recrawl {
+            if let Some(finished) = index::finished_index(&records, store.journal.path())? {
+                let generation = finished.generation + 1;
+                let pages = finished.pages.len() as u64;
+                store.begin_recrawl(&finished.pages, generation)?;
+                return Ok((store, Opened::Recrawl { generation, pages }));
+            }
         }
         let state = Replayed::<C>::replay(&records, sizing, store.journal.path())?;
         let restored = state.restore(records.len(), recovered.dropped_bytes);
@@ -212,7 +253,7 @@ impl<C: Callback> JobDir<C> {
         info!(store.log, "job directory: resuming";
             "pending" => info.pending, "completed" => info.completed,
             "starts_pulled" => info.starts_pulled, "records" => info.records);
-        Ok((store, Some(restored)))
+        Ok((store, Opened::Resumed(Box::new(restored))))
     }
 
     /// Encodes, appends and syncs one delta; compacts when the log is due.
@@ -262,16 +303,10 @@ impl<C: Callback> JobDir<C> {
     /// by a base record of a new crawl (nothing pending, a fresh dupe store
     /// and start position, no stats) that keeps the index. A crash before
     /// the replace leaves the finished crawl as it was.
-    pub(crate) fn begin_recrawl(
-        &mut self,
-        pages: Vec<PageRecord<C>>,
-        generation: u32,
-    ) -> Result<(), Error> {
-        pages::write_list(&self.dir, generation, &pages)?;
+    fn begin_recrawl(&mut self, pages: &[index::RawPage], generation: u32) -> Result<(), Error> {
+        pages::write_list(&self.dir, generation, pages)?;
         let path = self.journal.path().to_path_buf();
-        let state = Replayed::fresh(self.sizing, pages, generation)?;
-        let base = state
-            .encode_base()
+        let base = record::encode_fresh_base::<C>(self.sizing, pages, generation)
             .map_err(|e| journal_error(&path, format!("encoding: {e}")))?;
         self.journal.replace(&base)?;
         self.base_len = self.journal.len_bytes();

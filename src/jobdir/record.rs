@@ -63,9 +63,9 @@ use crate::request::Callback;
 use crate::stats::StatsSnapshot;
 
 /// Tag of a delta record.
-const DELTA: u8 = b'D';
+pub(super) const DELTA: u8 = b'D';
 /// Tag of a base record.
-const BASE: u8 = b'B';
+pub(super) const BASE: u8 = b'B';
 
 /// The changes since the previous checkpoint (built by the Scheduler).
 #[derive(Debug)]
@@ -203,22 +203,6 @@ pub(super) struct Replayed<C> {
 }
 
 impl<C: Callback> Replayed<C> {
-    /// The state a re-crawl starts from: nothing pending, a fresh dupe
-    /// store and start position, no stats, and the page index of `pages`.
-    pub(super) fn fresh(
-        sizing: Option<BloomSizing>,
-        pages: Vec<PageRecord<C>>,
-        generation: u32,
-    ) -> Result<Self, Error> {
-        let mut state = Replayed::new(sizing)?;
-        state.pages = pages
-            .into_iter()
-            .map(|p| (p.request.url.to_string(), p))
-            .collect();
-        state.generation = generation;
-        Ok(state)
-    }
-
     fn update_page(&mut self, update: PageUpdate<C>) {
         match update {
             PageUpdate::Seen(record) => {
@@ -403,17 +387,59 @@ impl<C: Callback> Replayed<C> {
             records,
             dropped_bytes,
         };
-        let mut pages: Vec<_> = self.pages.into_iter().collect();
-        pages.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Restored {
             pending: pending.into_iter().map(|(_, c)| c).collect(),
             bloom: self.bloom,
             stats: self.stats,
             info,
-            pages: pages.into_iter().map(|(_, p)| p).collect(),
             generation: self.generation,
         }
     }
+}
+
+/// The base record a re-crawl starts from: nothing pending, a fresh dupe
+/// store (sized by `sizing`) and start position, no stats, and the page
+/// index `pages` (records as their JSON, in URL order), copied as they are.
+pub(super) fn encode_fresh_base<C: Callback>(
+    sizing: Option<BloomSizing>,
+    pages: &[Box<serde_json::value::RawValue>],
+    generation: u32,
+) -> Result<Vec<u8>, String> {
+    /// `BaseRecord`'s JSON for a re-crawl's start.
+    #[derive(Serialize)]
+    struct FreshBase<'a> {
+        /// None.
+        pending: [(); 0],
+        /// None yet.
+        completed: u64,
+        /// From the first.
+        starts: StartsState,
+        /// None yet.
+        stats: Option<()>,
+        /// As `BaseRecord::pages`.
+        pages: &'a [Box<serde_json::value::RawValue>],
+        /// As `BaseRecord::generation`.
+        generation: u32,
+    }
+    let json = serde_json::to_vec(&FreshBase {
+        pending: [],
+        completed: 0,
+        starts: StartsState::default(),
+        stats: None,
+        pages,
+        generation,
+    })
+    .map_err(|e| e.to_string())?;
+    let bloom = match Replayed::<C>::new(sizing).map_err(|e| e.to_string())?.bloom {
+        Some(b) => b.to_bytes().map_err(|e| e.kind().to_string())?,
+        None => Vec::new(),
+    };
+    let mut out = Vec::with_capacity(9 + json.len() + bloom.len());
+    out.push(BASE);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bloom);
+    Ok(out)
 }
 
 /// The state a resumed crawl starts from.
@@ -426,8 +452,6 @@ pub(crate) struct Restored<C> {
     pub stats: Option<StatsSnapshot>,
     /// What was found.
     pub info: ResumeInfo,
-    /// The page index, in URL order.
-    pub pages: Vec<PageRecord<C>>,
     /// Re-crawls begun (0: none).
     pub generation: u32,
 }

@@ -12,7 +12,7 @@ use crate::context::Context;
 use crate::dedupe::MemoryDupe;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::ResumeInfo;
-use crate::jobdir::{BloomSizing, JobDir, KnownPages};
+use crate::jobdir::{BloomSizing, JobDir, KnownPages, Opened};
 use crate::request::Callback;
 use crate::spider::{Spider, StartRequests};
 use crate::stats::Stats;
@@ -70,32 +70,23 @@ impl<C: Callback> Replay<C> {
             mode: s.dupe_mode,
         });
         let log = log.new(o!("actor" => "job_store"));
-        let (mut store, restored) = JobDir::<C>::open(dir, sizing, log.clone())?;
-        let Some(mut r) = restored else {
-            replay.store = Some(store);
-            return Ok(replay);
+        let (store, opened) = JobDir::<C>::open_with(dir, sizing, log.clone(), s.recrawl)?;
+        replay.store = Some(store);
+        let conditional = !s.recrawl_unchanged_items;
+        let r = match opened {
+            Opened::New => return Ok(replay),
+            Opened::Recrawl { generation, pages } => {
+                replay.generation = generation;
+                let known =
+                    KnownPages::open(dir, generation, conditional, stats.clone(), log.clone())?;
+                replay.known = Some(known);
+                stats.add_named(crate::recrawl::KNOWN, pages);
+                info!(log, "re-crawling a finished job"; "generation" => generation, "known_pages" => pages);
+                return Ok(replay);
+            }
+            Opened::Resumed(r) => *r,
         };
         let finished = r.info.pending == 0 && r.info.starts_exhausted;
-        let conditional = !s.recrawl_unchanged_items;
-        if s.recrawl && finished {
-            let generation = r.generation + 1;
-            let pages = std::mem::take(&mut r.pages);
-            let count = pages.len() as u64;
-            store.begin_recrawl(pages, generation)?;
-            replay.store = Some(store);
-            replay.generation = generation;
-            replay.known = Some(KnownPages::open(
-                dir,
-                generation,
-                conditional,
-                stats.clone(),
-                log.clone(),
-            )?);
-            stats.add_named(crate::recrawl::KNOWN, count);
-            info!(log, "re-crawling a finished job"; "generation" => generation, "known_pages" => count);
-            return Ok(replay);
-        }
-        replay.store = Some(store);
         if r.generation > 0 && !finished {
             // A re-crawl stopped halfway: its list, at the position the
             // start requests reached.
