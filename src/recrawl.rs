@@ -143,12 +143,13 @@ fn indexed<C>(request: &Request<C>) -> bool {
 }
 
 /// What `response` says of the page `request` fetched, and its record
-/// for the index; `None` for what the index does not keep (another
+/// for the index (`None` when it is the one the index holds: a revisit
+/// answered as before); `None` for what the index does not keep (another
 /// method, a streamed body, a status other than 2xx or a revisit's 304).
 pub(crate) fn judge<C: Callback>(
     request: &Request<C>,
     response: &Response,
-) -> Option<(Verdict, PageRecord<C>)> {
+) -> Option<(Verdict, Option<PageRecord<C>>)> {
     if !indexed(request) {
         return None;
     }
@@ -181,6 +182,12 @@ pub(crate) fn judge<C: Callback>(
         }
         _ => return None,
     };
+    let same = |k: &KnownPage| {
+        (&k.etag, &k.last_modified, k.digest) == (&seen.etag, &seen.last_modified, seen.digest)
+    };
+    if known.is_some_and(same) {
+        return Some((verdict, None));
+    }
     let mut request = request.clone();
     request.known = None;
     request.headers.retain(|(n, _)| !is_validator(n));
@@ -188,7 +195,7 @@ pub(crate) fn judge<C: Callback>(
     // count against (or loop with) the redirects of the next visit.
     request.meta.remove(REDIRECT_URLS);
     request.meta.remove(REDIRECT_REASONS);
-    Some((verdict, PageRecord { request, seen }))
+    Some((verdict, Some(PageRecord { request, seen })))
 }
 
 /// Whether a failed status means an indexed page is gone.
@@ -217,7 +224,7 @@ mod tests {
     fn first_fetch(body: &str, headers: &[(&str, &str)]) -> PageRecord<Cb> {
         let (verdict, record) = judge(&req("http://h/a"), &answer(200, body, headers)).unwrap();
         assert_eq!(verdict, Verdict::New);
-        record
+        record.unwrap()
     }
 
     #[test]
@@ -244,10 +251,17 @@ mod tests {
                 ),
             ]
         );
-        // The answer's record drops them again.
-        let (verdict, stored) = judge(&again, &answer(304, "", &[])).unwrap();
+        // A 304 with the same validators leaves the index's record as it
+        // is; one with a new ETag gives a record without the validators.
+        assert_eq!(
+            judge(&again, &answer(304, "", &[])),
+            Some((Verdict::Unchanged, None))
+        );
+        let (verdict, stored) = judge(&again, &answer(304, "", &[("etag", "\"a2\"")])).unwrap();
         assert_eq!(verdict, Verdict::Unchanged);
-        assert_eq!(stored, record);
+        let stored = stored.unwrap();
+        assert_eq!(stored.request, record.request);
+        assert_eq!(stored.seen.etag.as_deref(), Some("\"a2\""));
         // Without `conditional`, or without validators, none are sent.
         let mut plain = revisit(record.clone(), false);
         add_validators(&mut plain);
@@ -262,7 +276,7 @@ mod tests {
         let record = first_fetch("v1", &[("etag", "\"a1\"")]);
         let known = revisit(record, true);
         let judged = |status, body, headers: &[(&str, &str)]| {
-            judge(&known, &answer(status, body, headers)).map(|(v, r)| (v, r.seen.etag))
+            judge(&known, &answer(status, body, headers)).map(|(v, r)| (v, r.unwrap().seen.etag))
         };
         assert_eq!(
             judged(304, "", &[("etag", "\"a2\"")]),
@@ -298,7 +312,7 @@ mod tests {
             .insert(REDIRECT_REASONS.into(), serde_json::json!([301]));
         let (_, stored) = judge(&redirected, &answer(200, "x", &[])).unwrap();
         assert_eq!(
-            stored.request.meta.keys().collect::<Vec<_>>(),
+            stored.unwrap().request.meta.keys().collect::<Vec<_>>(),
             ["spider_key"],
             "the spider's meta is kept, a redirect chain is not"
         );

@@ -233,9 +233,12 @@ impl<C: Callback> Pool<C> {
         let Some((verdict, record)) = recrawl::judge(&ctx.request, response) else {
             return false;
         };
-        let update = PageUpdate::Seen(Box::new(record));
-        let fetched = PageFetched { id: ctx.id, update };
-        deliver(&pages.to, fetched, &self.stats);
+        // Nothing to record when the page answered as the index holds it.
+        if let Some(record) = record {
+            let update = PageUpdate::Seen(Box::new(record));
+            let fetched = PageFetched { id: ctx.id, update };
+            deliver(&pages.to, fetched, &self.stats);
+        }
         if !pages.recrawl {
             return false;
         }
