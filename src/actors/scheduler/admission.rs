@@ -33,6 +33,23 @@ impl<C: Callback> Scheduler<C> {
     /// Applies the admission policies, then runs requests through the dupe
     /// filter (when on) and into the queue.
     pub(super) fn accept(&mut self, batch: Vec<Context<C>>, ctx: &mut actix::Context<Self>) {
+        self.accept_as(batch, ctx, false);
+    }
+
+    /// `accept` for requests a response or a failure emitted: while a
+    /// re-crawl's revisits are still being pulled, they wait (their
+    /// watermark positions taken) and are checked after every revisit, so
+    /// a link to a known page never beats its revisit to the dupe filter.
+    pub(super) fn accept_emitted(
+        &mut self,
+        batch: Vec<Context<C>>,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let hold = self.revisiting();
+        self.accept_as(batch, ctx, hold);
+    }
+
+    fn accept_as(&mut self, batch: Vec<Context<C>>, ctx: &mut actix::Context<Self>, hold: bool) {
         let batch = self.admissible(batch);
         let (free, check): (Vec<_>, Vec<_>) = match &self.outbox.dupe {
             None => (batch, Vec::new()),
@@ -50,14 +67,22 @@ impl<C: Callback> Scheduler<C> {
         // follows is held until these are checked.
         let seq = self.checkpoints.as_mut().map(Checkpoints::check_sent);
         let mark_seq = self.shared.as_mut().map(|s| s.marks.check_sent());
-        self.to_check.push((check, (seq, mark_seq)));
+        if hold {
+            self.held_checks.push((check, (seq, mark_seq)));
+        } else {
+            self.to_check.push((check, (seq, mark_seq)));
+        }
         self.send_checks(ctx);
     }
 
     /// Sends every batch waiting for the dupe filter in one `Check`,
     /// unless one is already out: what arrives meanwhile goes together
     /// next, so a slow dupe filter (Redis) answers a backlog in one call.
-    fn send_checks(&mut self, ctx: &mut actix::Context<Self>) {
+    pub(super) fn send_checks(&mut self, ctx: &mut actix::Context<Self>) {
+        if !self.held_checks.is_empty() && !self.revisiting() {
+            // The revisits are all in: what waited for them goes next.
+            self.to_check.append(&mut self.held_checks);
+        }
         let Some(dupe) = self.outbox.dupe.clone() else {
             return;
         };

@@ -60,7 +60,6 @@ impl<C: Callback> Scheduler<C> {
             || self.shared.as_ref().is_some_and(|s| s.holds_pops())
             || free == 0
             || self.queued == 0
-            || self.revisiting()
         {
             return;
         }

@@ -128,6 +128,9 @@ pub(crate) struct Scheduler<C: Callback> {
     /// instead of again at every doubling of one growing vector), each with
     /// its watermark positions (job directory, shared queue).
     to_check: Vec<(Vec<Context<C>>, CheckSeqs)>,
+    /// Emitted batches held while a re-crawl's revisits are pulled
+    /// (`accept_emitted`), their watermark positions taken.
+    held_checks: Vec<(Vec<Context<C>>, CheckSeqs)>,
     /// A `Check` is with the dupe filter: the next waits for its answer, so
     /// a backlog goes in one call.
     check_in_flight: bool,
@@ -199,6 +202,7 @@ impl<C: Callback> Scheduler<C> {
             next_delay: 0,
             checking: 0,
             to_check: Vec::new(),
+            held_checks: Vec::new(),
             check_in_flight: false,
             popping: false,
             stalled: false,
@@ -252,10 +256,10 @@ impl<C: Callback> Scheduler<C> {
     }
 
     /// The first `until` start requests are a re-crawl's revisits of known
-    /// pages: they are pulled whatever the queue holds, and nothing is
-    /// dispatched before they all are, so each passes the dupe filter
-    /// before any link to its page can (a page is then fetched once, as a
-    /// revisit).
+    /// pages: they are pulled whatever the queue holds, and requests
+    /// emitted before they all are wait for them, so each passes the dupe
+    /// filter before any link to its page can (a page is then fetched
+    /// once, as a revisit).
     pub(crate) fn with_revisits(mut self, until: u64) -> Self {
         self.revisits_until = until;
         self
@@ -292,7 +296,7 @@ impl<C: Callback> Handler<Enqueue<C>> for Scheduler<C> {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue<C>, ctx: &mut Self::Context) {
-        self.accept(msg.batch, ctx);
+        self.accept_emitted(msg.batch, ctx);
         self.pump(ctx);
     }
 }
@@ -447,6 +451,8 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         if self.starts.take().is_some() && self.shared.is_none() {
             self.accounting.close(1);
         }
+        // No more revisits are pulled: held batches are checked now.
+        self.send_checks(ctx);
         // This worker leaves; a distributed crawl goes on without it.
         self.leave_crawl();
         let held = std::mem::take(&mut self.held).len();

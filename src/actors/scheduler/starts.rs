@@ -27,8 +27,8 @@ use super::Scheduler;
 pub(super) const START_BATCH: usize = 256;
 
 impl<C: Callback> Scheduler<C> {
-    /// Whether a re-crawl's revisits are still being pulled: nothing is
-    /// dispatched until they are.
+    /// Whether a re-crawl's revisits are still being pulled: requests
+    /// emitted meanwhile wait for them (`accept_emitted`).
     pub(super) fn revisiting(&self) -> bool {
         self.starts.is_some() && self.starts_pulled < self.revisits_until
     }

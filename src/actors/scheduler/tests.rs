@@ -118,6 +118,18 @@ fn rig_shared(
     backend: Box<dyn QueueBackend<Cb>>,
     shared: Option<SharedQueue>,
 ) -> Rig {
+    rig_full(starts, config, dupe, backend, shared, 0)
+}
+
+/// Every option: `revisits` start requests are a re-crawl's revisits.
+fn rig_full(
+    starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
+    config: SchedulerConfig,
+    dupe: Option<Recipient<Check<Cb>>>,
+    backend: Box<dyn QueueBackend<Cb>>,
+    shared: Option<SharedQueue>,
+    revisits: u64,
+) -> Rig {
     let (engine, engine_events) = Recorder::spawn();
     let (pool, dispatched) = Recorder::spawn();
     let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
@@ -142,7 +154,7 @@ fn rig_shared(
     if let Some(shared) = shared {
         sched = sched.with_shared_queue(shared);
     }
-    let sched = sched.start();
+    let sched = sched.with_revisits(revisits).start();
     Rig {
         sched,
         queue,
@@ -354,6 +366,51 @@ async fn requests_arriving_during_a_dupe_check_are_checked_together_next() {
     );
     assert!(asked.try_recv().is_err(), "asked about more");
     assert_eq!(r.stat(Counter::Enqueued), 4);
+}
+
+#[actix::test]
+async fn requests_emitted_while_revisits_are_pulled_are_checked_after_them() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (asked_tx, mut asked) = mpsc::unbounded_channel();
+    let dupe = GatedDupe {
+        gate: gate.clone(),
+        asked: asked_tx,
+    }
+    .start()
+    .recipient();
+    // 300 revisits: two batches of start requests.
+    let n = START_BATCH + 44;
+    let known: Vec<_> = (0..n).map(|i| req(&format!("http://h/k{i}"))).collect();
+    let mut config = SchedulerConfig::with_concurrency(4);
+    config.slots.concurrency = usize::MAX;
+    let backend = Box::new(MemoryQueue::default());
+    let mut r = rig_full(known, config, Some(dupe), backend, None, n as u64);
+    let first = asked.recv().await.unwrap();
+    assert_eq!(first.len(), START_BATCH);
+    // While the first batch is at the dupe filter, a response links to a
+    // page whose revisit is not pulled yet, and to a new page.
+    let links: Vec<_> = ["http://h/k299", "http://h/new"]
+        .iter()
+        .map(|u| Context::new(req(u), None))
+        .collect();
+    r.accounting.open(links.len());
+    r.sched.send(Enqueue { batch: links }).await.unwrap();
+    gate.add_permits(1);
+    // The rest of the revisits go first, the links after them.
+    let second = asked.recv().await.unwrap();
+    let want: Vec<String> = (START_BATCH..n)
+        .map(|i| format!("http://h/k{i}"))
+        .chain(["http://h/k299".into(), "http://h/new".into()])
+        .collect();
+    assert_eq!(second, want);
+    gate.add_permits(1);
+    // Revisits are dispatched as they come, not after the last one.
+    let d = r.next_dispatch().await;
+    assert!(d.request.url.path().starts_with("/k"), "{}", d.request.url);
+    // Settling asks the dupe filter too: let every check through.
+    gate.add_permits(100);
+    r.settle().await;
+    assert_eq!(r.stat(Counter::Enqueued), n as u64 + 2);
 }
 
 /// A shared queue that takes acknowledgements and never answers (a
