@@ -22,6 +22,7 @@
 //! This file holds the actor and its handlers; each job is a sibling file:
 //! - `config`: [`SchedulerConfig`] and [`SchedulerOutbox`];
 //! - `starts`: pulling the start requests lazily;
+//! - `sources`: pulling the lazy sources of requests callbacks emitted;
 //! - `admission`: admission policies, dupe checks batched one at a time;
 //! - `dispatch`: pops, held requests, the wake-up timer, gauges, the pool;
 //! - `robots`: robots.txt checks and fetches (the actor glue);
@@ -35,6 +36,7 @@ mod config;
 mod dispatch;
 mod robots;
 mod shared;
+mod sources;
 mod starts;
 mod watermark;
 
@@ -53,8 +55,9 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::events::{CheckpointInfo, CrawlEvent};
 use crate::jobdir::CheckpointPolicy;
 use crate::messages::{
-    Checkpoint, CheckpointPipelines, Completed, Drain, Enqueue, ForceStop, HostSlots, PageFetched,
-    Pause, Released, Requeue, Resume, SharedStatus, Shutdown, Stop, WriteCheckpoint,
+    Checkpoint, CheckpointPipelines, Completed, Drain, Enqueue, EnqueueSources, ForceStop,
+    HostSlots, PageFetched, Pause, Released, Requeue, Resume, SharedStatus, Shutdown, Stop,
+    WriteCheckpoint,
 };
 use crate::politeness::robots::RobotsCache;
 use crate::politeness::slots::Slots;
@@ -76,6 +79,9 @@ pub(crate) struct Scheduler<C: Callback> {
     /// them are never all in memory; `None` once exhausted (their one unit
     /// of open work closes then) or stopped.
     starts: Option<StartRequests<C>>,
+    /// Lazy sources of requests from parse callbacks, pulled like the
+    /// start requests.
+    sources: sources::Sources<C>,
     /// Admission and dispatch policies.
     config: SchedulerConfig,
     /// Per-host politeness state: how many more requests each host may
@@ -182,6 +188,7 @@ impl<C: Callback> Scheduler<C> {
         Scheduler {
             outbox,
             starts: Some(starts),
+            sources: sources::Sources::default(),
             slots: Slots::new(config.slots.clone()),
             host_slots_published: 0,
             robots: config.robots_agent.is_some().then(RobotsCache::default),
@@ -293,6 +300,15 @@ impl<C: Callback> Handler<Enqueue<C>> for Scheduler<C> {
 
     fn handle(&mut self, msg: Enqueue<C>, ctx: &mut Self::Context) {
         self.accept(msg.batch, ctx);
+        self.pump(ctx);
+    }
+}
+
+impl<C: Callback> Handler<EnqueueSources<C>> for Scheduler<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: EnqueueSources<C>, ctx: &mut Self::Context) {
+        self.add_sources(msg.sources, ctx);
         self.pump(ctx);
     }
 }
@@ -447,6 +463,7 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         if self.starts.take().is_some() && self.shared.is_none() {
             self.accounting.close(1);
         }
+        self.drop_sources();
         // This worker leaves; a distributed crawl goes on without it.
         self.leave_crawl();
         let held = std::mem::take(&mut self.held).len();
