@@ -17,7 +17,13 @@
 //!   [`ResponseMeta::request_meta`](crate::ResponseMeta::request_meta).
 //!
 //! The body is read as a stream, gzip inflated a piece at a time into the
-//! XML reader, so a sitemap's text is never whole in memory. Its decoded
+//! XML reader, so a sitemap's text is never whole in memory. Nor are its
+//! pages all requests at once: `parse` reads the sitemap through once for
+//! its counts, its errors and an index's sitemaps (requested at once: few),
+//! and hands the pages on as a lazy source ([`Output::requests_from`]) that
+//! reads the same body again, making each page's request only as the
+//! crawl's scheduler pulls it (while its queue is short of work). The body
+//! (compressed, as it came) is held until then. Its decoded
 //! size is held to the protocol's 50 MiB and to the body limit the response
 //! was fetched under ([`ResponseMeta::body_limit`](crate::ResponseMeta::body_limit):
 //! the request's `max_body`, else the crawl's), whichever is lower: a gzip
@@ -239,7 +245,9 @@ impl<C: Callback> SitemapRules<C> {
 
     /// Turns a sitemap or robots.txt response into requests: for the other
     /// sitemaps it lists (robots.txt `Sitemap:` lines, index entries that
-    /// [`follow`](Self::follow) allows) and for the pages a rule matches.
+    /// [`follow`](Self::follow) allows) and for the pages a rule matches
+    /// (in a crawl, as a lazy source: [`Output::requests_from`]; the
+    /// counts and the error are known when `parse` returns).
     /// What it did is counted in the crawl's `sitemap/…` stats (see the
     /// module docs).
     ///

@@ -1109,3 +1109,19 @@ async fn a_request_whose_source_is_pulled_is_recorded_done_only_after_it_ran_out
     assert!(done.contains(&parent.id), "{done:?}");
     assert_eq!(done.len(), completed + 1);
 }
+
+#[actix::test]
+async fn a_distributed_worker_drains_a_source_as_it_comes() {
+    let (acked_tx, _acked) = mpsc::unbounded_channel();
+    let silent = SilentQueue(acked_tx).start();
+    let shared = SharedQueue::new(silent.clone().recipient(), silent.recipient());
+    let r = shared_worker(Vec::new(), 2, shared).await;
+    let (src, made) = source(&r, Uuid::new_v4(), 600);
+    let sources = vec![src];
+    r.sched.send(EnqueueSources { sources }).await.unwrap();
+    // All of it at once, whatever the queue holds: a shared queue
+    // acknowledges the request that gave it as soon as it completes.
+    assert_eq!(made.load(Ordering::Relaxed), 600);
+    r.settle().await;
+    assert_eq!(r.stat(Counter::Enqueued), 600);
+}
