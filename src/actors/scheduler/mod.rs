@@ -2,7 +2,8 @@
 //!
 //! Requests arrive in batches (`Enqueue`) from the parser, the error handler
 //! and the downloader pool, and lazily from the spider's start-request
-//! iterator. Admission first applies the crawl's policies — depth limit and
+//! iterator and from the lazy sources parse callbacks emitted
+//! (`EnqueueSources`). Admission first applies the crawl's policies — depth limit and
 //! depth priority, offsite filtering (`offsite/filtered`) — then the
 //! DupeFilter (unless the request is `dont_filter` or de-duplication is
 //! off), then the CacheQueue.
