@@ -22,6 +22,7 @@ use crate::politeness::SlotReport;
 use crate::recrawl::PageUpdate;
 use crate::request::Request;
 use crate::response::Response;
+use crate::spider::RequestSource;
 use crate::stats::{Counter, Stats};
 
 /// Accounting → Engine: open work reached zero (step 11).
@@ -84,6 +85,15 @@ pub struct Shutdown;
 pub struct Enqueue<C> {
     /// The requests, each already counted open.
     pub batch: Vec<Context<C>>,
+}
+/// Parser → Scheduler: lazy sources of requests a callback emitted
+/// (`Output::requests_from`), pulled like the start requests; each already
+/// counted open as one unit of work until it runs out.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct EnqueueSources<C> {
+    /// The sources, in the order the callback gave them.
+    pub sources: Vec<RequestSource<C>>,
 }
 /// Pool → Scheduler: requests back to the queue without a dupe check —
 /// those a crashed downloader held, or a failed request to retry after a

@@ -123,6 +123,44 @@ pub struct Output<C> {
     pub(crate) flush: Option<Flush<C>>,
     /// Requests handed to `flush` so far.
     pub(crate) flushed: usize,
+    /// Lazy sources of requests, pulled by the scheduler after the
+    /// callback returns (see [`Output::requests_from`]).
+    pub(crate) sources: Vec<RequestSource<C>>,
+}
+
+/// Requests a callback handed on lazily ([`Output::requests_from`]): the
+/// scheduler pulls them a batch at a time, stamped with their origin.
+pub(crate) struct RequestSource<C> {
+    /// Where the requests come from.
+    pub(crate) origin: Origin,
+    /// The requests, not made yet.
+    pub(crate) iter: Box<dyn Iterator<Item = Request<C>> + Send>,
+}
+
+impl<C> RequestSource<C> {
+    /// The next `n` requests at most (fewer once it runs out), in the
+    /// context they are scheduled with.
+    pub(crate) fn take(&mut self, n: usize) -> Vec<Context<C>> {
+        let origin = self.origin;
+        self.iter
+            .by_ref()
+            .take(n)
+            .map(|r| origin.stamp(r))
+            .collect()
+    }
+
+    /// The request that emitted this source.
+    pub(crate) fn parent(&self) -> Option<Uuid> {
+        self.origin.parent
+    }
+}
+
+impl<C> std::fmt::Debug for RequestSource<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSource")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Hands a parse callback's requests on in batches while it runs.
@@ -185,6 +223,7 @@ impl<C> Default for Output<C> {
             counts: Vec::new(),
             flush: None,
             flushed: 0,
+            sources: Vec::new(),
         }
     }
 }
@@ -202,6 +241,42 @@ impl<C: Callback> Output<C> {
                 (flush.send)(batch);
             }
         }
+    }
+
+    /// Emits the requests `requests` yields, made only as the crawl needs
+    /// them: the scheduler pulls them a batch at a time after the callback
+    /// returns, only while its queue is short of work (as it pulls the
+    /// start requests), so a callback that names many requests (a sitemap
+    /// of 50,000 pages) never has them all in memory. Each is stamped like
+    /// one given to [`request`](Self::request) (this response as its
+    /// parent, one level deeper).
+    ///
+    /// The iterator runs on the scheduler's thread, so each step should be
+    /// quick; a panic in it is counted in `spider_exceptions` and ends it.
+    /// The crawl is not finished while it has requests left. With a job
+    /// directory this response's request is recorded done only once the
+    /// iterator has run out and its requests are recorded accepted, so a
+    /// crawl stopped (or killed) before fetches this response again on
+    /// resume and its requests are emitted again (those already accepted
+    /// are dropped as duplicates). A stopping crawl pulls no more.
+    /// In a distributed crawl (and outside a crawl: an `Output::default()`
+    /// in a spider's test) the iterator is drained at once.
+    pub fn requests_from<I>(&mut self, requests: I)
+    where
+        I: IntoIterator<Item = Request<C>>,
+        I::IntoIter: Send + 'static,
+    {
+        let iter = requests.into_iter();
+        if self.flush.is_none() {
+            for request in iter {
+                self.request(request);
+            }
+            return;
+        }
+        self.sources.push(RequestSource {
+            origin: self.origin,
+            iter: Box::new(iter),
+        });
     }
 
     /// Emits an item: any serialisable value.
@@ -245,7 +320,8 @@ impl<C: Callback> Output<C> {
             .map_or(0, |(_, n)| *n)
     }
 
-    /// How many requests were emitted so far.
+    /// How many requests were emitted so far (in a crawl, not counting
+    /// those of [`requests_from`](Self::requests_from), not made yet).
     pub fn request_count(&self) -> usize {
         self.flushed + self.requests.len()
     }

@@ -6,6 +6,8 @@
 //! the request named (a panic is caught), then sends what the callback
 //! emitted: new requests (depth + 1, counted open first) to the Scheduler
 //! (in batches of [`FLUSH_AT`] while the callback runs, if it emits more),
+//! then its lazy sources of requests (`Output::requests_from`, one unit of
+//! open work each) for the Scheduler to pull,
 //! items to the PipelineStage, which completes the request once they are
 //! through. A response with no items completes here. A failed callback is
 //! counted in `spider_exceptions` and reported with its URL; what it emitted
@@ -20,15 +22,19 @@ use actix::prelude::*;
 use crate::accounting::Accounting;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::item::ItemMeta;
-use crate::messages::{deliver, Completed, Enqueue, Parse, ProcessItems, Report, Shutdown};
+use crate::messages::{
+    deliver, Completed, Enqueue, EnqueueSources, Parse, ProcessItems, Report, Shutdown,
+};
 use crate::request::Callback;
-use crate::spider::{Flush, Origin, Output, Spider};
+use crate::spider::{Flush, Origin, Output, RequestSource, Spider};
 use crate::stats::{Counter, Stats};
 
 /// Where the parser sends things.
 pub(crate) struct ParserOutbox<C: Callback> {
     /// New requests.
     pub enqueue: Recipient<Enqueue<C>>,
+    /// Lazy sources of new requests.
+    pub sources: Recipient<EnqueueSources<C>>,
     /// Items.
     pub items: Recipient<ProcessItems>,
     /// Requests finished here (no items).
@@ -138,6 +144,7 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
             counts: Vec::new(),
             flush: Some(self.flush.clone()),
             flushed: 0,
+            sources: Vec::new(),
         };
         let callback = ctx.request.callback.clone();
         let spider = &self.spider;
@@ -148,6 +155,7 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
             requests: batch,
             items,
             counts,
+            sources,
             ..
         } = out;
         for (name, n) in counts {
@@ -158,6 +166,7 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
             self.accounting.open(batch.len());
             deliver(&self.outbox.enqueue, Enqueue { batch }, &self.stats);
         }
+        self.send_sources(sources);
         let failure = match result {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.at(Stage::Parse)),
@@ -198,6 +207,20 @@ impl<S: Spider> Handler<Parse<S::Callback>> for Parser<S> {
     }
 }
 
+impl<S: Spider> Parser<S> {
+    /// Hands a callback's lazy sources to the scheduler: each holds the
+    /// crawl open until it runs out, opened before the response's request
+    /// completes.
+    fn send_sources(&self, sources: Vec<RequestSource<S::Callback>>) {
+        if sources.is_empty() {
+            return;
+        }
+        self.accounting.open(sources.len());
+        let msg = EnqueueSources { sources };
+        deliver(&self.outbox.sources, msg, &self.stats);
+    }
+}
+
 impl<S: Spider> Handler<Shutdown> for Parser<S> {
     type Result = ();
 
@@ -234,6 +257,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let outbox = ParserOutbox {
             enqueue: out.clone().recipient(),
+            sources: out.clone().recipient(),
             items: out.clone().recipient(),
             completed: out.clone().recipient(),
             report: out.clone().recipient(),
@@ -354,6 +378,34 @@ mod tests {
         let want: Vec<String> = (0..n).map(|i| format!("http://h/many/{i}")).collect();
         assert_eq!(urls, want);
         assert_eq!(r.accounting.count(), n);
+    }
+
+    #[actix::test]
+    async fn a_lazy_source_goes_to_the_scheduler_unpulled_before_the_completion() {
+        let mut r = rig();
+        let (c, out) = r.parse("http://h/sitemap", Cb::Lazy(3), 2).await;
+        // The eager request, then the source, then the completion: the
+        // scheduler holds the source before the request is done.
+        assert_eq!(kinds(&out), ["Enqueue", "Sources", "Completed"]);
+        let mut out = out.into_iter();
+        let batch = expect_event!(out.next().unwrap(), Event::Enqueue(b) => b);
+        assert_eq!(batch.len(), 1);
+        let mut sources = expect_event!(out.next().unwrap(), Event::Sources(s) => s);
+        assert_eq!(sources.len(), 1);
+        let id = expect_event!(out.next().unwrap(), Event::Completed(id) => id);
+        assert_eq!(id, c.id);
+        // The eager request and the source are open; the source is pulled
+        // only now, stamped like any request of this response.
+        assert_eq!(r.accounting.count(), 2);
+        let pulled = sources[0].take(2);
+        let got: Vec<_> = pulled
+            .iter()
+            .map(|n| (n.request.url.path(), n.request.depth, n.parent))
+            .collect();
+        let parent = Some(c.id);
+        assert_eq!(got, [("/lazy/0", 3, parent), ("/lazy/1", 3, parent)]);
+        assert_eq!(sources[0].take(2).len(), 1);
+        assert_eq!(sources[0].parent(), parent);
     }
 
     #[actix::test]

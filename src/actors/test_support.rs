@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::error::{Error, Stage};
 use crate::messages::{
-    ClosePipelines, Completed, Dispatch, Download, Enqueue, ForceStop, Idle, Parse, Pause,
-    ProcessItems, Released, Report, RequestFailed, Requeue, Resume, Shutdown, Stop,
+    ClosePipelines, Completed, Dispatch, Download, Enqueue, EnqueueSources, ForceStop, Idle, Parse,
+    Pause, ProcessItems, Released, Report, RequestFailed, Requeue, Resume, Shutdown, Stop,
 };
 use crate::politeness::SlotReport;
 use crate::request::Callback;
@@ -52,6 +52,9 @@ pub(crate) enum Cb {
     Empty,
     /// parse: this many requests (`http://h/many/{i}`), no item.
     Many(u32),
+    /// parse: a lazy source of this many requests
+    /// (`http://h/lazy/{i}`) and one request, no item.
+    Lazy(u32),
     /// parse: one request and one item, then an `Err`.
     Fails,
     /// parse: one request and one item, then a panic.
@@ -130,6 +133,11 @@ impl Spider for TestSpider {
                 }
                 assert_eq!(out.request_count(), n as usize);
             }
+            Cb::Lazy(n) => {
+                out.requests_from((0..n).map(|i| req(&format!("http://h/lazy/{i}"))));
+                out.request(req("http://h/eager"));
+                assert_eq!(out.request_count(), 1);
+            }
             Cb::Empty | Cb::Retry | Cb::ErrorPanics => {}
             Cb::Fails => {
                 out.request(req("http://h/before-the-error"));
@@ -171,6 +179,7 @@ pub(crate) enum Event<C> {
     Resume,
     Stop,
     Enqueue(Vec<Context<C>>),
+    Sources(Vec<crate::spider::RequestSource<C>>),
     Requeue(Vec<Context<C>>),
     Completed(Uuid),
     Dispatch(Context<C>),
@@ -203,6 +212,7 @@ impl<C> Event<C> {
             Event::Resume => "Resume",
             Event::Stop => "Stop",
             Event::Enqueue(_) => "Enqueue",
+            Event::Sources(_) => "Sources",
             Event::Requeue(_) => "Requeue",
             Event::Completed(_) => "Completed",
             Event::Dispatch(_) => "Dispatch",
@@ -322,6 +332,7 @@ record!(Idle, |_m| Event::Idle);
 record!(Shutdown, |_m| Event::Shutdown);
 record!(ClosePipelines, |_m| Event::ClosePipelines);
 record!(Enqueue<C>, |m| Event::Enqueue(m.batch));
+record!(EnqueueSources<C>, |m| Event::Sources(m.sources));
 record!(Requeue<C>, |m| Event::Requeue(m.batch));
 record!(Completed, |m| Event::Completed(m.id));
 record!(Dispatch<C>, |m| Event::Dispatch(m.ctx));

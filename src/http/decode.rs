@@ -105,7 +105,7 @@ enum State {
 struct Stage {
     coding: Coding,
     /// `None` for `deflate` until its first two bytes say zlib or raw.
-    codec: Option<Box<dyn DecodeV2>>,
+    codec: Option<Box<dyn DecodeV2 + Send>>,
     state: State,
     /// The previous stage's output (or the wire bytes, for the first).
     input: Vec<u8>,
@@ -234,7 +234,7 @@ fn fill(stages: &mut [Stage], eof: bool, out: &mut WriteBuffer<'_>) -> Result<()
 
 impl Stage {
     fn new(coding: Coding) -> Stage {
-        let codec: Option<Box<dyn DecodeV2>> = match coding {
+        let codec: Option<Box<dyn DecodeV2 + Send>> = match coding {
             Coding::Gzip => Some(Box::new(GzipDecoder::new())),
             Coding::Deflate => None,
             Coding::Brotli => Some(Box::new(BrotliDecoder::new())),

@@ -433,6 +433,7 @@ impl<S: Spider> Wiring<S> {
         arbiters.extend(parser_arbiter);
         let outbox = ParserOutbox {
             enqueue: self.sched.clone().recipient(),
+            sources: self.sched.clone().recipient(),
             items: stage.clone().recipient(),
             completed: self.sched.clone().recipient(),
             report: errors.clone().recipient(),

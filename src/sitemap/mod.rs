@@ -17,7 +17,13 @@
 //!   [`ResponseMeta::request_meta`](crate::ResponseMeta::request_meta).
 //!
 //! The body is read as a stream, gzip inflated a piece at a time into the
-//! XML reader, so a sitemap's text is never whole in memory. Its decoded
+//! XML reader, so a sitemap's text is never whole in memory. Nor are its
+//! pages all requests at once: `parse` reads the sitemap through once for
+//! its counts, its errors and an index's sitemaps (requested at once: few),
+//! and hands the pages on as a lazy source ([`Output::requests_from`]) that
+//! reads the same body again, making each page's request only as the
+//! crawl's scheduler pulls it (while its queue is short of work). The body
+//! (compressed, as it came) is held until then. Its decoded
 //! size is held to the protocol's 50 MiB and to the body limit the response
 //! was fetched under ([`ResponseMeta::body_limit`](crate::ResponseMeta::body_limit):
 //! the request's `max_body`, else the crawl's), whichever is lower: a gzip
@@ -40,6 +46,8 @@
 //! `sitemap/skipped/no_rule`, `sitemap/skipped/not_followed`.
 
 mod read;
+
+use std::collections::VecDeque;
 
 use regex::Regex;
 use url::Url;
@@ -237,7 +245,9 @@ impl<C: Callback> SitemapRules<C> {
 
     /// Turns a sitemap or robots.txt response into requests: for the other
     /// sitemaps it lists (robots.txt `Sitemap:` lines, index entries that
-    /// [`follow`](Self::follow) allows) and for the pages a rule matches.
+    /// [`follow`](Self::follow) allows) and for the pages a rule matches
+    /// (in a crawl, as a lazy source: [`Output::requests_from`]; the
+    /// counts and the error are known when `parse` returns).
     /// What it did is counted in the crawl's `sitemap/…` stats (see the
     /// module docs).
     ///
@@ -268,7 +278,10 @@ impl<C: Callback> SitemapRules<C> {
         result
     }
 
-    /// The sitemaps and pages a sitemap lists.
+    /// The sitemaps and pages a sitemap lists. The sitemap is read once
+    /// here, whole, for its counts and errors and its index entries (few:
+    /// requested now); its pages are requested lazily (`requests_from`),
+    /// by a second reading of the same body as the crawl needs them.
     fn parse_sitemap(
         &self,
         response: &Response,
@@ -277,7 +290,7 @@ impl<C: Callback> SitemapRules<C> {
     ) -> Result<(), Error> {
         let mut tally = Tally::default();
         let limits = self.limits.within(response.meta.body_limit);
-        let read = read::read(&response.body, limits, |entry| match entry {
+        let read = read::read(response.body.clone(), limits, |entry| match entry {
             Entry::Sitemap { loc } => match absolute(&loc) {
                 None => tally.bad(loc),
                 Some(url) if !self.follows(&url) => tally.not_followed += 1,
@@ -288,28 +301,26 @@ impl<C: Callback> SitemapRules<C> {
                 }
             },
             Entry::Page {
-                loc,
-                lastmod,
-                priority,
-                alternates,
+                loc, alternates, ..
             } => {
                 let alternates = alternates.into_iter().filter(|_| self.alternates);
-                let pages = std::iter::once((loc, lastmod)).chain(alternates.map(|a| (a, None)));
-                for (loc, lastmod) in pages {
-                    let Some(url) = absolute(&loc) else {
-                        tally.bad(loc);
-                        continue;
-                    };
-                    match self.page_request(url, lastmod, priority) {
-                        Some(r) => {
-                            tally.urls += 1;
-                            out.request(r);
-                        }
-                        None => tally.no_rule += 1,
+                for loc in std::iter::once(loc).chain(alternates) {
+                    match absolute(&loc) {
+                        None => tally.bad(loc),
+                        Some(url) if rule_for(&self.rules, &url).is_some() => tally.urls += 1,
+                        Some(_) => tally.no_rule += 1,
                     }
                 }
             }
         });
+        if tally.urls > 0 {
+            out.requests_from(PageRequests {
+                entries: read::Entries::new(response.body.clone(), limits),
+                rules: self.rules.clone(),
+                alternates: self.alternates,
+                pending: VecDeque::new(),
+            });
+        }
         tally.over_limit = read.over_limit;
         if read.too_large {
             out.count(stat::TOO_LARGE, 1);
@@ -358,24 +369,74 @@ impl<C: Callback> SitemapRules<C> {
             .callback(self.callback.clone())
             .meta(SITEMAP_DEPTH, depth)
     }
+}
 
-    fn page_request(
-        &self,
-        url: Url,
-        lastmod: Option<String>,
-        priority: Option<f64>,
-    ) -> Option<Request<C>> {
-        let (_, callback) = self
-            .rules
-            .iter()
-            .find(|(re, _)| re.is_match(url.as_str()))?;
-        let mut request = Request::from_url(url)
-            .callback(callback.clone())
-            .priority(request_priority(priority));
-        if let Some(lastmod) = lastmod {
-            request = request.meta(SITEMAP_LASTMOD, lastmod);
+/// The callback of the first rule `url` matches.
+fn rule_for<'r, C>(rules: &'r [(Regex, C)], url: &Url) -> Option<&'r C> {
+    rules
+        .iter()
+        .find(|(re, _)| re.is_match(url.as_str()))
+        .map(|(_, callback)| callback)
+}
+
+/// The request for a page, if a rule matches it.
+fn page_request<C: Callback>(
+    rules: &[(Regex, C)],
+    url: Url,
+    lastmod: Option<String>,
+    priority: Option<f64>,
+) -> Option<Request<C>> {
+    let callback = rule_for(rules, &url)?.clone();
+    let mut request = Request::from_url(url)
+        .callback(callback)
+        .priority(request_priority(priority));
+    if let Some(lastmod) = lastmod {
+        request = request.meta(SITEMAP_LASTMOD, lastmod);
+    }
+    Some(request)
+}
+
+/// The page requests of one sitemap, made as they are pulled: it owns the
+/// body (shared, not copied) and the reader's place in it, so a sitemap's
+/// 50,000 pages are never all requests at once. It yields exactly the
+/// pages `parse` counted in `sitemap/urls`: the same body read under the
+/// same limits, ending where that reading ended.
+struct PageRequests<C> {
+    /// The reader, keeping its place between pulls.
+    entries: read::Entries,
+    /// The rules, cloned (a few compiled patterns, shared).
+    rules: Vec<(Regex, C)>,
+    /// Whether alternate-language versions are requested too.
+    alternates: bool,
+    /// Requests of the last entry not yet yielded (its alternates).
+    pending: VecDeque<Request<C>>,
+}
+
+impl<C: Callback> Iterator for PageRequests<C> {
+    type Item = Request<C>;
+
+    fn next(&mut self) -> Option<Request<C>> {
+        loop {
+            if let Some(request) = self.pending.pop_front() {
+                return Some(request);
+            }
+            let Entry::Page {
+                loc,
+                lastmod,
+                priority,
+                alternates,
+            } = self.entries.next_entry()?
+            else {
+                continue;
+            };
+            let alternates = alternates.into_iter().filter(|_| self.alternates);
+            let pages = std::iter::once((loc, lastmod)).chain(alternates.map(|a| (a, None)));
+            for (loc, lastmod) in pages {
+                let request = absolute(&loc)
+                    .and_then(|url| page_request(&self.rules, url, lastmod, priority));
+                self.pending.extend(request);
+            }
         }
-        Some(request)
     }
 }
 

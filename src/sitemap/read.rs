@@ -22,6 +22,8 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
+use bytes::Bytes;
+
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
@@ -103,83 +105,165 @@ pub(crate) struct Reading {
 }
 
 /// Reads `body`, handing each entry to `each` as it is read.
-pub(crate) fn read(body: &[u8], limits: Limits, each: impl FnMut(Entry)) -> Reading {
-    let source = if body.starts_with(&[0x1f, 0x8b]) {
-        Source::Gzip {
-            decoder: Decoder::gzip(),
-            rest: body,
-        }
-    } else {
-        Source::Plain(body)
-    };
-    let mut input = BufReader::with_capacity(
-        PIECE,
-        Limited {
-            source,
-            left: limits.max_bytes,
-            limits,
-            stop: None,
-            too_large: false,
-        },
-    );
-    let mut counted = Counted {
-        each,
-        n: 0,
-        max: limits.max_urls,
-        over: 0,
-    };
-    let result = match peek_form(&mut input) {
-        Err(e) => Err(e.to_string()),
-        Ok(true) => read_xml(&mut input, &mut counted),
-        Ok(false) => read_text(&mut input, &mut counted),
-    };
-    let input = input.get_ref();
-    Reading {
-        over_limit: counted.over,
-        stopped: result
-            .err()
-            .map(|reason| input.stop.clone().unwrap_or(reason)),
-        too_large: input.too_large,
+pub(crate) fn read(body: Bytes, limits: Limits, mut each: impl FnMut(Entry)) -> Reading {
+    let mut entries = Entries::new(body, limits);
+    while let Some(entry) = entries.next_entry() {
+        each(entry);
     }
+    entries.reading()
 }
 
-/// Hands entries on, counting those past the limit instead.
-struct Counted<F> {
-    each: F,
+/// The entries of one sitemap, read as they are asked for: the reader
+/// (and the gzip decoder) keeps its place between calls, so a caller can
+/// take a few entries at a time and hold only those.
+pub(crate) struct Entries {
+    /// The reader, once the form is known; `None` once reading ended.
+    form: Option<Form>,
     /// Entries handed on so far.
     n: usize,
     /// The most that may be.
     max: usize,
     /// Entries read past the limit.
     over: usize,
+    /// Why reading stopped early, if it did.
+    stopped: Option<String>,
+    /// Whether `stopped` is the byte limit.
+    too_large: bool,
 }
 
-impl<F: FnMut(Entry)> Counted<F> {
-    fn put(&mut self, entry: Entry) {
-        if self.n == self.max {
-            self.over += 1;
+/// The reader of an XML or a text sitemap, with its place.
+enum Form {
+    Xml(Box<Xml>),
+    Text {
+        input: BufReader<Limited>,
+        /// The number of the line read last.
+        line: usize,
+    },
+}
+
+/// An XML sitemap's reader and its place.
+struct Xml {
+    reader: Reader<BufReader<Limited>>,
+    /// The buffer of the event being read.
+    buf: Vec<u8>,
+    /// Which kind of sitemap the root element said.
+    root: Option<Root>,
+    /// The entry being read.
+    record: Option<Record>,
+    /// Open elements: 1 inside the root, 2 inside an entry, 3 in a field.
+    depth: usize,
+}
+
+impl Entries {
+    /// Entries of `body` (a sitemap in any form) under `limits`.
+    pub(crate) fn new(body: Bytes, limits: Limits) -> Self {
+        let source = if body.starts_with(&[0x1f, 0x8b]) {
+            Source::Gzip {
+                decoder: Decoder::gzip(),
+                rest: body,
+            }
         } else {
-            self.n += 1;
-            (self.each)(entry);
+            Source::Plain(body)
+        };
+        let mut input = BufReader::with_capacity(
+            PIECE,
+            Limited {
+                source,
+                left: limits.max_bytes,
+                limits,
+                stop: None,
+                too_large: false,
+            },
+        );
+        let mut entries = Entries {
+            form: None,
+            n: 0,
+            max: limits.max_urls,
+            over: 0,
+            stopped: None,
+            too_large: false,
+        };
+        match peek_form(&mut input) {
+            Err(e) => entries.end(input.get_ref(), e.to_string()),
+            Ok(true) => {
+                entries.form = Some(Form::Xml(Box::new(Xml {
+                    reader: Reader::from_reader(input),
+                    buf: Vec::new(),
+                    root: None,
+                    record: None,
+                    depth: 0,
+                })))
+            }
+            Ok(false) => entries.form = Some(Form::Text { input, line: 0 }),
+        }
+        entries
+    }
+
+    /// The next entry within the URL limit (those past it are read and
+    /// counted); `None` at the end, or once an error stopped the reading
+    /// ([`reading`](Self::reading) says why).
+    pub(crate) fn next_entry(&mut self) -> Option<Entry> {
+        loop {
+            let form = self.form.as_mut()?;
+            let next = match form {
+                Form::Xml(x) => next_xml(x),
+                Form::Text { input, line } => next_text(input, line),
+            };
+            match next {
+                Ok(Some(_)) if self.n == self.max => self.over += 1,
+                Ok(Some(entry)) => {
+                    self.n += 1;
+                    return Some(entry);
+                }
+                Ok(None) => {
+                    self.form = None;
+                    return None;
+                }
+                Err(reason) => {
+                    let form = self.form.take()?;
+                    let limited = match &form {
+                        Form::Xml(x) => x.reader.get_ref().get_ref(),
+                        Form::Text { input, .. } => input.get_ref(),
+                    };
+                    self.end(limited, reason);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Records why reading stopped: the input's own reason (a limit, bad
+    /// gzip) over the reader's.
+    fn end(&mut self, input: &Limited, reason: String) {
+        self.stopped = Some(input.stop.clone().unwrap_or(reason));
+        self.too_large = input.too_large;
+    }
+
+    /// How the reading went so far.
+    pub(crate) fn reading(&self) -> Reading {
+        Reading {
+            over_limit: self.over,
+            stopped: self.stopped.clone(),
+            too_large: self.too_large,
         }
     }
 }
 
 /// Where the decoded bytes come from.
-enum Source<'a> {
-    Plain(&'a [u8]),
+enum Source {
+    Plain(Bytes),
     /// Gzip, fed to the decoder a [`PIECE`] at a time as it asks: the
     /// body is never copied whole.
     Gzip {
         decoder: Decoder,
         /// The body not fed yet.
-        rest: &'a [u8],
+        rest: Bytes,
     },
 }
 
 /// The decoded bytes, refused past the limit.
-struct Limited<'a> {
-    source: Source<'a>,
+struct Limited {
+    source: Source,
     /// Bytes that may still be read.
     left: usize,
     /// The limits, for the message.
@@ -190,10 +274,14 @@ struct Limited<'a> {
     too_large: bool,
 }
 
-impl Limited<'_> {
+impl Limited {
     fn pull(&mut self, out: &mut [u8]) -> io::Result<usize> {
         match &mut self.source {
-            Source::Plain(rest) => rest.read(out),
+            Source::Plain(rest) => {
+                let n = rest.len().min(out.len());
+                out[..n].copy_from_slice(&rest.split_to(n));
+                Ok(n)
+            }
             Source::Gzip { decoder, rest } => loop {
                 let n = decoder.read(out).map_err(|e| {
                     self.stop = Some(e.to_string());
@@ -203,9 +291,8 @@ impl Limited<'_> {
                 if n > 0 || rest.is_empty() {
                     return Ok(n);
                 }
-                let (piece, after) = rest.split_at(rest.len().min(PIECE));
-                decoder.feed(piece);
-                *rest = after;
+                let piece = rest.split_to(rest.len().min(PIECE));
+                decoder.feed(&piece);
                 if rest.is_empty() {
                     decoder.end();
                 }
@@ -214,7 +301,7 @@ impl Limited<'_> {
     }
 }
 
-impl Read for Limited<'_> {
+impl Read for Limited {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
@@ -242,41 +329,39 @@ impl Read for Limited<'_> {
 
 /// Whether the input is XML (its first byte past a byte-order mark and
 /// white space is `<`); consumes neither.
-fn peek_form(input: &mut BufReader<Limited<'_>>) -> io::Result<bool> {
+fn peek_form(input: &mut BufReader<Limited>) -> io::Result<bool> {
     let head = input.fill_buf()?;
     let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     Ok(head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<'))
 }
 
-/// One URL a line.
-fn read_text<F: FnMut(Entry)>(
-    input: &mut BufReader<Limited<'_>>,
-    out: &mut Counted<F>,
-) -> Result<(), String> {
+/// The next line's URL of a text sitemap (one URL a line, blank lines
+/// skipped); `None` at the end.
+fn next_text(input: &mut BufReader<Limited>, number: &mut usize) -> Result<Option<Entry>, String> {
     let mut line = Vec::new();
-    for number in 1.. {
+    loop {
         line.clear();
+        *number += 1;
         if input
             .read_until(b'\n', &mut line)
             .map_err(|e| e.to_string())?
             == 0
         {
-            return Ok(());
+            return Ok(None);
         }
         let text = std::str::from_utf8(&line)
             .map_err(|_| format!("line {number} is not UTF-8"))?
             .trim_start_matches('\u{feff}')
             .trim();
         if !text.is_empty() {
-            out.put(Entry::Page {
+            return Ok(Some(Entry::Page {
                 loc: text.to_string(),
                 lastmod: None,
                 priority: None,
                 alternates: Vec::new(),
-            });
+            }));
         }
     }
-    Ok(())
 }
 
 /// Which kind of XML sitemap the root element says.
@@ -331,74 +416,74 @@ impl Record {
     }
 }
 
-/// A `<urlset>` or `<sitemapindex>`, as a stream of events.
-fn read_xml<F: FnMut(Entry)>(
-    input: &mut BufReader<Limited<'_>>,
-    out: &mut Counted<F>,
-) -> Result<(), String> {
-    let mut reader = Reader::from_reader(input);
-    let mut buf = Vec::new();
-    let mut root = None;
-    let mut record: Option<Record> = None;
-    // Open elements: 1 inside the root, 2 inside an entry, 3 in a field.
-    let mut depth = 0usize;
+/// The next entry of a `<urlset>` or `<sitemapindex>`, read as a stream
+/// of events; `None` at the end.
+fn next_xml(xml: &mut Xml) -> Result<Option<Entry>, String> {
+    let Xml {
+        reader,
+        buf,
+        root,
+        record,
+        depth,
+    } = xml;
     loop {
         buf.clear();
         let event = reader
-            .read_event_into(&mut buf)
+            .read_event_into(buf)
             .map_err(|e| format!("malformed XML at byte {}: {e}", reader.error_position()))?;
         match event {
             Event::Start(e) => {
-                depth += 1;
-                start(&e, depth, &mut root, &mut record)?;
+                *depth += 1;
+                start(&e, *depth, root, record)?;
             }
-            Event::Empty(e) if depth == 0 => root = Some(root_of(e.local_name().as_ref())?),
-            Event::Empty(e) if depth == 2 => {
-                if let Some(r) = &mut record {
+            Event::Empty(e) if *depth == 0 => *root = Some(root_of(e.local_name().as_ref())?),
+            Event::Empty(e) if *depth == 2 => {
+                if let Some(r) = record {
                     r.alternates.extend(alternate_of(&e)?);
                 }
             }
             Event::End(_) => {
-                match depth {
+                let closed = *depth;
+                *depth = depth.saturating_sub(1);
+                match closed {
                     2 => {
-                        let done = record.take().zip(root);
+                        let done = record.take().zip(*root);
                         if let Some(entry) = done.and_then(|(r, root)| r.into_entry(root)) {
-                            out.put(entry);
+                            return Ok(Some(entry));
                         }
                     }
                     3 => {
-                        if let Some(r) = &mut record {
+                        if let Some(r) = record {
                             r.field = None;
                         }
                     }
                     _ => {}
                 }
-                depth = depth.saturating_sub(1);
             }
-            Event::Text(t) if depth == 3 => {
-                if let Some(r) = &mut record {
+            Event::Text(t) if *depth == 3 => {
+                if let Some(r) = record {
                     r.text(&t.xml10_content());
                 }
             }
-            Event::CData(t) if depth == 3 => {
-                if let Some(r) = &mut record {
+            Event::CData(t) if *depth == 3 => {
+                if let Some(r) = record {
                     r.text(&t.xml10_content());
                 }
             }
-            Event::GeneralRef(r) if depth == 3 => {
+            Event::GeneralRef(r) if *depth == 3 => {
                 let text = resolve(&r)?;
-                if let Some(rec) = &mut record {
+                if let Some(rec) = record {
                     rec.text(&text);
                 }
             }
             Event::Eof if root.is_none() => return Err("malformed XML: no root element".into()),
-            Event::Eof if depth > 0 => {
+            Event::Eof if *depth > 0 => {
                 return Err(format!(
                     "malformed XML: the document ends at byte {} inside an open element",
                     reader.buffer_position()
                 ));
             }
-            Event::Eof => return Ok(()),
+            Event::Eof => return Ok(None),
             _ => {}
         }
     }

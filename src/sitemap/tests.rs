@@ -20,7 +20,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// Every entry of `body`, and the error that stopped the reading.
 fn entries(body: &[u8], limits: Limits) -> (Vec<Entry>, Option<String>) {
     let mut got = Vec::new();
-    let read = read(body, limits, |e| got.push(e));
+    let read = read(Bytes::copy_from_slice(body), limits, |e| got.push(e));
     (got, read.stopped)
 }
 
@@ -205,7 +205,9 @@ fn entries_past_the_url_limit_are_counted_not_handed_on() {
         .collect();
     let body = format!("<urlset>{urls}</urlset>");
     let mut got = Vec::new();
-    let r = read(body.as_bytes(), limits, |e| got.push(e));
+    let r = read(Bytes::copy_from_slice(body.as_bytes()), limits, |e| {
+        got.push(e)
+    });
     assert_eq!(got.len(), 3);
     assert_eq!(got[2], page("http://h.test/2", None, None));
     assert_eq!(
@@ -218,7 +220,7 @@ fn entries_past_the_url_limit_are_counted_not_handed_on() {
     );
     // Exactly the limit is accepted.
     let r = read(
-        b"http://h.test/0\nhttp://h.test/1\nhttp://h.test/2\n",
+        Bytes::from_static(b"http://h.test/0\nhttp://h.test/1\nhttp://h.test/2\n"),
         limits,
         |_| {},
     );
@@ -259,7 +261,7 @@ fn a_gzip_bomb_stops_at_the_byte_limit() {
         err.unwrap(),
         "more than 1048576 bytes (decoded; the limit of one sitemap); the rest is refused"
     );
-    let r = read(&bomb, limits, |_| {});
+    let r = read(Bytes::from(bomb.clone()), limits, |_| {});
     assert!(r.too_large);
     // The same limit on a plain body; exactly the limit is accepted.
     let (got, err) = entries(&xml[..(1 << 20) + 1], limits);
@@ -520,4 +522,64 @@ fn a_sitemap_error_names_the_sitemap_and_keeps_the_requests_before() {
     assert_eq!(out.counted("sitemap/urls"), 2);
     assert_eq!(out.counted("sitemap/urls_over_limit"), 1);
     assert_eq!(out.counted("sitemap/failed"), 1);
+}
+
+/// An output as a crawl's Parser makes it: requests handed on as they
+/// come, lazy sources kept for the Scheduler.
+fn crawl_output() -> Output<Cb> {
+    Output {
+        flush: Some(crate::spider::Flush {
+            at: usize::MAX,
+            send: std::sync::Arc::new(|_| {}),
+        }),
+        ..Output::default()
+    }
+}
+
+#[test]
+fn in_a_crawl_the_pages_are_made_as_they_are_pulled_and_the_same() {
+    // Gzip, alternates on, a bad <loc>, and malformed XML after them.
+    let broken = URLSET.replace(
+        "</urlset>",
+        "<url><loc>ftp://h.test/x</loc></url><url><loc>http://h.test/d</loc></url><oops></urlset>",
+    );
+    let body = gzip(broken.as_bytes());
+    let rules = rules().alternate_links(true);
+    let sitemap = response("http://h.test/sitemap.xml", body, Some(0));
+    let mut eager = Output::default();
+    let eager_err = rules.parse(&sitemap, &mut eager).unwrap_err();
+    let mut lazy = crawl_output();
+    let lazy_err = rules.parse(&sitemap, &mut lazy).unwrap_err();
+    // The same error and counts, known when `parse` returns.
+    assert_eq!(lazy_err.to_string(), eager_err.to_string());
+    assert_eq!(lazy.counts, eager.counts);
+    assert_eq!(lazy.counted("sitemap/urls"), 6);
+    // No page made yet: one source, which makes the same requests.
+    assert_eq!(lazy.request_count(), 0);
+    assert_eq!(lazy.sources.len(), 1);
+    let mut source = lazy.sources.pop().unwrap();
+    let mut pulled = source.take(4);
+    assert_eq!(pulled.len(), 4);
+    pulled.extend(source.take(100));
+    lazy.requests = pulled;
+    assert_eq!(made(&lazy), made(&eager));
+    assert_eq!(made(&lazy).len(), 6);
+    // An index's sitemaps are requested at once; a sitemap no rule
+    // matches gives no source.
+    let index =
+        r#"<sitemapindex><sitemap><loc>http://h.test/s1.xml</loc></sitemap></sitemapindex>"#;
+    let mut out = crawl_output();
+    rules
+        .parse(&response("http://h.test/index.xml", index, None), &mut out)
+        .unwrap();
+    assert_eq!((out.requests.len(), out.sources.len()), (1, 0));
+    let none = SitemapRules::new(Cb::Sitemap, ["http://h.test/sitemap.xml"]).unwrap();
+    let mut out = crawl_output();
+    none.parse(
+        &response("http://h.test/sitemap.xml", URLSET, None),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!((out.request_count(), out.sources.len()), (0, 0));
+    assert_eq!(out.counted("sitemap/skipped/no_rule"), 3);
 }

@@ -3,7 +3,8 @@
 //! broken one; pages are requested by rule, with the rule's callback and
 //! the sitemap's `<lastmod>` in their meta. Then the limits (a gzip bomb
 //! against the crawl's body limit, more than 50,000 URLs), `follow`, the
-//! `sitemap/…` counters, and the bench's sitemap mode.
+//! `sitemap/…` counters, and the bench's sitemap mode, crawled whole and
+//! stopped and resumed on a job directory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -389,4 +390,59 @@ async fn the_bench_site_crawled_from_its_sitemaps_gives_every_page_once() {
     let got = ["read", "robots_txt", "sitemaps", "urls", "failed"]
         .map(|k| s.get(&format!("sitemap/{k}")));
     assert_eq!(got, [4, 1, 4, pages, 0]);
+}
+
+#[actix::test]
+async fn a_crawl_from_the_bench_sitemaps_stopped_and_resumed_fetches_every_page_once() {
+    use crate::bench_site::{start_server, Site};
+    use crate::bench_sitemap_spider::SitemapBenchSpider;
+    use crate::bench_spider::{CountItems, Mark};
+    use std::sync::atomic::Ordering;
+
+    // 6,000 pages in 3 sitemaps of 2,000: the stop comes while the first
+    // sitemap's pages are still being pulled, the others not begun.
+    let pages = 6_000;
+    let site = Arc::new(Site::new(pages, std::time::Duration::ZERO).with_sitemaps(3));
+    let server = start_server(site.clone(), 0).unwrap();
+    let index = server.url.join("/sitemap_index.xml").unwrap();
+    let job = tempfile::tempdir().unwrap();
+    let items = CountItems::default();
+    let builder = || {
+        let spider = SitemapBenchSpider::new(std::slice::from_ref(&index)).unwrap();
+        Crawler::builder(spider)
+            .dedupe(true)
+            .concurrency(4)
+            .middleware(Mark)
+            .pipeline(items.clone())
+            .job_dir(job.path())
+    };
+    let first = run(builder().close_after_pages(300)).await;
+    assert_eq!(
+        first.finish_reason.as_deref(),
+        Some("closespider_pagecount")
+    );
+    let (fetched, _) = site.coverage();
+    assert!(
+        fetched < pages / 3,
+        "{fetched} pages fetched before the stop"
+    );
+    // Pulled lazily: far fewer requests made than the sitemaps list.
+    assert!(first.counter(Counter::Enqueued) < pages / 3, "{first:#?}");
+
+    // Resumed: the sitemaps (never recorded done) are read again; what
+    // was accepted before is a duplicate, the rest is fetched.
+    let second = run(builder()).await;
+    server.handle.stop(false).await;
+    assert_eq!(second.finish_reason.as_deref(), Some("finished"));
+    assert_eq!(site.coverage(), (pages, vec![]));
+    assert_eq!(site.repeats.load(Ordering::Relaxed), 0);
+    assert_eq!(site.misses.load(Ordering::Relaxed), 0);
+    assert_eq!(site.unmarked.load(Ordering::Relaxed), 0);
+    assert_eq!(items.items.load(Ordering::Relaxed), pages);
+    assert_eq!(second.error_count(), 0);
+    assert_eq!(second.counter(Counter::SpiderExceptions), 0);
+    assert_eq!(
+        second.counter(Counter::Enqueued),
+        second.counter(Counter::Dequeued) + second.counter(Counter::Unprocessed)
+    );
 }

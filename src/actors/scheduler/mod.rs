@@ -2,7 +2,8 @@
 //!
 //! Requests arrive in batches (`Enqueue`) from the parser, the error handler
 //! and the downloader pool, and lazily from the spider's start-request
-//! iterator. Admission first applies the crawl's policies — depth limit and
+//! iterator and from the lazy sources parse callbacks emitted
+//! (`EnqueueSources`). Admission first applies the crawl's policies — depth limit and
 //! depth priority, offsite filtering (`offsite/filtered`) — then the
 //! DupeFilter (unless the request is `dont_filter` or de-duplication is
 //! off), then the CacheQueue.
@@ -22,6 +23,7 @@
 //! This file holds the actor and its handlers; each job is a sibling file:
 //! - `config`: [`SchedulerConfig`] and [`SchedulerOutbox`];
 //! - `starts`: pulling the start requests lazily;
+//! - `sources`: pulling the lazy sources of requests callbacks emitted;
 //! - `admission`: admission policies, dupe checks batched one at a time;
 //! - `dispatch`: pops, held requests, the wake-up timer, gauges, the pool;
 //! - `robots`: robots.txt checks and fetches (the actor glue);
@@ -35,6 +37,7 @@ mod config;
 mod dispatch;
 mod robots;
 mod shared;
+mod sources;
 mod starts;
 mod watermark;
 
@@ -53,8 +56,9 @@ use crate::error::{Error, ErrorKind, Stage};
 use crate::events::{CheckpointInfo, CrawlEvent};
 use crate::jobdir::CheckpointPolicy;
 use crate::messages::{
-    Checkpoint, CheckpointPipelines, Completed, Drain, Enqueue, ForceStop, HostSlots, PageFetched,
-    Pause, Released, Requeue, Resume, SharedStatus, Shutdown, Stop, WriteCheckpoint,
+    Checkpoint, CheckpointPipelines, Completed, Drain, Enqueue, EnqueueSources, ForceStop,
+    HostSlots, PageFetched, Pause, Released, Requeue, Resume, SharedStatus, Shutdown, Stop,
+    WriteCheckpoint,
 };
 use crate::politeness::robots::RobotsCache;
 use crate::politeness::slots::Slots;
@@ -76,6 +80,9 @@ pub(crate) struct Scheduler<C: Callback> {
     /// them are never all in memory; `None` once exhausted (their one unit
     /// of open work closes then) or stopped.
     starts: Option<StartRequests<C>>,
+    /// Lazy sources of requests from parse callbacks, pulled like the
+    /// start requests.
+    sources: sources::Sources<C>,
     /// Admission and dispatch policies.
     config: SchedulerConfig,
     /// Per-host politeness state: how many more requests each host may
@@ -185,6 +192,7 @@ impl<C: Callback> Scheduler<C> {
         Scheduler {
             outbox,
             starts: Some(starts),
+            sources: sources::Sources::default(),
             slots: Slots::new(config.slots.clone()),
             host_slots_published: 0,
             robots: config.robots_agent.is_some().then(RobotsCache::default),
@@ -297,6 +305,15 @@ impl<C: Callback> Handler<Enqueue<C>> for Scheduler<C> {
 
     fn handle(&mut self, msg: Enqueue<C>, ctx: &mut Self::Context) {
         self.accept_emitted(msg.batch, ctx);
+        self.pump(ctx);
+    }
+}
+
+impl<C: Callback> Handler<EnqueueSources<C>> for Scheduler<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: EnqueueSources<C>, ctx: &mut Self::Context) {
+        self.add_sources(msg.sources, ctx);
         self.pump(ctx);
     }
 }
@@ -451,6 +468,7 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
         if self.starts.take().is_some() && self.shared.is_none() {
             self.accounting.close(1);
         }
+        self.drop_sources();
         // No more revisits are pulled: held batches are checked now.
         self.send_checks(ctx);
         // This worker leaves; a distributed crawl goes on without it.

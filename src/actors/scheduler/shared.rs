@@ -338,7 +338,11 @@ impl<C: Callback> Scheduler<C> {
     /// A request's work is over (completed, or forbidden by robots.txt).
     pub(super) fn done(&mut self, id: Uuid) {
         if let Some(d) = self.checkpoints.as_mut() {
-            d.completed(id);
+            // Unless its lazy sources are still being pulled: recorded
+            // when they run out.
+            if !self.sources.defers_completion(id) {
+                d.completed(id);
+            }
         }
         if self.shared.is_some() {
             // Closed once the acknowledgement is through (flush_shared).

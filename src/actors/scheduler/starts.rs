@@ -33,7 +33,8 @@ impl<C: Callback> Scheduler<C> {
         self.starts.is_some() && self.starts_pulled < self.revisits_until
     }
 
-    /// Pulls start requests while the queue is short of work.
+    /// Pulls lazy sources' requests, then start requests, while the queue
+    /// is short of work.
     pub(super) fn pull_starts(&mut self, ctx: &mut actix::Context<Self>) {
         // A batch the admission policies drop whole (all offsite, say)
         // leaves the queue empty and nothing in flight to pump again:
@@ -42,7 +43,8 @@ impl<C: Callback> Scheduler<C> {
         // next turn of the event loop.
         for _ in 0..64 {
             let before = (self.queued, self.checking);
-            if !self.pull_start_batch(ctx) || (self.queued, self.checking) != before {
+            let pulled = self.pull_source_batch(ctx) || self.pull_start_batch(ctx);
+            if !pulled || (self.queued, self.checking) != before {
                 return;
             }
         }

@@ -953,3 +953,232 @@ async fn a_host_that_became_ready_while_a_pop_was_out_is_not_forgotten() {
     }
     expect_event!(r.engine_events.next().await, Event::Idle => ());
 }
+
+/// A lazy source of `n` requests (`http://h/lazy{i}`) emitted by the
+/// request `parent`, counting how many were made; opened as the Parser
+/// opens it.
+fn source(r: &Rig, parent: Uuid, n: usize) -> (crate::spider::RequestSource<Cb>, Arc<AtomicUsize>) {
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = made.clone();
+    let iter = (0..n).map(move |i| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        req(&format!("http://h/lazy{i}"))
+    });
+    r.accounting.open(1);
+    let origin = crate::spider::Origin {
+        parent: Some(parent),
+        depth: 1,
+        depth_priority: 0,
+    };
+    let source = crate::spider::RequestSource {
+        origin,
+        iter: Box::new(iter),
+    };
+    (source, made)
+}
+
+#[actix::test]
+async fn a_lazy_source_is_pulled_only_while_the_queue_is_short() {
+    let mut r = rig(Vec::new(), 2, Some(real_dupe()));
+    // 600: two full batches and a short one.
+    let (src, made) = source(&r, Uuid::new_v4(), 600);
+    let sources = vec![src];
+    r.sched.send(EnqueueSources { sources }).await.unwrap();
+    let watermark = 2 * 2;
+    let mut fetched = 0;
+    loop {
+        let dispatched = r.more_dispatches().await;
+        // Never more than the watermark plus one batch made and queued.
+        let queued = r.stat(Counter::Queued) as usize;
+        assert!(queued < watermark + START_BATCH, "{queued} queued");
+        assert!(made.load(Ordering::Relaxed) <= fetched + watermark + START_BATCH);
+        if dispatched.is_empty() {
+            break;
+        }
+        for e in dispatched {
+            let c = expect_event!(e, Event::Dispatch(c) => c);
+            assert_eq!(c.request.depth, 1);
+            fetched += 1;
+            r.complete(&c).await;
+        }
+        if fetched == 2 {
+            // The first batch only, until the queue runs short.
+            assert_eq!(made.load(Ordering::Relaxed), START_BATCH);
+        }
+    }
+    assert_eq!(fetched, 600);
+    assert_eq!(made.load(Ordering::Relaxed), 600);
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert_eq!(r.accounting.count(), 0);
+    assert_eq!(r.stat(Counter::Enqueued), 600);
+    assert_eq!(r.stat(Counter::Dequeued), 600);
+}
+
+#[actix::test]
+async fn a_panicking_source_counts_an_exception_and_ends() {
+    let mut r = rig(Vec::new(), 4, None);
+    let mut n = 0;
+    let iter = std::iter::from_fn(move || {
+        n += 1;
+        assert!(n < 3, "the source exploded");
+        Some(req(&format!("http://h/s{n}")))
+    });
+    r.accounting.open(1);
+    let source = crate::spider::RequestSource {
+        origin: crate::spider::Origin::default(),
+        iter: Box::new(iter),
+    };
+    let sources = vec![source];
+    r.sched.send(EnqueueSources { sources }).await.unwrap();
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert!(r.more_dispatches().await.is_empty());
+    assert_eq!(r.stat(Counter::SpiderExceptions), 1);
+    assert_eq!(r.accounting.count(), 0);
+}
+
+#[actix::test]
+async fn stop_drops_a_source_unpulled() {
+    let mut r = rig(Vec::new(), 1, None);
+    let (src, made) = source(&r, Uuid::new_v4(), 1000);
+    let sources = vec![src];
+    r.sched.send(EnqueueSources { sources }).await.unwrap();
+    let first = r.next_dispatch().await;
+    r.sched.send(Stop).await.unwrap().unwrap();
+    r.settle().await;
+    assert_eq!(made.load(Ordering::Relaxed), START_BATCH);
+    assert_eq!(r.stat(Counter::Unprocessed), START_BATCH as u64 - 1);
+    r.complete(&first).await;
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert_eq!(r.accounting.count(), 0);
+    assert_eq!(made.load(Ordering::Relaxed), START_BATCH);
+    assert_eq!(
+        r.stat(Counter::Enqueued),
+        r.stat(Counter::Dequeued) + r.stat(Counter::Unprocessed)
+    );
+    // A source arriving while stopping is dropped at once.
+    let (src, made) = source(&r, Uuid::new_v4(), 10);
+    let sources = vec![src];
+    r.sched.send(EnqueueSources { sources }).await.unwrap();
+    assert_eq!(made.load(Ordering::Relaxed), 0);
+    assert_eq!(r.accounting.count(), 0);
+}
+
+/// A JobStore that answers every write and reports each delta: the URLs
+/// accepted and the ids completed.
+struct FakeStore(mpsc::UnboundedSender<(Vec<String>, Vec<Uuid>)>);
+
+impl Actor for FakeStore {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<WriteCheckpoint<Cb>> for FakeStore {
+    type Result = Result<CheckpointInfo, Error>;
+
+    fn handle(&mut self, msg: WriteCheckpoint<Cb>, _: &mut Self::Context) -> Self::Result {
+        let added = msg.delta.added.iter();
+        let added = added.map(|(c, _)| c.request.url.path().to_string());
+        let _ = self.0.send((added.collect(), msg.delta.done.clone()));
+        Ok(CheckpointInfo {
+            sequence: 0,
+            pending: 0,
+            completed: 0,
+            log_bytes: 0,
+            compacted: false,
+        })
+    }
+}
+
+#[actix::test]
+async fn a_request_whose_source_is_pulled_is_recorded_done_only_after_it_ran_out() {
+    let (engine, _engine_events) = Recorder::<Cb>::spawn();
+    let (pool, mut dispatched) = Recorder::<Cb>::spawn();
+    let accounting = Arc::new(Accounting::new(engine.clone().recipient()));
+    let stats = Arc::new(Stats::default());
+    let backend = Box::new(MemoryQueue::default());
+    let queue = CacheQueue::new(backend, accounting.clone(), stats.clone(), log()).start();
+    let outbox = SchedulerOutbox {
+        push: queue.clone().recipient(),
+        pop: queue.clone().recipient(),
+        drain: queue.clone().recipient(),
+        dupe: Some(real_dupe()),
+        pool: pool.clone().recipient(),
+    };
+    let mut config = SchedulerConfig::with_concurrency(1);
+    config.slots.concurrency = usize::MAX;
+    let (tx, mut deltas) = mpsc::unbounded_channel();
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let sitemap = req("http://h/sitemap.xml");
+    let starts: StartRequests<Cb> = Box::new(vec![sitemap].into_iter());
+    let sched = Scheduler::new(outbox, starts, config, accounting.clone(), stats, log())
+        .with_job(
+            FakeStore(tx).start().recipient(),
+            None,
+            events,
+            CheckpointPolicy::default(),
+            0,
+        )
+        .start();
+    let parent = expect_event!(dispatched.next().await, Event::Dispatch(c) => c);
+    // Its callback gave a source of 300 pages, then it completed.
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = made.clone();
+    let iter = (0..300).map(move |i| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        req(&format!("http://h/lazy{i}"))
+    });
+    accounting.open(1);
+    let origin = crate::spider::Origin {
+        parent: Some(parent.id),
+        depth: 1,
+        depth_priority: 0,
+    };
+    let sources = vec![crate::spider::RequestSource {
+        origin,
+        iter: Box::new(iter),
+    }];
+    sched.send(EnqueueSources { sources }).await.unwrap();
+    sched.send(Completed { id: parent.id }).await.unwrap();
+    let checkpoint = || {
+        let sched = sched.clone();
+        async move { sched.send(Checkpoint).await.unwrap().unwrap() }
+    };
+    let index = |c: &Context<Cb>| -> usize { c.request.url.path()[5..].parse().unwrap() };
+    // A page dispatched: the first batch is accepted.
+    let mut next = expect_event!(dispatched.next().await, Event::Dispatch(c) => c);
+    checkpoint().await;
+    let (added, done) = deltas.recv().await.unwrap();
+    assert_eq!(made.load(Ordering::Relaxed), START_BATCH);
+    assert_eq!(added.len(), 1 + START_BATCH);
+    // The sitemap completed, but its source is not through: not done.
+    assert!(done.is_empty(), "{done:?}");
+    // Fetch pages until one of the last batch is dispatched (accepted).
+    let mut completed = 0;
+    while index(&next) < START_BATCH {
+        sched.send(Completed { id: next.id }).await.unwrap();
+        completed += 1;
+        next = expect_event!(dispatched.next().await, Event::Dispatch(c) => c);
+    }
+    assert_eq!(made.load(Ordering::Relaxed), 300);
+    checkpoint().await;
+    let (added, done) = deltas.recv().await.unwrap();
+    assert_eq!(added.len(), 300 - START_BATCH);
+    // Now it is done, with the pages completed meanwhile.
+    assert!(done.contains(&parent.id), "{done:?}");
+    assert_eq!(done.len(), completed + 1);
+}
+
+#[actix::test]
+async fn a_distributed_worker_drains_a_source_as_it_comes() {
+    let (acked_tx, _acked) = mpsc::unbounded_channel();
+    let silent = SilentQueue(acked_tx).start();
+    let shared = SharedQueue::new(silent.clone().recipient(), silent.recipient());
+    let r = shared_worker(Vec::new(), 2, shared).await;
+    let (src, made) = source(&r, Uuid::new_v4(), 600);
+    let sources = vec![src];
+    r.sched.send(EnqueueSources { sources }).await.unwrap();
+    // All of it at once, whatever the queue holds: a shared queue
+    // acknowledges the request that gave it as soon as it completes.
+    assert_eq!(made.load(Ordering::Relaxed), 600);
+    r.settle().await;
+    assert_eq!(r.stat(Counter::Enqueued), 600);
+}
