@@ -335,16 +335,7 @@ impl<C: Callback> Replayed<C> {
             generation: self.generation,
         })
         .map_err(|e| e.to_string())?;
-        let bloom = match &self.bloom {
-            Some(b) => b.to_bytes().map_err(|e| e.kind().to_string())?,
-            None => Vec::new(),
-        };
-        let mut out = Vec::with_capacity(9 + json.len() + bloom.len());
-        out.push(BASE);
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        out.extend_from_slice(&bloom);
-        Ok(out)
+        frame_base(&json, self.bloom.as_ref())
     }
 
     /// Replays every record of a journal.
@@ -430,14 +421,21 @@ pub(super) fn encode_fresh_base<C: Callback>(
         generation,
     })
     .map_err(|e| e.to_string())?;
-    let bloom = match Replayed::<C>::new(sizing).map_err(|e| e.to_string())?.bloom {
+    let fresh = Replayed::<C>::new(sizing).map_err(|e| e.to_string())?;
+    frame_base(&json, fresh.bloom.as_ref())
+}
+
+/// A base record's payload: its tag, the JSON's length and the JSON, then
+/// the dupe store's bytes (none without a built-in store).
+fn frame_base(json: &[u8], bloom: Option<&MemoryDupe>) -> Result<Vec<u8>, String> {
+    let bloom = match bloom {
         Some(b) => b.to_bytes().map_err(|e| e.kind().to_string())?,
         None => Vec::new(),
     };
     let mut out = Vec::with_capacity(9 + json.len() + bloom.len());
     out.push(BASE);
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
+    out.extend_from_slice(json);
     out.extend_from_slice(&bloom);
     Ok(out)
 }

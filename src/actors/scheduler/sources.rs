@@ -15,18 +15,15 @@
 //! comes: a shared queue acknowledges a request as soon as it completes.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 
-use slog::error;
 use uuid::Uuid;
 
-use crate::error::{panic_message, Error, ErrorKind, Stage};
+use crate::error::Stage;
 use crate::request::Callback;
 use crate::spider::RequestSource;
 use crate::state::CrawlState;
-use crate::stats::Counter;
 
-use super::starts::START_BATCH;
+use super::starts::{take_batch, START_BATCH};
 use super::Scheduler;
 
 /// The sources being pulled, and the requests that wait for theirs.
@@ -137,19 +134,9 @@ impl<C: Callback> Scheduler<C> {
     /// out (or panicked): its unit of open work is closed then, and the
     /// request that gave it recorded completed if it waited for it.
     fn pull_from(&mut self, source: &mut RequestSource<C>, ctx: &mut actix::Context<Self>) -> bool {
-        let pulled = std::panic::catch_unwind(AssertUnwindSafe(|| source.take(START_BATCH)));
-        let (batch, exhausted) = match pulled {
-            Ok(batch) => {
-                let exhausted = batch.len() < START_BATCH;
-                (batch, exhausted)
-            }
-            Err(panic) => {
-                let err = Error::new(Stage::Parse, ErrorKind::Panic(panic_message(&*panic)));
-                error!(self.log, "a request source panicked; no more requests from it"; "error" => %err);
-                self.stats.inc(Counter::SpiderExceptions);
-                (Vec::new(), true)
-            }
-        };
+        let take = || source.take(START_BATCH);
+        let what = (Stage::Parse, "a lazy request source");
+        let (batch, exhausted) = take_batch(&self.log, &self.stats, take, what);
         self.accounting.open(batch.len());
         self.accept(batch, ctx);
         if !exhausted {

@@ -12,13 +12,13 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use actix::AsyncContext;
-use slog::{error, info};
+use slog::{error, info, Logger};
 
 use crate::context::Context;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::request::Callback;
 use crate::state::CrawlState;
-use crate::stats::Counter;
+use crate::stats::{Counter, Stats};
 
 use super::shared::Mark;
 use super::Scheduler;
@@ -64,22 +64,9 @@ impl<C: Callback> Scheduler<C> {
         let Some(starts) = self.starts.as_mut() else {
             return false;
         };
-        let pulled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let batch: Vec<_> = starts.by_ref().take(START_BATCH).collect();
-            batch
-        }));
-        let (batch, exhausted) = match pulled {
-            Ok(batch) => {
-                let exhausted = batch.len() < START_BATCH;
-                (batch, exhausted)
-            }
-            Err(panic) => {
-                let err = Error::new(Stage::Setup, ErrorKind::Panic(panic_message(&*panic)));
-                error!(self.log, "start_requests panicked; no more start requests"; "error" => %err);
-                self.stats.inc(Counter::SpiderExceptions);
-                (Vec::new(), true)
-            }
-        };
+        let take = || starts.by_ref().take(START_BATCH).collect();
+        let what = (Stage::Setup, "start_requests");
+        let (batch, exhausted) = take_batch(&self.log, &self.stats, take, what);
         let batch: Vec<_> = batch.into_iter().map(|r| Context::new(r, None)).collect();
         self.starts_pulled += batch.len() as u64;
         self.accounting.open(batch.len());
@@ -101,5 +88,29 @@ impl<C: Callback> Scheduler<C> {
             d.starts(self.starts_pulled, exhausted);
         }
         true
+    }
+}
+
+/// Takes a batch of up to [`START_BATCH`] requests with `take`; whether
+/// that ran its iterator out. A panic in it (spider code: `what`) ends the
+/// iterator, counted in `spider_exceptions` and logged.
+pub(super) fn take_batch<T>(
+    log: &Logger,
+    stats: &Stats,
+    take: impl FnOnce() -> Vec<T>,
+    (stage, what): (Stage, &str),
+) -> (Vec<T>, bool) {
+    match std::panic::catch_unwind(AssertUnwindSafe(take)) {
+        Ok(batch) => {
+            let exhausted = batch.len() < START_BATCH;
+            (batch, exhausted)
+        }
+        Err(panic) => {
+            let err = Error::new(stage, ErrorKind::Panic(panic_message(&*panic)));
+            error!(log, "a request iterator panicked; it gives no more requests";
+                "iterator" => what, "error" => %err);
+            stats.inc(Counter::SpiderExceptions);
+            (Vec::new(), true)
+        }
     }
 }
