@@ -37,6 +37,16 @@ fn builder(
         .recrawl(true)
 }
 
+/// The changing site, crawled once (edition 0) into a new job directory.
+async fn crawled_once() -> (Arc<Site>, Server, tempfile::TempDir, CountItems) {
+    let (site, server) = changing_site();
+    let job = tempfile::tempdir().unwrap();
+    let items = CountItems::default();
+    let (_, got) = run(builder(&server, job.path(), &items), &items).await;
+    assert_eq!(got, 400);
+    (site, server, job, items)
+}
+
 /// Runs a crawl to its end: its stats and the items its pipeline got.
 async fn run(b: CrawlerBuilder<BenchSpider>, items: &CountItems) -> (StatsSnapshot, u64) {
     items.items.store(0, Ordering::SeqCst);
@@ -105,10 +115,7 @@ async fn each_recrawl_fetches_every_page_once_and_counts_what_the_site_changed()
 
 #[actix::test]
 async fn a_spider_that_wants_every_item_gets_every_body_and_the_same_counts() {
-    let (site, server) = changing_site();
-    let job = tempfile::tempdir().unwrap();
-    let items = CountItems::default();
-    run(builder(&server, job.path(), &items), &items).await;
+    let (site, server, job, items) = crawled_once().await;
 
     let step = edition(&site, 1);
     let b = builder(&server, job.path(), &items).recrawl_unchanged_items(true);
@@ -128,10 +135,7 @@ async fn a_spider_that_wants_every_item_gets_every_body_and_the_same_counts() {
 
 #[actix::test]
 async fn a_recrawl_stopped_halfway_resumes_and_ends_with_the_same_counts() {
-    let (site, server) = changing_site();
-    let job = tempfile::tempdir().unwrap();
-    let items = CountItems::default();
-    run(builder(&server, job.path(), &items), &items).await;
+    let (site, server, job, items) = crawled_once().await;
 
     let step = edition(&site, 1);
     let b = builder(&server, job.path(), &items).close_after_pages(60);

@@ -326,16 +326,27 @@ impl Handler<Check<Cb>> for GatedDupe {
     }
 }
 
-#[actix::test]
-async fn requests_arriving_during_a_dupe_check_are_checked_together_next() {
+/// Starts a [`GatedDupe`]: its gate (closed), its address, and the URLs
+/// of each check it is asked.
+fn gated_dupe() -> (
+    Arc<tokio::sync::Semaphore>,
+    Recipient<Check<Cb>>,
+    mpsc::UnboundedReceiver<Vec<String>>,
+) {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (asked_tx, mut asked) = mpsc::unbounded_channel();
+    let (asked_tx, asked) = mpsc::unbounded_channel();
     let dupe = GatedDupe {
         gate: gate.clone(),
         asked: asked_tx,
     }
     .start()
     .recipient();
+    (gate, dupe, asked)
+}
+
+#[actix::test]
+async fn requests_arriving_during_a_dupe_check_are_checked_together_next() {
+    let (gate, dupe, mut asked) = gated_dupe();
     let mut r = rig(Vec::new(), 10, Some(dupe));
     let enqueue = |urls: &[&str]| {
         let batch: Vec<_> = urls.iter().map(|u| Context::new(req(u), None)).collect();
@@ -370,14 +381,7 @@ async fn requests_arriving_during_a_dupe_check_are_checked_together_next() {
 
 #[actix::test]
 async fn requests_emitted_while_revisits_are_pulled_are_checked_after_them() {
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (asked_tx, mut asked) = mpsc::unbounded_channel();
-    let dupe = GatedDupe {
-        gate: gate.clone(),
-        asked: asked_tx,
-    }
-    .start()
-    .recipient();
+    let (gate, dupe, mut asked) = gated_dupe();
     // 300 revisits: two batches of start requests.
     let n = START_BATCH + 44;
     let known: Vec<_> = (0..n).map(|i| req(&format!("http://h/k{i}"))).collect();
