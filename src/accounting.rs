@@ -8,12 +8,17 @@
 //! reaches zero only when nothing is queued, in flight, in a mailbox or in a
 //! pipeline, and the actor that brings it to zero tells the Engine at once
 //! (no polling, no idle timer).
+//!
+//! Work that must wait until everything else is done (a re-crawl's
+//! revisits no sitemap called for) holds *reserved* units: when a close
+//! leaves only those open, their holder is told (`LastCall`) instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use actix::Recipient;
 
-use crate::messages::Idle;
+use crate::messages::{Idle, LastCall};
 
 /// The open-work counter, shared by every actor of one crawl.
 pub(crate) struct Accounting {
@@ -21,6 +26,10 @@ pub(crate) struct Accounting {
     open: AtomicUsize,
     /// The Engine, told when `open` drops to zero.
     idle: Recipient<Idle>,
+    /// Of the open units, those waiting for every other one to close.
+    reserved: AtomicUsize,
+    /// Told when only the reserved units are left.
+    last_call: OnceLock<Recipient<LastCall>>,
 }
 
 impl Accounting {
@@ -28,7 +37,22 @@ impl Accounting {
         Accounting {
             open: AtomicUsize::new(0),
             idle,
+            reserved: AtomicUsize::new(0),
+            last_call: OnceLock::new(),
         }
+    }
+
+    /// Reserves `n` of the units open now (0: none): `to` is told when
+    /// a close leaves only those; whether that is already so.
+    pub(crate) fn reserve(&self, n: usize, to: Recipient<LastCall>) -> bool {
+        let _ = self.last_call.set(to);
+        self.reserved.store(n, Ordering::Release);
+        n > 0 && self.count() == n
+    }
+
+    /// Ends the reservation (before its units close).
+    pub(crate) fn unreserve(&self) {
+        self.reserved.store(0, Ordering::Release);
     }
 
     /// Opens `n` units (call before handing the work on).
@@ -45,6 +69,10 @@ impl Accounting {
         assert!(before >= n, "accounting underflow: closing {n} of {before}");
         if before == n {
             self.idle.do_send(Idle);
+        } else if before - n == self.reserved.load(Ordering::Acquire) {
+            if let Some(to) = self.last_call.get() {
+                to.do_send(LastCall);
+            }
         }
     }
 

@@ -29,6 +29,11 @@ use crate::stats::{Counter, Stats};
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Idle;
+/// Accounting → Scheduler: only the units it reserved are open (a
+/// re-crawl's deferred revisits are due).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct LastCall;
 /// Handle → Engine → Scheduler: stop dequeuing until resumed.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), Error>")]
@@ -283,14 +288,19 @@ pub struct Downloaded<C> {
 }
 
 /// Pool → Scheduler (crawls with a job directory): what a page's answer
-/// changes in the page index, recorded once the request completes.
+/// changes in the page index, recorded once the request completes, and
+/// during a re-crawl its verdict's counter, counted then too (so a
+/// request fetched again after a stop, its completion never recorded, is
+/// counted once).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct PageFetched<C> {
     /// The request's context id.
     pub id: Uuid,
-    /// The change.
-    pub update: PageUpdate<C>,
+    /// The change, if any.
+    pub update: Option<PageUpdate<C>>,
+    /// The re-crawl counter of its verdict (`recrawl/changed`, …), if any.
+    pub counter: Option<&'static str>,
 }
 
 /// Pool → Scheduler: a download ended and its host slot is free (with what

@@ -29,6 +29,7 @@ use url::Url;
 use crate::redirect::{REDIRECT_REASONS, REDIRECT_URLS};
 use crate::request::{Callback, KnownPage, Request};
 use crate::response::Response;
+use crate::sitemap::{SITEMAP_DEPTH, SITEMAP_LASTMOD};
 use awc::http::Method;
 
 /// Revisits answered `304` or with the body they had.
@@ -41,6 +42,9 @@ pub(crate) const NEW: &str = "recrawl/new";
 pub(crate) const GONE: &str = "recrawl/gone";
 /// Pages of the index a re-crawl set out to revisit.
 pub(crate) const KNOWN: &str = "recrawl/known";
+/// Revisits never sent: a sitemap's `<lastmod>` said the page had not
+/// changed since it was fetched (counted in `recrawl/unchanged` too).
+pub(crate) const LASTMOD_SKIPPED: &str = "recrawl/lastmod_skipped";
 
 /// Fixed keys: digests must compare across processes and runs.
 const KEYS: (u64, u64) = (0x7370_696e_6e65_7265, 0x7420_7061_6765_7321);
@@ -101,14 +105,96 @@ pub(crate) fn digest(body: &[u8]) -> u64 {
 /// The revisit of an indexed page: its request, carrying what was seen,
 /// sent with the validators unless `conditional` is off (the spider wants
 /// every page's items, so every body).
+/// A sitemap's revisit is sent without them and always parsed: the
+/// re-crawl needs its `<lastmod>`s, and a `304` has no body to read.
 pub(crate) fn revisit<C>(page: PageRecord<C>, conditional: bool) -> Request<C> {
     let PageRecord { mut request, seen } = page;
-    let conditional = conditional && (seen.etag.is_some() || seen.last_modified.is_some());
+    let sitemap = is_sitemap(&request);
+    let conditional =
+        conditional && !sitemap && (seen.etag.is_some() || seen.last_modified.is_some());
     request.known = Some(Box::new(KnownPage {
         conditional,
+        parse: sitemap,
+        skip: false,
         ..seen
     }));
     request
+}
+
+/// Whether `request` fetched a sitemap, or a robots.txt for its `Sitemap:`
+/// lines, for [`SitemapRules`](crate::SitemapRules).
+fn is_sitemap<C>(request: &Request<C>) -> bool {
+    request.meta.contains_key(SITEMAP_DEPTH)
+}
+
+/// The `<lastmod>` a sitemap gave with a page's request.
+fn lastmod_of<C>(request: &Request<C>) -> Option<&str> {
+    request.meta.get(SITEMAP_LASTMOD)?.as_str()
+}
+
+/// Whether a revisit waits for its sitemap: the page was listed in one
+/// with a `<lastmod>`, which the re-crawl reads afresh to learn whether
+/// the page changed before asking the page itself.
+pub(crate) fn listed<C>(revisit: &Request<C>) -> bool {
+    lastmod_of(revisit).is_some()
+}
+
+/// What becomes of a revisit that waited for its sitemap, once `incoming`
+/// (the sitemap's request for the page, or a link to it) arrives: sent,
+/// as the index holds it but with the sitemap's `<lastmod>` now, unless
+/// that `<lastmod>` says the page has not changed since it was fetched:
+/// then marked `skip`, never sent, counted unchanged.
+pub(crate) fn meet<C>(mut revisit: Request<C>, incoming: &Request<C>) -> Request<C> {
+    let Some(lastmod) = lastmod_of(incoming) else {
+        return revisit;
+    };
+    let Some(known) = revisit.known.as_deref_mut() else {
+        return revisit;
+    };
+    known.skip = known.fetched.is_some_and(|f| unchanged_since(lastmod, f));
+    let lastmod = serde_json::Value::from(lastmod);
+    revisit.meta.insert(SITEMAP_LASTMOD.into(), lastmod);
+    revisit
+}
+
+/// Whether a page whose sitemap gives `lastmod` cannot have changed since
+/// `fetched` (seconds since the epoch): every instant `lastmod` may mean
+/// is before the second `fetched` names. A date alone means any time of
+/// that day (UTC), a time its whole second; a `<lastmod>` that is no W3C
+/// date-time says nothing, and the page is asked.
+pub(crate) fn unchanged_since(lastmod: &str, fetched: i64) -> bool {
+    lastmod_ends(lastmod).is_some_and(|end| end <= fetched)
+}
+
+/// The end of the span a W3C date-time names, in seconds since the
+/// epoch: the next second after a time, the next midnight (UTC) after a
+/// date.
+fn lastmod_ends(lastmod: &str) -> Option<i64> {
+    let text = lastmod.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp() + 1);
+    }
+    // The W3C profile also allows a time without seconds ("T10:00Z").
+    for format in ["%Y-%m-%dT%H:%M%#z", "%Y-%m-%dT%H:%MZ"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
+            return Some(t.timestamp() + 60);
+        }
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc().timestamp() + 60);
+        }
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(day.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
+}
+
+/// When `response` was sent: its `Date`, else now.
+fn fetched_at(response: &Response) -> i64 {
+    let date = response
+        .header("date")
+        .and_then(|d| httpdate::parse_http_date(d).ok());
+    let at = date.unwrap_or_else(std::time::SystemTime::now);
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Adds a revisit's validators to its headers, once (a retry already has
@@ -154,11 +240,13 @@ pub(crate) fn judge<C: Callback>(
         return None;
     }
     let known = request.known.as_deref();
-    let (verdict, seen) = match (response.status, known) {
+    let (verdict, mut seen) = match (response.status, known) {
         (304, Some(k)) => {
             // A 304 may update the validators (RFC 9110, 15.4.5).
             let mut seen = KnownPage {
                 conditional: false,
+                parse: false,
+                skip: false,
                 ..k.clone()
             };
             if let Some(etag) = response.header("etag") {
@@ -171,7 +259,8 @@ pub(crate) fn judge<C: Callback>(
                 etag: response.header("etag").map(str::to_string),
                 last_modified: response.header("last-modified").map(str::to_string),
                 digest: digest(&response.body),
-                conditional: false,
+                fetched: Some(fetched_at(response)),
+                ..KnownPage::default()
             };
             let verdict = match known {
                 None => Verdict::New,
@@ -185,8 +274,19 @@ pub(crate) fn judge<C: Callback>(
     let same = |k: &KnownPage| {
         (&k.etag, &k.last_modified, k.digest) == (&seen.etag, &seen.last_modified, seen.digest)
     };
-    if known.is_some_and(same) {
+    // A page asked because its sitemap's `<lastmod>` passed the fetch the
+    // index holds is recorded again, with this fetch's time, or its
+    // sitemap would have it asked at every re-crawl.
+    let outdated = |k: &KnownPage| {
+        lastmod_of(request).is_some()
+            && k.fetched
+                .is_none_or(|f| lastmod_of(request).is_some_and(|l| !unchanged_since(l, f)))
+    };
+    if known.is_some_and(|k| same(k) && !outdated(k)) {
         return Some((verdict, None));
+    }
+    if verdict == Verdict::Unchanged && response.status == 304 {
+        seen.fetched = Some(fetched_at(response));
     }
     let mut request = request.clone();
     request.known = None;
@@ -318,6 +418,95 @@ mod tests {
         );
         let post = req("http://h/a").method(Method::POST);
         assert_eq!(judge(&post, &answer(200, "x", &[])).map(|(v, _)| v), None);
+    }
+
+    #[test]
+    fn a_lastmod_skips_a_page_only_when_all_of_it_is_before_the_fetch() {
+        // 2024-05-01T10:00:00Z
+        let at = 1_714_557_600;
+        let cases = [
+            ("2024-05-01T09:59:59Z", at, true),
+            ("2024-05-01T10:00:00Z", at, false),
+            ("2024-05-01T10:00:00+00:00", at + 1, true),
+            ("2024-05-01T12:00:00+02:00", at + 1, true),
+            ("2024-05-01T09:59:59.5Z", at, true),
+            ("2024-05-01T09:59Z", at, true),
+            ("2024-05-01T10:00+00:00", at + 59, false),
+            // A date alone: any time of that day.
+            ("2024-05-01", at, false),
+            ("2024-04-30", at, true),
+            (" 2024-04-30 ", at, true),
+            ("2024-05", at, false),
+            ("yesterday", at, false),
+        ];
+        for (lastmod, fetched, skips) in cases {
+            assert_eq!(unchanged_since(lastmod, fetched), skips, "{lastmod}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_revisit_meets_its_sitemap_and_a_sitemap_is_always_read() {
+        let fetched = Some(1_714_557_600);
+        let request = req("http://h/a").meta(SITEMAP_LASTMOD, "2024-04-01");
+        let seen = KnownPage {
+            etag: Some("\"1\"".into()),
+            fetched,
+            ..KnownPage::default()
+        };
+        let waiting = revisit(PageRecord { request, seen }, true);
+        assert!(listed(&waiting));
+        let listing = |lastmod: &str| req("http://h/a").meta(SITEMAP_LASTMOD, lastmod);
+        let met = meet(waiting.clone(), &listing("2024-04-30"));
+        assert!(met.known.as_deref().unwrap().skip);
+        let met = meet(waiting.clone(), &listing("2024-05-02"));
+        let known = met.known.as_deref().unwrap();
+        assert!(!known.skip && known.conditional);
+        assert_eq!(met.meta[SITEMAP_LASTMOD], "2024-05-02", "the sitemap's now");
+        let met = meet(waiting.clone(), &req("http://h/a"));
+        assert_eq!(met, waiting, "a link sends the revisit as it was");
+
+        // A sitemap's revisit asks for the whole body and is parsed.
+        let sitemap = req("http://h/s.xml").meta(SITEMAP_DEPTH, 0);
+        let seen = KnownPage {
+            etag: Some("\"s\"".into()),
+            ..KnownPage::default()
+        };
+        let known = revisit(
+            PageRecord {
+                request: sitemap,
+                seen,
+            },
+            true,
+        )
+        .known
+        .unwrap();
+        assert!(known.parse && !known.conditional);
+    }
+
+    #[test]
+    fn a_page_keeps_when_it_was_fetched_and_is_recorded_again_when_its_lastmod_passed_it() {
+        let date = "Wed, 01 May 2024 10:00:00 GMT";
+        let record = first_fetch("v1", &[("etag", "\"a1\""), ("date", date)]);
+        assert_eq!(record.seen.fetched, Some(1_714_557_600));
+        let known = revisit(record.clone(), true);
+        let later = "Thu, 02 May 2024 10:00:00 GMT";
+        assert_eq!(
+            judge(&known, &answer(304, "", &[("date", later)])),
+            Some((Verdict::Unchanged, None)),
+            "nothing new to keep"
+        );
+        // Asked because the sitemap's `<lastmod>` passed the fetch: kept
+        // with this fetch's time, so it is not asked again for it.
+        let mut asked = known.clone();
+        asked
+            .meta
+            .insert(SITEMAP_LASTMOD.into(), "2024-05-01T12:00:00Z".into());
+        let (verdict, stored) = judge(&asked, &answer(304, "", &[("date", later)])).unwrap();
+        assert_eq!(verdict, Verdict::Unchanged);
+        let stored = stored.unwrap();
+        assert_eq!(stored.seen.fetched, Some(1_714_644_000));
+        assert_eq!(stored.request.meta[SITEMAP_LASTMOD], "2024-05-01T12:00:00Z");
+        assert!(!stored.seen.skip && !stored.seen.parse);
     }
 
     #[test]

@@ -189,6 +189,20 @@ pub(crate) struct KnownPage {
     /// spider wants every page's items, which needs every body).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub conditional: bool,
+    /// When the page was fetched, in seconds since the Unix epoch: the
+    /// answer's `Date` (the server's clock, which its sitemaps' `<lastmod>`
+    /// follow), else the crawler's. `None` in indexes written before it
+    /// was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<i64>,
+    /// The revisit is parsed even when its page is unchanged: a sitemap,
+    /// whose `<lastmod>`s the re-crawl reads afresh.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parse: bool,
+    /// Not fetched at all: its sitemap's `<lastmod>` says the page has not
+    /// changed since it was fetched. Counted unchanged at admission.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip: bool,
 }
 
 impl<C: Callback> Request<C> {

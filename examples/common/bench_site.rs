@@ -302,8 +302,12 @@ async fn serve_page(site: web::Data<Site>, req: HttpRequest) -> HttpResponse {
     }
     if site.sitemaps > 0 {
         let host = req.connection_info().host().to_string();
-        if let Some((kind, body)) = sitemaps::answer(req.path(), &host, site.pages, site.sitemaps) {
-            return HttpResponse::Ok().content_type(kind).body(body);
+        if let Some((kind, body)) = sitemaps::answer(req.path(), &host, &site) {
+            let mut response = HttpResponse::Ok();
+            if let Some(changes) = &site.changes {
+                response.insert_header(("date", changes.date()));
+            }
+            return response.content_type(kind).body(body);
         }
     }
     if let Some(changes) = &site.changes {
@@ -406,7 +410,8 @@ async fn serve_edition(
     };
     response
         .insert_header(("etag", etag))
-        .insert_header(("last-modified", last_modified));
+        .insert_header(("last-modified", last_modified))
+        .insert_header(("date", changes.date()));
     match body {
         Some(body) => {
             site.bodies.fetch_add(1, Ordering::Relaxed);

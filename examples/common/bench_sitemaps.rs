@@ -3,6 +3,8 @@
 //! `/sitemap_index.xml`, which lists `n` gzip sitemaps
 //! `/sitemaps/{k}.xml.gz`; sitemap k lists the k-th of `n` equal runs of
 //! the site's pages (at most [`MAX_URLS`] each), each with a `<lastmod>`.
+//! A changing site's sitemaps list the live pages of its edition, new
+//! ones spread over them, each with the day it last changed (`listing`).
 //! Everything is rendered on request from the page numbers.
 
 use std::fmt::Write as _;
@@ -22,20 +24,37 @@ pub fn per_sitemap(pages: u64, sitemaps: u64) -> Option<u64> {
     Some(pages.div_ceil(sitemaps.max(1))).filter(|&per| per <= MAX_URLS)
 }
 
-/// The `<lastmod>` of page `n`: a day of January 2024.
+/// The `<lastmod>` of page `n` of a site that does not change: a day of
+/// January 2024.
 pub fn lastmod(n: u64) -> String {
     format!("2024-01-{:02}", 1 + n % 28)
 }
 
+/// Which of `sitemaps` sitemaps lists page `n` of a `pages`-page site:
+/// the k-th run of the first `pages`, and later (new) pages in turn.
+fn sitemap_of(n: u64, pages: u64, sitemaps: u64) -> Option<u64> {
+    let per = per_sitemap(pages, sitemaps)?;
+    Some(if n < pages {
+        n / per
+    } else {
+        (n - pages) % sitemaps
+    })
+}
+
+/// The pages sitemap `k` of a site lists, each with its `<lastmod>`.
+pub fn listing(site: &super::Site, k: u64) -> Vec<(u64, String)> {
+    let (pages, sitemaps) = (site.pages, site.sitemaps);
+    let mine = |n: &u64| sitemap_of(*n, pages, sitemaps) == Some(k);
+    match &site.changes {
+        Some(changes) => changes.live().filter(|(n, _)| mine(n)).collect(),
+        None => (0..pages).filter(mine).map(|n| (n, lastmod(n))).collect(),
+    }
+}
+
 /// The answer for `path` (content type and body) if it is one of the
-/// sitemaps of a `pages`-page site served at `host` with `sitemaps` of
-/// them.
-pub fn answer(
-    path: &str,
-    host: &str,
-    pages: u64,
-    sitemaps: u64,
-) -> Option<(&'static str, Vec<u8>)> {
+/// sitemaps of `site` served at `host`.
+pub fn answer(path: &str, host: &str, site: &super::Site) -> Option<(&'static str, Vec<u8>)> {
+    let (pages, sitemaps) = (site.pages, site.sitemaps);
     const XMLNS: &str = "http://www.sitemaps.org/schemas/sitemap/0.9";
     if path == "/robots.txt" {
         let text = format!("User-agent: *\nAllow: /\nSitemap: http://{host}{INDEX_PATH}\n");
@@ -59,19 +78,18 @@ pub fn answer(
         .strip_suffix(".xml.gz")?
         .parse()
         .ok()?;
-    let per = per_sitemap(pages, sitemaps)?;
+    per_sitemap(pages, sitemaps)?;
     if k >= sitemaps {
         return None;
     }
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut xml =
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"{XMLNS}\">\n");
-    for n in (k * per)..((k + 1) * per).min(pages) {
+    for (n, lastmod) in listing(site, k) {
         let _ = writeln!(
             xml,
-            "<url><loc>http://{host}{}</loc><lastmod>{}</lastmod></url>",
+            "<url><loc>http://{host}{}</loc><lastmod>{lastmod}</lastmod></url>",
             page_path(n),
-            lastmod(n)
         );
         if xml.len() > 1 << 16 {
             gzip.write_all(xml.as_bytes()).ok()?;

@@ -10,9 +10,13 @@
 //! too (its link goes), so no page still links to a removed one, as on a
 //! well-kept site. Page 0 never changes. New pages have numbers from
 //! `pages` on and never change. Every page is answered with an
-//! `ETag` (its number and version) and a `Last-Modified` (a day per
-//! version), and a conditional request whose validator still holds gets
-//! `304 Not Modified`, as a well-behaved server does.
+//! `ETag` (its number and version) and a `Last-Modified` (the midnight
+//! that began its edition's day), and a conditional request whose
+//! validator still holds gets `304 Not Modified`, as a well-behaved server
+//! does. The site keeps a clock of its own: every answer's `Date` is noon
+//! of the day of the edition it serves, so a page is always fetched after
+//! it last changed and before it changes again, as on a site crawled
+//! daily. Its sitemaps list the live pages with that `<lastmod>`.
 //!
 //! The site moves from one edition to the next while it runs
 //! (`set_edition`), and tells what the last step changed, so a re-crawl's
@@ -25,6 +29,14 @@ use super::{mix, page_path};
 
 /// The editions a changing site has.
 pub const EDITIONS: u64 = 4;
+
+/// Midnight (UTC) of the day of edition 0: 2026-01-01.
+const DAY_0: u64 = 1_767_225_600;
+
+/// The start of the day of edition `e`.
+fn day(e: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(DAY_0 + e * 86_400)
+}
 
 /// What one edition changed.
 struct Edition {
@@ -144,6 +156,49 @@ impl Changes {
         &self.editions[..self.edition() as usize]
     }
 
+    /// The site's clock: noon of the current edition's day, as an HTTP
+    /// date (every answer's `Date`).
+    pub fn date(&self) -> String {
+        httpdate::fmt_http_date(day(self.edition()) + std::time::Duration::from_secs(43_200))
+    }
+
+    /// The editions that changed page `n` so far, each with its new
+    /// page; `Err` with the answer when it is missing or gone.
+    fn versions(&self, n: u64) -> Result<Vec<(u64, u64)>, Answer> {
+        let served = self.served();
+        let is_new = served
+            .iter()
+            .any(|e| n >= e.first_new && n < e.first_new + e.changed.len() as u64);
+        if n >= self.pages && !is_new {
+            return Err(Answer::Missing);
+        }
+        if served.iter().any(|e| e.gone.binary_search(&n).is_ok()) {
+            return Err(Answer::Gone);
+        }
+        let mut versions = Vec::new();
+        for (i, e) in served.iter().enumerate() {
+            if let Ok(rank) = e.changed.binary_search(&n) {
+                versions.push((i as u64 + 1, e.first_new + rank as u64));
+            }
+        }
+        Ok(versions)
+    }
+
+    /// The live pages of the current edition with their sitemap
+    /// `<lastmod>` (when they last changed), old ones first.
+    pub fn live(&self) -> impl Iterator<Item = (u64, String)> + '_ {
+        let newest = self
+            .served()
+            .last()
+            .map_or(self.pages, |e| e.first_new + e.changed.len() as u64);
+        (0..newest).filter_map(|n| {
+            let version = self.versions(n).ok()?.last().map_or(0, |v| v.0);
+            let at = day(version).duration_since(std::time::UNIX_EPOCH).ok()?;
+            let at = chrono::DateTime::from_timestamp(i64::try_from(at.as_secs()).ok()?, 0)?;
+            Some((n, at.to_rfc3339()))
+        })
+    }
+
     /// What the step to the current edition changed.
     pub fn step(&self) -> Step {
         let served = self.served();
@@ -174,28 +229,14 @@ impl Changes {
         render: impl Fn(u64, &dyn Fn(u64) -> bool) -> String,
     ) -> Answer {
         let served = self.served();
-        let is_new = served
-            .iter()
-            .any(|e| n >= e.first_new && n < e.first_new + e.changed.len() as u64);
-        if n >= self.pages && !is_new {
-            return Answer::Missing;
-        }
-        if served.iter().any(|e| e.gone.binary_search(&n).is_ok()) {
-            return Answer::Gone;
-        }
         // The editions that changed the page, with its new page in each.
-        let mut versions = Vec::new();
-        for (i, e) in served.iter().enumerate() {
-            if let Ok(rank) = e.changed.binary_search(&n) {
-                versions.push((i as u64 + 1, e.first_new + rank as u64));
-            }
-        }
+        let versions = match self.versions(n) {
+            Ok(versions) => versions,
+            Err(answer) => return answer,
+        };
         let version = versions.last().map_or(0, |v| v.0);
         let etag = format!("\"{n}-{version}\"");
-        let last_modified = httpdate::fmt_http_date(
-            std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(1_767_225_600 + version * 86_400),
-        );
+        let last_modified = httpdate::fmt_http_date(day(version));
         let fresh = match (if_none_match, if_modified_since) {
             (Some(tags), _) => tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
             (None, Some(since)) => httpdate::parse_http_date(since)

@@ -234,16 +234,24 @@ impl<C: Callback> Pool<C> {
             return false;
         };
         // Nothing to record when the page answered as the index holds it.
-        if let Some(record) = record {
-            let update = PageUpdate::Seen(Box::new(record));
-            let fetched = PageFetched { id: ctx.id, update };
+        // The verdict is counted when the request's completion is
+        // recorded.
+        let update = record.map(|r| PageUpdate::Seen(Box::new(r)));
+        let counter = pages.recrawl.then(|| verdict.counter());
+        if update.is_some() || counter.is_some() {
+            let fetched = PageFetched {
+                id: ctx.id,
+                update,
+                counter,
+            };
             deliver(&pages.to, fetched, &self.stats);
         }
         if !pages.recrawl {
             return false;
         }
-        self.stats.add_named(verdict.counter(), 1);
-        let skip = verdict == Verdict::Unchanged && !pages.parse_unchanged;
+        // A sitemap is read all the same: its `<lastmod>`s are news.
+        let parse = ctx.request.known.as_deref().is_some_and(|k| k.parse);
+        let skip = verdict == Verdict::Unchanged && !pages.parse_unchanged && !parse;
         if skip {
             debug!(self.log, "unchanged since the last crawl: not parsed";
                 "request_id" => %ctx.id, "url" => %crate::redact::Redacted(&ctx.request.url), "status" => response.status);
@@ -261,11 +269,13 @@ impl<C: Callback> Pool<C> {
         if !recrawl::is_gone(&ctx.request, status) {
             return false;
         }
-        self.stats.add_named(recrawl::GONE, 1);
         info!(self.log, "page gone since the last crawl";
             "url" => %crate::redact::Redacted(&ctx.request.url), "status" => status);
-        let update = PageUpdate::Gone(ctx.request.url.clone());
-        let fetched = PageFetched { id: ctx.id, update };
+        let fetched = PageFetched {
+            id: ctx.id,
+            update: Some(PageUpdate::Gone(ctx.request.url.clone())),
+            counter: Some(recrawl::GONE),
+        };
         deliver(&pages.to, fetched, &self.stats);
         true
     }

@@ -167,6 +167,8 @@ pub(crate) struct Config {
     pub recrawl: bool,
     /// Whether a re-crawl parses unchanged pages too.
     pub recrawl_unchanged_items: bool,
+    /// Whether a re-crawl trusts sitemaps' `<lastmod>` to skip pages.
+    pub recrawl_sitemap_lastmod: bool,
     /// The Redis of a distributed crawl; `None`: this process alone.
     #[cfg(feature = "distributed")]
     pub redis: Option<RedisOptions>,
@@ -227,6 +229,7 @@ impl Default for Config {
             rerun_start_requests: false,
             recrawl: false,
             recrawl_unchanged_items: false,
+            recrawl_sitemap_lastmod: true,
             #[cfg(feature = "distributed")]
             redis: None,
             limits: Limits::default(),
@@ -1027,6 +1030,22 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// unchanged by its body alone. The default is off.
     pub fn recrawl_unchanged_items(mut self, on: bool) -> Self {
         self.settings.recrawl_unchanged_items = on;
+        self
+    }
+
+    /// During a re-crawl, trusts the `<lastmod>` of sitemaps read through
+    /// [`SitemapRules`](crate::SitemapRules): a page an earlier crawl
+    /// fetched from a sitemap that gave it a `<lastmod>` is not revisited
+    /// at once but when the sitemap lists it again, and not at all when
+    /// its `<lastmod>` is before the time it was last fetched (the
+    /// answer's `Date`): counted in `recrawl/unchanged` and
+    /// `recrawl/lastmod_skipped`. Sitemaps are fetched afresh and always
+    /// read in a re-crawl. A page no sitemap lists any more is revisited
+    /// once everything else is done. Off for a site whose sitemaps do not
+    /// keep `<lastmod>` up to date: every page is then asked. The default
+    /// is on.
+    pub fn recrawl_sitemap_lastmod(mut self, on: bool) -> Self {
+        self.settings.recrawl_sitemap_lastmod = on;
         self
     }
 

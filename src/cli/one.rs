@@ -164,6 +164,7 @@ fn take_job_keys(settings: &mut Settings) -> Vec<&'static str> {
         rerun_start_requests,
         recrawl,
         recrawl_unchanged_items,
+        recrawl_sitemap_lastmod,
         checkpoint_every,
         checkpoint_every_requests,
         http_cache,

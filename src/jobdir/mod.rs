@@ -304,7 +304,7 @@ impl<C: Callback> JobDir<C> {
     /// and start position, no stats) that keeps the index. A crash before
     /// the replace leaves the finished crawl as it was.
     fn begin_recrawl(&mut self, pages: &[index::RawPage], generation: u32) -> Result<(), Error> {
-        pages::write_list(&self.dir, generation, pages)?;
+        pages::write_list::<C>(&self.dir, generation, pages)?;
         let path = self.journal.path().to_path_buf();
         let base = record::encode_fresh_base::<C>(self.sizing, pages, generation)
             .map_err(|e| journal_error(&path, format!("encoding: {e}")))?;

@@ -2,13 +2,15 @@
 //!
 //! When a re-crawl begins, the page index as it is then is written to
 //! `recrawl-<generation>.jsonl` in the job directory (a first line
-//! `{"pages": N}`, then one JSON page record a line; a temporary file,
-//! synced, then renamed), before the journal
-//! says the re-crawl began. The re-crawl reads it lazily, a line at a
-//! time, as its first start requests: the list never sits whole in memory,
-//! and it does not change while the index does, so a re-crawl stopped
-//! halfway resumes at the same place in it (the start-request position
-//! counts its lines first).
+//! `{"pages": N, "deferred": M}`, then one JSON page record a line; a
+//! temporary file, synced, then renamed), before the journal says the
+//! re-crawl began. The first M pages are those a sitemap listed with a
+//! `<lastmod>`: their revisits wait for the sitemap (read into memory when
+//! the re-crawl opens, they go to the Scheduler). The re-crawl reads the
+//! others lazily, a line at a time, as its first start requests: they
+//! never sit whole in memory, and the list does not change while the
+//! index does, so a re-crawl stopped halfway resumes at the same place in
+//! it (the start-request position counts its lines first).
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Lines, Write};
@@ -20,7 +22,7 @@ use slog::{error, Logger};
 
 use super::journal_error;
 use crate::error::Error;
-use crate::recrawl::{revisit, PageRecord};
+use crate::recrawl::{listed, revisit, PageRecord};
 use crate::request::{Callback, Request};
 use crate::stats::Stats;
 
@@ -34,7 +36,7 @@ pub(super) fn list_path(dir: &Path, generation: u32) -> PathBuf {
 
 /// Writes the list of re-crawl `generation`, durably, and removes the
 /// lists of earlier ones.
-pub(super) fn write_list(
+pub(super) fn write_list<C: Callback>(
     dir: &Path,
     generation: u32,
     pages: &[super::index::RawPage],
@@ -42,9 +44,20 @@ pub(super) fn write_list(
     let path = list_path(dir, generation);
     let tmp = dir.join(format!("recrawl-{generation}.jsonl.tmp"));
     let io = |e: std::io::Error| journal_error(&path, format!("writing the re-crawl list: {e}"));
+    // Pages a sitemap listed with a `<lastmod>` first (a record that
+    // cannot be read is revisited as any other, where its line says so).
+    let waits = |page: &super::index::RawPage| {
+        serde_json::from_str::<PageRecord<C>>(page.get()).is_ok_and(|p| listed(&p.request))
+    };
+    let (deferred, eager): (Vec<_>, Vec<_>) = pages.iter().partition(|p| waits(p));
     let mut out = BufWriter::new(File::create(&tmp).map_err(io)?);
-    writeln!(out, "{{\"pages\": {}}}", pages.len()).map_err(io)?;
-    for page in pages {
+    let header = Header {
+        pages: pages.len() as u64,
+        deferred: deferred.len() as u64,
+    };
+    let header = serde_json::to_string(&header).map_err(|e| io(e.into()))?;
+    writeln!(out, "{header}").map_err(io)?;
+    for page in deferred.into_iter().chain(eager) {
         // As written in the journal: JSON without line breaks.
         out.write_all(page.get().as_bytes()).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
@@ -71,24 +84,33 @@ pub(crate) struct KnownPages<C> {
     stats: Arc<Stats>,
     /// Says which.
     log: Logger,
-    /// Pages the list holds.
+    /// Pages the lazy part of the list holds.
     len: u64,
+    /// The revisits that wait for their sitemap, read whole.
+    deferred: Vec<Request<C>>,
     _callback: PhantomData<fn() -> C>,
 }
 
 /// The list's first line.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Header {
+    /// Pages listed.
     pages: u64,
+    /// Of those, the first ones, listed by a sitemap with a `<lastmod>`
+    /// (none in lists written before they were told apart).
+    #[serde(default)]
+    deferred: u64,
 }
 
 impl<C: Callback> KnownPages<C> {
     /// Opens the list of re-crawl `generation` in `dir`: fails, naming the
-    /// file, when it is missing (the job directory lost it).
+    /// file, when it is missing (the job directory lost it). The revisits
+    /// that wait for their sitemap are read at once (`take_deferred`);
+    /// unless `defer` is on, they are pulled first as any other.
     pub(crate) fn open(
         dir: &Path,
         generation: u32,
-        conditional: bool,
+        (conditional, defer): (bool, bool),
         stats: Arc<Stats>,
         log: Logger,
     ) -> Result<Self, Error> {
@@ -106,20 +128,64 @@ impl<C: Callback> KnownPages<C> {
             .map_err(|e| e.to_string())
             .and_then(|line| serde_json::from_str(&line).map_err(|e| e.to_string()))
             .map_err(|e| unreadable(format!("its first line: {e}")))?;
-        Ok(KnownPages {
+        let mut list = KnownPages {
             lines,
             path,
             conditional,
             stats,
             log,
             len: header.pages,
+            deferred: Vec::new(),
             _callback: PhantomData,
-        })
+        };
+        if defer {
+            // Read by line count, not by page: a damaged line is one of them.
+            let mut deferred = Vec::new();
+            for _ in 0..header.deferred {
+                match list.next_line() {
+                    Some(Some(revisit)) => deferred.push(revisit),
+                    Some(None) => {}
+                    None => break,
+                }
+            }
+            list.len -= header.deferred.min(list.len);
+            list.deferred = deferred;
+        }
+        Ok(list)
     }
 
-    /// Pages the list holds.
+    /// Pages pulled from the list (as start requests).
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The revisits that wait for their sitemap (none unless deferred).
+    pub(crate) fn take_deferred(&mut self) -> Vec<Request<C>> {
+        std::mem::take(&mut self.deferred)
+    }
+
+    /// The next line's revisit: `Some(None)` for a line that cannot be
+    /// read (counted and logged), `None` at the end (or after a read
+    /// error, which leaves nothing after it to trust).
+    fn next_line(&mut self) -> Option<Option<Request<C>>> {
+        let line = match self.lines.next()? {
+            Ok(line) => line,
+            Err(e) => {
+                self.stats.add_named(UNREADABLE, 1);
+                error!(self.log, "re-crawl list: read failed; its remaining pages are not revisited";
+                    "path" => %self.path.display(), "error" => %e);
+                return None;
+            }
+        };
+        match serde_json::from_str::<PageRecord<C>>(&line) {
+            Ok(page) => Some(Some(revisit(page, self.conditional))),
+            Err(e) => {
+                self.stats.add_named(UNREADABLE, 1);
+                error!(self.log, "re-crawl list: a line cannot be read; that page is not revisited";
+                    "path" => %self.path.display(), "error" => %e);
+                Some(None)
+            }
+        }
     }
 }
 
@@ -128,23 +194,8 @@ impl<C: Callback> Iterator for KnownPages<C> {
 
     fn next(&mut self) -> Option<Request<C>> {
         loop {
-            let line = match self.lines.next()? {
-                Ok(line) => line,
-                Err(e) => {
-                    // Nothing after a read error can be trusted.
-                    self.stats.add_named(UNREADABLE, 1);
-                    error!(self.log, "re-crawl list: read failed; its remaining pages are not revisited";
-                        "path" => %self.path.display(), "error" => %e);
-                    return None;
-                }
-            };
-            match serde_json::from_str::<PageRecord<C>>(&line) {
-                Ok(page) => return Some(revisit(page, self.conditional)),
-                Err(e) => {
-                    self.stats.add_named(UNREADABLE, 1);
-                    error!(self.log, "re-crawl list: a line cannot be read; that page is not revisited";
-                        "path" => %self.path.display(), "error" => %e);
-                }
+            if let Some(revisit) = self.next_line()? {
+                return Some(revisit);
             }
         }
     }
@@ -290,7 +341,8 @@ mod tests {
 
         let stats = Arc::new(Stats::default());
         let open = |conditional| {
-            KnownPages::<Cb>::open(dir.path(), 1, conditional, stats.clone(), log()).unwrap()
+            KnownPages::<Cb>::open(dir.path(), 1, (conditional, true), stats.clone(), log())
+                .unwrap()
         };
         assert_eq!(open(true).len(), 2);
         let revisits: Vec<_> = open(true).collect();
@@ -305,7 +357,7 @@ mod tests {
         let path = list_path(dir.path(), 1);
         let text = std::fs::read_to_string(&path).unwrap();
         let (header, rest) = text.split_once('\n').unwrap();
-        assert_eq!(header, "{\"pages\": 2}");
+        assert_eq!(header, "{\"pages\":2,\"deferred\":0}");
         std::fs::write(&path, format!("{header}\n{{\"request\": 1}}\n{rest}")).unwrap();
         assert_eq!(open(true).count(), 2);
         assert_eq!(stats.snapshot().get(UNREADABLE), 1);

@@ -160,7 +160,7 @@ impl<S: Spider> Crawler<S> {
                     s.checkpoints,
                     job.starts_pulled,
                 )
-                .with_revisits(job.revisits)
+                .with_revisits(job.revisits, std::mem::take(&mut job.deferred))
                 .with_restored(std::mem::take(&mut job.pending));
         }
         if let Some(shared) = shared {

@@ -13,7 +13,7 @@ use crate::dedupe::MemoryDupe;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::ResumeInfo;
 use crate::jobdir::{BloomSizing, JobDir, KnownPages, Opened};
-use crate::request::Callback;
+use crate::request::{Callback, Request};
 use crate::spider::{Spider, StartRequests};
 use crate::stats::Stats;
 
@@ -39,6 +39,9 @@ pub(super) struct Replay<C> {
     pub(super) generation: u32,
     /// How many of the start requests are the re-crawl's revisits.
     pub(super) revisits: u64,
+    /// A re-crawl's revisits that wait for their sitemap, for the
+    /// Scheduler.
+    pub(super) deferred: Vec<Request<C>>,
 }
 
 impl<C: Callback> Replay<C> {
@@ -60,6 +63,7 @@ impl<C: Callback> Replay<C> {
             known: None,
             generation: 0,
             revisits: 0,
+            deferred: Vec::new(),
         };
         let Some(dir) = &s.job_dir else {
             return Ok(replay);
@@ -72,13 +76,14 @@ impl<C: Callback> Replay<C> {
         let log = log.new(o!("actor" => "job_store"));
         let (store, opened) = JobDir::<C>::open_with(dir, sizing, log.clone(), s.recrawl)?;
         replay.store = Some(store);
-        let conditional = !s.recrawl_unchanged_items;
+        let list = (!s.recrawl_unchanged_items, defers(s));
         let r = match opened {
             Opened::New => return Ok(replay),
             Opened::Recrawl { generation, pages } => {
                 replay.generation = generation;
-                let known =
-                    KnownPages::open(dir, generation, conditional, stats.clone(), log.clone())?;
+                let mut known =
+                    KnownPages::open(dir, generation, list, stats.clone(), log.clone())?;
+                replay.deferred = known.take_deferred();
                 replay.known = Some(known);
                 stats.add_named(crate::recrawl::KNOWN, pages);
                 info!(log, "re-crawling a finished job"; "generation" => generation, "known_pages" => pages);
@@ -91,13 +96,13 @@ impl<C: Callback> Replay<C> {
             // A re-crawl stopped halfway: its list, at the position the
             // start requests reached.
             replay.generation = r.generation;
-            replay.known = Some(KnownPages::open(
-                dir,
-                r.generation,
-                conditional,
-                stats.clone(),
-                log.clone(),
-            )?);
+            let mut known = KnownPages::open(dir, r.generation, list, stats.clone(), log.clone())?;
+            // Once the start requests ran out, the deferred revisits were
+            // released: they are pending, or done.
+            if !r.info.starts_exhausted {
+                replay.deferred = known.take_deferred();
+            }
+            replay.known = Some(known);
         }
         if let Some(saved) = &r.stats {
             stats.restore(saved);
@@ -112,6 +117,18 @@ impl<C: Callback> Replay<C> {
         replay.resumed = Some(r.info);
         Ok(replay)
     }
+}
+
+/// Whether a re-crawl's revisits of pages a sitemap listed with a
+/// `<lastmod>` wait for the sitemap. Not when the spider wants every
+/// page's items (every body is fetched then), nor in a distributed crawl
+/// (the workers do not share them).
+fn defers(s: &Config) -> bool {
+    #[cfg(feature = "distributed")]
+    if s.redis.is_some() {
+        return false;
+    }
+    s.recrawl_sitemap_lastmod && !s.recrawl_unchanged_items
 }
 
 /// The spider's start requests, less those earlier runs consumed; a panic

@@ -341,6 +341,8 @@ settings! {
         recrawl: bool as Flag,
         /// [`CrawlerBuilder::recrawl_unchanged_items`]: a switch.
         recrawl_unchanged_items: bool as Flag,
+        /// [`CrawlerBuilder::recrawl_sitemap_lastmod`]: a switch.
+        recrawl_sitemap_lastmod: bool as Flag,
         /// [`CrawlerBuilder::http_cache`] and [`CrawlerBuilder::no_http_cache`]:
         /// a switch; `false` turns the HTTP cache off, `true` on (with the
         /// builder's options, else the defaults).

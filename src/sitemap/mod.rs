@@ -66,7 +66,7 @@ pub const SITEMAP_LASTMOD: &str = "sitemap_lastmod";
 
 /// The `meta` key of a sitemap request that holds how deep in nested
 /// indexes it is (0 for a start request).
-const SITEMAP_DEPTH: &str = "sitemap_depth";
+pub(crate) const SITEMAP_DEPTH: &str = "sitemap_depth";
 
 /// The names of the counters [`SitemapRules::parse`] adds to the crawl's
 /// stats.

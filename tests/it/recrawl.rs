@@ -13,7 +13,9 @@ use spinneret::{Crawler, CrawlerBuilder, StatsSnapshot};
 
 use crate::bench_site::editions::Step;
 use crate::bench_site::{start_server, Server, Site};
+use crate::bench_sitemap_spider::SitemapBenchSpider;
 use crate::bench_spider::{BenchSpider, CountItems, Mark};
+use spinneret::Spider;
 
 /// A 400-page site with 10 % of its pages changed per edition.
 fn changing_site() -> (Arc<Site>, Server) {
@@ -48,7 +50,7 @@ async fn crawled_once() -> (Arc<Site>, Server, tempfile::TempDir, CountItems) {
 }
 
 /// Runs a crawl to its end: its stats and the items its pipeline got.
-async fn run(b: CrawlerBuilder<BenchSpider>, items: &CountItems) -> (StatsSnapshot, u64) {
+async fn run<S: Spider>(b: CrawlerBuilder<S>, items: &CountItems) -> (StatsSnapshot, u64) {
     items.items.store(0, Ordering::SeqCst);
     let stats = b.build().unwrap().start().unwrap().join().await.unwrap();
     (stats, items.items.load(Ordering::SeqCst))
@@ -156,5 +158,129 @@ async fn a_recrawl_stopped_halfway_resumes_and_ends_with_the_same_counts() {
     assert_eq!(first_items + more_items, step.changed + step.new);
     assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
     assert!(unchanged <= unchanged_all && changed <= step.changed && new <= step.new);
+    server.handle.stop(false).await;
+}
+
+/// A crawl of the site from the sitemaps its robots.txt names, with
+/// re-crawling on.
+fn from_sitemaps(
+    server: &Server,
+    job: &std::path::Path,
+    items: &CountItems,
+    lastmod: bool,
+) -> CrawlerBuilder<SitemapBenchSpider> {
+    let robots = server.url.join("/robots.txt").unwrap();
+    let spider = SitemapBenchSpider::new(&[robots]).expect("a start URL");
+    Crawler::builder(spider)
+        .concurrency(16)
+        .per_host_concurrency(16)
+        .middleware(Mark)
+        .pipeline(items.clone())
+        .job_dir(job)
+        .recrawl(true)
+        .recrawl_sitemap_lastmod(lastmod)
+}
+
+#[actix::test]
+async fn a_recrawl_from_sitemaps_asks_only_for_the_pages_their_lastmod_says_changed() {
+    // The changing site in 3 sitemaps, each page with the `<lastmod>` of
+    // its last change; the site's clock reads noon of its edition's day.
+    let site = Arc::new(
+        Site::new(400, Duration::ZERO)
+            .with_changes(10.0)
+            .with_sitemaps(3),
+    );
+    let server = start_server(site.clone(), 0).expect("the site starts");
+    let job = tempfile::tempdir().unwrap();
+    let items = CountItems::default();
+    let (_, got) = run(from_sitemaps(&server, job.path(), &items, true), &items).await;
+    assert_eq!(got, 400);
+    // robots.txt, the index and 3 sitemaps are pages of the index too:
+    // read again in full at each re-crawl, the 3 sitemaps changed.
+    let docs = 5;
+    let mut live = 400;
+    for e in [1, 2] {
+        let step = edition(&site, e);
+        assert!(
+            step.changed > 0 && step.gone > 0 && step.new >= 3,
+            "{step:?}"
+        );
+        let b = from_sitemaps(&server, job.path(), &items, true);
+        let (stats, got) = run(b, &items).await;
+        let unchanged = live - step.changed - step.gone;
+        assert_eq!(
+            counts(&stats),
+            [
+                live + docs,
+                unchanged + 2,
+                step.changed + 3,
+                step.new,
+                step.gone
+            ],
+            "edition {e}"
+        );
+        assert_eq!(stats.get("recrawl/lastmod_skipped"), unchanged);
+        assert_eq!(got, step.changed + step.new);
+        assert_eq!(stats.status_count(304), 0, "no page asked in vain");
+        assert_eq!(stats.status_count(410), step.gone, "unlisted: asked last");
+        assert_eq!(stats.get("request_failure_count"), 0);
+        assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+        // What the site saw: only the pages that changed, are new or gone.
+        assert_eq!(site.repeats.load(Ordering::SeqCst), 0);
+        assert_eq!(site.coverage().0, step.changed + step.new + step.gone);
+        assert_eq!(site.bodies.load(Ordering::SeqCst), step.changed + step.new);
+        assert_eq!(site.not_modified.load(Ordering::SeqCst), 0);
+        assert_eq!(site.misses.load(Ordering::SeqCst), 0);
+        live = step.live;
+    }
+
+    // Without trusting `<lastmod>`, every known page is asked again.
+    let step = edition(&site, 3);
+    let b = from_sitemaps(&server, job.path(), &items, false);
+    let (stats, got) = run(b, &items).await;
+    let unchanged = live - step.changed - step.gone;
+    assert_eq!(stats.get("recrawl/lastmod_skipped"), 0);
+    assert_eq!(stats.get("recrawl/unchanged"), unchanged + 2);
+    assert_eq!(site.not_modified.load(Ordering::SeqCst), unchanged);
+    assert_eq!(got, step.changed + step.new);
+    assert_eq!(site.repeats.load(Ordering::SeqCst), 0);
+    server.handle.stop(false).await;
+}
+
+#[actix::test]
+async fn a_recrawl_from_sitemaps_stopped_halfway_resumes_with_the_same_counts() {
+    let site = Arc::new(
+        Site::new(400, Duration::ZERO)
+            .with_changes(10.0)
+            .with_sitemaps(3),
+    );
+    let server = start_server(site.clone(), 0).expect("the site starts");
+    let job = tempfile::tempdir().unwrap();
+    let items = CountItems::default();
+    run(from_sitemaps(&server, job.path(), &items, true), &items).await;
+
+    let step = edition(&site, 1);
+    let b = from_sitemaps(&server, job.path(), &items, true).close_after_pages(30);
+    let (stopped, first_items) = run(b, &items).await;
+    assert_ne!(stopped.finish_reason.as_deref(), Some("finished"));
+    let fetched = site.coverage().0;
+    assert!(
+        fetched < step.changed + step.new,
+        "stopped before the end: {fetched}"
+    );
+
+    let (stats, more_items) = run(from_sitemaps(&server, job.path(), &items, true), &items).await;
+    let unchanged = 400 - step.changed - step.gone;
+    assert_eq!(
+        counts(&stats),
+        [405, unchanged + 2, step.changed + 3, step.new, step.gone]
+    );
+    assert_eq!(stats.get("recrawl/lastmod_skipped"), unchanged);
+    assert_eq!(first_items + more_items, step.changed + step.new);
+    assert_eq!(stats.finish_reason.as_deref(), Some("finished"));
+    // Over both runs: each page that changed, is new or gone asked once.
+    assert_eq!(site.repeats.load(Ordering::SeqCst), 0);
+    assert_eq!(site.coverage().0, step.changed + step.new + step.gone);
+    assert_eq!(site.not_modified.load(Ordering::SeqCst), 0);
     server.handle.stop(false).await;
 }

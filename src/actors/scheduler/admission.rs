@@ -50,6 +50,8 @@ impl<C: Callback> Scheduler<C> {
     }
 
     fn accept_as(&mut self, batch: Vec<Context<C>>, ctx: &mut actix::Context<Self>, hold: bool) {
+        let mut batch = batch;
+        self.meet_deferred(&mut batch);
         let batch = self.admissible(batch);
         let (free, check): (Vec<_>, Vec<_>) = match &self.outbox.dupe {
             None => (batch, Vec::new()),
@@ -160,6 +162,7 @@ impl<C: Callback> Scheduler<C> {
     /// fingerprints went into the Bloom filter), so a stopped crawl resumes
     /// them.
     fn admit(&mut self, batch: Vec<Context<C>>, bloom: bool) {
+        let batch = self.skip_unchanged(batch, bloom);
         let n = batch.len();
         if n == 0 {
             return;

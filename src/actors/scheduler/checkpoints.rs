@@ -28,7 +28,8 @@ use crate::messages::CheckpointPipelines;
 use crate::messages::WriteCheckpoint;
 use crate::recrawl::PageUpdate;
 use crate::request::Callback;
-use crate::stats::StatsSnapshot;
+use crate::stats::{Stats, StatsSnapshot};
+use std::sync::Arc;
 
 use super::watermark::Watermark;
 use super::Scheduler;
@@ -57,9 +58,12 @@ pub(crate) struct Checkpoints<C: Callback> {
     added: Vec<(Context<C>, bool)>,
     /// Completed since the last checkpoint (released by the watermark).
     done: Vec<Uuid>,
-    /// Page index changes of requests not completed yet: each is recorded
-    /// with its request's completion, never before.
-    pages_waiting: HashMap<Uuid, PageUpdate<C>>,
+    /// Page index changes (and re-crawl verdicts) of requests not
+    /// completed yet: each is recorded (and counted) with its request's
+    /// completion, never before.
+    pages_waiting: HashMap<Uuid, (Option<PageUpdate<C>>, Option<&'static str>)>,
+    /// Where the verdicts are counted.
+    stats: Arc<Stats>,
     /// Page index changes of requests completed since the last checkpoint.
     pages: Vec<PageUpdate<C>>,
     /// Start-request position, as far as it is safe to record.
@@ -85,6 +89,7 @@ impl<C: Callback> Checkpoints<C> {
         events: broadcast::Sender<CrawlEvent>,
         policy: CheckpointPolicy,
         starts: StartsState,
+        stats: Arc<Stats>,
     ) -> Self {
         Checkpoints {
             store,
@@ -94,6 +99,7 @@ impl<C: Callback> Checkpoints<C> {
             added: Vec::new(),
             done: Vec::new(),
             pages_waiting: HashMap::new(),
+            stats,
             pages: Vec::new(),
             starts,
             starts_changed: false,
@@ -124,17 +130,27 @@ impl<C: Callback> Checkpoints<C> {
         }
     }
 
-    /// What a page's answer changes in the page index, kept until its
-    /// request completes.
-    pub(crate) fn page(&mut self, id: Uuid, update: PageUpdate<C>) {
-        self.pages_waiting.insert(id, update);
+    /// What a page's answer changes in the page index, and its verdict's
+    /// counter, kept until its request completes.
+    pub(crate) fn page(
+        &mut self,
+        id: Uuid,
+        update: Option<PageUpdate<C>>,
+        counter: Option<&'static str>,
+    ) {
+        self.pages_waiting.insert(id, (update, counter));
     }
 
     fn apply(&mut self, change: Waiting) {
         match change {
             Waiting::Done(id) => {
                 self.done.push(id);
-                self.pages.extend(self.pages_waiting.remove(&id));
+                if let Some((update, counter)) = self.pages_waiting.remove(&id) {
+                    self.pages.extend(update);
+                    if let Some(counter) = counter {
+                        self.stats.add_named(counter, 1);
+                    }
+                }
             }
             Waiting::Starts(s) => {
                 self.starts = s;
@@ -359,6 +375,7 @@ mod tests {
             broadcast::channel(4).0,
             CheckpointPolicy::default(),
             StartsState::default(),
+            Arc::default(),
         )
     }
 

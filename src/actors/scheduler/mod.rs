@@ -24,6 +24,7 @@
 //! - `config`: [`SchedulerConfig`] and [`SchedulerOutbox`];
 //! - `starts`: pulling the start requests lazily;
 //! - `sources`: pulling the lazy sources of requests callbacks emitted;
+//! - `deferred`: a re-crawl's revisits that wait for their sitemap;
 //! - `admission`: admission policies, dupe checks batched one at a time;
 //! - `dispatch`: pops, held requests, the wake-up timer, gauges, the pool;
 //! - `robots`: robots.txt checks and fetches (the actor glue);
@@ -34,6 +35,7 @@
 mod admission;
 mod checkpoints;
 mod config;
+mod deferred;
 mod dispatch;
 mod robots;
 mod shared;
@@ -62,7 +64,7 @@ use crate::messages::{
 };
 use crate::politeness::robots::RobotsCache;
 use crate::politeness::slots::Slots;
-use crate::request::Callback;
+use crate::request::{Callback, Request};
 use crate::spider::StartRequests;
 use crate::state::CrawlState;
 use crate::stats::{Counter, Stats};
@@ -166,6 +168,8 @@ pub(crate) struct Scheduler<C: Callback> {
     /// Start requests before this position are a re-crawl's revisits
     /// (`with_revisits`).
     revisits_until: u64,
+    /// A re-crawl's revisits that wait for their sitemap.
+    deferred: deferred::Deferred<C>,
     /// Requests restored from the job directory, queued when the actor
     /// starts: already recorded and through the dupe filter, they skip
     /// admission.
@@ -220,6 +224,7 @@ impl<C: Callback> Scheduler<C> {
             checkpoints: None,
             starts_pulled: 0,
             revisits_until: 0,
+            deferred: deferred::Deferred::default(),
             restored: Vec::new(),
             shared: None,
         }
@@ -240,7 +245,9 @@ impl<C: Callback> Scheduler<C> {
             pulled: starts_pulled,
             exhausted: false,
         };
-        self.checkpoints = Some(Checkpoints::new(store, flush, events, policy, starts));
+        let stats = self.stats.clone();
+        let checkpoints = Checkpoints::new(store, flush, events, policy, starts, stats);
+        self.checkpoints = Some(checkpoints);
         self.starts_pulled = starts_pulled;
         self
     }
@@ -267,9 +274,11 @@ impl<C: Callback> Scheduler<C> {
     /// pages: they are pulled whatever the queue holds, and requests
     /// emitted before they all are wait for them, so each passes the dupe
     /// filter before any link to its page can (a page is then fetched
-    /// once, as a revisit).
-    pub(crate) fn with_revisits(mut self, until: u64) -> Self {
+    /// once, as a revisit). The `deferred` revisits wait for a request for
+    /// their page (`deferred`).
+    pub(crate) fn with_revisits(mut self, until: u64, deferred: Vec<Request<C>>) -> Self {
         self.revisits_until = until;
+        self.deferred = deferred::Deferred::new(deferred);
         self
     }
 
@@ -358,7 +367,7 @@ impl<C: Callback> Handler<PageFetched<C>> for Scheduler<C> {
     fn handle(&mut self, msg: PageFetched<C>, _: &mut Self::Context) {
         // Sent before the request's `Completed`, which records it.
         if let Some(checkpoints) = self.checkpoints.as_mut() {
-            checkpoints.page(msg.id, msg.update);
+            checkpoints.page(msg.id, msg.update, msg.counter);
         }
     }
 }
@@ -469,6 +478,7 @@ impl<C: Callback> Handler<Stop> for Scheduler<C> {
             self.accounting.close(1);
         }
         self.drop_sources();
+        self.drop_deferred();
         // No more revisits are pulled: held batches are checked now.
         self.send_checks(ctx);
         // This worker leaves; a distributed crawl goes on without it.

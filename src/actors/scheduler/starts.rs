@@ -70,10 +70,12 @@ impl<C: Callback> Scheduler<C> {
         let batch: Vec<_> = batch.into_iter().map(|r| Context::new(r, None)).collect();
         self.starts_pulled += batch.len() as u64;
         self.accounting.open(batch.len());
+        // Kept open for the revisits still waiting for their sitemap.
+        let held = exhausted && self.defer_end_of_starts(ctx);
         if exhausted {
             self.starts = None;
             info!(self.log, "start requests exhausted");
-            if self.shared.is_none() {
+            if self.shared.is_none() && !held {
                 self.accounting.close(1);
             }
         }
@@ -85,7 +87,7 @@ impl<C: Callback> Scheduler<C> {
         // After the batch's dupe check is sent: the position is recorded
         // once the accepted ones are.
         if let Some(d) = self.checkpoints.as_mut() {
-            d.starts(self.starts_pulled, exhausted);
+            d.starts(self.starts_pulled, exhausted && !held);
         }
         true
     }

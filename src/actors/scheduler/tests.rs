@@ -118,17 +118,18 @@ fn rig_shared(
     backend: Box<dyn QueueBackend<Cb>>,
     shared: Option<SharedQueue>,
 ) -> Rig {
-    rig_full(starts, config, dupe, backend, shared, 0)
+    rig_full(starts, config, dupe, backend, shared, (0, Vec::new()))
 }
 
-/// Every option: `revisits` start requests are a re-crawl's revisits.
+/// Every option: `revisits.0` start requests are a re-crawl's revisits,
+/// and `revisits.1` its revisits that wait for their sitemap.
 fn rig_full(
     starts: impl IntoIterator<Item = Request<Cb>, IntoIter: Send + 'static>,
     config: SchedulerConfig,
     dupe: Option<Recipient<Check<Cb>>>,
     backend: Box<dyn QueueBackend<Cb>>,
     shared: Option<SharedQueue>,
-    revisits: u64,
+    revisits: (u64, Vec<Request<Cb>>),
 ) -> Rig {
     let (engine, engine_events) = Recorder::spawn();
     let (pool, dispatched) = Recorder::spawn();
@@ -154,7 +155,7 @@ fn rig_full(
     if let Some(shared) = shared {
         sched = sched.with_shared_queue(shared);
     }
-    let sched = sched.with_revisits(revisits).start();
+    let sched = sched.with_revisits(revisits.0, revisits.1).start();
     Rig {
         sched,
         queue,
@@ -388,7 +389,8 @@ async fn requests_emitted_while_revisits_are_pulled_are_checked_after_them() {
     let mut config = SchedulerConfig::with_concurrency(4);
     config.slots.concurrency = usize::MAX;
     let backend = Box::new(MemoryQueue::default());
-    let mut r = rig_full(known, config, Some(dupe), backend, None, n as u64);
+    let revisits = (n as u64, Vec::new());
+    let mut r = rig_full(known, config, Some(dupe), backend, None, revisits);
     let first = asked.recv().await.unwrap();
     assert_eq!(first.len(), START_BATCH);
     // While the first batch is at the dupe filter, a response links to a
@@ -415,6 +417,87 @@ async fn requests_emitted_while_revisits_are_pulled_are_checked_after_them() {
     gate.add_permits(100);
     r.settle().await;
     assert_eq!(r.stat(Counter::Enqueued), n as u64 + 2);
+}
+
+#[actix::test]
+async fn revisits_waiting_for_their_sitemap_are_met_skipped_or_sent_last() {
+    use crate::recrawl::{revisit, PageRecord, LASTMOD_SKIPPED, UNCHANGED};
+    use crate::request::KnownPage;
+    use crate::sitemap::SITEMAP_LASTMOD;
+    // Pages fetched at second 1,000,000 of the epoch, each listed with a
+    // `<lastmod>` then.
+    let waiting = |path: &str| {
+        let seen = KnownPage {
+            digest: 1,
+            fetched: Some(1_000_000),
+            etag: Some("\"1\"".into()),
+            ..KnownPage::default()
+        };
+        let request = req(&format!("http://h/{path}")).meta(SITEMAP_LASTMOD, "1970-01-01");
+        revisit(PageRecord { request, seen }, true)
+    };
+    let deferred = ["a", "b", "c", "d"].map(waiting).to_vec();
+    let starts = vec![req("http://h/sitemap.xml")];
+    let mut config = SchedulerConfig::with_concurrency(8);
+    config.slots.concurrency = usize::MAX;
+    let backend = Box::new(MemoryQueue::default());
+    let revisits = (0, deferred);
+    let mut r = rig_full(starts, config, Some(real_dupe()), backend, None, revisits);
+    let sitemap = r.next_dispatch().await;
+    assert_eq!(path(&sitemap), "/sitemap.xml");
+    // The sitemap lists a unchanged since (the 2nd day of 1970 began
+    // before the fetch), b changed after it, and a page it did not list
+    // before; a link asks for c with no `<lastmod>`.
+    let listed = |p: &str, lastmod: &str| {
+        let r = req(&format!("http://h/{p}")).meta(SITEMAP_LASTMOD, lastmod);
+        Context::new(r, None)
+    };
+    let batch = vec![
+        listed("a", "1970-01-02T00:00:00Z"),
+        listed("b", "1970-01-12"),
+        listed("new", "1970-01-12"),
+        Context::new(req("http://h/c"), None),
+        listed("a", "1970-01-30"),
+    ];
+    r.accounting.open(batch.len());
+    r.sched.send(Enqueue { batch }).await.unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        sent.push(r.next_dispatch().await);
+    }
+    sent.sort_by_key(|c| path(c).to_string());
+    let seen: Vec<_> = sent
+        .iter()
+        .map(|c| {
+            let lastmod = c.request.meta.get(SITEMAP_LASTMOD).and_then(|l| l.as_str());
+            (path(c), c.request.known.is_some(), lastmod)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/b", true, Some("1970-01-12")),
+            ("/c", true, Some("1970-01-01")),
+            ("/new", false, Some("1970-01-12")),
+        ],
+        "b and c sent as their revisits, the new page as it came"
+    );
+    assert!(r.more_dispatches().await.is_empty(), "d waits for the rest");
+    let snap = r.stats.snapshot();
+    assert_eq!((snap.get(UNCHANGED), snap.get(LASTMOD_SKIPPED)), (1, 1));
+    assert_eq!(r.stat(Counter::DupeFiltered), 1, "the second request for a");
+    // Once everything else is done, d goes; then the crawl ends.
+    r.complete(&sitemap).await;
+    for c in &sent {
+        r.complete(c).await;
+    }
+    let last = r.next_dispatch().await;
+    assert_eq!((path(&last), last.request.known.is_some()), ("/d", true));
+    assert!(r.engine_events.drain().is_empty(), "no Idle before d");
+    r.complete(&last).await;
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert_eq!(r.accounting.count(), 0);
+    assert_eq!(r.stat(Counter::Enqueued), 5);
 }
 
 /// A shared queue that takes acknowledgements and never answers (a

@@ -181,6 +181,9 @@ impl Settings {
         if let Some(on) = self.recrawl_unchanged_items {
             b = b.recrawl_unchanged_items(on);
         }
+        if let Some(on) = self.recrawl_sitemap_lastmod {
+            b = b.recrawl_sitemap_lastmod(on);
+        }
         b
     }
 

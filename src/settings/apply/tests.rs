@@ -298,6 +298,9 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             c.recrawl_unchanged_items
         })
         .with("job_dir = \"job\""),
+        row("recrawl_sitemap_lastmod", "false", |c| {
+            !c.recrawl_sitemap_lastmod
+        }),
         // In the job directory: the key alone turns the cache on.
         row("http_cache", "true", |c| {
             c.http_cache == Some(HttpCacheOptions::default())
