@@ -502,9 +502,12 @@ fn recrawl_problems(out: &Outcome, site: Option<&SiteView>, problems: &mut Vec<S
         get("recrawl/new"),
         get("recrawl/gone"),
     );
-    if unchanged + changed + gone != known {
+    // Sitemaps (and robots.txt) read again, and pages their `<lastmod>`
+    // spared (unchanged, never asked).
+    let (sitemaps, skipped) = (get("recrawl/sitemaps"), get("recrawl/lastmod_skipped"));
+    if unchanged + changed + gone + sitemaps != known {
         problems.push(format!(
-            "{known} known pages, but {unchanged} unchanged + {changed} changed + {gone} gone"
+            "{known} known pages, but {unchanged} unchanged + {changed} changed + {gone} gone + {sitemaps} sitemaps"
         ));
     }
     if out.items != changed + new {
@@ -524,15 +527,15 @@ fn recrawl_problems(out: &Outcome, site: Option<&SiteView>, problems: &mut Vec<S
             s.changed, s.new, s.gone
         ));
     }
-    if site.not_modified != unchanged || site.bodies != changed + new {
+    if site.not_modified + skipped != unchanged || site.bodies != changed + new {
         problems.push(format!(
-            "the site sent {} bodies and {} 304s for {changed} changed, {new} new and {unchanged} unchanged pages",
+            "the site sent {} bodies and {} 304s for {changed} changed, {new} new and {unchanged} unchanged pages ({skipped} never asked)",
             site.bodies, site.not_modified
         ));
     }
-    if site.repeats != 0 || site.fetched != s.live + s.gone {
+    if site.repeats != 0 || site.fetched + skipped != s.live + s.gone {
         problems.push(format!(
-            "the site answered {} pages ({} repeats) of {} live and {} gone",
+            "the site answered {} pages ({} repeats) of {} live and {} gone ({skipped} never asked)",
             site.fetched, site.repeats, s.live, s.gone
         ));
     }
@@ -564,6 +567,12 @@ struct Line {
     /// A re-crawl's counts: known, unchanged, changed, new, gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     recrawl: Option<[u64; 5]>,
+    /// Of its unchanged pages, those never asked (their sitemap's
+    /// `<lastmod>` was before their last fetch); sitemaps read again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recrawl_lastmod_skipped: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recrawl_sitemaps: Option<u64>,
     /// Fingerprints in the dupe store at the end, and its size.
     #[serde(skip_serializing_if = "Option::is_none")]
     dupe_fingerprints: Option<u64>,
@@ -586,6 +595,8 @@ impl Line {
             frontier_disk_mb_max: None,
             body_bytes: None,
             recrawl: None,
+            recrawl_lastmod_skipped: None,
+            recrawl_sitemaps: None,
             dupe_fingerprints: None,
             dupe_store_mb: None,
             resumed: false,
@@ -626,6 +637,8 @@ fn report(out: &Outcome, problems: &[String]) -> ExitCode {
             get("recrawl/new"),
             get("recrawl/gone"),
         ]);
+        line.recrawl_lastmod_skipped = Some(get("recrawl/lastmod_skipped")).filter(|&n| n > 0);
+        line.recrawl_sitemaps = Some(get("recrawl/sitemaps")).filter(|&n| n > 0);
     }
     line.print();
     if problems.is_empty() {

@@ -18,6 +18,18 @@
 //! followed from changed and new pages only; the revisits go through the
 //! dupe filter first, so a link to a known page never fetches it twice.
 //!
+//! Sitemaps' `<lastmod>` spare most of those requests on a site that keeps
+//! its sitemaps true. Each page of the index keeps when it was fetched
+//! (the answer's `Date`: the server's clock, which its sitemaps follow). A
+//! sitemap's revisit asks for the whole body and is always read. A page a
+//! sitemap listed with a `<lastmod>` ([`listed`]) is not revisited at the
+//! start: its revisit waits in the Scheduler for the first request for
+//! the page ([`meet`]). If that is the sitemap's, and its `<lastmod>` ends
+//! before the page's fetch ([`unchanged_since`]), the page is **unchanged**
+//! without a request (`recrawl/lastmod_skipped`); otherwise the revisit is
+//! sent. A page no sitemap lists any more is revisited once everything
+//! else is done.
+//!
 //! This module holds the page index's records and the rules above; the
 //! Pool applies them to each answer, the job directory stores the index.
 
@@ -45,6 +57,9 @@ pub(crate) const KNOWN: &str = "recrawl/known";
 /// Revisits never sent: a sitemap's `<lastmod>` said the page had not
 /// changed since it was fetched (counted in `recrawl/unchanged` too).
 pub(crate) const LASTMOD_SKIPPED: &str = "recrawl/lastmod_skipped";
+/// Sitemaps and robots.txt files read during a re-crawl (always fetched
+/// whole and read), changed or not: not pages, not counted as pages.
+pub(crate) const SITEMAPS: &str = "recrawl/sitemaps";
 
 /// Fixed keys: digests must compare across processes and runs.
 const KEYS: (u64, u64) = (0x7370_696e_6e65_7265, 0x7420_7061_6765_7321);
@@ -85,8 +100,13 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    /// Its counter.
-    pub(crate) fn counter(self) -> &'static str {
+    /// The counter of this verdict on what `request` fetched: a sitemap
+    /// (or a robots.txt read for its `Sitemap:` lines), read afresh
+    /// whatever it says, is counted apart from the pages.
+    pub(crate) fn counter<C>(self, request: &Request<C>) -> &'static str {
+        if is_sitemap(request) {
+            return SITEMAPS;
+        }
         match self {
             Verdict::New => NEW,
             Verdict::Changed => CHANGED,

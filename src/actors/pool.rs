@@ -237,7 +237,7 @@ impl<C: Callback> Pool<C> {
         // The verdict is counted when the request's completion is
         // recorded.
         let update = record.map(|r| PageUpdate::Seen(Box::new(r)));
-        let counter = pages.recrawl.then(|| verdict.counter());
+        let counter = pages.recrawl.then(|| verdict.counter(&ctx.request));
         if update.is_some() || counter.is_some() {
             let fetched = PageFetched {
                 id: ctx.id,

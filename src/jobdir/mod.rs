@@ -383,6 +383,7 @@ mod tests {
         Delta {
             added,
             done,
+            seen: Vec::new(),
             pages: Vec::new(),
             starts: StartsState {
                 pulled,
@@ -422,9 +423,10 @@ mod tests {
             assert_eq!((info.sequence, info.pending, info.completed), (1, 2, 0));
             let mut b2 = b.clone();
             b2.retries = 1;
-            let info = store
-                .write(delta(vec![(c.clone(), false), (b2, false)], vec![a.id], 3))
-                .unwrap();
+            // d ended at admission: seen, never pending.
+            let mut second = delta(vec![(c.clone(), false), (b2, false)], vec![a.id], 3);
+            second.seen.push(fingerprint(&ctx("http://h/d").request));
+            let info = store.write(second).unwrap();
             assert_eq!((info.sequence, info.pending, info.completed), (2, 2, 1));
         }
         let (_, restored) = JobDir::<Cb>::open(dir.path(), sizing(), log()).unwrap();
@@ -438,6 +440,8 @@ mod tests {
         let bloom = r.bloom.as_mut().unwrap();
         assert!(!bloom.insert_new(fingerprint(&a.request)), "a was seen");
         assert!(!bloom.insert_new(fingerprint(&b.request)), "b was seen");
+        let d = fingerprint(&ctx("http://h/d").request);
+        assert!(!bloom.insert_new(d), "d was seen");
         assert!(
             bloom.insert_new(fingerprint(&c.request)),
             "c skipped the filter (dont_filter), so it is not in it"

@@ -243,6 +243,7 @@ mod tests {
         Delta {
             added: added.into_iter().map(|c| (c, true)).collect(),
             done,
+            seen: Vec::new(),
             pages,
             starts: StartsState {
                 pulled: 3,

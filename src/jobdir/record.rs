@@ -11,7 +11,7 @@
 //! Each payload starts with a one-byte tag:
 //!
 //! ```text
-//! delta: b'D' [JSON {added: [{ctx, bloom?}], done: [id], pages?: [update], starts, stats}]
+//! delta: b'D' [JSON {added: [{ctx, bloom?}], done: [id], seen?: [fingerprint], pages?: [update], starts, stats}]
 //! base:  b'B' [JSON length u64 LE] [JSON {pending: [ctx], completed, starts, stats, pages?: [page], generation?}] [dupe store]
 //! ```
 //!
@@ -57,7 +57,7 @@ use crate::context::Context;
 use crate::dedupe::MemoryDupe;
 use crate::error::Error;
 use crate::events::ResumeInfo;
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::{fingerprint, Fingerprint};
 use crate::recrawl::{PageRecord, PageUpdate};
 use crate::request::Callback;
 use crate::stats::StatsSnapshot;
@@ -75,6 +75,10 @@ pub(crate) struct Delta<C> {
     pub added: Vec<(Context<C>, bool)>,
     /// Requests completed.
     pub done: Vec<Uuid>,
+    /// Fingerprints put in the Bloom filter by requests that ended at
+    /// admission (a re-crawl's pages its sitemaps said were unchanged):
+    /// never pending, they only need to be seen on replay.
+    pub seen: Vec<Fingerprint>,
     /// The page index's changes of the requests completed.
     pub pages: Vec<PageUpdate<C>>,
     /// Start-request position.
@@ -88,6 +92,7 @@ impl<C> Default for Delta<C> {
         Delta {
             added: Vec::new(),
             done: Vec::new(),
+            seen: Vec::new(),
             pages: Vec::new(),
             starts: StartsState::default(),
             stats: StatsSnapshot::default(),
@@ -106,6 +111,7 @@ impl<C: Callback> Delta<C> {
                 .map(|(ctx, bloom)| Added { ctx, bloom })
                 .collect(),
             done: self.done,
+            seen: self.seen,
             pages: self.pages,
             starts: self.starts,
             stats: self.stats,
@@ -137,6 +143,9 @@ struct DeltaRecord<C> {
     added: Vec<Added<C>>,
     /// Ids of requests completed since.
     done: Vec<Uuid>,
+    /// Fingerprints seen without a request left pending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seen: Vec<Fingerprint>,
     /// The page index's changes since, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pages: Vec<PageUpdate<C>>,
@@ -256,6 +265,11 @@ impl<C: Callback> Replayed<C> {
                 for id in delta.done {
                     if self.pending.remove(&id).is_some() {
                         self.completed += 1;
+                    }
+                }
+                if let Some(bloom) = self.bloom.as_mut() {
+                    for fp in delta.seen {
+                        bloom.insert_new(fp);
                     }
                 }
                 for update in delta.pages {

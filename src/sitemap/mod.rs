@@ -14,7 +14,10 @@
 //!   of any other request;
 //! - `<lastmod>`, as written, goes into the request's `meta` under
 //!   [`SITEMAP_LASTMOD`], where the page's callback reads it from
-//!   [`ResponseMeta::request_meta`](crate::ResponseMeta::request_meta).
+//!   [`ResponseMeta::request_meta`](crate::ResponseMeta::request_meta); a
+//!   re-crawl reads it there to leave out pages that have not changed
+//!   since they were fetched
+//!   ([`CrawlerBuilder::recrawl_sitemap_lastmod`](crate::CrawlerBuilder::recrawl_sitemap_lastmod)).
 //!
 //! The body is read as a stream, gzip inflated a piece at a time into the
 //! XML reader, so a sitemap's text is never whole in memory. Nor are its

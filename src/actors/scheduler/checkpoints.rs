@@ -23,6 +23,7 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::CheckpointInfo;
 use crate::events::CrawlEvent;
+use crate::fingerprint::Fingerprint;
 use crate::jobdir::{CheckpointPolicy, Delta, StartsState};
 use crate::messages::CheckpointPipelines;
 use crate::messages::WriteCheckpoint;
@@ -58,6 +59,9 @@ pub(crate) struct Checkpoints<C: Callback> {
     added: Vec<(Context<C>, bool)>,
     /// Completed since the last checkpoint (released by the watermark).
     done: Vec<Uuid>,
+    /// Fingerprints put in the Bloom filter by requests that ended at
+    /// admission, since the last checkpoint.
+    seen: Vec<Fingerprint>,
     /// Page index changes (and re-crawl verdicts) of requests not
     /// completed yet: each is recorded (and counted) with its request's
     /// completion, never before.
@@ -98,6 +102,7 @@ impl<C: Callback> Checkpoints<C> {
             policy,
             added: Vec::new(),
             done: Vec::new(),
+            seen: Vec::new(),
             pages_waiting: HashMap::new(),
             stats,
             pages: Vec::new(),
@@ -115,6 +120,12 @@ impl<C: Callback> Checkpoints<C> {
     /// went into the Bloom filter).
     pub(crate) fn added(&mut self, batch: &[Context<C>], bloom: bool) {
         self.added.extend(batch.iter().map(|c| (c.clone(), bloom)));
+    }
+
+    /// Records fingerprints put in the Bloom filter by requests that
+    /// ended at admission.
+    pub(crate) fn seen(&mut self, fps: impl IntoIterator<Item = Fingerprint>) {
+        self.seen.extend(fps);
     }
 
     /// A `Check` batch is sent: its sequence number.
@@ -185,6 +196,9 @@ impl<C: Callback> Checkpoints<C> {
         let mut done = delta.done;
         done.append(&mut self.done);
         self.done = done;
+        let mut seen = delta.seen;
+        seen.append(&mut self.seen);
+        self.seen = seen;
         let mut pages = delta.pages;
         pages.append(&mut self.pages);
         self.pages = pages;
@@ -203,6 +217,7 @@ impl<C: Callback> Checkpoints<C> {
     pub(crate) fn take(&mut self, stats: StatsSnapshot, force: bool) -> Option<Delta<C>> {
         let unchanged = self.added.is_empty()
             && self.done.is_empty()
+            && self.seen.is_empty()
             && !self.starts_changed
             && self
                 .last_stats
@@ -216,6 +231,7 @@ impl<C: Callback> Checkpoints<C> {
         Some(Delta {
             added: std::mem::take(&mut self.added),
             done: std::mem::take(&mut self.done),
+            seen: std::mem::take(&mut self.seen),
             pages: std::mem::take(&mut self.pages),
             starts: self.starts,
             stats,

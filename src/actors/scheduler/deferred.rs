@@ -9,8 +9,8 @@
 //! when the sitemap's `<lastmod>` is before the page was last fetched,
 //! marked `skip` and counted unchanged at admission without being sent.
 //! Either way it passes the dupe filter, so any later request for the
-//! page is a duplicate, and a skip is recorded accepted and completed in
-//! the job directory, so a resumed re-crawl knows it.
+//! page is a duplicate, and a skip's fingerprint is recorded in the job
+//! directory's dupe store (`Delta::seen`), so a resumed re-crawl knows it.
 //!
 //! The revisits no request met (pages no sitemap lists any more) are
 //! released once everything else is done: when the start requests run
@@ -135,11 +135,8 @@ impl<C: Callback> Scheduler<C> {
         }
         let (skipped, batch): (Vec<_>, Vec<_>) = batch.into_iter().partition(skip);
         let n = skipped.len();
-        if let Some(d) = self.checkpoints.as_mut() {
-            d.added(&skipped, bloom);
-            for c in &skipped {
-                d.completed(c.id);
-            }
+        if let (Some(d), true) = (self.checkpoints.as_mut(), bloom) {
+            d.seen(skipped.iter().map(|c| fingerprint(&c.request)));
         }
         self.stats.add_named(UNCHANGED, n as u64);
         self.stats.add_named(LASTMOD_SKIPPED, n as u64);
