@@ -61,6 +61,9 @@
 //! # the sitemaps list, no link followed; the same checks):
 //! cargo run --release --example bench -- --pages 500000 --sitemaps 10 --sitemap /sitemap_index.xml
 //! cargo run --release --example bench -- --url http://127.0.0.1:18080/ --sitemap /robots.txt
+//! # A re-crawl from the sitemaps: pages whose `<lastmod>` is before their
+//! # last fetch are not asked (`--ignore-lastmod` asks every page):
+//! cargo run --release --example bench -- --pages 50000 --sitemaps 10 --sitemap /robots.txt --job-dir /tmp/rc --recrawl
 //!
 //! # A durable crawl: state checkpointed in DIR. Kill it (even with
 //! # SIGKILL) and run the same command again: it resumes from DIR.
@@ -221,6 +224,10 @@ struct Args {
     /// and bytes.
     #[arg(long, requires = "job_dir")]
     recrawl: bool,
+    /// In a re-crawl, ask every known page, whatever its sitemap's
+    /// `<lastmod>` says (`CrawlerBuilder::recrawl_sitemap_lastmod(false)`).
+    #[arg(long, requires = "recrawl")]
+    ignore_lastmod: bool,
     /// Serve a generated site that changes (a site to re-crawl): each of
     /// its editions changes this percentage of the pages (each then links
     /// to a new page) and removes a fifth as many leaves (410). Pages have
@@ -348,7 +355,9 @@ async fn crawl(start: Url, args: &Args) -> Result<Outcome, Error> {
     if let Some(n) = args.max_body {
         builder = builder.max_body(n);
     }
-    builder = builder.recrawl(args.recrawl);
+    builder = builder
+        .recrawl(args.recrawl)
+        .recrawl_sitemap_lastmod(!args.ignore_lastmod);
     builder = builder.obey_robots_txt(args.obey_robots);
     if let Some(file) = &args.ca_file {
         builder = builder.tls_root_file(file);

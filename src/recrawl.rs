@@ -57,6 +57,9 @@ pub(crate) const KNOWN: &str = "recrawl/known";
 /// Revisits never sent: a sitemap's `<lastmod>` said the page had not
 /// changed since it was fetched (counted in `recrawl/unchanged` too).
 pub(crate) const LASTMOD_SKIPPED: &str = "recrawl/lastmod_skipped";
+/// Lines of a re-crawl's list that could not be read (the file was
+/// damaged): those pages are not revisited.
+pub(crate) const LIST_UNREADABLE: &str = "recrawl/list_unreadable";
 /// Sitemaps and robots.txt files read during a re-crawl (always fetched
 /// whole and read), changed or not: not pages, not counted as pages.
 pub(crate) const SITEMAPS: &str = "recrawl/sitemaps";
@@ -159,21 +162,35 @@ pub(crate) fn listed<C>(revisit: &Request<C>) -> bool {
     lastmod_of(revisit).is_some()
 }
 
-/// What becomes of a revisit that waited for its sitemap, once `incoming`
-/// (the sitemap's request for the page, or a link to it) arrives: sent,
-/// as the index holds it but with the sitemap's `<lastmod>` now, unless
-/// that `<lastmod>` says the page has not changed since it was fetched:
-/// then marked `skip`, never sent, counted unchanged.
+/// Whether `incoming`, a request for a page fetched at `fetched` whose
+/// revisit waited for its sitemap, says the page has not changed since:
+/// it is the sitemap's, with a `<lastmod>` before that fetch. The page is
+/// then not asked at all ([`skip`]).
+pub(crate) fn lastmod_skips<C>(incoming: &Request<C>, fetched: Option<i64>) -> bool {
+    match (lastmod_of(incoming), fetched) {
+        (Some(lastmod), Some(fetched)) => unchanged_since(lastmod, fetched),
+        _ => false,
+    }
+}
+
+/// Marks `request` as a known page left unchanged without being asked:
+/// counted at admission, never sent.
+pub(crate) fn skip<C>(request: &mut Request<C>) {
+    request.known = Some(Box::new(KnownPage {
+        skip: true,
+        ..KnownPage::default()
+    }));
+}
+
+/// The revisit of a page that waited for its sitemap, sent in the place of
+/// `incoming` (the sitemap's request for the page, or a link to it): as
+/// the index holds it, with the sitemap's `<lastmod>` now if `incoming`
+/// carries one.
 pub(crate) fn meet<C>(mut revisit: Request<C>, incoming: &Request<C>) -> Request<C> {
-    let Some(lastmod) = lastmod_of(incoming) else {
-        return revisit;
-    };
-    let Some(known) = revisit.known.as_deref_mut() else {
-        return revisit;
-    };
-    known.skip = known.fetched.is_some_and(|f| unchanged_since(lastmod, f));
-    let lastmod = serde_json::Value::from(lastmod);
-    revisit.meta.insert(SITEMAP_LASTMOD.into(), lastmod);
+    if let Some(lastmod) = lastmod_of(incoming) {
+        let lastmod = serde_json::Value::from(lastmod);
+        revisit.meta.insert(SITEMAP_LASTMOD.into(), lastmod);
+    }
     revisit
 }
 
@@ -476,14 +493,25 @@ mod tests {
         let waiting = revisit(PageRecord { request, seen }, true);
         assert!(listed(&waiting));
         let listing = |lastmod: &str| req("http://h/a").meta(SITEMAP_LASTMOD, lastmod);
-        let met = meet(waiting.clone(), &listing("2024-04-30"));
-        assert!(met.known.as_deref().unwrap().skip);
+        assert!(lastmod_skips(&listing("2024-04-30"), fetched));
+        assert!(
+            !lastmod_skips(&listing("2024-04-30"), None),
+            "fetched when?"
+        );
+        assert!(!lastmod_skips(&listing("2024-05-02"), fetched));
+        assert!(
+            !lastmod_skips(&req("http://h/a"), fetched),
+            "a link says nothing"
+        );
         let met = meet(waiting.clone(), &listing("2024-05-02"));
         let known = met.known.as_deref().unwrap();
         assert!(!known.skip && known.conditional);
         assert_eq!(met.meta[SITEMAP_LASTMOD], "2024-05-02", "the sitemap's now");
         let met = meet(waiting.clone(), &req("http://h/a"));
         assert_eq!(met, waiting, "a link sends the revisit as it was");
+        let mut skipped = listing("2024-04-30");
+        skip(&mut skipped);
+        assert!(skipped.known.unwrap().skip);
 
         // A sitemap's revisit asks for the whole body and is parsed.
         let sitemap = req("http://h/s.xml").meta(SITEMAP_DEPTH, 0);

@@ -81,7 +81,7 @@ use crate::journal::Journal;
 use crate::request::Callback;
 
 use lock::JobLock;
-pub(crate) use pages::KnownPages;
+pub(crate) use pages::{KnownPages, WaitingPage};
 pub(crate) use record::Delta;
 use record::{Replayed, Restored};
 

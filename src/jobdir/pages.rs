@@ -5,12 +5,14 @@
 //! `{"pages": N, "deferred": M}`, then one JSON page record a line; a
 //! temporary file, synced, then renamed), before the journal says the
 //! re-crawl began. The first M pages are those a sitemap listed with a
-//! `<lastmod>`: their revisits wait for the sitemap (read into memory when
-//! the re-crawl opens, they go to the Scheduler). The re-crawl reads the
-//! others lazily, a line at a time, as its first start requests: they
-//! never sit whole in memory, and the list does not change while the
-//! index does, so a re-crawl stopped halfway resumes at the same place in
-//! it (the start-request position counts its lines first).
+//! `<lastmod>`, each line `{"fingerprint", "fetched", "page"}`: their
+//! revisits wait for the sitemap; read when the re-crawl opens, they go to
+//! the Scheduler as [`WaitingPage`]s, their records kept as JSON until
+//! sent (most never are). The re-crawl reads the others lazily, a line at
+//! a time, as its first start requests: they never sit whole in memory,
+//! and the list does not change while the index does, so a re-crawl
+//! stopped halfway resumes at the same place in it (the start-request
+//! position counts its lines first).
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Lines, Write};
@@ -22,12 +24,13 @@ use slog::{error, Logger};
 
 use super::journal_error;
 use crate::error::Error;
+use crate::fingerprint::{fingerprint, Fingerprint};
 use crate::recrawl::{listed, revisit, PageRecord};
 use crate::request::{Callback, Request};
 use crate::stats::Stats;
+use serde_json::value::RawValue;
 
-/// Lines of the list that could not be read (the file was damaged).
-const UNREADABLE: &str = "recrawl/list_unreadable";
+use crate::recrawl::LIST_UNREADABLE as UNREADABLE;
 
 /// The list of re-crawl `generation` in `dir`.
 pub(super) fn list_path(dir: &Path, generation: u32) -> PathBuf {
@@ -44,12 +47,17 @@ pub(super) fn write_list<C: Callback>(
     let path = list_path(dir, generation);
     let tmp = dir.join(format!("recrawl-{generation}.jsonl.tmp"));
     let io = |e: std::io::Error| journal_error(&path, format!("writing the re-crawl list: {e}"));
-    // Pages a sitemap listed with a `<lastmod>` first (a record that
-    // cannot be read is revisited as any other, where its line says so).
-    let waits = |page: &super::index::RawPage| {
-        serde_json::from_str::<PageRecord<C>>(page.get()).is_ok_and(|p| listed(&p.request))
-    };
-    let (deferred, eager): (Vec<_>, Vec<_>) = pages.iter().partition(|p| waits(p));
+    // Pages a sitemap listed with a `<lastmod>` first, with what their
+    // revisits wait on (a record that cannot be read is revisited as any
+    // other, where its line says so).
+    let mut deferred = Vec::new();
+    let mut eager = Vec::new();
+    for page in pages {
+        match waiting_line::<C>(page) {
+            Some(line) => deferred.push(line),
+            None => eager.push(page),
+        }
+    }
     let mut out = BufWriter::new(File::create(&tmp).map_err(io)?);
     let header = Header {
         pages: pages.len() as u64,
@@ -57,7 +65,11 @@ pub(super) fn write_list<C: Callback>(
     };
     let header = serde_json::to_string(&header).map_err(|e| io(e.into()))?;
     writeln!(out, "{header}").map_err(io)?;
-    for page in deferred.into_iter().chain(eager) {
+    for line in deferred {
+        serde_json::to_writer(&mut out, &line).map_err(|e| io(e.into()))?;
+        out.write_all(b"\n").map_err(io)?;
+    }
+    for page in eager {
         // As written in the journal: JSON without line breaks.
         out.write_all(page.get().as_bytes()).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
@@ -70,6 +82,17 @@ pub(super) fn write_list<C: Callback>(
         let _ = fs::remove_file(list_path(dir, earlier));
     }
     Ok(path)
+}
+
+/// The line of `page` in the list's first part, if a sitemap listed it
+/// with a `<lastmod>`.
+fn waiting_line<C: Callback>(page: &RawValue) -> Option<WaitingLine<&RawValue>> {
+    let record = serde_json::from_str::<PageRecord<C>>(page.get()).ok()?;
+    listed(&record.request).then(|| WaitingLine {
+        fingerprint: fingerprint(&record.request),
+        fetched: record.seen.fetched,
+        page,
+    })
 }
 
 /// The revisits of a re-crawl's list, read a line at a time.
@@ -86,9 +109,57 @@ pub(crate) struct KnownPages<C> {
     log: Logger,
     /// Pages the lazy part of the list holds.
     len: u64,
-    /// The revisits that wait for their sitemap, read whole.
-    deferred: Vec<Request<C>>,
+    /// Lines of the first part not read yet (read as revisits when they
+    /// do not wait).
+    waiting_lines: u64,
+    /// The revisits that wait for their sitemap.
+    deferred: Vec<WaitingPage>,
     _callback: PhantomData<fn() -> C>,
+}
+
+/// A line of the list's first part.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WaitingLine<P> {
+    /// The page's request's fingerprint.
+    fingerprint: Fingerprint,
+    /// When the page was fetched (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fetched: Option<i64>,
+    /// Its record.
+    page: P,
+}
+
+/// A revisit that waits for its sitemap: what decides whether it is sent,
+/// and its record as JSON, read only if it is.
+pub(crate) struct WaitingPage {
+    /// The page's request's fingerprint.
+    pub(crate) fingerprint: Fingerprint,
+    /// When the page was fetched (seconds since the epoch).
+    pub(crate) fetched: Option<i64>,
+    /// Its record.
+    page: Box<RawValue>,
+    /// Whether its revisit carries the validators.
+    conditional: bool,
+}
+
+impl WaitingPage {
+    /// The waiting page of `record` (its line as the list would hold it).
+    #[cfg(test)]
+    pub(crate) fn of<C: Callback>(record: &PageRecord<C>, conditional: bool) -> Self {
+        let page = serde_json::value::to_raw_value(record).expect("a record serialises");
+        WaitingPage {
+            fingerprint: fingerprint(&record.request),
+            fetched: record.seen.fetched,
+            page,
+            conditional,
+        }
+    }
+
+    /// Its revisit; the error says why its record cannot be read.
+    pub(crate) fn revisit<C: Callback>(&self) -> Result<Request<C>, serde_json::Error> {
+        let page: PageRecord<C> = serde_json::from_str(self.page.get())?;
+        Ok(revisit(page, self.conditional))
+    }
 }
 
 /// The list's first line.
@@ -135,21 +206,26 @@ impl<C: Callback> KnownPages<C> {
             stats,
             log,
             len: header.pages,
+            waiting_lines: header.deferred,
             deferred: Vec::new(),
             _callback: PhantomData,
         };
         if defer {
             // Read by line count, not by page: a damaged line is one of them.
-            let mut deferred = Vec::new();
-            for _ in 0..header.deferred {
-                match list.next_line() {
-                    Some(Some(revisit)) => deferred.push(revisit),
+            while list.waiting_lines > 0 {
+                list.waiting_lines -= 1;
+                match list.read(|line| serde_json::from_str::<WaitingLine<Box<RawValue>>>(line)) {
+                    Some(Some(w)) => list.deferred.push(WaitingPage {
+                        fingerprint: w.fingerprint,
+                        fetched: w.fetched,
+                        page: w.page,
+                        conditional,
+                    }),
                     Some(None) => {}
                     None => break,
                 }
             }
             list.len -= header.deferred.min(list.len);
-            list.deferred = deferred;
         }
         Ok(list)
     }
@@ -160,7 +236,7 @@ impl<C: Callback> KnownPages<C> {
     }
 
     /// The revisits that wait for their sitemap (none unless deferred).
-    pub(crate) fn take_deferred(&mut self) -> Vec<Request<C>> {
+    pub(crate) fn take_deferred(&mut self) -> Vec<WaitingPage> {
         std::mem::take(&mut self.deferred)
     }
 
@@ -168,6 +244,25 @@ impl<C: Callback> KnownPages<C> {
     /// read (counted and logged), `None` at the end (or after a read
     /// error, which leaves nothing after it to trust).
     fn next_line(&mut self) -> Option<Option<Request<C>>> {
+        let page = if self.waiting_lines > 0 {
+            // Deferral off: the first part is revisited as any other.
+            self.waiting_lines -= 1;
+            self.read(|line| {
+                serde_json::from_str::<WaitingLine<PageRecord<C>>>(line).map(|w| w.page)
+            })?
+        } else {
+            self.read(|line| serde_json::from_str::<PageRecord<C>>(line))?
+        };
+        Some(page.map(|page| revisit(page, self.conditional)))
+    }
+
+    /// The next line, read with `parse`: `Some(None)` for a line that
+    /// cannot be (counted and logged), `None` at the end (or after a read
+    /// error, which leaves nothing after it to trust).
+    fn read<T>(
+        &mut self,
+        parse: impl FnOnce(&str) -> Result<T, serde_json::Error>,
+    ) -> Option<Option<T>> {
         let line = match self.lines.next()? {
             Ok(line) => line,
             Err(e) => {
@@ -177,8 +272,8 @@ impl<C: Callback> KnownPages<C> {
                 return None;
             }
         };
-        match serde_json::from_str::<PageRecord<C>>(&line) {
-            Ok(page) => Some(Some(revisit(page, self.conditional))),
+        match parse(&line) {
+            Ok(page) => Some(Some(page)),
             Err(e) => {
                 self.stats.add_named(UNREADABLE, 1);
                 error!(self.log, "re-crawl list: a line cannot be read; that page is not revisited";
@@ -213,6 +308,7 @@ mod tests {
     use crate::fingerprint::fingerprint;
     use crate::recrawl::PageUpdate;
     use crate::request::KnownPage;
+    use crate::sitemap::SITEMAP_LASTMOD;
     use crate::stats::StatsSnapshot;
 
     fn page(url: &str, etag: Option<&str>, digest: u64) -> PageRecord<Cb> {
@@ -362,5 +458,40 @@ mod tests {
         std::fs::write(&path, format!("{header}\n{{\"request\": 1}}\n{rest}")).unwrap();
         assert_eq!(open(true).count(), 2);
         assert_eq!(stats.snapshot().get(UNREADABLE), 1);
+
+        // A page a sitemap listed with a `<lastmod>` goes first and waits,
+        // its record unread; without deferral it is revisited first.
+        let mut listed = page("http://h/l", Some("\"1\""), 7);
+        listed.request = listed.request.meta(SITEMAP_LASTMOD, "2024-05-01");
+        listed.seen.fetched = Some(1_714_557_600);
+        let raw: Vec<_> = [listed.clone(), want[0].clone()]
+            .iter()
+            .map(|p| serde_json::value::to_raw_value(p).unwrap())
+            .collect();
+        write_list::<Cb>(dir.path(), 1, &raw).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("{\"pages\":2,\"deferred\":1}\n{\"fingerprint\":"),
+            "{text}"
+        );
+        let mut list = open(true);
+        assert_eq!(list.len(), 1, "one pulled as a start request");
+        let waiting = list.take_deferred();
+        assert_eq!(waiting.len(), 1);
+        let w = &waiting[0];
+        assert_eq!(w.fingerprint, fingerprint(&listed.request));
+        assert_eq!(w.fetched, Some(1_714_557_600));
+        let again: Request<Cb> = w.revisit().unwrap();
+        assert_eq!(
+            (again.url.as_str(), again.known.unwrap().digest),
+            ("http://h/l", 7)
+        );
+        let urls: Vec<_> = list.map(|r| r.url.to_string()).collect();
+        assert_eq!(urls, ["http://h/a"]);
+        let undeferred =
+            KnownPages::<Cb>::open(dir.path(), 1, (true, false), stats.clone(), log()).unwrap();
+        assert_eq!(undeferred.len(), 2);
+        let urls: Vec<_> = undeferred.map(|r| r.url.to_string()).collect();
+        assert_eq!(urls, ["http://h/l", "http://h/a"]);
     }
 }

@@ -12,8 +12,8 @@ use crate::context::Context;
 use crate::dedupe::MemoryDupe;
 use crate::error::{panic_message, Error, ErrorKind, Stage};
 use crate::events::ResumeInfo;
-use crate::jobdir::{BloomSizing, JobDir, KnownPages, Opened};
-use crate::request::{Callback, Request};
+use crate::jobdir::{BloomSizing, JobDir, KnownPages, Opened, WaitingPage};
+use crate::request::Callback;
 use crate::spider::{Spider, StartRequests};
 use crate::stats::Stats;
 
@@ -41,7 +41,7 @@ pub(super) struct Replay<C> {
     pub(super) revisits: u64,
     /// A re-crawl's revisits that wait for their sitemap, for the
     /// Scheduler.
-    pub(super) deferred: Vec<Request<C>>,
+    pub(super) deferred: Vec<WaitingPage>,
 }
 
 impl<C: Callback> Replay<C> {

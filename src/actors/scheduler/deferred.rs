@@ -3,11 +3,12 @@
 //! A page an earlier crawl fetched from a sitemap that gave it a
 //! `<lastmod>` is not revisited with the others at the start: the sitemap
 //! (fetched afresh, and always read) will say whether it changed. Its
-//! revisit waits here, by fingerprint, for the first request for the same
-//! page that comes in — the sitemap's, or a link's — and takes its place
-//! before admission (`recrawl::meet`): sent as the index holds it, or,
-//! when the sitemap's `<lastmod>` is before the page was last fetched,
-//! marked `skip` and counted unchanged at admission without being sent.
+//! revisit waits here, by fingerprint (its record kept as JSON until it
+//! is sent), for the first request for the same page that comes in — the
+//! sitemap's, or a link's. When that is the sitemap's and its `<lastmod>`
+//! is before the page was last fetched, the request is marked `skip` and
+//! counted unchanged at admission without being sent; otherwise the
+//! revisit takes its place before admission (`recrawl::meet`).
 //! Either way it passes the dupe filter, so any later request for the
 //! page is a duplicate, and a skip's fingerprint is recorded in the job
 //! directory's dupe store (`Delta::seen`), so a resumed re-crawl knows it.
@@ -20,38 +21,30 @@
 //! its revisits waiting again (those already met are duplicates then).
 
 use actix::prelude::*;
-use slog::{debug, info};
+use slog::{debug, error, info};
 
 use crate::context::Context;
 use crate::fingerprint::{fingerprint, Fingerprint};
+use crate::jobdir::WaitingPage;
 use crate::messages::LastCall;
-use crate::recrawl::{self, LASTMOD_SKIPPED, UNCHANGED};
+use crate::recrawl::{self, LASTMOD_SKIPPED, LIST_UNREADABLE, UNCHANGED};
 use crate::request::{Callback, Request};
 
 use super::Scheduler;
 
 /// The revisits waiting for a request for their page.
-pub(super) struct Deferred<C> {
+pub(super) struct Deferred {
     /// By their page's fingerprint.
-    pages: hashbrown::HashMap<Fingerprint, Request<C>>,
+    pages: hashbrown::HashMap<Fingerprint, WaitingPage>,
     /// The start requests ran out and their unit of open work is held,
     /// reserved, until only it is left.
     waiting: bool,
 }
 
-impl<C> Default for Deferred<C> {
-    fn default() -> Self {
-        Deferred {
-            pages: hashbrown::HashMap::new(),
-            waiting: false,
-        }
-    }
-}
-
-impl<C: Callback> Deferred<C> {
+impl Deferred {
     /// Revisits that wait for their sitemap.
-    pub(super) fn new(revisits: Vec<Request<C>>) -> Self {
-        let pages = revisits.into_iter().map(|r| (fingerprint(&r), r)).collect();
+    pub(super) fn new(revisits: Vec<WaitingPage>) -> Self {
+        let pages = revisits.into_iter().map(|w| (w.fingerprint, w)).collect();
         Deferred {
             pages,
             waiting: false,
@@ -67,8 +60,26 @@ impl<C: Callback> Scheduler<C> {
             return;
         }
         for c in batch.iter_mut().filter(|c| c.request.known.is_none()) {
-            if let Some(revisit) = self.deferred.pages.remove(&fingerprint(&c.request)) {
+            let Some(waiting) = self.deferred.pages.remove(&fingerprint(&c.request)) else {
+                continue;
+            };
+            if recrawl::lastmod_skips(&c.request, waiting.fetched) {
+                recrawl::skip(&mut c.request);
+            } else if let Some(revisit) = self.revisit_of(&waiting) {
                 c.request = recrawl::meet(revisit, &c.request);
+            }
+        }
+    }
+
+    /// The revisit of a waiting page; `None`, counted and logged, when its
+    /// record cannot be read (a request for it goes as it came).
+    fn revisit_of(&self, waiting: &WaitingPage) -> Option<Request<C>> {
+        match waiting.revisit() {
+            Ok(revisit) => Some(revisit),
+            Err(e) => {
+                self.stats.add_named(LIST_UNREADABLE, 1);
+                error!(self.log, "re-crawl list: a page's record cannot be read; it is not revisited"; "error" => %e);
+                None
             }
         }
     }
@@ -97,11 +108,11 @@ impl<C: Callback> Scheduler<C> {
         }
         self.deferred.waiting = false;
         self.accounting.unreserve();
-        let batch: Vec<_> = self
-            .deferred
-            .pages
-            .drain()
-            .map(|(_, r)| Context::new(r, None))
+        let waiting: Vec<_> = self.deferred.pages.drain().map(|(_, w)| w).collect();
+        let batch: Vec<_> = waiting
+            .iter()
+            .filter_map(|w| self.revisit_of(w))
+            .map(|r| Context::new(r, None))
             .collect();
         info!(self.log, "revisiting the pages no sitemap listed again"; "count" => batch.len());
         self.accounting.open(batch.len());

@@ -57,6 +57,7 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, Stage};
 use crate::events::{CheckpointInfo, CrawlEvent};
 use crate::jobdir::CheckpointPolicy;
+use crate::jobdir::WaitingPage;
 use crate::messages::{
     Checkpoint, CheckpointPipelines, Completed, Drain, Enqueue, EnqueueSources, ForceStop,
     HostSlots, PageFetched, Pause, Released, Requeue, Resume, SharedStatus, Shutdown, Stop,
@@ -64,7 +65,7 @@ use crate::messages::{
 };
 use crate::politeness::robots::RobotsCache;
 use crate::politeness::slots::Slots;
-use crate::request::{Callback, Request};
+use crate::request::Callback;
 use crate::spider::StartRequests;
 use crate::state::CrawlState;
 use crate::stats::{Counter, Stats};
@@ -169,7 +170,7 @@ pub(crate) struct Scheduler<C: Callback> {
     /// (`with_revisits`).
     revisits_until: u64,
     /// A re-crawl's revisits that wait for their sitemap.
-    deferred: deferred::Deferred<C>,
+    deferred: deferred::Deferred,
     /// Requests restored from the job directory, queued when the actor
     /// starts: already recorded and through the dupe filter, they skip
     /// admission.
@@ -224,7 +225,7 @@ impl<C: Callback> Scheduler<C> {
             checkpoints: None,
             starts_pulled: 0,
             revisits_until: 0,
-            deferred: deferred::Deferred::default(),
+            deferred: deferred::Deferred::new(Vec::new()),
             restored: Vec::new(),
             shared: None,
         }
@@ -276,7 +277,7 @@ impl<C: Callback> Scheduler<C> {
     /// filter before any link to its page can (a page is then fetched
     /// once, as a revisit). The `deferred` revisits wait for a request for
     /// their page (`deferred`).
-    pub(crate) fn with_revisits(mut self, until: u64, deferred: Vec<Request<C>>) -> Self {
+    pub(crate) fn with_revisits(mut self, until: u64, deferred: Vec<WaitingPage>) -> Self {
         self.revisits_until = until;
         self.deferred = deferred::Deferred::new(deferred);
         self

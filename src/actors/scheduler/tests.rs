@@ -129,7 +129,7 @@ fn rig_full(
     dupe: Option<Recipient<Check<Cb>>>,
     backend: Box<dyn QueueBackend<Cb>>,
     shared: Option<SharedQueue>,
-    revisits: (u64, Vec<Request<Cb>>),
+    revisits: (u64, Vec<WaitingPage>),
 ) -> Rig {
     let (engine, engine_events) = Recorder::spawn();
     let (pool, dispatched) = Recorder::spawn();
@@ -421,7 +421,7 @@ async fn requests_emitted_while_revisits_are_pulled_are_checked_after_them() {
 
 #[actix::test]
 async fn revisits_waiting_for_their_sitemap_are_met_skipped_or_sent_last() {
-    use crate::recrawl::{revisit, PageRecord, LASTMOD_SKIPPED, UNCHANGED};
+    use crate::recrawl::{PageRecord, LASTMOD_SKIPPED, UNCHANGED};
     use crate::request::KnownPage;
     use crate::sitemap::SITEMAP_LASTMOD;
     // Pages fetched at second 1,000,000 of the epoch, each listed with a
@@ -434,9 +434,9 @@ async fn revisits_waiting_for_their_sitemap_are_met_skipped_or_sent_last() {
             ..KnownPage::default()
         };
         let request = req(&format!("http://h/{path}")).meta(SITEMAP_LASTMOD, "1970-01-01");
-        revisit(PageRecord { request, seen }, true)
+        WaitingPage::of(&PageRecord { request, seen }, true)
     };
-    let deferred = ["a", "b", "c", "d"].map(waiting).to_vec();
+    let deferred = ["a", "b", "c", "d"].into_iter().map(waiting).collect();
     let starts = vec![req("http://h/sitemap.xml")];
     let mut config = SchedulerConfig::with_concurrency(8);
     config.slots.concurrency = usize::MAX;
