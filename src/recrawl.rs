@@ -39,7 +39,7 @@ use std::hash::Hasher;
 use url::Url;
 
 use crate::redirect::{REDIRECT_REASONS, REDIRECT_URLS};
-use crate::request::{Callback, KnownPage, Request};
+use crate::request::{is_validator, Callback, KnownPage, Request};
 use crate::response::Response;
 use crate::sitemap::{SITEMAP_DEPTH, SITEMAP_LASTMOD};
 use awc::http::Method;
@@ -57,6 +57,9 @@ pub(crate) const KNOWN: &str = "recrawl/known";
 /// Revisits never sent: a sitemap's `<lastmod>` said the page had not
 /// changed since it was fetched (counted in `recrawl/unchanged` too).
 pub(crate) const LASTMOD_SKIPPED: &str = "recrawl/lastmod_skipped";
+/// Revisits that failed (after their retries; not `404`/`410`, which are
+/// gone): the page keeps its record and is revisited next time.
+pub(crate) const FAILED: &str = "recrawl/failed";
 /// Lines of a re-crawl's list that could not be read (the file was
 /// damaged): those pages are not revisited.
 pub(crate) const LIST_UNREADABLE: &str = "recrawl/list_unreadable";
@@ -66,10 +69,6 @@ pub(crate) const SITEMAPS: &str = "recrawl/sitemaps";
 
 /// Fixed keys: digests must compare across processes and runs.
 const KEYS: (u64, u64) = (0x7370_696e_6e65_7265, 0x7420_7061_6765_7321);
-
-/// The request headers that carry validators: never stored with a page,
-/// added afresh to each revisit.
-const VALIDATORS: [&str; 2] = ["if-none-match", "if-modified-since"];
 
 /// One page of the index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -253,10 +252,6 @@ pub(crate) fn add_validators<C>(request: &mut Request<C>) {
             .headers
             .push(("If-Modified-Since".to_string(), date.clone()));
     }
-}
-
-fn is_validator(name: &str) -> bool {
-    VALIDATORS.iter().any(|v| name.eq_ignore_ascii_case(v))
 }
 
 /// Whether the index keeps pages fetched by `request`: a GET without a

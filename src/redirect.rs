@@ -124,6 +124,13 @@ pub fn follow<C: Clone>(
         ));
     }
     let mut next = request.clone();
+    if let Some(known) = next.known.as_deref_mut() {
+        // A re-crawl's revisit: its validators are its own page's, so the
+        // target is asked for its whole body, judged by it.
+        known.conditional = false;
+        next.headers
+            .retain(|(name, _)| !crate::request::is_validator(name));
+    }
     let drops_body = response.status == 303 && request.method != Method::HEAD
         || matches!(response.status, 301 | 302) && request.method == Method::POST;
     if drops_body {
@@ -350,6 +357,29 @@ mod tests {
             &own,
         );
         assert_eq!(names(&next.unwrap()), ["X-Api-Key: k"]);
+    }
+
+    #[test]
+    fn a_redirected_revisit_asks_its_target_without_its_validators() {
+        let mut revisit = Request::<()>::get("http://h/old")
+            .unwrap()
+            .header("If-None-Match", "\"1\"")
+            .header("if-modified-since", "Wed, 01 May 2024 10:00:00 GMT")
+            .header("Accept", "text/html");
+        revisit.known = Some(Box::new(crate::request::KnownPage {
+            etag: Some("\"1\"".into()),
+            conditional: true,
+            digest: 9,
+            ..Default::default()
+        }));
+        let next = follow(&revisit, &answer("http://h/old", 301), "/new", &defaults()).unwrap();
+        assert_eq!(
+            next.headers,
+            [("Accept".to_string(), "text/html".to_string())]
+        );
+        let known = next.known.unwrap();
+        assert!(!known.conditional, "not added again");
+        assert_eq!(known.digest, 9, "judged against what the page was");
     }
 
     #[test]

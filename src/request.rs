@@ -205,6 +205,16 @@ pub(crate) struct KnownPage {
     pub skip: bool,
 }
 
+/// The request headers that carry a revisit's validators: never stored
+/// with a page, added afresh to each revisit, and dropped when a revisit
+/// is redirected (they are its own page's).
+const VALIDATORS: [&str; 2] = ["if-none-match", "if-modified-since"];
+
+/// Whether header `name` carries a revisit's validator.
+pub(crate) fn is_validator(name: &str) -> bool {
+    VALIDATORS.iter().any(|v| name.eq_ignore_ascii_case(v))
+}
+
 impl<C: Callback> Request<C> {
     /// A GET request for `url`, handled by the default callback.
     ///

@@ -90,6 +90,10 @@ impl<S: Spider> Handler<RequestFailed<S::Callback>> for ErrorHandler<S> {
     fn handle(&mut self, msg: RequestFailed<S::Callback>, _: &mut Self::Context) {
         let RequestFailed { ctx, error } = msg;
         self.stats.inc(Counter::RequestFailures);
+        if ctx.request.known.is_some() {
+            // A re-crawl's revisit: its page keeps its record, unjudged.
+            self.stats.add_named(crate::recrawl::FAILED, 1);
+        }
         self.stats
             .add_named(&format!("request_failure_count/{}", error.kind_name()), 1);
         warn!(self.log, "request failed";
@@ -249,6 +253,15 @@ mod tests {
             let mut c = ctx(url);
             c.request = c.request.callback(callback);
             c.attempt = attempt;
+            self.fail_ctx(c, kind).await
+        }
+
+        async fn fail_ctx(
+            &mut self,
+            c: Context<Cb>,
+            kind: ErrorKind,
+        ) -> (Context<Cb>, Vec<Event<Cb>>) {
+            let attempt = c.attempt;
             let error = Error::new(Stage::Download, kind)
                 .with_url(&c.request.url)
                 .with_attempt(attempt);
@@ -335,6 +348,18 @@ mod tests {
         assert_eq!(r.named("request_failure_count/connect"), 1);
         assert_eq!(r.spider.failures.lock().unwrap().len(), 3);
         assert_eq!(r.accounting.count(), 0);
+        assert_eq!(r.named(crate::recrawl::FAILED), 0, "no revisit among them");
+
+        // A re-crawl's revisit that fails is counted with the re-crawl's.
+        let record = crate::recrawl::PageRecord {
+            request: crate::actors::test_support::req("http://h/known"),
+            seen: crate::request::KnownPage::default(),
+        };
+        let revisit = Context::new(crate::recrawl::revisit(record, true), None);
+        let timeout = ErrorKind::Timeout(Duration::from_secs(1));
+        r.fail_ctx(revisit, timeout).await;
+        assert_eq!(r.named(crate::recrawl::FAILED), 1);
+        assert_eq!(r.stats.get(Counter::RequestFailures), 4);
     }
 
     #[actix::test]

@@ -1009,8 +1009,14 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// page (`304`, or the same body from a server without validators) and
     /// a gone one (`404`/`410`, then left out of the next re-crawl) end
     /// there. Counted in `recrawl/known` (pages set out to revisit),
-    /// `recrawl/unchanged`, `recrawl/changed`, `recrawl/new` and
-    /// `recrawl/gone`.
+    /// `recrawl/unchanged`, `recrawl/changed`, `recrawl/new`,
+    /// `recrawl/gone`, `recrawl/failed` (revisits that failed: their pages
+    /// are kept for the next re-crawl) and `recrawl/sitemaps` (sitemaps and
+    /// robots.txt files read through [`SitemapRules`](crate::SitemapRules),
+    /// always fetched whole and read again; see
+    /// [`recrawl_sitemap_lastmod`](Self::recrawl_sitemap_lastmod)). A
+    /// revisit that is redirected asks its target without validators and
+    /// is judged by the target's body.
     ///
     /// Every crawl with a job directory keeps the index of the pages it
     /// fetched (GET requests without a body, answered 2xx, not streamed
