@@ -46,13 +46,13 @@ impl Accounting {
     /// a close leaves only those; whether that is already so.
     pub(crate) fn reserve(&self, n: usize, to: Recipient<LastCall>) -> bool {
         let _ = self.last_call.set(to);
-        self.reserved.store(n, Ordering::Release);
+        self.reserved.store(n, Ordering::SeqCst);
         n > 0 && self.count() == n
     }
 
     /// Ends the reservation (before its units close).
     pub(crate) fn unreserve(&self) {
-        self.reserved.store(0, Ordering::Release);
+        self.reserved.store(0, Ordering::SeqCst);
     }
 
     /// Opens `n` units (call before handing the work on).
@@ -65,11 +65,13 @@ impl Accounting {
         if n == 0 {
             return;
         }
-        let before = self.open.fetch_sub(n, Ordering::AcqRel);
+        // Sequentially consistent with `reserve`: a close and a reservation
+        // on two threads cannot both miss the other.
+        let before = self.open.fetch_sub(n, Ordering::SeqCst);
         assert!(before >= n, "accounting underflow: closing {n} of {before}");
         if before == n {
             self.idle.do_send(Idle);
-        } else if before - n == self.reserved.load(Ordering::Acquire) {
+        } else if before - n == self.reserved.load(Ordering::SeqCst) {
             if let Some(to) = self.last_call.get() {
                 to.do_send(LastCall);
             }
@@ -78,6 +80,6 @@ impl Accounting {
 
     /// Units open now.
     pub(crate) fn count(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        self.open.load(Ordering::SeqCst)
     }
 }

@@ -195,16 +195,18 @@ pub(crate) fn meet<C>(mut revisit: Request<C>, incoming: &Request<C>) -> Request
 
 /// Whether a page whose sitemap gives `lastmod` cannot have changed since
 /// `fetched` (seconds since the epoch): every instant `lastmod` may mean
-/// is before the second `fetched` names. A date alone means any time of
-/// that day (UTC), a time its whole second; a `<lastmod>` that is no W3C
-/// date-time says nothing, and the page is asked.
+/// is before the second `fetched` names. A date alone has no time zone:
+/// it means any time of that day anywhere (its end is noon UTC of the
+/// next day, midnight at UTC−12); a time means its whole second (minute,
+/// without seconds). A `<lastmod>` that is no W3C date-time says nothing,
+/// and the page is asked.
 pub(crate) fn unchanged_since(lastmod: &str, fetched: i64) -> bool {
     lastmod_ends(lastmod).is_some_and(|end| end <= fetched)
 }
 
 /// The end of the span a W3C date-time names, in seconds since the
-/// epoch: the next second after a time, the next midnight (UTC) after a
-/// date.
+/// epoch: the next second after a time, the last midnight on Earth that
+/// ends a date.
 fn lastmod_ends(lastmod: &str) -> Option<i64> {
     let text = lastmod.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
@@ -220,17 +222,23 @@ fn lastmod_ends(lastmod: &str) -> Option<i64> {
         }
     }
     let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    Some(day.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
+    Some(day.succ_opt()?.and_hms_opt(12, 0, 0)?.and_utc().timestamp())
 }
 
-/// When `response` was sent: its `Date`, else now.
+/// When the body of `response` was current: its `Date` (else now), less
+/// its `Age` (a cache that answered with a copy it held that long).
 fn fetched_at(response: &Response) -> i64 {
     let date = response
         .header("date")
         .and_then(|d| httpdate::parse_http_date(d).ok());
     let at = date.unwrap_or_else(std::time::SystemTime::now);
-    at.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    let at = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let age = response
+        .header("age")
+        .and_then(|a| a.trim().parse::<i64>().ok());
+    at.saturating_sub(age.unwrap_or(0).max(0))
 }
 
 /// Adds a revisit's validators to its headers, once (a retry already has
@@ -464,10 +472,11 @@ mod tests {
             ("2024-05-01T09:59:59.5Z", at, true),
             ("2024-05-01T09:59Z", at, true),
             ("2024-05-01T10:00+00:00", at + 59, false),
-            // A date alone: any time of that day.
+            // A date alone: any time of that day, in any time zone.
             ("2024-05-01", at, false),
-            ("2024-04-30", at, true),
-            (" 2024-04-30 ", at, true),
+            ("2024-04-30", at, false),
+            ("2024-04-30", at + 7_200, true),
+            (" 2024-04-29 ", at, true),
             ("2024-05", at, false),
             ("yesterday", at, false),
         ];
@@ -488,7 +497,7 @@ mod tests {
         let waiting = revisit(PageRecord { request, seen }, true);
         assert!(listed(&waiting));
         let listing = |lastmod: &str| req("http://h/a").meta(SITEMAP_LASTMOD, lastmod);
-        assert!(lastmod_skips(&listing("2024-04-30"), fetched));
+        assert!(lastmod_skips(&listing("2024-04-29"), fetched));
         assert!(
             !lastmod_skips(&listing("2024-04-30"), None),
             "fetched when?"
@@ -531,6 +540,12 @@ mod tests {
         let date = "Wed, 01 May 2024 10:00:00 GMT";
         let record = first_fetch("v1", &[("etag", "\"a1\""), ("date", date)]);
         assert_eq!(record.seen.fetched, Some(1_714_557_600));
+        let cached = first_fetch("v1", &[("date", date), ("age", "600")]);
+        assert_eq!(
+            cached.seen.fetched,
+            Some(1_714_557_000),
+            "a cached copy is older"
+        );
         let known = revisit(record.clone(), true);
         let later = "Thu, 02 May 2024 10:00:00 GMT";
         assert_eq!(

@@ -1044,7 +1044,8 @@ impl<S: Spider> CrawlerBuilder<S> {
     /// fetched from a sitemap that gave it a `<lastmod>` is not revisited
     /// at once but when the sitemap lists it again, and not at all when
     /// its `<lastmod>` is before the time it was last fetched (the
-    /// answer's `Date`): counted in `recrawl/unchanged` and
+    /// answer's `Date` less its `Age`; a date alone counts as that whole
+    /// day in any time zone): counted in `recrawl/unchanged` and
     /// `recrawl/lastmod_skipped`. Sitemaps are fetched afresh and always
     /// read in a re-crawl. A page no sitemap lists any more is revisited
     /// once everything else is done. Off for a site whose sitemaps do not

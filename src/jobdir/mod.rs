@@ -194,21 +194,24 @@ impl<C: Callback> JobDir<C> {
         sizing: Option<BloomSizing>,
         log: Logger,
     ) -> Result<(Self, Option<Restored<C>>), Error> {
-        let (store, opened) = Self::open_with(dir, sizing, log, false)?;
+        let (store, opened) = Self::open_with(dir, sizing, log, None)?;
         match opened {
             Opened::Resumed(restored) => Ok((store, Some(*restored))),
             _ => Ok((store, None)),
         }
     }
 
-    /// `open`; with `recrawl`, a journal whose crawl finished begins a
-    /// re-crawl instead ([`begin_recrawl`](Self::begin_recrawl)), read for
-    /// its page index alone.
+    /// `open`; with `recrawl` (`Some(hold)`), a journal whose crawl
+    /// finished begins a re-crawl instead
+    /// ([`begin_recrawl`](Self::begin_recrawl)), read for its page index
+    /// alone; `hold`: the revisits of pages a sitemap listed with a
+    /// `<lastmod>` wait for the sitemap (the list keeps the choice, so a
+    /// resumed re-crawl reads it as it began).
     pub(crate) fn open_with(
         dir: &Path,
         sizing: Option<BloomSizing>,
         log: Logger,
-        recrawl: bool,
+        recrawl: Option<bool>,
     ) -> Result<(Self, Opened<C>), Error> {
         // Before anything in the directory is read: a second crawl must not
         // see (or cut) what the first is writing.
@@ -237,11 +240,11 @@ impl<C: Callback> JobDir<C> {
         if records.is_empty() {
             return Ok((store, Opened::New));
         }
-        if recrawl {
+        if let Some(hold) = recrawl {
             if let Some(finished) = index::finished_index(&records, store.journal.path())? {
                 let generation = finished.generation + 1;
                 let pages = finished.pages.len() as u64;
-                store.begin_recrawl(&finished.pages, generation)?;
+                store.begin_recrawl(&finished.pages, generation, hold)?;
                 return Ok((store, Opened::Recrawl { generation, pages }));
             }
         }
@@ -303,8 +306,13 @@ impl<C: Callback> JobDir<C> {
     /// by a base record of a new crawl (nothing pending, a fresh dupe store
     /// and start position, no stats) that keeps the index. A crash before
     /// the replace leaves the finished crawl as it was.
-    fn begin_recrawl(&mut self, pages: &[index::RawPage], generation: u32) -> Result<(), Error> {
-        pages::write_list::<C>(&self.dir, generation, pages)?;
+    fn begin_recrawl(
+        &mut self,
+        pages: &[index::RawPage],
+        generation: u32,
+        hold: bool,
+    ) -> Result<(), Error> {
+        pages::write_list::<C>(&self.dir, generation, pages, hold)?;
         let path = self.journal.path().to_path_buf();
         let base = record::encode_fresh_base::<C>(self.sizing, pages, generation)
             .map_err(|e| journal_error(&path, format!("encoding: {e}")))?;

@@ -38,11 +38,13 @@ pub(super) fn list_path(dir: &Path, generation: u32) -> PathBuf {
 }
 
 /// Writes the list of re-crawl `generation`, durably, and removes the
-/// lists of earlier ones.
+/// lists of earlier ones; with `hold`, the pages a sitemap listed with a
+/// `<lastmod>` first, to wait for it.
 pub(super) fn write_list<C: Callback>(
     dir: &Path,
     generation: u32,
     pages: &[super::index::RawPage],
+    hold: bool,
 ) -> Result<PathBuf, Error> {
     let path = list_path(dir, generation);
     let tmp = dir.join(format!("recrawl-{generation}.jsonl.tmp"));
@@ -53,7 +55,7 @@ pub(super) fn write_list<C: Callback>(
     let mut deferred = Vec::new();
     let mut eager = Vec::new();
     for page in pages {
-        match waiting_line::<C>(page) {
+        match waiting_line::<C>(page).filter(|_| hold) {
             Some(line) => deferred.push(line),
             None => eager.push(page),
         }
@@ -109,9 +111,6 @@ pub(crate) struct KnownPages<C> {
     log: Logger,
     /// Pages the lazy part of the list holds.
     len: u64,
-    /// Lines of the first part not read yet (read as revisits when they
-    /// do not wait).
-    waiting_lines: u64,
     /// The revisits that wait for their sitemap.
     deferred: Vec<WaitingPage>,
     _callback: PhantomData<fn() -> C>,
@@ -176,12 +175,12 @@ struct Header {
 impl<C: Callback> KnownPages<C> {
     /// Opens the list of re-crawl `generation` in `dir`: fails, naming the
     /// file, when it is missing (the job directory lost it). The revisits
-    /// that wait for their sitemap are read at once (`take_deferred`);
-    /// unless `defer` is on, they are pulled first as any other.
+    /// that wait for their sitemap (the list's first part, when the
+    /// re-crawl began holding them) are read at once (`take_deferred`).
     pub(crate) fn open(
         dir: &Path,
         generation: u32,
-        (conditional, defer): (bool, bool),
+        conditional: bool,
         stats: Arc<Stats>,
         log: Logger,
     ) -> Result<Self, Error> {
@@ -205,27 +204,22 @@ impl<C: Callback> KnownPages<C> {
             conditional,
             stats,
             log,
-            len: header.pages,
-            waiting_lines: header.deferred,
+            len: header.pages - header.deferred.min(header.pages),
             deferred: Vec::new(),
             _callback: PhantomData,
         };
-        if defer {
-            // Read by line count, not by page: a damaged line is one of them.
-            while list.waiting_lines > 0 {
-                list.waiting_lines -= 1;
-                match list.read(|line| serde_json::from_str::<WaitingLine<Box<RawValue>>>(line)) {
-                    Some(Some(w)) => list.deferred.push(WaitingPage {
-                        fingerprint: w.fingerprint,
-                        fetched: w.fetched,
-                        page: w.page,
-                        conditional,
-                    }),
-                    Some(None) => {}
-                    None => break,
-                }
+        // Read by line count, not by page: a damaged line is one of them.
+        for _ in 0..header.deferred {
+            match list.read(|line| serde_json::from_str::<WaitingLine<Box<RawValue>>>(line)) {
+                Some(Some(w)) => list.deferred.push(WaitingPage {
+                    fingerprint: w.fingerprint,
+                    fetched: w.fetched,
+                    page: w.page,
+                    conditional,
+                }),
+                Some(None) => {}
+                None => break,
             }
-            list.len -= header.deferred.min(list.len);
         }
         Ok(list)
     }
@@ -235,7 +229,8 @@ impl<C: Callback> KnownPages<C> {
         self.len
     }
 
-    /// The revisits that wait for their sitemap (none unless deferred).
+    /// The revisits that wait for their sitemap (none unless the re-crawl
+    /// began holding them).
     pub(crate) fn take_deferred(&mut self) -> Vec<WaitingPage> {
         std::mem::take(&mut self.deferred)
     }
@@ -244,15 +239,7 @@ impl<C: Callback> KnownPages<C> {
     /// read (counted and logged), `None` at the end (or after a read
     /// error, which leaves nothing after it to trust).
     fn next_line(&mut self) -> Option<Option<Request<C>>> {
-        let page = if self.waiting_lines > 0 {
-            // Deferral off: the first part is revisited as any other.
-            self.waiting_lines -= 1;
-            self.read(|line| {
-                serde_json::from_str::<WaitingLine<PageRecord<C>>>(line).map(|w| w.page)
-            })?
-        } else {
-            self.read(|line| serde_json::from_str::<PageRecord<C>>(line))?
-        };
+        let page = self.read(|line| serde_json::from_str::<PageRecord<C>>(line))?;
         Some(page.map(|page| revisit(page, self.conditional)))
     }
 
@@ -403,7 +390,8 @@ mod tests {
         }
 
         // A re-crawl begins: its list, then a base of a new crawl.
-        let (store, opened) = JobDir::<Cb>::open_with(dir.path(), sizing(), log(), true).unwrap();
+        let (store, opened) =
+            JobDir::<Cb>::open_with(dir.path(), sizing(), log(), Some(true)).unwrap();
         assert!(matches!(
             opened,
             Opened::Recrawl {
@@ -438,8 +426,7 @@ mod tests {
 
         let stats = Arc::new(Stats::default());
         let open = |conditional| {
-            KnownPages::<Cb>::open(dir.path(), 1, (conditional, true), stats.clone(), log())
-                .unwrap()
+            KnownPages::<Cb>::open(dir.path(), 1, conditional, stats.clone(), log()).unwrap()
         };
         assert_eq!(open(true).len(), 2);
         let revisits: Vec<_> = open(true).collect();
@@ -468,7 +455,7 @@ mod tests {
             .iter()
             .map(|p| serde_json::value::to_raw_value(p).unwrap())
             .collect();
-        write_list::<Cb>(dir.path(), 1, &raw).unwrap();
+        write_list::<Cb>(dir.path(), 1, &raw, true).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
             text.starts_with("{\"pages\":2,\"deferred\":1}\n{\"fingerprint\":"),
@@ -488,10 +475,11 @@ mod tests {
         );
         let urls: Vec<_> = list.map(|r| r.url.to_string()).collect();
         assert_eq!(urls, ["http://h/a"]);
-        let undeferred =
-            KnownPages::<Cb>::open(dir.path(), 1, (true, false), stats.clone(), log()).unwrap();
-        assert_eq!(undeferred.len(), 2);
-        let urls: Vec<_> = undeferred.map(|r| r.url.to_string()).collect();
+        // A re-crawl that began without holding them lists them as any.
+        write_list::<Cb>(dir.path(), 1, &raw, false).unwrap();
+        let mut plain = open(true);
+        assert_eq!((plain.len(), plain.take_deferred().len()), (2, 0));
+        let urls: Vec<_> = plain.map(|r| r.url.to_string()).collect();
         assert_eq!(urls, ["http://h/l", "http://h/a"]);
     }
 }

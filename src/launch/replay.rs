@@ -74,9 +74,10 @@ impl<C: Callback> Replay<C> {
             mode: s.dupe_mode,
         });
         let log = log.new(o!("actor" => "job_store"));
-        let (store, opened) = JobDir::<C>::open_with(dir, sizing, log.clone(), s.recrawl)?;
+        let recrawl = s.recrawl.then(|| holds(s));
+        let (store, opened) = JobDir::<C>::open_with(dir, sizing, log.clone(), recrawl)?;
         replay.store = Some(store);
-        let list = (!s.recrawl_unchanged_items, defers(s));
+        let list = !s.recrawl_unchanged_items;
         let r = match opened {
             Opened::New => return Ok(replay),
             Opened::Recrawl { generation, pages } => {
@@ -119,11 +120,12 @@ impl<C: Callback> Replay<C> {
     }
 }
 
-/// Whether a re-crawl's revisits of pages a sitemap listed with a
-/// `<lastmod>` wait for the sitemap. Not when the spider wants every
-/// page's items (every body is fetched then), nor in a distributed crawl
-/// (the workers do not share them).
-fn defers(s: &Config) -> bool {
+/// Whether a re-crawl begun now holds the revisits of pages a sitemap
+/// listed with a `<lastmod>` until the sitemap says whether they changed
+/// (the list keeps the choice for the whole re-crawl). Not when the spider
+/// wants every page's items (every body is fetched then), nor in a
+/// distributed crawl (the workers do not share them).
+fn holds(s: &Config) -> bool {
     #[cfg(feature = "distributed")]
     if s.redis.is_some() {
         return false;

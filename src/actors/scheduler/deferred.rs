@@ -16,9 +16,13 @@
 //! The revisits no request met (pages no sitemap lists any more) are
 //! released once everything else is done: when the start requests run
 //! out, their unit of open work stays open, reserved, and the Accounting
-//! says when it is the only one left (`LastCall`). Only then are the start
-//! requests recorded exhausted, so a re-crawl stopped before resumes with
-//! its revisits waiting again (those already met are duplicates then).
+//! says when it is the only one left (`LastCall`). They are then pulled a
+//! batch at a time, like start requests, while the queue is short (still
+//! met by requests for their pages meanwhile). Only once the last is
+//! pulled are the start requests recorded exhausted, so a re-crawl
+//! stopped before resumes with its revisits waiting again (those already
+//! met are duplicates then). A stop ends the reservation but keeps them:
+//! requests admitted while the crawl drains are still met.
 
 use actix::prelude::*;
 use slog::{debug, error, info};
@@ -30,15 +34,30 @@ use crate::messages::LastCall;
 use crate::recrawl::{self, LASTMOD_SKIPPED, LIST_UNREADABLE, UNCHANGED};
 use crate::request::{Callback, Request};
 
+use super::starts::START_BATCH;
 use super::Scheduler;
+use crate::state::CrawlState;
 
 /// The revisits waiting for a request for their page.
 pub(super) struct Deferred {
     /// By their page's fingerprint.
     pages: hashbrown::HashMap<Fingerprint, WaitingPage>,
-    /// The start requests ran out and their unit of open work is held,
+    /// Where they stand.
+    phase: Phase,
+}
+
+/// Where the waiting revisits stand.
+enum Phase {
+    /// The start requests are being pulled.
+    Holding,
+    /// The start requests ran out; their unit of open work is held,
     /// reserved, until only it is left.
-    waiting: bool,
+    Reserved,
+    /// Everything else was done: the rest are pulled a batch at a time, in
+    /// this order (the last first), holding the unit until the last.
+    Releasing(Vec<Fingerprint>),
+    /// All pulled, or a stop came: the unit is closed.
+    Over,
 }
 
 impl Deferred {
@@ -47,7 +66,7 @@ impl Deferred {
         let pages = revisits.into_iter().map(|w| (w.fingerprint, w)).collect();
         Deferred {
             pages,
-            waiting: false,
+            phase: Phase::Holding,
         }
     }
 }
@@ -90,7 +109,7 @@ impl<C: Callback> Scheduler<C> {
         if self.deferred.pages.is_empty() || self.shared.is_some() {
             return false;
         }
-        self.deferred.waiting = true;
+        self.deferred.phase = Phase::Reserved;
         info!(self.log, "start requests exhausted; revisits of pages no sitemap listed again wait for the rest";
             "waiting" => self.deferred.pages.len());
         if self.accounting.reserve(1, ctx.address().recipient()) {
@@ -99,42 +118,72 @@ impl<C: Callback> Scheduler<C> {
         true
     }
 
-    /// Everything else is done: the revisits no request met go through
-    /// admission, then the start requests are recorded exhausted and
-    /// their unit closes.
-    fn release_deferred(&mut self, ctx: &mut actix::Context<Self>) {
-        if !self.deferred.waiting || self.accounting.count() != 1 {
+    /// Everything else is done: the revisits no request met are to be
+    /// pulled (`pull_deferred_batch`).
+    fn release_deferred(&mut self) {
+        if !matches!(self.deferred.phase, Phase::Reserved) || self.accounting.count() != 1 {
             return;
         }
-        self.deferred.waiting = false;
         self.accounting.unreserve();
-        let waiting: Vec<_> = self.deferred.pages.drain().map(|(_, w)| w).collect();
+        let order: Vec<_> = self.deferred.pages.keys().copied().collect();
+        info!(self.log, "revisiting the pages no sitemap listed again"; "count" => order.len());
+        self.deferred.phase = Phase::Releasing(order);
+    }
+
+    /// Pulls a batch of the released revisits if the queue is short of
+    /// work; after the last, the start requests are recorded exhausted
+    /// and their unit closes. `false` when there was nothing to pull.
+    pub(super) fn pull_deferred_batch(&mut self, ctx: &mut actix::Context<Self>) -> bool {
+        let Phase::Releasing(order) = &mut self.deferred.phase else {
+            return false;
+        };
+        if self.state != CrawlState::Running
+            || self.queued + self.checking >= 2 * self.config.concurrency
+        {
+            return false;
+        }
+        let mut waiting = Vec::new();
+        while waiting.len() < START_BATCH {
+            let Some(fp) = order.pop() else { break };
+            // Gone from the map: met by a request meanwhile.
+            waiting.extend(self.deferred.pages.remove(&fp));
+        }
+        let last = order.is_empty();
         let batch: Vec<_> = waiting
             .iter()
             .filter_map(|w| self.revisit_of(w))
             .map(|r| Context::new(r, None))
             .collect();
-        info!(self.log, "revisiting the pages no sitemap listed again"; "count" => batch.len());
         self.accounting.open(batch.len());
         self.accept(batch, ctx);
-        if let Some(d) = self.checkpoints.as_mut() {
-            d.starts(self.starts_pulled, true);
-        }
-        self.accounting.close(1);
-    }
-
-    /// A stop: the revisits still waiting are left for a resumed run.
-    pub(super) fn drop_deferred(&mut self) {
-        if std::mem::take(&mut self.deferred.waiting) {
-            self.accounting.unreserve();
+        if last {
+            self.deferred.phase = Phase::Over;
+            // Behind the last batch's dupe check, just sent.
+            if let Some(d) = self.checkpoints.as_mut() {
+                d.starts(self.starts_pulled, true);
+            }
             self.accounting.close(1);
         }
-        self.deferred.pages.clear();
+        true
+    }
+
+    /// A stop: the reservation ends and the unit closes; the revisits
+    /// still waiting are kept, so requests admitted while the crawl
+    /// drains still meet them, and a resumed run holds them again.
+    pub(super) fn drop_deferred(&mut self) {
+        match std::mem::replace(&mut self.deferred.phase, Phase::Over) {
+            Phase::Reserved => {
+                self.accounting.unreserve();
+                self.accounting.close(1);
+            }
+            Phase::Releasing(_) => self.accounting.close(1),
+            Phase::Holding | Phase::Over => {}
+        }
     }
 
     /// Of admitted requests, those whose sitemap said their page had not
-    /// changed: counted unchanged, recorded accepted and completed, their
-    /// work closed; the others are returned.
+    /// changed: counted unchanged, their fingerprints recorded for the job
+    /// directory's dupe store, their work closed; the others are returned.
     pub(super) fn skip_unchanged(
         &mut self,
         batch: Vec<Context<C>>,
@@ -161,7 +210,7 @@ impl<C: Callback> Handler<LastCall> for Scheduler<C> {
     type Result = ();
 
     fn handle(&mut self, _: LastCall, ctx: &mut Self::Context) {
-        self.release_deferred(ctx);
+        self.release_deferred();
         self.pump(ctx);
     }
 }

@@ -43,7 +43,9 @@ impl<C: Callback> Scheduler<C> {
         // next turn of the event loop.
         for _ in 0..64 {
             let before = (self.queued, self.checking);
-            let pulled = self.pull_source_batch(ctx) || self.pull_start_batch(ctx);
+            let pulled = self.pull_source_batch(ctx)
+                || self.pull_start_batch(ctx)
+                || self.pull_deferred_batch(ctx);
             if !pulled || (self.queued, self.checking) != before {
                 return;
             }

@@ -19,7 +19,9 @@ use crate::dedupe::{DupeMode, MemoryDupe};
 use crate::messages::{Ack, Check, Checked, Pop, StartsQueued};
 use crate::politeness::SlotReport;
 use crate::queue::{BackendFuture, MemoryQueue, QueueBackend, SlotAllowance};
+use crate::recrawl::{LASTMOD_SKIPPED, UNCHANGED};
 use crate::request::Request;
+use crate::sitemap::SITEMAP_LASTMOD;
 
 /// A dupe filter that calls the URLs in `dupes` seen and everything
 /// else new, and reports the URLs of every batch it is asked about.
@@ -419,14 +421,13 @@ async fn requests_emitted_while_revisits_are_pulled_are_checked_after_them() {
     assert_eq!(r.stat(Counter::Enqueued), n as u64 + 2);
 }
 
-#[actix::test]
-async fn revisits_waiting_for_their_sitemap_are_met_skipped_or_sent_last() {
-    use crate::recrawl::{PageRecord, LASTMOD_SKIPPED, UNCHANGED};
+/// A re-crawl's scheduler whose one start request is a sitemap, with
+/// pages `held` waiting for it: each fetched at second 1,000,000 of the
+/// epoch and listed with a `<lastmod>` then.
+fn held_for_a_sitemap(held: &[&str]) -> Rig {
+    use crate::recrawl::PageRecord;
     use crate::request::KnownPage;
-    use crate::sitemap::SITEMAP_LASTMOD;
-    // Pages fetched at second 1,000,000 of the epoch, each listed with a
-    // `<lastmod>` then.
-    let waiting = |path: &str| {
+    let waiting = |path: &&str| {
         let seen = KnownPage {
             digest: 1,
             fetched: Some(1_000_000),
@@ -436,22 +437,29 @@ async fn revisits_waiting_for_their_sitemap_are_met_skipped_or_sent_last() {
         let request = req(&format!("http://h/{path}")).meta(SITEMAP_LASTMOD, "1970-01-01");
         WaitingPage::of(&PageRecord { request, seen }, true)
     };
-    let deferred = ["a", "b", "c", "d"].into_iter().map(waiting).collect();
+    let deferred = held.iter().map(waiting).collect();
     let starts = vec![req("http://h/sitemap.xml")];
     let mut config = SchedulerConfig::with_concurrency(8);
     config.slots.concurrency = usize::MAX;
     let backend = Box::new(MemoryQueue::default());
     let revisits = (0, deferred);
-    let mut r = rig_full(starts, config, Some(real_dupe()), backend, None, revisits);
+    rig_full(starts, config, Some(real_dupe()), backend, None, revisits)
+}
+
+/// The sitemap's request for page `p`, with its `<lastmod>`.
+fn listed(p: &str, lastmod: &str) -> Context<Cb> {
+    let r = req(&format!("http://h/{p}")).meta(SITEMAP_LASTMOD, lastmod);
+    Context::new(r, None)
+}
+
+#[actix::test]
+async fn revisits_waiting_for_their_sitemap_are_met_skipped_or_sent_last() {
+    let mut r = held_for_a_sitemap(&["a", "b", "c", "d"]);
     let sitemap = r.next_dispatch().await;
     assert_eq!(path(&sitemap), "/sitemap.xml");
     // The sitemap lists a unchanged since (the 2nd day of 1970 began
     // before the fetch), b changed after it, and a page it did not list
     // before; a link asks for c with no `<lastmod>`.
-    let listed = |p: &str, lastmod: &str| {
-        let r = req(&format!("http://h/{p}")).meta(SITEMAP_LASTMOD, lastmod);
-        Context::new(r, None)
-    };
     let batch = vec![
         listed("a", "1970-01-02T00:00:00Z"),
         listed("b", "1970-01-12"),
@@ -498,6 +506,28 @@ async fn revisits_waiting_for_their_sitemap_are_met_skipped_or_sent_last() {
     expect_event!(r.engine_events.next().await, Event::Idle => ());
     assert_eq!(r.accounting.count(), 0);
     assert_eq!(r.stat(Counter::Enqueued), 5);
+}
+
+#[actix::test]
+async fn a_stop_keeps_waiting_revisits_for_the_requests_admitted_while_draining() {
+    let mut r = held_for_a_sitemap(&["a", "b"]);
+    let sitemap = r.next_dispatch().await;
+    r.sched.send(Stop).await.unwrap().unwrap();
+    // The sitemap's pages come in while the crawl drains: a is still
+    // skipped, b still becomes its revisit (queued for a resumed run).
+    let batch = vec![
+        listed("a", "1970-01-02T00:00:00Z"),
+        listed("b", "1970-01-12"),
+    ];
+    r.accounting.open(batch.len());
+    r.sched.send(Enqueue { batch }).await.unwrap();
+    r.complete(&sitemap).await;
+    r.settle().await;
+    let snap = r.stats.snapshot();
+    assert_eq!((snap.get(UNCHANGED), snap.get(LASTMOD_SKIPPED)), (1, 1));
+    assert_eq!(r.stat(Counter::Unprocessed), 1, "b, never dispatched");
+    expect_event!(r.engine_events.next().await, Event::Idle => ());
+    assert_eq!(r.accounting.count(), 0);
 }
 
 /// A shared queue that takes acknowledgements and never answers (a
