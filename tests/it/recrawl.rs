@@ -264,7 +264,9 @@ async fn a_recrawl_from_sitemaps_stopped_halfway_resumes_with_the_same_counts() 
         "stopped before the end: {fetched}"
     );
 
-    let (stats, more_items) = run(from_sitemaps(&server, job.path(), &items, true), &items).await;
+    // Resumed with the switch off: the re-crawl goes on as it began (its
+    // list keeps the choice), every count still the site's.
+    let (stats, more_items) = run(from_sitemaps(&server, job.path(), &items, false), &items).await;
     let unchanged = 400 - step.changed - step.gone;
     assert_eq!(
         counts(&stats),
