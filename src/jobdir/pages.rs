@@ -87,14 +87,37 @@ pub(super) fn write_list<C: Callback>(
 }
 
 /// The line of `page` in the list's first part, if a sitemap listed it
-/// with a `<lastmod>`.
+/// with a `<lastmod>`. Most pages are not: a glance at the record's
+/// `meta` (nothing else read into memory) rules them out before the whole
+/// record is read.
 fn waiting_line<C: Callback>(page: &RawValue) -> Option<WaitingLine<&RawValue>> {
+    let glance = serde_json::from_str::<Glance>(page.get()).ok()?;
+    glance.request.meta.sitemap_lastmod?;
     let record = serde_json::from_str::<PageRecord<C>>(page.get()).ok()?;
     listed(&record.request).then(|| WaitingLine {
         fingerprint: fingerprint(&record.request),
         fetched: record.seen.fetched,
         page,
     })
+}
+
+/// A page record seen only for whether its request's `meta` holds a
+/// sitemap's `<lastmod>` (`SITEMAP_LASTMOD`).
+#[derive(serde::Deserialize)]
+struct Glance {
+    request: GlanceRequest,
+}
+
+#[derive(serde::Deserialize)]
+struct GlanceRequest {
+    #[serde(default)]
+    meta: GlanceMeta,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct GlanceMeta {
+    #[serde(default)]
+    sitemap_lastmod: Option<serde::de::IgnoredAny>,
 }
 
 /// The revisits of a re-crawl's list, read a line at a time.
