@@ -181,10 +181,10 @@ fn from_sitemaps(
         .recrawl_sitemap_lastmod(lastmod)
 }
 
-#[actix::test]
-async fn a_recrawl_from_sitemaps_asks_only_for_the_pages_their_lastmod_says_changed() {
-    // The changing site in 3 sitemaps, each page with the `<lastmod>` of
-    // its last change; the site's clock reads noon of its edition's day.
+/// The changing site in 3 sitemaps, each page with the `<lastmod>` of its
+/// last change (the site's clock reads noon of its edition's day),
+/// crawled once from them into a new job directory.
+async fn crawled_once_from_sitemaps() -> (Arc<Site>, Server, tempfile::TempDir, CountItems) {
     let site = Arc::new(
         Site::new(400, Duration::ZERO)
             .with_changes(10.0)
@@ -195,6 +195,12 @@ async fn a_recrawl_from_sitemaps_asks_only_for_the_pages_their_lastmod_says_chan
     let items = CountItems::default();
     let (_, got) = run(from_sitemaps(&server, job.path(), &items, true), &items).await;
     assert_eq!(got, 400);
+    (site, server, job, items)
+}
+
+#[actix::test]
+async fn a_recrawl_from_sitemaps_asks_only_for_the_pages_their_lastmod_says_changed() {
+    let (site, server, job, items) = crawled_once_from_sitemaps().await;
     // robots.txt, the index and 3 sitemaps are in the index too: read
     // again in full at each re-crawl, counted apart.
     let docs = 5;
@@ -244,15 +250,7 @@ async fn a_recrawl_from_sitemaps_asks_only_for_the_pages_their_lastmod_says_chan
 
 #[actix::test]
 async fn a_recrawl_from_sitemaps_stopped_halfway_resumes_with_the_same_counts() {
-    let site = Arc::new(
-        Site::new(400, Duration::ZERO)
-            .with_changes(10.0)
-            .with_sitemaps(3),
-    );
-    let server = start_server(site.clone(), 0).expect("the site starts");
-    let job = tempfile::tempdir().unwrap();
-    let items = CountItems::default();
-    run(from_sitemaps(&server, job.path(), &items, true), &items).await;
+    let (site, server, job, items) = crawled_once_from_sitemaps().await;
 
     let step = edition(&site, 1);
     let b = from_sitemaps(&server, job.path(), &items, true).close_after_pages(30);
