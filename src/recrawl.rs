@@ -212,14 +212,13 @@ fn lastmod_ends(lastmod: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp() + 1);
     }
-    // The W3C profile also allows a time without seconds ("T10:00Z").
-    for format in ["%Y-%m-%dT%H:%M%#z", "%Y-%m-%dT%H:%MZ"] {
-        if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
-            return Some(t.timestamp() + 60);
-        }
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Some(t.and_utc().timestamp() + 60);
-        }
+    // The W3C profile also allows a time without seconds, with an offset
+    // ("T10:00+02:00") or in UTC ("T10:00Z").
+    if let Ok(t) = chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M%#z") {
+        return Some(t.timestamp() + 60);
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%MZ") {
+        return Some(t.and_utc().timestamp() + 60);
     }
     let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
     Some(day.succ_opt()?.and_hms_opt(12, 0, 0)?.and_utc().timestamp())
